@@ -1,0 +1,10 @@
+"""The otel-threads collector: an OTLP receiver (gRPC and HTTP, traces and logs)
+that writes into one DuckDB file and serves the query API.
+
+It imports `otel_threads` (store, decode, writer); `otel_threads` never imports it.
+"""
+
+from collector.app import Collector, Endpoints
+from collector.config import SETTINGS, Config, ConfigError
+
+__all__ = ["SETTINGS", "Collector", "Config", "ConfigError", "Endpoints"]

@@ -1,0 +1,141 @@
+"""The collector: receivers, decode workers and the writer, started and stopped together.
+
+Start order: writer (opens the file), decode workers, API, receivers; then a note
+next to the file (`<db>.collector.json`) says who holds it and where its API is.
+Stop order is the reverse, and nothing acknowledged is lost: receivers stop
+taking calls, exports under way finish, the writer commits what it accepted,
+the file is checkpointed and closed. `stop` is idempotent and safe before `start`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+from collector.api import ApiHandler
+from collector.config import Config
+from collector.grpc_server import GrpcReceiver
+from collector.http_server import OtlpHttpHandler
+from collector.httpbase import HttpListener
+from collector.ingest import Ingest
+from otel_threads.store import remove_holder, write_holder
+from otel_threads.writer import Writer
+
+__all__ = ["Collector", "Endpoints"]
+
+_logger = logging.getLogger("collector")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a started collector listens (ports as bound: 0 becomes a real port)."""
+
+    grpc: str | None
+    http: str | None
+    api: str | None
+
+
+def _url(scheme: str, address: tuple[str, int] | None, port: int | None) -> str | None:
+    if address is None or port is None:
+        return None
+    host = address[0]
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}"
+
+
+class Collector:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.writer = Writer(config.db, max_pending_rows=config.max_pending_rows)
+        self.ingest = Ingest(self.writer, parse_workers=config.parse_workers,
+                             max_request_bytes=config.max_request_bytes)
+        self._grpc: GrpcReceiver | None = None
+        self._http: HttpListener | None = None
+        self._api: HttpListener | None = None
+        self.endpoints = Endpoints(None, None, None)
+        self._started = False
+        self._stopped = threading.Event()
+
+    def start(self) -> Endpoints:
+        started = time.monotonic()
+        cfg = self.config
+        scheme = "https" if cfg.tls_cert else "http"
+        self.writer.start()
+        try:
+            self.ingest.start()
+            api_port = http_port = grpc_port = None
+            if cfg.api:
+                self._api = HttpListener(cfg, cfg.api, ApiHandler, "api", collector=self)
+                api_port = self._api.start()
+            if cfg.http:
+                self._http = HttpListener(cfg, cfg.http, OtlpHttpHandler, "otlp-http",
+                                          ingest=self.ingest)
+                http_port = self._http.start()
+            if cfg.grpc:
+                self._grpc = GrpcReceiver(cfg, self.ingest)
+                grpc_port = self._grpc.start()
+        except BaseException:
+            self.stop()
+            raise
+        self._started = True
+        self.endpoints = Endpoints(
+            grpc=_url(scheme, cfg.grpc, grpc_port), http=_url(scheme, cfg.http, http_port),
+            api=_url(scheme, cfg.api, api_port),
+        )
+        if self.endpoints.api:
+            write_holder(cfg.db, self.endpoints.api, grpc=self.endpoints.grpc,
+                         http=self.endpoints.http)
+        _logger.info(
+            "otel-threads collector started in %.2fs: db=%s grpc=%s http=%s api=%s "
+            "decode_workers=%d auth=%s tls=%s", time.monotonic() - started, cfg.db,
+            self.endpoints.grpc or "off", self.endpoints.http or "off",
+            self.endpoints.api or "off", cfg.parse_workers, "token" if cfg.token else "none",
+            "on" if cfg.tls_cert else "off",
+        )
+        return self.endpoints
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop everything; what was acknowledged is on disk when this returns."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        deadline = time.monotonic() + grace
+        if self._grpc is not None:
+            self._grpc.stop(grace=max(0.0, deadline - time.monotonic()))
+        if self._http is not None:
+            self._http.stop()
+        drained = self.ingest.drain(max(0.0, deadline - time.monotonic()))
+        self.writer.close(timeout=max(1.0, deadline - time.monotonic()))
+        self.ingest.close()
+        if self._api is not None:
+            self._api.stop()
+        remove_holder(self.config.db)
+        if self._started:
+            s = self.writer.stats
+            _logger.info(
+                "otel-threads collector stopped%s: wrote %d spans and %d log records "
+                "(%d duplicates dropped) in %d commits",
+                "" if drained else " (some exports were cut off)", s.written["spans"],
+                s.written["logs"], s.duplicates["spans"] + s.duplicates["logs"], s.commits,
+            )
+
+    def serve_forever(self) -> None:
+        """Start, then run until SIGINT or SIGTERM; then stop cleanly."""
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            while not stop.wait(0.5):
+                pass
+        finally:
+            self.stop()
+            for s, handler in previous.items():
+                signal.signal(s, handler)

@@ -1,0 +1,52 @@
+"""`otel-threads collect` (also `python -m collector`): run the collector until stopped."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+
+from collector.config import SETTINGS, Config, ConfigError
+from otel_threads.store import StoreLockedError
+
+__all__ = ["collect"]
+
+
+def _settings_options(fn: Any) -> Any:
+    for s in reversed(SETTINGS):
+        default = "none" if s.default is None else s.default
+        fn = click.option(
+            s.flag, s.name, default=None, metavar="VALUE",
+            help=f"{s.help} [env {s.env}; default: {default}]",
+        )(fn)
+    return fn
+
+
+@click.command("collect")
+@_settings_options
+def collect(**values: str | None) -> None:
+    """Receive OTLP (gRPC and HTTP, traces and logs) into one DuckDB file.
+
+    Serves the query API, /healthz and /metrics too. Every option can also be set
+    with its environment variable; a flag wins over the environment. Stops
+    cleanly on Ctrl-C or SIGTERM with everything acknowledged on disk.
+
+    \b
+    Example:
+        otel-threads collect --db chats.duckdb
+        OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 python my_app.py
+    """
+    try:
+        config = Config.load(values)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from collector.app import Collector  # heavy imports only once the config is good
+
+    try:
+        Collector(config).serve_forever()
+    except (StoreLockedError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None

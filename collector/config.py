@@ -1,0 +1,184 @@
+"""The collector's configuration: one declarative table.
+
+Every setting has a flag, an environment variable, a type, a default and a help
+text. Precedence is flag > environment > default. A bad value is a clear error
+at start-up (`ConfigError`, shown by click as a usage error), never a crash later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from otel_threads.store import DB_ENV, DEFAULT_DB
+
+__all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot work; the message says which and why."""
+
+
+def parse_address(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (port 0 = any free port), ``[::1]:PORT``, or ``off``."""
+    text = value.strip()
+    if text.lower() in ("off", "none", "disabled", ""):
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"expected HOST:PORT or 'off', got {value!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(f"port must be a number in {value!r}") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"port must be 0-65535, got {number} in {value!r}")
+    return host, number
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(str(value).replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise ConfigError(f"must be at least 1, got {number}")
+    return number
+
+
+def _workers(value: str) -> int:
+    if str(value).strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"expected a number or 'auto', got {value!r}") from None
+    if number < 0:
+        raise ConfigError(f"must be 0 (decode in the receiving thread) or more, got {number}")
+    return number
+
+
+def _size(value: str) -> int:
+    text = str(value).strip().upper().replace("_", "")
+    units = {"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "K": 1 << 10, "M": 1 << 20,
+             "G": 1 << 30, "B": 1}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            text, mult = text[: -len(unit)], factor
+            break
+    else:
+        mult = 1
+    try:
+        number = int(float(text) * mult)
+    except ValueError:
+        raise ConfigError(f"expected a size like 16MiB, got {value!r}") from None
+    if number < 1024:
+        raise ConfigError(f"must be at least 1KiB, got {value!r}")
+    return number
+
+
+def _existing_file(value: str) -> str:
+    if not Path(value).is_file():
+        raise ConfigError(f"no such file: {value!r}")
+    return value
+
+
+def _text(value: str) -> str:
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the table."""
+
+    name: str
+    flag: str
+    env: str
+    parse: Callable[[str], Any]
+    default: str | None
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("db", "--db", DB_ENV, _text, DEFAULT_DB, "DuckDB file to write."),
+    Setting("grpc", "--grpc", "OTEL_THREADS_GRPC", parse_address, "127.0.0.1:4317",
+            "OTLP/gRPC listen address (TraceService, LogsService), or 'off'."),
+    Setting("http", "--http", "OTEL_THREADS_HTTP", parse_address, "127.0.0.1:4318",
+            "OTLP/HTTP listen address (/v1/traces, /v1/logs), or 'off'."),
+    Setting("api", "--api", "OTEL_THREADS_API", parse_address, "127.0.0.1:4319",
+            "Query API, /healthz, /metrics and the web page, or 'off'."),
+    Setting("token", "--token", "OTEL_THREADS_TOKEN", _text, None,
+            "Require 'Authorization: Bearer TOKEN' on every listener.", secret=True),
+    Setting("tls_cert", "--tls-cert", "OTEL_THREADS_TLS_CERT", _existing_file, None,
+            "PEM certificate: serve TLS on every listener (needs --tls-key)."),
+    Setting("tls_key", "--tls-key", "OTEL_THREADS_TLS_KEY", _existing_file, None,
+            "PEM private key for --tls-cert."),
+    Setting("parse_workers", "--parse-workers", "OTEL_THREADS_PARSE_WORKERS", _workers, "auto",
+            "Processes that decode OTLP requests ('auto' = one per CPU; 0 = in the "
+            "receiving thread)."),
+    Setting("max_request_bytes", "--max-request-bytes", "OTEL_THREADS_MAX_REQUEST_BYTES", _size,
+            "16MiB", "Largest request accepted, after gzip inflation."),
+    Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
+            _positive_int, "262144",
+            "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503."),
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings. Build with `Config.load`, or directly in tests."""
+
+    db: str = DEFAULT_DB
+    grpc: tuple[str, int] | None = ("127.0.0.1", 4317)
+    http: tuple[str, int] | None = ("127.0.0.1", 4318)
+    api: tuple[str, int] | None = ("127.0.0.1", 4319)
+    token: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    parse_workers: int = 0
+    max_request_bytes: int = 16 << 20
+    max_pending_rows: int = 262_144
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-setting checks; raises `ConfigError`."""
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("--token must not be empty")
+        if not (self.grpc or self.http):
+            raise ConfigError("at least one receiver (--grpc or --http) must be on")
+        bound = [a for a in (self.grpc, self.http, self.api) if a and a[1] != 0]
+        if len(bound) != len(set(bound)):
+            raise ConfigError("--grpc, --http and --api must listen on different addresses")
+
+    @classmethod
+    def load(cls, values: dict[str, str | None] | None = None,
+             env: dict[str, str] | None = None) -> Config:
+        """Parse raw strings: ``values`` (flags) > ``env`` > defaults."""
+        values = values or {}
+        env = dict(os.environ) if env is None else env
+        parsed: dict[str, Any] = {}
+        for s in SETTINGS:
+            raw = values.get(s.name)
+            source = s.flag
+            if raw is None:
+                raw, source = env.get(s.env), f"{s.flag} (from {s.env})"
+            if raw is None:
+                raw, source = s.default, f"{s.flag} (default)"
+            if raw is None:
+                parsed[s.name] = None
+                continue
+            try:
+                parsed[s.name] = s.parse(raw)
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in parsed.items() if k in known})

@@ -1,0 +1,117 @@
+"""OTLP/HTTP receiver: POST /v1/traces and /v1/logs, protobuf or JSON, optionally gzip.
+
+Replies follow the OTLP/HTTP spec: the Export*ServiceResponse in the request's
+encoding (with ``partialSuccess`` when some items were rejected), or a
+``google.rpc.Status`` body with 400 / 413 / 415 / 503 (+ ``Retry-After``).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Any
+
+from google.protobuf import json_format
+from google.rpc import status_pb2
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from collector.httpbase import BaseHandler
+from collector.ingest import Ingest, RequestTooLarge, status_for
+
+__all__ = ["OtlpHttpHandler", "inflate"]
+
+_PATHS = {"/v1/traces": "traces", "/v1/logs": "logs"}
+_MEDIA = {"application/x-protobuf": "protobuf", "application/protobuf": "protobuf",
+          "application/json": "json"}
+
+
+def inflate(data: bytes, limit: int) -> bytes:
+    """Gunzip ``data``, refusing (RequestTooLarge) output over ``limit`` bytes.
+
+    Reads at most ``limit + 1`` bytes of output, so a gzip bomb costs no memory.
+    A body that is not valid gzip raises ValueError.
+    """
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ValueError(f"body is not valid gzip: {exc}") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise RequestTooLarge(f"gzip body inflates to more than the limit of {limit} bytes")
+    if not d.eof:
+        raise ValueError("body is not valid gzip: truncated")
+    return out
+
+
+class OtlpHttpHandler(BaseHandler):
+    ingest: Ingest  # set by HttpListener
+
+    def do_POST(self) -> None:
+        if not self.authorized():
+            return
+        path = self.path.split("?", 1)[0]
+        signal = _PATHS.get(path)
+        if signal is None:
+            self.reply_json(404, {"error": f"no such endpoint {path}; use /v1/traces or /v1/logs"})
+            return
+        media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        fmt = _MEDIA.get(media)
+        if fmt is None:
+            self.reply_json(415, {"error": f"unsupported Content-Type {media!r}: use "
+                                           "application/x-protobuf or application/json"})
+            return
+        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            self.reply_json(415, {"error": f"unsupported Content-Encoding {encoding!r}: use gzip"})
+            return
+        limit = self.ingest.max_request_bytes
+        body = self.read_body(limit)
+        if body is None:
+            return
+        try:
+            if encoding == "gzip":
+                try:
+                    body = inflate(body, limit)
+                except ValueError as exc:
+                    if isinstance(exc, RequestTooLarge):
+                        raise
+                    self._status(fmt, 400, str(exc))
+                    return
+            res = self.ingest.export(signal, fmt, body)
+        except Exception as exc:
+            st = status_for(exc)
+            headers = {}
+            if st.retry_after_s is not None:
+                headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))
+            self._status(fmt, st.http_status, st.message, headers)
+            return
+        if signal == "traces":
+            out: Any = trace_service_pb2.ExportTraceServiceResponse()
+            if res.rejected:
+                out.partial_success.rejected_spans = res.rejected
+                out.partial_success.error_message = res.error or ""
+        else:
+            out = logs_service_pb2.ExportLogsServiceResponse()
+            if res.rejected:
+                out.partial_success.rejected_log_records = res.rejected
+                out.partial_success.error_message = res.error or ""
+        self._message(fmt, 200, out)
+
+    def do_GET(self) -> None:
+        self.reply_json(405, {"error": "OTLP/HTTP takes POST"}, {"Allow": "POST"})
+
+    do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def _status(self, fmt: str, http_status: int, message: str,
+                headers: dict[str, str] | None = None) -> None:
+        code = {400: 3, 413: 8, 503: 14}.get(http_status, 13)  # google.rpc.Code
+        self._message(fmt, http_status, status_pb2.Status(code=code, message=message), headers)
+
+    def _message(self, fmt: str, http_status: int, msg: Any,
+                 headers: dict[str, str] | None = None) -> None:
+        if fmt == "json":
+            body = json_format.MessageToJson(msg, indent=None).encode()
+            self.reply(http_status, body, "application/json", headers)
+        else:
+            self.reply(http_status, msg.SerializeToString(), "application/x-protobuf", headers)

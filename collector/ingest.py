@@ -1,0 +1,199 @@
+"""From received bytes to committed rows: decode (in worker processes) then write.
+
+The receivers only receive: they hand request bytes to `Ingest.export` and map
+what it returns or raises to the wire with `status_for`, the one place where
+errors become OTLP status codes.
+
+Decoding OTLP into Arrow columns is the CPU-heavy part, so it runs in a pool of
+processes (``parse_workers``); with 0 it runs in the calling thread. The single
+writer thread then group-commits, and `export` returns only after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import grpc
+import pyarrow as pa
+
+from otel_threads import decode
+from otel_threads.decode import DecodeError
+from otel_threads.writer import Overloaded, Writer
+
+__all__ = ["ExportResult", "Ingest", "RequestTooLarge", "Status", "status_for"]
+
+_logger = logging.getLogger(__name__)
+
+_DECODERS = {
+    ("traces", "protobuf"): decode.decode_traces_protobuf,
+    ("traces", "json"): decode.decode_traces_json,
+    ("logs", "protobuf"): decode.decode_logs_protobuf,
+    ("logs", "json"): decode.decode_logs_json,
+}
+_KIND = {"traces": "spans", "logs": "logs"}
+
+
+class ShuttingDown(RuntimeError):
+    """The collector is stopping and takes no new exports."""
+
+
+class RequestTooLarge(ValueError):
+    """The request (after inflation) is larger than the configured limit."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export stored: accepted rows, rejected rows and why (partial success)."""
+
+    accepted: int
+    rejected: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class Status:
+    """How an outcome goes on the wire."""
+
+    grpc_code: grpc.StatusCode
+    http_status: int
+    message: str
+    retry_after_s: float | None = None
+
+
+def status_for(exc: BaseException) -> Status:
+    """Map an exception from `Ingest.export` (or a receiver) to OTLP status codes."""
+    if isinstance(exc, DecodeError):
+        return Status(grpc.StatusCode.INVALID_ARGUMENT, 400, str(exc))
+    if isinstance(exc, RequestTooLarge):
+        return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 413, str(exc))
+    if isinstance(exc, Overloaded):
+        return Status(grpc.StatusCode.UNAVAILABLE, 503, str(exc), exc.retry_after_s)
+    if isinstance(exc, ShuttingDown):
+        return Status(grpc.StatusCode.UNAVAILABLE, 503, str(exc), 1.0)
+    if isinstance(exc, BrokenProcessPool):
+        return Status(grpc.StatusCode.UNAVAILABLE, 503, "a decode worker died; retry", 1.0)
+    # Anything else is ours (the write failed, e.g. disk full): retryable.
+    return Status(grpc.StatusCode.UNAVAILABLE, 503, f"could not store the data: {exc}", 1.0)
+
+
+def _decode_job(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
+    """Runs in a worker process (or inline): bytes -> Arrow table."""
+    batch = _DECODERS[signal, fmt](data)
+    return batch.table, batch.accepted, batch.rejected, batch.error
+
+
+def _warm() -> int:
+    return 0
+
+
+class Ingest:
+    """Decode then write, with memory bounded by bytes in flight.
+
+    ``max_inflight_bytes`` caps request bytes being decoded or written at once;
+    past it, `export` raises `Overloaded` at once instead of queueing.
+    """
+
+    def __init__(self, writer: Writer, *, parse_workers: int = 0,
+                 max_request_bytes: int = 16 << 20, max_inflight_bytes: int | None = None) -> None:
+        self.writer = writer
+        self.parse_workers = parse_workers
+        self.max_request_bytes = max_request_bytes
+        self.max_inflight_bytes = max_inflight_bytes or 4 * max_request_bytes
+        self.rejected = {"traces": 0, "logs": 0}
+        self.invalid_requests = 0
+        self.overloaded = 0
+        self._accepting = True
+        self._inflight = 0
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    @property
+    def inflight_bytes(self) -> int:
+        return self._inflight
+
+    def start(self) -> Ingest:
+        """Start the decode processes (and wait until each has imported its code)."""
+        if self.parse_workers > 0 and self._pool is None:
+            self._pool = self._new_pool()
+            for f in [self._pool.submit(_warm) for _ in range(self.parse_workers)]:
+                f.result()
+        return self
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: never fork a process that runs gRPC threads
+        return ProcessPoolExecutor(self.parse_workers, mp_context=multiprocessing.get_context(
+            "spawn"))
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new exports, then wait for those under way; True when none is left."""
+        with self._lock:
+            self._accepting = False
+        deadline = time.monotonic() + timeout
+        while self._inflight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return not self._inflight
+
+    def close(self) -> None:
+        """Stop the decode processes. Idempotent."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def export(self, signal: str, fmt: str, data: bytes) -> ExportResult:
+        """Decode and store one export request; returns after the commit.
+
+        Raises `DecodeError`, `RequestTooLarge`, `Overloaded` or a write error:
+        map them with `status_for`.
+        """
+        size = len(data)
+        if size > self.max_request_bytes:
+            raise RequestTooLarge(
+                f"request is {size} bytes, over the limit of {self.max_request_bytes}"
+            )
+        with self._lock:
+            if not self._accepting:
+                raise ShuttingDown("the collector is shutting down; retry against the next one")
+            if self._inflight and self._inflight + size > self.max_inflight_bytes:
+                self.overloaded += 1
+                raise Overloaded(self._inflight, self.max_inflight_bytes,
+                                 self.writer.retry_after_s)
+            self._inflight += size
+        try:
+            try:
+                table, accepted, rejected, error = self._decode(signal, fmt, data)
+            except DecodeError:
+                with self._lock:
+                    self.invalid_requests += 1
+                raise
+            if rejected:
+                with self._lock:
+                    self.rejected[signal] += rejected
+            if table.num_rows:
+                self.writer.submit(_KIND[signal], table).result()
+            return ExportResult(accepted, rejected, error)
+        finally:
+            with self._lock:
+                self._inflight -= size
+
+    def _decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
+        pool = self._pool
+        if pool is None:
+            return _decode_job(signal, fmt, data)
+        try:
+            future: Future = pool.submit(_decode_job, signal, fmt, data)
+            return future.result()
+        except BrokenProcessPool:
+            _logger.error("a decode worker died; starting a new pool")
+            with self._pool_lock:
+                if self._pool is pool:
+                    self._pool = self._new_pool()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

@@ -1,0 +1,224 @@
+"""The DuckDB store: opening the file, numbered migrations, views, the holder note.
+
+One file holds everything (default ``./otel-threads.duckdb``, env
+``OTEL_THREADS_DB``). Raw data lands in the tables that the migrations in
+``otel_threads/migrations/NNNN_*.sql`` create, in order, each recorded in
+``otel_threads_migrations``; everything derived is a view from
+``otel_threads/sql/<view>.sql``, stored in the file so plain DuckDB sees it.
+
+DuckDB lets one process write a file at a time. A collector that holds a file
+says so in ``<file>.collector.json`` (its PID and API URL), so reading commands
+can ask its API instead; anything else that finds the file locked gets a
+`StoreLockedError` naming the holder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+__all__ = [
+    "DB_ENV",
+    "DEFAULT_DB",
+    "HolderInfo",
+    "StoreLockedError",
+    "apply_views",
+    "connect",
+    "default_db_path",
+    "migrate",
+    "read_holder",
+    "remove_holder",
+    "write_holder",
+]
+
+#: Environment variable naming the database file.
+DB_ENV = "OTEL_THREADS_DB"
+#: The database file used when neither an argument nor `OTEL_THREADS_DB` names one.
+DEFAULT_DB = "otel-threads.duckdb"
+
+_MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+
+
+class StoreLockedError(RuntimeError):
+    """Another process holds the database file for writing."""
+
+
+def default_db_path(path: str | os.PathLike[str] | None = None) -> str:
+    """The database path: the argument, else `OTEL_THREADS_DB`, else the default."""
+    if path is not None and str(path):
+        return str(path)
+    return os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    found = []
+    for entry in resources.files("otel_threads").joinpath("migrations").iterdir():
+        m = _MIGRATION_FILE.fullmatch(entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {versions}")
+    return found
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply the migrations this file lacks, each in its own transaction."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS otel_threads_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMP NOT NULL DEFAULT now()::TIMESTAMP)"
+    )
+    done = {row[0] for row in con.execute("SELECT version FROM otel_threads_migrations").fetchall()}
+    known = _migrations()
+    newest = max(done, default=0)
+    if newest > len(known):
+        raise RuntimeError(
+            f"the database is at schema version {newest}, newer than this otel-threads "
+            f"knows ({len(known)}): upgrade otel-threads"
+        )
+    applied = []
+    for version, name, sql in known:
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(sql)
+            con.execute(
+                "INSERT INTO otel_threads_migrations (version, name) VALUES (?, ?)", [version, name]
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied
+
+
+def _view_files() -> dict[str, str]:
+    sql_dir = resources.files("otel_threads").joinpath("sql")
+    return {
+        entry.name[:-4]: entry.read_text(encoding="utf-8")
+        for entry in sql_dir.iterdir()
+        if entry.name.endswith(".sql")
+    }
+
+
+def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """`CREATE OR REPLACE VIEW` every ``sql/<name>.sql``, dependencies first.
+
+    A view that refers to a view not created yet fails; such views are retried
+    after the others, so files need no ordering of their own.
+    """
+    pending = _view_files()
+    created: list[str] = []
+    while pending:
+        errors: dict[str, Exception] = {}
+        for name, body in sorted(pending.items()):
+            try:
+                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{body}')
+            except duckdb.CatalogException as exc:
+                errors[name] = exc
+            else:
+                created.append(name)
+        if len(errors) == len(pending):
+            detail = "; ".join(f"{n}: {e}" for n, e in errors.items())
+            raise RuntimeError(f"could not create views: {detail}")
+        pending = {n: pending[n] for n in errors}
+    return created
+
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+
+def connect(
+    path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+) -> duckdb.DuckDBPyConnection:
+    """Open the store; a writable open also migrates it and (re)creates the views.
+
+    Raises `StoreLockedError` when another process holds the file, naming it,
+    and `FileNotFoundError` for a read-only open of a file that does not exist.
+    """
+    db = default_db_path(path)
+    if read_only and not Path(db).exists():
+        raise FileNotFoundError(f"no otel-threads database at {db!r}")
+    try:
+        con = duckdb.connect(db, read_only=read_only)
+    except duckdb.IOException as exc:
+        raise _locked_error(db, exc) from exc
+    if not read_only:
+        try:
+            migrate(con)
+            apply_views(con)
+        except Exception:
+            con.close()
+            raise
+    return con
+
+
+def _locked_error(db: str, exc: Exception) -> Exception:
+    m = _LOCK_HOLDER.search(str(exc))
+    if not m:
+        return exc
+    holder = read_holder(db)
+    who = f"PID {m.group(2)} ({m.group(1)})"
+    if holder is not None and str(holder.pid) == m.group(2):
+        return StoreLockedError(
+            f"{db} is held by an otel-threads collector, {who}; ask its API at {holder.api} "
+            f"(e.g. otel-threads threads --url {holder.api}) or stop it first"
+        )
+    return StoreLockedError(
+        f"{db} is held by another process, {who}: DuckDB allows one writing process per "
+        "file; stop that process, or point OTEL_THREADS_DB / --db at another file"
+    )
+
+
+@dataclass(frozen=True)
+class HolderInfo:
+    """What a collector that holds a database file says about itself."""
+
+    pid: int
+    api: str
+    grpc: str | None = None
+    http: str | None = None
+
+
+def _holder_path(db: str) -> Path:
+    return Path(f"{db}.collector.json")
+
+
+def write_holder(db: str, api: str, **more: str | None) -> None:
+    """Record that this process holds ``db`` and serves its API at ``api``."""
+    note = {"pid": os.getpid(), "api": api, **more}
+    _holder_path(db).write_text(json.dumps(note), encoding="utf-8")
+
+
+def remove_holder(db: str) -> None:
+    """Forget the holder note, if it is ours."""
+    holder = read_holder(db)
+    if holder is not None and holder.pid == os.getpid():
+        _holder_path(db).unlink(missing_ok=True)
+
+
+def read_holder(db: str) -> HolderInfo | None:
+    """The live collector holding ``db``, if its note names a running process."""
+    try:
+        note = json.loads(_holder_path(db).read_text(encoding="utf-8"))
+        pid, api = int(note["pid"]), str(note["api"])
+        grpc, http = note.get("grpc"), note.get("http")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return HolderInfo(pid, api, grpc, http)

@@ -1,0 +1,306 @@
+"""The writer: one thread that owns the DuckDB connection and group-commits batches.
+
+Receivers (and the in-process exporters) hand it decoded Arrow tables with
+`submit`, which returns a future; the future resolves only after the
+transaction holding those rows has committed, so an export is acknowledged
+only once its data is durable. Everything that arrived while the previous
+commit ran goes into the next transaction together (group commit), which keeps
+commits few and large under load.
+
+Redeliveries are dropped at insert: a span whose (trace_id, span_id) is already
+stored, or a log record whose record_id is, is not inserted again. The lookup
+is limited to rows with the same start time range, which DuckDB's zone maps
+prune, so it stays cheap however large the table grows (a redelivered span has
+exactly the start time it had).
+
+Memory is bounded: `submit` raises `Overloaded` when the rows waiting for a
+commit would exceed ``max_pending_rows``; receivers answer that with
+UNAVAILABLE / HTTP 503 and exporters retry later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from otel_threads.store import connect
+
+__all__ = ["Overloaded", "Writer", "WriterStats"]
+
+_logger = logging.getLogger(__name__)
+
+KINDS = ("spans", "logs")
+
+# Buckets (seconds) of the commit latency histogram exported on /metrics.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+_INSERT = {
+    "spans": """
+        INSERT INTO spans BY NAME
+        SELECT b.*, $received_at::TIMESTAMP AS received_at
+        FROM (SELECT * FROM __batch
+              QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY ingest_seq) = 1) b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM spans s
+            WHERE s.start_time_unix_nano BETWEEN $lo AND $hi
+              AND s.trace_id = b.trace_id AND s.span_id = b.span_id)
+    """,
+    "logs": """
+        INSERT INTO logs BY NAME
+        SELECT b.*, $received_at::TIMESTAMP AS received_at
+        FROM (SELECT * FROM __batch
+              QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY ingest_seq) = 1) b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM logs s
+            WHERE s.time BETWEEN $lo::TIMESTAMP AND $hi::TIMESTAMP
+              AND s.record_id = b.record_id)
+    """,
+}
+_RANGE_COLUMN = {"spans": "start_time_unix_nano", "logs": "time"}
+_FULL_RANGE = {"spans": (-(2**63), 2**63 - 1),
+               "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31))}
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+class Overloaded(RuntimeError):
+    """Too many rows are waiting for a commit; retry later."""
+
+    def __init__(self, pending: int, limit: int, retry_after_s: float) -> None:
+        super().__init__(
+            f"the writer has {pending} rows waiting for a commit (limit {limit}); "
+            f"retry in {retry_after_s:g}s"
+        )
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class WriterStats:
+    """Counters for /metrics. Updated by the writer thread; read anywhere."""
+
+    received: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    duplicates: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    overloaded: int = 0
+    failed_batches: int = 0
+    commits: int = 0
+    commit_seconds_sum: float = 0.0
+    commit_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    pending_rows: int = 0
+
+    def observe_commit(self, seconds: float) -> None:
+        self.commits += 1
+        self.commit_seconds_sum += seconds
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.commit_buckets[i] += 1
+
+
+class _Item:
+    __slots__ = ("future", "kind", "rows", "table")
+
+    def __init__(self, kind: str, table: pa.Table) -> None:
+        self.kind = kind
+        self.table = table
+        self.rows = table.num_rows
+        self.future: Future[int] = Future()
+
+
+class Writer:
+    """Owns one DuckDB connection on its own thread; see the module docstring.
+
+    ``max_pending_rows`` bounds the rows accepted but not yet committed;
+    ``max_commit_rows`` bounds one transaction. `close` drains what was accepted,
+    then closes the file; it is idempotent and safe before `start`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_pending_rows: int = 262_144,
+        max_commit_rows: int = 131_072,
+        retry_after_s: float = 1.0,
+        connection_factory: Callable[[str], duckdb.DuckDBPyConnection] = connect,
+    ) -> None:
+        if max_pending_rows < 1 or max_commit_rows < 1:
+            raise ValueError("max_pending_rows and max_commit_rows must be at least 1")
+        self.path = path
+        self.max_pending_rows = max_pending_rows
+        self.max_commit_rows = max_commit_rows
+        self.retry_after_s = retry_after_s
+        self.stats = WriterStats()
+        self._connection_factory = connection_factory
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._queue: list[_Item] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> Writer:
+        """Open (and migrate) the file and start the writer thread."""
+        if self._thread is not None:
+            return self
+        self._con = self._connection_factory(self.path)
+        self._seq = max(
+            self._con.execute(
+                "SELECT coalesce(max(ingest_seq), 0) FROM spans UNION ALL "
+                "SELECT coalesce(max(ingest_seq), 0) FROM logs"
+            ).fetchall()
+        )[0]
+        self._thread = threading.Thread(target=self._run, name="otel-threads-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the same database, for readers in this process."""
+        if self._con is None:
+            raise RuntimeError("the writer is not started")
+        return self._con.cursor()
+
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Commit everything accepted so far, then close the file. Idempotent."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                _logger.error("writer did not drain within %ss; closing anyway", timeout)
+        if self._con is not None:
+            try:
+                self._con.execute("CHECKPOINT")
+            except duckdb.Error:
+                _logger.warning("checkpoint at close failed", exc_info=True)
+            self._con.close()
+            self._con = None
+
+    # -- producers -----------------------------------------------------------------
+
+    def submit(self, kind: str, table: pa.Table) -> Future[int]:
+        """Queue rows for the next commit; the future gives the rows newly stored.
+
+        Raises `Overloaded` when the queue is full and RuntimeError once closing.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        item = _Item(kind, table)
+        with self._cond:
+            if self._closing or self._thread is None:
+                raise RuntimeError("the writer is not accepting data (not started or closing)")
+            pending = self.stats.pending_rows
+            if pending and pending + item.rows > self.max_pending_rows:
+                self.stats.overloaded += 1
+                raise Overloaded(pending, self.max_pending_rows, self.retry_after_s)
+            self.stats.pending_rows += item.rows
+            self.stats.received[kind] += item.rows
+            self._queue.append(item)
+            self._cond.notify()
+        return item.future
+
+    def write(self, kind: str, table: pa.Table, timeout: float | None = None) -> int:
+        """`submit` and wait for the commit."""
+        return self.submit(kind, table).result(timeout)
+
+    # -- the writer thread ---------------------------------------------------------------
+
+    def _take(self) -> list[_Item]:
+        with self._cond:
+            while not self._queue and not self._closing:
+                self._cond.wait()
+            taken, rows = [], 0
+            while self._queue and (not taken or rows + self._queue[0].rows <= self.max_commit_rows):
+                item = self._queue.pop(0)
+                taken.append(item)
+                rows += item.rows
+            return taken
+
+    def _run(self) -> None:
+        while True:
+            items = self._take()
+            if not items:
+                return  # closing and drained
+            try:
+                self._commit(items)
+            except Exception as exc:
+                if len(items) == 1:
+                    self._fail(items, exc)
+                else:  # find the bad one: commit each alone
+                    for item in items:
+                        try:
+                            self._commit([item])
+                        except Exception as single_exc:
+                            self._fail([item], single_exc)
+            finally:
+                with self._cond:
+                    self.stats.pending_rows -= sum(i.rows for i in items)
+
+    def _fail(self, items: list[_Item], exc: Exception) -> None:
+        self.stats.failed_batches += 1
+        _logger.error("writing a batch failed: %s", exc)
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(exc)
+
+    def _commit(self, items: list[_Item]) -> None:
+        con = self._con
+        assert con is not None
+        started = time.perf_counter()
+        received_at = time.time_ns() // 1000
+        by_kind: dict[str, list[_Item]] = {}
+        for item in items:
+            by_kind.setdefault(item.kind, []).append(item)
+        inserted: dict[str, int] = {}
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for kind, group in by_kind.items():
+                table = pa.concat_tables([i.table for i in group]) if len(group) > 1 else (
+                    group[0].table)
+                inserted[kind] = self._insert(con, kind, table, received_at)
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            raise
+        self.stats.observe_commit(time.perf_counter() - started)
+        for kind, group in by_kind.items():
+            rows = sum(i.rows for i in group)
+            self.stats.written[kind] += inserted[kind]
+            self.stats.duplicates[kind] += rows - inserted[kind]
+        for item in items:  # each learns how many rows exist now for its part
+            item.future.set_result(item.rows)
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table,
+                received_at_us: int) -> int:
+        n = table.num_rows
+        if n == 0:
+            return 0
+        seq = pa.array(range(self._seq + 1, self._seq + n + 1), pa.int64())
+        table = table.append_column("ingest_seq", seq)
+        bounds = pc.min_max(table.column(_RANGE_COLUMN[kind]))
+        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+        if lo is None:  # no times at all: compare against everything
+            lo, hi = _FULL_RANGE[kind]
+        con.register("__batch", table)
+        try:
+            row = con.execute(
+                _INSERT[kind],
+                {"received_at": _EPOCH + dt.timedelta(microseconds=received_at_us),
+                 "lo": lo, "hi": hi},
+            ).fetchone()
+        finally:
+            con.unregister("__batch")
+        self._seq += n
+        return int(row[0]) if row else 0
