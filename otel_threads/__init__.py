@@ -1,7 +1,12 @@
 """otel-threads: multi-turn conversations (threads) from OpenTelemetry traces.
 
-Public names are re-exported here; modules are internal.
+Public names are re-exported here; modules are internal. The storage-side names
+(exporters, `configure`) load DuckDB and Arrow, so they are imported on first use.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from otel_threads.context import (
     CONVERSATION_ID_KEY,
@@ -12,12 +17,41 @@ from otel_threads.context import (
 )
 from otel_threads.processor import ThreadSpanProcessor
 
+if TYPE_CHECKING:
+    from otel_threads.bootstrap import Configured, configure
+    from otel_threads.exporter import DuckDBLogExporter, DuckDBSpanExporter
+    from otel_threads.store import StoreLockedError
+
 __all__ = [
     "CONVERSATION_ID_KEY",
+    "Configured",
+    "DuckDBLogExporter",
+    "DuckDBSpanExporter",
+    "StoreLockedError",
     "ThreadContext",
     "ThreadSpanProcessor",
+    "configure",
     "current_thread_id",
     "current_turn_id",
     "thread",
 ]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "configure": "otel_threads.bootstrap",
+    "Configured": "otel_threads.bootstrap",
+    "DuckDBSpanExporter": "otel_threads.exporter",
+    "DuckDBLogExporter": "otel_threads.exporter",
+    "StoreLockedError": "otel_threads.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'otel_threads' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
