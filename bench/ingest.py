@@ -155,7 +155,8 @@ def main() -> None:
         total = sum(acked)
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
-        stored = duckdb.connect(db, read_only=True).execute("SELECT count(*) FROM spans").fetchone()[0]
+        with duckdb.connect(db, read_only=True) as con:
+            stored = con.execute("SELECT count(*) FROM spans").fetchone()[0]
 
     print(f"channels={args.channels} parse_workers={args.workers}")
     print(f"acknowledged {total} spans in {elapsed:.2f}s = {total / elapsed:,.0f} spans/s "

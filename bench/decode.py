@@ -1,0 +1,218 @@
+"""Benchmark of the OTLP decode step (otel_threads.decode): spans per second.
+
+Builds pre-encoded ExportTraceServiceRequests of 512 spans each (threads of turns:
+a SERVER turn span, an agent span, LLM CLIENT spans and tool spans per turn; 10
+attributes of ~20 characters per span, some ints; realistic resource attributes;
+most spans carry gen_ai.conversation.id and otel_threads.turn_id), then decodes
+them and prints spans/s for:
+
+- the bare upb parse of ExportTraceServiceRequest (the floor: no flattening),
+- decode_traces_protobuf (parse + flatten + Arrow table),
+- decode_traces_request (from an already parsed message, as the gRPC servicer does),
+- decode_traces_json (the same requests as OTLP/JSON),
+- decode_traces_protobuf on LLM-style spans: the same plus a ~2 KB prompt and a
+  ~2 KB completion attribute with quotes and newlines (JSON escaping, long strings).
+
+Run:  .venv/bin/python bench/decode.py [--requests 40] [--repeat 5] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import sys
+import time
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+from otel_threads.decode import decode_traces_json, decode_traces_protobuf, decode_traces_request
+
+SPANS_PER_REQUEST = 512
+WORDS = (
+    "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
+    "november oscar papa quebec romeo sierra tango uniform victor whiskey xray yankee zulu"
+).split()
+
+
+def _kv(key: str, value: object) -> KeyValue:
+    kv = KeyValue(key=key)
+    if isinstance(value, bool):
+        kv.value.bool_value = value
+    elif isinstance(value, int):
+        kv.value.int_value = value
+    elif isinstance(value, float):
+        kv.value.double_value = value
+    else:
+        kv.value.string_value = value
+    return kv
+
+
+def _text(rnd: random.Random, length: int = 20) -> str:
+    words = []
+    while sum(len(w) + 1 for w in words) < length:
+        words.append(rnd.choice(WORDS))
+    return " ".join(words)[:length]
+
+
+def _resource(request: ExportTraceServiceRequest, rnd: random.Random):
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.extend(
+        [
+            _kv("service.name", "support-agent"),
+            _kv("service.version", "2.14.1"),
+            _kv("service.instance.id", f"{rnd.getrandbits(64):016x}"),
+            _kv("deployment.environment.name", "production"),
+            _kv("host.name", f"ip-10-0-{rnd.randrange(256)}-{rnd.randrange(256)}"),
+            _kv("process.pid", rnd.randrange(1, 65536)),
+            _kv("process.runtime.name", "cpython"),
+            _kv("process.runtime.version", "3.11.7"),
+            _kv("telemetry.sdk.language", "python"),
+            _kv("telemetry.sdk.name", "opentelemetry"),
+            _kv("telemetry.sdk.version", "1.45.2"),
+        ]
+    )
+    scope_spans = resource_spans.scope_spans.add()
+    scope_spans.scope.name = "openinference.instrumentation.openai"
+    scope_spans.scope.version = "0.1.30"
+    return scope_spans
+
+
+def build_request(rnd: random.Random) -> ExportTraceServiceRequest:
+    """One request of SPANS_PER_REQUEST spans: threads of turns of span trees."""
+    request = ExportTraceServiceRequest()
+    spans = _resource(request, rnd).spans
+    clock = 1_760_000_000_000_000_000 + rnd.randrange(10**12)
+    while len(spans) < SPANS_PER_REQUEST:
+        in_thread = rnd.random() < 0.8  # the rest: plain request traces, no thread
+        thread_id = f"thread-{rnd.getrandbits(48):012x}"
+        for _turn in range(rnd.randrange(1, 5)):
+            trace_id = rnd.randbytes(16)
+            root_id = rnd.randbytes(8)
+            shape = [("POST /v1/chat", Span.SPAN_KIND_SERVER, None)]
+            shape.append(("agent run", Span.SPAN_KIND_INTERNAL, root_id))
+            shape += [("chat gpt-4o", Span.SPAN_KIND_CLIENT, root_id)] * rnd.randrange(1, 4)
+            shape += [("tool search_docs", Span.SPAN_KIND_INTERNAL, root_id)] * rnd.randrange(3)
+            for index, (name, kind, parent) in enumerate(shape):
+                if len(spans) == SPANS_PER_REQUEST:
+                    break
+                span = spans.add(
+                    trace_id=trace_id,
+                    span_id=root_id if index == 0 else rnd.randbytes(8),
+                    parent_span_id=parent or b"",
+                    name=name,
+                    kind=kind,
+                    start_time_unix_nano=clock,
+                    end_time_unix_nano=clock + rnd.randrange(10**6, 3 * 10**9),
+                )
+                clock += rnd.randrange(10**7)
+                span.status.code = Status.STATUS_CODE_ERROR if rnd.random() < 0.02 else 0
+                attributes = [_kv(f"app.{key}", _text(rnd)) for key in ("route", "user", "tier")]
+                attributes += [
+                    _kv("gen_ai.system", "openai"),
+                    _kv("gen_ai.request.model", "gpt-4o-2024-08-06"),
+                    _kv("gen_ai.usage.input_tokens", rnd.randrange(20, 4000)),
+                    _kv("gen_ai.usage.output_tokens", rnd.randrange(1, 120)),
+                    _kv("openinference.span.kind", _text(rnd, 12)),
+                ]
+                if in_thread:
+                    attributes.append(_kv("gen_ai.conversation.id", thread_id))
+                    attributes.append(_kv("otel_threads.turn_id", root_id.hex()))
+                    if index == 0:
+                        attributes[-3] = _kv("otel_threads.is_turn", True)
+                else:
+                    attributes += [_kv("http.route", "/v1/chat"), _kv("http.status", 200)]
+                span.attributes.extend(attributes[:10])
+    return request
+
+
+def with_llm_payloads(request: ExportTraceServiceRequest) -> ExportTraceServiceRequest:
+    """A copy whose spans also carry a prompt and a completion of ~2 KB each."""
+    prompt = json.dumps(
+        [{"role": "user", "content": "Hello,\nplease summarise:\n" + 'some "quoted" text ' * 90}]
+    )
+    completion = "Sure! Here it is:\n" + "the answer, line by line.\n" * 80
+    copy = ExportTraceServiceRequest()
+    copy.CopyFrom(request)
+    for span in copy.resource_spans[0].scope_spans[0].spans:
+        span.attributes.extend([_kv("input.value", prompt), _kv("output.value", completion)])
+    return copy
+
+
+def to_otlp_json(request: ExportTraceServiceRequest) -> bytes:
+    """OTLP/JSON of a request: json_format, then ids turned from base64 into hex."""
+    data = json_format.MessageToDict(request, use_integers_for_enums=True)
+    for resource_spans in data.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    return json.dumps(data).encode()
+
+
+def measure(name: str, function, inputs: list, repeat: int, floor: float | None) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for item in inputs:
+            function(item)
+        best = min(best, time.perf_counter() - started)
+    rate = len(inputs) * SPANS_PER_REQUEST / best
+    ratio = f"  ({rate / floor:.2f}x of bare parse)" if floor else ""
+    per_request = best / len(inputs) * 1e3
+    print(f"{name:<34} {rate:>10,.0f} spans/s  {per_request:7.2f} ms/request{ratio}")
+    return rate
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=40, help="requests per round")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds; the best is shown")
+    parser.add_argument("--profile", action="store_true", help="cProfile decode_traces_protobuf")
+    args = parser.parse_args(argv)
+
+    rnd = random.Random(42)
+    messages = [build_request(rnd) for _ in range(args.requests)]
+    encoded = [m.SerializeToString() for m in messages]
+    as_json = [to_otlp_json(m) for m in messages]
+    check = decode_traces_protobuf(encoded[0])
+    assert check.accepted == SPANS_PER_REQUEST and not check.rejected, check.error
+    print(
+        f"{args.requests} requests x {SPANS_PER_REQUEST} spans, "
+        f"{sum(map(len, encoded)) / len(encoded) / 1024:.0f} KiB protobuf / "
+        f"{sum(map(len, as_json)) / len(as_json) / 1024:.0f} KiB JSON per request, "
+        f"Python {sys.version.split()[0]}"
+    )
+    floor = measure(
+        "bare parse (upb, no flattening)",
+        ExportTraceServiceRequest.FromString,
+        encoded,
+        args.repeat,
+        None,
+    )
+    measure("decode_traces_protobuf", decode_traces_protobuf, encoded, args.repeat, floor)
+    measure("decode_traces_request", decode_traces_request, messages, args.repeat, floor)
+    measure("decode_traces_json", decode_traces_json, as_json, args.repeat, floor)
+    llm = [with_llm_payloads(m).SerializeToString() for m in messages]
+    print(f"LLM-style spans: {sum(map(len, llm)) / len(llm) / SPANS_PER_REQUEST:.0f} bytes/span")
+    measure("decode_traces_protobuf (LLM-style)", decode_traces_protobuf, llm, args.repeat, None)
+
+    if args.profile:
+        import cProfile
+        import pstats
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for data in encoded:
+            decode_traces_protobuf(data)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+
+
+if __name__ == "__main__":
+    main()
