@@ -83,9 +83,19 @@ def status_for(exc: BaseException) -> Status:
 
 
 def _decode_job(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
-    """Runs in a worker process (or inline): bytes -> Arrow table."""
+    """Runs inline: bytes -> Arrow table."""
     batch = _DECODERS[signal, fmt](data)
     return batch.table, batch.accepted, batch.rejected, batch.error
+
+
+def _decode_job_ipc(signal: str, fmt: str, data: bytes) -> tuple[bytes, int, int, str | None]:
+    """Runs in a worker process: the table comes back as Arrow IPC stream bytes, which
+    cross the process boundary at about half the cost of a pickled Table."""
+    table, accepted, rejected, error = _decode_job(signal, fmt, data)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as out:
+        out.write_table(table)
+    return sink.getvalue().to_pybytes(), accepted, rejected, error
 
 
 def _warm() -> int:
@@ -188,8 +198,9 @@ class Ingest:
         if pool is None:
             return _decode_job(signal, fmt, data)
         try:
-            future: Future = pool.submit(_decode_job, signal, fmt, data)
-            return future.result()
+            future: Future = pool.submit(_decode_job_ipc, signal, fmt, data)
+            ipc, accepted, rejected, error = future.result()
+            return pa.ipc.open_stream(ipc).read_all(), accepted, rejected, error
         except BrokenProcessPool:
             _logger.error("a decode worker died; starting a new pool")
             with self._pool_lock:

@@ -48,12 +48,14 @@ WAL_CHECKPOINT_THRESHOLD = "256MB"
 # Buckets (seconds) of the commit latency histogram exported on /metrics.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+# Rows of the batch that are not stored yet. `{source}` is the batch itself, or
+# the batch with in-batch duplicates removed (a window over the batch costs more
+# than the rest of the insert, so it is used only when the batch has duplicates).
 _INSERT = {
     "spans": """
         INSERT INTO spans BY NAME
         SELECT b.*, $received_at::TIMESTAMP AS received_at
-        FROM (SELECT * FROM __batch
-              QUALIFY row_number() OVER (PARTITION BY trace_id, span_id ORDER BY ingest_seq) = 1) b
+        FROM {source} b
         WHERE NOT EXISTS (
             SELECT 1 FROM spans s
             WHERE s.start_time_unix_nano BETWEEN $lo AND $hi
@@ -62,14 +64,17 @@ _INSERT = {
     "logs": """
         INSERT INTO logs BY NAME
         SELECT b.*, $received_at::TIMESTAMP AS received_at
-        FROM (SELECT * FROM __batch
-              QUALIFY row_number() OVER (PARTITION BY record_id ORDER BY ingest_seq) = 1) b
+        FROM {source} b
         WHERE NOT EXISTS (
             SELECT 1 FROM logs s
             WHERE s.time BETWEEN $lo::TIMESTAMP AND $hi::TIMESTAMP
               AND s.record_id = b.record_id)
     """,
 }
+_KEY = {"spans": ("trace_id", "span_id"), "logs": ("record_id",)}
+_DEDUPED_BATCH = (
+    "(SELECT * FROM __batch QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY ingest_seq) = 1)"
+)
 _RANGE_COLUMN = {"spans": "start_time_unix_nano", "logs": "time"}
 _FULL_RANGE = {"spans": (-(2**63), 2**63 - 1),
                "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31))}
@@ -322,10 +327,14 @@ class Writer:
         lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
         if lo is None:  # no times at all: compare against everything
             lo, hi = _FULL_RANGE[kind]
+        key = _KEY[kind]
+        # span ids (and record ids) are random: all distinct means no duplicates
+        unique = pc.count_distinct(table.column(key[-1])).as_py() == n
+        source = "__batch" if unique else _DEDUPED_BATCH.format(key=", ".join(key))
         con.register("__batch", table)
         try:
             row = con.execute(
-                _INSERT[kind],
+                _INSERT[kind].format(source=source),
                 {"received_at": _EPOCH + dt.timedelta(microseconds=received_at_us),
                  "lo": lo, "hi": hi},
             ).fetchone()

@@ -247,3 +247,12 @@ def test_embedded_exporters_write_the_same_schema(tmp_path):
                        ).fetchall() == [("turn", "t", True, "notebook", "proj")]
     assert con.execute("SELECT event_name, body, trace_id IS NOT NULL FROM logs").fetchall() == [
         ("gen_ai.choice", '{"index":0}', True)]
+
+
+def test_a_span_repeated_inside_one_request_is_stored_once(collector):
+    req = encode_spans(make_spans())
+    req.resource_spans.append(req.resource_spans[0])  # every span twice in one request
+    status, _, _ = post(f"{collector.endpoints.http}/v1/traces", req.SerializeToString())
+    assert status == 200
+    assert rows(collector, "SELECT name, count(*) FROM spans GROUP BY name ORDER BY name") == [
+        ("child", 1), ("turn", 1)]
