@@ -104,6 +104,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 def _view_files() -> dict[str, str]:
     sql_dir = resources.files("otel_threads").joinpath("sql")
+    if not sql_dir.is_dir():
+        return {}
     return {
         entry.name[:-4]: entry.read_text(encoding="utf-8")
         for entry in sql_dir.iterdir()
