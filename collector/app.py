@@ -65,6 +65,11 @@ class Collector:
         cfg = self.config
         scheme = "https" if cfg.tls_cert else "http"
         self.writer.start()
+        with self.writer.cursor() as con:
+            # The API serves ad-hoc SQL: no files, ATTACH or extensions from this
+            # database, and no changing that back (its own file is unaffected).
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         try:
             self.ingest.start()
             api_port = http_port = grpc_port = None

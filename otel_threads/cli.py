@@ -1,8 +1,21 @@
-"""The `otel-threads` command line (click)."""
+"""The `otel-threads` command line (click).
+
+Reading commands (threads, show, sql) take ``--db PATH`` (default: $OTEL_THREADS_DB
+or ./otel-threads.duckdb) or ``--url URL`` of a collector's API; given a file that a
+running collector holds, they ask that collector. `collect` and `demo` come from
+the `collector` package through the ``otel_threads.commands`` entry points.
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
+import json
+import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
+from typing import Any
 
 import click
 
@@ -14,11 +27,8 @@ COMMANDS_GROUP = "otel_threads.commands"
 
 
 class _Group(click.Group):
-    def _plugins(self) -> dict[str, click.Command]:
-        found = {}
-        for ep in entry_points(group=COMMANDS_GROUP):
-            found[ep.name] = ep
-        return found
+    def _plugins(self) -> dict[str, Any]:
+        return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._plugins()})
@@ -38,7 +48,160 @@ def main() -> None:
     \b
     Example:
         otel-threads collect --db chats.duckdb
+        otel-threads threads --db chats.duckdb
     """
+
+
+def _source(fn: Callable) -> Callable:
+    fn = click.option("--url", metavar="URL",
+                      help="A collector's API, e.g. http://127.0.0.1:4319.")(fn)
+    return click.option("--db", metavar="PATH", help="DuckDB file [env OTEL_THREADS_DB; "
+                        "default ./otel-threads.duckdb].")(fn)
+
+
+def _client(db: str | None, url: str | None):
+    from otel_threads.client import ThreadsClient
+
+    if db and url:
+        raise click.UsageError("give --db or --url, not both")
+    return ThreadsClient(url or db)
+
+
+def _domain_errors(fn: Callable[[], Any]) -> Any:
+    from otel_threads.client import ThreadsClientError
+    from otel_threads.store import StoreLockedError
+
+    try:
+        return fn()
+    except FileNotFoundError as exc:
+        raise click.ClickException(exc.args[0] if exc.args else str(exc)) from None
+    except (StoreLockedError, ThreadsClientError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _json_out(payload: Any) -> None:
+    def default(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+    click.echo(json.dumps(payload, default=default, ensure_ascii=False, indent=2))
+
+
+@main.command("threads")
+@_source
+@click.option("--sort", "sorts", multiple=True, metavar="FIELD[:asc|:desc]",
+              help="Sort field (repeatable): thread_id, turn_count, start_time, "
+                   "last_updated, p50_turn_duration_ms, p99_turn_duration_ms. "
+                   "Default last_updated:desc.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+@click.option("--after", metavar="TIME", help="Only threads active at or after TIME "
+              "(ISO 8601, UTC).")
+@click.option("--before", metavar="TIME", help="Only threads started at or before TIME.")
+@click.option("--project", help="Only this project.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def threads_cmd(db: str | None, url: str | None, sorts: tuple[str, ...], limit: int,
+                offset: int, after: str | None, before: str | None, project: str | None,
+                as_json: bool) -> None:
+    """List threads, most recently updated first.
+
+    \b
+    Example:
+        otel-threads threads --db chats.duckdb --sort turn_count:desc --limit 10
+        otel-threads threads --url http://127.0.0.1:4319 --after 2026-11-20T00:00 --json
+    """
+    from otel_threads.query import SortBy, ThreadsQueryReq
+    from otel_threads.render import thread_rows
+
+    def run() -> Any:
+        sort_by = []
+        for s in sorts:
+            name, _, direction = s.partition(":")
+            sort_by.append(SortBy(name, direction or "desc"))
+        req = ThreadsQueryReq(project_id=project, limit=limit, offset=offset,
+                              sort_by=sort_by or [SortBy()], sortable_datetime_after=after,
+                              sortable_datetime_before=before)
+        return _client(db, url).threads_query(req)
+
+    res = _domain_errors(run)
+    if as_json:
+        _json_out({"threads": res.threads, "total": res.total})
+        return
+    if not res.threads:
+        click.echo("no threads" + (f" (of {res.total})" if res.total else ""))
+        return
+    click.echo(thread_rows(res.threads))
+    shown = f"{offset + 1}-{offset + len(res.threads)}"
+    click.echo(f"\n{shown} of {res.total} threads")
+
+
+@main.command("show")
+@click.argument("thread_id")
+@_source
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show_cmd(thread_id: str, db: str | None, url: str | None, as_json: bool) -> None:
+    """One thread: its turns, then its transcript as a chat.
+
+    \b
+    Example:
+        otel-threads show support_thread_42 --db chats.duckdb
+    """
+    from otel_threads.render import ago, chat, duration, turn_rows
+
+    def run() -> Any:
+        try:
+            return _client(db, url).thread(thread_id)
+        except KeyError:
+            raise ValueError(f"no thread {thread_id!r}") from None
+
+    detail = _domain_errors(run)
+    if as_json:
+        _json_out({"thread": detail.thread, "turns": detail.turns,
+                   "transcript": detail.transcript})
+        return
+    t = detail.thread
+    click.echo(f"thread {t.thread_id}  ·  {t.turn_count} turns  ·  started "
+               f"{ago(t.start_time)}  ·  updated {ago(t.last_updated)}  ·  "
+               f"p50 {duration(t.p50_turn_duration_ms)}  ·  "
+               f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens")
+    click.echo("")
+    click.echo(turn_rows(detail))
+    click.echo("")
+    if detail.transcript:
+        index = {turn.turn_id: turn.turn_index for turn in detail.turns}
+        click.echo(chat(detail.transcript, index))
+    else:
+        click.echo("(no messages recorded in this thread)")
+
+
+@main.command("sql")
+@click.argument("query")
+@_source
+@click.option("--json", "fmt", flag_value="json", help="Print JSON (a list of objects).")
+@click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")
+def sql_cmd(query: str, db: str | None, url: str | None, fmt: str | None) -> None:
+    """Run one read-only SQL statement over the store (tables and views).
+
+    \b
+    Example:
+        otel-threads sql "SELECT thread_id, turn_count FROM threads ORDER BY turn_count DESC"
+        otel-threads sql "FROM transcript WHERE thread_id = 'support_thread_42'" --csv
+    """
+    from otel_threads.render import table
+
+    columns, rows = _domain_errors(lambda: _client(db, url).sql(query))
+    if fmt == "json":
+        _json_out([dict(zip(columns, r, strict=True)) for r in rows])
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        sys.stdout.write(buf.getvalue())
+    else:
+        click.echo(table(columns, rows))
+        click.echo(f"\n{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover

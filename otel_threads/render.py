@@ -1,0 +1,114 @@
+"""Plain-text rendering for the CLI: aligned tables, relative times, a chat transcript."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage
+
+__all__ = ["ago", "chat", "clip", "duration", "table", "thread_rows", "turn_rows"]
+
+
+def clip(text: Any, width: int) -> str:
+    """One line of at most ``width`` characters."""
+    if text is None:
+        return ""
+    s = " ".join(str(text).split())
+    return s if len(s) <= width else s[: max(0, width - 1)] + "…"
+
+
+def ago(when: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """'12s ago', '5m ago', '3h ago', '2d ago' (stored times are naive UTC)."""
+    if when is None:
+        return "-"
+    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    secs = (now - when).total_seconds()
+    if secs < 0:
+        return "in the future"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{int(secs // size)}{unit} ago"
+    return f"{int(secs)}s ago" if secs >= 1 else "just now"
+
+
+def duration(ms: float | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.0f}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms / 60_000:.1f}m"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
+          right: Sequence[int] = ()) -> str:
+    """An aligned text table; columns in ``right`` are right-aligned."""
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if i in right else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
+
+    return "\n".join([line(list(headers)), *(line(r) for r in cells)])
+
+
+def thread_rows(threads: Sequence[ThreadSchema], now: dt.datetime | None = None) -> str:
+    headers = ["THREAD", "TURNS", "STARTED", "UPDATED", "P50", "P99", "TOKENS", "ERRORS",
+               "FIRST INPUT"]
+    rows = [[clip(t.thread_id, 36), t.turn_count, ago(t.start_time, now),
+             ago(t.last_updated, now), duration(t.p50_turn_duration_ms),
+             duration(t.p99_turn_duration_ms), (t.input_tokens or 0) + (t.output_tokens or 0),
+             t.error_turn_count, clip(t.first_input, 40)] for t in threads]
+    return table(headers, rows, right=(1, 4, 5, 6, 7))
+
+
+def turn_rows(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
+    headers = ["#", "TURN", "STARTED", "DURATION", "STATUS", "SPANS", "LLM", "TOKENS", "NAME"]
+    rows = []
+    for t in detail.turns:
+        status = "running" if t.is_running else ("error" if t.has_error else t.status_code)
+        rows.append([t.turn_index, t.turn_id, ago(t.start_time, now), duration(t.duration_ms),
+                     status, t.span_count, t.llm_call_count,
+                     (t.input_tokens or 0) + (t.output_tokens or 0), clip(t.name, 40)])
+    return table(headers, rows, right=(0, 3, 5, 6, 7))
+
+
+def _tool_calls(calls: Any) -> list[str]:
+    out = []
+    for call in calls or []:
+        if isinstance(call, dict):
+            args = call.get("arguments")
+            args_text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+            out.append(f"{call.get('name') or '?'}({args_text})")
+        else:
+            out.append(str(call))
+    return out
+
+
+def chat(messages: Sequence[TranscriptMessage], turn_index: dict[str, int]) -> str:
+    """The transcript as a chat, with a rule at every turn."""
+    lines: list[str] = []
+    current: object = object()
+    for m in messages:
+        if m.turn_id != current:
+            current = m.turn_id
+            label = f"turn {turn_index[m.turn_id]}" if m.turn_id in turn_index else "turn"
+            lines.append(f"── {label} ({m.turn_id}) ──")
+        role = m.role or "?"
+        if role == "tool":
+            who = f"tool [{m.tool_call_id}]" if m.tool_call_id else "tool"
+            lines.append(f"{who}: {m.content or ''}")
+            continue
+        if m.content:
+            body = m.content.replace("\n", "\n    ")
+            lines.append(f"{role}: {body}")
+        for call in _tool_calls(m.tool_calls):
+            lines.append(f"{role} → tool call {call}")
+        if not m.content and not m.tool_calls:
+            lines.append(f"{role}: (empty)")
+    return "\n".join(lines)
