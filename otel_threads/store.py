@@ -114,14 +114,21 @@ def _view_files() -> dict[str, str]:
 
 
 def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """`CREATE OR REPLACE VIEW` every ``sql/<name>.sql``, dependencies first.
+    """`CREATE OR REPLACE VIEW` every ``sql/<name>.sql``, dependencies first, and build
+    the derived tables (otel_threads.derive) that are missing or stale on the way.
 
-    A view that refers to a view not created yet fails; such views are retried
-    after the others, so files need no ordering of their own.
+    A view that refers to a view or table not there yet fails; it is retried after
+    the others and after the derived tables that have become buildable, so files
+    need no ordering of their own.
     """
+    from otel_threads.derive import Deriver
+
+    deriver = Deriver(con)
+    deriver.drop_stale()
     pending = _view_files()
     created: list[str] = []
-    while pending:
+    while True:
+        progress = False
         errors: dict[str, Exception] = {}
         for name, body in sorted(pending.items()):
             try:
@@ -130,11 +137,20 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                 errors[name] = exc
             else:
                 created.append(name)
-        if len(errors) == len(pending):
-            detail = "; ".join(f"{n}: {e}" for n, e in errors.items())
-            raise RuntimeError(f"could not create views: {detail}")
+                progress = True
         pending = {n: pending[n] for n in errors}
-    return created
+        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+        for table, view in deriver.missing():
+            if view not in views:
+                break  # the derived tables depend on each other in this order
+            deriver.build(table, view)
+            progress = True
+        if not pending and not deriver.missing():
+            return created
+        if not progress:
+            detail = "; ".join(f"{n}: {e}" for n, e in errors.items()) or (
+                f"derived tables {deriver.missing()} have no view to derive them")
+            raise RuntimeError(f"could not create views: {detail}")
 
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")

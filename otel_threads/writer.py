@@ -27,26 +27,24 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from otel_threads.derive import Deriver
 from otel_threads.store import connect
+from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
 
-__all__ = ["Overloaded", "Writer", "WriterStats"]
+__all__ = ["LATENCY_BUCKETS", "Overloaded", "Writer", "WriterStats"]
 
 _logger = logging.getLogger(__name__)
 
-KINDS = ("spans", "logs")
+
 
 #: WAL size at which DuckDB checkpoints during a commit; below it, the writer
 #: checkpoints only when idle.
 WAL_CHECKPOINT_THRESHOLD = "256MB"
-
-# Buckets (seconds) of the commit latency histogram exported on /metrics.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 # Rows of the batch that are not stored yet. `{source}` is the batch itself, or
 # the batch with in-batch duplicates removed (a window over the batch costs more
@@ -92,28 +90,6 @@ class Overloaded(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
-@dataclass
-class WriterStats:
-    """Counters for /metrics. Updated by the writer thread; read anywhere."""
-
-    received: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    written: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    duplicates: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    overloaded: int = 0
-    failed_batches: int = 0
-    commits: int = 0
-    commit_seconds_sum: float = 0.0
-    commit_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
-    pending_rows: int = 0
-
-    def observe_commit(self, seconds: float) -> None:
-        self.commits += 1
-        self.commit_seconds_sum += seconds
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.commit_buckets[i] += 1
-
-
 class _Item:
     __slots__ = ("future", "kind", "rows", "table")
 
@@ -129,8 +105,11 @@ class Writer:
 
     ``max_pending_rows`` bounds the rows accepted but not yet committed;
     ``max_commit_rows`` bounds one transaction; after ``idle_checkpoint_s``
-    without work the WAL is checkpointed into the file. `close` drains what was accepted,
-    then closes the file; it is idempotent and safe before `start`.
+    without work the WAL is checkpointed into the file. The derived tables
+    (otel_threads.derive) are brought up to date after a commit when the queue is
+    empty, and at least every ``derive_lag_s`` under load; `sync` waits for both.
+    `close` drains what was accepted, then closes the file; it is idempotent and
+    safe before `start`.
     """
 
     def __init__(
@@ -141,6 +120,7 @@ class Writer:
         max_commit_rows: int = 131_072,
         retry_after_s: float = 1.0,
         idle_checkpoint_s: float = 1.0,
+        derive_lag_s: float = 0.25,
         connection_factory: Callable[[str], duckdb.DuckDBPyConnection] = connect,
     ) -> None:
         if max_pending_rows < 1 or max_commit_rows < 1:
@@ -159,6 +139,11 @@ class Writer:
         self._seq = 0
         self._dirty = False
         self.idle_checkpoint_s = idle_checkpoint_s
+        self.derive_lag_s = derive_lag_s
+        self._deriver: Deriver | None = None
+        self._commits = 0  # commits that queued traces for derivation
+        self._derived = 0  # of those, how many the derived tables reflect
+        self._last_derive = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -171,6 +156,8 @@ class Writer:
         # cost more than the commit: let the WAL grow under load and
         # checkpoint when idle instead (see _take). Durability is the WAL's.
         self._con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
+        deriver = Deriver(self._con)
+        self._deriver = deriver if deriver.enabled() else None
         self._seq = max(
             self._con.execute(
                 "SELECT coalesce(max(ingest_seq), 0) FROM spans UNION ALL "
@@ -233,11 +220,11 @@ class Writer:
 
     # -- the writer thread ---------------------------------------------------------------
 
-    def _take(self) -> list[_Item] | None:
+    def _take(self, wait_s: float) -> list[_Item] | None:
         """The next group to commit; [] after an idle wait; None once closed and drained."""
         with self._cond:
-            if not self._queue and not self._closing:
-                self._cond.wait(self.idle_checkpoint_s)
+            if not self._queue and not self._closing and wait_s > 0:
+                self._cond.wait(wait_s)
             if not self._queue:
                 return None if self._closing else []
             taken, rows = [], 0
@@ -249,27 +236,67 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            items = self._take()
-            if items is None:
-                return  # closing and drained
+            behind = self._derived < self._commits
+            items = self._take(0.0 if behind else self.idle_checkpoint_s)
+            if items is None:  # closing and drained
+                if behind:
+                    self._derive()
+                return
             if not items:
-                if self._dirty:
+                if behind:
+                    self._derive()
+                elif self._dirty:
                     self._checkpoint()  # idle: fold the WAL into the file
                 continue
-            try:
-                self._commit(items)
-            except Exception as exc:
-                if len(items) == 1:
-                    self._fail(items, exc)
-                else:  # find the bad one: commit each alone
-                    for item in items:
-                        try:
-                            self._commit([item])
-                        except Exception as single_exc:
-                            self._fail([item], single_exc)
-            finally:
-                with self._cond:
-                    self.stats.pending_rows -= sum(i.rows for i in items)
+            self._write(items)
+            with self._cond:
+                idle = not self._queue
+            if self._derived < self._commits and (
+                    idle or time.monotonic() - self._last_derive > self.derive_lag_s):
+                self._derive()
+
+    def _derive(self) -> None:
+        """Bring the derived tables (threads, turns, transcripts) up to the last commit."""
+        target = self._commits
+        try:
+            while self._deriver is not None and self._deriver.refresh():
+                pass
+        except Exception as exc:
+            self.stats.derive_failures += 1
+            if self.stats.derive_failures == 1:
+                _logger.exception("deriving threads failed; the data is stored, the derived "
+                                  "views lag (further failures are counted)")
+            else:
+                _logger.debug("deriving threads failed again: %s", exc)
+        finally:
+            self._last_derive = time.monotonic()
+            with self._cond:
+                self._derived = target
+                self._cond.notify_all()
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is committed and derived."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._queue and self.stats.pending_rows == 0
+                and self._derived >= self._commits, timeout)
+
+    def _write(self, items: list[_Item]) -> None:
+        try:
+            self._commit(items)
+        except Exception as exc:
+            if len(items) == 1:
+                self._fail(items, exc)
+            else:  # find the bad one: commit each alone
+                for item in items:
+                    try:
+                        self._commit([item])
+                    except Exception as single_exc:
+                        self._fail([item], single_exc)
+        finally:
+            with self._cond:
+                self.stats.pending_rows -= sum(i.rows for i in items)
+                self._cond.notify_all()
 
     def _checkpoint(self) -> None:
         assert self._con is not None
@@ -304,6 +331,8 @@ class Writer:
                 inserted[kind] = self._insert(con, kind, table, received_at)
             con.execute("COMMIT")
             self._dirty = True
+            if self._deriver is not None:
+                self._commits += 1
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -338,6 +367,9 @@ class Writer:
                 {"received_at": _EPOCH + dt.timedelta(microseconds=received_at_us),
                  "lo": lo, "hi": hi},
             ).fetchone()
+            if self._deriver is not None:  # re-derive these traces (same transaction)
+                con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
+                            "WHERE trace_id IS NOT NULL")
         finally:
             con.unregister("__batch")
         self._seq += n

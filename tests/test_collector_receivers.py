@@ -220,11 +220,14 @@ def test_schema_is_applied_by_numbered_migrations_recorded_in_the_file(tmp_path)
 
     path = str(tmp_path / "m.duckdb")
     con = connect(path)
-    assert con.execute("SELECT version, name FROM otel_threads_migrations").fetchall() == [
-        (1, "raw_tables")]
+    applied = con.execute("SELECT version, name FROM otel_threads_migrations ORDER BY version"
+                          ).fetchall()
+    assert applied[:2] == [(1, "raw_tables"), (2, "derive_queue")]
+    assert [v for v, _ in applied] == list(range(1, len(applied) + 1))
     con.close()
     con = connect(path)  # nothing applied twice
-    assert con.execute("SELECT count(*) FROM otel_threads_migrations").fetchone() == (1,)
+    assert con.execute("SELECT count(*) FROM otel_threads_migrations").fetchone() == (
+        len(applied),)
     con.close()
     ro = duckdb.connect(path, read_only=True)
     assert {r[0] for r in ro.execute("SHOW TABLES").fetchall()} >= {"spans", "logs"}

@@ -1,0 +1,203 @@
+"""Keeping the derived tables behind the public views up to date.
+
+Threads, turns and transcripts are defined once, as SQL views named
+``derive_<view>`` (otel_threads/sql/). Evaluated over the whole store they are
+too slow to query interactively (a recursive walk over every span tree, JSON
+parsing of every LLM call), so their rows are kept in tables ``<view>_mat``
+and the public views (`span_threads`, `turns`, `transcript`, `threads`) read
+those tables. The views stay the contract; this module only feeds them.
+
+Keeping them current is incremental. The writer records the trace ids of every
+committed batch in ``derive_queue`` (in the same transaction, so a crash loses
+nothing), and `refresh` re-derives exactly what those traces can affect:
+
+1. the thread/turn resolution of every span of those traces;
+2. every turn, transcript and thread row of the threads those traces belonged
+   to before or belong to now, over all the traces of those threads.
+
+It evaluates the same ``derive_*`` views, scoped: for the duration of a refresh,
+TEMP tables named like the inputs (``spans``, ``logs``, the ``*_mat`` tables)
+hold only the rows in scope, and DuckDB resolves the views' unqualified table
+names to them first. So no derivation SQL is written twice.
+
+`build` derives everything from scratch; `ensure` does that when a table is
+missing or the SQL that defines it changed since it was built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from importlib import resources
+
+import duckdb
+import pyarrow as pa
+
+__all__ = ["DERIVED", "Deriver"]
+
+_logger = logging.getLogger(__name__)
+
+#: (materialised table, the view that derives it, what its rows are keyed by), in
+#: dependency order.
+DERIVED: tuple[tuple[str, str, str], ...] = (
+    ("span_threads_mat", "derive_span_threads", "trace_id"),
+    ("turns_mat", "derive_turns", "thread_id"),
+    ("transcript_mat", "derive_transcript", "thread_id"),
+    ("threads_mat", "derive_threads", "thread_id"),
+)
+_INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread_id",),
+            "transcript_mat": ("thread_id",), "threads_mat": ("thread_id",)}
+#: Above this many keys a scope is a temp table join instead of an IN list.
+_IN_LIST_MAX = 2000
+
+
+def sql_version() -> str:
+    """A hash of every view definition: derived tables built by other SQL are stale."""
+    digest = hashlib.sha256()
+    sql_dir = resources.files("otel_threads").joinpath("sql")
+    for entry in sorted(sql_dir.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".sql"):
+            digest.update(entry.name.encode())
+            digest.update(entry.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Deriver:
+    """Derives into the ``*_mat`` tables on a connection that may write."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._scopes = 0
+
+    # -- whole-store builds ---------------------------------------------------------
+
+    def enabled(self) -> bool:
+        """Whether this store has derived tables to keep up to date."""
+        tables = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        return DERIVED[0][0] in tables
+
+    def drop_stale(self) -> list[str]:
+        """Drop derived tables built by other SQL than this version's; returns them."""
+        con = self.con
+        con.execute("CREATE TABLE IF NOT EXISTS otel_threads_derived "
+                    "(name VARCHAR PRIMARY KEY, version VARCHAR NOT NULL)")
+        version = sql_version()
+        have = dict(con.execute("SELECT name, version FROM otel_threads_derived").fetchall())
+        stale = [t for t, _, _ in DERIVED if have.get(t) != version]
+        for table in stale:
+            con.execute(f"DROP TABLE IF EXISTS main.{table}")
+        return stale
+
+    def missing(self) -> list[tuple[str, str]]:
+        """(table, view) of derived tables not built yet, in dependency order (only
+        those whose ``sql/<view>.sql`` ships with this version)."""
+        tables = {r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        sql_dir = resources.files("otel_threads").joinpath("sql")
+        return [(t, v) for t, v, _ in DERIVED
+                if t not in tables and sql_dir.joinpath(f"{v}.sql").is_file()]
+
+    def build(self, table: str, view: str) -> None:
+        """Derive one table from scratch, from everything stored (one transaction)."""
+        started = time.monotonic()
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DROP TABLE IF EXISTS main.{table}")
+            con.execute(f"CREATE TABLE main.{table} AS SELECT * FROM {view}")
+            for column in _INDEXES[table]:
+                con.execute(f"CREATE INDEX {table}_{column} ON main.{table} ({column})")
+            con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                        [table, sql_version()])
+            if table == DERIVED[0][0]:  # everything queued so far is covered from here on
+                con.execute("DELETE FROM derive_queue")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        _logger.info("built %s in %.1fs", table, time.monotonic() - started)
+
+    # -- incremental -------------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Traces waiting to be re-derived."""
+        return int(self.con.execute("SELECT count(*) FROM derive_queue").fetchall()[0][0])
+
+    def refresh(self, limit: int = 20_000) -> int:
+        """Re-derive what the queued traces affect (one transaction); returns traces done."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            traces = [r[0] for r in con.execute(
+                "SELECT DISTINCT trace_id FROM derive_queue LIMIT ?", [limit]).fetchall()]
+            if traces:
+                self._refresh(traces)
+                con.execute(f"DELETE FROM derive_queue WHERE {self._in('trace_id', traces)}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            self._drop_temps()
+        return len(traces)
+
+    def _refresh(self, traces: list[str]) -> None:
+        con = self.con
+        in_traces = self._in("trace_id", traces)
+        before = self._threads_of(in_traces)
+        self._scope(in_traces)
+        con.execute(f"DELETE FROM main.span_threads_mat WHERE {in_traces}")
+        con.execute("INSERT INTO main.span_threads_mat SELECT * FROM derive_span_threads")
+        threads = sorted(before | self._threads_of(in_traces))
+        if not threads:
+            return
+        in_threads = self._in("thread_id", threads)
+        scope = sorted({r[0] for r in con.execute(
+            f"SELECT DISTINCT trace_id FROM main.span_threads_mat WHERE {in_threads}"
+        ).fetchall()} | set(traces))
+        self._scope(self._in("trace_id", scope))
+        con.execute("CREATE TEMP TABLE span_threads_mat AS SELECT * FROM main.span_threads_mat "
+                    f"WHERE {self._in('trace_id', scope)}")
+        for table, view, _ in DERIVED[1:]:
+            con.execute(f"DELETE FROM main.{table} WHERE {in_threads}")
+            con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
+            con.execute(f"INSERT INTO main.{table} SELECT * FROM temp.{table}")
+
+    def _threads_of(self, in_traces: str) -> set[str]:
+        return {r[0] for r in self.con.execute(
+            f"SELECT DISTINCT thread_id FROM main.span_threads_mat WHERE {in_traces} "
+            "AND thread_id IS NOT NULL").fetchall()}
+
+    def _scope(self, in_traces: str) -> None:
+        """TEMP ``spans`` and ``logs`` holding only the traces in scope."""
+        con = self.con
+        con.execute("DROP TABLE IF EXISTS temp.spans")
+        con.execute("DROP TABLE IF EXISTS temp.logs")
+        con.execute(f"CREATE TEMP TABLE spans AS SELECT * FROM main.spans WHERE {in_traces}")
+        con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM main.logs WHERE {in_traces}")
+
+    def _in(self, column: str, values: Iterable[str]) -> str:
+        values = list(values)
+        if len(values) <= _IN_LIST_MAX:
+            return f"{column} IN ({', '.join(map(_quote, values)) or 'NULL'})"
+        self._scopes += 1
+        name = f"_scope_{self._scopes}"
+        self.con.register("__scope_values", pa.table({"v": pa.array(values, pa.string())}))
+        try:
+            self.con.execute(f"CREATE TEMP TABLE {name} AS SELECT v FROM __scope_values")
+        finally:
+            self.con.unregister("__scope_values")
+        return f"{column} IN (SELECT v FROM temp.{name})"
+
+    def _drop_temps(self) -> None:
+        for (name,) in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall():
+            self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+        self._scopes = 0
