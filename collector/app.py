@@ -74,10 +74,10 @@ class Collector:
             self.ingest.start()
             api_port = http_port = grpc_port = None
             if cfg.api:
-                self._api = HttpListener(cfg, cfg.api, ApiHandler, "api", collector=self)
+                self._api = HttpListener(cfg, cfg.api, ApiHandler, "api", "--api", collector=self)
                 api_port = self._api.start()
             if cfg.http:
-                self._http = HttpListener(cfg, cfg.http, OtlpHttpHandler, "otlp-http",
+                self._http = HttpListener(cfg, cfg.http, OtlpHttpHandler, "otlp-http", "--http",
                                           ingest=self.ingest)
                 http_port = self._http.start()
             if cfg.grpc:

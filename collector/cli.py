@@ -44,9 +44,13 @@ def collect(**values: str | None) -> None:
         raise click.UsageError(str(exc)) from None
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import duckdb
+
     from collector.app import Collector  # heavy imports only once the config is good
 
     try:
         Collector(config).serve_forever()
     except (StoreLockedError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
+    except duckdb.Error as exc:
+        raise click.ClickException(f"cannot open the database {config.db!r}: {exc}") from None

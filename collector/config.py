@@ -176,6 +176,8 @@ class Config:
             if raw is None:
                 parsed[s.name] = None
                 continue
+            if s.secret and not raw.strip():
+                raise ConfigError(f"{source}: must not be empty")
             try:
                 parsed[s.name] = s.parse(raw)
             except ConfigError as exc:

@@ -67,7 +67,12 @@ class GrpcReceiver:
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 4 << 20),
+                # a second collector must not share this port (and split the data)
+                ("grpc.so_reuseport", 0),
             ],
+            # calls past this are refused with RESOURCE_EXHAUSTED (which exporters
+            # retry) instead of queueing: with max_request_bytes, memory stays bounded
+            maximum_concurrent_rpcs=max_threads,
         )
         self._server.add_generic_rpc_handlers((
             grpc.method_handlers_generic_handler(_TRACE_SERVICE, {
@@ -88,15 +93,18 @@ class GrpcReceiver:
         assert self.config.grpc is not None
         host, port = self.config.grpc
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        if self.config.tls_cert and self.config.tls_key:
-            creds = grpc.ssl_server_credentials([(
-                Path(self.config.tls_key).read_bytes(), Path(self.config.tls_cert).read_bytes()
-            )])
-            self.port = self._server.add_secure_port(address, creds)
-        else:
-            self.port = self._server.add_insecure_port(address)
+        try:
+            if self.config.tls_cert and self.config.tls_key:
+                creds = grpc.ssl_server_credentials([(
+                    Path(self.config.tls_key).read_bytes(),
+                    Path(self.config.tls_cert).read_bytes())])
+                self.port = self._server.add_secure_port(address, creds)
+            else:
+                self.port = self._server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address} (--grpc): {exc}") from None
         if not self.port:
-            raise OSError(f"could not listen for OTLP/gRPC on {address}")
+            raise OSError(f"cannot listen on {address} (--grpc): address in use?")
         self._server.start()
         return self.port
 

@@ -66,25 +66,29 @@ class OtlpHttpHandler(BaseHandler):
             self.reply_json(415, {"error": f"unsupported Content-Encoding {encoding!r}: use gzip"})
             return
         limit = self.ingest.max_request_bytes
-        body = self.read_body(limit)
-        if body is None:
-            return
+        declared = self.headers.get("Content-Length", "")
+        reserve = min(int(declared), limit) if declared.strip().isdigit() else 0
         try:
-            if encoding == "gzip":
-                try:
-                    body = inflate(body, limit)
-                except ValueError as exc:
-                    if isinstance(exc, RequestTooLarge):
-                        raise
-                    self._status(fmt, 400, str(exc))
+            with self.ingest.admit(reserve):  # before reading: memory stays bounded
+                body = self.read_body(limit)
+                if body is None:
                     return
-            res = self.ingest.export(signal, fmt, body)
+                if encoding == "gzip":
+                    try:
+                        body = inflate(body, limit)
+                    except RequestTooLarge:
+                        raise
+                    except ValueError as exc:
+                        self._status(fmt, 400, str(exc))
+                        return
+                res = self.ingest.export(signal, fmt, body)
         except Exception as exc:
             st = status_for(exc)
             headers = {}
             if st.retry_after_s is not None:
                 headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))
-            self._status(fmt, st.http_status, st.message, headers)
+            self._status(fmt, st.http_status, st.message, headers,
+                         close=st.http_status in (413, 503))
             return
         if signal == "traces":
             out: Any = trace_service_pb2.ExportTraceServiceResponse()
@@ -104,14 +108,17 @@ class OtlpHttpHandler(BaseHandler):
     do_PUT = do_DELETE = do_PATCH = do_GET
 
     def _status(self, fmt: str, http_status: int, message: str,
-                headers: dict[str, str] | None = None) -> None:
+                headers: dict[str, str] | None = None, close: bool = False) -> None:
         code = {400: 3, 413: 8, 503: 14}.get(http_status, 13)  # google.rpc.Code
-        self._message(fmt, http_status, status_pb2.Status(code=code, message=message), headers)
+        self._message(fmt, http_status, status_pb2.Status(code=code, message=message), headers,
+                      close)
 
     def _message(self, fmt: str, http_status: int, msg: Any,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, close: bool = False) -> None:
+        # `close`: the body may be unread (refused before reading): end the connection.
         if fmt == "json":
             body = json_format.MessageToJson(msg, indent=None).encode()
-            self.reply(http_status, body, "application/json", headers)
+            self.reply(http_status, body, "application/json", headers, close)
         else:
-            self.reply(http_status, msg.SerializeToString(), "application/x-protobuf", headers)
+            self.reply(http_status, msg.SerializeToString(), "application/x-protobuf", headers,
+                       close)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,31 +70,72 @@ class BaseHandler(BaseHTTPRequestHandler):
                 {"error": f"request body is {size} bytes, over the limit of {limit}"}
             ).encode(), "application/json", close=True)
             return None
-        return self.rfile.read(size)
+        body = self.rfile.read(size)
+        if len(body) < size:  # the client went away mid-body: store nothing of it
+            self.reply(400, json.dumps(
+                {"error": f"request body ended after {len(body)} of {size} bytes"}
+            ).encode(), "application/json", close=True)
+            return None
+        return body
+
+
+#: Seconds a connection may sit idle (or take over a TLS handshake) before it is closed.
+CONNECTION_TIMEOUT_S = 60.0
+
+
+class _Server(ThreadingHTTPServer):
+    """A thread per connection; TLS handshakes happen there, never in accept()."""
+
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 resets bursts of exporters
+    tls: ssl.SSLContext | None = None
+    connection_errors = 0
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(CONNECTION_TIMEOUT_S)
+        if self.tls is not None:
+            try:
+                request = self.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                self.connection_errors += 1
+                return
+        super().finish_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-request is counted, not logged with a traceback."""
+        self.connection_errors += 1
+
+
+class _V6Server(_Server):
+    address_family = socket.AF_INET6
 
 
 class HttpListener:
     """A threaded HTTP server on its own thread. `start` returns the bound port."""
 
     def __init__(self, config: Config, address: tuple[str, int], handler: type[BaseHandler],
-                 name: str, **attrs: Any) -> None:
+                 name: str, flag: str, **attrs: Any) -> None:
         self.config = config
         self.address = address
         self.name = name
+        self.flag = flag
         self._handler = type(handler.__name__, (handler,), {"config": config, **attrs})
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
 
     def start(self) -> int:
         host, port = self.address
-        server_cls = _V6Server if ":" in host else ThreadingHTTPServer
-        server = server_cls((host, port), self._handler)
-        server.daemon_threads = True
+        server_cls = _V6Server if ":" in host else _Server
+        try:
+            server = server_cls((host, port), self._handler)
+        except OSError as exc:
+            raise OSError(f"cannot listen on {host}:{port} ({self.flag}): "
+                          f"{exc.strerror or exc}") from None
         if self.config.tls_cert and self.config.tls_key:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+            server.tls = ctx
         self._server = server
         self.port = server.server_address[1]
         self._thread = threading.Thread(
@@ -112,9 +154,3 @@ class HttpListener:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-
-
-class _V6Server(ThreadingHTTPServer):
-    import socket as _socket
-
-    address_family = _socket.AF_INET6

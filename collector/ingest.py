@@ -11,10 +11,13 @@ writer thread then group-commits, and `export` returns only after the commit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -102,6 +105,18 @@ def _warm() -> int:
     return 0
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: exit when the collector is gone (even after kill -9), instead
+    of waiting forever on a queue whose other end nobody will ever close."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class Ingest:
     """Decode then write, with memory bounded by bytes in flight.
 
@@ -138,8 +153,9 @@ class Ingest:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: never fork a process that runs gRPC threads
-        return ProcessPoolExecutor(self.parse_workers, mp_context=multiprocessing.get_context(
-            "spawn"))
+        return ProcessPoolExecutor(
+            self.parse_workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def drain(self, timeout: float) -> bool:
         """Refuse new exports, then wait for those under way; True when none is left."""
@@ -157,6 +173,25 @@ class Ingest:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
+    @contextlib.contextmanager
+    def admit(self, size: int) -> Iterator[None]:
+        """Reserve ``size`` bytes of the in-flight budget for the block, or raise
+        `Overloaded` / `ShuttingDown` at once. Receivers that still have to read a
+        body reserve before reading it, so memory stays bounded."""
+        with self._lock:
+            if not self._accepting:
+                raise ShuttingDown("the collector is shutting down; retry against the next one")
+            if self._inflight and self._inflight + size > self.max_inflight_bytes:
+                self.overloaded += 1
+                raise Overloaded(self._inflight, self.max_inflight_bytes,
+                                 self.writer.retry_after_s)
+            self._inflight += size
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inflight -= size
+
     def export(self, signal: str, fmt: str, data: bytes) -> ExportResult:
         """Decode and store one export request; returns after the commit.
 
@@ -168,15 +203,7 @@ class Ingest:
             raise RequestTooLarge(
                 f"request is {size} bytes, over the limit of {self.max_request_bytes}"
             )
-        with self._lock:
-            if not self._accepting:
-                raise ShuttingDown("the collector is shutting down; retry against the next one")
-            if self._inflight and self._inflight + size > self.max_inflight_bytes:
-                self.overloaded += 1
-                raise Overloaded(self._inflight, self.max_inflight_bytes,
-                                 self.writer.retry_after_s)
-            self._inflight += size
-        try:
+        with self.admit(size):
             try:
                 table, accepted, rejected, error = self._decode(signal, fmt, data)
             except DecodeError:
@@ -189,9 +216,6 @@ class Ingest:
             if table.num_rows:
                 self.writer.submit(_KIND[signal], table).result()
             return ExportResult(accepted, rejected, error)
-        finally:
-            with self._lock:
-                self._inflight -= size
 
     def _decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
         pool = self._pool
