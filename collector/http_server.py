@@ -46,6 +46,7 @@ def inflate(data: bytes, limit: int) -> bytes:
 
 class OtlpHttpHandler(BaseHandler):
     ingest: Ingest  # set by HttpListener
+    rfile_consumed = False
 
     def do_POST(self) -> None:
         if not self.authorized():
@@ -66,10 +67,12 @@ class OtlpHttpHandler(BaseHandler):
             self.reply_json(415, {"error": f"unsupported Content-Encoding {encoding!r}: use gzip"})
             return
         limit = self.ingest.max_request_bytes
+        self.rfile_consumed = False
         declared = self.headers.get("Content-Length", "")
         reserve = min(int(declared), limit) if declared.strip().isdigit() else 0
         try:
             with self.ingest.admit(reserve):  # before reading: memory stays bounded
+                self.rfile_consumed = True
                 body = self.read_body(limit)
                 if body is None:
                     return
@@ -84,6 +87,8 @@ class OtlpHttpHandler(BaseHandler):
                 res = self.ingest.export(signal, fmt, body)
         except Exception as exc:
             st = status_for(exc)
+            if reserve and not self.rfile_consumed:
+                self.discard_body(reserve)  # refused before reading: let it answer cleanly
             headers = {}
             if st.retry_after_s is not None:
                 headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))

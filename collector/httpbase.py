@@ -57,6 +57,19 @@ class BaseHandler(BaseHTTPRequestHandler):
         body = json.dumps(payload, default=str, ensure_ascii=False).encode()
         self.reply(status, body, "application/json", headers)
 
+    def discard_body(self, size: int, cap: int = 32 << 20) -> None:
+        """Read and drop up to ``cap`` bytes of a body we refuse, in small chunks, so
+        the client gets to read our answer instead of a broken pipe."""
+        left = min(size, cap)
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            self.close_connection = True
+
     def read_body(self, limit: int) -> bytes | None:
         """The request body, or None after replying 411/413 (too large is not read)."""
         length = self.headers.get("Content-Length")
@@ -66,6 +79,7 @@ class BaseHandler(BaseHTTPRequestHandler):
             return None
         size = int(length)
         if size > limit:
+            self.discard_body(size)
             self.reply(413, json.dumps(
                 {"error": f"request body is {size} bytes, over the limit of {limit}"}
             ).encode(), "application/json", close=True)

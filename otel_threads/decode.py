@@ -100,7 +100,8 @@ def _bytes(data: object) -> bytes:
 
 def decode_traces_protobuf(data: bytes) -> DecodedBatch:
     """Decode the bytes of an OTLP ``ExportTraceServiceRequest`` (gRPC or HTTP protobuf)."""
-    return _spans(*_protobuf.trace_rows(_bytes(data)))
+    table, rejections = _protobuf.trace_table(_bytes(data))
+    return DecodedBatch(table, table.num_rows, rejections.count, rejections.error())
 
 
 def decode_traces_json(data: bytes) -> DecodedBatch:

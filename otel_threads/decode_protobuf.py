@@ -1,32 +1,34 @@
-"""OTLP protobuf -> rows, fast (internal to :mod:`otel_threads.decode`).
+"""OTLP protobuf -> columns and rows (internal to :mod:`otel_threads.decode`).
 
 Requests are parsed with the wire-compatible schema of ``decode_wire``, which
-leaves each attribute KeyValue serialized. :func:`_attributes` turns the common
-ones (short keys; string, bool, small int or finite double values) into JSON text
-straight from those bytes, checking every length so that it accepts only what a
-protobuf parser would read the same way; anything else goes through the generic
-path (``decode_wire.key_values``), which gives the same text. Invalid UTF-8 in
-the copied bytes is caught by Arrow when the table is built: a DecodeError for the
-whole request, as with any protobuf parser.
+leaves each attribute KeyValue serialized (``decode_attributes`` reads them).
+
+Spans take a columnar fast path, :func:`trace_table`: per ScopeSpans, each field
+is read for all spans at once (``map`` over the parsed spans, in C), ids and times
+are validated per column, and the attribute lists are converted in one call. A
+second, cheap parse with the ``RareTracesRequest`` view proves when no span of a
+scope sets trace_state, events, links or a dropped count, so those six fields are
+not read span by span. The table is built from the columns (``decode_tables``):
+trace and span ids are hex-encoded in one go, no row tuples are made.
+
+The fast path decides nothing on its own: when a span would be rejected, or
+anything raises (invalid UTF-8, a malformed KeyValue or event, ...), the request
+is read again by :func:`trace_rows`, the per-span reader, which defines the
+rejections and the errors. So the output, the rejections and the error messages
+are those of the per-span reader, byte for byte.
 """
 
 from __future__ import annotations
 
-import functools
-import struct
-from json.encoder import encode_basestring
+from operator import attrgetter
 
+from otel_threads.decode_attributes import attribute_column
+from otel_threads.decode_attributes import attributes as _attributes
+from otel_threads.decode_tables import SpanColumns, span_table, span_table_columns
 from otel_threads.decode_values import (
-    DERIVED_KEYS,
     I64_MAX,
-    IS_TURN_KEYS,
-    NO_DERIVED,
-    PREVIOUS_TURN_ID_KEY,
-    THREAD_ID_KEYS,
-    TURN_ID_KEY,
     DecodeError,
     Rejections,
-    derive,
     encode_json,
     log_problem,
     log_row,
@@ -37,177 +39,13 @@ from otel_threads.decode_values import (
 from otel_threads.decode_wire import (
     DecodeFailure,
     LogsRequest,
+    RareTracesRequest,
     Status,
     TracesRequest,
     any_value,
     key_values,
     parse,
 )
-
-# --- fast path -------------------------------------------------------------------
-
-_JSON_SPECIAL = bytes(range(32)) + b'"\\'
-"""Bytes that need escaping in JSON, plus the quote: none may come from user text."""
-_TRUE = b"\x01true\x01"
-_FALSE = b"\x01false\x01"
-_THREAD_ID_KEYS = tuple(key.encode() for key in THREAD_ID_KEYS)
-_IS_TURN_KEYS = tuple(key.encode() for key in IS_TURN_KEYS)
-_TURN_ID_KEY = TURN_ID_KEY.encode()
-_PREVIOUS_TURN_ID_KEY = PREVIOUS_TURN_ID_KEY.encode()
-_DERIVED_SET = frozenset(key.encode() for key in DERIVED_KEYS)
-_unpack_double = struct.Struct("<d").unpack_from
-
-_STRING_HEADERS: list[bytes | None] = [None] * 256
-"""``_STRING_HEADERS[n]``: when the n bytes after a KeyValue's key are a string value
-with one-byte lengths, they start with this header ``12 VL 0a SL`` (VL = n - 2,
-SL = n - 4) and the string is the rest."""
-for _n in range(4, 130):
-    _STRING_HEADERS[_n] = bytes((0x12, _n - 2, 0x0A, _n - 4))
-
-_SMALL_VALUES = {bytes((0x12, 2, 0x18, _n)): b"\x01%d\x01" % _n for _n in range(128)}
-"""The whole encoding after the key (``12 02 18 n`` / ``12 02 10 b``) of a small int or
-a bool -> its marked JSON."""
-_SMALL_VALUES.update({bytes((0x12, 2, 0x10, _n)): _TRUE if _n else _FALSE for _n in range(128)})
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 127:
-        out.append(n & 127 | 128)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-@functools.lru_cache(maxsize=4096)
-def _long_string_header(n: int) -> bytes | None:
-    """The header ``12 VL 0a SL`` of a KeyValue holding a string, when the n bytes
-    after the key are exactly that (lengths of one to three bytes), else None."""
-    for value_length_size in (1, 2, 3):
-        value_length = n - 1 - value_length_size
-        for string_length_size in (1, 2, 3):
-            string_length = value_length - 1 - string_length_size
-            if (
-                string_length >= 0
-                and len(_varint(value_length)) == value_length_size
-                and len(_varint(string_length)) == string_length_size
-            ):
-                return b"\x12" + _varint(value_length) + b"\x0a" + _varint(string_length)
-    return None
-
-
-def _derive_fast(values: dict[bytes, bytes], marked: list[bytes]) -> tuple:
-    """``derive`` for the fast path's values (string bytes, unless the key is marked)."""
-    thread_id = None
-    for key in _THREAD_ID_KEYS:
-        raw = values.get(key)
-        if raw and key not in marked:
-            thread_id = raw.decode()
-            break
-    is_turn = None
-    for key in _IS_TURN_KEYS:
-        raw = values.get(key)
-        if raw is not None and key in marked and raw in (_TRUE, _FALSE):
-            is_turn = raw == _TRUE
-            break
-    turn_id = values.get(_TURN_ID_KEY)
-    previous = values.get(_PREVIOUS_TURN_ID_KEY)
-    return (
-        thread_id,
-        turn_id.decode() if turn_id and _TURN_ID_KEY not in marked else None,
-        is_turn,
-        previous.decode() if previous and _PREVIOUS_TURN_ID_KEY not in marked else None,
-    )
-
-
-def _attributes(raw_kvs) -> tuple[bytes | str, tuple]:
-    """JSON object text of a span's attributes, and the derived thread/turn columns.
-
-    The loop reads KeyValues laid out as ``0a KL key 12 VL <AnyValue>`` with
-    one- or two-byte lengths and an AnyValue of a single string, bool, 1-2 byte
-    int or finite double field, checking every length so that it accepts only
-    what a protobuf parser reads the same way. Anything else (and a repeated key)
-    takes the generic path, which gives the same text.
-    """
-    if not raw_kvs:
-        return b"{}", NO_DERIVED
-    values: dict[bytes, bytes] = {}  # key -> string bytes, or marked JSON of another value
-    marked: list[bytes] = []
-    headers = _STRING_HEADERS
-    small = _SMALL_VALUES
-    try:
-        for kv in raw_kvs:
-            key_length = kv[1]
-            p = key_length + 2
-            if kv[0] != 0x0A or key_length > 127:
-                break
-            n = len(kv) - p  # bytes after the key: 12 VL <AnyValue>
-            if n < 130:
-                if kv[p : p + 4] == headers[n]:  # string_value
-                    values[kv[2:p]] = kv[p + 4 :]
-                    continue
-                value = small.get(kv[p:])  # int_value < 128 or bool_value
-                if value is None:
-                    if n == 5 and kv[p : p + 3] == b"\x12\x03\x18" and kv[p + 3] > 127 > kv[p + 4]:
-                        value = b"\x01%d\x01" % ((kv[p + 3] & 127) | (kv[p + 4] << 7))
-                    elif n == 11 and kv[p : p + 3] == b"\x12\x09\x21":  # double_value
-                        x = _unpack_double(kv, p + 3)[0]
-                        if x - x != 0:  # inf or nan: tagged by the generic path
-                            break
-                        value = b"\x01%b\x01" % repr(x).encode()
-                    else:
-                        break
-                key = kv[2:p]
-                values[key] = value
-                marked.append(key)
-            else:  # a longer string: two-byte lengths
-                header = _long_string_header(n)
-                if header is None or not kv.startswith(header, p):
-                    break
-                values[kv[2:p]] = kv[p + len(header) :]
-        else:
-            if len(values) == len(raw_kvs):
-                # {"k1":"v1","k2":"\x01123\x01"}: 4 quotes per entry, 2 marks per marked one.
-                # Strings are used as they are when the whole text holds no byte that JSON
-                # escapes, no quote but ours and no key starting with "$"; else each key
-                # and string is checked and escaped alone.
-                text = b'{"' + b'","'.join(map(b'":"'.join, values.items())) + b'"}'
-                special = len(text) - len(text.translate(None, _JSON_SPECIAL))
-                if special != 4 * len(values) + 2 * len(marked) or (b"$" in text and b'"$' in text):
-                    text = _escaped_object_text(values, frozenset(marked))
-                if marked:  # drop the quotes around each marked value (split is memchr-fast)
-                    pieces = text.split(b"\x01")
-                    pieces[0] = pieces[0][:-1]
-                    for i in range(2, len(pieces) - 1, 2):
-                        pieces[i] = pieces[i][1:-1]
-                    pieces[-1] = pieces[-1][1:]
-                    text = b"".join(pieces)
-                if _DERIVED_SET.isdisjoint(values):
-                    return text, NO_DERIVED
-                return text, _derive_fast(values, marked)
-    except IndexError:
-        pass
-    attrs = key_values(raw_kvs, 0)
-    return encode_json(attrs), derive(attrs)
-
-
-def _escape(raw: bytes) -> bytes:
-    """JSON string content of UTF-8 bytes, escaped exactly as ``json`` does."""
-    return encode_basestring(raw.decode())[1:-1].encode()
-
-
-def _escaped_object_text(values: dict[bytes, bytes], marked: frozenset[bytes]) -> bytes:
-    """The fast path's JSON object, checking and escaping each key and string alone."""
-    items = []
-    special = _JSON_SPECIAL
-    for key, value in values.items():
-        text_key = key if len(key) == len(key.translate(None, special)) else _escape(key)
-        if text_key[:1] == b"$":
-            text_key = b"$" + text_key
-        if key not in marked and len(value) != len(value.translate(None, special)):
-            value = _escape(value)
-        items.append(text_key + b'":"' + value)
-    return b'{"' + b'","'.join(items) + b'"}'
 
 
 def _events(events) -> bytes:
@@ -263,8 +101,138 @@ _ZERO16 = bytes(16)
 _ZERO8 = bytes(8)
 
 
+# --- spans: columnar fast path ----------------------------------------------------
+
+
+class _Fallback(Exception):
+    """A span of the request is rejected: the per-span reader decides."""
+
+
+_TRACE_ID = attrgetter("trace_id")
+_SPAN_ID = attrgetter("span_id")
+_PARENT = attrgetter("parent_span_id")
+_NAME = attrgetter("name")
+_KIND = attrgetter("kind")
+_START = attrgetter("start_time_unix_nano")
+_END = attrgetter("end_time_unix_nano")
+_STATUS = attrgetter("status")
+_FLAGS = attrgetter("flags")
+_ATTRIBUTES = attrgetter("attributes")
+_RARE = attrgetter(
+    "trace_state", "events", "links",
+    "dropped_attributes_count", "dropped_events_count", "dropped_links_count",
+)  # fmt: skip
+_LEN16 = {16}
+_LEN8 = {8}
+_LEN0_8 = {0, 8}
+
+
+def _rare_fields(data: bytes) -> list[list] | None:
+    """Per resource, per scope: the merged rare fields of its spans (None if unparsable)."""
+    try:
+        request = RareTracesRequest.FromString(data)
+        return [[scope.spans for scope in rs.scope_spans] for rs in request.resource_spans]
+    except DecodeFailure:
+        return None
+
+
+def _add_scope(columns: SpanColumns, spans: list, rare) -> None:
+    """Append the columns of one ScopeSpans' spans; _Fallback if one is rejected."""
+    trace_ids = list(map(_TRACE_ID, spans))
+    span_ids = list(map(_SPAN_ID, spans))
+    parents = list(map(_PARENT, spans))
+    starts = list(map(_START, spans))
+    ends = list(map(_END, spans))
+    if (
+        set(map(len, trace_ids)) != _LEN16
+        or set(map(len, span_ids)) != _LEN8
+        or _ZERO16 in trace_ids
+        or _ZERO8 in span_ids
+        or not _LEN0_8.issuperset(map(len, parents))
+        or max(starts) > I64_MAX
+        or max(ends) > I64_MAX
+    ):
+        raise _Fallback
+    if _ZERO8 in parents:  # an all-zero parent is no parent
+        parents = [b"" if parent == _ZERO8 else parent for parent in parents]
+    statuses = list(map(_STATUSES.get, map(_STATUS, spans)))
+    if None in statuses:
+        pairs = zip(statuses, spans, strict=True)
+        statuses = [found or _status(span.status) for found, span in pairs]
+    texts, derived = attribute_column(map(_ATTRIBUTES, spans))
+    n = len(spans)
+    if rare is not None and not any(map(len, _RARE(rare))):
+        trace_states = [None] * n  # no span sets any of them
+        events = links = ["[]"] * n
+        dropped_attributes = dropped_events = dropped_links = [0] * n
+    else:
+        trace_states = [span.trace_state or None for span in spans]
+        events = [_events(span.events) if span.events else "[]" for span in spans]
+        links = [_links(span.links) if span.links else "[]" for span in spans]
+        dropped_attributes = [span.dropped_attributes_count for span in spans]
+        dropped_events = [span.dropped_events_count for span in spans]
+        dropped_links = [span.dropped_links_count for span in spans]
+    columns.trace_id += trace_ids
+    columns.span_id += span_ids
+    columns.parent += parents
+    columns.trace_state += trace_states
+    columns.name += map(_NAME, spans)
+    columns.kind += map(_KIND, spans)
+    columns.start += starts
+    columns.end += ends
+    columns.status += statuses
+    columns.attributes += texts
+    columns.derived += derived
+    columns.events += events
+    columns.links += links
+    columns.flags += map(_FLAGS, spans)
+    columns.dropped_attributes += dropped_attributes
+    columns.dropped_events += dropped_events
+    columns.dropped_links += dropped_links
+
+
+def _span_columns(request, data: bytes) -> SpanColumns:
+    """The columns of every span; _Fallback or DecodeFailure if the per-span reader
+    must decide (a rejected span, anything that does not decode)."""
+    columns = SpanColumns()
+    rare = _rare_fields(data)
+    resources = request.resource_spans
+    if rare is not None and len(rare) != len(resources):
+        rare = None
+    for r, resource_spans in enumerate(resources):
+        resource = key_values(resource_spans.resource.attributes, 0)
+        resource_json = encode_json(resource)
+        names = resource_names(resource)
+        scopes = resource_spans.scope_spans
+        rare_scopes = rare[r] if rare is not None and len(rare[r]) == len(scopes) else None
+        for s, scope_spans in enumerate(scopes):
+            spans = list(scope_spans.spans)
+            if spans:
+                _add_scope(columns, spans, rare_scopes[s] if rare_scopes is not None else None)
+                columns.scopes.append(_scope_values(resource_json, names, scope_spans.scope))
+                columns.scope_counts.append(len(spans))
+    return columns
+
+
+def trace_table(data: bytes) -> tuple:
+    """(SPAN_SCHEMA table, Rejections) of ExportTraceServiceRequest bytes."""
+    request = parse(TracesRequest, data)
+    try:
+        columns = _span_columns(request, data)
+    except (_Fallback, *DecodeFailure):
+        rows, scopes, scope_counts, rejections = trace_rows(data)
+        return span_table(rows, scopes, scope_counts), rejections
+    return span_table_columns(columns), Rejections("span")
+
+
+# --- spans: the per-span reader ----------------------------------------------------
+
+
 def trace_rows(data: bytes) -> tuple[list, list, list, Rejections]:
-    """(span rows, scope rows, rows per scope, rejections) of ExportTraceServiceRequest bytes."""
+    """(span rows, scope rows, rows per scope, rejections) of ExportTraceServiceRequest bytes.
+
+    One span at a time; the reference behaviour of :func:`trace_table`.
+    """
     request = parse(TracesRequest, data)
     rows: list[tuple] = []
     scopes: list[tuple] = []
@@ -329,6 +297,9 @@ def trace_rows(data: bytes) -> tuple[list, list, list, Rejections]:
     except DecodeFailure as exc:
         raise DecodeError(f"request is not valid OTLP protobuf: {exc}") from None
     return rows, scopes, scope_counts, rejections
+
+
+# --- logs --------------------------------------------------------------------------
 
 
 def log_rows(data: bytes) -> tuple[list, list, list, Rejections]:

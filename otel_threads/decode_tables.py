@@ -1,17 +1,20 @@
-"""Rows -> Arrow tables for the OTLP decode step (internal to :mod:`otel_threads.decode`).
+"""Rows or columns -> Arrow tables for the OTLP decode step (internal to ``decode``).
 
-Both readers (``decode_protobuf``, ``decode_json``) produce *rows*, one tuple per
-span or log record, and *scope rows*, one per ScopeSpans/ScopeLogs that kept a
-row; :func:`span_table` and :func:`log_table` turn them into one Arrow table per
-request, doing the per-column work (enum names, timestamps, durations,
-resource/scope columns) once per column rather than once per row.
+The readers produce *rows*, one tuple per span or log record, and *scope rows*,
+one per ScopeSpans/ScopeLogs that kept a row; :func:`span_table` and
+:func:`log_table` turn them into one Arrow table per request, doing the per-column
+work (enum names, timestamps, durations, resource/scope columns) once per column
+rather than once per row. The protobuf span reader's fast path fills
+:class:`SpanColumns` instead (no row tuples; raw ids, hex-encoded in one go) and
+:func:`span_table_columns` builds the same arrays from them.
 """
 
 from __future__ import annotations
 
+from array import array
+from binascii import hexlify
 from dataclasses import dataclass
 from itertools import repeat
-from operator import sub, truediv
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,6 +26,9 @@ STATUS_CODES = ("UNSET", "OK", "ERROR")
 
 _STR = pa.string()
 _TS = pa.timestamp("us")
+_TS_NS = pa.timestamp("ns")
+_ZERO32 = pa.scalar(0, pa.int32())
+_MILLION = pa.scalar(1e6, pa.float64())
 
 SPAN_SCHEMA = pa.schema(
     [
@@ -111,8 +117,11 @@ class DecodedBatch:
 #   (resource_attributes, service_name, project, scope_name, scope_version, scope_attributes)
 # and ``scope_counts[k]`` rows, in order, belong to scope row k.
 # String cells may be str or UTF-8 bytes: Arrow checks the bytes are valid UTF-8.
-# Per-batch pyarrow.compute calls cost ~10-20 us each, so small per-row Python
-# loops in C (map, comprehensions) are used where they are cheaper.
+# Per-batch pyarrow.compute calls cost ~3-50 us each (and more when a Python
+# scalar must be converted), so small per-row Python loops in C (map,
+# comprehensions) are used where they are cheaper; each choice here was measured.
+# Columns that can fail (bytes cells: attributes, events) are built in the same
+# order as ever, so a bad request gets the same error.
 
 
 def _names(codes: tuple, names: tuple[str, ...]) -> pa.Array:
@@ -131,13 +140,24 @@ def _mostly_same(values: tuple) -> pa.Array:
 
 def _int32(values: tuple) -> pa.Array:
     """uint32 counts in an int32 column: larger values are clamped."""
+    if not any(values):  # the usual all zeros
+        return pa.repeat(_ZERO32, len(values))
     if max(values) > I32_MAX:
         values = tuple(min(v, I32_MAX) for v in values)
     return pa.array(values, pa.int32())
 
 
 def _timestamps(nanos: pa.Array) -> pa.Array:
-    return nanos.cast(pa.timestamp("ns")).cast(_TS, safe=False)
+    """int64 nanoseconds (no nulls) -> timestamp('us'): viewed as timestamp('ns'), then cast."""
+    as_ns = pa.Array.from_buffers(_TS_NS, len(nanos), nanos.buffers(), offset=nanos.offset)
+    return as_ns.cast(_TS, safe=False)
+
+
+def _duration_ms(start_ns: pa.Array, end_ns: pa.Array) -> pa.Array:
+    """(end - start) / 1e6 as float64, as Python computes it: an exact int64 difference
+    (both are in 0..2**63-1), rounded to the nearest double, divided by 1e6."""
+    difference = pc.cast(pc.subtract(end_ns, start_ns), pa.float64(), safe=False)
+    return pc.divide(difference, _MILLION)
 
 
 def _null_where_zero(nanos_list: tuple, nanos: pa.Array, values: pa.Array) -> pa.Array:
@@ -171,53 +191,117 @@ def _build(schema: pa.Schema, build) -> pa.Table:
         raise DecodeError(f"request could not be converted to columns: {text}") from None
 
 
+def _hex_ids(ids: list[bytes], width: int) -> pa.Array:
+    """Ids of ``width`` bytes each -> lowercase hex strings, hex-encoded in one go."""
+    data = hexlify(b"".join(ids))
+    offsets = array("i", range(0, 2 * width * len(ids) + 1, 2 * width))
+    return pa.Array.from_buffers(_STR, len(ids), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def _hex_parents(parents: list[bytes]) -> pa.Array:
+    """Parent ids (8 bytes, or b"" for NULL) -> hex strings or NULL."""
+    if b"" not in parents:
+        return _hex_ids(parents, 8)
+    return pa.array([parent.hex() if parent else None for parent in parents], _STR)
+
+
+def _string_column(values) -> pa.Array:
+    return values if isinstance(values, pa.Array) else pa.array(values, _STR)
+
+
+def _span_arrays(columns: tuple, scopes: list[tuple], scope_counts: list[int]) -> list[pa.Array]:
+    """The SPAN_SCHEMA arrays of the span columns (row tuple order, ``derived`` split
+    in four; ids may be arrays already)."""
+    (trace_id, span_id, parent, trace_state, name, kind, start, end, code, message,
+     attributes, events, links, flags, dropped_attrs, dropped_events, dropped_links,
+     thread_id, turn_id, is_turn, previous) = columns  # fmt: skip
+    (resource_attributes, service_name, project, scope_name, scope_version,
+     scope_attributes) = _scope_columns(scopes, scope_counts)  # fmt: skip
+    start_ns = pa.array(start, pa.int64())
+    end_ns = pa.array(end, pa.int64())
+    duration = _duration_ms(start_ns, end_ns)
+    return [
+        _string_column(trace_id),
+        _string_column(span_id),
+        _string_column(parent),
+        _mostly_same(trace_state),
+        pa.array(name, _STR),
+        _names(kind, SPAN_KINDS),
+        _timestamps(start_ns),
+        _null_where_zero(end, end_ns, _timestamps(end_ns)),
+        start_ns,
+        end_ns,
+        _null_where_zero(end, end_ns, duration),
+        _names(code, STATUS_CODES),
+        _mostly_same(message),
+        service_name,
+        project,
+        pa.array(attributes, _STR),
+        _mostly_same(events),
+        _mostly_same(links),
+        resource_attributes,
+        scope_name,
+        scope_version,
+        scope_attributes,
+        pa.array(flags, pa.int64()),
+        _int32(dropped_attrs),
+        _int32(dropped_events),
+        _int32(dropped_links),
+        pa.array(thread_id, _STR),
+        pa.array(turn_id, _STR),
+        pa.array(is_turn, pa.bool_()),
+        _mostly_same(previous),
+    ]
+
+
 def span_table(rows: list[tuple], scopes: list[tuple], scope_counts: list[int]) -> pa.Table:
     """The ``SPAN_SCHEMA`` table of the accepted span rows."""
     if not rows:
         return SPAN_SCHEMA.empty_table()
 
     def build() -> list[pa.Array]:
-        (trace_id, span_id, parent, trace_state, name, kind, start, end, code, message,
-         attributes, events, links, flags, dropped_attrs, dropped_events, dropped_links,
-         derived) = zip(*rows, strict=True)  # fmt: skip
-        thread_id, turn_id, is_turn, previous = zip(*derived, strict=True)
-        (resource_attributes, service_name, project, scope_name, scope_version,
-         scope_attributes) = _scope_columns(scopes, scope_counts)  # fmt: skip
-        start_ns = pa.array(start, pa.int64())
-        end_ns = pa.array(end, pa.int64())
-        duration = pa.array(list(map(truediv, map(sub, end, start), repeat(1e6))), pa.float64())
-        return [
-            pa.array(trace_id, _STR),
-            pa.array(span_id, _STR),
-            pa.array(parent, _STR),
-            _mostly_same(trace_state),
-            pa.array(name, _STR),
-            _names(kind, SPAN_KINDS),
-            _timestamps(start_ns),
-            _null_where_zero(end, end_ns, _timestamps(end_ns)),
-            start_ns,
-            end_ns,
-            _null_where_zero(end, end_ns, duration),
-            _names(code, STATUS_CODES),
-            _mostly_same(message),
-            service_name,
-            project,
-            pa.array(attributes, _STR),
-            _mostly_same(events),
-            _mostly_same(links),
-            resource_attributes,
-            scope_name,
-            scope_version,
-            scope_attributes,
-            pa.array(flags, pa.int64()),
-            _int32(dropped_attrs),
-            _int32(dropped_events),
-            _int32(dropped_links),
-            pa.array(thread_id, _STR),
-            pa.array(turn_id, _STR),
-            pa.array(is_turn, pa.bool_()),
-            _mostly_same(previous),
-        ]
+        *columns, derived = zip(*rows, strict=True)
+        return _span_arrays((*columns, *zip(*derived, strict=True)), scopes, scope_counts)
+
+    return _build(SPAN_SCHEMA, build)
+
+
+class SpanColumns:
+    """Accepted spans as columns, filled scope by scope (the protobuf fast path).
+
+    Like the row tuple, except: ids are the raw bytes (``parent`` b"" for NULL),
+    ``status`` holds (code, message) pairs, ``derived`` the derived tuples; and
+    ``scopes``/``scope_counts`` are the scope rows and their span counts.
+    """
+
+    FIELDS = (
+        "trace_id", "span_id", "parent", "trace_state", "name", "kind", "start", "end",
+        "status", "attributes", "events", "links", "flags", "dropped_attributes",
+        "dropped_events", "dropped_links", "derived", "scopes", "scope_counts",
+    )  # fmt: skip
+    __slots__ = FIELDS
+
+    def __init__(self) -> None:
+        for field in self.FIELDS:
+            setattr(self, field, [])
+
+
+def span_table_columns(columns: SpanColumns) -> pa.Table:
+    """The ``SPAN_SCHEMA`` table of :class:`SpanColumns` (same arrays as :func:`span_table`)."""
+    if not columns.trace_id:
+        return SPAN_SCHEMA.empty_table()
+
+    def build() -> list[pa.Array]:
+        code, message = zip(*columns.status, strict=True)
+        c = columns
+        return _span_arrays(
+            (_hex_ids(c.trace_id, 16), _hex_ids(c.span_id, 8), _hex_parents(c.parent),
+             c.trace_state, c.name, c.kind, c.start, c.end, code, message, c.attributes,
+             c.events, c.links, c.flags, c.dropped_attributes, c.dropped_events,
+             c.dropped_links, *zip(*c.derived, strict=True)),
+            c.scopes,
+            c.scope_counts,
+        )  # fmt: skip
 
     return _build(SPAN_SCHEMA, build)
 

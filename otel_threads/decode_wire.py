@@ -12,6 +12,12 @@ nesting depth is ours to cap (``MAX_DEPTH``), not upb's.
 
 upb checks UTF-8 in the string fields this schema declares; ``decode_protobuf``
 leaves the string bytes it copies to Arrow's check when the table is built.
+
+``RareTracesRequest`` is a second view of the same bytes in which every span of a
+ScopeSpans merges into one message (a singular message field that occurs again is
+merged, and its repeated fields collect every occurrence): empty lists there
+prove that no span of the scope sets trace_state, events, links or a dropped
+count, so the reader need not ask each span.
 """
 
 from __future__ import annotations
@@ -116,6 +122,20 @@ _SCHEMA: dict[str, tuple[tuple[str, int, str], ...]] = {
         ("schema_url", 3, "string"),
     ),
     "LogsRequest": (("resource_logs", 1, "*ResourceLogs"),),
+    # The rarely set span fields, with every span of a ScopeSpans merged into one
+    # message (``spans`` is singular: a parser merges repeated occurrences), so
+    # that empty lists prove that no span of the scope sets any of them.
+    "RareSpanFields": (
+        ("trace_state", 3, "*bytes"),
+        ("dropped_attributes_count", 10, "*uint32"),
+        ("events", 11, "*bytes"),
+        ("dropped_events_count", 12, "*uint32"),
+        ("links", 13, "*bytes"),
+        ("dropped_links_count", 14, "*uint32"),
+    ),
+    "RareScopeSpans": (("spans", 2, "RareSpanFields"),),
+    "RareResourceSpans": (("scope_spans", 2, "*RareScopeSpans"),),
+    "RareTracesRequest": (("resource_spans", 1, "*RareResourceSpans"),),
 }
 
 
@@ -153,6 +173,7 @@ _KeyValue = _CLASSES["KeyValue"]
 _AnyValue = _CLASSES["AnyValue"]
 TracesRequest = _CLASSES["TracesRequest"]
 LogsRequest = _CLASSES["LogsRequest"]
+RareTracesRequest = _CLASSES["RareTracesRequest"]
 Status = _CLASSES["Status"]
 DecodeFailure = (message.DecodeError, RuntimeError, UnicodeDecodeError)
 """What reading a malformed request can raise; the readers turn it into DecodeError."""

@@ -18,10 +18,11 @@ nothing), and `refresh` re-derives exactly what those traces can affect:
 It evaluates the same ``derive_*`` views, scoped: for the duration of a refresh,
 TEMP tables named like the inputs (``spans``, ``logs``, the ``*_mat`` tables)
 hold only the rows in scope, and DuckDB resolves the views' unqualified table
-names to them first. So no derivation SQL is written twice.
+names to them first (this module names the file's own tables through its
+catalog for that reason). So no derivation SQL is written twice.
 
-`build` derives everything from scratch; `ensure` does that when a table is
-missing or the SQL that defines it changed since it was built.
+`build` derives a table from scratch; `store.apply_views` calls it for tables
+that are missing, or stale because the SQL that defines them changed.
 """
 
 from __future__ import annotations
@@ -74,14 +75,21 @@ class Deriver:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         self._scopes = 0
+        # The file's own tables, named through its catalog: while TEMP tables shadow
+        # them, "main.x" would resolve to temp.main.x.
+        name = con.execute("SELECT current_database()").fetchall()[0][0]
+        self.db = '"' + name.replace('"', '""') + '".main'
+
 
     # -- whole-store builds ---------------------------------------------------------
 
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+
     def enabled(self) -> bool:
         """Whether this store has derived tables to keep up to date."""
-        tables = {r[0] for r in self.con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
-        return DERIVED[0][0] in tables
+        return DERIVED[0][0] in self._tables()
 
     def drop_stale(self) -> list[str]:
         """Drop derived tables built by other SQL than this version's; returns them."""
@@ -92,14 +100,13 @@ class Deriver:
         have = dict(con.execute("SELECT name, version FROM otel_threads_derived").fetchall())
         stale = [t for t, _, _ in DERIVED if have.get(t) != version]
         for table in stale:
-            con.execute(f"DROP TABLE IF EXISTS main.{table}")
+            con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
         return stale
 
     def missing(self) -> list[tuple[str, str]]:
         """(table, view) of derived tables not built yet, in dependency order (only
         those whose ``sql/<view>.sql`` ships with this version)."""
-        tables = {r[0] for r in self.con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        tables = self._tables()
         sql_dir = resources.files("otel_threads").joinpath("sql")
         return [(t, v) for t, v, _ in DERIVED
                 if t not in tables and sql_dir.joinpath(f"{v}.sql").is_file()]
@@ -110,10 +117,10 @@ class Deriver:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DROP TABLE IF EXISTS main.{table}")
-            con.execute(f"CREATE TABLE main.{table} AS SELECT * FROM {view}")
+            con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
+            con.execute(f"CREATE TABLE {self.db}.{table} AS SELECT * FROM {view}")
             for column in _INDEXES[table]:
-                con.execute(f"CREATE INDEX {table}_{column} ON main.{table} ({column})")
+                con.execute(f"CREATE INDEX {table}_{column} ON {self.db}.{table} ({column})")
             con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
                         [table, sql_version()])
             if table == DERIVED[0][0]:  # everything queued so far is covered from here on
@@ -122,7 +129,10 @@ class Deriver:
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        _logger.info("built %s in %.1fs", table, time.monotonic() - started)
+        took = time.monotonic() - started
+        # worth a line only when it was a real build over stored data (an upgrade)
+        _logger.log(logging.INFO if took >= 1 else logging.DEBUG, "built %s in %.1fs", table,
+                    took)
 
     # -- incremental -------------------------------------------------------------------
 
@@ -153,26 +163,28 @@ class Deriver:
         in_traces = self._in("trace_id", traces)
         before = self._threads_of(in_traces)
         self._scope(in_traces)
-        con.execute(f"DELETE FROM main.span_threads_mat WHERE {in_traces}")
-        con.execute("INSERT INTO main.span_threads_mat SELECT * FROM derive_span_threads")
+        con.execute(f"DELETE FROM {self.db}.span_threads_mat WHERE {in_traces}")
+        con.execute(f"INSERT INTO {self.db}.span_threads_mat SELECT * FROM derive_span_threads")
         threads = sorted(before | self._threads_of(in_traces))
         if not threads:
             return
         in_threads = self._in("thread_id", threads)
         scope = sorted({r[0] for r in con.execute(
-            f"SELECT DISTINCT trace_id FROM main.span_threads_mat WHERE {in_threads}"
+            f"SELECT DISTINCT trace_id FROM {self.db}.span_threads_mat WHERE {in_threads}"
         ).fetchall()} | set(traces))
         self._scope(self._in("trace_id", scope))
-        con.execute("CREATE TEMP TABLE span_threads_mat AS SELECT * FROM main.span_threads_mat "
-                    f"WHERE {self._in('trace_id', scope)}")
+        con.execute(f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
+                    f"{self.db}.span_threads_mat WHERE {self._in('trace_id', scope)}")
         for table, view, _ in DERIVED[1:]:
-            con.execute(f"DELETE FROM main.{table} WHERE {in_threads}")
+            if table not in self._tables():
+                continue
+            con.execute(f"DELETE FROM {self.db}.{table} WHERE {in_threads}")
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
-            con.execute(f"INSERT INTO main.{table} SELECT * FROM temp.{table}")
+            con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
 
     def _threads_of(self, in_traces: str) -> set[str]:
         return {r[0] for r in self.con.execute(
-            f"SELECT DISTINCT thread_id FROM main.span_threads_mat WHERE {in_traces} "
+            f"SELECT DISTINCT thread_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
             "AND thread_id IS NOT NULL").fetchall()}
 
     def _scope(self, in_traces: str) -> None:
@@ -180,8 +192,9 @@ class Deriver:
         con = self.con
         con.execute("DROP TABLE IF EXISTS temp.spans")
         con.execute("DROP TABLE IF EXISTS temp.logs")
-        con.execute(f"CREATE TEMP TABLE spans AS SELECT * FROM main.spans WHERE {in_traces}")
-        con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM main.logs WHERE {in_traces}")
+        db = self.db
+        con.execute(f"CREATE TEMP TABLE spans AS SELECT * FROM {db}.spans WHERE {in_traces}")
+        con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM {db}.logs WHERE {in_traces}")
 
     def _in(self, column: str, values: Iterable[str]) -> str:
         values = list(values)

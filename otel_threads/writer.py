@@ -248,12 +248,16 @@ class Writer:
                 elif self._dirty:
                     self._checkpoint()  # idle: fold the WAL into the file
                 continue
-            self._write(items)
+            committed = self._write(items)
             with self._cond:
                 idle = not self._queue
             if self._derived < self._commits and (
                     idle or time.monotonic() - self._last_derive > self.derive_lag_s):
+                # Nothing waiting (or lagging too long): derive before answering, so
+                # an exporter that then queries sees its data in the views.
                 self._derive()
+            for item in committed:
+                item.future.set_result(item.rows)
 
     def _derive(self) -> None:
         """Bring the derived tables (threads, turns, transcripts) up to the last commit."""
@@ -281,9 +285,12 @@ class Writer:
                 lambda: not self._queue and self.stats.pending_rows == 0
                 and self._derived >= self._commits, timeout)
 
-    def _write(self, items: list[_Item]) -> None:
+    def _write(self, items: list[_Item]) -> list[_Item]:
+        """Commit ``items``; returns those committed (the others' futures have failed)."""
+        committed: list[_Item] = []
         try:
             self._commit(items)
+            committed = items
         except Exception as exc:
             if len(items) == 1:
                 self._fail(items, exc)
@@ -291,12 +298,14 @@ class Writer:
                 for item in items:
                     try:
                         self._commit([item])
+                        committed.append(item)
                     except Exception as single_exc:
                         self._fail([item], single_exc)
         finally:
             with self._cond:
                 self.stats.pending_rows -= sum(i.rows for i in items)
                 self._cond.notify_all()
+        return committed
 
     def _checkpoint(self) -> None:
         assert self._con is not None
@@ -342,8 +351,6 @@ class Writer:
             rows = sum(i.rows for i in group)
             self.stats.written[kind] += inserted[kind]
             self.stats.duplicates[kind] += rows - inserted[kind]
-        for item in items:  # each learns how many rows exist now for its part
-            item.future.set_result(item.rows)
 
     def _insert(self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table,
                 received_at_us: int) -> int:

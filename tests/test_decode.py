@@ -929,3 +929,226 @@ def test_mutated_requests_never_raise_anything_but_decode_error(seed, edits):
         elif position < len(data):
             del data[position]
     decode_or_decode_error(decode, bytes(data), columns)
+
+
+# --- the columnar fast path of the protobuf span reader ----------------------------
+#
+# decode_traces_protobuf reads spans column by column and hands the request to the
+# per-span reader (decode_protobuf.trace_rows) whenever a span is rejected or
+# anything fails; these tests hold it to that reader, byte for byte: the same
+# table, counts, rejection message, and error message.
+
+
+def per_span_reader(data: bytes) -> tuple:
+    """The outcome of the per-span reader alone (the reference of the fast path)."""
+    from otel_threads import decode_protobuf, decode_tables
+
+    try:
+        rows, scopes, scope_counts, rejections = decode_protobuf.trace_rows(data)
+        table = decode_tables.span_table(rows, scopes, scope_counts)
+    except DecodeError as exc:
+        return ("error", str(exc))
+    return ("ok", table, len(rows), rejections.count, rejections.error())
+
+
+def fast_path_outcome(data: bytes) -> tuple:
+    try:
+        batch = decode_traces_protobuf(data)
+    except DecodeError as exc:
+        return ("error", str(exc))
+    return ("ok", batch.table, batch.accepted, batch.rejected, batch.error)
+
+
+def assert_same_as_per_span_reader(data: bytes) -> None:
+    expected = per_span_reader(data)
+    got = fast_path_outcome(data)
+    assert got[0] == expected[0], (got, expected)
+    if got[0] == "error":
+        assert got == expected
+        return
+    assert got[1].schema.equals(SPAN_SCHEMA)
+    assert got[1].equals(expected[1])
+    assert got[1].to_pylist() == expected[1].to_pylist()
+    assert got[2:] == expected[2:]
+
+
+SPAN_VALUES = st.one_of(
+    st.sampled_from(["", "x", "t-1", 'a"b', "é中", "$v", "\x01", "y" * 150]),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.floats(),
+    st.sampled_from([b"\x00\xff", None, ["x", 1], ("kv", [("k", "v")])]),
+)
+SPAN_KEYS = st.sampled_from(
+    ["k", "k2", "$k", "", *THREAD_KEYS[:2], *TURN_KEYS, "otel_threads.previous_turn_id"]
+)
+SPAN_FIELDS = st.fixed_dictionaries(
+    {
+        "trace_id": st.sampled_from([TRACE_ID, bytes(range(2, 18)), bytes(16), b"\x01" * 15]),
+        "span_id": st.sampled_from([b"\x01" * 8, b"\x02" * 8, bytes(8)]),
+        "parent_span_id": st.sampled_from([b"", b"\x03" * 8, bytes(8), b"\x03"]),
+        "name": st.sampled_from(["op", "", "é"]),
+        "kind": st.sampled_from([0, 1, 2, 3, 5, 6, 99]),
+        "start_time_unix_nano": st.sampled_from([0, 1, T0, 2**63 - 1, 2**64 - 1]),
+        "end_time_unix_nano": st.sampled_from([0, T0 + 1, 2**63 - 1, 2**53 + 1]),
+        "flags": st.sampled_from([0, 256, 2**32 - 1]),
+    }
+)
+RARE_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "trace_state": st.sampled_from(["", "a=b"]),
+        "dropped_attributes_count": st.sampled_from([0, 1, 2**32 - 1]),
+        "dropped_events_count": st.sampled_from([0, 3]),
+        "dropped_links_count": st.sampled_from([0, 2**31]),
+        "events": st.just(True),
+        "links": st.just(True),
+        "status": st.sampled_from([(1, ""), (2, "boom"), (7, "")]),
+    },
+)
+SPANS = st.lists(
+    st.tuples(SPAN_FIELDS, st.lists(st.tuples(SPAN_KEYS, SPAN_VALUES), max_size=5), RARE_FIELDS),
+    max_size=4,
+)
+
+
+FAST_SPAN = {
+    "trace_id": TRACE_ID,
+    "span_id": b"\x01" * 8,
+    "name": "op",
+    "start_time_unix_nano": T0,
+    "end_time_unix_nano": T0 + 1,
+}
+
+
+def build_request(resources) -> bytes:
+    request = ExportTraceServiceRequest()
+    for resource, scopes in resources:
+        resource_spans = request.resource_spans.add()
+        for key, value in resource:
+            set_value(resource_spans.resource.attributes.add(key=key).value, value)
+        for scope_name, spans in scopes:
+            scope_spans = resource_spans.scope_spans.add()
+            scope_spans.scope.name = scope_name
+            for fields, pairs, rare in spans:
+                span = scope_spans.spans.add(**fields)
+                for key, value in pairs:
+                    set_value(span.attributes.add(key=key).value, value)
+                rare = dict(rare)
+                if rare.pop("events", False):
+                    event = span.events.add(name="e", time_unix_nano=T0)
+                    set_value(event.attributes.add(key="n").value, 1)
+                if rare.pop("links", False):
+                    link = span.links.add(trace_id=TRACE_ID, span_id=b"\x05" * 8)
+                    set_value(link.attributes.add(key="l").value, "v")
+                if "status" in rare:
+                    span.status.code, span.status.message = rare.pop("status")
+                for key, value in rare.items():
+                    setattr(span, key, value)
+    return request.SerializeToString()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.lists(
+        st.tuples(
+            st.lists(st.tuples(st.sampled_from(["service.name", "x"]), SIMPLE_TEXT), max_size=2),
+            st.lists(st.tuples(st.sampled_from(["s", "", "é"]), SPANS), max_size=3),
+        ),
+        max_size=3,
+    )
+)
+def test_fast_path_equals_the_per_span_reader(resources):
+    """Several resources and scopes, rare fields in some scopes only, rejected spans,
+    odd enums and times past int64: the same outcome as the per-span reader."""
+    assert_same_as_per_span_reader(build_request(resources))
+
+
+CORRUPTIBLE = build_request(
+    [
+        (
+            [("service.name", "svc")],
+            [
+                (
+                    "s",
+                    [
+                        ({**FAST_SPAN, "span_id": b"\x01" * 8}, [(THREAD_KEYS[0], "t")], {}),
+                        ({**FAST_SPAN, "span_id": b"\x02" * 8}, [("n", 5), ("a", ["x"])], {}),
+                        ({**FAST_SPAN, "span_id": b"\x03" * 8}, [], {"events": True}),
+                    ],
+                )
+            ],
+        )
+    ]
+)
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4))
+def test_fast_path_errors_equal_the_per_span_reader(edits):
+    """Corrupted requests: the same outcome, error message included, as the per-span reader."""
+    data = bytearray(CORRUPTIBLE)
+    for position, byte in edits:
+        data[position % len(data)] = byte
+    assert_same_as_per_span_reader(bytes(data))
+
+
+def test_rare_fields_are_read_for_the_scopes_that_set_them():
+    plain = [({**FAST_SPAN, "span_id": b"\x02" * 8}, [("k", "v")], {})]
+    rare = [
+        ({**FAST_SPAN, "span_id": b"\x03" * 8}, [], {"trace_state": "a=b"}),
+        ({**FAST_SPAN, "span_id": b"\x04" * 8}, [], {"events": True, "links": True}),
+        ({**FAST_SPAN, "span_id": b"\x05" * 8}, [], {"dropped_links_count": 2**31}),
+    ]
+    data = build_request([([], [("plain", plain), ("rare", rare), ("plain2", plain)])])
+    assert_same_as_per_span_reader(data)
+    rows = decode_traces_protobuf(data).table.to_pylist()
+    assert [row["trace_state"] for row in rows] == [None, "a=b", None, None, None]
+    assert [row["links"] != "[]" for row in rows] == [False, False, True, False, False]
+    assert [row["dropped_links_count"] for row in rows] == [0, 0, 0, 2**31 - 1, 0]
+
+
+def test_explicit_default_values_on_the_wire():
+    """Fields written with their default value (as some encoders do) decode as unset."""
+    span = Span(trace_id=TRACE_ID, span_id=b"\x01" * 8, name="op").SerializeToString()
+    span += bytes([0x1A, 0]) + bytes([0x50, 0]) + bytes([0x60, 0]) + bytes([0x70, 0])
+    span += bytes([0x30, 0]) + bytes([0x7A, 0])  # kind 0, empty status
+    data = field(1, field(2, field(2, span)))
+    assert_same_as_per_span_reader(data)
+    (row,) = decode_traces_protobuf(data).table.to_pylist()
+    assert (row["trace_state"], row["dropped_attributes_count"], row["kind"]) == (
+        None,
+        0,
+        "UNSPECIFIED",
+    )
+
+
+def test_the_first_error_in_span_order_wins():
+    """An undecodable event attribute in an early span and an invalid thread id in a
+    later one: the error is the early span's, as when reading span by span."""
+    early = ({**FAST_SPAN, "span_id": b"\x01" * 8}, [], {})
+    late = ({**FAST_SPAN, "span_id": b"\x02" * 8}, [(THREAD_KEYS[0], "QQQQ")], {})
+    request = ExportTraceServiceRequest.FromString(build_request([([], [("s", [early, late])])]))
+    event = request.resource_spans[0].scope_spans[0].spans[0].events.add(name="e")
+    set_value(event.attributes.add(key="n").value, ["PPPP"])  # read by the generic path
+    data = request.SerializeToString().replace(b"PPPP", b"\xc3\x28\xff\xfe")
+    data = data.replace(b"QQQQ", b"\xe2\x82\x28\xff")
+    assert_same_as_per_span_reader(data)
+    with pytest.raises(DecodeError) as raised:
+        decode_traces_protobuf(data)
+    assert "AnyValue" in str(raised.value) and "0xe2" not in str(raised.value)
+
+
+def test_durations_of_long_spans_are_exact():
+    # (5 / 1e6 and 1_500_000_007 / 1e6 differ from a multiplication by 1e-6)
+    starts_ends = [(0, 2**53 + 1), (1, 2**63 - 1), (2**63 - 1, 1), (T0, T0 + 5), (5, 5),
+                   (T0, T0 + 1_500_000_007)]  # fmt: skip
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    for i, (start, end) in enumerate(starts_ends):
+        times = {"start_time_unix_nano": start, "end_time_unix_nano": end}
+        spans.add(**{**FAST_SPAN, "span_id": bytes([i + 1]) * 8, **times})
+    data = request.SerializeToString()
+    assert_same_as_per_span_reader(data)
+    durations = decode_traces_protobuf(data).table.column("duration_ms").to_pylist()
+    assert durations == [(end - start) / 1e6 for start, end in starts_ends]

@@ -1,0 +1,88 @@
+-- derive_span_threads: one row per stored span: the thread and turn it belongs to
+-- (CONTRACT.md section 2), resolved over the stored span tree.
+--
+-- thread_id: the span's own id (first present key of the priority list, derived at
+--   write time), else its nearest ancestor's in the same trace, else -- when no span
+--   of its trace carries otel_threads marks -- the trace's: the first id, in priority
+--   order, on any of its spans.
+-- is_turn: otel_threads.is_turn / wandb.is_turn when present; else the span is in a
+--   thread and its parent is absent or in another thread (or none) -- unless the span
+--   carries the otel_threads.turn_id of another span: then it belongs to that turn,
+--   whose span has not arrived (yet: children end, and are exported, first).
+-- turn_id: its own span id for a turn, else its ancestors' turn in the same thread,
+--   else its own otel_threads.turn_id (a turn whose span is not stored).
+WITH RECURSIVE
+trace_marks AS (
+    SELECT trace_id,
+           bool_or(turn_id IS NOT NULL OR previous_turn_id IS NOT NULL) AS marked
+    FROM spans
+    GROUP BY trace_id
+),
+trace_thread AS (
+    SELECT s.trace_id,
+           arg_min(s.thread_id, [
+               CASE s.thread_id
+                   WHEN s.attributes->>'gen_ai.conversation.id' THEN 1
+                   WHEN s.attributes->>'session.id' THEN 2
+                   WHEN s.attributes->>'langfuse.session.id' THEN 3
+                   WHEN s.attributes->>'traceloop.association.properties.session_id' THEN 4
+                   WHEN s.attributes->>'langsmith.metadata.thread_id' THEN 5
+                   WHEN s.attributes->>'langsmith.metadata.session_id' THEN 6
+                   WHEN s.attributes->>'langsmith.metadata.conversation_id' THEN 7
+                   WHEN s.attributes->>'ai.telemetry.metadata.sessionId' THEN 8
+                   WHEN s.attributes->>'gcp.vertex.agent.session_id' THEN 9
+                   ELSE 10 END,
+               s.start_time_unix_nano]) AS thread_id
+    FROM spans s
+    JOIN trace_marks m ON m.trace_id = s.trace_id AND NOT m.marked
+    WHERE s.thread_id IS NOT NULL
+    GROUP BY s.trace_id
+),
+roots AS (
+    SELECT s.*
+    FROM spans s
+    WHERE s.parent_span_id IS NULL
+       OR NOT EXISTS (SELECT 1 FROM spans p
+                      WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id)
+),
+walk AS (
+    SELECT r.trace_id, r.span_id, r.parent_span_id, 0 AS depth,
+           x.thread_id, x.is_turn,
+           CASE WHEN x.is_turn THEN r.span_id ELSE r.turn_id END AS turn_id
+    FROM roots r
+    LEFT JOIN trace_thread tt ON tt.trace_id = r.trace_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(r.thread_id, tt.thread_id) AS thread_id,
+               coalesce(r.is_turn,
+                        coalesce(r.thread_id, tt.thread_id) IS NOT NULL
+                        AND coalesce(r.turn_id, r.span_id) = r.span_id) AS is_turn
+    ) x
+    UNION ALL
+    SELECT c.trace_id, c.span_id, c.parent_span_id, w.depth + 1,
+           x.thread_id,
+           x.is_turn,
+           CASE WHEN x.is_turn THEN c.span_id
+                WHEN x.thread_id IS NOT DISTINCT FROM w.thread_id
+                    THEN coalesce(w.turn_id, c.turn_id)
+                ELSE c.turn_id END
+    FROM walk w
+    JOIN spans c ON c.trace_id = w.trace_id AND c.parent_span_id = w.span_id
+    LEFT JOIN trace_thread tt ON tt.trace_id = c.trace_id
+    CROSS JOIN LATERAL (
+        SELECT coalesce(c.thread_id, w.thread_id, tt.thread_id) AS thread_id,
+               coalesce(c.is_turn,
+                        coalesce(c.thread_id, w.thread_id, tt.thread_id) IS NOT NULL
+                        AND coalesce(c.thread_id, w.thread_id, tt.thread_id)
+                            IS DISTINCT FROM w.thread_id
+                        AND coalesce(c.turn_id, c.span_id) = c.span_id) AS is_turn
+    ) x
+    WHERE w.depth < 10000
+)
+SELECT s.trace_id, s.span_id, s.parent_span_id,
+       coalesce(w.thread_id, s.thread_id) AS thread_id,
+       coalesce(w.turn_id, s.turn_id) AS turn_id,
+       coalesce(w.is_turn, s.is_turn, false) AS is_turn,
+       w.depth,
+       w.span_id IS NULL AS in_cycle
+FROM spans s
+LEFT JOIN walk w ON w.trace_id = s.trace_id AND w.span_id = s.span_id

@@ -1,0 +1,103 @@
+-- derive_threads: one row per thread (CONTRACT.md section 2). Statistics always cover the
+-- whole thread. last_updated is the latest end of any turn, or its start while it
+-- still runs, so threads whose turns all still run are listed too.
+WITH t AS (
+    SELECT thread_id,
+           count(*) AS turn_count,
+           min(start_time) AS start_time,
+           max(coalesce(end_time, start_time)) AS last_updated,
+           arg_min(turn_id, [epoch_us(start_time), turn_index]) AS first_turn_id,
+           arg_max(turn_id, [epoch_us(start_time), turn_index]) AS last_turn_id,
+           quantile_cont(duration_ms, 0.5) AS p50_turn_duration_ms,
+           quantile_cont(duration_ms, 0.99) AS p99_turn_duration_ms,
+           sum(duration_ms) AS total_turn_duration_ms,
+           sum(llm_call_count) AS llm_call_count,
+           count(*) FILTER (WHERE has_error) AS error_turn_count,
+           count(*) FILTER (WHERE is_running) AS running_turn_count,
+           sum(input_tokens) AS input_tokens,
+           sum(output_tokens) AS output_tokens,
+           arg_min(project, start_time) AS project,
+           arg_min(service_name, start_time) AS service_name
+    FROM turns
+    GROUP BY thread_id
+),
+spans_per_thread AS (
+    SELECT thread_id, count(*) AS span_count
+    FROM span_threads
+    WHERE thread_id IS NOT NULL
+    GROUP BY thread_id
+),
+users AS (
+    SELECT st.thread_id,
+           arg_min(coalesce(
+               s.attributes->>'user.id', s.attributes->>'enduser.id',
+               s.attributes->>'langfuse.user.id',
+               s.attributes->>'traceloop.association.properties.user_id',
+               s.attributes->>'ai.telemetry.metadata.userId',
+               s.attributes->>'langsmith.metadata.user_id'), s.start_time_unix_nano) AS user_id
+    FROM span_threads st
+    JOIN spans s ON s.trace_id = st.trace_id AND s.span_id = st.span_id
+    WHERE st.thread_id IS NOT NULL
+      AND coalesce(s.attributes->>'user.id', s.attributes->>'enduser.id',
+                   s.attributes->>'langfuse.user.id',
+                   s.attributes->>'traceloop.association.properties.user_id',
+                   s.attributes->>'ai.telemetry.metadata.userId',
+                   s.attributes->>'langsmith.metadata.user_id') IS NOT NULL
+    GROUP BY st.thread_id
+),
+models AS (
+    SELECT thread_id,
+           list(DISTINCT coalesce(response_model, request_model) ORDER BY
+                coalesce(response_model, request_model))
+               FILTER (WHERE coalesce(response_model, request_model) IS NOT NULL) AS models
+    FROM llm_calls
+    WHERE thread_id IS NOT NULL
+    GROUP BY thread_id
+),
+io AS (
+    SELECT thread_id,
+           arg_min(content, seq) FILTER (WHERE role = 'user' AND content IS NOT NULL)
+               AS first_input,
+           arg_max(content, seq) FILTER (WHERE role = 'assistant' AND content IS NOT NULL)
+               AS last_output
+    FROM transcript
+    GROUP BY thread_id
+),
+forks AS (
+    SELECT thread_id, count(*) AS fork_count
+    FROM (SELECT thread_id, previous_turn_id
+          FROM turns
+          WHERE previous_turn_id IS NOT NULL
+          GROUP BY thread_id, previous_turn_id
+          HAVING count(*) > 1)
+    GROUP BY thread_id
+)
+SELECT t.thread_id,
+       t.project,
+       t.turn_count,
+       t.start_time,
+       t.last_updated,
+       t.first_turn_id,
+       t.last_turn_id,
+       t.p50_turn_duration_ms,
+       t.p99_turn_duration_ms,
+       coalesce(sp.span_count, 0) AS span_count,
+       t.llm_call_count,
+       t.error_turn_count,
+       t.input_tokens,
+       t.output_tokens,
+       io.first_input,
+       io.last_output,
+       coalesce(f.fork_count, 0) AS fork_count,
+       t.running_turn_count,
+       (epoch_us(t.last_updated) - epoch_us(t.start_time)) / 1000.0 AS duration_ms,
+       t.total_turn_duration_ms,
+       u.user_id,
+       coalesce(m.models, []) AS models,
+       t.service_name
+FROM t
+LEFT JOIN spans_per_thread sp USING (thread_id)
+LEFT JOIN users u USING (thread_id)
+LEFT JOIN models m USING (thread_id)
+LEFT JOIN io USING (thread_id)
+LEFT JOIN forks f USING (thread_id)

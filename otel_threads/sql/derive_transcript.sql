@@ -1,0 +1,70 @@
+-- derive_transcript: one row per message of a thread's conversation as a person reads it: each
+-- turn's new user and tool messages and the assistant's replies, in order (seq, 1-based),
+-- without the history that every LLM call replays in its input.
+--
+-- Reading order: the thread's LLM calls (llm_calls, with messages) by start time, each
+-- call's input before its output, messages by position.
+-- Shown: every output message (the model's reply); an input message only when it is new:
+--   - a message is keyed by (role, content, tool_calls, tool_call_id); the k-th copy of a
+--     key in a call's input is history when some earlier call of the thread already held
+--     k copies of it (input and output together: the previous reply comes back as input),
+--     so a user who repeats "yes" in a later turn is still shown;
+--   - system messages are shown where they change: when the previous call did not send the
+--     same one (so a system prompt shows once, and again after it changed);
+--   - the first call of a turn that only replays (a stateless app whose user repeats a
+--     question) shows its last non-system input message: the turn's new message.
+-- So a tool loop (user -> assistant tool_call -> tool result -> assistant answer, two
+-- calls) reads as exactly those four rows, plus the system prompt once.
+WITH msg AS (
+    SELECT m.*,
+           dense_rank() OVER (PARTITION BY m.thread_id
+                              ORDER BY s.start_time_unix_nano, s.end_time_unix_nano,
+                                       m.trace_id, m.span_id) AS call_idx,
+           md5(to_json({'role': m.role, 'content': m.content, 'tool_calls': m.tool_calls,
+                        'tool_call_id': m.tool_call_id})::VARCHAR) AS k,
+           m.direction = 'input' AND m.role <> 'system' AS is_prompt
+    FROM messages m
+    JOIN spans s ON s.trace_id = m.trace_id AND s.span_id = m.span_id
+    WHERE m.thread_id IS NOT NULL
+),
+-- one chain of windows, each partitioned by thread first (a filter on thread_id reaches
+-- the messages view, so one thread's transcript parses one thread's messages)
+counted AS (
+    SELECT *,
+           row_number() OVER (PARTITION BY thread_id, call_idx, direction, k
+                              ORDER BY position) AS occurrence,
+           count(*) OVER (PARTITION BY thread_id, call_idx, k) AS copies,
+           call_idx = min(call_idx) OVER (PARTITION BY thread_id, turn_id) AS opens_turn
+    FROM msg
+),
+seen AS (
+    SELECT *,
+           max(copies) OVER (PARTITION BY thread_id, k ORDER BY call_idx
+                             RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before,
+           max(copies) OVER (PARTITION BY thread_id, k ORDER BY call_idx
+                             RANGE BETWEEN 1 PRECEDING AND 1 PRECEDING) AS previous
+    FROM counted
+),
+flagged AS (
+    SELECT *,
+           CASE WHEN direction = 'output' THEN true
+                WHEN role = 'system' THEN occurrence > coalesce(previous, 0)
+                ELSE occurrence > coalesce(before, 0) END AS is_new
+    FROM seen
+),
+shown AS (
+    SELECT *,
+           is_new
+           OR (is_prompt AND opens_turn
+               AND NOT coalesce(bool_or(is_new AND is_prompt) OVER call, false)
+               AND position = max(position) FILTER (WHERE is_prompt) OVER call) AS is_shown
+    FROM flagged
+    WINDOW call AS (PARTITION BY thread_id, call_idx)
+)
+SELECT thread_id,
+       row_number() OVER (PARTITION BY thread_id
+                          ORDER BY call_idx, direction = 'output', position) AS seq,
+       turn_id, role, content, tool_calls, tool_call_id, finish_reason,
+       trace_id, span_id, direction, position
+FROM shown
+WHERE is_shown
