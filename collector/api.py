@@ -80,6 +80,8 @@ def render_metrics(collector: Collector) -> str:
 SQL_MAX_ROWS = 10_000
 #: Longest a `/sql` statement may run before it is interrupted.
 SQL_TIMEOUT_S = 30.0
+#: Longest a read waits for the derived views to catch up with what was acknowledged.
+READ_SYNC_S = 2.0
 
 
 def _jsonable(value: Any) -> Any:
@@ -157,6 +159,7 @@ class ApiHandler(BaseHandler):
                        "text/plain; version=0.0.4; charset=utf-8")
         elif path.startswith("/threads/") and len(path) > len("/threads/"):
             thread_id = urllib.parse.unquote(path[len("/threads/"):])
+            self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
             with self.collector.writer.cursor() as con:
                 detail = query_thread(con, thread_id)
             if detail is None:
@@ -176,6 +179,7 @@ class ApiHandler(BaseHandler):
         ok, body = self._json_body()
         if not ok:
             return
+        self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
         try:
             with self.collector.writer.cursor() as con:
                 if path == "/threads/query":

@@ -32,7 +32,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_threads.derive import Deriver
+from otel_threads.derive import Deriver, DeriveWorker
 from otel_threads.store import connect
 from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
 
@@ -106,8 +106,8 @@ class Writer:
     ``max_pending_rows`` bounds the rows accepted but not yet committed;
     ``max_commit_rows`` bounds one transaction; after ``idle_checkpoint_s``
     without work the WAL is checkpointed into the file. The derived tables
-    (otel_threads.derive) are brought up to date after a commit when the queue is
-    empty, and at least every ``derive_lag_s`` under load; `sync` waits for both.
+    (otel_threads.derive) follow on their own thread, yielding to ingest for at
+    most ``derive_max_lag_s``; `sync` waits for commits and derivation.
     `close` drains what was accepted, then closes the file; it is idempotent and
     safe before `start`.
     """
@@ -120,7 +120,7 @@ class Writer:
         max_commit_rows: int = 131_072,
         retry_after_s: float = 1.0,
         idle_checkpoint_s: float = 1.0,
-        derive_lag_s: float = 0.25,
+        derive_max_lag_s: float = 5.0,
         connection_factory: Callable[[str], duckdb.DuckDBPyConnection] = connect,
     ) -> None:
         if max_pending_rows < 1 or max_commit_rows < 1:
@@ -139,11 +139,8 @@ class Writer:
         self._seq = 0
         self._dirty = False
         self.idle_checkpoint_s = idle_checkpoint_s
-        self.derive_lag_s = derive_lag_s
-        self._deriver: Deriver | None = None
-        self._commits = 0  # commits that queued traces for derivation
-        self._derived = 0  # of those, how many the derived tables reflect
-        self._last_derive = 0.0
+        self.derive_max_lag_s = derive_max_lag_s
+        self._derive: DeriveWorker | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -156,8 +153,8 @@ class Writer:
         # cost more than the commit: let the WAL grow under load and
         # checkpoint when idle instead (see _take). Durability is the WAL's.
         self._con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
-        deriver = Deriver(self._con)
-        self._deriver = deriver if deriver.enabled() else None
+        if Deriver(self._con).enabled():
+            self._derive = DeriveWorker(self._con.cursor(), self.busy, self.derive_max_lag_s)
         self._seq = max(
             self._con.execute(
                 "SELECT coalesce(max(ingest_seq), 0) FROM spans UNION ALL "
@@ -183,6 +180,9 @@ class Writer:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 _logger.error("writer did not drain within %ss; closing anyway", timeout)
+        if self._derive is not None:
+            self._derive.close()
+            self._derive = None
         if self._con is not None:
             try:
                 self._con.execute("CHECKPOINT")
@@ -236,54 +236,31 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            behind = self._derived < self._commits
-            items = self._take(0.0 if behind else self.idle_checkpoint_s)
-            if items is None:  # closing and drained
-                if behind:
-                    self._derive()
-                return
+            items = self._take(self.idle_checkpoint_s)
+            if items is None:
+                return  # closing and drained
             if not items:
-                if behind:
-                    self._derive()
-                elif self._dirty:
+                if self._dirty:
                     self._checkpoint()  # idle: fold the WAL into the file
                 continue
-            committed = self._write(items)
-            with self._cond:
-                idle = not self._queue
-            if self._derived < self._commits and (
-                    idle or time.monotonic() - self._last_derive > self.derive_lag_s):
-                # Nothing waiting (or lagging too long): derive before answering, so
-                # an exporter that then queries sees its data in the views.
-                self._derive()
-            for item in committed:
+            for item in self._write(items):
                 item.future.set_result(item.rows)
 
-    def _derive(self) -> None:
-        """Bring the derived tables (threads, turns, transcripts) up to the last commit."""
-        target = self._commits
-        try:
-            while self._deriver is not None and self._deriver.refresh():
-                pass
-        except Exception as exc:
-            self.stats.derive_failures += 1
-            if self.stats.derive_failures == 1:
-                _logger.exception("deriving threads failed; the data is stored, the derived "
-                                  "views lag (further failures are counted)")
-            else:
-                _logger.debug("deriving threads failed again: %s", exc)
-        finally:
-            self._last_derive = time.monotonic()
-            with self._cond:
-                self._derived = target
-                self._cond.notify_all()
+    def busy(self) -> bool:
+        """Rows are waiting for a commit."""
+        return self.stats.pending_rows > 0
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed and derived."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            return self._cond.wait_for(
-                lambda: not self._queue and self.stats.pending_rows == 0
-                and self._derived >= self._commits, timeout)
+            if not self._cond.wait_for(lambda: not self._queue and self.stats.pending_rows == 0,
+                                       timeout):
+                return False
+        if self._derive is None:
+            return True
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return self._derive.sync(left)
 
     def _write(self, items: list[_Item]) -> list[_Item]:
         """Commit ``items``; returns those committed (the others' futures have failed)."""
@@ -340,8 +317,8 @@ class Writer:
                 inserted[kind] = self._insert(con, kind, table, received_at)
             con.execute("COMMIT")
             self._dirty = True
-            if self._deriver is not None:
-                self._commits += 1
+            if self._derive is not None:
+                self._derive.committed()
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -374,7 +351,7 @@ class Writer:
                 {"received_at": _EPOCH + dt.timedelta(microseconds=received_at_us),
                  "lo": lo, "hi": hi},
             ).fetchone()
-            if self._deriver is not None:  # re-derive these traces (same transaction)
+            if self._derive is not None:  # re-derive these traces (same transaction)
                 con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
                             "WHERE trace_id IS NOT NULL")
         finally:

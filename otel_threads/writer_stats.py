@@ -21,7 +21,6 @@ class WriterStats:
     duplicates: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     overloaded: int = 0
     failed_batches: int = 0
-    derive_failures: int = 0
     commits: int = 0
     commit_seconds_sum: float = 0.0
     commit_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
