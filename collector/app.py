@@ -69,6 +69,9 @@ class Collector:
             # The API serves ad-hoc SQL: no files, ATTACH or extensions from this
             # database, and no changing that back (its own file is unaffected).
             con.execute("SET enable_external_access = false")
+            # One DuckDB thread: on a small machine the decode workers need the other
+            # cores more than the insert needs parallelism (measured: less CPU per row).
+            con.execute("SET threads = 1")
             con.execute("SET lock_configuration = true")
         try:
             self.ingest.start()

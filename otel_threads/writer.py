@@ -70,6 +70,13 @@ _INSERT = {
     """,
 }
 _KEY = {"spans": ("trace_id", "span_id"), "logs": ("record_id",)}
+# Columns holding JSON text. The decoder only ever writes valid JSON, so they go in
+# typed as Arrow's JSON extension, which DuckDB takes without parsing every value
+# again (a sixth of the insert cost).
+_JSON_COLUMNS = {"spans": ("attributes", "events", "links", "resource_attributes",
+                           "scope_attributes"),
+                 "logs": ("body", "attributes", "resource_attributes")}
+_JSON = pa.json_(pa.string())
 _DEDUPED_BATCH = (
     "(SELECT * FROM __batch QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY ingest_seq) = 1)"
 )
@@ -141,6 +148,8 @@ class Writer:
         self.idle_checkpoint_s = idle_checkpoint_s
         self.derive_max_lag_s = derive_max_lag_s
         self._derive: DeriveWorker | None = None
+        self._last_commit = 0.0
+        self.quiet_s = 0.2
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -247,8 +256,10 @@ class Writer:
                 item.future.set_result(item.rows)
 
     def busy(self) -> bool:
-        """Rows are waiting for a commit."""
-        return self.stats.pending_rows > 0
+        """Rows are waiting for a commit, or the last commit ended under ``quiet_s`` ago
+        (exports are arriving): derivation waits for a quiet moment."""
+        return (self.stats.pending_rows > 0
+                or time.monotonic() - self._last_commit < self.quiet_s)
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed and derived."""
@@ -317,6 +328,7 @@ class Writer:
                 inserted[kind] = self._insert(con, kind, table, received_at)
             con.execute("COMMIT")
             self._dirty = True
+            self._last_commit = time.monotonic()
             if self._derive is not None:
                 self._derive.committed()
         except BaseException:
@@ -336,6 +348,9 @@ class Writer:
             return 0
         seq = pa.array(range(self._seq + 1, self._seq + n + 1), pa.int64())
         table = table.append_column("ingest_seq", seq)
+        for name in _JSON_COLUMNS[kind]:
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, pa.field(name, _JSON), table.column(i).cast(_JSON))
         bounds = pc.min_max(table.column(_RANGE_COLUMN[kind]))
         lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
         if lo is None:  # no times at all: compare against everything
