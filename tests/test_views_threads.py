@@ -1,0 +1,197 @@
+"""The threads, turns and span_threads views: semantics, and derived == from scratch.
+
+Spans come from a real TracerProvider with ThreadSpanProcessor (or without it, for
+other producers), go through the real OTLP/gRPC exporter to a real collector, and
+the views are read back with SQL.
+"""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from collector import Collector, Config
+from otel_threads import ThreadSpanProcessor, thread
+from otel_threads.testing import SequentialIdGenerator
+
+ANY = ("127.0.0.1", 0)
+
+
+@pytest.fixture
+def collector(tmp_path):
+    c = Collector(Config(db=str(tmp_path / "v.duckdb"), grpc=ANY, http=None, api=ANY))
+    c.start()
+    yield c
+    c.stop()
+
+
+def sql(c: Collector, query: str, *params: object) -> list[tuple]:
+    c.writer.sync(30)
+    with c.writer.cursor() as cur:
+        return cur.execute(query, list(params)).fetchall()
+
+
+class App:
+    """A service: its own provider (sequential ids from ``first``), spans kept in memory
+    until `send` exports the chosen ones (so tests control the delivery order)."""
+
+    def __init__(self, first: int = 1, marks: bool = True, service: str = "app") -> None:
+        self.memory = InMemorySpanExporter()
+        self.provider = TracerProvider(
+            id_generator=SequentialIdGenerator(first, first_trace_id=first),
+            resource=Resource.create({"service.name": service}))
+        if marks:
+            self.provider.add_span_processor(ThreadSpanProcessor())
+        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
+        self.tracer = self.provider.get_tracer("app")
+
+    def send(self, c: Collector, names: list[str] | None = None) -> None:
+        spans = [s for s in self.memory.get_finished_spans()
+                 if names is None or s.name in names]
+        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True)
+        assert exporter.export(spans).name == "SUCCESS"
+        exporter.shutdown()
+
+
+def sid(n: int) -> str:
+    return format(n, "016x")
+
+
+def test_turns_and_threads_from_marked_spans(collector):
+    app = App()
+    tr = app.tracer
+    with thread("t1"):
+        with tr.start_as_current_span("turn-a"):  # 1
+            with tr.start_as_current_span("llm"):  # 2
+                pass
+        with tr.start_as_current_span("turn-b") as b:  # 3
+            b.set_status(Status(StatusCode.ERROR, "boom"))
+    with thread("t2"), tr.start_as_current_span("only"):  # 4
+        pass
+    with tr.start_as_current_span("no-thread"):  # 5
+        pass
+    app.send(collector)
+    assert sql(collector, "SELECT thread_id, turn_id, turn_index, name, span_count, "
+                          "status_code, has_error, is_running FROM turns ORDER BY turn_id") == [
+        ("t1", sid(1), 1, "turn-a", 2, "UNSET", False, False),
+        ("t1", sid(3), 2, "turn-b", 1, "ERROR", True, False),
+        ("t2", sid(4), 1, "only", 1, "UNSET", False, False),
+    ]
+    assert sql(collector, "SELECT thread_id, turn_count, first_turn_id, last_turn_id, span_count,"
+                          " error_turn_count, running_turn_count, service_name "
+                          "FROM threads ORDER BY thread_id") == [
+        ("t1", 2, sid(1), sid(3), 3, 1, 0, "app"),
+        ("t2", 1, sid(4), sid(4), 1, 0, 0, "app"),
+    ]
+    (last, start, end_b) = sql(collector, """
+        SELECT th.last_updated, th.start_time, tu.end_time FROM threads th
+        JOIN turns tu ON tu.thread_id = th.thread_id AND tu.turn_id = th.last_turn_id
+        WHERE th.thread_id = 't1'""")[0]
+    assert last == end_b and start < last
+
+
+def test_a_turn_still_running_counts_and_keeps_its_thread_listed(collector):
+    app = App()
+    tr = app.tracer
+    with thread("t"), tr.start_as_current_span("turn"):  # 1, exported later
+        with tr.start_as_current_span("child-a"):  # 2
+            pass
+        with tr.start_as_current_span("child-b"):  # 3
+            pass
+    app.send(collector, ["child-a", "child-b"])  # the turn span has not ended "yet"
+    assert sql(collector, "SELECT turn_id, span_id, is_running, span_count, end_time "
+                          "FROM turns") == [(sid(1), None, True, 2, None)]
+    (row,) = sql(collector, "SELECT turn_count, running_turn_count, last_updated, start_time "
+                            "FROM threads WHERE thread_id = 't'")
+    assert row[:2] == (1, 1) and row[2] == row[3]  # last_updated: the running turn's start
+    assert sql(collector, "SELECT is_turn, count(*) FROM span_threads GROUP BY ALL") == [
+        (False, 2)]
+    app.send(collector, ["turn"])  # it arrives: the same turn, now finished
+    assert sql(collector, "SELECT turn_id, span_id, is_running, span_count FROM turns") == [
+        (sid(1), sid(1), False, 3)]
+
+
+def test_redelivered_spans_never_count_twice(collector):
+    app = App()
+    with thread("t"), app.tracer.start_as_current_span("turn"):
+        with app.tracer.start_as_current_span("child"):
+            pass
+    for _ in range(3):
+        app.send(collector)
+    assert sql(collector, "SELECT turn_count, span_count FROM threads") == [(1, 2)]
+
+
+def test_producers_without_marks_get_turns_from_the_stored_tree(collector):
+    app = App(first=100, marks=False, service="other")
+    tr = app.tracer
+    for i in range(2):  # two requests; the session id is on the LLM span only
+        with tr.start_as_current_span(f"request-{i}"):
+            with tr.start_as_current_span("llm", attributes={"session.id": "s1"}):
+                pass
+            with tr.start_as_current_span("tool"):
+                pass
+    weave = {"wandb.thread_id": "w", "wandb.is_turn": False}
+    with tr.start_as_current_span("ws", attributes=weave):
+        with tr.start_as_current_span("turn-by-wandb", attributes={"wandb.is_turn": True}):
+            pass
+    app.send(collector)
+    assert sql(collector, "SELECT thread_id, name, span_count FROM turns "
+                          "ORDER BY thread_id, turn_index") == [
+        ("s1", "request-0", 3), ("s1", "request-1", 3), ("w", "turn-by-wandb", 1)]
+
+
+def test_a_called_service_continues_the_callers_turn_in_the_stored_tree(collector):
+    front = App(first=1, service="front")
+    back = App(first=1000, service="back")
+    from opentelemetry import context, propagate
+
+    with thread("t"), front.tracer.start_as_current_span("turn"):  # 1
+        with front.tracer.start_as_current_span("call-back"):  # 2
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+    token = context.attach(propagate.extract(headers, context=context.Context()))
+    try:
+        with back.tracer.start_as_current_span("server"):
+            with back.tracer.start_as_current_span("db"):
+                pass
+    finally:
+        context.detach(token)
+    back.send(collector)  # the called service's spans may well arrive first
+    front.send(collector)
+    assert sql(collector, "SELECT s.service_name, s.name, t.thread_id, t.turn_id, t.is_turn "
+                          "FROM span_threads t JOIN spans s USING (trace_id, span_id) "
+                          "ORDER BY s.start_time_unix_nano") == [
+        ("front", "turn", "t", sid(1), True),
+        ("front", "call-back", "t", sid(1), False),
+        ("back", "server", "t", sid(1), False),
+        ("back", "db", "t", sid(1), False),
+    ]
+    assert sql(collector, "SELECT turn_count, span_count FROM threads") == [(1, 4)]
+
+
+@pytest.mark.parametrize("view", ["span_threads", "turns", "transcript", "threads"])
+def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
+    """Deliver in an awkward order (children first, a late parent, redeliveries, two
+    services), then compare each view with its derive_* view evaluated over everything."""
+    a, b = App(first=1), App(first=500, marks=False, service="b")
+    for i in range(3):
+        with thread(f"thread-{i % 2}"), a.tracer.start_as_current_span(f"turn-{i}"):
+            with a.tracer.start_as_current_span(f"step-{i}"):
+                pass
+    with b.tracer.start_as_current_span("req", attributes={"session.id": "thread-1"}):
+        with b.tracer.start_as_current_span("inner"):
+            pass
+    a.send(collector, ["step-0", "step-1", "step-2"])
+    b.send(collector, ["inner"])
+    a.send(collector, ["turn-1"])
+    b.send(collector)
+    a.send(collector)
+    kept = sql(collector, f"SELECT * FROM {view} ORDER BY ALL")
+    scratch = sql(collector, f"SELECT * FROM derive_{view} ORDER BY ALL")
+    assert kept == scratch
+    assert view == "transcript" or kept
