@@ -1,0 +1,81 @@
+"""Query latency on a large store: the threads list, one thread's detail, a transcript.
+
+    python bench/query.py [--path FILE] [--threads 100000] [--rounds 20]
+
+Builds (once; reused while the file exists) a synthetic store of 10M spans, 1M
+turns and 100k threads with 10% LLM spans carrying semconv messages (see
+bench/synth.py), then prints the median over ``--rounds`` of:
+  - the top-50 threads by last_updated (target <= 100 ms);
+  - `ThreadsClient.thread(id)`: the thread row, its turns and its transcript
+    (target <= 20 ms);
+  - the transcript of one thread alone.
+Queries go through the same code as the CLI and API (otel_threads.query) on a
+read-only connection, picking a different random thread each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from synth import build
+
+from otel_threads.query import ThreadsQueryReq, query_thread, query_threads
+
+
+def median_ms(fn, rounds: int) -> float:
+    fn()  # warm
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--path", default=os.path.join(tempfile.gettempdir(),
+                                                   "otel-threads-bench-query.duckdb"))
+    ap.add_argument("--threads", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--rebuild", action="store_true")
+    args = ap.parse_args()
+
+    path = Path(args.path)
+    if args.rebuild or not path.exists():
+        for stale in (path, Path(f"{path}.wal")):
+            stale.unlink(missing_ok=True)
+        secs = build(str(path), args.threads, 10, 10)
+        print(f"built {args.threads * 100:,} spans in {secs:.0f}s "
+              "(generation plus deriving threads, turns and transcripts from scratch)")
+    con = duckdb.connect(str(path), read_only=True)
+    spans, turns, threads = con.execute(
+        "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM turns), "
+        "(SELECT count(*) FROM threads)").fetchall()[0]
+    print(f"store: {spans:,} spans, {turns:,} turns, {threads:,} threads ({path})")
+    ids = [r[0] for r in con.execute("SELECT thread_id FROM threads").fetchall()]
+    rnd = random.Random(1)
+
+    top = median_ms(lambda: query_threads(con, ThreadsQueryReq(limit=50)), args.rounds)
+    detail = median_ms(lambda: query_thread(con, rnd.choice(ids)), args.rounds)
+    transcript = median_ms(lambda: con.execute(
+        "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq",
+        [rnd.choice(ids)]).fetchall(), args.rounds)
+    print(f"top-50 threads by last_updated  {top:7.1f} ms   (target <= 100 ms)")
+    print(f"thread(id) detail               {detail:7.1f} ms   (target <= 20 ms)")
+    print(f"one thread's transcript         {transcript:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
