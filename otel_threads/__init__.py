@@ -19,7 +19,17 @@ from otel_threads.processor import ThreadSpanProcessor
 
 if TYPE_CHECKING:
     from otel_threads.bootstrap import Configured, configure
+    from otel_threads.client import ThreadsClient
     from otel_threads.exporter import DuckDBLogExporter, DuckDBSpanExporter
+    from otel_threads.query import (
+        SortBy,
+        ThreadDetail,
+        ThreadSchema,
+        ThreadsQueryReq,
+        ThreadsQueryRes,
+        TranscriptMessage,
+        TurnSchema,
+    )
     from otel_threads.store import StoreLockedError
 
 __all__ = [
@@ -27,9 +37,17 @@ __all__ = [
     "Configured",
     "DuckDBLogExporter",
     "DuckDBSpanExporter",
+    "SortBy",
     "StoreLockedError",
     "ThreadContext",
+    "ThreadDetail",
+    "ThreadSchema",
     "ThreadSpanProcessor",
+    "ThreadsClient",
+    "ThreadsQueryReq",
+    "ThreadsQueryRes",
+    "TranscriptMessage",
+    "TurnSchema",
     "configure",
     "current_thread_id",
     "current_turn_id",
@@ -43,6 +61,9 @@ _LAZY = {
     "DuckDBSpanExporter": "otel_threads.exporter",
     "DuckDBLogExporter": "otel_threads.exporter",
     "StoreLockedError": "otel_threads.store",
+    "ThreadsClient": "otel_threads.client",
+    **dict.fromkeys(("SortBy", "ThreadDetail", "ThreadSchema", "ThreadsQueryReq",
+                     "ThreadsQueryRes", "TranscriptMessage", "TurnSchema"), "otel_threads.query"),
 }
 
 

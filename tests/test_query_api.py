@@ -15,10 +15,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from collector import Collector, Config
-from otel_threads import ThreadSpanProcessor, thread
+from otel_threads import SortBy, ThreadsClient, ThreadSpanProcessor, ThreadsQueryReq, thread
 from otel_threads.cli import main as cli
-from otel_threads.client import ThreadsClient
-from otel_threads.query import SortBy, ThreadsQueryReq
 
 ANY = ("127.0.0.1", 0)
 TURNS = {"alpha": 3, "bravo": 1, "charlie": 2}
