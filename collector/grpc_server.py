@@ -113,24 +113,14 @@ class GrpcReceiver:
         self._server.stop(grace).wait()
 
     def _export_traces(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        res = self._export("traces", request, context)
-        out = trace_service_pb2.ExportTraceServiceResponse()
-        if res.rejected:
-            out.partial_success.rejected_spans = res.rejected
-            out.partial_success.error_message = res.error or ""
-        return out
+        return self._export("traces", request, context)
 
     def _export_logs(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        res = self._export("logs", request, context)
-        out = logs_service_pb2.ExportLogsServiceResponse()
-        if res.rejected:
-            out.partial_success.rejected_log_records = res.rejected
-            out.partial_success.error_message = res.error or ""
-        return out
+        return self._export("logs", request, context)
 
     def _export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> Any:
         try:
-            return self.ingest.export(signal, "protobuf", request)
+            return self.ingest.export(signal, "protobuf", request).response(signal)
         except Exception as exc:
             status = status_for(exc)
             if status.retry_after_s is not None:

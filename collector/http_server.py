@@ -13,8 +13,6 @@ from typing import Any
 
 from google.protobuf import json_format
 from google.rpc import status_pb2
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.httpbase import BaseHandler
 from collector.ingest import Ingest, RequestTooLarge, status_for
@@ -95,17 +93,7 @@ class OtlpHttpHandler(BaseHandler):
             self._status(fmt, st.http_status, st.message, headers,
                          close=st.http_status in (413, 503))
             return
-        if signal == "traces":
-            out: Any = trace_service_pb2.ExportTraceServiceResponse()
-            if res.rejected:
-                out.partial_success.rejected_spans = res.rejected
-                out.partial_success.error_message = res.error or ""
-        else:
-            out = logs_service_pb2.ExportLogsServiceResponse()
-            if res.rejected:
-                out.partial_success.rejected_log_records = res.rejected
-                out.partial_success.error_message = res.error or ""
-        self._message(fmt, 200, out)
+        self._message(fmt, 200, res.response(signal))
 
     def do_GET(self) -> None:
         self.reply_json(405, {"error": "OTLP/HTTP takes POST"}, {"Allow": "POST"})

@@ -21,9 +21,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import pyarrow as pa
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otel_threads import decode
 from otel_threads.decode import DecodeError
@@ -57,6 +60,20 @@ class ExportResult:
     accepted: int
     rejected: int
     error: str | None
+
+    def response(self, signal: str) -> Any:
+        """The OTLP Export*ServiceResponse, with partial_success when rows were rejected."""
+        if signal == "traces":
+            out: Any = trace_service_pb2.ExportTraceServiceResponse()
+            if self.rejected:
+                out.partial_success.rejected_spans = self.rejected
+        else:
+            out = logs_service_pb2.ExportLogsServiceResponse()
+            if self.rejected:
+                out.partial_success.rejected_log_records = self.rejected
+        if self.rejected:
+            out.partial_success.error_message = self.error or ""
+        return out
 
 
 @dataclass(frozen=True)
