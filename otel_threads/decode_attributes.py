@@ -13,11 +13,20 @@ a function call per span costs about as much as two attributes); :func:`attribut
 is the same for one span (events, and the per-span reader ``trace_rows``). Each
 span goes through the same steps in the same order as before, so a bad request
 gets the same error.
+
+Accelerator: when the C extension ``otel_threads._speedups`` is importable (built by
+``pip install``; optional, skipped when there is no compiler), :func:`attribute_column`
+and :func:`attributes` run its loop instead, which gives the same text (as bytes) and
+the same derived values, and hands every list it does not handle exactly (malformed or
+unusual encodings, repeated keys, invalid UTF-8, ...) back to the Python path below.
+Set ``OTEL_THREADS_SPEEDUPS=0`` in the environment before import to use the Python
+path only; :data:`ACCELERATED` says which path is in use.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import struct
 from json.encoder import encode_basestring
 
@@ -32,6 +41,17 @@ from otel_threads.decode_values import (
     encode_json,
 )
 from otel_threads.decode_wire import key_values
+
+if os.environ.get("OTEL_THREADS_SPEEDUPS", "1").strip().lower() in ("0", "false", "no", "off"):
+    _speedups = None
+else:
+    try:
+        from otel_threads import _speedups
+    except ImportError:  # not built (no compiler at install time): the Python path
+        _speedups = None
+
+ACCELERATED = _speedups is not None
+"""Whether the C accelerator ``otel_threads._speedups`` is in use."""
 
 # --- fast path -------------------------------------------------------------------
 
@@ -113,11 +133,26 @@ def _derive_fast(values: dict[bytes, bytes], marked: list[bytes]) -> tuple:
 
 def attributes(raw_kvs) -> tuple[bytes | str, tuple]:
     """JSON object text of one span's attributes, and its derived thread/turn columns."""
-    texts, derived = attribute_column((raw_kvs,))
-    return texts[0], derived[0]
+    if _speedups is not None:
+        result = _speedups.attributes(raw_kvs)
+        if result is not None:
+            return result
+    return _python_attributes(raw_kvs)
 
 
 def attribute_column(attribute_lists) -> tuple[list, list]:
+    """:func:`python_attribute_column`, by the C accelerator when it is in use."""
+    if _speedups is not None:
+        return _speedups.attribute_column(attribute_lists, _python_attributes)
+    return python_attribute_column(attribute_lists)
+
+
+def _python_attributes(raw_kvs) -> tuple[bytes | str, tuple]:
+    texts, derived = python_attribute_column((raw_kvs,))
+    return texts[0], derived[0]
+
+
+def python_attribute_column(attribute_lists) -> tuple[list, list]:
     """JSON object text (bytes, or str from the generic path) and derived thread/turn
     columns of each span's attributes (``span.attributes`` of each span, in order).
 

@@ -51,6 +51,9 @@ DERIVED: tuple[tuple[str, str, str], ...] = (
 )
 _INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread_id",),
             "transcript_mat": ("thread_id",), "threads_mat": ("thread_id",)}
+#: Views that several derived tables read: evaluated once per refresh, into TEMP
+#: tables of the same name (in dependency order: the later ones read the earlier).
+_SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
 #: Above this many keys a scope is a temp table join instead of an IN list.
 _IN_LIST_MAX = 2000
 
@@ -176,6 +179,10 @@ class Deriver:
         self._scope(self._in("trace_id", scope))
         con.execute(f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
                     f"{self.db}.span_threads_mat WHERE {self._in('trace_id', scope)}")
+        # The LLM calls and messages in scope, parsed once for all the views below
+        # (each would otherwise parse them again).
+        for view in _SHARED_VIEWS:
+            con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {self.db}.{view}")
         for table, view, _ in DERIVED[1:]:
             if table not in self._tables():
                 continue

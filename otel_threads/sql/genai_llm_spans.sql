@@ -23,7 +23,9 @@
 --   gen_ai.system with gen_ai.content.* span events or a request model
 --                                                                   -> semconv-1.27-span-events
 WITH keyed AS (
-    -- one parse of the attributes per span (they can hold a whole conversation)
+    -- one parse of the attributes per span (they can hold a whole conversation), and
+    -- only of spans whose attribute text names one of the keys the predicates read: a
+    -- substring test is far cheaper than parsing every span's JSON
     SELECT s.*,
            json_transform(s.attributes, '{
                "gen_ai.operation.name": "VARCHAR", "gen_ai.provider.name": "VARCHAR",
@@ -36,6 +38,17 @@ WITH keyed AS (
                "ai.operationId": "VARCHAR", "langfuse.observation.type": "VARCHAR",
                "events": "VARCHAR", "request_data": "VARCHAR"}') AS k
     FROM spans s
+    WHERE s.name = 'call_llm'
+       OR contains(s.attributes::VARCHAR, '"gen_ai.operation.name":')
+       OR contains(s.attributes::VARCHAR, '"gen_ai.system":')
+       OR contains(s.attributes::VARCHAR, '"llm.request.type":')
+       OR contains(s.attributes::VARCHAR, '"langsmith.span.kind":')
+       OR contains(s.attributes::VARCHAR, '"openinference.span.kind":')
+       OR contains(s.attributes::VARCHAR, '"mlflow.spanType":')
+       OR contains(s.attributes::VARCHAR, '"ai.operationId":')
+       OR contains(s.attributes::VARCHAR, '"langfuse.observation.type":')
+       OR contains(s.attributes::VARCHAR, '"events":')
+       OR contains(s.attributes::VARCHAR, '"request_data":')
 ),
 candidates AS (
     SELECT *,
