@@ -26,6 +26,7 @@ Prints spans/s (the best round) for:
   prompt and a ~2 KB completion attribute with quotes and newlines.
 
 Run:  .venv/bin/python bench/decode.py [--requests 40] [--repeat 5] [--profile]
+(``OTEL_THREADS_SPEEDUPS=0`` in the environment: without the C accelerator, for comparison)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from otel_threads.decode import decode_traces_json, decode_traces_protobuf, decode_traces_request
+from otel_threads.decode_attributes import ACCELERATED
 
 SPANS_PER_REQUEST = 512
 WORDS = (
@@ -232,6 +234,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.requests} requests x {SPANS_PER_REQUEST} spans per round, {args.repeat} rounds "
         f"of fresh requests, {size:.0f} KiB protobuf per request, Python {sys.version.split()[0]}"
     )
+    state = "on (otel_threads._speedups, C)" if ACCELERATED else "off (pure Python)"
+    print(f"accelerator: {state}")
     floor = measure(
         "bare parse (upb, no flattening)", ExportTraceServiceRequest.FromString, encoded, None
     )

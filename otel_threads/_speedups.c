@@ -544,7 +544,7 @@ put_kvlist(Buf *b, cursor p, Py_ssize_t n, int level)
 {
     cursor end = p + n, q = p;
     Py_ssize_t count = 0, i;
-    Entry stack[STACK_ENTRIES];
+    Entry stack[STACK_ENTRIES] = {{NULL, 0, NULL, 0}}; /* (quiets -Wmaybe-uninitialized) */
     Entry *e = stack;
     int r;
     while (q < end) { /* count the entries, checking the framing */
@@ -621,7 +621,7 @@ put_any(Buf *b, cursor p, Py_ssize_t n, int level)
     uint64_t v;
     if (n == 0)
         return PUT_LITERAL(b, "null");
-    if (level >= max_depth)
+    if (level > max_depth)
         return PUT_LITERAL(b, "{\"$truncated\":\"depth\"}");
     tag = *p++;
     switch (tag) {
@@ -774,6 +774,8 @@ encode_list(Buf *b, PyObject *raw_kvs, PyObject **text, PyObject **derived)
     Entry *e = stack;
     int r;
 
+    if (PyIter_Check(raw_kvs)) /* one pass only: left whole to the Python path */
+        return FALLBACK;
     seq = PySequence_Fast(raw_kvs, "attributes must be a sequence");
     if (seq == NULL) { /* not ours to judge: the Python path raises what it raises */
         if (PyErr_ExceptionMatches(PyExc_MemoryError))
