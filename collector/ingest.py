@@ -13,13 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
-import os
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +24,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from collector.decode_pool import DecodePool, WorkerDied
 from otel_threads import decode
 from otel_threads.decode import DecodeError
 from otel_threads.writer import Overloaded, Writer
@@ -96,42 +93,15 @@ def status_for(exc: BaseException) -> Status:
         return Status(grpc.StatusCode.UNAVAILABLE, 503, str(exc), exc.retry_after_s)
     if isinstance(exc, ShuttingDown):
         return Status(grpc.StatusCode.UNAVAILABLE, 503, str(exc), 1.0)
-    if isinstance(exc, BrokenProcessPool):
+    if isinstance(exc, WorkerDied):
         return Status(grpc.StatusCode.UNAVAILABLE, 503, "a decode worker died; retry", 1.0)
     # Anything else is ours (the write failed, e.g. disk full): retryable.
     return Status(grpc.StatusCode.UNAVAILABLE, 503, f"could not store the data: {exc}", 1.0)
 
 
-def _decode_job(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
-    """Runs inline: bytes -> Arrow table."""
+def _decode_inline(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
     batch = _DECODERS[signal, fmt](data)
     return batch.table, batch.accepted, batch.rejected, batch.error
-
-
-def _decode_job_ipc(signal: str, fmt: str, data: bytes) -> tuple[bytes, int, int, str | None]:
-    """Runs in a worker process: the table comes back as Arrow IPC stream bytes, which
-    cross the process boundary at about half the cost of a pickled Table."""
-    table, accepted, rejected, error = _decode_job(signal, fmt, data)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as out:
-        out.write_table(table)
-    return sink.getvalue().to_pybytes(), accepted, rejected, error
-
-
-def _warm() -> int:
-    return 0
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: exit when the collector is gone (even after kill -9), instead
-    of waiting forever on a queue whose other end nobody will ever close."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 class Ingest:
@@ -153,8 +123,7 @@ class Ingest:
         self._accepting = True
         self._inflight = 0
         self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        self._pool: DecodePool | None = None
 
     @property
     def inflight_bytes(self) -> int:
@@ -163,16 +132,9 @@ class Ingest:
     def start(self) -> Ingest:
         """Start the decode processes (and wait until each has imported its code)."""
         if self.parse_workers > 0 and self._pool is None:
-            self._pool = self._new_pool()
-            for f in [self._pool.submit(_warm) for _ in range(self.parse_workers)]:
-                f.result()
+            self._pool = DecodePool(self.parse_workers)
+            self._pool.warm()
         return self
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        # spawn: never fork a process that runs gRPC threads
-        return ProcessPoolExecutor(
-            self.parse_workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def drain(self, timeout: float) -> bool:
         """Refuse new exports, then wait for those under way; True when none is left."""
@@ -185,10 +147,9 @@ class Ingest:
 
     def close(self) -> None:
         """Stop the decode processes. Idempotent."""
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
+        pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.close()
 
     @contextlib.contextmanager
     def admit(self, size: int) -> Iterator[None]:
@@ -237,15 +198,5 @@ class Ingest:
     def _decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
         pool = self._pool
         if pool is None:
-            return _decode_job(signal, fmt, data)
-        try:
-            future: Future = pool.submit(_decode_job_ipc, signal, fmt, data)
-            ipc, accepted, rejected, error = future.result()
-            return pa.ipc.open_stream(ipc).read_all(), accepted, rejected, error
-        except BrokenProcessPool:
-            _logger.error("a decode worker died; starting a new pool")
-            with self._pool_lock:
-                if self._pool is pool:
-                    self._pool = self._new_pool()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+            return _decode_inline(signal, fmt, data)
+        return pool.decode(signal, fmt, data)

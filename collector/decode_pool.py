@@ -1,0 +1,166 @@
+"""Decode worker processes, each reached over its own pipe.
+
+A receiving thread takes an idle worker, sends it the request bytes with
+`send_bytes` and reads back the decoded table as Arrow IPC bytes: one copy each
+way and no pickling, no feeder or result-collecting threads in the collector
+(a ProcessPoolExecutor's own Python bookkeeping cost the collector process about
+as much CPU per request as the rest of the receive path).
+
+Workers are spawned (never forked from a process running gRPC threads) and exit
+when the collector goes away, even after kill -9, or when their pipe closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import struct
+import threading
+import time
+from multiprocessing.connection import Connection
+
+import pyarrow as pa
+
+__all__ = ["DecodePool", "WorkerDied"]
+
+_logger = logging.getLogger(__name__)
+
+_SIGNALS = ("traces", "logs")
+_FORMATS = ("protobuf", "json")
+_OK, _DECODE_ERROR, _FAILED = 0, 1, 2
+_HEADER = struct.Struct("<BIII")  # status, accepted, rejected, error length
+
+
+class WorkerDied(RuntimeError):
+    """A decode worker died while decoding a request (the request can be retried)."""
+
+
+def _worker_main(conn: Connection, parent_pid: int) -> None:
+    """A worker: decode requests from ``conn`` until it closes or the parent is gone."""
+    from otel_threads import decode
+
+    decoders = {
+        ("traces", "protobuf"): decode.decode_traces_protobuf,
+        ("traces", "json"): decode.decode_traces_json,
+        ("logs", "protobuf"): decode.decode_logs_protobuf,
+        ("logs", "json"): decode.decode_logs_json,
+    }
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        signal, fmt = _SIGNALS[message[0]], _FORMATS[message[1]]
+        try:
+            batch = decoders[signal, fmt](message[2:])
+        except decode.DecodeError as exc:
+            text = str(exc).encode()
+            conn.send_bytes(_HEADER.pack(_DECODE_ERROR, 0, 0, len(text)) + text)
+            continue
+        except Exception as exc:  # a bug of ours: answer, never die silently
+            text = f"{type(exc).__name__}: {exc}".encode()
+            conn.send_bytes(_HEADER.pack(_FAILED, 0, 0, len(text)) + text)
+            continue
+        error = (batch.error or "").encode()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.table.schema) as out:
+            out.write_table(batch.table)
+        conn.send_bytes(_HEADER.pack(_OK, batch.accepted, batch.rejected, len(error)) + error
+                        + sink.getvalue().to_pybytes())
+
+
+class DecodePool:
+    """``size`` worker processes; `decode` borrows an idle one (waiting if none is)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ctx = multiprocessing.get_context("spawn")
+        self._idle: queue.SimpleQueue[tuple[Connection, multiprocessing.process.BaseProcess]] = (
+            queue.SimpleQueue())
+        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        for _ in range(size):
+            self._idle.put(self._spawn())
+
+    def _spawn(self) -> tuple[Connection, multiprocessing.process.BaseProcess]:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(target=_worker_main, args=(child, os.getpid()),
+                                 name="otel-threads-decode", daemon=True)
+        proc.start()
+        child.close()
+        with self._lock:
+            self._procs.append(proc)
+        return parent, proc
+
+    def warm(self) -> None:
+        """Wait until every worker has imported its code (decode a tiny request each)."""
+        borrowed = [self._idle.get() for _ in range(self.size)]
+        try:
+            for conn, _ in borrowed:
+                conn.send_bytes(bytes([0, 0]))  # an empty protobuf request
+            for conn, _ in borrowed:
+                conn.recv_bytes()
+        finally:
+            for worker in borrowed:
+                self._idle.put(worker)
+
+    def decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
+        """Decode in a worker: (table, accepted, rejected, error message).
+
+        Raises `otel_threads.decode.DecodeError` for an undecodable request and
+        `WorkerDied` if the worker died (a fresh one takes its place).
+        """
+        from otel_threads.decode import DecodeError
+
+        conn, proc = self._idle.get()
+        try:
+            conn.send_bytes(bytes([_SIGNALS.index(signal), _FORMATS.index(fmt)]) + data)
+            reply = conn.recv_bytes()
+        except (EOFError, OSError):
+            conn.close()
+            proc.join(1)
+            if not self._closed:
+                _logger.error("a decode worker died (exit code %s); starting another",
+                              proc.exitcode)
+                self._idle.put(self._spawn())
+            raise WorkerDied("a decode worker died; retry") from None
+        self._idle.put((conn, proc))
+        status, accepted, rejected, length = _HEADER.unpack_from(reply)
+        start = _HEADER.size
+        text = reply[start:start + length].decode()
+        if status == _DECODE_ERROR:
+            raise DecodeError(text)
+        if status == _FAILED:
+            raise RuntimeError(f"decoding failed: {text}")
+        table = pa.ipc.open_stream(memoryview(reply)[start + length:]).read_all()
+        return table, accepted, rejected, text or None
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the workers (their pipes close; stragglers are terminated). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        while True:
+            try:
+                conn, _ = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            conn.close()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            procs = list(self._procs)
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(1)
