@@ -764,7 +764,7 @@ def test_an_idle_connection_does_not_block_tls_listeners(
     (["--max-pending-rows", "0"], {}, ["--max-pending-rows", "at least 1"]),
     (["--parse-workers", "-1"], {}, ["--parse-workers"]),
     (["--grpc", "off", "--http", "off"], {}, ["--grpc", "--http"]),
-    (["--http", "127.0.0.1:4317"], {}, ["different addresses"]),
+    (["--grpc", "127.0.0.1:9", "--http", "127.0.0.1:9"], {}, ["different addresses"]),
     ([], {"OTEL_THREADS_MAX_PENDING_ROWS": "lots"}, ["OTEL_THREADS_MAX_PENDING_ROWS", "'lots'"]),
     ([], {"OTEL_THREADS_GRPC": "localhost"}, ["OTEL_THREADS_GRPC"]),
 ])
