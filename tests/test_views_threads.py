@@ -195,3 +195,31 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     scratch = sql(collector, f"SELECT * FROM derive_{view} ORDER BY ALL")
     assert kept == scratch
     assert view == "transcript" or kept
+
+
+def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tmp_path):
+    import duckdb
+
+    from otel_threads.writer import Writer
+
+    path = str(tmp_path / "left.duckdb")
+    c = Collector(Config(db=path, grpc=ANY, http=None, api=None))
+    c.start()
+    app = App()
+    with thread("t"), app.tracer.start_as_current_span("turn"):
+        pass
+    app.send(c)
+    c.stop()
+    with duckdb.connect(path) as con:  # as if the process died before deriving these
+        con.execute("DELETE FROM turns_mat")
+        con.execute("DELETE FROM threads_mat")
+        con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM spans")
+    writer = Writer(path).start()
+    try:
+        assert writer.sync(30)
+        with writer.cursor() as cur:
+            assert cur.execute("SELECT thread_id, turn_count FROM threads").fetchall() == [
+                ("t", 1)]
+            assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
+    finally:
+        writer.close()
