@@ -23,7 +23,10 @@ from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
-__all__ = ["DecodePool", "WorkerDied"]
+from otel_threads import decode
+from otel_threads.decode import DecodeError
+
+__all__ = ["DECODERS", "DecodePool", "WorkerDied", "decode_inline"]
 
 _logger = logging.getLogger(__name__)
 
@@ -37,16 +40,23 @@ class WorkerDied(RuntimeError):
     """A decode worker died while decoding a request (the request can be retried)."""
 
 
+#: The decoder for each (signal, format) a receiver takes.
+DECODERS = {
+    ("traces", "protobuf"): decode.decode_traces_protobuf,
+    ("traces", "json"): decode.decode_traces_json,
+    ("logs", "protobuf"): decode.decode_logs_protobuf,
+    ("logs", "json"): decode.decode_logs_json,
+}
+
+
+def decode_inline(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
+    """Decode in this process: (table, accepted, rejected, error message)."""
+    batch = DECODERS[signal, fmt](data)
+    return batch.table, batch.accepted, batch.rejected, batch.error
+
+
 def _worker_main(conn: Connection, parent_pid: int) -> None:
     """A worker: decode requests from ``conn`` until it closes or the parent is gone."""
-    from otel_threads import decode
-
-    decoders = {
-        ("traces", "protobuf"): decode.decode_traces_protobuf,
-        ("traces", "json"): decode.decode_traces_json,
-        ("logs", "protobuf"): decode.decode_logs_protobuf,
-        ("logs", "json"): decode.decode_logs_json,
-    }
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -61,7 +71,7 @@ def _worker_main(conn: Connection, parent_pid: int) -> None:
             return
         signal, fmt = _SIGNALS[message[0]], _FORMATS[message[1]]
         try:
-            batch = decoders[signal, fmt](message[2:])
+            batch = DECODERS[signal, fmt](message[2:])
         except decode.DecodeError as exc:
             text = str(exc).encode()
             conn.send_bytes(_HEADER.pack(_DECODE_ERROR, 0, 0, len(text)) + text)
@@ -120,8 +130,6 @@ class DecodePool:
         Raises `otel_threads.decode.DecodeError` for an undecodable request and
         `WorkerDied` if the worker died (a fresh one takes its place).
         """
-        from otel_threads.decode import DecodeError
-
         conn, proc = self._idle.get()
         try:
             conn.send_bytes(bytes([_SIGNALS.index(signal), _FORMATS.index(fmt)]) + data)

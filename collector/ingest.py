@@ -24,8 +24,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from collector.decode_pool import DecodePool, WorkerDied
-from otel_threads import decode
+from collector.decode_pool import DecodePool, WorkerDied, decode_inline
 from otel_threads.decode import DecodeError
 from otel_threads.writer import Overloaded, Writer
 
@@ -33,12 +32,6 @@ __all__ = ["ExportResult", "Ingest", "RequestTooLarge", "Status", "status_for"]
 
 _logger = logging.getLogger(__name__)
 
-_DECODERS = {
-    ("traces", "protobuf"): decode.decode_traces_protobuf,
-    ("traces", "json"): decode.decode_traces_json,
-    ("logs", "protobuf"): decode.decode_logs_protobuf,
-    ("logs", "json"): decode.decode_logs_json,
-}
 _KIND = {"traces": "spans", "logs": "logs"}
 
 
@@ -97,11 +90,6 @@ def status_for(exc: BaseException) -> Status:
         return Status(grpc.StatusCode.UNAVAILABLE, 503, "a decode worker died; retry", 1.0)
     # Anything else is ours (the write failed, e.g. disk full): retryable.
     return Status(grpc.StatusCode.UNAVAILABLE, 503, f"could not store the data: {exc}", 1.0)
-
-
-def _decode_inline(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
-    batch = _DECODERS[signal, fmt](data)
-    return batch.table, batch.accepted, batch.rejected, batch.error
 
 
 class Ingest:
@@ -198,5 +186,5 @@ class Ingest:
     def _decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
         pool = self._pool
         if pool is None:
-            return _decode_inline(signal, fmt, data)
+            return decode_inline(signal, fmt, data)
         return pool.decode(signal, fmt, data)
