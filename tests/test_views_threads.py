@@ -223,3 +223,37 @@ def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tm
             assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     finally:
         writer.close()
+
+
+def test_thread_statistics_from_llm_calls(collector):
+    import json
+
+    app = App()
+
+    def chat(question: str, answer: str, tokens: tuple[int, int]) -> dict:
+        return {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini-2024",
+            "gen_ai.usage.input_tokens": tokens[0], "gen_ai.usage.output_tokens": tokens[1],
+            "gen_ai.input.messages": json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": question}]}]),
+            "gen_ai.output.messages": json.dumps(
+                [{"role": "assistant", "finish_reason": "stop",
+                  "parts": [{"type": "text", "content": answer}]}]),
+        }
+
+    with thread("t"):
+        with app.tracer.start_as_current_span("turn-1"):
+            with app.tracer.start_as_current_span("chat gpt-4o-mini",
+                                                  attributes=chat("Hi?", "Hello.", (10, 3))):
+                pass
+        with app.tracer.start_as_current_span("turn-2"):
+            with app.tracer.start_as_current_span("chat gpt-4o-mini",
+                                                  attributes=chat("Bye?", "Goodbye.", (20, 4))):
+                pass
+    app.send(collector)
+    assert sql(collector, "SELECT turn_index, llm_call_count, input_tokens, output_tokens "
+                          "FROM turns ORDER BY turn_index") == [(1, 1, 10, 3), (2, 1, 20, 4)]
+    assert sql(collector, "SELECT llm_call_count, input_tokens, output_tokens, first_input, "
+                          "last_output, models FROM threads") == [
+        (2, 30, 7, "Hi?", "Goodbye.", ["gpt-4o-mini-2024"])]
