@@ -50,7 +50,8 @@ def _url(scheme: str, address: tuple[str, int] | None, port: int | None) -> str 
 class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.writer = Writer(config.db, max_pending_rows=config.max_pending_rows)
+        self.writer = Writer(config.db, max_pending_rows=config.max_pending_rows,
+                             on_fork=config.on_fork)
         self.ingest = Ingest(self.writer, parse_workers=config.parse_workers,
                              max_request_bytes=config.max_request_bytes)
         self._grpc: GrpcReceiver | None = None

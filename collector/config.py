@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_threads.store import DB_ENV, DEFAULT_DB
+from otel_threads.writer import FORK_POLICIES
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
 
@@ -87,6 +88,13 @@ def _existing_file(value: str) -> str:
     return value
 
 
+def _on_fork(value: str) -> str:
+    value = value.strip().lower()
+    if value not in FORK_POLICIES:
+        raise ConfigError(f"must be one of {', '.join(FORK_POLICIES)}, got {value!r}")
+    return value
+
+
 def _text(value: str) -> str:
     return value
 
@@ -126,6 +134,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
             _positive_int, "262144",
             "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503."),
+    Setting("on_fork", "--on-fork", "OTEL_THREADS_ON_FORK", _on_fork, "allow",
+            "A turn that answers a turn another turn already answers (regenerate, edit): "
+            "'allow' stores it as a fork; 'reject' refuses its spans (partial_success)."),
 )
 
 
@@ -143,6 +154,7 @@ class Config:
     parse_workers: int = 0
     max_request_bytes: int = 16 << 20
     max_pending_rows: int = 262_144
+    on_fork: str = "allow"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -153,6 +165,8 @@ class Config:
             raise ConfigError("--tls-cert and --tls-key go together: give both or neither")
         if self.token is not None and not self.token.strip():
             raise ConfigError("--token must not be empty")
+        if self.on_fork not in FORK_POLICIES:
+            raise ConfigError(f"--on-fork must be one of {', '.join(FORK_POLICIES)}")
         if not (self.grpc or self.http):
             raise ConfigError("at least one receiver (--grpc or --http) must be on")
         bound = [a for a in (self.grpc, self.http, self.api) if a and a[1] != 0]

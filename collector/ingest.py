@@ -176,11 +176,15 @@ class Ingest:
                 with self._lock:
                     self.invalid_requests += 1
                 raise
+            if table.num_rows:
+                written = self.writer.submit(_KIND[signal], table).result()
+                if written.rejected:  # a forking turn, refused (--on-fork reject)
+                    accepted -= written.rejected
+                    rejected += written.rejected
+                    error = "; ".join(e for e in (error, written.error) if e)
             if rejected:
                 with self._lock:
                     self.rejected[signal] += rejected
-            if table.num_rows:
-                self.writer.submit(_KIND[signal], table).result()
             return ExportResult(accepted, rejected, error)
 
     def _decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:

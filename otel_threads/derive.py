@@ -11,7 +11,11 @@ Keeping them current is incremental. The writer records the trace ids of every
 committed batch in ``derive_queue`` (in the same transaction, so a crash loses
 nothing), and `refresh` re-derives exactly what those traces can affect:
 
-1. the thread/turn resolution of every span of those traces;
+1. the thread/turn resolution of every span of those traces, and of the traces
+   linked to them: a turn without a thread id takes its thread along its chain of
+   ``previous_turn_id`` links, so the traces up that chain (to a turn whose thread
+   is known) are evaluated with it, and the traces of turns that wait on a turn
+   that just arrived are re-resolved (``linked_turns`` indexes the links);
 2. every turn, transcript and thread row of the threads those traces belonged
    to before or belong to now, over all the traces of those threads.
 
@@ -49,7 +53,7 @@ DERIVED: tuple[tuple[str, str, str], ...] = (
     ("transcript_mat", "derive_transcript", "thread_id"),
     ("threads_mat", "derive_threads", "thread_id"),
 )
-_INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread_id",),
+_INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread_id", "turn_id"),
             "transcript_mat": ("thread_id",), "threads_mat": ("thread_id",)}
 #: Views that several derived tables read: evaluated once per refresh, into TEMP
 #: tables of the same name (in dependency order: the later ones read the earlier).
@@ -165,8 +169,13 @@ class Deriver:
     def _refresh(self, traces: list[str]) -> None:
         con = self.con
         in_traces = self._in("trace_id", traces)
-        before = self._threads_of(in_traces)
         self._scope(in_traces)
+        linked = self._linked_traces(set(traces))
+        if linked:
+            traces = sorted(set(traces) | linked)
+            in_traces = self._in("trace_id", traces)
+            self._scope(in_traces)
+        before = self._threads_of(in_traces)
         con.execute(f"DELETE FROM {self.db}.span_threads_mat WHERE {in_traces}")
         con.execute(f"INSERT INTO {self.db}.span_threads_mat SELECT * FROM derive_span_threads")
         threads = sorted(before | self._threads_of(in_traces))
@@ -189,6 +198,53 @@ class Deriver:
             con.execute(f"DELETE FROM {self.db}.{table} WHERE {in_threads}")
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
             con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
+
+    def _linked_traces(self, traces: set[str]) -> set[str]:
+        """Traces outside ``traces`` (whose spans are in TEMP ``spans``) that their
+        resolution needs or affects through ``previous_turn_id`` links."""
+        con, db = self.con, self.db
+        if not con.execute(f"SELECT 1 FROM {db}.linked_turns LIMIT 1").fetchall():
+            return set()
+        found: set[str] = set()
+        # Up: a turn without a thread id takes the thread of the turn it names. When
+        # that turn has a thread already, every trace of that thread comes along (the
+        # chain up to its first turn lies in it); else follow its own link.
+        wanted = {r[0] for r in con.execute(
+            "SELECT DISTINCT previous_turn_id FROM temp.spans "
+            "WHERE previous_turn_id IS NOT NULL AND thread_id IS NULL").fetchall()}
+        seen: set[str] = set()
+        while wanted:
+            seen |= wanted
+            in_wanted = self._in("turn_id", wanted)
+            threads = {r[0] for r in con.execute(
+                f"SELECT DISTINCT thread_id FROM {db}.turns_mat WHERE {in_wanted}").fetchall()}
+            if threads:
+                found |= {r[0] for r in con.execute(
+                    f"SELECT DISTINCT trace_id FROM {db}.span_threads_mat "
+                    f"WHERE {self._in('thread_id', threads)}").fetchall()}
+            rows = con.execute(
+                f"SELECT trace_id, previous_turn_id FROM {db}.linked_turns WHERE {in_wanted} "
+                f"AND thread_id IS NULL AND turn_id NOT IN "
+                f"(SELECT turn_id FROM {db}.turns_mat WHERE {in_wanted})").fetchall()
+            found |= {r[0] for r in rows}
+            wanted = {r[1] for r in rows} - seen
+        # Down: turns without a thread id that name a turn of these traces, and the
+        # turns that name those, and so on: their thread may have just become known.
+        named = con.execute(
+            f"SELECT DISTINCT l.trace_id, l.turn_id FROM {db}.linked_turns l "
+            "WHERE l.thread_id IS NULL AND (l.previous_turn_id IN (SELECT span_id FROM temp.spans)"
+            " OR l.previous_turn_id IN (SELECT turn_id FROM temp.spans))").fetchall()
+        seen = set()
+        while named:
+            found |= {t for t, _ in named}
+            turns = {u for _, u in named} - seen
+            seen |= turns
+            if not turns:
+                break
+            named = con.execute(
+                f"SELECT DISTINCT trace_id, turn_id FROM {db}.linked_turns "
+                f"WHERE thread_id IS NULL AND {self._in('previous_turn_id', turns)}").fetchall()
+        return found - traces
 
     def _threads_of(self, in_traces: str) -> set[str]:
         return {r[0] for r in self.con.execute(

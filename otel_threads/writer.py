@@ -16,6 +16,14 @@ exactly the start time it had).
 Memory is bounded: `submit` raises `Overloaded` when the rows waiting for a
 commit would exceed ``max_pending_rows``; receivers answer that with
 UNAVAILABLE / HTTP 503 and exporters retry later.
+
+Linked turns: every stored span that names a previous turn is also recorded in
+``linked_turns``. With ``on_fork="reject"`` a turn that names a previous turn
+which another turn already answers (a fork: "regenerate", "edit message") is
+refused, with its spans in the same batch and any that arrive later; the
+future's `Written` counts them and names the turn that answered first. Forks are
+decided here, in the one thread that commits, so two concurrent exports cannot
+both win.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
@@ -36,7 +45,7 @@ from otel_threads.derive import Deriver, DeriveWorker
 from otel_threads.store import connect
 from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
 
-__all__ = ["LATENCY_BUCKETS", "Overloaded", "Writer", "WriterStats"]
+__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "Overloaded", "Writer", "WriterStats", "Written"]
 
 _logger = logging.getLogger(__name__)
 
@@ -85,6 +94,38 @@ _FULL_RANGE = {"spans": (-(2**63), 2**63 - 1),
                "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31))}
 _EPOCH = dt.datetime(1970, 1, 1)
 
+#: What the writer does with a turn that answers a turn another turn already answers.
+FORK_POLICIES = ("allow", "reject")
+
+# Turn spans of the batch that fork: they name a previous turn that a stored turn, or
+# one earlier in the batch, already names (a redelivered span is not a fork of itself).
+_FORKS = """
+    WITH cand AS (
+        SELECT b.trace_id, b.span_id, b.previous_turn_id, b.__item, b.ingest_seq
+        FROM __batch b
+        WHERE b.previous_turn_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM linked_turns l
+                          WHERE l.trace_id = b.trace_id AND l.turn_id = b.span_id)
+    ),
+    stored AS (
+        SELECT previous_turn_id, min(turn_id) AS answered_by
+        FROM linked_turns
+        WHERE previous_turn_id IN (SELECT previous_turn_id FROM cand)
+        GROUP BY previous_turn_id
+    ),
+    first AS (
+        SELECT previous_turn_id, arg_min(span_id, ingest_seq) AS span_id
+        FROM cand
+        GROUP BY previous_turn_id
+    )
+    SELECT DISTINCT c.trace_id, c.span_id, c.previous_turn_id,
+           coalesce(s.answered_by, f.span_id) AS answered_by
+    FROM cand c
+    JOIN first f ON f.previous_turn_id = c.previous_turn_id
+    LEFT JOIN stored s ON s.previous_turn_id = c.previous_turn_id
+    WHERE s.answered_by IS NOT NULL OR c.span_id <> f.span_id
+"""
+
 
 class Overloaded(RuntimeError):
     """Too many rows are waiting for a commit; retry later."""
@@ -97,14 +138,25 @@ class Overloaded(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
+@dataclass(frozen=True)
+class Written:
+    """What became of one submitted table once its transaction committed."""
+
+    rows: int  #: rows submitted
+    rejected: int = 0  #: rows refused (spans of a forking turn, with on_fork="reject")
+    error: str | None = None  #: why, when rows were refused
+
+
 class _Item:
-    __slots__ = ("future", "kind", "rows", "table")
+    __slots__ = ("error", "future", "kind", "rejected", "rows", "table")
 
     def __init__(self, kind: str, table: pa.Table) -> None:
         self.kind = kind
         self.table = table
         self.rows = table.num_rows
-        self.future: Future[int] = Future()
+        self.rejected = 0
+        self.error: str | None = None
+        self.future: Future[Written] = Future()
 
 
 class Writer:
@@ -115,6 +167,7 @@ class Writer:
     without work the WAL is checkpointed into the file. The derived tables
     (otel_threads.derive) follow on their own thread, yielding to ingest for at
     most ``derive_max_lag_s``; `sync` waits for commits and derivation.
+    ``on_fork`` is "allow" (forks are stored, and shown as forks) or "reject".
     `close` drains what was accepted, then closes the file; it is idempotent and
     safe before `start`.
     """
@@ -128,10 +181,15 @@ class Writer:
         retry_after_s: float = 1.0,
         idle_checkpoint_s: float = 1.0,
         derive_max_lag_s: float = 5.0,
+        on_fork: str = "allow",
         connection_factory: Callable[[str], duckdb.DuckDBPyConnection] = connect,
     ) -> None:
         if max_pending_rows < 1 or max_commit_rows < 1:
             raise ValueError("max_pending_rows and max_commit_rows must be at least 1")
+        if on_fork not in FORK_POLICIES:
+            raise ValueError(f"on_fork must be one of {FORK_POLICIES}, got {on_fork!r}")
+        self.on_fork = on_fork
+        self._refused: set[str] = set()  # turn ids refused as forks (on_fork="reject")
         self.path = path
         self.max_pending_rows = max_pending_rows
         self.max_commit_rows = max_commit_rows
@@ -162,6 +220,8 @@ class Writer:
         # cost more than the commit: let the WAL grow under load and
         # checkpoint when idle instead (see _take). Durability is the WAL's.
         self._con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
+        self._refused = {r[0] for r in self._con.execute(
+            "SELECT turn_id FROM rejected_turns").fetchall()}
         if Deriver(self._con).enabled():
             self._derive = DeriveWorker(self._con.cursor(), self.busy, self.derive_max_lag_s)
         self._seq = max(
@@ -202,8 +262,8 @@ class Writer:
 
     # -- producers -----------------------------------------------------------------
 
-    def submit(self, kind: str, table: pa.Table) -> Future[int]:
-        """Queue rows for the next commit; the future gives the rows newly stored.
+    def submit(self, kind: str, table: pa.Table) -> Future[Written]:
+        """Queue rows for the next commit; the future resolves to `Written` after it.
 
         Raises `Overloaded` when the queue is full and RuntimeError once closing.
         """
@@ -223,7 +283,7 @@ class Writer:
             self._cond.notify()
         return item.future
 
-    def write(self, kind: str, table: pa.Table, timeout: float | None = None) -> int:
+    def write(self, kind: str, table: pa.Table, timeout: float | None = None) -> Written:
         """`submit` and wait for the commit."""
         return self.submit(kind, table).result(timeout)
 
@@ -253,7 +313,7 @@ class Writer:
                     self._checkpoint()  # idle: fold the WAL into the file
                 continue
             for item in self._write(items):
-                item.future.set_result(item.rows)
+                item.future.set_result(Written(item.rows, item.rejected, item.error))
 
     def busy(self) -> bool:
         """Rows are waiting for a commit, or the last commit ended under ``quiet_s`` ago
@@ -320,13 +380,19 @@ class Writer:
         for item in items:
             by_kind.setdefault(item.kind, []).append(item)
         inserted: dict[str, int] = {}
+        refused: set[str] = set()
+        for item in items:
+            item.rejected, item.error = 0, None
         con.execute("BEGIN TRANSACTION")
         try:
             for kind, group in by_kind.items():
                 table = pa.concat_tables([i.table for i in group]) if len(group) > 1 else (
                     group[0].table)
+                if kind == "spans" and self.on_fork == "reject":
+                    table, refused = self._refuse_forks(con, table, group, received_at)
                 inserted[kind] = self._insert(con, kind, table, received_at)
             con.execute("COMMIT")
+            self._refused |= refused
             self._dirty = True
             self._last_commit = time.monotonic()
             if self._derive is not None:
@@ -337,9 +403,61 @@ class Writer:
             raise
         self.stats.observe_commit(time.perf_counter() - started)
         for kind, group in by_kind.items():
-            rows = sum(i.rows for i in group)
+            rows = sum(i.rows - i.rejected for i in group)
             self.stats.written[kind] += inserted[kind]
             self.stats.duplicates[kind] += rows - inserted[kind]
+
+    def _refuse_forks(self, con: duckdb.DuckDBPyConnection, table: pa.Table,
+                      group: list[_Item], received_at_us: int) -> tuple[pa.Table, set[str]]:
+        """Drop the spans of forking turns (on_fork="reject"), record the refusals in
+        ``rejected_turns`` and on the items; returns the rest and the turns refused."""
+        prev = table.column("previous_turn_id")
+        forks: list[tuple[str, str, str, str]] = []
+        if prev.null_count < table.num_rows:
+            items = pa.array([i for i, item in enumerate(group) for _ in range(item.rows)],
+                             pa.int32())
+            seq = pa.array(range(table.num_rows), pa.int64())
+            con.register("__batch", table.select(
+                ["trace_id", "span_id", "previous_turn_id"]).append_column(
+                "__item", items).append_column("ingest_seq", seq))
+            try:
+                forks = con.execute(_FORKS).fetchall()
+            finally:
+                con.unregister("__batch")
+        refused = self._refused | {span_id for _, span_id, _, _ in forks}
+        if not refused:
+            return table, set()
+        value_set = pa.array(sorted(refused), pa.string())
+        drop = pc.fill_null(pc.or_(pc.or_(
+            pc.is_in(table.column("span_id"), value_set=value_set),
+            pc.is_in(table.column("turn_id"), value_set=value_set)),
+            pc.is_in(table.column("parent_span_id"), value_set=value_set)), False)
+        if not pc.any(drop).as_py():
+            return table, set()
+        if forks:
+            con.executemany(
+                "INSERT INTO rejected_turns VALUES (?, ?, ?, ?, ?)",
+                [[t, s, p, a, _EPOCH + dt.timedelta(microseconds=received_at_us)]
+                 for t, s, p, a in forks])
+        reasons = {s: (p, a) for _, s, p, a in forks}
+        start = 0
+        for item in group:
+            mask = drop.slice(start, item.rows)
+            start += item.rows
+            item.rejected = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
+            if not item.rejected:
+                continue
+            dropped = item.table.filter(mask)
+            ids = {v for name in ("span_id", "turn_id", "parent_span_id")
+                   for v in dropped.column(name).to_pylist() if v}
+            notes = [f"turn {turn} names previous turn {p}, which turn {a} already answers"
+                     for turn, (p, a) in sorted(reasons.items()) if turn in ids]
+            earlier = sorted((ids & self._refused) - reasons.keys())
+            if earlier:
+                notes.append("spans of turns refused earlier: " + ", ".join(earlier))
+            item.error = (f"{item.rejected} spans of forking turns refused (on_fork=reject): "
+                          + "; ".join(notes))
+        return table.filter(pc.invert(drop)), {s for _, s, _, _ in forks}
 
     def _insert(self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table,
                 received_at_us: int) -> int:
@@ -366,6 +484,16 @@ class Writer:
                 {"received_at": _EPOCH + dt.timedelta(microseconds=received_at_us),
                  "lo": lo, "hi": hi},
             ).fetchone()
+            if kind == "spans" and table.column("previous_turn_id").null_count < n:
+                con.execute("""
+                    INSERT INTO linked_turns
+                    SELECT DISTINCT b.trace_id, b.span_id, b.previous_turn_id, b.thread_id,
+                           b.start_time
+                    FROM __batch b
+                    WHERE b.previous_turn_id IS NOT NULL
+                      AND NOT EXISTS (SELECT 1 FROM linked_turns l
+                                      WHERE l.trace_id = b.trace_id AND l.turn_id = b.span_id)
+                """)
             if self._derive is not None:  # re-derive these traces (same transaction)
                 con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
                             "WHERE trace_id IS NOT NULL")

@@ -8,16 +8,11 @@ the views are read back with SQL.
 from __future__ import annotations
 
 import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
+from stored_app import App, sid, sql
 
 from collector import Collector, Config
-from otel_threads import ThreadSpanProcessor, thread
-from otel_threads.testing import SequentialIdGenerator
+from otel_threads import thread
 
 ANY = ("127.0.0.1", 0)
 
@@ -28,38 +23,6 @@ def collector(tmp_path):
     c.start()
     yield c
     c.stop()
-
-
-def sql(c: Collector, query: str, *params: object) -> list[tuple]:
-    c.writer.sync(30)
-    with c.writer.cursor() as cur:
-        return cur.execute(query, list(params)).fetchall()
-
-
-class App:
-    """A service: its own provider (sequential ids from ``first``), spans kept in memory
-    until `send` exports the chosen ones (so tests control the delivery order)."""
-
-    def __init__(self, first: int = 1, marks: bool = True, service: str = "app") -> None:
-        self.memory = InMemorySpanExporter()
-        self.provider = TracerProvider(
-            id_generator=SequentialIdGenerator(first, first_trace_id=first),
-            resource=Resource.create({"service.name": service}))
-        if marks:
-            self.provider.add_span_processor(ThreadSpanProcessor())
-        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
-        self.tracer = self.provider.get_tracer("app")
-
-    def send(self, c: Collector, names: list[str] | None = None) -> None:
-        spans = [s for s in self.memory.get_finished_spans()
-                 if names is None or s.name in names]
-        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True)
-        assert exporter.export(spans).name == "SUCCESS"
-        exporter.shutdown()
-
-
-def sid(n: int) -> str:
-    return format(n, "016x")
 
 
 def test_turns_and_threads_from_marked_spans(collector):

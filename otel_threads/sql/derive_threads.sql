@@ -65,11 +65,17 @@ io AS (
 ),
 forks AS (
     SELECT thread_id, count(*) AS fork_count
-    FROM (SELECT thread_id, previous_turn_id
+    FROM (SELECT thread_id, parent_turn_id
           FROM turns
-          WHERE previous_turn_id IS NOT NULL
-          GROUP BY thread_id, previous_turn_id
+          WHERE parent_turn_id IS NOT NULL
+          GROUP BY thread_id, parent_turn_id
           HAVING count(*) > 1)
+    GROUP BY thread_id
+),
+cycles AS (
+    SELECT thread_id, count(*) AS cycle_turn_count
+    FROM turns
+    WHERE link_status = 'cycle'
     GROUP BY thread_id
 )
 SELECT t.thread_id,
@@ -94,10 +100,12 @@ SELECT t.thread_id,
        t.total_turn_duration_ms,
        u.user_id,
        coalesce(m.models, []) AS models,
-       t.service_name
+       t.service_name,
+       coalesce(cy.cycle_turn_count, 0) AS cycle_turn_count
 FROM t
 LEFT JOIN spans_per_thread sp USING (thread_id)
 LEFT JOIN users u USING (thread_id)
 LEFT JOIN models m USING (thread_id)
 LEFT JOIN io USING (thread_id)
 LEFT JOIN forks f USING (thread_id)
+LEFT JOIN cycles cy USING (thread_id)

@@ -15,6 +15,13 @@
 --     question) shows its last non-system input message: the turn's new message.
 -- So a tool loop (user -> assistant tool_call -> tool result -> assistant answer, two
 -- calls) reads as exactly those four rows, plus the system prompt once.
+--
+-- Branches: rows are derived for every turn (thread_seq numbers them all); seq numbers
+-- those of turns on the thread's current branch (turns.on_current_branch), which the
+-- public view `transcript` shows. A regenerated turn replays the same user message, and
+-- the replay rule above shows it, so each branch reads whole. Another branch is read
+-- by selecting the rows of its turns in thread_seq order (ThreadsClient.thread(...,
+-- through_turn=...)).
 WITH msg AS (
     SELECT m.*,
            dense_rank() OVER (PARTITION BY m.thread_id
@@ -60,11 +67,20 @@ shown AS (
                AND position = max(position) FILTER (WHERE is_prompt) OVER call) AS is_shown
     FROM flagged
     WINDOW call AS (PARTITION BY thread_id, call_idx)
+),
+branched AS (
+    SELECT s.*, coalesce(t.on_current_branch, true) AS on_current_branch
+    FROM shown s
+    LEFT JOIN turns t ON t.thread_id = s.thread_id AND t.turn_id = s.turn_id
+    WHERE s.is_shown
 )
 SELECT thread_id,
-       row_number() OVER (PARTITION BY thread_id
-                          ORDER BY call_idx, direction = 'output', position) AS seq,
+       CASE WHEN on_current_branch THEN
+           row_number() OVER (PARTITION BY thread_id, on_current_branch
+                              ORDER BY call_idx, direction = 'output', position) END AS seq,
        turn_id, role, content, tool_calls, tool_call_id, finish_reason,
-       trace_id, span_id, direction, position
-FROM shown
-WHERE is_shown
+       trace_id, span_id, direction, position,
+       row_number() OVER (PARTITION BY thread_id
+                          ORDER BY call_idx, direction = 'output', position) AS thread_seq,
+       on_current_branch
+FROM branched

@@ -1,0 +1,58 @@
+"""A test application whose spans reach a real collector in the order a test chooses."""
+
+from __future__ import annotations
+
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from collector import Collector
+from otel_threads import ThreadSpanProcessor
+from otel_threads.testing import SequentialIdGenerator
+
+
+def sql(c: Collector, query: str, *params: object) -> list[tuple]:
+    assert c.writer.sync(30), "derivation did not finish"
+    with c.writer.cursor() as cur:
+        return cur.execute(query, list(params)).fetchall()
+
+
+class App:
+    """A service: its own provider (sequential ids from ``first``), spans kept in memory
+    until `send` exports the chosen ones (so tests control the delivery order)."""
+
+    def __init__(self, first: int = 1, marks: bool = True, service: str = "app") -> None:
+        self.memory = InMemorySpanExporter()
+        self.provider = TracerProvider(
+            id_generator=SequentialIdGenerator(first, first_trace_id=first),
+            resource=Resource.create({"service.name": service}))
+        if marks:
+            self.provider.add_span_processor(ThreadSpanProcessor())
+        self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
+        self.tracer = self.provider.get_tracer("app")
+
+    def spans(self, names: list[str] | None = None) -> list:
+        return [s for s in self.memory.get_finished_spans() if names is None or s.name in names]
+
+    def export(self, c: Collector, names: list[str] | None = None):
+        """One OTLP/gRPC export of the chosen spans; returns the collector's response."""
+        import grpc
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        target = c.endpoints.grpc.split("://", 1)[-1]
+        with grpc.insecure_channel(target, [("grpc.enable_http_proxy", 0)]) as channel:
+            return trace_service_pb2_grpc.TraceServiceStub(channel).Export(
+                encode_spans(self.spans(names)), timeout=30)
+
+    def send(self, c: Collector, names: list[str] | None = None) -> None:
+        spans = self.spans(names)
+        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True)
+        assert exporter.export(spans).name == "SUCCESS"
+        exporter.shutdown()
+
+
+def sid(n: int) -> str:
+    return format(n, "016x")
