@@ -159,9 +159,20 @@ class ApiHandler(BaseHandler):
                        "text/plain; version=0.0.4; charset=utf-8")
         elif path.startswith("/threads/") and len(path) > len("/threads/"):
             thread_id = urllib.parse.unquote(path[len("/threads/"):])
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            unknown = set(query) - {"through_turn"}
+            if unknown:
+                self._send(400, {"error": f"unknown parameter(s) {sorted(unknown)}; "
+                                          "GET /threads/{id} takes through_turn"})
+                return
+            through = query.get("through_turn", [None])[-1]
             self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
-            with self.collector.writer.cursor() as con:
-                detail = query_thread(con, thread_id)
+            try:
+                with self.collector.writer.cursor() as con:
+                    detail = query_thread(con, thread_id, through)
+            except ValueError as exc:
+                self._send(400, {"error": str(exc)})
+                return
             if detail is None:
                 self._send(404, {"error": f"no thread {thread_id!r}"})
             else:

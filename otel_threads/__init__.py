@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from otel_threads.client import ThreadsClient
     from otel_threads.exporter import DuckDBLogExporter, DuckDBSpanExporter
     from otel_threads.query import (
+        ForkSchema,
         SortBy,
         ThreadDetail,
         ThreadSchema,
@@ -37,6 +38,7 @@ __all__ = [
     "Configured",
     "DuckDBLogExporter",
     "DuckDBSpanExporter",
+    "ForkSchema",
     "SortBy",
     "StoreLockedError",
     "ThreadContext",
@@ -62,7 +64,7 @@ _LAZY = {
     "DuckDBLogExporter": "otel_threads.exporter",
     "StoreLockedError": "otel_threads.store",
     "ThreadsClient": "otel_threads.client",
-    **dict.fromkeys(("SortBy", "ThreadDetail", "ThreadSchema", "ThreadsQueryReq",
+    **dict.fromkeys(("ForkSchema", "SortBy", "ThreadDetail", "ThreadSchema", "ThreadsQueryReq",
                      "ThreadsQueryRes", "TranscriptMessage", "TurnSchema"), "otel_threads.query"),
 }
 

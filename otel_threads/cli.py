@@ -139,26 +139,34 @@ def threads_cmd(db: str | None, url: str | None, sorts: tuple[str, ...], limit: 
 @main.command("show")
 @click.argument("thread_id")
 @_source
+@click.option("--through", "through", metavar="TURN",
+              help="Show the branch through this turn (after a fork) instead of the current "
+                   "one.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_cmd(thread_id: str, db: str | None, url: str | None, as_json: bool) -> None:
-    """One thread: its turns, then its transcript as a chat.
+def show_cmd(thread_id: str, db: str | None, url: str | None, through: str | None,
+             as_json: bool) -> None:
+    """One thread: its turns and forks, then its transcript as a chat.
+
+    The transcript follows the current branch: the one that ends at the newest turn.
+    After a fork (a regenerated or edited turn), --through TURN shows the branch
+    through that turn.
 
     \b
     Example:
         otel-threads show support_thread_42 --db chats.duckdb
+        otel-threads show support_thread_42 --through 00f067aa0ba902b7
     """
-    from otel_threads.render import ago, chat, duration, turn_rows
+    from otel_threads.render import ago, branches, chat, duration, turn_rows
 
     def run() -> Any:
         try:
-            return _client(db, url).thread(thread_id)
+            return _client(db, url).thread(thread_id, through_turn=through)
         except KeyError:
             raise ValueError(f"no thread {thread_id!r}") from None
 
     detail = _domain_errors(run)
     if as_json:
-        _json_out({"thread": detail.thread, "turns": detail.turns,
-                   "transcript": detail.transcript})
+        _json_out(detail)
         return
     t = detail.thread
     click.echo(f"thread {t.thread_id}  ·  {t.turn_count} turns  ·  started "
@@ -168,6 +176,14 @@ def show_cmd(thread_id: str, db: str | None, url: str | None, as_json: bool) -> 
     click.echo("")
     click.echo(turn_rows(detail))
     click.echo("")
+    notes = branches(detail)
+    if notes:
+        click.echo(notes)
+        click.echo("")
+    if detail.through_turn:
+        index = {turn.turn_id: turn.turn_index for turn in detail.turns}
+        click.echo(f"(the branch through turn {index.get(detail.through_turn, '?')}: "
+                   f"turns {', '.join(str(index[b]) for b in detail.branch)})")
     if detail.transcript:
         index = {turn.turn_id: turn.turn_index for turn in detail.turns}
         click.echo(chat(detail.transcript, index))

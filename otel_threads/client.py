@@ -25,8 +25,6 @@ from otel_threads.query import (
     ThreadSchema,
     ThreadsQueryReq,
     ThreadsQueryRes,
-    TranscriptMessage,
-    TurnSchema,
     query_thread,
     query_threads,
 )
@@ -103,20 +101,26 @@ class ThreadsClient:
         with self._connection() as con:
             return query_threads(con, req)
 
-    def thread(self, thread_id: str) -> ThreadDetail:
-        """One thread: its row, turns and transcript. KeyError when unknown."""
+    def thread(self, thread_id: str, through_turn: str | None = None) -> ThreadDetail:
+        """One thread: its row, turns, forks and transcript. KeyError when unknown.
+
+        The transcript follows the current branch (the one ending at the newest
+        turn), or the branch through ``through_turn`` (ValueError when that is not
+        a turn of the thread).
+        """
         if self._api() is not None:
+            path = "/threads/" + urllib.parse.quote(thread_id, safe="")
+            if through_turn is not None:
+                path += "?" + urllib.parse.urlencode({"through_turn": through_turn})
             try:
-                out = self._request("GET", "/threads/" + urllib.parse.quote(thread_id, safe=""))
+                out = self._request("GET", path)
             except ThreadsClientError as err:
                 if err.status == 404:
                     raise KeyError(thread_id) from None
                 raise
-            return ThreadDetail(ThreadSchema.from_dict(out["thread"]),
-                                [TurnSchema.from_dict(t) for t in out["turns"]],
-                                [TranscriptMessage.from_dict(m) for m in out["transcript"]])
+            return ThreadDetail.from_dict(out)
         with self._connection() as con:
-            detail = query_thread(con, thread_id)
+            detail = query_thread(con, thread_id, through_turn)
         if detail is None:
             raise KeyError(thread_id)
         return detail

@@ -17,6 +17,7 @@ import duckdb
 
 __all__ = [
     "SORT_FIELDS",
+    "ForkSchema",
     "SortBy",
     "ThreadDetail",
     "ThreadSchema",
@@ -24,6 +25,7 @@ __all__ = [
     "ThreadsQueryRes",
     "TranscriptMessage",
     "TurnSchema",
+    "branch_through",
     "query_thread",
     "query_threads",
 ]
@@ -129,7 +131,7 @@ def _rows_to(cls: type, cursor: duckdb.DuckDBPyConnection) -> list[Any]:
             for row in cursor.fetchall()]
 
 
-_DATETIMES = frozenset({"start_time", "end_time", "last_updated"})
+_DATETIMES = frozenset({"start_time", "end_time", "last_updated", "forked_at"})
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
@@ -171,6 +173,7 @@ class ThreadSchema:
     user_id: str | None = None
     models: list[str] = field(default_factory=list)
     service_name: str | None = None
+    cycle_turn_count: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadSchema:
@@ -202,10 +205,33 @@ class TurnSchema:
     is_running: bool = False
     service_name: str | None = None
     project: str | None = None
+    parent_turn_id: str | None = None
+    link_status: str | None = None
+    on_current_branch: bool = True
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnSchema:
         return _from_dict(cls, data)
+
+
+@dataclass
+class ForkSchema:
+    """One row of the `forks` view: a turn that two or more turns answer."""
+
+    thread_id: str
+    parent_turn_id: str
+    child_count: int
+    child_turn_ids: list[str]
+    child_start_times: list[dt.datetime]
+    current_child_turn_id: str | None = None
+    forked_at: dt.datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForkSchema:
+        fork = _from_dict(cls, data)
+        fork.child_start_times = [dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+                                  for v in fork.child_start_times]
+        return fork
 
 
 @dataclass
@@ -237,9 +263,51 @@ class ThreadsQueryRes:
 
 @dataclass
 class ThreadDetail:
+    """One thread. ``turns``: all of them, in start order. ``transcript``: the
+    conversation along ``branch`` (turn ids, first to last): the current branch, or
+    the branch through ``through_turn`` when one was asked for. ``forks``: the
+    thread's forks (the `forks` view)."""
+
     thread: ThreadSchema
     turns: list[TurnSchema]
     transcript: list[TranscriptMessage]
+    forks: list[ForkSchema] = field(default_factory=list)
+    branch: list[str] = field(default_factory=list)
+    through_turn: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThreadDetail:
+        return ThreadDetail(ThreadSchema.from_dict(data["thread"]),
+                            [TurnSchema.from_dict(t) for t in data["turns"]],
+                            [TranscriptMessage.from_dict(m) for m in data["transcript"]],
+                            [ForkSchema.from_dict(f) for f in data.get("forks", [])],
+                            list(data.get("branch", [])), data.get("through_turn"))
+
+
+def branch_through(turns: list[TurnSchema], turn_id: str) -> list[str]:
+    """The turn ids of the branch through ``turn_id``, first to last: its ancestors,
+    itself, and on down to the newest turn below it (at each fork, the child whose
+    branch holds the newest turn). ValueError when it is not one of ``turns``."""
+    by_id = {t.turn_id: t for t in turns}
+    if turn_id not in by_id:
+        raise ValueError(f"through_turn {turn_id!r} is not a turn of this thread")
+    children: dict[str, list[str]] = {}
+    for t in turns:
+        if t.parent_turn_id in by_id:
+            children.setdefault(t.parent_turn_id, []).append(t.turn_id)
+    newest, stack, seen = turn_id, [turn_id], {turn_id}
+    while stack:  # the subtree of turn_id (parents never loop; `seen` guards anyway)
+        for child in children.get(stack.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+                if by_id[child].turn_index > by_id[newest].turn_index:
+                    newest = child
+    path, at = [], newest
+    while at in by_id and at not in path:
+        path.append(at)
+        at = by_id[at].parent_turn_id
+    return path[::-1]
 
 
 def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq) -> ThreadsQueryRes:
@@ -267,14 +335,34 @@ def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq) -> Threa
     return ThreadsQueryRes(threads, int(total))
 
 
-def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str) -> ThreadDetail | None:
-    """One thread with its turns and transcript, or None when unknown."""
+def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
+                 through_turn: str | None = None) -> ThreadDetail | None:
+    """One thread with its turns, forks and transcript, or None when unknown.
+
+    The transcript follows the thread's current branch (the one that ends at its
+    newest turn), or the branch through ``through_turn`` (see `branch_through`).
+    """
+    if through_turn is not None and not isinstance(through_turn, str):
+        raise TypeError(f"through_turn must be a turn id (str), got {through_turn!r}")
     threads = _rows_to(ThreadSchema, con.execute(
         "SELECT * FROM threads WHERE thread_id = ?", [thread_id]))
     if not threads:
         return None
     turns = _rows_to(TurnSchema, con.execute(
         "SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index", [thread_id]))
-    transcript = _rows_to(TranscriptMessage, con.execute(
-        "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq", [thread_id]))
-    return ThreadDetail(threads[0], turns, transcript)
+    forks = _rows_to(ForkSchema, con.execute(
+        "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
+        [thread_id]))
+    if through_turn is None:
+        branch = [t.turn_id for t in turns if t.on_current_branch]
+        transcript = _rows_to(TranscriptMessage, con.execute(
+            "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq", [thread_id]))
+    else:
+        branch = branch_through(turns, through_turn.lower())
+        transcript = _rows_to(TranscriptMessage, con.execute(
+            "SELECT * EXCLUDE (seq), row_number() OVER (ORDER BY thread_seq) AS seq "
+            "FROM transcript_mat WHERE thread_id = ? "
+            "AND (turn_id IS NULL OR list_contains(?, turn_id)) ORDER BY thread_seq",
+            [thread_id, branch]))
+    return ThreadDetail(threads[0], turns, transcript, forks, branch,
+                        None if through_turn is None else through_turn.lower())

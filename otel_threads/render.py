@@ -9,7 +9,7 @@ from typing import Any
 
 from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage
 
-__all__ = ["ago", "chat", "clip", "duration", "table", "thread_rows", "turn_rows"]
+__all__ = ["ago", "branches", "chat", "clip", "duration", "table", "thread_rows", "turn_rows"]
 
 
 def clip(text: Any, width: int) -> str:
@@ -68,14 +68,50 @@ def thread_rows(threads: Sequence[ThreadSchema], now: dt.datetime | None = None)
 
 
 def turn_rows(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
+    """The turns; in a thread with forks, a BRANCH column marks the turns of the branch
+    shown (●) and the others (○), and where each fork is (⑂ N: N answers)."""
+    forked = {f.parent_turn_id: f.child_count for f in detail.forks}
+    on_branch = set(detail.branch)
     headers = ["#", "TURN", "STARTED", "DURATION", "STATUS", "SPANS", "LLM", "TOKENS", "NAME"]
+    if forked:
+        headers.insert(2, "BRANCH")
     rows = []
     for t in detail.turns:
         status = "running" if t.is_running else ("error" if t.has_error else t.status_code)
-        rows.append([t.turn_index, t.turn_id, ago(t.start_time, now), duration(t.duration_ms),
-                     status, t.span_count, t.llm_call_count,
-                     (t.input_tokens or 0) + (t.output_tokens or 0), clip(t.name, 40)])
-    return table(headers, rows, right=(0, 3, 5, 6, 7))
+        row: list[Any] = [t.turn_index, t.turn_id, ago(t.start_time, now),
+                          duration(t.duration_ms), status, t.span_count, t.llm_call_count,
+                          (t.input_tokens or 0) + (t.output_tokens or 0), clip(t.name, 40)]
+        if forked:
+            mark = "●" if t.turn_id in on_branch else "○"
+            if t.turn_id in forked:
+                mark += f" ⑂ {forked[t.turn_id]}"
+            row.insert(2, mark)
+        rows.append(row)
+    right = (0, 4, 6, 7, 8) if forked else (0, 3, 5, 6, 7)
+    return table(headers, rows, right=right)
+
+
+def branches(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
+    """The forks, each with its competing turns and how to show each branch, and the
+    turns whose links loop (bad data). Empty when there are neither."""
+    index = {t.turn_id: t.turn_index for t in detail.turns}
+    start = {t.turn_id: t.start_time for t in detail.turns}
+    on_branch = set(detail.branch)
+    lines = []
+    for f in detail.forks:
+        lines.append(f"fork after turn {index.get(f.parent_turn_id, '?')} "
+                     f"({f.parent_turn_id}): {f.child_count} answers")
+        for child in f.child_turn_ids:
+            shown = "  ← shown" if child in on_branch else ""
+            lines.append(f"  turn {index.get(child, '?')} ({child}), started "
+                         f"{ago(start.get(child), now)}: "
+                         f"otel-threads show {detail.thread.thread_id} --through {child}{shown}")
+    for t in detail.turns:
+        if t.link_status == "cycle":
+            lines.append(f"warning: turn {t.turn_index} ({t.turn_id}) names previous turn "
+                         f"{t.previous_turn_id}, and its links loop (bad data): it is placed "
+                         "by start time instead")
+    return "\n".join(lines)
 
 
 def _tool_calls(calls: Any) -> list[str]:

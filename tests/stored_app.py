@@ -36,8 +36,8 @@ class App:
     def spans(self, names: list[str] | None = None) -> list:
         return [s for s in self.memory.get_finished_spans() if names is None or s.name in names]
 
-    def export(self, c: Collector, names: list[str] | None = None):
-        """One OTLP/gRPC export of the chosen spans; returns the collector's response."""
+    def export(self, c: Collector, spans: list):
+        """One OTLP/gRPC export of ``spans``; returns the collector's response."""
         import grpc
         from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -45,7 +45,7 @@ class App:
         target = c.endpoints.grpc.split("://", 1)[-1]
         with grpc.insecure_channel(target, [("grpc.enable_http_proxy", 0)]) as channel:
             return trace_service_pb2_grpc.TraceServiceStub(channel).Export(
-                encode_spans(self.spans(names)), timeout=30)
+                encode_spans(spans), timeout=30)
 
     def send(self, c: Collector, names: list[str] | None = None) -> None:
         spans = self.spans(names)

@@ -94,3 +94,189 @@ def test_a_chain_whose_middle_turn_arrives_last(collector):
     for view in ("span_threads", "turns", "transcript", "threads"):  # kept == from scratch
         assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
             collector, f"SELECT * FROM derive_{view} ORDER BY ALL"), view
+
+
+# -- forks -----------------------------------------------------------------------------
+
+class Chat:
+    """An app whose requests each name the previous turn, making real OpenAI calls
+    (openai-v2 instrumentation, messages on the spans) to fakellm."""
+
+    def __init__(self, app: App, base_url: str) -> None:
+        import openai
+
+        self.app = app
+        self.client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0)
+        self.history: dict[str | None, list[dict]] = {None: []}  # turn id -> messages after
+
+    def request(self, text: str, previous: str | None, thread_id: str | None = None) -> str:
+        messages = [*self.history[previous], {"role": "user", "content": text}]
+        block = thread(thread_id) if thread_id else thread(previous_turn_id=previous)
+        with block as t, self.app.tracer.start_as_current_span("request"):
+            reply = self.client.chat.completions.create(model="gpt-4o-mini",
+                                                        messages=messages)
+        self.history[t.last_turn_id] = [
+            *messages, {"role": "assistant", "content": reply.choices[0].message.content}]
+        return t.last_turn_id
+
+
+@pytest.fixture
+def instrumented(monkeypatch):
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    from otel_threads.fakellm import FakeLLM
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")
+    app = App()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=app.provider)
+    with FakeLLM(replies=["Hello!", "Sunny.", "Rainy.", "You're welcome."]) as llm:
+        try:
+            yield Chat(app, llm.base_url)
+        finally:
+            instrumentor.uninstrument()
+
+
+def transcript(detail) -> list[tuple[str, str]]:
+    return [(m.role, m.content) for m in detail.transcript]
+
+
+def test_a_regenerate_is_a_fork_and_the_transcript_follows_the_newest_branch(
+        collector, instrumented):
+    from otel_threads import ThreadsClient
+
+    chat = instrumented
+    first = chat.request("hi", None, thread_id="chat-f")
+    second = chat.request("weather?", first)
+    again = chat.request("weather?", first)  # "regenerate": it answers the same turn
+    chat.app.send(collector)
+    assert sql(collector, "SELECT thread_id, parent_turn_id, child_count, child_turn_ids, "
+                          "current_child_turn_id FROM forks") == [
+        ("chat-f", first, 2, [second, again], again)]
+    assert sql(collector, "SELECT turn_count, fork_count, last_output FROM threads") == [
+        (3, 1, "Rainy.")]
+    client = ThreadsClient(collector.endpoints.api)  # the HTTP API; the file is held
+    detail = client.thread("chat-f")
+    assert detail.branch == [first, again] and detail.through_turn is None
+    assert [(t.turn_id, t.on_current_branch) for t in detail.turns] == [
+        (first, True), (second, False), (again, True)]
+    assert transcript(detail) == [("user", "hi"), ("assistant", "Hello!"),
+                                  ("user", "weather?"), ("assistant", "Rainy.")]
+    assert [m.seq for m in detail.transcript] == [1, 2, 3, 4]
+    original = client.thread("chat-f", through_turn=second)
+    assert original.branch == [first, second] and original.through_turn == second
+    assert transcript(original) == [("user", "hi"), ("assistant", "Hello!"),
+                                    ("user", "weather?"), ("assistant", "Sunny.")]
+    assert original.forks == detail.forks and len(detail.forks) == 1
+    # the user goes back to the first answer and goes on from there: that branch is
+    # the newest now, and the branch through the regenerated turn is still there
+    chat.request("thanks", second)
+    chat.app.send(collector)  # all spans again: the redelivered ones change nothing
+    now = client.thread("chat-f")
+    assert transcript(now)[-3:] == [("assistant", "Sunny."), ("user", "thanks"),
+                                    ("assistant", "You're welcome.")]
+    assert transcript(client.thread("chat-f", through_turn=again))[-1] == (
+        "assistant", "Rainy.")
+    with pytest.raises(ValueError, match="not a turn of this thread"):
+        client.thread("chat-f", through_turn="00000000000000ff")
+
+
+def test_on_fork_reject_refuses_the_forking_turn_and_stores_the_rest(tmp_path, instrumented):
+    c = start(tmp_path, on_fork="reject")
+    try:
+        chat, app = instrumented, instrumented.app
+        first = chat.request("hi", None, thread_id="chat-r")
+        second = chat.request("weather?", first)
+        app.send(c)
+        sent = len(app.spans())
+        again = chat.request("weather?", first)  # regenerate: 2 spans (request, LLM call)
+        with thread("other"), app.tracer.start_as_current_span("unrelated"):
+            pass
+        response = app.export(c, app.spans()[sent:])  # one request holds both
+        assert response.partial_success.rejected_spans == 2
+        assert (f"turn {again} names previous turn {first}, which turn {second} already "
+                "answers") in response.partial_success.error_message
+        assert sql(c, "SELECT thread_id, turn_count, fork_count FROM threads "
+                      "ORDER BY thread_id") == [("chat-r", 2, 0), ("other", 1, 0)]
+        assert sql(c, "SELECT turn_id, previous_turn_id, answered_by FROM rejected_turns") == [
+            (again, first, second)]
+        # the LLM call of the next regenerate ends, and is exported, before its turn:
+        # stored, then left out of the thread once its turn is refused
+        sent = len(app.spans())
+        third = chat.request("weather?", first)
+        call, request = app.spans()[sent:]
+        assert app.export(c, [call]).partial_success.rejected_spans == 0
+        assert app.export(c, [request]).partial_success.rejected_spans == 1
+        assert sql(c, "SELECT thread_id, turn_id, refused FROM span_threads "
+                      "WHERE span_id = ?", call.context.span_id.to_bytes(8, "big").hex()) == [
+            (None, None, True)]
+        again_call = app.export(c, [call])  # a span of a refused turn is refused from now on
+        assert again_call.partial_success.rejected_spans == 1
+        assert third in again_call.partial_success.error_message
+        detail = sql(c, "SELECT turn_count, fork_count, last_output FROM threads "
+                        "WHERE thread_id = 'chat-r'")
+        assert detail == [(2, 0, "Sunny.")]
+    finally:
+        c.stop()
+
+
+def bounded(c: Collector, query: str) -> list[tuple]:
+    """Run a query that must finish: interrupted (and failed) after 20 s."""
+    import threading
+
+    assert c.writer.sync(30), "derivation did not finish"
+    with c.writer.cursor() as cur:
+        timer = threading.Timer(20, cur.interrupt)
+        timer.start()
+        try:
+            return cur.execute(query).fetchall()
+        finally:
+            timer.cancel()
+
+
+def test_cycles_and_self_links_are_reported_and_hang_nothing(collector):
+    from click.testing import CliRunner
+
+    from otel_threads import ThreadsClient
+    from otel_threads.cli import main as cli
+
+    app = App()
+    # without a thread id: a self-link, and two turns that name each other
+    turn(app, "self", previous=sid(1), children=0)  # span 1 names itself
+    turn(app, "ping", previous=sid(3), children=0)  # 2 names 3
+    turn(app, "pong", previous=sid(2), children=0)  # 3 names 2
+    turn(app, "after-pong", previous=sid(3), children=0)  # 4 names 3: behind the cycle
+    # in threads: a self-link; two turns naming each other between ordinary turns
+    turn(app, "loop", previous=sid(5), thread_id="loop-1", children=0)  # 5
+    turn(app, "a0", thread_id="loop-2", children=0)  # 6
+    turn(app, "a1", previous=sid(8), thread_id="loop-2", children=0)  # 7 names 8
+    turn(app, "a2", previous=sid(7), thread_id="loop-2", children=0)  # 8 names 7
+    turn(app, "a3", thread_id="loop-2", children=0)  # 9
+    app.send(collector)
+    assert bounded(collector, "SELECT turn_id, status, waiting_for FROM unresolved_turns "
+                              "ORDER BY turn_id") == [
+        (sid(1), "cycle", None), (sid(2), "cycle", None), (sid(3), "cycle", None),
+        (sid(4), "cycle", None)]
+    assert bounded(collector, "SELECT thread_id, turn_id, parent_turn_id, link_status, "
+                              "on_current_branch FROM turns ORDER BY thread_id, turn_index") == [
+        ("loop-1", sid(5), None, "cycle", True),
+        ("loop-2", sid(6), None, None, True),
+        ("loop-2", sid(7), sid(6), "cycle", True),
+        ("loop-2", sid(8), sid(7), "cycle", True),
+        ("loop-2", sid(9), sid(8), None, True),
+    ]
+    assert bounded(collector, "SELECT thread_id, turn_count, fork_count, cycle_turn_count "
+                              "FROM threads ORDER BY thread_id") == [
+        ("loop-1", 1, 0, 1), ("loop-2", 4, 0, 2)]
+    assert bounded(collector, "FROM forks") == []
+    for view in ("span_threads", "turns", "transcript", "threads"):
+        assert bounded(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == bounded(
+            collector, f"SELECT * FROM derive_{view} ORDER BY ALL"), view
+    client = ThreadsClient(collector.endpoints.api)
+    assert client.thread("loop-2", through_turn=sid(7)).branch == [sid(6), sid(7), sid(8),
+                                                                    sid(9)]
+    out = CliRunner().invoke(cli, ["show", "loop-2", "--url", collector.endpoints.api])
+    assert out.exit_code == 0, out.output
+    assert (f"warning: turn 2 ({sid(7)}) names previous turn {sid(8)}, and its links loop "
+            "(bad data)") in out.output

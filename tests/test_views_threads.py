@@ -154,7 +154,7 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     a.send(collector, ["turn-1"])
     b.send(collector)
     a.send(collector)
-    kept = sql(collector, f"SELECT * FROM {view} ORDER BY ALL")
+    kept = sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL")
     scratch = sql(collector, f"SELECT * FROM derive_{view} ORDER BY ALL")
     assert kept == scratch
     assert view == "transcript" or kept
