@@ -211,7 +211,7 @@ def sql_cmd(query: str, db: str | None, url: str | None, fmt: str | None) -> Non
         _json_out([dict(zip(columns, r, strict=True)) for r in rows])
     elif fmt == "csv":
         buf = io.StringIO()
-        writer = csv.writer(buf)
+        writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
         sys.stdout.write(buf.getvalue())

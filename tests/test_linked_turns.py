@@ -7,6 +7,12 @@ the order each test chooses.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from stored_app import App, sid, sql
 
@@ -14,6 +20,7 @@ from collector import Collector, Config
 from otel_threads import thread
 
 ANY = ("127.0.0.1", 0)
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "linked_turns.py"
 
 
 def start(tmp_path, **config) -> Collector:
@@ -65,6 +72,41 @@ def test_linked_turns_without_a_thread_id_join_the_thread_of_the_turn_they_name(
     assert sql(collector, "SELECT turn_count, fork_count, last_turn_id FROM threads") == [
         (3, 0, sid(4))]
     assert sql(collector, "FROM unresolved_turns") == []
+
+
+def run_example(c: Collector, *args: str) -> str:
+    """examples/linked_turns.py in its own process, exporting to ``c`` over OTLP/gRPC."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = c.endpoints.grpc
+    done = subprocess.run([sys.executable, str(EXAMPLE), *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_linear_chain_over_three_processes(collector, tmp_path):
+    from otel_threads import ThreadsClient
+
+    sys.path.insert(0, str(EXAMPLE.parent))
+    try:
+        from linked_turns import ANSWERS, QUESTIONS
+    finally:
+        sys.path.remove(str(EXAMPLE.parent))
+    state = tmp_path / "state.json"
+    for question in QUESTIONS:  # three requests, three processes: ids only in the file
+        run_example(collector, "ask", question, "--state", str(state))
+    stored = json.loads(state.read_text())
+    ids = [t["turn_id"] for t in stored["turns"]]
+    detail = ThreadsClient(collector.endpoints.api).thread(stored["thread_id"])
+    assert [(t.turn_id, t.previous_turn_id, t.link_status, t.trace_id) for t in
+            detail.turns] == [(ids[0], None, None, detail.turns[0].trace_id),
+                              (ids[1], ids[0], "linked", detail.turns[1].trace_id),
+                              (ids[2], ids[1], "linked", detail.turns[2].trace_id)]
+    assert len({t.trace_id for t in detail.turns}) == 3
+    assert [(m.role, m.content) for m in detail.transcript] == [
+        m for q in QUESTIONS for m in (("user", q), ("assistant", ANSWERS[q][0]))]
+    assert sql(collector, "SELECT count(*), count(DISTINCT thread_id) FROM span_threads") == [
+        (6, 1)]  # a turn and its LLM call per process, all in the thread
 
 
 def test_a_chain_whose_middle_turn_arrives_last(collector):
@@ -280,3 +322,53 @@ def test_cycles_and_self_links_are_reported_and_hang_nothing(collector):
     assert out.exit_code == 0, out.output
     assert (f"warning: turn 2 ({sid(7)}) names previous turn {sid(8)}, and its links loop "
             "(bad data)") in out.output
+
+
+def test_the_linked_turns_example_regenerates_into_a_fork_that_show_marks(collector, tmp_path):
+    from click.testing import CliRunner
+
+    from otel_threads.cli import main as cli
+
+    out = run_example(collector, "--state", str(tmp_path / "unused.json"))
+    thread_id = out.split("thread id: ", 1)[1].split()[0]
+    turns = sql(collector, "SELECT turn_id, previous_turn_id, on_current_branch FROM turns "
+                           "WHERE thread_id = ? ORDER BY turn_index", thread_id)
+    (t1, _, _), (t2, p2, b2), (t3, p3, b3), (t4, p4, b4) = turns
+    assert (p2, p3, p4) == (t1, t2, t2) and (b2, b3, b4) == (True, False, True)
+    assert sql(collector, "SELECT fork_count, turn_count FROM threads") == [(1, 4)]
+    shown = CliRunner().invoke(cli, ["show", thread_id, "--url", collector.endpoints.api])
+    assert shown.exit_code == 0, shown.output
+    assert f"fork after turn 2 ({t2}): 2 answers" in shown.output
+    assert f"otel-threads show {thread_id} --through {t3}\n" in shown.output
+    assert f"otel-threads show {thread_id} --through {t4}  ← shown" in shown.output
+    assert "The Azulejo museum" in shown.output and "Gulbenkian" not in shown.output
+    through = CliRunner().invoke(cli, ["show", thread_id, "--through", t3, "--url",
+                                       collector.endpoints.api])
+    assert through.exit_code == 0, through.output
+    assert "the branch through turn 3: turns 1, 2, 3" in through.output
+    assert "Gulbenkian" in through.output and "Azulejo" not in through.output
+    bad = CliRunner().invoke(cli, ["show", thread_id, "--through", "nope", "--url",
+                                   collector.endpoints.api])
+    assert bad.exit_code != 0 and "not a turn of this thread" in bad.output
+
+
+def test_bad_fork_policy_and_bad_detail_parameters_get_clear_errors(collector):
+    import urllib.error
+    import urllib.request
+
+    from collector.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--on-fork \(from OTEL_THREADS_ON_FORK\): must be "
+                                          "one of allow, reject, got 'maybe'"):
+        Config.load({}, env={"OTEL_THREADS_ON_FORK": "maybe"})
+    assert Config.load({"on_fork": "REJECT"}, env={}).on_fork == "reject"
+    app = App()
+    turn(app, "ask", thread_id="t")
+    app.send(collector)
+    sql(collector, "SELECT 1")
+    for query, status, message in [("?through_turn=zz", 400, "not a turn of this thread"),
+                                   ("?through=x", 400, "unknown parameter(s) ['through']")]:
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(f"{collector.endpoints.api}/threads/t{query}", timeout=10)
+        assert err.value.code == status
+        assert message in json.loads(err.value.read())["error"]
