@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synth import build
 
 from otel_threads.query import ThreadsQueryReq, query_thread, query_threads
+from otel_threads.store import connect
 
 
 def median_ms(fn, rounds: int) -> float:
@@ -59,6 +60,12 @@ def main() -> None:
         secs = build(str(path), args.threads, 10, 10)
         print(f"built {args.threads * 100:,} spans in {secs:.0f}s "
               "(generation plus deriving threads, turns and transcripts from scratch)")
+    else:  # a store built by an earlier version: migrate it, re-derive what is stale
+        started = time.perf_counter()
+        connect(str(path)).close()
+        took = time.perf_counter() - started
+        if took > 1:
+            print(f"upgraded the store in {took:.0f}s (migrations, re-deriving stale tables)")
     con = duckdb.connect(str(path), read_only=True)
     spans, turns, threads = con.execute(
         "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM turns), "
