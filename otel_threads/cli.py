@@ -156,7 +156,7 @@ def show_cmd(thread_id: str, db: str | None, url: str | None, through: str | Non
         otel-threads show support_thread_42 --db chats.duckdb
         otel-threads show support_thread_42 --through 00f067aa0ba902b7
     """
-    from otel_threads.render import ago, branches, chat, duration, turn_rows
+    from otel_threads.render import thread_detail
 
     def run() -> Any:
         try:
@@ -168,27 +168,7 @@ def show_cmd(thread_id: str, db: str | None, url: str | None, through: str | Non
     if as_json:
         _json_out(detail)
         return
-    t = detail.thread
-    click.echo(f"thread {t.thread_id}  ·  {t.turn_count} turns  ·  started "
-               f"{ago(t.start_time)}  ·  updated {ago(t.last_updated)}  ·  "
-               f"p50 {duration(t.p50_turn_duration_ms)}  ·  "
-               f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens")
-    click.echo("")
-    click.echo(turn_rows(detail))
-    click.echo("")
-    notes = branches(detail)
-    if notes:
-        click.echo(notes)
-        click.echo("")
-    if detail.through_turn:
-        index = {turn.turn_id: turn.turn_index for turn in detail.turns}
-        click.echo(f"(the branch through turn {index.get(detail.through_turn, '?')}: "
-                   f"turns {', '.join(str(index[b]) for b in detail.branch)})")
-    if detail.transcript:
-        index = {turn.turn_id: turn.turn_index for turn in detail.turns}
-        click.echo(chat(detail.transcript, index))
-    else:
-        click.echo("(no messages recorded in this thread)")
+    click.echo(thread_detail(detail))
 
 
 @main.command("sql")

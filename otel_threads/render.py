@@ -9,7 +9,8 @@ from typing import Any
 
 from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage
 
-__all__ = ["ago", "branches", "chat", "clip", "duration", "table", "thread_rows", "turn_rows"]
+__all__ = ["ago", "branches", "chat", "clip", "duration", "table", "thread_detail", "thread_rows",
+           "turn_rows"]
 
 
 def clip(text: Any, width: int) -> str:
@@ -148,3 +149,23 @@ def chat(messages: Sequence[TranscriptMessage], turn_index: dict[str, int]) -> s
         if not m.content and not m.tool_calls:
             lines.append(f"{role}: (empty)")
     return "\n".join(lines)
+
+
+def thread_detail(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
+    """What `otel-threads show` prints: a summary line, the turns, the forks, the chat."""
+    t = detail.thread
+    index = {turn.turn_id: turn.turn_index for turn in detail.turns}
+    out = [f"thread {t.thread_id}  ·  {t.turn_count} turns  ·  started "
+           f"{ago(t.start_time, now)}  ·  updated {ago(t.last_updated, now)}  ·  "
+           f"p50 {duration(t.p50_turn_duration_ms)}  ·  "
+           f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens",
+           "", turn_rows(detail, now), ""]
+    notes = branches(detail, now)
+    if notes:
+        out += [notes, ""]
+    if detail.through_turn:
+        out.append(f"(the branch through turn {index.get(detail.through_turn, '?')}: "
+                   f"turns {', '.join(str(index[b]) for b in detail.branch)})")
+    out.append(chat(detail.transcript, index) if detail.transcript
+               else "(no messages recorded in this thread)")
+    return "\n".join(out)
