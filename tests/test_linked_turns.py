@@ -17,7 +17,7 @@ import pytest
 from stored_app import App, sid, sql
 
 from collector import Collector, Config
-from otel_threads import thread
+from otel_threads import current_turn_id, thread
 
 ANY = ("127.0.0.1", 0)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "linked_turns.py"
@@ -43,10 +43,13 @@ def turn(app: App, name: str, previous: str | None = None, thread_id: str | None
     ``previous``, in a linked thread; returns the turn id the app stores."""
     block = thread(thread_id, previous_turn_id=previous) if thread_id else thread(
         previous_turn_id=previous)
-    with block as t, app.tracer.start_as_current_span(name):
+    with block as t, app.tracer.start_as_current_span(name) as span:
+        # the id the app stores is the turn span's id, current_turn_id() inside it
+        assert current_turn_id() == format(span.get_span_context().span_id, "016x")
         for i in range(children):
             with app.tracer.start_as_current_span(f"{name}.step{i}"):
                 pass
+    assert t.last_turn_id == format(span.get_span_context().span_id, "016x")
     return t.last_turn_id
 
 
