@@ -141,9 +141,10 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
                 created.append(name)
                 progress = True
         pending = {n: pending[n] for n in errors}
-        views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
         for table, view in deriver.missing():
-            if view not in views:
+            # only from a view (re)created above: one left by an earlier version (its
+            # new definition does not bind yet) would derive stale rows
+            if view not in created:
                 break  # the derived tables depend on each other in this order
             deriver.build(table, view)
             progress = True

@@ -220,3 +220,32 @@ def test_thread_statistics_from_llm_calls(collector):
     assert sql(collector, "SELECT llm_call_count, input_tokens, output_tokens, first_input, "
                           "last_output, models FROM threads") == [
         (2, 30, 7, "Hi?", "Goodbye.", ["gpt-4o-mini-2024"])]
+
+
+def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_views(tmp_path):
+    """Upgrading: the derived tables are rebuilt only from views this version created,
+    never from an earlier version's view whose new definition did not bind yet."""
+    import duckdb
+
+    from otel_threads.store import connect
+
+    path = str(tmp_path / "earlier.duckdb")
+    c = Collector(Config(db=path, grpc=ANY, http=None, api=None))
+    c.start()
+    app = App()
+    with thread("t"), app.tracer.start_as_current_span("turn"):
+        pass
+    app.send(c)
+    c.stop()
+    with duckdb.connect(path) as con:  # what an earlier version left: other definitions
+        con.execute("UPDATE otel_threads_derived SET version = 'earlier'")
+        con.execute("CREATE OR REPLACE VIEW turns AS SELECT thread_id, turn_id FROM turns_mat")
+        con.execute("CREATE OR REPLACE VIEW derive_transcript AS SELECT 1 AS stale")
+    connect(path).close()
+    with duckdb.connect(path, read_only=True) as con:
+        for view in ("span_threads", "turns", "transcript", "threads"):
+            assert con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == \
+                con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
+        names = [r[0] for r in con.execute("DESCRIBE transcript_mat").fetchall()]
+        assert "on_current_branch" in names and "stale" not in names
+        assert con.execute("SELECT thread_id, turn_count FROM threads").fetchall() == [("t", 1)]
