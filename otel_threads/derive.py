@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -62,14 +63,37 @@ _SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
 _IN_LIST_MAX = 2000
 
 
-def sql_version() -> str:
-    """A hash of every view definition: derived tables built by other SQL are stale."""
-    digest = hashlib.sha256()
+def _sql_files() -> dict[str, bytes]:
     sql_dir = resources.files("otel_threads").joinpath("sql")
-    for entry in sorted(sql_dir.iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".sql"):
-            digest.update(entry.name.encode())
-            digest.update(entry.read_bytes())
+    return {e.name[:-4]: e.read_bytes() for e in sql_dir.iterdir() if e.name.endswith(".sql")}
+
+
+def sql_reads(view: str) -> set[str]:
+    """The ``sql/*.sql`` definitions ``view`` reads, itself included: the view and
+    table names each file mentions (outside comments), followed to the end; a
+    derived table stands for the view that derives it."""
+    files = {n: re.sub(r"--[^\n]*", "", text.decode()) for n, text in _sql_files().items()}
+    names = {n: re.compile(rf"\b{re.escape(n)}\b") for n in files}
+    names |= {t: re.compile(rf"\b{re.escape(t)}\b") for t, _, _ in DERIVED}
+    via = {t: v for t, v, _ in DERIVED}
+    todo, seen = [view], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in files:
+            continue
+        seen.add(name)
+        todo += [via.get(n, n) for n, pattern in names.items() if pattern.search(files[name])]
+    return seen
+
+
+def sql_version(view: str) -> str:
+    """A hash of what ``view`` reads (`sql_reads`): a derived table built by other SQL
+    is stale, and changing a view that no derivation reads rebuilds nothing."""
+    files = _sql_files()
+    digest = hashlib.sha256()
+    for name in sorted(sql_reads(view)):
+        digest.update(name.encode())
+        digest.update(files[name])
     return digest.hexdigest()[:16]
 
 
@@ -104,9 +128,8 @@ class Deriver:
         con = self.con
         con.execute("CREATE TABLE IF NOT EXISTS otel_threads_derived "
                     "(name VARCHAR PRIMARY KEY, version VARCHAR NOT NULL)")
-        version = sql_version()
         have = dict(con.execute("SELECT name, version FROM otel_threads_derived").fetchall())
-        stale = [t for t, _, _ in DERIVED if have.get(t) != version]
+        stale = [t for t, v, _ in DERIVED if have.get(t) != sql_version(v)]
         for table in stale:
             con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
         return stale
@@ -130,7 +153,7 @@ class Deriver:
             for column in _INDEXES[table]:
                 con.execute(f"CREATE INDEX {table}_{column} ON {self.db}.{table} ({column})")
             con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
-                        [table, sql_version()])
+                        [table, sql_version(view)])
             if table == DERIVED[0][0]:  # everything queued so far is covered from here on
                 con.execute("DELETE FROM derive_queue")
             con.execute("COMMIT")

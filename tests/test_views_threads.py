@@ -249,3 +249,15 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
         names = [r[0] for r in con.execute("DESCRIBE transcript_mat").fetchall()]
         assert "on_current_branch" in names and "stale" not in names
         assert con.execute("SELECT thread_id, turn_count FROM threads").fetchall() == [("t", 1)]
+
+
+def test_derived_tables_are_stale_only_when_sql_they_read_changes():
+    from otel_threads.derive import DERIVED, sql_reads
+
+    reads = {table: sql_reads(view) for table, view, _ in DERIVED}
+    assert reads["span_threads_mat"] == {"derive_span_threads"}
+    assert {"derive_span_threads", "span_threads", "llm_calls"} <= reads["turns_mat"]
+    assert {"derive_turns", "turns", "messages"} <= reads["transcript_mat"]
+    assert {"derive_transcript", "transcript", "derive_turns"} <= reads["threads_mat"]
+    for views in reads.values():  # views nothing derives from never force a rebuild
+        assert not views & {"forks", "unresolved_turns", "threads"}

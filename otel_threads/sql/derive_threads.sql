@@ -63,7 +63,7 @@ io AS (
     FROM transcript
     GROUP BY thread_id
 ),
-forks AS (
+fork_counts AS (
     SELECT thread_id, count(*) AS fork_count
     FROM (SELECT thread_id, parent_turn_id
           FROM turns
@@ -107,5 +107,5 @@ LEFT JOIN spans_per_thread sp USING (thread_id)
 LEFT JOIN users u USING (thread_id)
 LEFT JOIN models m USING (thread_id)
 LEFT JOIN io USING (thread_id)
-LEFT JOIN forks f USING (thread_id)
+LEFT JOIN fork_counts f USING (thread_id)
 LEFT JOIN cycles cy USING (thread_id)

@@ -11,6 +11,7 @@ SELECT thread_id,
        any_value(turn_id) FILTER (WHERE on_current_branch) AS current_child_turn_id,
        list(start_time ORDER BY start_time, turn_id)[2] AS forked_at
 FROM turns
-WHERE parent_turn_id IS NOT NULL
 GROUP BY thread_id, parent_turn_id
-HAVING count(*) > 1
+-- not "WHERE parent_turn_id IS NOT NULL": a filter on the thread alone reaches the
+-- table as an index lookup; count(parent_turn_id) leaves out the turns without one
+HAVING count(parent_turn_id) > 1
