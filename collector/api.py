@@ -1,4 +1,4 @@
-"""The API listener: the threads query, read-only SQL, /healthz and /metrics.
+"""The API listener: the threads query, read-only SQL, /healthz, /metrics, the web page.
 
 Reads run on their own cursors of the collector's database, next to the writer.
 `/sql` runs one statement in a READ ONLY transaction on a database whose
@@ -16,12 +16,18 @@ import json
 import threading
 import urllib.parse
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from collector.httpbase import BaseHandler
-from otel_threads.query import ThreadsQueryReq, query_thread, query_threads
+from otel_threads.query import (
+    ThreadsQueryReq,
+    query_thread,
+    query_threads,
+    query_turn_spans,
+)
 from otel_threads.writer import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
@@ -129,9 +135,69 @@ def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str,
             "truncated": len(rows) > max_rows}
 
 
+#: The web page: static files shipped in collector/web, served as they are.
+WEB_DIR = Path(__file__).resolve().parent / "web"
+_WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+              ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+#: Nothing on the page runs but its own script: text from spans can never execute.
+WEB_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; "
+                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _web_files() -> dict[str, Path]:
+    """URL path -> file: / is index.html, the others under /static/."""
+    files = {f"/static/{p.name}": p for p in WEB_DIR.iterdir()
+             if p.is_file() and p.suffix in _WEB_TYPES} if WEB_DIR.is_dir() else {}
+    if "/static/index.html" in files:
+        files["/"] = files.pop("/static/index.html")
+    return files
+
+
+def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tuple[str, str]]]:
+    """GET /ui/threads parameters: limit, offset, sort=FIELD:asc|desc, after, before, q."""
+    unknown = set(query) - {"limit", "offset", "sort", "after", "before", "q"}
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)}")
+
+    def one(name: str) -> str | None:
+        values = query.get(name)
+        return values[-1] if values else None
+
+    def integer(name: str, default: int) -> int:
+        raw = one(name)
+        try:
+            return default if raw is None else int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+    field, _, direction = (one("sort") or "last_updated:desc").partition(":")
+    req = ThreadsQueryReq(limit=integer("limit", 50), offset=integer("offset", 0),
+                          sortable_datetime_after=one("after") or None,
+                          sortable_datetime_before=one("before") or None,
+                          thread_id_contains=one("q") or None)
+    return req, [(field, direction or "desc")]
+
+
 class ApiHandler(BaseHandler):
     collector: Collector  # set by HttpListener
     open_paths = frozenset({"/healthz"})
+    web_files: dict[str, Path] = _web_files()
+
+    def authorized(self) -> bool:
+        # the page itself holds no data (it asks for the token, then calls the API)
+        if self.path.split("?", 1)[0] in self.web_files:
+            return True
+        return super().authorized()
+
+    def _web(self, path: str) -> None:
+        file = self.web_files[path]
+        self.reply(200, file.read_bytes(), _WEB_TYPES[file.suffix], WEB_HEADERS)
 
     def _send(self, status: int, payload: Any) -> None:
         body = json.dumps(payload, default=_jsonable, ensure_ascii=False).encode()
@@ -152,14 +218,36 @@ class ApiHandler(BaseHandler):
         if not self.authorized():
             return
         path = self.path.split("?", 1)[0]
-        if path == "/healthz":
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if path in self.web_files:
+            self._web(path)
+        elif path == "/healthz":
             self._send(200, {"status": "ok", "db": self.collector.config.db})
+        elif path == "/ui/threads":
+            try:
+                req, sort = _page_query(query)
+                self.collector.writer.sync(READ_SYNC_S)
+                with self.collector.writer.cursor() as con:
+                    res = query_threads(con, req, page_sort=sort)
+            except ValueError as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            self._send(200, {"threads": res.threads, "total": res.total})
+        elif path.startswith("/threads/") and "/turns/" in path and path.endswith("/spans"):
+            thread_id, _, turn_id = path[len("/threads/"):-len("/spans")].rpartition("/turns/")
+            thread_id, turn_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(turn_id)
+            self.collector.writer.sync(READ_SYNC_S)
+            with self.collector.writer.cursor() as con:
+                spans = query_turn_spans(con, thread_id, turn_id)
+            if spans is None:
+                self._send(404, {"error": f"no turn {turn_id!r} in thread {thread_id!r}"})
+            else:
+                self._send(200, {"thread_id": thread_id, "turn_id": turn_id, "spans": spans})
         elif path == "/metrics":
             self.reply(200, render_metrics(self.collector).encode(),
                        "text/plain; version=0.0.4; charset=utf-8")
         elif path.startswith("/threads/") and len(path) > len("/threads/"):
             thread_id = urllib.parse.unquote(path[len("/threads/"):])
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
             unknown = set(query) - {"through_turn"}
             if unknown:
                 self._send(400, {"error": f"unknown parameter(s) {sorted(unknown)}; "

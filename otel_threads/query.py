@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 __all__ = [
+    "PAGE_SORT",
     "SORT_FIELDS",
     "ForkSchema",
     "SortBy",
@@ -28,12 +29,20 @@ __all__ = [
     "branch_through",
     "query_thread",
     "query_threads",
+    "query_turn_spans",
 ]
 
 #: Fields the threads list may be sorted by; anything else is a ValueError (HTTP 400).
 SORT_FIELDS = ("thread_id", "turn_count", "start_time", "last_updated",
                "p50_turn_duration_ms", "p99_turn_duration_ms")
 MAX_LIMIT = 1000
+#: What the web page's list may be sorted by (GET /ui/threads): every column it shows.
+#: The threads query itself keeps to SORT_FIELDS. Each maps to its SQL expression.
+PAGE_SORT = {**{f: f for f in SORT_FIELDS},
+             "total_tokens": "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",
+             "error_turn_count": "error_turn_count", "fork_count": "fork_count",
+             "first_input": "first_input", "last_output": "last_output",
+             "span_count": "span_count", "llm_call_count": "llm_call_count"}
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ class ThreadsQueryReq:
     sortable_datetime_after: dt.datetime | None = None
     sortable_datetime_before: dt.datetime | None = None
     thread_ids: list[str] | None = None
+    #: only threads whose id contains this text (case-insensitive)
+    thread_id_contains: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not (
@@ -99,6 +110,10 @@ class ThreadsQueryReq:
                                                      "sortable_datetime_before")
         if self.project_id is not None and not isinstance(self.project_id, str):
             raise ValueError(f"project_id must be a string, got {self.project_id!r}")
+        if self.thread_id_contains is not None and (
+                not isinstance(self.thread_id_contains, str)
+                or len(self.thread_id_contains) > 256):
+            raise ValueError("thread_id_contains must be a string of at most 256 characters")
         if self.thread_ids is not None:
             if isinstance(self.thread_ids, str) or not all(
                     isinstance(t, str) for t in self.thread_ids):
@@ -200,6 +215,8 @@ class TurnSchema:
     llm_call_count: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    first_input: str | None = None  #: the turn's first user message (in the detail)
+    last_output: str | None = None  #: the turn's last assistant message (in the detail)
     error_span_count: int = 0
     has_error: bool = False
     is_running: bool = False
@@ -310,9 +327,14 @@ def branch_through(turns: list[TurnSchema], turn_id: str) -> list[str]:
     return path[::-1]
 
 
-def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq) -> ThreadsQueryRes:
-    """Run a threads query on a connection (read-only use)."""
+def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq,
+                  page_sort: list[tuple[str, str]] | None = None) -> ThreadsQueryRes:
+    """Run a threads query on a connection (read-only use). ``page_sort``, (field,
+    direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list)."""
     where, params = [], []
+    if req.thread_id_contains:
+        where.append("strpos(lower(thread_id), lower(?)) > 0")
+        params.append(req.thread_id_contains)
     if req.project_id is not None:
         where.append("project = ?")
         params.append(req.project_id)
@@ -326,7 +348,12 @@ def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq) -> Threa
         where.append("start_time <= ?")
         params.append(req.sortable_datetime_before)
     cond = f"WHERE {' AND '.join(where)}" if where else ""
-    order = ", ".join(f"{s.field} {s.direction.upper()} NULLS LAST" for s in req.sort_by)
+    sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
+    for name, direction in sorts:
+        if name not in PAGE_SORT or direction not in ("asc", "desc"):
+            raise ValueError(f"cannot sort by {name!r} {direction!r}: choose one of "
+                             f"{', '.join(PAGE_SORT)}, asc or desc")
+    order = ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
     cur = con.execute(
         f"SELECT * FROM threads {cond} ORDER BY {order}, thread_id LIMIT ? OFFSET ?",
         [*params, req.limit, req.offset])
@@ -364,5 +391,43 @@ def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
             "FROM transcript_mat WHERE thread_id = ? "
             "AND (turn_id IS NULL OR list_contains(?, turn_id)) ORDER BY thread_seq",
             [thread_id, branch]))
+    said = dict(((t, (i, o)) for t, i, o in con.execute(
+        "SELECT turn_id, arg_min(content, thread_seq) FILTER (role = 'user'), "
+        "arg_max(content, thread_seq) FILTER (role = 'assistant') "
+        "FROM transcript_mat WHERE thread_id = ? AND content IS NOT NULL GROUP BY turn_id",
+        [thread_id]).fetchall()))
+    for t in turns:
+        t.first_input, t.last_output = said.get(t.turn_id, (None, None))
     return ThreadDetail(threads[0], turns, transcript, forks, branch,
                         None if through_turn is None else through_turn.lower())
+
+
+#: The columns of a span in `query_turn_spans`.
+_SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "service_name",
+                 "start_time", "end_time", "duration_ms", "status_code", "status_message",
+                 "attributes", "events", "resource_attributes", "scope_name")
+
+
+def query_turn_spans(con: duckdb.DuckDBPyConnection, thread_id: str,
+                     turn_id: str) -> list[dict[str, Any]] | None:
+    """Every span of one turn, in start order, with its attributes and events (JSON
+    values decoded), or None when the thread has no such turn. A span's parent is in
+    the list unless the turn's tree is incomplete or crosses services."""
+    rows = con.execute("SELECT trace_id, span_id FROM span_threads "
+                       "WHERE thread_id = ? AND turn_id = ?", [thread_id, turn_id]).fetchall()
+    if not rows:
+        return None
+    members = set(rows)
+    out = []
+    for trace_id in sorted({t for t, _ in rows}):  # a turn is one trace, seldom more
+        cur = con.execute(f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans WHERE trace_id = ? "
+                          "ORDER BY start_time_unix_nano, span_id", [trace_id])
+        for row in cur.fetchall():
+            span = dict(zip(_SPAN_COLUMNS, row, strict=True))
+            if (span["trace_id"], span["span_id"]) in members:
+                for key in ("attributes", "events", "resource_attributes"):
+                    if isinstance(span[key], str):
+                        span[key] = json.loads(span[key])
+                out.append(span)
+    out.sort(key=lambda sp: (sp["start_time"] or dt.datetime.min, sp["span_id"]))
+    return out
