@@ -25,7 +25,7 @@ from otel_threads.store import connect, migrate
 GENERATE = """
 INSERT INTO spans BY NAME
 WITH turns AS (
-    SELECT t AS turn_no, t // $turns AS thread_no, t % $turns AS turn_in_thread,
+    SELECT t + $first AS turn_no, t // $turns AS thread_no, t % $turns AS turn_in_thread,
            $base + (t // $turns) * 7_000_000_000 + (t % $turns) * 600_000_000_000 AS t0
     FROM range($threads * $turns) r(t)
 ),
@@ -34,7 +34,7 @@ rows AS (
            format('{:032x}', turn_no + 1) AS trace_id,
            format('{:016x}', (turn_no + 1) * 16 + k) AS span_id,
            format('{:016x}', (turn_no + 1) * 16) AS turn_span,
-           format('thread-{:06d}', thread_no) AS thread_id,
+           format('{}{:06d}', $prefix, thread_no) AS thread_id,
            t0 + k * 1_000_000 AS start_ns,
            t0 + CASE WHEN k = 0 THEN 900_000_000 ELSE k * 1_000_000 + 50_000_000 END AS end_ns
     FROM turns tu, range($spans) s(k)
@@ -89,20 +89,25 @@ SELECT trace_id, span_id,
        turn_span AS turn_id,
        CASE WHEN k = 0 THEN true END AS is_turn,
        NULL AS previous_turn_id,
-       turn_no * $spans + k AS ingest_seq,
+       turn_no * 16 + k AS ingest_seq,
        now()::TIMESTAMP AS received_at
 FROM rows
 ORDER BY start_ns  -- arrival order: threads interleave as they would on a live collector
 """
 
 
-def build(path: str, threads: int, turns: int, spans: int) -> float:
-    """Create the store at ``path`` and fill it; returns seconds taken."""
+def build(path: str, threads: int, turns: int, spans: int, long_turns: int = 0) -> float:
+    """Create the store at ``path`` and fill it; returns seconds taken. ``long_turns``
+    adds one more thread, ``long-000000``, of that many turns."""
     started = time.perf_counter()
     con = duckdb.connect(path)
     migrate(con)
+    base = 1_790_000_000 * 10**9
     con.execute(GENERATE, {"threads": threads, "turns": turns, "spans": spans,
-                           "base": 1_790_000_000 * 10**9})
+                           "base": base, "first": 0, "prefix": "thread-"})
+    if long_turns:
+        con.execute(GENERATE, {"threads": 1, "turns": long_turns, "spans": spans,
+                               "base": base, "first": threads * turns, "prefix": "long-"})
     con.execute("CHECKPOINT")
     con.close()
     connect(path).close()  # the views, and whatever the store derives

@@ -409,7 +409,7 @@ function selectTurn(id, fromClick = false) {
   const section = document.querySelector(`#d-chat .turn-sec[data-turn="${CSS.escape(id)}"]`);
   if (section) {
     state.ignoreScrollUntil = Date.now() + 400;
-    $("d-chat").scrollTop = section.offsetTop - $("d-chat").offsetTop;
+    section.scrollIntoView({ block: "start" });
   }
 }
 
