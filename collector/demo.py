@@ -136,6 +136,7 @@ def demo(db: str) -> None:
                     f"otel-threads show {THREAD_ID} --db {quoted}",
                     f"otel-threads sql \"SELECT name, span_count, llm_call_count FROM turns "
                     f"WHERE thread_id = '{THREAD_ID}'\" --db {quoted}",
-                    f"otel-threads collect --db {quoted}    # then point your app's "
-                    "OTEL_EXPORTER_OTLP_ENDPOINT at http://127.0.0.1:4317"):
+                    f"otel-threads collect --db {quoted}    # then open http://127.0.0.1:4319/"
+                    " and point your app's OTEL_EXPORTER_OTLP_ENDPOINT at "
+                    "http://127.0.0.1:4317"):
         click.echo(f"  {command}")
