@@ -49,7 +49,9 @@ class App:
 
     def send(self, c: Collector, names: list[str] | None = None) -> None:
         spans = self.spans(names)
-        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True)
+        token = c.config.token
+        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True, headers={
+            "authorization": f"Bearer {token}"} if token else None)
         assert exporter.export(spans).name == "SUCCESS"
         exporter.shutdown()
 

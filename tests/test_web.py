@@ -262,7 +262,7 @@ def test_it_refreshes_while_data_arrives_keeping_scroll_and_selection(browser, t
     c.start()
     try:
         app = App(first=9000)
-        for n in range(30):
+        for n in range(55):
             with thread(f"live-{n:02d}"), app.tracer.start_as_current_span("step"):
                 pass
         app.send(c)
@@ -271,6 +271,15 @@ def test_it_refreshes_while_data_arrives_keeping_scroll_and_selection(browser, t
         page = context.new_page()
         page.goto(c.endpoints.api + "/")
         page.click("th[data-sort=thread_id]")
+        page.wait_for_function("() => document.querySelector('#threads tbody tr')"
+                               ".dataset.id === 'live-00'")
+        assert page.text_content("#count") == "1\u201350 of 55 threads"
+        page.click("#next")  # pages come from the server: limit and offset
+        page.wait_for_function("() => document.querySelector('#count').textContent === "
+                               "'51\u201355 of 55 threads'")
+        assert ids(page) == [f"live-{n}" for n in range(50, 55)]
+        assert page.is_disabled("#next") and page.is_enabled("#prev")
+        page.click("#prev")
         page.wait_for_function("() => document.querySelector('#threads tbody tr')"
                                ".dataset.id === 'live-00'")
         page.evaluate("() => { document.querySelector('#list-wrap').scrollTop = 120; }")
@@ -282,7 +291,7 @@ def test_it_refreshes_while_data_arrives_keeping_scroll_and_selection(browser, t
         app.send(c, ["one more", "late"])
         # the next refresh shows both, with the scroll position and the selection kept
         page.wait_for_function("() => document.querySelector('#count').textContent === "
-                               "'1\u201331 of 31 threads'", timeout=15_000)
+                               "'1\u201350 of 56 threads'", timeout=15_000)
         page.wait_for_function("() => document.querySelectorAll('#d-turns .turn').length "
                                "=== 2", timeout=15_000)
         assert ids(page)[0] == "aaa-new"
