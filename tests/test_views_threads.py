@@ -160,12 +160,8 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     assert view == "transcript" or kept
 
 
-def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tmp_path):
-    import duckdb
-
-    from otel_threads.writer import Writer
-
-    path = str(tmp_path / "left.duckdb")
+def one_turn_store(path: str) -> None:
+    """A store holding thread "t" of one turn, written by a collector that stopped."""
     c = Collector(Config(db=path, grpc=ANY, http=None, api=None))
     c.start()
     app = App()
@@ -173,6 +169,15 @@ def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tm
         pass
     app.send(c)
     c.stop()
+
+
+def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tmp_path):
+    import duckdb
+
+    from otel_threads.writer import Writer
+
+    path = str(tmp_path / "left.duckdb")
+    one_turn_store(path)
     with duckdb.connect(path) as con:  # as if the process died before deriving these
         con.execute("DELETE FROM turns_mat")
         con.execute("DELETE FROM threads_mat")
@@ -230,13 +235,7 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
     from otel_threads.store import connect
 
     path = str(tmp_path / "earlier.duckdb")
-    c = Collector(Config(db=path, grpc=ANY, http=None, api=None))
-    c.start()
-    app = App()
-    with thread("t"), app.tracer.start_as_current_span("turn"):
-        pass
-    app.send(c)
-    c.stop()
+    one_turn_store(path)
     with duckdb.connect(path) as con:  # what an earlier version left: other definitions
         con.execute("UPDATE otel_threads_derived SET version = 'earlier'")
         con.execute("CREATE OR REPLACE VIEW turns AS SELECT thread_id, turn_id FROM turns_mat")
