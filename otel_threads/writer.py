@@ -101,7 +101,7 @@ FORK_POLICIES = ("allow", "reject")
 # one earlier in the batch, already names (a redelivered span is not a fork of itself).
 _FORKS = """
     WITH cand AS (
-        SELECT b.trace_id, b.span_id, b.previous_turn_id, b.__item, b.ingest_seq
+        SELECT b.trace_id, b.span_id, b.previous_turn_id, b.ingest_seq
         FROM __batch b
         WHERE b.previous_turn_id IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM linked_turns l
@@ -414,12 +414,9 @@ class Writer:
         prev = table.column("previous_turn_id")
         forks: list[tuple[str, str, str, str]] = []
         if prev.null_count < table.num_rows:
-            items = pa.array([i for i, item in enumerate(group) for _ in range(item.rows)],
-                             pa.int32())
-            seq = pa.array(range(table.num_rows), pa.int64())
+            seq = pa.array(range(table.num_rows), pa.int64())  # arrival order in the group
             con.register("__batch", table.select(
-                ["trace_id", "span_id", "previous_turn_id"]).append_column(
-                "__item", items).append_column("ingest_seq", seq))
+                ["trace_id", "span_id", "previous_turn_id"]).append_column("ingest_seq", seq))
             try:
                 forks = con.execute(_FORKS).fetchall()
             finally:
