@@ -16,8 +16,12 @@ Expected result: for one app id (printed), three threads after two requests:
     app_<id>_logic  4 turns   classify, answer per request (answer holds the LLM call)
 
 The LLM call is in the turn ``answer`` of the logic thread, so the logic thread's
-transcript holds the conversation: "What's new in 2.0?" answered "Faster queries.",
-then "Is the upgrade safe?" answered "Yes, with a backup first.".
+transcript holds the conversation (the other two have none):
+
+    user       What's new in 2.0?
+    assistant  Faster queries.
+    user       Is the upgrade safe?
+    assistant  Yes, with a backup first.
 """
 
 from __future__ import annotations

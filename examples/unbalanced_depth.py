@@ -27,7 +27,21 @@ order, alternating providers (quick, planning, quick, planning, quick). Each tur
 a ``handle_request`` span: a quick turn holds ``quick.reply`` and the LLM call (3
 spans); a planning turn holds ``planning.reply``, ``planning.plan``,
 ``planning.call_model`` and the LLM call (5 spans). Every span of the run is in the
-thread.
+thread. The fake model echoes; the planning provider's system prompt shows where the
+conversation's system prompt changes (the quick provider sends none):
+
+    user       Hi!
+    assistant  You said: Hi!
+    system     Think in steps.
+    user       Plan a 3-day trip to Porto.
+    assistant  You said: Plan a 3-day trip to Porto.
+    user       Thanks. What about food?
+    assistant  You said: Thanks. What about food?
+    system     Think in steps.
+    user       Make it a 2-day plan.
+    assistant  You said: Make it a 2-day plan.
+    user       Great, bye!
+    assistant  You said: Great, bye!
 """
 
 from __future__ import annotations

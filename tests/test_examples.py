@@ -144,6 +144,8 @@ def test_unbalanced_depth_puts_five_turns_in_one_thread(collector):
         ("handle_request", 3), ("handle_request", 5)] * 2 + [("handle_request", 3)]
     assert rows(collector, "SELECT count(*) FROM span_threads WHERE thread_id IS NULL") == [
         (0,)]
+    (expected,) = docstring_transcripts("unbalanced_depth")
+    assert transcript(collector, "unbalanced-demo") == expected
 
 
 def test_nested_threads_one_per_layer(collector):
@@ -154,9 +156,9 @@ def test_nested_threads_one_per_layer(collector):
         "load_session", "save_session"] * 2
     assert turns(collector, "app_4711_logic") == [("classify", 1, 0), ("answer", 2, 1)] * 2
     assert turns(collector, "app_4711") == [("handle_request", 1, 0)] * 2
-    assert transcript(collector, "app_4711_logic") == [
-        ("user", "What's new in 2.0?"), ("assistant", "Faster queries."),
-        ("user", "Is the upgrade safe?"), ("assistant", "Yes, with a backup first.")]
+    (expected,) = docstring_transcripts("nested_threads")
+    assert transcript(collector, "app_4711_logic") == expected
+    assert rows(collector, "SELECT DISTINCT thread_id FROM transcript") == [("app_4711_logic",)]
 
 
 def test_two_services_make_one_thread(collector):
