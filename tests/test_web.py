@@ -175,6 +175,10 @@ def test_the_drawer_opens_with_turns_and_the_transcript(page):
     first = page.locator("#d-turns .turn").first
     assert "Where is order A-1042?" in first.text_content()
     assert page.locator("#threads tbody tr.selected").get_attribute("data-id") == "support-1"
+    open_thread(page, "bulk-02")  # turns without messages: an empty section each
+    assert page.locator("#d-chat .turn-sec").count() == 2
+    assert page.locator("#d-chat .turn-sec .no-msgs").count() == 2
+    assert page.locator("#d-chat .msg").count() == 0
 
 
 def test_the_chat_shows_a_tool_call_and_its_result(page):
@@ -302,3 +306,15 @@ def test_it_refreshes_while_data_arrives_keeping_scroll_and_selection(browser, t
         context.close()
     finally:
         c.stop()
+
+
+def test_light_and_dark_modes_switch_and_stay(page):
+    background = "() => getComputedStyle(document.body).backgroundColor"
+    start = page.evaluate(background)
+    page.click("#theme")
+    dark = page.evaluate("() => document.documentElement.dataset.theme")
+    assert dark in ("dark", "light") and page.evaluate(background) != start
+    page.reload()
+    page.wait_for_selector("#threads tbody tr")
+    assert page.evaluate("() => document.documentElement.dataset.theme") == dark
+    open_thread(page, "support-1")  # the screenshot shows the drawer in that mode
