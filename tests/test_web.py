@@ -139,7 +139,8 @@ def ids(page) -> list[str]:
 
 
 def open_thread(page, thread_id: str) -> None:
-    page.locator("#threads tbody tr", has_text=thread_id).first.click()
+    # its id cell: the part of the row an open drawer leaves visible
+    page.locator("#threads tbody tr", has_text=thread_id).first.locator("td").first.click()
     page.wait_for_function("id => document.querySelector('#d-title').textContent === id",
                            arg=thread_id)
 
