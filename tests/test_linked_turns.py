@@ -375,3 +375,22 @@ def test_bad_fork_policy_and_bad_detail_parameters_get_clear_errors(collector):
             urllib.request.urlopen(f"{collector.endpoints.api}/threads/t{query}", timeout=10)
         assert err.value.code == status
         assert message in json.loads(err.value.read())["error"]
+
+
+def test_a_link_outside_the_thread_is_missing_and_the_turn_keeps_its_place(collector):
+    app = App()
+    other = turn(app, "elsewhere", thread_id="t-1", children=0)  # 1
+    first = turn(app, "ask-1", thread_id="t-2", children=0)  # 2
+    linked = turn(app, "ask-2", other, thread_id="t-2", children=0)  # 3 names t-1's turn
+    ahead = turn(app, "ask-3", "00000000000000ff", thread_id="t-2", children=0)  # never comes
+    app.send(collector)
+    assert sql(collector, "SELECT turn_id, previous_turn_id, parent_turn_id, link_status, "
+                          "on_current_branch FROM turns WHERE thread_id = 't-2' "
+                          "ORDER BY turn_index") == [
+        (first, None, None, None, True),
+        (linked, other, first, "missing", True),
+        (ahead, "00000000000000ff", linked, "missing", True),
+    ]
+    assert sql(collector, "SELECT thread_id, fork_count FROM threads ORDER BY 1") == [
+        ("t-1", 0), ("t-2", 0)]
+    assert sql(collector, "FROM unresolved_turns") == []  # they have a thread id
