@@ -55,10 +55,13 @@ def site(tmp_path_factory):
     instrumentor.instrument(tracer_provider=app.provider)
     try:
         tracer = app.tracer
+        from opentelemetry.trace import Status, StatusCode
+
         for n in range(1, 13):
             for i in range(n):
-                with thread(f"bulk-{n:02d}"), tracer.start_as_current_span(f"step {i}"):
-                    pass
+                with thread(f"bulk-{n:02d}"), tracer.start_as_current_span(f"step {i}") as sp:
+                    if n == 3 and i == 1:  # an error turn
+                        sp.set_status(Status(StatusCode.ERROR, "boom"))
         import openai
 
         tool = {"type": "function", "function": {
@@ -176,6 +179,10 @@ def test_the_drawer_opens_with_turns_and_the_transcript(page):
     first = page.locator("#d-turns .turn").first
     assert "Where is order A-1042?" in first.text_content()
     assert page.locator("#threads tbody tr.selected").get_attribute("data-id") == "support-1"
+    errors = page.locator("#threads tbody tr[data-id=bulk-03] td.err")
+    assert errors.text_content() == "1"  # the error column stands out
+    open_thread(page, "bulk-03")
+    assert page.locator("#d-turns .turn .dot.error").count() == 1
     open_thread(page, "bulk-02")  # turns without messages: an empty section each
     assert page.locator("#d-chat .turn-sec").count() == 2
     assert page.locator("#d-chat .turn-sec .no-msgs").count() == 2
