@@ -394,3 +394,31 @@ def test_a_link_outside_the_thread_is_missing_and_the_turn_keeps_its_place(colle
     assert sql(collector, "SELECT thread_id, fork_count FROM threads ORDER BY 1") == [
         ("t-1", 0), ("t-2", 0)]
     assert sql(collector, "FROM unresolved_turns") == []  # they have a thread id
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kept_rows_equal_a_derivation_from_scratch_whatever_the_arrival_order(collector, seed):
+    """Linked chains (with and without thread ids), a fork, a self-link: delivered span
+    by span in a random order, the kept rows match a derivation from scratch each time."""
+    import random
+
+    first = 100 * (seed + 1)
+    app = App(first=first)
+    a1 = turn(app, "a1", thread_id="A")
+    a2 = turn(app, "a2", a1)
+    turn(app, "a3", a2)
+    turn(app, "a3-again", a2)  # a fork, and no thread id anywhere after a1
+    b1 = turn(app, "b1", thread_id="B", children=0)
+    turn(app, "b2", b1, thread_id="B", children=2)
+    loop = turn(app, "loop", sid(first + 12), children=0)  # the 13th span names itself
+    assert loop == sid(first + 12)
+    spans = app.spans()
+    random.Random(seed).shuffle(spans)
+    for i in range(0, len(spans), 3):
+        assert app.export(collector, spans[i:i + 3]).partial_success.rejected_spans == 0
+        for view in ("span_threads", "turns", "transcript", "threads"):
+            assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
+                collector, f"SELECT * FROM derive_{view} ORDER BY ALL"), (view, i)
+    assert sql(collector, "SELECT thread_id, turn_count, fork_count FROM threads "
+                          "ORDER BY thread_id") == [("A", 4, 1), ("B", 2, 0)]
+    assert sql(collector, "SELECT turn_id, status FROM unresolved_turns") == [(loop, "cycle")]
