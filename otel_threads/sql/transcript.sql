@@ -4,4 +4,5 @@
 SELECT thread_id, seq, turn_id, role, content, tool_calls, tool_call_id, finish_reason,
        trace_id, span_id, direction, position
 FROM transcript_mat
-WHERE on_current_branch
+WHERE seq IS NOT NULL  -- seq numbers the rows of the current branch (a faster filter
+                       -- than on_current_branch: the thread lookup stays an index scan)
