@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_threads.store import DB_ENV, DEFAULT_DB
-from otel_threads.writer import FORK_POLICIES
+from otel_threads.writer_forks import FORK_POLICIES
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from otel_threads.bootstrap import Configured, configure
     from otel_threads.client import ThreadsClient
     from otel_threads.exporter import DuckDBLogExporter, DuckDBSpanExporter
-    from otel_threads.query import (
+    from otel_threads.schemas import (
         ForkSchema,
         SortBy,
         ThreadDetail,
@@ -65,7 +65,7 @@ _LAZY = {
     "StoreLockedError": "otel_threads.store",
     "ThreadsClient": "otel_threads.client",
     **dict.fromkeys(("ForkSchema", "SortBy", "ThreadDetail", "ThreadSchema", "ThreadsQueryReq",
-                     "ThreadsQueryRes", "TranscriptMessage", "TurnSchema"), "otel_threads.query"),
+                     "ThreadsQueryRes", "TranscriptMessage", "TurnSchema"), "otel_threads.schemas"),
 }
 
 

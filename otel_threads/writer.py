@@ -7,29 +7,21 @@ only once its data is durable. Everything that arrived while the previous
 commit ran goes into the next transaction together (group commit), which keeps
 commits few and large under load.
 
-Redeliveries are dropped at insert: a span whose (trace_id, span_id) is already
-stored, or a log record whose record_id is, is not inserted again. The lookup
-is limited to rows with the same start time range, which DuckDB's zone maps
-prune, so it stays cheap however large the table grows (a redelivered span has
-exactly the start time it had).
+Redeliveries are dropped at insert (otel_threads.writer_insert), by a lookup that
+stays cheap however large the tables grow.
 
 Memory is bounded: `submit` raises `Overloaded` when the rows waiting for a
 commit would exceed ``max_pending_rows``; receivers answer that with
 UNAVAILABLE / HTTP 503 and exporters retry later.
 
-Linked turns: every stored span that names a previous turn is also recorded in
-``linked_turns``. With ``on_fork="reject"`` a turn that names a previous turn
-which another turn already answers (a fork: "regenerate", "edit message") is
-refused, with its spans in the same batch and any that arrive later; the
-future's `Written` counts them and names the turn that answered first. Forks are
-decided here, in the one thread that commits, so two concurrent exports cannot
-both win.
+Linked turns (otel_threads.writer_forks): the links are recorded with the spans,
+and with ``on_fork="reject"`` the spans of forking turns are refused; the future's
+`Written` counts them and says why.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import threading
 import time
@@ -39,10 +31,11 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from otel_threads.derive import Deriver, DeriveWorker
 from otel_threads.store import connect
+from otel_threads.writer_forks import FORK_POLICIES, ForkGate
+from otel_threads.writer_insert import insert_batch
 from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
 
 __all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "Overloaded", "Writer", "WriterStats", "Written"]
@@ -54,78 +47,6 @@ _logger = logging.getLogger(__name__)
 #: WAL size at which DuckDB checkpoints during a commit; below it, the writer
 #: checkpoints only when idle.
 WAL_CHECKPOINT_THRESHOLD = "256MB"
-
-# Rows of the batch that are not stored yet. `{source}` is the batch itself, or
-# the batch with in-batch duplicates removed (a window over the batch costs more
-# than the rest of the insert, so it is used only when the batch has duplicates).
-_INSERT = {
-    "spans": """
-        INSERT INTO spans BY NAME
-        SELECT b.*, $received_at::TIMESTAMP AS received_at
-        FROM {source} b
-        WHERE NOT EXISTS (
-            SELECT 1 FROM spans s
-            WHERE s.start_time_unix_nano BETWEEN $lo AND $hi
-              AND s.trace_id = b.trace_id AND s.span_id = b.span_id)
-    """,
-    "logs": """
-        INSERT INTO logs BY NAME
-        SELECT b.*, $received_at::TIMESTAMP AS received_at
-        FROM {source} b
-        WHERE NOT EXISTS (
-            SELECT 1 FROM logs s
-            WHERE s.time BETWEEN $lo::TIMESTAMP AND $hi::TIMESTAMP
-              AND s.record_id = b.record_id)
-    """,
-}
-_KEY = {"spans": ("trace_id", "span_id"), "logs": ("record_id",)}
-# Columns holding JSON text. The decoder only ever writes valid JSON, so they go in
-# typed as Arrow's JSON extension, which DuckDB takes without parsing every value
-# again (a sixth of the insert cost).
-_JSON_COLUMNS = {"spans": ("attributes", "events", "links", "resource_attributes",
-                           "scope_attributes"),
-                 "logs": ("body", "attributes", "resource_attributes")}
-_JSON = pa.json_(pa.string())
-_DEDUPED_BATCH = (
-    "(SELECT * FROM __batch QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY ingest_seq) = 1)"
-)
-_RANGE_COLUMN = {"spans": "start_time_unix_nano", "logs": "time"}
-_FULL_RANGE = {"spans": (-(2**63), 2**63 - 1),
-               "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31))}
-_EPOCH = dt.datetime(1970, 1, 1)
-
-#: What the writer does with a turn that answers a turn another turn already answers.
-FORK_POLICIES = ("allow", "reject")
-
-# Turn spans of the batch that fork: they name a previous turn that a stored turn, or
-# one earlier in the batch, already names (a redelivered span is not a fork of itself).
-_FORKS = """
-    WITH cand AS (
-        SELECT b.trace_id, b.span_id, b.previous_turn_id, b.ingest_seq
-        FROM __batch b
-        WHERE b.previous_turn_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM linked_turns l
-                          WHERE l.trace_id = b.trace_id AND l.turn_id = b.span_id)
-    ),
-    stored AS (
-        SELECT previous_turn_id, min(turn_id) AS answered_by
-        FROM linked_turns
-        WHERE previous_turn_id IN (SELECT previous_turn_id FROM cand)
-        GROUP BY previous_turn_id
-    ),
-    first AS (
-        SELECT previous_turn_id, arg_min(span_id, ingest_seq) AS span_id
-        FROM cand
-        GROUP BY previous_turn_id
-    )
-    SELECT DISTINCT c.trace_id, c.span_id, c.previous_turn_id,
-           coalesce(s.answered_by, f.span_id) AS answered_by
-    FROM cand c
-    JOIN first f ON f.previous_turn_id = c.previous_turn_id
-    LEFT JOIN stored s ON s.previous_turn_id = c.previous_turn_id
-    WHERE s.answered_by IS NOT NULL OR c.span_id <> f.span_id
-"""
-
 
 class Overloaded(RuntimeError):
     """Too many rows are waiting for a commit; retry later."""
@@ -189,7 +110,7 @@ class Writer:
         if on_fork not in FORK_POLICIES:
             raise ValueError(f"on_fork must be one of {FORK_POLICIES}, got {on_fork!r}")
         self.on_fork = on_fork
-        self._refused: set[str] = set()  # turn ids refused as forks (on_fork="reject")
+        self._forks: ForkGate | None = None  # with on_fork="reject", once started
         self.path = path
         self.max_pending_rows = max_pending_rows
         self.max_commit_rows = max_commit_rows
@@ -220,8 +141,8 @@ class Writer:
         # cost more than the commit: let the WAL grow under load and
         # checkpoint when idle instead (see _take). Durability is the WAL's.
         self._con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
-        self._refused = {r[0] for r in self._con.execute(
-            "SELECT turn_id FROM rejected_turns").fetchall()}
+        if self.on_fork == "reject":
+            self._forks = ForkGate(self._con)
         if Deriver(self._con).enabled():
             self._derive = DeriveWorker(self._con.cursor(), self.busy, self.derive_max_lag_s)
         self._seq = max(
@@ -386,13 +307,17 @@ class Writer:
         con.execute("BEGIN TRANSACTION")
         try:
             for kind, group in by_kind.items():
-                table = pa.concat_tables([i.table for i in group]) if len(group) > 1 else (
-                    group[0].table)
-                if kind == "spans" and self.on_fork == "reject":
-                    table, refused = self._refuse_forks(con, table, group, received_at)
+                tables = [i.table for i in group]
+                if kind == "spans" and self._forks is not None:
+                    table, outcomes, refused = self._forks.screen(con, tables, received_at)
+                    for item, (rejected, error) in zip(group, outcomes, strict=True):
+                        item.rejected, item.error = rejected, error
+                else:
+                    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
                 inserted[kind] = self._insert(con, kind, table, received_at)
             con.execute("COMMIT")
-            self._refused |= refused
+            if self._forks is not None:
+                self._forks.committed(refused)
             self._dirty = True
             self._last_commit = time.monotonic()
             if self._derive is not None:
@@ -407,94 +332,9 @@ class Writer:
             self.stats.written[kind] += inserted[kind]
             self.stats.duplicates[kind] += rows - inserted[kind]
 
-    def _refuse_forks(self, con: duckdb.DuckDBPyConnection, table: pa.Table,
-                      group: list[_Item], received_at_us: int) -> tuple[pa.Table, set[str]]:
-        """Drop the spans of forking turns (on_fork="reject"), record the refusals in
-        ``rejected_turns`` and on the items; returns the rest and the turns refused."""
-        prev = table.column("previous_turn_id")
-        forks: list[tuple[str, str, str, str]] = []
-        if prev.null_count < table.num_rows:
-            seq = pa.array(range(table.num_rows), pa.int64())  # arrival order in the group
-            con.register("__batch", table.select(
-                ["trace_id", "span_id", "previous_turn_id"]).append_column("ingest_seq", seq))
-            try:
-                forks = con.execute(_FORKS).fetchall()
-            finally:
-                con.unregister("__batch")
-        refused = self._refused | {span_id for _, span_id, _, _ in forks}
-        if not refused:
-            return table, set()
-        value_set = pa.array(sorted(refused), pa.string())
-        drop = pc.fill_null(pc.or_(pc.or_(
-            pc.is_in(table.column("span_id"), value_set=value_set),
-            pc.is_in(table.column("turn_id"), value_set=value_set)),
-            pc.is_in(table.column("parent_span_id"), value_set=value_set)), False)
-        if not pc.any(drop).as_py():
-            return table, set()
-        if forks:
-            con.executemany(
-                "INSERT INTO rejected_turns VALUES (?, ?, ?, ?, ?)",
-                [[t, s, p, a, _EPOCH + dt.timedelta(microseconds=received_at_us)]
-                 for t, s, p, a in forks])
-        reasons = {s: (p, a) for _, s, p, a in forks}
-        start = 0
-        for item in group:
-            mask = drop.slice(start, item.rows)
-            start += item.rows
-            item.rejected = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
-            if not item.rejected:
-                continue
-            dropped = item.table.filter(mask)
-            ids = {v for name in ("span_id", "turn_id", "parent_span_id")
-                   for v in dropped.column(name).to_pylist() if v}
-            notes = [f"turn {turn} names previous turn {p}, which turn {a} already answers"
-                     for turn, (p, a) in sorted(reasons.items()) if turn in ids]
-            earlier = sorted((ids & self._refused) - reasons.keys())
-            if earlier:
-                notes.append("spans of turns refused earlier: " + ", ".join(earlier))
-            item.error = (f"{item.rejected} spans of forking turns refused (on_fork=reject): "
-                          + "; ".join(notes))
-        return table.filter(pc.invert(drop)), {s for _, s, _, _ in forks}
-
     def _insert(self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table,
                 received_at_us: int) -> int:
-        n = table.num_rows
-        if n == 0:
-            return 0
-        seq = pa.array(range(self._seq + 1, self._seq + n + 1), pa.int64())
-        table = table.append_column("ingest_seq", seq)
-        for name in _JSON_COLUMNS[kind]:
-            i = table.schema.get_field_index(name)
-            table = table.set_column(i, pa.field(name, _JSON), table.column(i).cast(_JSON))
-        bounds = pc.min_max(table.column(_RANGE_COLUMN[kind]))
-        lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-        if lo is None:  # no times at all: compare against everything
-            lo, hi = _FULL_RANGE[kind]
-        key = _KEY[kind]
-        # span ids (and record ids) are random: all distinct means no duplicates
-        unique = pc.count_distinct(table.column(key[-1])).as_py() == n
-        source = "__batch" if unique else _DEDUPED_BATCH.format(key=", ".join(key))
-        con.register("__batch", table)
-        try:
-            row = con.execute(
-                _INSERT[kind].format(source=source),
-                {"received_at": _EPOCH + dt.timedelta(microseconds=received_at_us),
-                 "lo": lo, "hi": hi},
-            ).fetchone()
-            if kind == "spans" and table.column("previous_turn_id").null_count < n:
-                con.execute("""
-                    INSERT INTO linked_turns
-                    SELECT DISTINCT b.trace_id, b.span_id, b.previous_turn_id, b.thread_id,
-                           b.start_time
-                    FROM __batch b
-                    WHERE b.previous_turn_id IS NOT NULL
-                      AND NOT EXISTS (SELECT 1 FROM linked_turns l
-                                      WHERE l.trace_id = b.trace_id AND l.turn_id = b.span_id)
-                """)
-            if self._derive is not None:  # re-derive these traces (same transaction)
-                con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
-                            "WHERE trace_id IS NOT NULL")
-        finally:
-            con.unregister("__batch")
-        self._seq += n
-        return int(row[0]) if row else 0
+        inserted = insert_batch(con, kind, table, self._seq + 1, received_at_us,
+                                queue_derive=self._derive is not None)
+        self._seq += table.num_rows
+        return inserted

@@ -1,0 +1,285 @@
+"""The threads query's types: the request (validated on construction) and the rows
+it answers with, one dataclass per view row. `otel_threads.query` runs them."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "MAX_LIMIT",
+    "PAGE_SORT",
+    "SORT_FIELDS",
+    "ForkSchema",
+    "SortBy",
+    "ThreadDetail",
+    "ThreadSchema",
+    "ThreadsQueryReq",
+    "ThreadsQueryRes",
+    "TranscriptMessage",
+    "TurnSchema",
+]
+
+#: Fields the threads list may be sorted by; anything else is a ValueError (HTTP 400).
+SORT_FIELDS = ("thread_id", "turn_count", "start_time", "last_updated",
+               "p50_turn_duration_ms", "p99_turn_duration_ms")
+MAX_LIMIT = 1000
+#: What the web page's list may be sorted by (GET /ui/threads): every column it shows.
+#: The threads query itself keeps to SORT_FIELDS. Each maps to its SQL expression.
+PAGE_SORT = {**{f: f for f in SORT_FIELDS},
+             "total_tokens": "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",
+             "error_turn_count": "error_turn_count", "fork_count": "fork_count",
+             "first_input": "first_input", "last_output": "last_output",
+             "span_count": "span_count", "llm_call_count": "llm_call_count"}
+
+
+@dataclass(frozen=True)
+class SortBy:
+    field: str = "last_updated"
+    direction: str = "desc"
+
+    def __post_init__(self) -> None:
+        if self.field not in SORT_FIELDS:
+            raise ValueError(
+                f"cannot sort by {self.field!r}: choose one of {', '.join(SORT_FIELDS)}")
+        if self.direction not in ("asc", "desc"):
+            raise ValueError(f"sort direction must be 'asc' or 'desc', got {self.direction!r}")
+
+
+def _as_datetime(value: Any, name: str) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        result = value
+    elif isinstance(value, str):
+        try:
+            result = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{name} must be an ISO 8601 datetime, got {value!r}") from None
+    else:
+        raise ValueError(f"{name} must be a datetime or an ISO 8601 string, got {value!r}")
+    if result is not None and result.tzinfo is not None:  # stored times are naive UTC
+        result = result.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return result
+
+
+@dataclass
+class ThreadsQueryReq:
+    """Which threads, in which order. Validated on construction (ValueError)."""
+
+    project_id: str | None = None
+    limit: int = 50
+    offset: int = 0
+    sort_by: list[SortBy] = field(default_factory=lambda: [SortBy()])
+    sortable_datetime_after: dt.datetime | None = None
+    sortable_datetime_before: dt.datetime | None = None
+    thread_ids: list[str] | None = None
+    #: only threads whose id contains this text (case-insensitive)
+    thread_id_contains: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not (
+                1 <= self.limit <= MAX_LIMIT):
+            raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {self.limit!r}")
+        if isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0:
+            raise ValueError(f"offset must be a non-negative integer, got {self.offset!r}")
+        sorts = []
+        for s in self.sort_by or []:
+            if isinstance(s, dict):
+                unknown = set(s) - {"field", "direction"}
+                if unknown:
+                    raise ValueError(f"sort_by entries take field and direction, got {unknown}")
+                s = SortBy(**s)
+            elif not isinstance(s, SortBy):
+                raise ValueError(f"sort_by entries must be SortBy or dicts, got {s!r}")
+            sorts.append(s)
+        self.sort_by = sorts or [SortBy()]
+        self.sortable_datetime_after = _as_datetime(self.sortable_datetime_after,
+                                                    "sortable_datetime_after")
+        self.sortable_datetime_before = _as_datetime(self.sortable_datetime_before,
+                                                     "sortable_datetime_before")
+        if self.project_id is not None and not isinstance(self.project_id, str):
+            raise ValueError(f"project_id must be a string, got {self.project_id!r}")
+        if self.thread_id_contains is not None and (
+                not isinstance(self.thread_id_contains, str)
+                or len(self.thread_id_contains) > 256):
+            raise ValueError("thread_id_contains must be a string of at most 256 characters")
+        if self.thread_ids is not None:
+            if isinstance(self.thread_ids, str) or not all(
+                    isinstance(t, str) for t in self.thread_ids):
+                raise ValueError("thread_ids must be a list of strings")
+            self.thread_ids = list(self.thread_ids)
+
+    @classmethod
+    def from_json(cls, body: Any) -> ThreadsQueryReq:
+        """From a JSON object (the HTTP API's body); unknown fields are an error."""
+        if not isinstance(body, dict):
+            raise ValueError("the request body must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+        return cls(**body)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("sortable_datetime_after", "sortable_datetime_before"):
+            if out[key] is not None:
+                out[key] = out[key].isoformat()
+        return out
+
+
+_DATETIMES = frozenset({"start_time", "end_time", "last_updated", "forked_at"})
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """From JSON (the HTTP API): ISO strings back to datetimes; unknown keys ignored."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if f.name in _DATETIMES and isinstance(value, str):
+                value = dt.datetime.fromisoformat(value)
+            out[f.name] = value
+    return cls(**out)
+
+
+@dataclass
+class ThreadSchema:
+    """One row of the `threads` view."""
+
+    thread_id: str
+    project: str | None = None
+    turn_count: int = 0
+    start_time: dt.datetime | None = None
+    last_updated: dt.datetime | None = None
+    first_turn_id: str | None = None
+    last_turn_id: str | None = None
+    p50_turn_duration_ms: float | None = None
+    p99_turn_duration_ms: float | None = None
+    span_count: int = 0
+    llm_call_count: int = 0
+    error_turn_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    first_input: str | None = None
+    last_output: str | None = None
+    fork_count: int = 0
+    running_turn_count: int = 0
+    duration_ms: float | None = None
+    total_turn_duration_ms: float | None = None
+    user_id: str | None = None
+    models: list[str] = field(default_factory=list)
+    service_name: str | None = None
+    cycle_turn_count: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThreadSchema:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class TurnSchema:
+    """One row of the `turns` view."""
+
+    thread_id: str
+    turn_id: str
+    turn_index: int
+    trace_id: str | None = None
+    span_id: str | None = None
+    name: str | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    duration_ms: float | None = None
+    status_code: str | None = None
+    status_message: str | None = None
+    previous_turn_id: str | None = None
+    span_count: int = 0
+    llm_call_count: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    first_input: str | None = None  #: the turn's first user message (in the detail)
+    last_output: str | None = None  #: the turn's last assistant message (in the detail)
+    error_span_count: int = 0
+    has_error: bool = False
+    is_running: bool = False
+    service_name: str | None = None
+    project: str | None = None
+    parent_turn_id: str | None = None
+    link_status: str | None = None
+    on_current_branch: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnSchema:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class ForkSchema:
+    """One row of the `forks` view: a turn that two or more turns answer."""
+
+    thread_id: str
+    parent_turn_id: str
+    child_count: int
+    child_turn_ids: list[str]
+    child_start_times: list[dt.datetime]
+    current_child_turn_id: str | None = None
+    forked_at: dt.datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForkSchema:
+        fork = _from_dict(cls, data)
+        fork.child_start_times = [dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+                                  for v in fork.child_start_times]
+        return fork
+
+
+@dataclass
+class TranscriptMessage:
+    """One row of the `transcript` view."""
+
+    thread_id: str
+    seq: int
+    turn_id: str | None = None
+    role: str | None = None
+    content: str | None = None
+    tool_calls: Any = None
+    tool_call_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tool_calls, str):  # DuckDB hands JSON over as text
+            self.tool_calls = json.loads(self.tool_calls)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TranscriptMessage:
+        return _from_dict(cls, data)
+
+
+@dataclass
+class ThreadsQueryRes:
+    threads: list[ThreadSchema]
+    total: int
+
+
+@dataclass
+class ThreadDetail:
+    """One thread. ``turns``: all of them, in start order. ``transcript``: the
+    conversation along ``branch`` (turn ids, first to last): the current branch, or
+    the branch through ``through_turn`` when one was asked for. ``forks``: the
+    thread's forks (the `forks` view)."""
+
+    thread: ThreadSchema
+    turns: list[TurnSchema]
+    transcript: list[TranscriptMessage]
+    forks: list[ForkSchema] = field(default_factory=list)
+    branch: list[str] = field(default_factory=list)
+    through_turn: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThreadDetail:
+        return ThreadDetail(ThreadSchema.from_dict(data["thread"]),
+                            [TurnSchema.from_dict(t) for t in data["turns"]],
+                            [TranscriptMessage.from_dict(m) for m in data["transcript"]],
+                            [ForkSchema.from_dict(f) for f in data.get("forks", [])],
+                            list(data.get("branch", [])), data.get("through_turn"))

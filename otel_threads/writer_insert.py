@@ -1,0 +1,98 @@
+"""One batch into the store: the insert that drops redeliveries, and what goes with it.
+
+A span whose (trace_id, span_id) is already stored, or a log record whose record_id
+is, is not inserted again; the lookup is limited to rows with the batch's start time
+range, which DuckDB's zone maps prune (a redelivered span has exactly the start
+time it had). In the same statement sequence (the caller's
+transaction) the batch's linked turns are recorded and its traces queued for
+derivation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from otel_threads.writer_forks import RECORD_LINKS
+
+__all__ = ["EPOCH", "insert_batch"]
+
+# Rows of the batch that are not stored yet. `{source}` is the batch itself, or
+# the batch with in-batch duplicates removed (a window over the batch costs more
+# than the rest of the insert, so it is used only when the batch has duplicates).
+_INSERT = {
+    "spans": """
+        INSERT INTO spans BY NAME
+        SELECT b.*, $received_at::TIMESTAMP AS received_at
+        FROM {source} b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM spans s
+            WHERE s.start_time_unix_nano BETWEEN $lo AND $hi
+              AND s.trace_id = b.trace_id AND s.span_id = b.span_id)
+    """,
+    "logs": """
+        INSERT INTO logs BY NAME
+        SELECT b.*, $received_at::TIMESTAMP AS received_at
+        FROM {source} b
+        WHERE NOT EXISTS (
+            SELECT 1 FROM logs s
+            WHERE s.time BETWEEN $lo::TIMESTAMP AND $hi::TIMESTAMP
+              AND s.record_id = b.record_id)
+    """,
+}
+_KEY = {"spans": ("trace_id", "span_id"), "logs": ("record_id",)}
+# Columns holding JSON text. The decoder only ever writes valid JSON, so they go in
+# typed as Arrow's JSON extension, which DuckDB takes without parsing every value
+# again (a sixth of the insert cost).
+_JSON_COLUMNS = {"spans": ("attributes", "events", "links", "resource_attributes",
+                           "scope_attributes"),
+                 "logs": ("body", "attributes", "resource_attributes")}
+_JSON = pa.json_(pa.string())
+_DEDUPED_BATCH = (
+    "(SELECT * FROM __batch QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY ingest_seq) = 1)"
+)
+_RANGE_COLUMN = {"spans": "start_time_unix_nano", "logs": "time"}
+_FULL_RANGE = {"spans": (-(2**63), 2**63 - 1),
+               "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31))}
+#: Stored times are naive UTC.
+EPOCH = dt.datetime(1970, 1, 1)
+
+
+def insert_batch(con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, first_seq: int,
+                 received_at_us: int, queue_derive: bool) -> int:
+    """Insert the rows of ``table`` not stored yet, numbering them ``ingest_seq`` from
+    ``first_seq``; returns how many were inserted."""
+    n = table.num_rows
+    if n == 0:
+        return 0
+    table = table.append_column("ingest_seq", pa.array(range(first_seq, first_seq + n),
+                                                       pa.int64()))
+    for name in _JSON_COLUMNS[kind]:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, pa.field(name, _JSON), table.column(i).cast(_JSON))
+    bounds = pc.min_max(table.column(_RANGE_COLUMN[kind]))
+    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+    if lo is None:  # no times at all: compare against everything
+        lo, hi = _FULL_RANGE[kind]
+    key = _KEY[kind]
+    # span ids (and record ids) are random: all distinct means no duplicates
+    unique = pc.count_distinct(table.column(key[-1])).as_py() == n
+    source = "__batch" if unique else _DEDUPED_BATCH.format(key=", ".join(key))
+    con.register("__batch", table)
+    try:
+        row = con.execute(
+            _INSERT[kind].format(source=source),
+            {"received_at": EPOCH + dt.timedelta(microseconds=received_at_us),
+             "lo": lo, "hi": hi},
+        ).fetchone()
+        if kind == "spans" and table.column("previous_turn_id").null_count < n:
+            con.execute(RECORD_LINKS)
+        if queue_derive:  # re-derive these traces (same transaction)
+            con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
+                        "WHERE trace_id IS NOT NULL")
+    finally:
+        con.unregister("__batch")
+    return int(row[0]) if row else 0
