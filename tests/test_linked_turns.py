@@ -422,3 +422,11 @@ def test_kept_rows_equal_a_derivation_from_scratch_whatever_the_arrival_order(co
     assert sql(collector, "SELECT thread_id, turn_count, fork_count FROM threads "
                           "ORDER BY thread_id") == [("A", 4, 1), ("B", 2, 0)]
     assert sql(collector, "SELECT turn_id, status FROM unresolved_turns") == [(loop, "cycle")]
+    # the branch the SQL keeps current is the one branch_through finds from the newest turn
+    from otel_threads.query import branch_through, query_thread
+
+    with collector.writer.cursor() as cur:
+        for thread_id in ("A", "B"):
+            detail = query_thread(cur, thread_id)
+            newest = max(detail.turns, key=lambda t: t.turn_index).turn_id
+            assert detail.branch == branch_through(detail.turns, newest)
