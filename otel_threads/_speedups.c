@@ -52,6 +52,7 @@
 
 static int max_depth = 64;
 static PyObject *no_derived = NULL; /* decode_values.NO_DERIVED */
+static PyObject *thread_id_value = NULL; /* decode_values.thread_id_value */
 static PyObject *derived_key_objects = NULL; /* keeps the key strings (and their UTF-8) alive */
 
 typedef struct {
@@ -725,7 +726,15 @@ derive(const Entry *e, Py_ssize_t n)
             if (value == NULL)
                 goto error;
             if (value != Py_None) {
-                thread_id = value;
+                /* a JSON string literal ("\"abc\"", as MLflow writes) is decoded there */
+                if (PyUnicode_READ_CHAR(value, 0) == '"') {
+                    thread_id = PyObject_CallOneArg(thread_id_value, value);
+                    Py_DECREF(value);
+                    if (thread_id == NULL)
+                        goto error;
+                }
+                else
+                    thread_id = value;
                 break;
             }
             Py_DECREF(value);
@@ -971,7 +980,7 @@ add_one_key(PyObject *values, const char *name)
     return r;
 }
 
-/* Reads the keys, MAX_DEPTH and NO_DERIVED of otel_threads.decode_values. */
+/* Reads the keys, MAX_DEPTH, NO_DERIVED and thread_id_value of otel_threads.decode_values. */
 static int
 configure(void)
 {
@@ -1003,6 +1012,9 @@ configure(void)
     max_depth = (int)d;
     no_derived = PyObject_GetAttrString(values, "NO_DERIVED");
     if (no_derived == NULL)
+        goto done;
+    thread_id_value = PyObject_GetAttrString(values, "thread_id_value");
+    if (thread_id_value == NULL)
         goto done;
     r = OK;
 done:
@@ -1042,6 +1054,7 @@ PyInit__speedups(void)
     if (no_derived == NULL && configure() < 0) {
         Py_CLEAR(derived_key_objects);
         Py_CLEAR(no_derived);
+        Py_CLEAR(thread_id_value);
         n_derived_keys = 0;
         return NULL;
     }

@@ -39,6 +39,7 @@ from otel_threads.decode_values import (
     TURN_ID_KEY,
     derive,
     encode_json,
+    thread_id_value,
 )
 from otel_threads.decode_wire import key_values
 
@@ -113,7 +114,7 @@ def _derive_fast(values: dict[bytes, bytes], marked: list[bytes]) -> tuple:
     for key in _THREAD_ID_KEYS:
         raw = values.get(key)
         if raw and key not in marked:
-            thread_id = raw.decode()
+            thread_id = thread_id_value(raw.decode())
             break
     is_turn = None
     for key in _IS_TURN_KEYS:

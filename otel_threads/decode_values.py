@@ -35,10 +35,17 @@ THREAD_ID_KEYS = (
     "langsmith.metadata.session_id",
     "langsmith.metadata.conversation_id",
     "ai.telemetry.metadata.sessionId",
+    "ai.settings.context.sessionId",
+    "ai.settings.context.conversationId",
+    "ai.settings.context.threadId",
     "gcp.vertex.agent.session_id",
+    "mlflow.trace.session",
     "wandb.thread_id",
 )
-"""Span attributes naming the thread, highest priority first (CONTRACT section 2)."""
+"""Span attributes naming the thread, highest priority first (CONTRACT section 2).
+``ai.settings.context.*`` is the Vercel AI SDK v7's runtime context; v6 used
+``ai.telemetry.metadata.sessionId``. derive_span_threads.sql ranks them in this order too
+(tests/test_decode.py holds the two together)."""
 
 TURN_ID_KEY = "otel_threads.turn_id"
 IS_TURN_KEYS = ("otel_threads.is_turn", "wandb.is_turn")
@@ -112,6 +119,20 @@ def nonempty_str(x: object) -> str | None:
     return x if type(x) is str and x else None
 
 
+def thread_id_value(value: str) -> str:
+    """A thread id as the app meant it: a value that is itself a JSON string literal
+    (MLflow JSON-encodes its attributes: ``"\\"abc\\""``) is decoded, when that gives a
+    non-empty string; any other value is kept as it is."""
+    if value[:1] == '"' and value[-1:] == '"' and len(value) > 2:
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        if type(decoded) is str and decoded:
+            return decoded
+    return value
+
+
 def derive(attrs: dict) -> tuple[str | None, str | None, bool | None, str | None]:
     """(thread_id, turn_id, is_turn, previous_turn_id) from a span's own attributes.
 
@@ -123,7 +144,7 @@ def derive(attrs: dict) -> tuple[str | None, str | None, bool | None, str | None
     for key in THREAD_ID_KEYS:
         value = attrs.get(key)
         if type(value) is str and value:
-            thread_id = value
+            thread_id = thread_id_value(value)
             break
     is_turn = None
     for key in IS_TURN_KEYS:

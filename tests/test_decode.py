@@ -9,6 +9,7 @@ protobuf, parsed-message and JSON paths give the same rows.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 from datetime import datetime
@@ -62,7 +63,11 @@ THREAD_KEYS = [
     "langsmith.metadata.session_id",
     "langsmith.metadata.conversation_id",
     "ai.telemetry.metadata.sessionId",
+    "ai.settings.context.sessionId",
+    "ai.settings.context.conversationId",
+    "ai.settings.context.threadId",
     "gcp.vertex.agent.session_id",
+    "mlflow.trace.session",
     "wandb.thread_id",
 ]
 
@@ -471,6 +476,10 @@ def expected_derived(pairs) -> tuple:
     attrs = dict(pairs)
     text = lambda key: attrs.get(key) if isinstance(attrs.get(key), str) and attrs[key] else None  # noqa: E731
     thread = next((text(key) for key in THREAD_KEYS if text(key)), None)
+    if thread and len(thread) > 2 and thread[0] == thread[-1] == '"':  # a JSON string literal
+        with contextlib.suppress(ValueError):
+            literal = json.loads(thread)
+            thread = literal if isinstance(literal, str) and literal else thread
     flags = [attrs.get(key) for key in ("otel_threads.is_turn", "wandb.is_turn")]
     is_turn = next((flag for flag in flags if isinstance(flag, bool)), None)
     return thread, text("otel_threads.turn_id"), is_turn, text("otel_threads.previous_turn_id")
@@ -494,7 +503,8 @@ SIMPLE_TEXT = st.text(alphabet="abc xyz-é中.", max_size=30)
                 st.integers(0, 20000),
                 st.booleans(),
                 st.floats(),
-                st.sampled_from(["$x", 'a"b', "a\\b", "\x01", -1, 2**40, b"x", None]),
+                st.sampled_from(["$x", 'a"b', "a\\b", "\x01", -1, 2**40, b"x", None,
+                                 '"q"', '""', '"\\u00e9 x"', '"a"b"', '"\\"']),
             ),
         ),
         min_size=1,
@@ -521,10 +531,18 @@ def derived(pairs) -> tuple:
 @pytest.mark.parametrize("index", range(len(THREAD_KEYS)))
 def test_thread_id_is_the_first_present_key_in_priority_order(index):
     lower = [(key, f"t-{key}") for key in THREAD_KEYS[index + 1 :]]
-    not_strings = ["", 5, True, ["x"], None] * 2  # higher priority keys without a usable value
+    not_strings = ["", 5, True, ["x"], None] * 3  # higher priority keys without a usable value
     ignored = [(THREAD_KEYS[j], not_strings[j]) for j in range(index)]
     pairs = [*lower, (THREAD_KEYS[index], f"t-{THREAD_KEYS[index]}"), *ignored]
     assert derived(pairs)[0] == f"t-{THREAD_KEYS[index]}"
+
+
+def test_a_thread_id_that_is_a_json_string_literal_is_decoded():
+    """MLflow JSON-encodes its span attributes: session.id arrives as '"abc"'."""
+    assert derived([("session.id", '"abc"')])[0] == "abc"
+    assert derived([("session.id", '"caf\\u00e9 \\"42\\""')])[0] == 'café "42"'
+    for kept in ('""', '"a"b"', '"', 'x"', '"["a"]', "plain"):
+        assert derived([("session.id", kept)])[0] == kept
 
 
 def test_turn_columns():
@@ -1152,3 +1170,15 @@ def test_durations_of_long_spans_are_exact():
     assert_same_as_per_span_reader(data)
     durations = decode_traces_protobuf(data).table.column("duration_ms").to_pylist()
     assert durations == [(end - start) / 1e6 for start, end in starts_ends]
+
+
+def test_the_sql_ranks_thread_keys_in_the_decoders_order():
+    """derive_span_threads.sql picks a trace's thread by the same key priority."""
+    import re
+    from importlib import resources
+
+    from otel_threads.decode_values import THREAD_ID_KEYS
+
+    sql = resources.files("otel_threads").joinpath("sql/derive_span_threads.sql").read_text()
+    listed = re.search(r"list_transform\(\s*\[(.*?)\]", sql, re.S).group(1)
+    assert re.findall(r"'([^']+)'", listed) == list(THREAD_ID_KEYS) == THREAD_KEYS

@@ -37,18 +37,20 @@ trace_marks AS (
 ),
 trace_thread AS (
     SELECT s.trace_id,
+           -- the rank of the key the span's thread id came from: the first of these
+           -- (decode_values.THREAD_ID_KEYS, in order) holding a non-empty string
            arg_min(s.thread_id, [
-               CASE s.thread_id
-                   WHEN s.attributes->>'gen_ai.conversation.id' THEN 1
-                   WHEN s.attributes->>'session.id' THEN 2
-                   WHEN s.attributes->>'langfuse.session.id' THEN 3
-                   WHEN s.attributes->>'traceloop.association.properties.session_id' THEN 4
-                   WHEN s.attributes->>'langsmith.metadata.thread_id' THEN 5
-                   WHEN s.attributes->>'langsmith.metadata.session_id' THEN 6
-                   WHEN s.attributes->>'langsmith.metadata.conversation_id' THEN 7
-                   WHEN s.attributes->>'ai.telemetry.metadata.sessionId' THEN 8
-                   WHEN s.attributes->>'gcp.vertex.agent.session_id' THEN 9
-                   ELSE 10 END,
+               coalesce(list_position(list_transform(
+                   ['gen_ai.conversation.id', 'session.id', 'langfuse.session.id',
+                    'traceloop.association.properties.session_id',
+                    'langsmith.metadata.thread_id', 'langsmith.metadata.session_id',
+                    'langsmith.metadata.conversation_id', 'ai.telemetry.metadata.sessionId',
+                    'ai.settings.context.sessionId', 'ai.settings.context.conversationId',
+                    'ai.settings.context.threadId', 'gcp.vertex.agent.session_id',
+                    'mlflow.trace.session', 'wandb.thread_id'],
+                   lambda key: coalesce(json_type(s.attributes, '$."' || key || '"') = 'VARCHAR'
+                                        AND s.attributes->>('$."' || key || '"') <> '', false)),
+                   true), 99),
                s.start_time_unix_nano]) AS thread_id
     FROM spans s
     JOIN trace_marks m ON m.trace_id = s.trace_id AND NOT m.marked
