@@ -23,7 +23,7 @@ import duckdb
 from otel_threads.store import connect, migrate
 
 GENERATE = """
-INSERT INTO spans BY NAME
+INSERT INTO spans_raw BY NAME
 WITH turns AS (
     SELECT t + $first AS turn_no, t // $turns AS thread_no, t % $turns AS turn_in_thread,
            $base + (t // $turns) * 7_000_000_000 + (t % $turns) * 600_000_000_000 AS t0

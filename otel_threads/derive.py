@@ -20,7 +20,7 @@ nothing), and `refresh` re-derives exactly what those traces can affect:
    to before or belong to now, over all the traces of those threads.
 
 It evaluates the same ``derive_*`` views, scoped: for the duration of a refresh,
-TEMP tables named like the inputs (``spans``, ``logs``, the ``*_mat`` tables)
+TEMP tables named like the inputs (``spans_raw``, ``logs``, the ``*_mat`` tables)
 hold only the rows in scope, and DuckDB resolves the views' unqualified table
 names to them first (this module names the file's own tables through its
 catalog for that reason). So no derivation SQL is written twice.
@@ -223,7 +223,7 @@ class Deriver:
             con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
 
     def _linked_traces(self, traces: set[str]) -> set[str]:
-        """Traces outside ``traces`` (whose spans are in TEMP ``spans``) that their
+        """Traces outside ``traces`` (whose spans are in TEMP ``spans_raw``) that their
         resolution needs or affects through ``previous_turn_id`` links."""
         con, db = self.con, self.db
         if not con.execute(f"SELECT 1 FROM {db}.linked_turns LIMIT 1").fetchall():
@@ -233,7 +233,7 @@ class Deriver:
         # that turn has a thread already, every trace of that thread comes along (the
         # chain up to its first turn lies in it); else follow its own link.
         wanted = {r[0] for r in con.execute(
-            "SELECT DISTINCT previous_turn_id FROM temp.spans "
+            "SELECT DISTINCT previous_turn_id FROM temp.spans_raw "
             "WHERE previous_turn_id IS NOT NULL AND thread_id IS NULL").fetchall()}
         seen: set[str] = set()
         while wanted:
@@ -255,8 +255,9 @@ class Deriver:
         # turns that name those, and so on: their thread may have just become known.
         named = con.execute(
             f"SELECT DISTINCT l.trace_id, l.turn_id FROM {db}.linked_turns l "
-            "WHERE l.thread_id IS NULL AND (l.previous_turn_id IN (SELECT span_id FROM temp.spans)"
-            " OR l.previous_turn_id IN (SELECT turn_id FROM temp.spans))").fetchall()
+            "WHERE l.thread_id IS NULL AND ("
+            "l.previous_turn_id IN (SELECT span_id FROM temp.spans_raw) "
+            "OR l.previous_turn_id IN (SELECT turn_id FROM temp.spans_raw))").fetchall()
         seen = set()
         while named:
             found |= {t for t, _ in named}
@@ -275,12 +276,13 @@ class Deriver:
             "AND thread_id IS NOT NULL").fetchall()}
 
     def _scope(self, in_traces: str) -> None:
-        """TEMP ``spans`` and ``logs`` holding only the traces in scope."""
+        """TEMP ``spans_raw`` and ``logs`` holding only the traces in scope."""
         con = self.con
-        con.execute("DROP TABLE IF EXISTS temp.spans")
+        con.execute("DROP TABLE IF EXISTS temp.spans_raw")
         con.execute("DROP TABLE IF EXISTS temp.logs")
         db = self.db
-        con.execute(f"CREATE TEMP TABLE spans AS SELECT * FROM {db}.spans WHERE {in_traces}")
+        con.execute(f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
+                    f"WHERE {in_traces}")
         con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM {db}.logs WHERE {in_traces}")
 
     def _in(self, column: str, values: Iterable[str]) -> str:

@@ -147,7 +147,7 @@ class Writer:
             self._derive = DeriveWorker(self._con.cursor(), self.busy, self.derive_max_lag_s)
         self._seq = max(
             self._con.execute(
-                "SELECT coalesce(max(ingest_seq), 0) FROM spans UNION ALL "
+                "SELECT coalesce(max(ingest_seq), 0) FROM spans_raw UNION ALL "
                 "SELECT coalesce(max(ingest_seq), 0) FROM logs"
             ).fetchall()
         )[0]

@@ -25,11 +25,11 @@ __all__ = ["EPOCH", "insert_batch"]
 # than the rest of the insert, so it is used only when the batch has duplicates).
 _INSERT = {
     "spans": """
-        INSERT INTO spans BY NAME
+        INSERT INTO spans_raw BY NAME
         SELECT b.*, $received_at::TIMESTAMP AS received_at
         FROM {source} b
         WHERE NOT EXISTS (
-            SELECT 1 FROM spans s
+            SELECT 1 FROM spans_raw s
             WHERE s.start_time_unix_nano BETWEEN $lo AND $hi
               AND s.trace_id = b.trace_id AND s.span_id = b.span_id)
     """,

@@ -27,12 +27,12 @@ marked AS (
            coalesce(s.span_id IN (SELECT turn_id FROM refused)
                     OR s.turn_id IN (SELECT turn_id FROM refused)
                     OR s.parent_span_id IN (SELECT turn_id FROM refused), false) AS refused
-    FROM spans s
+    FROM spans_raw s
 ),
 trace_marks AS (
     SELECT trace_id,
            bool_or(turn_id IS NOT NULL OR previous_turn_id IS NOT NULL) AS marked
-    FROM spans
+    FROM spans_raw
     GROUP BY trace_id
 ),
 trace_thread AS (
@@ -52,7 +52,7 @@ trace_thread AS (
                                         AND s.attributes->>('$."' || key || '"') <> '', false)),
                    true), 99),
                s.start_time_unix_nano]) AS thread_id
-    FROM spans s
+    FROM spans_raw s
     JOIN trace_marks m ON m.trace_id = s.trace_id AND NOT m.marked
     WHERE s.thread_id IS NOT NULL
     GROUP BY s.trace_id
@@ -61,7 +61,7 @@ roots AS (
     SELECT s.*
     FROM marked s
     WHERE s.parent_span_id IS NULL
-       OR NOT EXISTS (SELECT 1 FROM spans p
+       OR NOT EXISTS (SELECT 1 FROM spans_raw p
                       WHERE p.trace_id = s.trace_id AND p.span_id = s.parent_span_id)
 ),
 walk AS (

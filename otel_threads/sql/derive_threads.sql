@@ -36,7 +36,7 @@ users AS (
                s.attributes->>'ai.telemetry.metadata.userId',
                s.attributes->>'langsmith.metadata.user_id'), s.start_time_unix_nano) AS user_id
     FROM span_threads st
-    JOIN spans s ON s.trace_id = st.trace_id AND s.span_id = st.span_id
+    JOIN spans_raw s ON s.trace_id = st.trace_id AND s.span_id = st.span_id
     WHERE st.thread_id IS NOT NULL AND st.is_turn  -- the user is named on the turn span
       AND coalesce(s.attributes->>'user.id', s.attributes->>'enduser.id',
                    s.attributes->>'langfuse.user.id',

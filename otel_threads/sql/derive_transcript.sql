@@ -31,7 +31,7 @@ WITH msg AS (
                         'tool_call_id': m.tool_call_id})::VARCHAR) AS k,
            m.direction = 'input' AND m.role <> 'system' AS is_prompt
     FROM messages m
-    JOIN spans s ON s.trace_id = m.trace_id AND s.span_id = m.span_id
+    JOIN spans_raw s ON s.trace_id = m.trace_id AND s.span_id = m.span_id
     WHERE m.thread_id IS NOT NULL
 ),
 -- one chain of windows, each partitioned by thread first (a filter on thread_id reaches

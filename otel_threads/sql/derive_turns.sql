@@ -18,7 +18,7 @@ members AS (
     SELECT t.thread_id, t.turn_id, s.trace_id, s.span_id, s.start_time, s.end_time,
            s.status_code, t.is_turn AND s.span_id = t.turn_id AS is_turn_span
     FROM span_threads t
-    JOIN spans s ON s.trace_id = t.trace_id AND s.span_id = t.span_id
+    JOIN spans_raw s ON s.trace_id = t.trace_id AND s.span_id = t.span_id
     WHERE t.thread_id IS NOT NULL AND t.turn_id IS NOT NULL
 ),
 per_turn AS (
@@ -62,7 +62,7 @@ base AS (
            s.service_name,
            s.project
     FROM per_turn p
-    LEFT JOIN spans s ON s.trace_id = p.any_trace_id AND s.span_id = p.turn_id
+    LEFT JOIN spans_raw s ON s.trace_id = p.any_trace_id AND s.span_id = p.turn_id
     LEFT JOIN llm l ON l.thread_id = p.thread_id AND l.turn_id = p.turn_id
     WINDOW by_start AS (PARTITION BY p.thread_id
                         ORDER BY coalesce(s.start_time, p.first_span_start), p.turn_id)

@@ -14,7 +14,7 @@ llm AS (
 ),
 nodes AS (
     SELECT s.trace_id, s.span_id, s.parent_span_id, g.span_id IS NOT NULL AS is_llm
-    FROM spans s
+    FROM spans_raw s
     LEFT JOIN llm g ON g.trace_id = s.trace_id AND g.span_id = s.span_id
 ),
 -- from each LLM span up through its ancestors, stopping at the first LLM one

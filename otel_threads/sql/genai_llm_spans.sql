@@ -37,7 +37,7 @@ WITH keyed AS (
                "openinference.span.kind": "VARCHAR", "mlflow.spanType": "VARCHAR",
                "ai.operationId": "VARCHAR", "langfuse.observation.type": "VARCHAR",
                "events": "VARCHAR", "request_data": "VARCHAR"}') AS k
-    FROM spans s
+    FROM spans_raw s
     WHERE s.name = 'call_llm'
        OR contains(s.attributes::VARCHAR, '"gen_ai.operation.name":')
        OR contains(s.attributes::VARCHAR, '"gen_ai.system":')
