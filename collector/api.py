@@ -71,6 +71,15 @@ def render_metrics(collector: Collector) -> str:
            [("", w.pending_rows)])
     metric("otel_threads_inflight_bytes", "gauge", "Request bytes being decoded or written.",
            [("", ingest.inflight_bytes)])
+    errors_now, set_aside, derive_failures = collector.writer.derive_health()
+    metric("otel_threads_derive_errors", "gauge",
+           "Traces whose derivation fails, set aside (the view derive_errors lists them).",
+           [("", errors_now)])
+    metric("otel_threads_derive_set_aside_total", "counter",
+           "Times a trace was set aside because its derivation failed.", [("", set_aside)])
+    metric("otel_threads_derive_failures_total", "counter",
+           "Derivation runs that failed on an error of the store (retried).",
+           [("", derive_failures)])
     buckets = [(f'{{le="{b:g}"}}', n) for b, n in zip(LATENCY_BUCKETS, w.commit_buckets,
                                                        strict=True)]
     buckets.append(('{le="+Inf"}', w.commits))

@@ -42,7 +42,7 @@ from importlib import resources
 import duckdb
 import pyarrow as pa
 
-__all__ = ["DERIVED", "DeriveWorker", "Deriver"]
+__all__ = ["DERIVED", "DeriveWorker", "Deriver", "data_error"]
 
 _logger = logging.getLogger(__name__)
 
@@ -61,6 +61,20 @@ _INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread
 _SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
 #: Above this many keys a scope is a temp table join instead of an IN list.
 _IN_LIST_MAX = 2000
+#: Traces set aside that are logged as warnings; later ones are counted (and debug-logged).
+_LOGGED_SET_ASIDES = 10
+#: Errors of the store itself rather than of the data being derived: nothing is set
+#: aside for them (every trace would fail alike); the queue keeps the traces.
+_STORE_ERRORS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException,
+                 duckdb.OutOfMemoryException, duckdb.InterruptException,
+                 duckdb.TransactionException, duckdb.ConnectionException,
+                 duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException)
+
+
+def data_error(exc: BaseException) -> bool:
+    """Whether a failed derivation failed on the data it read (a cast, a JSON path, a
+    value out of range): a trace that raises it is set aside, the others go on."""
+    return isinstance(exc, duckdb.Error) and not isinstance(exc, _STORE_ERRORS)
 
 
 def _sql_files() -> dict[str, bytes]:
@@ -107,6 +121,8 @@ class Deriver:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
         self._scopes = 0
+        #: traces set aside by this deriver since it started (see `set_aside`)
+        self.set_aside_total = 0
         # The file's own tables, named through its catalog: while TEMP tables shadow
         # them, "main.x" would resolve to temp.main.x.
         name = con.execute("SELECT current_database()").fetchall()[0][0]
@@ -143,27 +159,58 @@ class Deriver:
                 if t not in tables and sql_dir.joinpath(f"{v}.sql").is_file()]
 
     def build(self, table: str, view: str) -> None:
-        """Derive one table from scratch, from everything stored (one transaction)."""
+        """Derive one table from scratch, from everything stored (one transaction).
+
+        When that fails on the data (a producer's span the views cannot read), the
+        table is made empty and every stored trace is queued instead: the incremental
+        path derives them, setting aside only the traces that fail (`refresh`).
+        """
         started = time.monotonic()
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
             con.execute(f"CREATE TABLE {self.db}.{table} AS SELECT * FROM {view}")
-            for column in _INDEXES[table]:
-                con.execute(f"CREATE INDEX {table}_{column} ON {self.db}.{table} ({column})")
-            con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
-                        [table, sql_version(view)])
+            self._finish_build(table, view)
             if table == DERIVED[0][0]:  # everything queued so far is covered from here on
                 con.execute("DELETE FROM derive_queue")
+                con.execute("DELETE FROM derive_errors")
             con.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             con.execute("ROLLBACK")
-            raise
+            if not data_error(exc):
+                raise
+            self._build_by_trace(table, view, exc)
+            return
         took = time.monotonic() - started
         # worth a line only when it was a real build over stored data (an upgrade)
         _logger.log(logging.INFO if took >= 1 else logging.DEBUG, "built %s in %.1fs", table,
                     took)
+
+    def _finish_build(self, table: str, view: str) -> None:
+        for column in _INDEXES[table]:
+            self.con.execute(f"CREATE INDEX {table}_{column} ON {self.db}.{table} ({column})")
+        self.con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                         [table, sql_version(view)])
+
+    def _build_by_trace(self, table: str, view: str, exc: Exception) -> None:
+        """`build`'s way round data it cannot derive in one go: an empty table, and every
+        trace queued for the incremental path."""
+        _logger.warning("deriving %s from the whole store failed (%s); deriving it trace "
+                        "by trace instead, setting aside what fails", table,
+                        " ".join(str(exc).split())[:500])
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
+            con.execute(f"CREATE TABLE {self.db}.{table} AS SELECT * FROM {view} LIMIT 0")
+            self._finish_build(table, view)
+            con.execute(f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM "
+                        f"{self.db}.spans_raw")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
 
     # -- incremental -------------------------------------------------------------------
 
@@ -172,22 +219,105 @@ class Deriver:
         return int(self.con.execute("SELECT count(*) FROM derive_queue").fetchall()[0][0])
 
     def refresh(self, limit: int = 20_000) -> int:
-        """Re-derive what the queued traces affect (one transaction); returns traces done."""
+        """Re-derive what the queued traces affect; returns the traces taken off the queue.
+
+        One transaction for all, unless it fails on the data: then the traces are split
+        and derived apart until each one that still fails stands alone; that one is set
+        aside (`set_aside`) and the rest derive. Traces set aside before, or of a thread
+        that has one set aside, are tried one by one, so they cost the others nothing.
+        Errors of the store itself (I/O, a fatal error, no memory) are raised: nothing is
+        set aside for them, and the queue keeps the traces for the next try.
+        """
+        traces = [r[0] for r in self.con.execute(
+            "SELECT DISTINCT trace_id FROM derive_queue LIMIT ?", [limit]).fetchall()]
+        if not traces:
+            return 0
+        suspects = set(self._suspects(traces))
+        rest = [t for t in traces if t not in suspects]
+        for group in ([rest] if rest else []) + [[t] for t in sorted(suspects)]:
+            self._derive_or_split(group)
+        return len(traces)
+
+    def _suspects(self, traces: list[str]) -> list[str]:
+        """Those of ``traces`` set aside before, or of a thread that has a trace set aside."""
+        if not self.con.execute("SELECT 1 FROM derive_errors LIMIT 1").fetchall():
+            return []
+        in_traces = self._in("trace_id", traces)
+        try:
+            return [r[0] for r in self.con.execute(
+                f"SELECT trace_id FROM derive_errors WHERE {in_traces} UNION "
+                f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_traces} AND thread_id IN "
+                f"(SELECT thread_id FROM derive_errors) UNION "
+                f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
+                f"AND thread_id IN (SELECT thread_id FROM derive_errors)").fetchall()]
+        finally:
+            self._drop_temps()
+
+    def _derive_or_split(self, traces: list[str]) -> None:
+        try:
+            self._derive(traces)
+        except duckdb.Error as exc:
+            if not data_error(exc):
+                raise
+            if len(traces) == 1:
+                self.set_aside(traces[0], exc)
+                return
+            half = len(traces) // 2
+            self._derive_or_split(traces[:half])
+            self._derive_or_split(traces[half:])
+
+    def _derive(self, traces: list[str]) -> None:
+        """Re-derive ``traces`` and take them off the queue, in one transaction."""
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
-            traces = [r[0] for r in con.execute(
-                "SELECT DISTINCT trace_id FROM derive_queue LIMIT ?", [limit]).fetchall()]
-            if traces:
-                self._refresh(traces)
-                con.execute(f"DELETE FROM derive_queue WHERE {self._in('trace_id', traces)}")
+            self._refresh(traces)
+            in_traces = self._in("trace_id", traces)
+            con.execute(f"DELETE FROM derive_queue WHERE {in_traces}")
+            con.execute(f"DELETE FROM derive_errors WHERE {in_traces}")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         finally:
             self._drop_temps()
-        return len(traces)
+
+    def set_aside(self, trace: str, exc: Exception) -> None:
+        """Record that ``trace`` does not derive, and take it off the queue: its rows in
+        the derived tables stay as they were until new data for it arrives."""
+        con = self.con
+        message = " ".join(str(exc).split())[:2000]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"""
+                CREATE TEMP TABLE _failed AS
+                SELECT ?::VARCHAR AS trace_id,
+                       (SELECT min(thread_id) FROM {self.db}.span_threads_mat
+                        WHERE trace_id = $1) AS derived_thread,
+                       (SELECT min(thread_id) FROM {self.db}.spans_raw
+                        WHERE trace_id = $1) AS own_thread,
+                       (SELECT min(first_failed_at) FROM derive_errors
+                        WHERE trace_id = $1) AS first_failed_at,
+                       (SELECT coalesce(sum(failures), 0) FROM derive_errors
+                        WHERE trace_id = $1) AS failures""", [trace])
+            con.execute("DELETE FROM derive_errors WHERE trace_id = ?", [trace])
+            con.execute("""
+                INSERT INTO derive_errors
+                SELECT trace_id, coalesce(derived_thread, own_thread), ?,
+                       coalesce(first_failed_at, now()::TIMESTAMP), now()::TIMESTAMP,
+                       failures + 1
+                FROM temp._failed""", [message])
+            con.execute("DELETE FROM derive_queue WHERE trace_id = ?", [trace])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            self._drop_temps()
+        self.set_aside_total += 1
+        log = _logger.warning if self.set_aside_total <= _LOGGED_SET_ASIDES else _logger.debug
+        log("trace %s does not derive and is set aside (the view derive_errors lists it; "
+            "it is tried again when new data for it arrives): %s", trace, message)
 
     def _refresh(self, traces: list[str]) -> None:
         con = self.con
@@ -333,6 +463,11 @@ class DeriveWorker:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def set_aside_total(self) -> int:
+        """Traces set aside since this worker started (`Deriver.set_aside`)."""
+        return self._deriver.set_aside_total
+
     def committed(self) -> None:
         """The writer committed a batch whose traces are in ``derive_queue``."""
         with self._cond:
@@ -378,8 +513,8 @@ class DeriveWorker:
             except Exception:
                 self.failures += 1
                 log = _logger.exception if self.failures == 1 else _logger.debug
-                log("deriving threads failed; the data is stored, the derived views lag "
-                    "(further failures are counted)")
+                log("deriving threads failed on an error of the store; the data is stored, "
+                    "the derived views lag until the next try (further failures are counted)")
             with self._cond:
                 self._derived = target
                 if self._derived < self._reported:

@@ -242,6 +242,16 @@ class Writer:
         return (self.stats.pending_rows > 0
                 or time.monotonic() - self._last_commit < self.quiet_s)
 
+    def derive_health(self) -> tuple[int, int, int]:
+        """(traces set aside now, traces set aside since start, failed refreshes since
+        start): how derivation fares (otel_threads.derive; the view derive_errors says
+        which traces and why)."""
+        with self.cursor() as cur:
+            now = int(cur.execute("SELECT count(*) FROM derive_errors").fetchall()[0][0])
+        if self._derive is None:
+            return now, 0, 0
+        return now, self._derive.set_aside_total, self._derive.failures
+
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed and derived."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -112,8 +112,8 @@ def test_http_thread_detail_and_404(served):
 
 @pytest.mark.parametrize("statement", [
     "INSERT INTO derive_queue VALUES ('x')",
-    "DELETE FROM spans",
-    "SELECT 1; DELETE FROM spans",
+    "DELETE FROM spans_raw",
+    "SELECT 1; DELETE FROM spans_raw",
     "COPY spans TO '/tmp/otel-threads-leak.csv'",
     "CREATE TABLE t AS SELECT 1",
 ])
@@ -160,7 +160,7 @@ def test_cli_reads_a_file_nobody_holds(tmp_path):
     setup.shutdown()
     out = CliRunner().invoke(cli, ["threads", "--db", path])
     assert out.exit_code == 0 and "solo" in out.output
-    assert "read-only" in CliRunner().invoke(cli, ["sql", "DELETE FROM spans", "--db", path]
+    assert "read-only" in CliRunner().invoke(cli, ["sql", "DELETE FROM spans_raw", "--db", path]
                                               ).output
     nowhere = CliRunner().invoke(cli, ["threads", "--db", str(tmp_path / "none.duckdb")])
     assert nowhere.exit_code == 1 and "no otel-threads database" in nowhere.output

@@ -34,13 +34,15 @@ split AS (
                               || 'input_messages|output_messages))\.\d+\.')
 ),
 fields AS (
-    SELECT thread_id, turn_id, trace_id, span_id, k.prefix, k.i::INTEGER AS i,
+    SELECT thread_id, turn_id, trace_id, span_id, k.prefix, TRY_CAST(k.i AS INTEGER) AS i,
            regexp_replace(k.field, '^message\.', '') AS field, v
     FROM split
+    WHERE TRY_CAST(k.i AS INTEGER) IS NOT NULL  -- an index past INTEGER: not a message
 ),
 tool_calls AS (
     SELECT thread_id, turn_id, trace_id, span_id, prefix, i,
-           coalesce(t.j, '0')::INTEGER AS j,
+           -- '' (not NULL) where the pattern's group did not take part: function_call.*
+           coalesce(TRY_CAST(nullif(t.j, '') AS INTEGER), 0) AS j,
            max(v) FILTER (WHERE t.part = 'id') AS id,
            max(v) FILTER (WHERE t.part = 'name') AS name,
            max(v) FILTER (WHERE t.part = 'arguments') AS arguments
@@ -61,7 +63,8 @@ tool_call_lists AS (
 content_parts AS (
     SELECT thread_id, turn_id, trace_id, span_id, prefix, i,
            to_json(list({'type': type, 'text': text} ORDER BY j)) AS parts
-    FROM (SELECT thread_id, turn_id, trace_id, span_id, prefix, i, c.j::INTEGER AS j,
+    FROM (SELECT thread_id, turn_id, trace_id, span_id, prefix, i,
+                 TRY_CAST(c.j AS INTEGER) AS j,
                  max(v) FILTER (WHERE c.part = 'type') AS type,
                  max(v) FILTER (WHERE c.part = 'text') AS text
           FROM (SELECT *, regexp_extract(field,

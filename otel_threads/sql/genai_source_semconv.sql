@@ -10,6 +10,8 @@
 --   log record gen_ai.client.inference.operation.details on the span   semconv-1.37-event 20
 --   span event of that name                           semconv-1.37-span-event      21
 -- msg is the raw message JSON ({role, parts[], finish_reason?}); the messages view parses it.
+-- An output message with no parts whose call is only in OpenLLMetry's flat keys
+-- gen_ai.completion.{i}.function_call.{id,name,arguments} (LiteLLM) takes it from there.
 WITH llm AS (
     SELECT thread_id, turn_id, trace_id, span_id, family, attributes, events FROM genai_spans
 ),
@@ -37,7 +39,8 @@ decoded AS (
            k."gen_ai.system_instructions" AS sys_text,
            try(json(k."gen_ai.system_instructions")) AS sys,
            try(json(k."gen_ai.input.messages")) AS input,
-           try(json(k."gen_ai.output.messages")) AS output
+           try(json(k."gen_ai.output.messages")) AS output,
+           a
     FROM (SELECT *,
                  -- one parse of the attributes (VARCHAR: a string's text, a structure's JSON)
                  json_transform(a, '{"gen_ai.system_instructions": "VARCHAR",
@@ -62,7 +65,19 @@ listed AS (
                    lambda m, i: {'direction': 'input', 'position': i - 1, 'msg': m}) END,
                CASE WHEN json_type(output) = 'ARRAY' THEN list_transform(
                    json_extract(output, '$[*]'),
-                   lambda m, i: {'direction': 'output', 'position': i - 1, 'msg': m}) END
+                   lambda m, i: {'direction': 'output', 'position': i - 1, 'msg': CASE
+                       WHEN json_array_length(m->'parts') = 0
+                            AND json_type(a, '$."gen_ai.completion.' || (i - 1)
+                                             || '.function_call.name"') = 'VARCHAR'
+                           THEN json_merge_patch(m, json_object('tool_calls', json_array(
+                               json_object(
+                                   'id', a->>('$."gen_ai.completion.' || (i - 1)
+                                              || '.function_call.id"'),
+                                   'name', a->>('$."gen_ai.completion.' || (i - 1)
+                                                || '.function_call.name"'),
+                                   'arguments', a->>('$."gen_ai.completion.' || (i - 1)
+                                                     || '.function_call.arguments"')))))
+                       ELSE m END}) END
            ) AS items
     FROM decoded
 )

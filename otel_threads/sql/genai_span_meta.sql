@@ -6,7 +6,8 @@
 --   Google ADK: generate_content, otherwise chat).
 -- provider: gen_ai.provider.name; ai.model.provider / gen_ai.system of a Vercel span without
 --   its '.chat' suffix; gen_ai.system with the pre-1.37 values renamed (genai_aliases);
---   llm.provider, llm.system; mlflow.llm.provider; llm.vendor; lower-cased.
+--   llm.provider, llm.system; mlflow.llm.provider, else (MLflow 3) mlflow.message.format;
+--   llm.vendor; lower-cased.
 -- request_model, response_model, response_id, token counts: the first present of the
 --   conventions' keys (gen_ai.usage.*, llm.usage.*, llm.token_count.*, ai.usage.*,
 --   mlflow.chat.tokenUsage, the response payload's usage / usage_metadata, Langfuse's
@@ -25,7 +26,8 @@ WITH keyed AS (
                "llm.prompts": "VARCHAR",
                "gen_ai.provider.name": "VARCHAR", "gen_ai.system": "VARCHAR",
                "ai.model.provider": "VARCHAR", "llm.provider": "VARCHAR",
-               "llm.system": "VARCHAR", "mlflow.llm.provider": "VARCHAR", "llm.vendor": "VARCHAR",
+               "llm.system": "VARCHAR", "mlflow.llm.provider": "VARCHAR",
+               "mlflow.message.format": "VARCHAR", "llm.vendor": "VARCHAR",
                "gen_ai.request.model": "VARCHAR", "llm.request.model": "VARCHAR",
                "llm.invocation_parameters": "VARCHAR", "ai.model.id": "VARCHAR",
                "mlflow.llm.model": "VARCHAR", "langfuse.observation.model.name": "VARCHAR",
@@ -106,6 +108,10 @@ meta AS (
                coalesce(x.providers[lower(k."gen_ai.system")], k."gen_ai.system"),
                k."llm.provider", k."llm.system",
                try(json(k."mlflow.llm.provider"))->>'$',
+               -- MLflow 3 names the provider only as its message format ("openai")
+               CASE WHEN family = 'mlflow'
+                    THEN coalesce(try(json(k."mlflow.message.format"))->>'$',
+                                  k."mlflow.message.format") END,
                k."llm.vendor")) AS provider,
            coalesce(k."gen_ai.request.model", k."llm.request.model",
                     try(json(k."llm.invocation_parameters"))->>'model', k."ai.model.id",
