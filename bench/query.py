@@ -8,7 +8,8 @@ bench/synth.py), then prints the median over ``--rounds`` of:
   - the top-50 threads by last_updated (target <= 100 ms);
   - `ThreadsClient.thread(id)`: the thread row, its turns and its transcript
     (target <= 20 ms);
-  - the transcript of one thread alone.
+  - the transcript of one thread alone;
+  - every span of one thread (`spans WHERE thread_id = ?`), and of one trace.
 Queries go through the same code as the CLI and API (otel_threads.query) on a
 read-only connection, picking a different random thread each round.
 """
@@ -79,9 +80,16 @@ def main() -> None:
     transcript = median_ms(lambda: con.execute(
         "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq",
         [rnd.choice(ids)]).fetchall(), args.rounds)
+    thread_spans = median_ms(lambda: con.execute(
+        "SELECT * FROM spans WHERE thread_id = ?", [rnd.choice(ids)]).fetchall(), args.rounds)
+    trace_spans = median_ms(lambda: con.execute(
+        "SELECT * FROM spans WHERE trace_id = (SELECT trace_id FROM turns WHERE thread_id = ? "
+        "LIMIT 1)", [rnd.choice(ids)]).fetchall(), args.rounds)
     print(f"top-50 threads by last_updated  {top:7.1f} ms   (target <= 100 ms)")
     print(f"thread(id) detail               {detail:7.1f} ms   (target <= 20 ms)")
     print(f"one thread's transcript         {transcript:7.1f} ms")
+    print(f"spans WHERE thread_id = ?       {thread_spans:7.1f} ms   (every span of a thread)")
+    print(f"spans WHERE trace_id = ?        {trace_spans:7.1f} ms   (one turn's span tree)")
 
 
 if __name__ == "__main__":

@@ -166,47 +166,40 @@ class Deriver:
         path derives them, setting aside only the traces that fail (`refresh`).
         """
         started = time.monotonic()
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
-            con.execute(f"CREATE TABLE {self.db}.{table} AS SELECT * FROM {view}")
-            self._finish_build(table, view)
-            if table == DERIVED[0][0]:  # everything queued so far is covered from here on
-                con.execute("DELETE FROM derive_queue")
-                con.execute("DELETE FROM derive_errors")
-            con.execute("COMMIT")
-        except BaseException as exc:
-            con.execute("ROLLBACK")
+            self._create(table, view, whole=True)
+        except duckdb.Error as exc:
             if not data_error(exc):
                 raise
-            self._build_by_trace(table, view, exc)
+            _logger.warning("deriving %s from the whole store failed (%s); deriving it trace "
+                            "by trace instead, setting aside what fails", table,
+                            " ".join(str(exc).split())[:500])
+            self._create(table, view, whole=False)
             return
         took = time.monotonic() - started
         # worth a line only when it was a real build over stored data (an upgrade)
         _logger.log(logging.INFO if took >= 1 else logging.DEBUG, "built %s in %.1fs", table,
                     took)
 
-    def _finish_build(self, table: str, view: str) -> None:
-        for column in _INDEXES[table]:
-            self.con.execute(f"CREATE INDEX {table}_{column} ON {self.db}.{table} ({column})")
-        self.con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
-                         [table, sql_version(view)])
-
-    def _build_by_trace(self, table: str, view: str, exc: Exception) -> None:
-        """`build`'s way round data it cannot derive in one go: an empty table, and every
-        trace queued for the incremental path."""
-        _logger.warning("deriving %s from the whole store failed (%s); deriving it trace "
-                        "by trace instead, setting aside what fails", table,
-                        " ".join(str(exc).split())[:500])
-        con = self.con
+    def _create(self, table: str, view: str, whole: bool) -> None:
+        """(Re)create ``table`` in one transaction: from ``view`` over everything stored
+        (``whole``), or empty with every stored trace queued for `refresh`."""
+        con, db = self.con, self.db
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
-            con.execute(f"CREATE TABLE {self.db}.{table} AS SELECT * FROM {view} LIMIT 0")
-            self._finish_build(table, view)
-            con.execute(f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM "
-                        f"{self.db}.spans_raw")
+            con.execute(f"DROP TABLE IF EXISTS {db}.{table}")
+            con.execute(f"CREATE TABLE {db}.{table} AS SELECT * FROM {view}"
+                        + ("" if whole else " LIMIT 0"))
+            for column in _INDEXES[table]:
+                con.execute(f"CREATE INDEX {table}_{column} ON {db}.{table} ({column})")
+            con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                        [table, sql_version(view)])
+            if not whole:
+                con.execute(f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM "
+                            f"{db}.spans_raw")
+            elif table == DERIVED[0][0]:  # everything queued so far is covered from here on
+                con.execute("DELETE FROM derive_queue")
+                con.execute("DELETE FROM derive_errors")
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -11,9 +11,10 @@ import json
 import re
 from importlib import resources
 
+from anyvalue import set_value
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -79,31 +80,16 @@ HOSTILE: list[tuple[str, object]] = [
     ("d", float("nan")), ("d", float("inf")), ("d", -0.0), ("d", 1e308),
     ("b", True), ("y", b"\x00\xff"), ("n", None),
     ("a", [1, "a", True, None, [2.5]]), ("a", []),
-    ("k", {"role": {"x": 1}, "parts": [1, 2], "content": None, "messages": "m"}),
-    ("a", [{"role": 5, "parts": [{"type": "tool_call", "arguments": [1], "id": {}}]}]),
+    ("k", ("kv", [("role", ("kv", [("x", 1)])), ("parts", [1, 2]), ("content", None),
+                  ("messages", "m")])),
+    ("a", [("kv", [("role", 5), ("parts", [("kv", [("type", "tool_call"), ("arguments", [1]),
+                                                   ("id", ("kv", []))])])])]),
 ]
 
 
 def any_value(v: object) -> AnyValue:
     out = AnyValue()
-    if v is None:
-        return out
-    if isinstance(v, bool):
-        out.bool_value = v
-    elif isinstance(v, int):
-        out.int_value = v
-    elif isinstance(v, float):
-        out.double_value = v
-    elif isinstance(v, bytes):
-        out.bytes_value = v
-    elif isinstance(v, str):
-        out.string_value = v
-    elif isinstance(v, list):
-        out.array_value.values.extend(any_value(x) for x in v)
-        if not v:
-            out.array_value.SetInParent()
-    elif isinstance(v, dict):
-        out.kvlist_value.values.extend(KeyValue(key=k, value=any_value(x)) for k, x in v.items())
+    set_value(out, v)
     return out
 
 

@@ -16,6 +16,7 @@ from datetime import datetime
 
 import duckdb
 import pytest
+from anyvalue import set_value
 from google.protobuf import json_format, message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,6 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
@@ -154,30 +154,6 @@ def rows_of(request) -> list[dict]:
             batches[0].error,
         )
     return rows
-
-
-def set_value(target: AnyValue, value: object) -> None:
-    """Python -> AnyValue: str, bool, int, float, bytes, list, ("kv", [(k, v)]), None."""
-    if value is None:
-        return
-    if isinstance(value, str):
-        target.string_value = value
-    elif isinstance(value, bool):
-        target.bool_value = value
-    elif isinstance(value, int):
-        target.int_value = value
-    elif isinstance(value, float):
-        target.double_value = value
-    elif isinstance(value, bytes):
-        target.bytes_value = value
-    elif isinstance(value, list):
-        target.array_value.SetInParent()
-        for item in value:
-            set_value(target.array_value.values.add(), item)
-    else:
-        target.kvlist_value.SetInParent()
-        for key, item in value[1]:
-            set_value(target.kvlist_value.values.add(key=key).value, item)
 
 
 def expected_value(value: object) -> object:
