@@ -28,7 +28,7 @@ from otel_threads.query import (
     query_threads,
     query_turn_spans,
 )
-from otel_threads.writer import LATENCY_BUCKETS
+from otel_threads.writer import LATENCY_BUCKETS, StoreClosed
 
 if TYPE_CHECKING:
     from collector.app import Collector
@@ -133,6 +133,8 @@ def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str,
         columns = [d[0] for d in cur.description or []]
         rows = cur.fetchmany(max_rows + 1)
     except duckdb.InterruptException:
+        if not timer.finished.is_set():  # interrupted by the store closing, not the timer
+            raise StoreClosed("the query was stopped: the collector is stopping") from None
         raise ValueError(f"the query ran longer than {timeout_s:g}s and was stopped") from None
     except duckdb.Error as exc:
         raise ValueError(str(exc)) from None

@@ -10,6 +10,7 @@ the file is checkpointed and closed. `stop` is idempotent and safe before `start
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -133,17 +134,30 @@ class Collector:
             )
 
     def serve_forever(self) -> None:
-        """Start, then run until SIGINT or SIGTERM; then stop cleanly."""
+        """Start, then run until SIGINT or SIGTERM; then stop cleanly.
+
+        The first signal says "stopping" at once and stops as `stop` does; a second one
+        (Ctrl-C again) stops at once: exports not yet acknowledged are dropped (their
+        senders retry), everything acknowledged is committed already and stays.
+        """
         stop = threading.Event()
 
         def on_signal(signum: int, frame: object) -> None:
-            stop.set()
+            if not stop.is_set():
+                stop.set()
+                return
+            os.write(2, b"otel-threads collector: stopping now, without waiting "
+                        b"(everything acknowledged is on disk)\n")
+            remove_holder(self.config.db)
+            os._exit(128 + signum)
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.start()
             while not stop.wait(0.5):
                 pass
+            _logger.info("otel-threads collector stopping... (press Ctrl-C again to stop at "
+                         "once)")
         finally:
             self.stop()
             for s, handler in previous.items():

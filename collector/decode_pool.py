@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal as _signal
 import struct
 import threading
 import time
@@ -56,7 +57,12 @@ def decode_inline(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, in
 
 
 def _worker_main(conn: Connection, parent_pid: int) -> None:
-    """A worker: decode requests from ``conn`` until it closes or the parent is gone."""
+    """A worker: decode requests from ``conn`` until it closes or the parent is gone.
+
+    Ctrl-C in a terminal signals the whole process group: the collector stops its
+    workers itself (closing their pipes), so they ignore SIGINT rather than each
+    printing a KeyboardInterrupt traceback."""
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent_pid:

@@ -25,7 +25,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -38,7 +38,8 @@ from otel_threads.writer_forks import FORK_POLICIES, ForkGate
 from otel_threads.writer_insert import insert_batch
 from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
 
-__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "Overloaded", "Writer", "WriterStats", "Written"]
+__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "Overloaded", "StoreClosed", "Writer", "WriterStats",
+           "Written"]
 
 _logger = logging.getLogger(__name__)
 
@@ -47,6 +48,10 @@ _logger = logging.getLogger(__name__)
 #: WAL size at which DuckDB checkpoints during a commit; below it, the writer
 #: checkpoints only when idle.
 WAL_CHECKPOINT_THRESHOLD = "256MB"
+
+class StoreClosed(RuntimeError):
+    """The store is closed, or closing: no more reads."""
+
 
 class Overloaded(RuntimeError):
     """Too many rows are waiting for a commit; retry later."""
@@ -127,6 +132,9 @@ class Writer:
         self.idle_checkpoint_s = idle_checkpoint_s
         self.derive_max_lag_s = derive_max_lag_s
         self._derive: DeriveWorker | None = None
+        self._readers: set[duckdb.DuckDBPyConnection] = set()
+        self._readers_lock = threading.Condition()
+        self._readers_closed = False
         self._last_commit = 0.0
         self.quiet_s = 0.2
 
@@ -155,11 +163,34 @@ class Writer:
         self._thread.start()
         return self
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A new connection to the same database, for readers in this process."""
-        if self._con is None:
-            raise RuntimeError("the writer is not started")
-        return self._con.cursor()
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A new connection to the same database, for readers in this process, for the
+        length of a ``with`` block. `close` interrupts the reads still running, so a
+        read never keeps the store from closing."""
+        with self._readers_lock:
+            if self._con is None or self._readers_closed:
+                raise StoreClosed("the store is closed" if self._con is None
+                                  else "the store is closing")
+            cur = self._con.cursor()
+            self._readers.add(cur)
+        try:
+            yield cur
+        finally:
+            with self._readers_lock:
+                self._readers.discard(cur)
+                self._readers_lock.notify_all()
+            cur.close()
+
+    def _close_readers(self, timeout: float) -> None:
+        """Refuse new reads, interrupt those running, wait (up to ``timeout``) for them."""
+        with self._readers_lock:
+            self._readers_closed = True
+            for cur in self._readers:
+                cur.interrupt()
+            if not self._readers_lock.wait_for(lambda: not self._readers, timeout):
+                _logger.warning("%d reads did not stop when interrupted; closing anyway",
+                                len(self._readers))
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit everything accepted so far, then close the file. Idempotent."""
@@ -174,6 +205,7 @@ class Writer:
             self._derive.close()
             self._derive = None
         if self._con is not None:
+            self._close_readers(timeout=5.0)
             try:
                 self._con.execute("CHECKPOINT")
             except duckdb.Error:
