@@ -97,5 +97,13 @@ def test_a_store_of_the_earlier_schema_opens_with_spans_as_a_view(tmp_path):
             == [("old", 1, 2)]
         assert con.execute("SELECT count(*) FROM duckdb_indexes() "
                            "WHERE table_name = 'spans_raw'").fetchall() == [(1,)]
+        # a span not derived yet shows what its own attributes say
+        con.execute("INSERT INTO spans_raw (trace_id, span_id, name, start_time_unix_nano, "
+                    "thread_id, turn_id, is_turn, ingest_seq, received_at) VALUES "
+                    "(?, ?, 'new', 0, 'own', 'tt', true, 9, now()::TIMESTAMP)",
+                    ["cd" * 16, sid(9)])
+        assert con.execute("SELECT name, thread_id, turn_id, is_turn FROM spans "
+                           "WHERE thread_id = 'own'").fetchall() == [("new", "own", "tt", True)]
+        assert con.execute("SELECT count(*) FROM spans").fetchall() == [(3,)]
     finally:
         con.close()

@@ -4,9 +4,14 @@
 -- `FROM spans WHERE thread_id = 'x'` returns every span of thread x. A span not derived
 -- yet (derivation runs just behind ingest) shows what its own attributes say.
 -- previous_turn_id is the span's own otel_threads.previous_turn_id.
-SELECT r.* REPLACE (
-           CASE WHEN t.span_id IS NULL THEN r.thread_id ELSE t.thread_id END AS thread_id,
-           CASE WHEN t.span_id IS NULL THEN r.turn_id ELSE t.turn_id END AS turn_id,
-           CASE WHEN t.span_id IS NULL THEN r.is_turn ELSE t.is_turn END AS is_turn)
+-- Two parts, derived and not yet, so that a filter on thread_id reaches span_threads'
+-- index in the first and spans_raw's own column in the second (one CASE over both sides
+-- would be filtered only after joining every span).
+SELECT r.* REPLACE (t.thread_id AS thread_id, t.turn_id AS turn_id, t.is_turn AS is_turn)
+FROM span_threads t
+JOIN spans_raw r ON r.trace_id = t.trace_id AND r.span_id = t.span_id
+UNION ALL
+SELECT r.*
 FROM spans_raw r
 LEFT JOIN span_threads t ON t.trace_id = r.trace_id AND t.span_id = r.span_id
+WHERE t.span_id IS NULL
