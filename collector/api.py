@@ -226,6 +226,19 @@ class ApiHandler(BaseHandler):
             return False, None
 
     def do_GET(self) -> None:
+        self._closing_is_503(self._get)
+
+    def do_POST(self) -> None:
+        self._closing_is_503(self._post)
+
+    def _closing_is_503(self, handle: Any) -> None:
+        """A read that meets the store closing (the collector is stopping) is a 503."""
+        try:
+            handle()
+        except StoreClosed as exc:
+            self.reply_json(503, {"error": str(exc)}, {"Retry-After": "1"})
+
+    def _get(self) -> None:
         if not self.authorized():
             return
         path = self.path.split("?", 1)[0]
@@ -279,7 +292,7 @@ class ApiHandler(BaseHandler):
         else:
             self._send(404, {"error": f"no such endpoint {path}"})
 
-    def do_POST(self) -> None:
+    def _post(self) -> None:
         if not self.authorized():
             return
         path = self.path.split("?", 1)[0]
