@@ -32,6 +32,7 @@ from otel_threads.schemas import (
 __all__ = [
     "MAX_LIMIT",
     "PAGE_SORT",
+    "PREVIEW_CHARS",
     "SORT_FIELDS",
     "ForkSchema",
     "SortBy",
@@ -81,10 +82,19 @@ def branch_through(turns: list[TurnSchema], turn_id: str) -> list[str]:
     return path[::-1]
 
 
+#: Longest first_input / last_output a threads list carries (a preview: the thread's
+#: detail has the whole texts). Longer ones are cut and end with an ellipsis.
+PREVIEW_CHARS = 500
+_PREVIEW = ", ".join(
+    f"CASE WHEN length({c}) > {PREVIEW_CHARS} THEN left({c}, {PREVIEW_CHARS - 1}) || '…' "
+    f"ELSE {c} END AS {c}" for c in ("first_input", "last_output"))
+
+
 def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq,
                   page_sort: list[tuple[str, str]] | None = None) -> ThreadsQueryRes:
     """Run a threads query on a connection (read-only use). ``page_sort``, (field,
-    direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list)."""
+    direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list).
+    first_input and last_output are previews of at most `PREVIEW_CHARS` characters."""
     where, params = [], []
     if req.thread_id_contains:
         where.append("strpos(lower(thread_id), lower(?)) > 0")
@@ -109,7 +119,8 @@ def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq,
                              f"{', '.join(PAGE_SORT)}, asc or desc")
     order = ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
     cur = con.execute(
-        f"SELECT * FROM threads {cond} ORDER BY {order}, thread_id LIMIT ? OFFSET ?",
+        f"SELECT * REPLACE ({_PREVIEW}) FROM threads {cond} "
+        f"ORDER BY {order}, thread_id LIMIT ? OFFSET ?",
         [*params, req.limit, req.offset])
     threads = _rows_to(ThreadSchema, cur)
     total = con.execute(f"SELECT count(*) FROM threads {cond}", params).fetchall()[0][0]

@@ -171,3 +171,36 @@ def test_every_command_has_help_with_an_example():
     for name in ("threads", "show", "sql", "collect"):
         out = runner.invoke(cli, [name, "--help"])
         assert out.exit_code == 0 and "Example:" in out.output, name
+
+
+def test_lists_carry_previews_and_the_detail_whole_texts(tmp_path):
+    """A thread whose first input is a whole document: the list (client, API, page)
+    carries a preview, the thread's detail the whole text."""
+    from stored_app import App, sql
+
+    from otel_threads.query import PREVIEW_CHARS
+
+    long_text = "word " * 20_000
+    c = Collector(Config(db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY))
+    c.start()
+    try:
+        app = App()
+        with thread("doc"), app.tracer.start_as_current_span("turn"):
+            with app.tracer.start_as_current_span("chat", attributes={
+                    "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                    "gen_ai.input.messages": json.dumps(
+                        [{"role": "user", "parts": [{"type": "text", "content": long_text}]}]),
+                    "gen_ai.output.messages": json.dumps(
+                        [{"role": "assistant", "parts": [{"type": "text", "content": "ok"}]}])}):
+                pass
+        app.send(c)
+        assert sql(c, "SELECT length(first_input) FROM threads") == [(len(long_text),)]
+        client = ThreadsClient(c.endpoints.api)
+        (listed,) = client.threads_query(ThreadsQueryReq()).threads
+        assert listed.first_input == long_text[:PREVIEW_CHARS - 1] + "…"
+        assert listed.last_output == "ok"
+        status, page = api(c, "GET", "/ui/threads")
+        assert status == 200 and page["threads"][0]["first_input"] == listed.first_input
+        assert client.thread("doc").thread.first_input == long_text
+    finally:
+        c.stop()
