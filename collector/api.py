@@ -80,6 +80,10 @@ def render_metrics(collector: Collector) -> str:
     metric("otel_threads_derive_failures_total", "counter",
            "Derivation runs that failed on an error of the store (retried).",
            [("", derive_failures)])
+    if collector.retention is not None:
+        metric("otel_threads_pruned_threads_total", "counter",
+               "Threads deleted by --retention since start.",
+               [("", collector.retention.pruned_threads)])
     buckets = [(f'{{le="{b:g}"}}', n) for b, n in zip(LATENCY_BUCKETS, w.commit_buckets,
                                                        strict=True)]
     buckets.append(('{le="+Inf"}', w.commits))

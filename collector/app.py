@@ -22,6 +22,7 @@ from collector.grpc_server import GrpcReceiver
 from collector.http_server import OtlpHttpHandler
 from collector.httpbase import HttpListener
 from collector.ingest import Ingest
+from collector.retention import RetentionTask
 from otel_threads.store import remove_holder, write_holder
 from otel_threads.writer import Writer
 
@@ -58,6 +59,8 @@ class Collector:
         self._grpc: GrpcReceiver | None = None
         self._http: HttpListener | None = None
         self._api: HttpListener | None = None
+        self.retention = (RetentionTask(self.writer, config.retention)
+                          if config.retention else None)
         self.endpoints = Endpoints(None, None, None)
         self._started = False
         self._stopped = threading.Event()
@@ -91,6 +94,8 @@ class Collector:
         except BaseException:
             self.stop()
             raise
+        if self.retention is not None:
+            self.retention.start()
         self._started = True
         self.endpoints = Endpoints(
             grpc=_url(scheme, cfg.grpc, grpc_port), http=_url(scheme, cfg.http, http_port),
@@ -114,6 +119,8 @@ class Collector:
             return
         self._stopped.set()
         deadline = time.monotonic() + grace
+        if self.retention is not None:
+            self.retention.stop()
         if self._grpc is not None:
             self._grpc.stop(grace=max(0.0, deadline - time.monotonic()))
         if self._http is not None:

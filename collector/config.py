@@ -7,12 +7,14 @@ at start-up (`ConfigError`, shown by click as a usage error), never a crash late
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from otel_threads.retention import parse_duration
 from otel_threads.store import DB_ENV, DEFAULT_DB
 from otel_threads.writer_forks import FORK_POLICIES
 
@@ -99,6 +101,15 @@ def _text(value: str) -> str:
     return value
 
 
+def _retention(value: str) -> dt.timedelta | None:
+    if value.strip().lower() in ("off", "none", "0", ""):
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}, or 'off'") from None
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row of the table."""
@@ -134,6 +145,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
             _positive_int, "262144",
             "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503."),
+    Setting("retention", "--retention", "OTEL_THREADS_RETENTION", _retention, "off",
+            "Delete threads last active longer ago than this (30d, 12h), whole, and reuse "
+            "their space; 'off' keeps everything."),
     Setting("on_fork", "--on-fork", "OTEL_THREADS_ON_FORK", _on_fork, "allow",
             "A turn that answers a turn another turn already answers (regenerate, edit): "
             "'allow' stores it as a fork; 'reject' refuses its spans (partial_success)."),
@@ -155,6 +169,7 @@ class Config:
     max_request_bytes: int = 16 << 20
     max_pending_rows: int = 262_144
     on_fork: str = "allow"
+    retention: dt.timedelta | None = None
 
     def __post_init__(self) -> None:
         self.validate()

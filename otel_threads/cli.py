@@ -15,6 +15,7 @@ import json
 import sys
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import click
@@ -198,6 +199,53 @@ def sql_cmd(query: str, db: str | None, url: str | None, fmt: str | None) -> Non
     else:
         click.echo(table(columns, rows))
         click.echo(f"\n{len(rows)} row{'s' if len(rows) != 1 else ''}")
+
+
+@main.command("prune")
+@click.option("--before", required=True, metavar="TIME|AGE",
+              help="Delete threads last active before TIME (ISO 8601, UTC) or older than "
+                   "AGE (30d, 12h, 90m).")
+@click.option("--db", metavar="PATH", help="DuckDB file [env OTEL_THREADS_DB; default "
+              "./otel-threads.duckdb].")
+def prune_cmd(before: str, db: str | None) -> None:
+    """Delete old threads whole (spans, log records, derived rows), reusing their space.
+
+    A thread goes only whole; a trace that also serves a live thread keeps that
+    thread's spans. Works on a file no collector holds: a running collector prunes
+    its own file with `collect --retention AGE`.
+
+    
+    Example:
+        otel-threads prune --before 30d --db chats.duckdb
+        otel-threads prune --before 2026-11-01T00:00
+    """
+    from otel_threads.retention import parse_before, prune
+    from otel_threads.store import StoreLockedError, connect, default_db_path, read_holder
+
+    try:
+        when = parse_before(before)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--before") from None
+    path = default_db_path(db)
+    if not Path(path).is_file():
+        raise click.ClickException(f"no otel-threads database at {path!r}")
+    holder = read_holder(path)
+    if holder is not None:
+        raise click.ClickException(
+            f"{path} is held by an otel-threads collector, PID {holder.pid}: it prunes its "
+            "own file with --retention (or stop it first)")
+    try:
+        con = connect(path)
+    except StoreLockedError as exc:
+        raise click.ClickException(f"{exc}. A running collector prunes with "
+                                   "--retention") from None
+    try:
+        res = prune(con, when)
+        con.execute("CHECKPOINT")  # the deleted rows' space is reused from here on
+    finally:
+        con.close()
+    click.echo(f"deleted {res.threads} threads, {res.traces} whole traces, {res.spans} spans "
+               f"and {res.logs} log records last active before {when.isoformat()} UTC")
 
 
 if __name__ == "__main__":  # pragma: no cover
