@@ -1,31 +1,129 @@
-"""What the two HTTP listeners (OTLP/HTTP and the API) share: server, TLS, token, replies."""
+"""What the two HTTP listeners (OTLP/HTTP and the API) share: the server, TLS, the
+token, replies.
+
+Each listener is a uvicorn server (HTTP/1.1 parsed by h11) on its own thread and event
+loop. The loop takes connections, parses requests and moves bodies, so any valid
+HTTP/1.1 framing works: Content-Length or chunked bodies (as the OpenTelemetry JS
+exporters send), keep-alive, ``Expect: 100-continue``; malformed framing (two different
+Content-Lengths, Content-Length with chunked) is refused by h11 with 400 and the
+connection closed. Handlers are plain blocking methods (an export waits for its
+commit, a read for DuckDB): each request runs its handler on a thread of the
+listener's pool, over a `BaseHandler` that reads the body from the loop as the handler
+asks for it (so a handler can refuse a body before it is read) and keeps the reply
+until the handler returns.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import json
 import socket
-import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from concurrent.futures import ThreadPoolExecutor
+from email.message import Message
 from typing import Any
+
+import uvicorn
 
 from collector.config import Config
 
 __all__ = ["BaseHandler", "HttpListener"]
 
+#: Seconds a keep-alive connection may sit idle between requests before it is closed.
+KEEP_ALIVE_S = 30
+#: Most handlers running at once per listener; more requests wait for a thread.
+HANDLER_THREADS = 64
+#: Longest the handler thread waits for the loop to hand it the next piece of a body.
+BODY_WAIT_S = 60.0
 
-class BaseHandler(BaseHTTPRequestHandler):
-    """HTTP/1.1 with keep-alive; every reply has a Content-Length."""
 
-    protocol_version = "HTTP/1.1"
-    server_version = "otel-threads"
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class BaseHandler:
+    """One request, as a handler method sees it: ``command``, ``path`` (with the query
+    string), ``headers``; `read_body`, `discard_body` and `reply` (which every handler
+    calls exactly once, or the request gets a 500)."""
+
     config: Config  # set on the subclass made by `HttpListener`
     #: paths answered without a token (health checks from load balancers)
     open_paths: frozenset[str] = frozenset()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging: requests are counted, not logged."""
+    def __init__(self, scope: dict, receive: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.command: str = scope["method"]
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        self.path = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        self.headers = Message()
+        for name, value in scope["headers"]:
+            self.headers[name.decode("latin-1")] = value.decode("latin-1")
+        self._receive = receive
+        self._loop = loop
+        self._more_body = True
+        self.response: tuple[int, list[tuple[bytes, bytes]], bytes] | None = None
+
+    # -- the body ---------------------------------------------------------------------
+
+    async def _read(self, limit: int, keep: bool = True) -> bytes:
+        """The rest of the body (dropped as it comes unless ``keep``); `_BodyTooLarge`
+        past ``limit`` bytes (read no further)."""
+        chunks, size = [], 0
+        while self._more_body:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            self._more_body = message.get("more_body", False)
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge
+            if keep:
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _await(self, limit: int, keep: bool = True) -> bytes:
+        future = asyncio.run_coroutine_threadsafe(self._read(limit, keep), self._loop)
+        return future.result(BODY_WAIT_S)
+
+    def read_body(self, limit: int) -> bytes | None:
+        """The request body, or None after replying 413 (over ``limit`` bytes: a declared
+        length is refused before reading, a chunked body once it passes the limit) or
+        400 (the client went away mid-body: nothing of it is kept)."""
+        declared = self.headers.get("Content-Length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            self.discard_body(int(declared))
+            self._too_large(int(declared), limit)
+            return None
+        try:
+            return self._await(limit)
+        except _BodyTooLarge:
+            self._too_large(None, limit)
+        except (_Disconnected, TimeoutError):
+            self.reply(400, b'{"error": "the request body ended early"}', "application/json",
+                       close=True)
+        return None
+
+    def _too_large(self, size: int | None, limit: int) -> None:
+        said = f"is {size} bytes" if size is not None else "goes"
+        self.reply(413, json.dumps(
+            {"error": f"request body {said} over the limit of {limit}"}).encode(),
+            "application/json", close=True)
+
+    def discard_body(self, size: int, cap: int = 32 << 20) -> None:
+        """Read and drop up to ``cap`` bytes of a body we refuse, so the client gets to
+        read our answer instead of a broken pipe."""
+        with contextlib.suppress(_BodyTooLarge, _Disconnected, TimeoutError):
+            self._await(min(size, cap), keep=False)
+
+    # -- the reply ----------------------------------------------------------------------
 
     def authorized(self) -> bool:
         """Check the bearer token (if one is configured); reply 401 when it fails."""
@@ -41,91 +139,60 @@ class BaseHandler(BaseHTTPRequestHandler):
 
     def reply(self, status: int, body: bytes, content_type: str,
               headers: dict[str, str] | None = None, close: bool = False) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
+        out = [(b"content-type", content_type.encode()),
+               (b"content-length", str(len(body)).encode())]
+        out += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+            out.append((b"connection", b"close"))
+        self.response = (status, out, b"" if self.command == "HEAD" else body)
 
-    def reply_json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+    def reply_json(self, status: int, payload: Any, headers: dict[str, str] | None = None,
+                   close: bool = False) -> None:
         body = json.dumps(payload, default=str, ensure_ascii=False).encode()
-        self.reply(status, body, "application/json", headers)
+        self.reply(status, body, "application/json", headers, close)
 
-    def discard_body(self, size: int, cap: int = 32 << 20) -> None:
-        """Read and drop up to ``cap`` bytes of a body we refuse, in small chunks, so
-        the client gets to read our answer instead of a broken pipe."""
-        left = min(size, cap)
+    def handle(self) -> None:
+        """Run ``do_<METHOD>``; a method the handler lacks is a 501. A request framed
+        both by Content-Length and chunked is refused, and its connection closed
+        (RFC 9112 6.1: the two could disagree on where the next request starts)."""
+        if "Transfer-Encoding" in self.headers and "Content-Length" in self.headers:
+            self.reply_json(400, {"error": "send Content-Length or Transfer-Encoding, "
+                                           "not both"}, close=True)
+            return
+        method = getattr(self, f"do_{self.command}", None)
+        if method is None:
+            self.reply_json(501, {"error": f"{self.command} is not supported"})
+            return
+        method()
+
+
+class _App:
+    """The ASGI app: each request's handler on the listener's thread pool."""
+
+    def __init__(self, handler: type[BaseHandler], pool: ThreadPoolExecutor) -> None:
+        self.handler = handler
+        self.pool = pool
+        self.errors = 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # lifespan is off; websockets are not served
+            return
+        loop = asyncio.get_running_loop()
+        exchange = self.handler(scope, receive, loop)
         try:
-            while left > 0:
-                chunk = self.rfile.read(min(left, 1 << 16))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError:
-            self.close_connection = True
-
-    def read_body(self, limit: int) -> bytes | None:
-        """The request body, or None after replying 411/413 (too large is not read)."""
-        length = self.headers.get("Content-Length")
-        if length is None or not length.strip().isdigit():
-            self.reply(411, b'{"error": "Content-Length is required"}', "application/json",
-                       close=True)
-            return None
-        size = int(length)
-        if size > limit:
-            self.discard_body(size)
-            self.reply(413, json.dumps(
-                {"error": f"request body is {size} bytes, over the limit of {limit}"}
-            ).encode(), "application/json", close=True)
-            return None
-        body = self.rfile.read(size)
-        if len(body) < size:  # the client went away mid-body: store nothing of it
-            self.reply(400, json.dumps(
-                {"error": f"request body ended after {len(body)} of {size} bytes"}
-            ).encode(), "application/json", close=True)
-            return None
-        return body
-
-
-#: Seconds a connection may sit idle (or take over a TLS handshake) before it is closed.
-CONNECTION_TIMEOUT_S = 60.0
-
-
-class _Server(ThreadingHTTPServer):
-    """A thread per connection; TLS handshakes happen there, never in accept()."""
-
-    daemon_threads = True
-    request_queue_size = 128  # socketserver's 5 resets bursts of exporters
-    tls: ssl.SSLContext | None = None
-    connection_errors = 0
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        request.settimeout(CONNECTION_TIMEOUT_S)
-        if self.tls is not None:
-            try:
-                request = self.tls.wrap_socket(request, server_side=True)
-            except (ssl.SSLError, OSError):
-                self.connection_errors += 1
-                return
-        super().finish_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-request is counted, not logged with a traceback."""
-        self.connection_errors += 1
-
-
-class _V6Server(_Server):
-    address_family = socket.AF_INET6
+            await loop.run_in_executor(self.pool, exchange.handle)
+        except Exception:  # a bug of ours: answer it, count it, never log per request
+            self.errors += 1
+            exchange.response = None
+        if exchange.response is None:
+            exchange.reply_json(500, {"error": "internal error"})
+        status, headers, body = exchange.response
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 class HttpListener:
-    """A threaded HTTP server on its own thread. `start` returns the bound port."""
+    """An HTTP server on its own thread. `start` returns the bound port."""
 
     def __init__(self, config: Config, address: tuple[str, int], handler: type[BaseHandler],
                  name: str, flag: str, **attrs: Any) -> None:
@@ -134,37 +201,67 @@ class HttpListener:
         self.name = name
         self.flag = flag
         self._handler = type(handler.__name__, (handler,), {"config": config, **attrs})
-        self._server: _Server | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
 
-    def start(self) -> int:
+    def _bind(self) -> socket.socket:
         host, port = self.address
-        server_cls = _V6Server if ":" in host else _Server
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            server = server_cls((host, port), self._handler)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
         except OSError as exc:
+            sock.close()
             raise OSError(f"cannot listen on {host}:{port} ({self.flag}): "
                           f"{exc.strerror or exc}") from None
-        if self.config.tls_cert and self.config.tls_key:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            ctx.load_cert_chain(self.config.tls_cert, self.config.tls_key)
-            server.tls = ctx
-        self._server = server
-        self.port = server.server_address[1]
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2},
-            name=f"otel-threads-{self.name}", daemon=True,
-        )
+        return sock
+
+    def start(self) -> int:
+        sock = self._bind()
+        self.port = sock.getsockname()[1]
+        self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix=f"otel-threads-"
+                                                                           f"{self.name}")
+        cfg = self.config
+        self._server = uvicorn.Server(uvicorn.Config(
+            _App(self._handler, self._pool), http="h11", lifespan="off", log_config=None,
+            log_level="error", access_log=False, server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=5,
+            ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key))
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(self._server.serve(sockets=[sock]))
+            except BaseException as exc:  # reported by start(), or at stop
+                failed.append(exc)
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(target=run, name=f"otel-threads-{self.name}",
+                                        daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if failed or not self._thread.is_alive():
+                raise OSError(f"cannot serve on {self.address[0]}:{self.port} ({self.flag}): "
+                              f"{failed[0] if failed else 'the server stopped'}")
+            if time.monotonic() > deadline:
+                raise OSError(f"{self.flag} did not start within 30s")
+            time.sleep(0.01)
         return self.port
 
     def stop(self) -> None:
-        """Stop accepting; idempotent and safe before `start`."""
+        """Stop accepting, let requests under way finish; idempotent, safe before `start`."""
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
-            server.server_close()
+            server.should_exit = True
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=False)
+            self._pool = None

@@ -189,10 +189,10 @@ def http(url: str, body: bytes | None = None, *, headers: dict[str, str] | None 
     request = urllib.request.Request(url, data=body, headers=headers or {})
     try:
         with opener.open(request, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         with exc:
-            return exc.code, dict(exc.headers), exc.read()
+            return exc.code, exc.headers, exc.read()
 
 
 def post_traces(running: Running, body: bytes, *, headers: dict[str, str] | None = None,

@@ -149,9 +149,9 @@ def post(url: str, body: bytes, content_type: str = "application/x-protobuf",
                                                           **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
+        return err.code, err.headers, err.read()
 
 
 def bad_ids_request() -> bytes:

@@ -39,9 +39,9 @@ def get(c: Collector, path: str, token: str | None = "s3cret"):
         req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, dict(resp.headers), resp.read()
+            return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
+        return err.code, err.headers, err.read()
 
 
 def test_the_page_is_served_without_a_token_with_a_strict_policy(collector):
