@@ -1,6 +1,6 @@
 """OTLP/HTTP ingest through the collector's HTTP server: acknowledged spans/s and RSS.
 
-    python bench/http.py [--requests 300] [--clients 8] [--rounds 3] [--compare TREE]
+    python bench/otlp_http.py [--requests 300] [--clients 8] [--rounds 3] [--compare TREE]
 
 Starts `python -m collector` (from this checkout, and with ``--compare`` also from
 another source tree, e.g. a checkout of an earlier commit, alternating rounds), sends
