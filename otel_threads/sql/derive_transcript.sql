@@ -5,7 +5,9 @@
 -- Reading order: the thread's LLM calls (llm_calls, with messages) by start time, each
 -- call's input before its output, messages by position.
 -- Shown: every output message (the model's reply); an input message only when it is new:
---   - a message is keyed by (role, content, tool_calls, tool_call_id); the k-th copy of a
+--   - a message is keyed by (role, content, its tool calls' names and arguments,
+--     tool_call_id): not the calls' ids, which some producers leave out of the reply and
+--     put in the history that replays it (LiteLLM); the k-th copy of a
 --     key in a call's input is history when some earlier call of the thread already held
 --     k copies of it (input and output together: the previous reply comes back as input),
 --     so a user who repeats "yes" in a later turn is still shown;
@@ -27,7 +29,9 @@ WITH msg AS (
            dense_rank() OVER (PARTITION BY m.thread_id
                               ORDER BY s.start_time_unix_nano, s.end_time_unix_nano,
                                        m.trace_id, m.span_id) AS call_idx,
-           md5(to_json({'role': m.role, 'content': m.content, 'tool_calls': m.tool_calls,
+           md5(to_json({'role': m.role, 'content': m.content,
+                        'tool_calls': list_transform(json_extract(m.tool_calls, '$[*]'),
+                                                     lambda c: [c->'name', c->'arguments']),
                         'tool_call_id': m.tool_call_id})::VARCHAR) AS k,
            m.direction = 'input' AND m.role <> 'system' AS is_prompt
     FROM messages m
