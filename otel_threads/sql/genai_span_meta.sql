@@ -115,7 +115,9 @@ meta AS (
                k."llm.vendor")) AS provider,
            coalesce(k."gen_ai.request.model", k."llm.request.model",
                     try(json(k."llm.invocation_parameters"))->>'model', k."ai.model.id",
-                    try(json(k."mlflow.llm.model"))->>'$', request->>'model',
+                    -- the request payload's model before MLflow's mlflow.llm.model, which
+                    -- MLflow 3 fills from the response (the dated model)
+                    request->>'model', try(json(k."mlflow.llm.model"))->>'$',
                     k."langfuse.observation.model.name", k."llm.model_name") AS request_model,
            coalesce(k."gen_ai.response.model", k."llm.response.model", k."llm.model_name",
                     k."ai.response.model", response->>'model', response->>'model_version',
