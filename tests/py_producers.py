@@ -224,6 +224,47 @@ def run_langchain(grpc: str, http: str, llm: str, session: str) -> None:
     logger_provider.shutdown()
 
 
+def run_google_adk(grpc: str, http: str, llm: str, session: str) -> None:
+    """Google ADK: an LlmAgent on ADK's LiteLlm model (OpenAI-compatible, the fake),
+    its session id the conversation's; spans and logs over OTLP/gRPC."""
+    os.environ.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                       "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"})
+    import asyncio
+
+    from google.adk.agents import LlmAgent
+    from google.adk.models.lite_llm import LiteLlm
+    from google.adk.runners import InMemoryRunner
+    from google.genai import types
+
+    tracer_provider, logger_provider = _sdk(grpc, "adk-app")
+
+    def get_order_status(order_id: str) -> str:
+        """Look up an order"""
+        return order_status(order_id)
+
+    agent = LlmAgent(name="support", instruction=SYSTEM, tools=[get_order_status],
+                     model=LiteLlm(model="openai/gpt-4o-mini", api_base=llm, api_key="unused"))
+    runner = InMemoryRunner(agent, app_name="support")
+
+    async def converse() -> list[str]:
+        await runner.session_service.create_session(app_name="support", user_id="u",
+                                                    session_id=session)
+        answers = []
+        for text in (ASK, THANKS):
+            final = ""
+            async for event in runner.run_async(user_id="u", session_id=session,
+                                                new_message=types.Content(
+                                                    role="user", parts=[types.Part(text=text)])):
+                if event.is_final_response() and event.content and event.content.parts:
+                    final = "".join(p.text or "" for p in event.content.parts)
+            answers.append(final)
+        return answers
+    first, second = asyncio.run(converse())
+    print(f"turn 1: {first}\nturn 2: {second}")
+    tracer_provider.shutdown()
+    logger_provider.shutdown()
+
+
 def main() -> None:
     name, grpc, http, llm, session = sys.argv[1:6]
     os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)

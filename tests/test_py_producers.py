@@ -1,12 +1,13 @@
 """Real Python GenAI libraries, unmodified, end to end: pydantic-ai, LangChain/LangGraph
-with OpenInference, logfire, MLflow tracing and LiteLLM (tests/py_producers.py runs each
+with OpenInference, logfire, MLflow tracing, LiteLLM and Google ADK (tests/py_producers.py
+runs each
 in a process of its own, against otel_threads.fakellm, exporting with the library's
 own exporter); then all of them and the JavaScript ones into one store, as many apps
 share one collector, and every thread read again.
 
 Each holds the same conversation: turn 1 asks where an order is and the model calls
 the order tool; turn 2 says thanks. Agents (pydantic-ai, LangChain) offer the tool in
-turn 2 too, and the fake model calls it again: a second tool loop.
+turn 2 too, and the fake model calls it again: a second tool loop (so does Google ADK).
 """
 
 from __future__ import annotations
@@ -37,7 +38,14 @@ PRODUCERS = {
     "logfire": ("logfire-app", "semconv-1.37", "get_order_status", False),
     "mlflow": ("mlflow-app", "mlflow", "get_order_status", False),
     "litellm": ("litellm-app", "openllmetry-json", "get_order_status", False),
+    "google-adk": ("adk-app", "google-adk", "get_order_status", True),
 }
+#: Google ADK (through its LiteLlm model) says what it sends as it is: its own name as
+#: the system, LiteLLM's model string, no response model; it adds to the instruction,
+#: and wraps a tool's result in {"result": ...} (which the fake model echoes).
+ADK_SYSTEM = f'{SYSTEM}\n\nYou are an agent. Your internal name is "support".'
+ADK_CALL = ("generate_content", "gcp.vertex.agent", "openai/gpt-4o-mini", None)
+OPENAI_CALL = ("chat", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18")
 
 
 def run(producer: str, c: Collector, llm_url: str, session: str) -> None:
@@ -46,8 +54,8 @@ def run(producer: str, c: Collector, llm_url: str, session: str) -> None:
         [sys.executable, "-m", "py_producers", producer, c.endpoints.grpc, c.endpoints.http,
          llm_url, session], cwd=TESTS, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.splitlines()[-2].startswith("turn 1: Here is what I found: A-1042"), (
-        out.stdout)
+    first = out.stdout.splitlines()[-2]
+    assert first.startswith("turn 1: Here is what I found: ") and "A-1042" in first, out.stdout
 
 
 def call(tool: str, call_id: str | None, order: str) -> str:
@@ -59,19 +67,27 @@ def conversation(producer: str) -> tuple[list[tuple], list[tuple[int, tuple]], l
     """(the whole history, each call's (input length, output), tokens per call)."""
     _, _, tool, agent = PRODUCERS[producer]
     first_id = None if producer == "litellm" else "call_1"  # LiteLLM's reply has no id
-    history = [("system", SYSTEM, None, None), ("user", ASK, None, None),
+    adk = producer == "google-adk"
+
+    def result(order: str, shown: bool = False) -> str:
+        if not adk:
+            return f"{order}: shipped"
+        return json.dumps({"result": f"{order}: shipped"}, separators=None if shown else (
+            ",", ":"))
+    history = [("system", ADK_SYSTEM if adk else SYSTEM, None, None), ("user", ASK, None, None),
                ("assistant", None, call(tool, "call_1", "A-1042"), None),
-               ("tool", "A-1042: shipped", None, "call_1"),
-               ("assistant", "Here is what I found: A-1042: shipped", None, None),
+               ("tool", result("A-1042"), None, "call_1"),
+               ("assistant", f"Here is what I found: {result('A-1042', True)}", None, None),
                ("user", THANKS, None, None)]
     calls = [(2, ("assistant", None, call(tool, first_id, "A-1042"), None)),
              (4, history[4])]
     if agent:
         history += [("assistant", None, call(tool, "call_2", "A-1"), None),
-                    ("tool", "A-1: shipped", None, "call_2"),
-                    ("assistant", "Here is what I found: A-1: shipped", None, None)]
+                    ("tool", result("A-1"), None, "call_2"),
+                    ("assistant", f"Here is what I found: {result('A-1', True)}", None, None)]
         calls += [(6, history[6]), (8, history[8])]
-        tokens = [(9, 2), (11, 7), (19, 2), (21, 7)]
+        tokens = ([(18, 2), (21, 8), (30, 2), (33, 8)] if adk  # its longer instruction
+                  else [(9, 2), (11, 7), (19, 2), (21, 7)])
     else:
         history += [("assistant", "You said: Thanks!", None, None)]
         calls += [(6, history[6])]
@@ -89,11 +105,11 @@ def assert_py_thread(c: Collector, producer: str, session: str) -> None:
         (2, n, sum(i for i, _ in tokens), sum(o for _, o in tokens), service)]
     assert rows(c, "SELECT turn_index, llm_call_count FROM turns WHERE thread_id = ? "
                    "ORDER BY turn_index", session) == [(1, 2), (2, 2 if agent else 1)]
+    model = ADK_CALL if producer == "google-adk" else OPENAI_CALL
     assert rows(c, "SELECT operation, provider, request_model, response_model, input_tokens, "
                    "output_tokens, convention FROM llm_calls WHERE thread_id = ? "
-                   "ORDER BY start_time", session) == [
-        ("chat", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", i, o, convention)
-        for i, o in tokens]
+                   "ORDER BY start_time", session) == [(*model, i, o, convention)
+                                                      for i, o in tokens]
     expected = []
     for length, output in calls:
         expected += [("input", i, *m) for i, m in enumerate(history[:length])]
