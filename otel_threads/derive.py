@@ -34,15 +34,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib import resources
 
 import duckdb
 import pyarrow as pa
 
-__all__ = ["DERIVED", "DeriveWorker", "Deriver", "data_error"]
+__all__ = ["DERIVED", "Deriver", "data_error"]
 
 _logger = logging.getLogger(__name__)
 
@@ -309,7 +308,7 @@ class Deriver:
             self._drop_temps()
         self.set_aside_total += 1
         log = _logger.warning if self.set_aside_total <= _LOGGED_SET_ASIDES else _logger.debug
-        log("trace %s does not derive and is set aside (the view derive_errors lists it; "
+        log("trace %s does not derive and is set aside (the table derive_errors lists it; "
             "it is tried again when new data for it arrives): %s", trace, message)
 
     def _refresh(self, traces: list[str]) -> None:
@@ -426,90 +425,3 @@ class Deriver:
                 "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall():
             self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
         self._scopes = 0
-
-
-class DeriveWorker:
-    """Runs `Deriver.refresh` on its own thread and connection, behind the writer.
-
-    Ingest comes first: while the writer is busy (``busy()`` is true) the worker
-    waits, unless the oldest commit it has not derived is ``max_lag_s`` old; so
-    acknowledgements never wait for derivation, and under sustained load the
-    derived views lag by at most about ``max_lag_s``. `sync` waits until every
-    commit reported so far is derived.
-    """
-
-    def __init__(self, con: duckdb.DuckDBPyConnection, busy: Callable[[], bool],
-                 max_lag_s: float = 5.0) -> None:
-        self._deriver = Deriver(con)
-        self._con = con
-        self._busy = busy
-        self.max_lag_s = max_lag_s
-        self.failures = 0
-        self._cond = threading.Condition()
-        self._reported = 0  # commits the writer has reported
-        self._derived = 0  # commits whose traces are derived
-        self._oldest = 0.0  # monotonic time of the oldest commit not derived
-        self._closing = False
-        if self._deriver.pending():  # left over by a process that stopped (or was killed)
-            self._reported, self._oldest = 1, time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="otel-threads-derive",
-                                        daemon=True)
-        self._thread.start()
-
-    @property
-    def set_aside_total(self) -> int:
-        """Traces set aside since this worker started (`Deriver.set_aside`)."""
-        return self._deriver.set_aside_total
-
-    def committed(self) -> None:
-        """The writer committed a batch whose traces are in ``derive_queue``."""
-        with self._cond:
-            if self._derived == self._reported:
-                self._oldest = time.monotonic()
-            self._reported += 1
-            self._cond.notify_all()
-
-    def sync(self, timeout: float | None = None) -> bool:
-        """Wait until every commit reported so far is derived."""
-        with self._cond:
-            target = self._reported
-            self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._derived >= target or self._closing,
-                                       timeout)
-
-    def close(self) -> None:
-        """Derive what is left, then stop. Idempotent."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join()
-        self._con.close()
-
-    def _due(self) -> bool:
-        if self._derived >= self._reported:
-            return False
-        if self._closing or not self._busy():
-            return True
-        return time.monotonic() - self._oldest >= self.max_lag_s
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._due():
-                    if self._closing:
-                        return
-                    self._cond.wait(0.05 if self._derived < self._reported else None)
-                target = self._reported
-            try:
-                while self._deriver.refresh():
-                    pass
-            except Exception:
-                self.failures += 1
-                log = _logger.exception if self.failures == 1 else _logger.debug
-                log("deriving threads failed on an error of the store; the data is stored, "
-                    "the derived views lag until the next try (further failures are counted)")
-            with self._cond:
-                self._derived = target
-                if self._derived < self._reported:
-                    self._oldest = time.monotonic()
-                self._cond.notify_all()

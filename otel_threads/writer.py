@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from otel_threads.derive import Deriver, DeriveWorker
+from otel_threads.derive import Deriver
+from otel_threads.derive_worker import DeriveWorker
 from otel_threads.store import connect
 from otel_threads.writer_forks import FORK_POLICIES, ForkGate
 from otel_threads.writer_insert import insert_batch
@@ -276,7 +277,7 @@ class Writer:
 
     def derive_health(self) -> tuple[int, int, int]:
         """(traces set aside now, traces set aside since start, failed refreshes since
-        start): how derivation fares (otel_threads.derive; the view derive_errors says
+        start): how derivation fares (otel_threads.derive; the table derive_errors says
         which traces and why)."""
         with self.cursor() as cur:
             now = int(cur.execute("SELECT count(*) FROM derive_errors").fetchall()[0][0])
