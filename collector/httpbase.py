@@ -91,7 +91,11 @@ class BaseHandler:
 
     def _await(self, limit: int, keep: bool = True) -> bytes:
         future = asyncio.run_coroutine_threadsafe(self._read(limit, keep), self._loop)
-        return future.result(BODY_WAIT_S)
+        try:
+            return future.result(BODY_WAIT_S)
+        except TimeoutError:
+            future.cancel()  # stop reading: the connection is closed after the reply
+            raise
 
     def read_body(self, limit: int) -> bytes | None:
         """The request body, or None after replying 413 (over ``limit`` bytes: a declared
