@@ -747,7 +747,8 @@ def test_deep_nesting_is_truncated_not_a_crash():
     span += field(9, field(1, b"deep") + field(2, value))  # one more attribute, appended
     data = field(1, field(2, field(2, span)))
 
-    with pytest.raises(message.DecodeError, match="MaxDepth"):  # too deep for the standard parse
+    # too deep for the standard parse (protobuf 7 says MaxDepth, 6 only that it failed)
+    with pytest.raises(message.DecodeError):
         ExportTraceServiceRequest.FromString(data)
     (row,) = decode_traces_protobuf(data).table.to_pylist()
     node, levels = json.loads(row["attributes"])["deep"], 0
