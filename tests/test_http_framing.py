@@ -99,11 +99,16 @@ class Conn:
         return status, headers, body
 
     def closed(self) -> bool:
-        """Whether the server closed the connection (EOF) once its answers are read."""
+        """Whether the server closes the connection (EOF), whatever else it still sends
+        (an error answer's chunked body)."""
         try:
-            return self.sock.recv(1) == b""
+            while self.sock.recv(65536):
+                pass
         except ConnectionResetError:
-            return True
+            pass
+        except TimeoutError:  # still open after the socket's 30 s
+            return False
+        return True
 
     def _more(self) -> None:
         data = self.sock.recv(65536)
