@@ -61,6 +61,17 @@ def chunked(body: bytes, size: int = 1000) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
+OPEN: list[socket.socket] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_sockets():
+    """Every connection a test opened is closed, also when it fails half way."""
+    yield
+    while OPEN:
+        OPEN.pop().close()
+
+
 class Conn:
     """One keep-alive connection: write raw requests, read responses."""
 
@@ -68,6 +79,7 @@ class Conn:
         host, port = c.endpoints.http.split("://")[1].rsplit(":", 1)
         self.host = f"{host}:{port}"
         self.sock = socket.create_connection((host, int(port)), timeout=30)
+        OPEN.append(self.sock)
         self.buf = b""
 
     def head(self, path: str = "/v1/traces", **headers: str) -> bytes:
