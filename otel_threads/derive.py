@@ -31,11 +31,12 @@ that are missing, or stale because the SQL that defines them changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib import resources
 
 import duckdb
@@ -183,9 +184,8 @@ class Deriver:
     def _create(self, table: str, view: str, whole: bool) -> None:
         """(Re)create ``table`` in one transaction: from ``view`` over everything stored
         (``whole``), or empty with every stored trace queued for `refresh`."""
-        con, db = self.con, self.db
-        con.execute("BEGIN TRANSACTION")
-        try:
+        db = self.db
+        with self._transaction() as con:
             con.execute(f"DROP TABLE IF EXISTS {db}.{table}")
             con.execute(f"CREATE TABLE {db}.{table} AS SELECT * FROM {view}"
                         + ("" if whole else " LIMIT 0"))
@@ -199,10 +199,6 @@ class Deriver:
             elif table == DERIVED[0][0]:  # everything queued so far is covered from here on
                 con.execute("DELETE FROM derive_queue")
                 con.execute("DELETE FROM derive_errors")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
 
     # -- incremental -------------------------------------------------------------------
 
@@ -260,27 +256,17 @@ class Deriver:
 
     def _derive(self, traces: list[str]) -> None:
         """Re-derive ``traces`` and take them off the queue, in one transaction."""
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction() as con:
             self._refresh(traces)
             in_traces = self._in("trace_id", traces)
             con.execute(f"DELETE FROM derive_queue WHERE {in_traces}")
             con.execute(f"DELETE FROM derive_errors WHERE {in_traces}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            self._drop_temps()
 
     def set_aside(self, trace: str, exc: Exception) -> None:
         """Record that ``trace`` does not derive, and take it off the queue: its rows in
         the derived tables stay as they were until new data for it arrives."""
-        con = self.con
         message = " ".join(str(exc).split())[:2000]
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction() as con:
             con.execute(f"""
                 CREATE TEMP TABLE _failed AS
                 SELECT ?::VARCHAR AS trace_id,
@@ -300,12 +286,6 @@ class Deriver:
                        failures + 1
                 FROM temp._failed""", [message])
             con.execute("DELETE FROM derive_queue WHERE trace_id = ?", [trace])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            self._drop_temps()
         self.set_aside_total += 1
         log = _logger.warning if self.set_aside_total <= _LOGGED_SET_ASIDES else _logger.debug
         log("trace %s does not derive and is set aside (the table derive_errors lists it; "
@@ -406,6 +386,20 @@ class Deriver:
         con.execute(f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
                     f"WHERE {in_traces}")
         con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM {db}.logs WHERE {in_traces}")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction, rolled back on any error; TEMP tables dropped after."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            self._drop_temps()
 
     def _in(self, column: str, values: Iterable[str]) -> str:
         values = list(values)
