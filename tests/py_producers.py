@@ -265,6 +265,9 @@ def run_google_adk(grpc: str, http: str, llm: str, session: str) -> None:
     logger_provider.shutdown()
 
 
+run_google_adk_2 = run_google_adk  # the same app on ADK 2.x (.venv-adk2): content as logs
+
+
 def main() -> None:
     name, grpc, http, llm, session = sys.argv[1:6]
     os.environ.pop("OTEL_EXPORTER_OTLP_ENDPOINT", None)
