@@ -73,7 +73,7 @@ def render_metrics(collector: Collector) -> str:
            [("", ingest.inflight_bytes)])
     errors_now, set_aside, derive_failures = collector.writer.derive_health()
     metric("otel_threads_derive_errors", "gauge",
-           "Traces whose derivation fails, set aside (the view derive_errors lists them).",
+           "Traces whose derivation fails, set aside (the table derive_errors lists them).",
            [("", errors_now)])
     metric("otel_threads_derive_set_aside_total", "counter",
            "Times a trace was set aside because its derivation failed.", [("", set_aside)])
