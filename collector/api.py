@@ -219,7 +219,13 @@ class ApiHandler(BaseHandler):
         self.reply(status, body, "application/json")
 
     def _json_body(self) -> tuple[bool, Any]:
-        """(True, parsed body), or (False, None) after replying with the error."""
+        """(True, parsed body), or (False, None) after replying with the error. Only an
+        application/json body: a web page cannot send one to another site without asking
+        first (CORS), and this API answers no such question."""
+        media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
+            self._send(415, {"error": f"send the body as application/json, not {media!r}"})
+            return False, None
         body = self.read_body(1 << 20)
         if body is None:
             return False, None

@@ -101,6 +101,16 @@ def _text(value: str) -> str:
     return value
 
 
+def _hosts(value: str) -> tuple[str, ...]:
+    names = tuple(h.strip().lower() for h in value.split(",") if h.strip())
+    for name in names:
+        if name != "*" and ((":" in name.strip("[]") and not name.startswith("["))
+                            or "/" in name or " " in name):
+            raise ConfigError(f"expected host names or addresses separated by commas, "
+                              f"without ports, got {name!r}")
+    return names
+
+
 def _retention(value: str) -> dt.timedelta | None:
     if value.strip().lower() in ("off", "none", "0", ""):
         return None
@@ -133,6 +143,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Query API, /healthz, /metrics and the web page, or 'off'."),
     Setting("token", "--token", "OTEL_THREADS_TOKEN", _text, None,
             "Require 'Authorization: Bearer TOKEN' on every listener.", secret=True),
+    Setting("allowed_hosts", "--allowed-hosts", "OTEL_THREADS_ALLOWED_HOSTS", _hosts, None,
+            "Host names (comma-separated) the HTTP listeners answer to besides their own "
+            "address and loopback names, e.g. a name behind a proxy; '*' for any. Other "
+            "Host headers (DNS rebinding) are refused."),
     Setting("tls_cert", "--tls-cert", "OTEL_THREADS_TLS_CERT", _existing_file, None,
             "PEM certificate: serve TLS on every listener (needs --tls-key)."),
     Setting("tls_key", "--tls-key", "OTEL_THREADS_TLS_KEY", _existing_file, None,
@@ -163,6 +177,7 @@ class Config:
     http: tuple[str, int] | None = ("127.0.0.1", 4318)
     api: tuple[str, int] | None = ("127.0.0.1", 4319)
     token: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
     tls_cert: str | None = None
     tls_key: str | None = None
     parse_workers: int = 0

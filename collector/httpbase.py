@@ -127,6 +127,41 @@ class BaseHandler:
         with contextlib.suppress(_BodyTooLarge, _Disconnected, TimeoutError):
             self._await(min(size, cap), keep=False)
 
+    # -- who is asking -----------------------------------------------------------------
+
+    #: the listener's own host (set by `HttpListener`): answered besides loopback names
+    listener_host = "127.0.0.1"
+    _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+    def refused_by_origin(self) -> str | None:
+        """Why a web page must not get this request through, or None.
+
+        127.0.0.1 is no boundary for a browser: a page on any site can send requests to
+        it (cross-site, "no-cors"), and a DNS-rebinding page can make its own name
+        resolve to 127.0.0.1 and read the answers. So a request is refused when its
+        Host is not the listener's address, a loopback name or one of
+        ``--allowed-hosts``; when its Origin is another origin than the one it was sent
+        to; or when the browser says (Sec-Fetch-Site) it comes from another site or
+        origin. Clients that are not browsers send neither header.
+        """
+        host = self.headers.get("Host")
+        if host is not None:
+            name = _host_name(host)
+            allowed = self.config.allowed_hosts or ()
+            if (name not in self._LOOPBACK and name != self.listener_host.lower()
+                    and name not in allowed and "*" not in allowed):
+                return (f"Host {host!r} is not this collector's address: add it with "
+                        "--allowed-hosts to serve it under that name")
+        origin = self.headers.get("Origin")
+        if origin is not None and host is not None:
+            own = {f"http://{host}".lower(), f"https://{host}".lower()}
+            if origin.lower() not in own:
+                return f"requests from the web page at {origin} are refused"
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site.lower() not in ("same-origin", "none"):
+            return f"requests from another web page ({site}) are refused"
+        return None
+
     # -- the reply ----------------------------------------------------------------------
 
     def authorized(self) -> bool:
@@ -156,18 +191,31 @@ class BaseHandler:
         self.reply(status, body, "application/json", headers, close)
 
     def handle(self) -> None:
-        """Run ``do_<METHOD>``; a method the handler lacks is a 501. A request framed
-        both by Content-Length and chunked is refused, and its connection closed
-        (RFC 9112 6.1: the two could disagree on where the next request starts)."""
+        """Run ``do_<METHOD>``; a method the handler lacks is a 501. Refused first:
+        a request framed both by Content-Length and chunked (RFC 9112 6.1: the two could
+        disagree on where the next request starts; the connection is closed), and any
+        request a web page could have made (`refused_by_origin`)."""
         if "Transfer-Encoding" in self.headers and "Content-Length" in self.headers:
             self.reply_json(400, {"error": "send Content-Length or Transfer-Encoding, "
                                            "not both"}, close=True)
+            return
+        refusal = self.refused_by_origin()
+        if refusal is not None:
+            self.reply_json(403, {"error": refusal})
             return
         method = getattr(self, f"do_{self.command}", None)
         if method is None:
             self.reply_json(501, {"error": f"{self.command} is not supported"})
             return
         method()
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header, without its port ('[::1]:4319' -> '[::1]')."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[:host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 class _App:
@@ -204,7 +252,9 @@ class HttpListener:
         self.address = address
         self.name = name
         self.flag = flag
-        self._handler = type(handler.__name__, (handler,), {"config": config, **attrs})
+        self._handler = type(handler.__name__, (handler,), {
+            "config": config, "listener_host": (f"[{address[0]}]" if ":" in address[0]
+                                                 else address[0]).lower(), **attrs})
         self._pool: ThreadPoolExecutor | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
