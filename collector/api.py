@@ -97,6 +97,11 @@ def render_metrics(collector: Collector) -> str:
 
 #: Most rows `/sql` returns; the answer says when it cut.
 SQL_MAX_ROWS = 10_000
+#: Most bytes of values (as text) `/sql` returns; rows past it are cut, and said so.
+SQL_MAX_BYTES = 16 << 20
+#: Most tables one `/sql` statement may name: DuckDB's planner does not stop when
+#: interrupted, and a statement joining hundreds of tables plans for minutes.
+SQL_MAX_TABLES = 64
 #: Longest a `/sql` statement may run before it is interrupted.
 SQL_TIMEOUT_S = 30.0
 #: Longest a read waits for the derived views to catch up with what was acknowledged.
@@ -121,21 +126,38 @@ def _jsonable(value: Any) -> Any:
 
 def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str,
                      max_rows: int = SQL_MAX_ROWS, timeout_s: float = SQL_TIMEOUT_S,
-                     ) -> dict[str, Any]:
-    """One statement in a READ ONLY transaction; ValueError for anything refused."""
+                     max_bytes: int = SQL_MAX_BYTES) -> dict[str, Any]:
+    """One statement in a READ ONLY transaction; ValueError for anything refused. The
+    answer holds at most ``max_rows`` rows and about ``max_bytes`` of values;
+    ``truncated`` says when it was cut."""
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
         raise ValueError(f"SQL does not parse: {exc}") from None
     if len(statements) != 1:
         raise ValueError(f"send exactly one SQL statement, got {len(statements)}")
+    tables = _table_refs(con, sql)
+    if tables > SQL_MAX_TABLES:
+        raise ValueError(f"the statement names {tables} tables; /sql plans at most "
+                         f"{SQL_MAX_TABLES} (planning is not interruptible)")
     timer = threading.Timer(timeout_s, con.interrupt)
     con.execute("BEGIN TRANSACTION READ ONLY")
     timer.start()
+    rows: list[list[Any]] = []
+    truncated, size = False, 0
     try:
         cur = con.execute(sql)
         columns = [d[0] for d in cur.description or []]
-        rows = cur.fetchmany(max_rows + 1)
+        while not truncated:
+            batch = cur.fetchmany(256)
+            if not batch:
+                break
+            for row in batch:
+                size += sum(len(str(v)) for v in row)
+                if len(rows) == max_rows or size > max_bytes:
+                    truncated = True
+                    break
+                rows.append(list(row))
     except duckdb.InterruptException:
         if not timer.finished.is_set():  # interrupted by the store closing, not the timer
             raise StoreClosed("the query was stopped: the collector is stopping") from None
@@ -146,8 +168,17 @@ def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str,
         timer.cancel()
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
-    return {"columns": columns, "rows": [list(r) for r in rows[:max_rows]],
-            "truncated": len(rows) > max_rows}
+    return {"columns": columns, "rows": rows, "truncated": truncated}
+
+
+def _table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """How many tables (and table functions) a SELECT names, from DuckDB's own parse
+    (other statements: 0, the READ ONLY transaction judges them)."""
+    try:
+        tree = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchall()[0][0]
+    except duckdb.Error:
+        return 0
+    return tree.count('"type":"BASE_TABLE"') + tree.count('"type":"TABLE_FUNCTION"')
 
 
 #: The web page: static files shipped in collector/web, served as they are.

@@ -204,3 +204,20 @@ def test_lists_carry_previews_and_the_detail_whole_texts(tmp_path):
         assert client.thread("doc").thread.first_input == long_text
     finally:
         c.stop()
+
+
+def test_sql_refuses_what_would_plan_for_minutes_and_cuts_big_answers(served):
+    """A statement naming hundreds of tables would plan for minutes, deaf to the
+    timeout: refused up front. An answer past the byte cap is cut and says so."""
+    c, _ = served
+    n = 400
+    join = ("SELECT count(*) FROM " + ", ".join(f"threads t{i}" for i in range(n)) + " WHERE "
+            + " AND ".join(f"t{i}.thread_id = t{i + 1}.thread_id" for i in range(n - 1)))
+    status, answer = api(c, "POST", "/sql", {"sql": join})
+    assert status == 400 and "names 400 tables" in answer["error"], answer
+    status, answer = api(c, "POST", "/sql", {
+        "sql": "SELECT i, repeat('x', 10000000) AS big FROM range(4) r(i)"})
+    assert status == 200 and answer["truncated"] is True
+    assert [row[0] for row in answer["rows"]] == [0]  # 10 MB of the 16 MiB cap; not 20
+    status, answer = api(c, "POST", "/sql", {"sql": "SELECT i FROM range(3) r(i)"})
+    assert answer == {"columns": ["i"], "rows": [[0], [1], [2]], "truncated": False}
