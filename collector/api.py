@@ -67,6 +67,12 @@ def render_metrics(collector: Collector) -> str:
            [("", w.overloaded + ingest.overloaded)])
     metric("otel_threads_failed_batches_total", "counter", "Commits that failed.",
            [("", w.failed_batches)])
+    metric("otel_threads_store_up", "gauge",
+           "1 while the store commits durably; 0 while exports are refused (see the log).",
+           [("", 0 if collector.writer.fault else 1)])
+    metric("otel_threads_store_faults_total", "counter",
+           "Times the store could not commit durably (deleted, read-only, fatal error...).",
+           [("", collector.writer.faults)])
     metric("otel_threads_queue_rows", "gauge", "Rows waiting for a commit.",
            [("", w.pending_rows)])
     metric("otel_threads_inflight_bytes", "gauge", "Request bytes being decoded or written.",
@@ -286,8 +292,12 @@ class ApiHandler(BaseHandler):
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         if path in self.web_files:
             self._web(path)
-        elif path == "/healthz":
-            self._send(200, {"status": "ok"})  # open without the token: says nothing more
+        elif path == "/healthz":  # open without the token: says nothing more
+            fault = self.collector.writer.fault
+            if fault is None:
+                self._send(200, {"status": "ok"})
+            else:  # what kind of fault, not where the file is (the log says it all)
+                self._send(503, {"status": "unavailable", "store": fault.kind})
         elif path == "/ui/threads":
             try:
                 req, sort = _page_query(query)

@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import duckdb
+
 from collector.api import ApiHandler
 from collector.config import Config
 from collector.grpc_server import GrpcReceiver
@@ -49,11 +51,22 @@ def _url(scheme: str, address: tuple[str, int] | None, port: int | None) -> str 
     return f"{scheme}://{host}:{port}"
 
 
+def _harden(con: duckdb.DuckDBPyConnection) -> None:
+    """Settings of the collector's database, each time the writer opens it."""
+    # The API serves ad-hoc SQL: no files, ATTACH or extensions from this database,
+    # and no changing that back (its own file is unaffected).
+    con.execute("SET enable_external_access = false")
+    # One DuckDB thread: on a small machine the decode workers need the other cores
+    # more than the insert needs parallelism (measured: less CPU per row).
+    con.execute("SET threads = 1")
+    con.execute("SET lock_configuration = true")
+
+
 class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.writer = Writer(config.db, max_pending_rows=config.max_pending_rows,
-                             on_fork=config.on_fork)
+                             on_fork=config.on_fork, on_open=_harden)
         self.ingest = Ingest(self.writer, parse_workers=config.parse_workers,
                              max_request_bytes=config.max_request_bytes)
         self._grpc: GrpcReceiver | None = None
@@ -70,14 +83,6 @@ class Collector:
         cfg = self.config
         scheme = "https" if cfg.tls_cert else "http"
         self.writer.start()
-        with self.writer.cursor() as con:
-            # The API serves ad-hoc SQL: no files, ATTACH or extensions from this
-            # database, and no changing that back (its own file is unaffected).
-            con.execute("SET enable_external_access = false")
-            # One DuckDB thread: on a small machine the decode workers need the other
-            # cores more than the insert needs parallelism (measured: less CPU per row).
-            con.execute("SET threads = 1")
-            con.execute("SET lock_configuration = true")
         try:
             self.ingest.start()
             api_port = http_port = grpc_port = None

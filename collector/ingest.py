@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.decode_pool import DecodePool, WorkerDied, decode_inline
 from otel_threads.decode import DecodeError
-from otel_threads.writer import Overloaded, Writer
+from otel_threads.writer import Overloaded, StoreUnavailable, Writer
 
 __all__ = ["ExportResult", "Ingest", "RequestTooLarge", "Status", "status_for"]
 
@@ -83,6 +83,8 @@ def status_for(exc: BaseException) -> Status:
     if isinstance(exc, RequestTooLarge):
         return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 413, str(exc))
     if isinstance(exc, Overloaded):
+        return Status(grpc.StatusCode.UNAVAILABLE, 503, str(exc), exc.retry_after_s)
+    if isinstance(exc, StoreUnavailable):
         return Status(grpc.StatusCode.UNAVAILABLE, 503, str(exc), exc.retry_after_s)
     if isinstance(exc, ShuttingDown):
         return Status(grpc.StatusCode.UNAVAILABLE, 503, str(exc), 1.0)

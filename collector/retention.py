@@ -48,7 +48,7 @@ class RetentionTask:
 
     def run_once(self) -> PruneResult:
         before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - self.retention
-        with self.writer.cursor() as con:
+        with self.writer.cursor() as con, self.writer.checkpoint_lock:
             res = prune(con, before)
         self.pruned_threads += res.threads
         if res.threads or res.traces or res.spans or res.logs:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import duckdb
 
 from otel_threads.derive import Deriver
+from otel_threads.writer_health import classify
 
 __all__ = ["DeriveWorker"]
 
@@ -28,11 +29,15 @@ class DeriveWorker:
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, busy: Callable[[], bool],
-                 max_lag_s: float = 5.0) -> None:
+                 max_lag_s: float = 5.0, lock: threading.Lock | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         self._deriver = Deriver(con)
         self._con = con
         self._busy = busy
         self.max_lag_s = max_lag_s
+        #: held for each refresh (the writer checkpoints only while it is free)
+        self._lock = lock or threading.Lock()
+        self._on_error = on_error
         self.failures = 0
         self._cond = threading.Condition()
         self._reported = 0  # commits the writer has reported
@@ -81,6 +86,10 @@ class DeriveWorker:
             return True
         return time.monotonic() - self._oldest >= self.max_lag_s
 
+    def _refresh(self) -> int:
+        with self._lock:
+            return self._deriver.refresh()
+
     def _run(self) -> None:
         while True:
             with self._cond:
@@ -90,13 +99,17 @@ class DeriveWorker:
                     self._cond.wait(0.05 if self._derived < self._reported else None)
                 target = self._reported
             try:
-                while self._deriver.refresh():
+                while self._refresh():
                     pass
-            except Exception:
+            except Exception as exc:
                 self.failures += 1
-                log = _logger.exception if self.failures == 1 else _logger.debug
-                log("deriving threads failed on an error of the store; the data is stored, "
-                    "the derived views lag until the next try (further failures are counted)")
+                if self._on_error is not None:
+                    self._on_error(exc)
+                log = _logger.error if self.failures == 1 else _logger.debug
+                log("deriving threads failed on an error of the store (%s); the data is "
+                    "stored, the derived views lag until the next try (further failures are "
+                    "counted)", " ".join(str(exc).split())[:300],
+                    exc_info=classify(exc) is None)  # a bug of ours: the traceback too
             with self._cond:
                 self._derived = target
                 if self._derived < self._reported:

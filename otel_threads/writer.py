@@ -14,6 +14,10 @@ Memory is bounded: `submit` raises `Overloaded` when the rows waiting for a
 commit would exceed ``max_pending_rows``; receivers answer that with
 UNAVAILABLE / HTTP 503 and exporters retry later.
 
+When the store cannot commit durably (the file deleted, read-only or replaced, a disk
+that fails, DuckDB's fatal errors), exports are refused and the writer heals
+(otel_threads.writer_health).
+
 Linked turns (otel_threads.writer_forks): the links are recorded with the spans,
 and with ``on_fork="reject"`` the spans of forking turns are refused; the future's
 `Written` counts them and says why.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,22 +41,41 @@ from otel_threads.derive import Deriver
 from otel_threads.derive_worker import DeriveWorker
 from otel_threads.store import connect
 from otel_threads.writer_forks import FORK_POLICIES, ForkGate
+from otel_threads.writer_health import KINDS as FAULT_KINDS
+from otel_threads.writer_health import Fault, check_file, classify, file_identity, write_back
 from otel_threads.writer_insert import insert_batch
 from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
 
-__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "Overloaded", "StoreClosed", "Writer", "WriterStats",
-           "Written"]
+__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "Fault", "Overloaded", "StoreClosed",
+           "StoreUnavailable", "Writer", "WriterStats", "Written"]
 
 _logger = logging.getLogger(__name__)
 
 
+#: WAL size past which the writer checkpoints after a commit; below it, it checkpoints
+#: only when idle. DuckDB's own automatic checkpoint is off: a checkpoint must never run
+#: while derivation writes (see `Writer.checkpoint_lock`).
+WAL_CHECKPOINT_BYTES = 256 << 20
+#: What opening an existing file can raise that may go away (a truncated or unreadable
+#: file, one made read-only): the writer starts anyway and keeps trying.
+_OPEN_FAULTS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException,
+                duckdb.SerializationException, PermissionError)
+#: Seconds between checks that the file is still the one opened, and writable.
+WATCH_S = 0.5
 
-#: WAL size at which DuckDB checkpoints during a commit; below it, the writer
-#: checkpoints only when idle.
-WAL_CHECKPOINT_THRESHOLD = "256MB"
 
 class StoreClosed(RuntimeError):
     """The store is closed, or closing: no more reads."""
+
+
+class StoreUnavailable(StoreClosed):
+    """The store cannot commit durably now (a `Fault`): nothing was stored; retry later."""
+
+    def __init__(self, fault: Fault, retry_after_s: float) -> None:
+        super().__init__(f"the store is unavailable: {FAULT_KINDS[fault.kind]}; "
+                         f"retry in {retry_after_s:g}s")
+        self.fault = fault
+        self.retry_after_s = retry_after_s
 
 
 class Overloaded(RuntimeError):
@@ -110,6 +134,8 @@ class Writer:
         derive_max_lag_s: float = 5.0,
         on_fork: str = "allow",
         connection_factory: Callable[[str], duckdb.DuckDBPyConnection] = connect,
+        on_open: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        heal_interval_s: float = 1.0,
     ) -> None:
         if max_pending_rows < 1 or max_commit_rows < 1:
             raise ValueError("max_pending_rows and max_commit_rows must be at least 1")
@@ -123,6 +149,7 @@ class Writer:
         self.retry_after_s = retry_after_s
         self.stats = WriterStats()
         self._connection_factory = connection_factory
+        self._on_open = on_open
         self._con: duckdb.DuckDBPyConnection | None = None
         self._queue: list[_Item] = []
         self._cond = threading.Condition()
@@ -138,31 +165,90 @@ class Writer:
         self._readers_closed = False
         self._last_commit = 0.0
         self.quiet_s = 0.2
+        #: Held by whatever writes besides the writer thread (derivation, retention) and
+        #: by checkpoints: DuckDB 2.0 can fail a commit that deletes from an indexed
+        #: table while another connection checkpoints ("IndexEntry::RemoveFromIndex -
+        #: partially deleted from the checkpoint delta"), invalidating the database.
+        self.checkpoint_lock = threading.Lock()
+        #: Why the store cannot commit durably now (otel_threads.writer_health), or None.
+        self.fault: Fault | None = None
+        #: Faults met since start (each one is logged once).
+        self.faults = 0
+        self.heal_interval_s = heal_interval_s
+        self._retry_at = 0.0
+        self._backoff_s = 0.0
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the open file
+        self._checked_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> Writer:
-        """Open (and migrate) the file and start the writer thread."""
+        """Open (and migrate) the file and start the writer thread.
+
+        A file that exists but cannot be opened (unreadable, truncated, read-only) is a
+        `Fault`: the writer starts anyway, refuses exports, and opens the file as soon
+        as it can. Anything else that keeps it from opening is raised.
+        """
         if self._thread is not None:
             return self
-        self._con = self._connection_factory(self.path)
-        # Checkpoints (folding the WAL into the file) run inside a commit and
-        # cost more than the commit: let the WAL grow under load and
-        # checkpoint when idle instead (see _take). Durability is the WAL's.
-        self._con.execute(f"SET checkpoint_threshold = '{WAL_CHECKPOINT_THRESHOLD}'")
-        if self.on_fork == "reject":
-            self._forks = ForkGate(self._con)
-        if Deriver(self._con).enabled():
-            self._derive = DeriveWorker(self._con.cursor(), self.busy, self.derive_max_lag_s)
-        self._seq = max(
-            self._con.execute(
-                "SELECT coalesce(max(ingest_seq), 0) FROM spans_raw UNION ALL "
-                "SELECT coalesce(max(ingest_seq), 0) FROM logs"
-            ).fetchall()
-        )[0]
+        try:
+            self._open()
+        except Exception as exc:
+            if not isinstance(exc, _OPEN_FAULTS) or not os.path.isfile(self.path):
+                raise
+            self._set_fault(Fault("open", " ".join(str(exc).split())[:300]))
+            self._retry_at = time.monotonic() + self.heal_interval_s
         self._thread = threading.Thread(target=self._run, name="otel-threads-writer", daemon=True)
         self._thread.start()
         return self
+
+    def _open(self, checkpoint: bool = False) -> None:
+        """Open the file: the connection, derivation, what the writer keeps of it. With
+        ``checkpoint``, the file must also take a checkpoint first (after a fatal error:
+        the WAL replayed, then written into the file), or this raises."""
+        con = self._connection_factory(self.path)
+        try:
+            if checkpoint:
+                con.execute("CHECKPOINT")
+            # Checkpoints (folding the WAL into the file) run inside a commit and cost
+            # more than the commit: the writer checkpoints itself, when idle or when the
+            # WAL passes WAL_CHECKPOINT_BYTES, never while derivation writes.
+            con.execute("SET checkpoint_threshold = '1TB'")
+            if self._on_open is not None:
+                self._on_open(con)
+            forks = ForkGate(con) if self.on_fork == "reject" else None
+            seq = max(con.execute(
+                "SELECT coalesce(max(ingest_seq), 0) FROM spans_raw UNION ALL "
+                "SELECT coalesce(max(ingest_seq), 0) FROM logs").fetchall())[0]
+            derive = (DeriveWorker(con.cursor(), self.busy, self.derive_max_lag_s,
+                                   lock=self.checkpoint_lock, on_error=self._store_error)
+                      if Deriver(con).enabled() else None)
+        except BaseException:
+            con.close()
+            raise
+        with self._readers_lock:
+            self._con, self._forks, self._seq, self._derive = con, forks, seq, derive
+            self._identity = file_identity(self.path)
+            self._readers_closed = False
+        self._checked_at = time.monotonic()
+
+    def _close_store(self, checkpoint: bool) -> None:
+        """Stop derivation and reads, then close the file (checkpointed first if asked)."""
+        derive, self._derive = self._derive, None
+        if derive is not None:
+            derive.close()
+        if self._con is None:
+            return
+        self._close_readers(timeout=5.0)
+        with self._readers_lock:
+            con, self._con = self._con, None
+        if checkpoint:
+            try:
+                con.execute("CHECKPOINT")
+            except duckdb.Error:
+                _logger.warning("checkpoint at close failed", exc_info=True)
+        with contextlib.suppress(duckdb.Error):
+            con.close()
 
     @contextlib.contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -171,6 +257,9 @@ class Writer:
         read never keeps the store from closing."""
         with self._readers_lock:
             if self._con is None or self._readers_closed:
+                fault = self.fault
+                if fault is not None and not self._closing:
+                    raise StoreUnavailable(fault, self.heal_interval_s)
                 raise StoreClosed("the store is closed" if self._con is None
                                   else "the store is closing")
             cur = self._con.cursor()
@@ -202,24 +291,17 @@ class Writer:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 _logger.error("writer did not drain within %ss; closing anyway", timeout)
-        if self._derive is not None:
-            self._derive.close()
-            self._derive = None
-        if self._con is not None:
-            self._close_readers(timeout=5.0)
-            try:
-                self._con.execute("CHECKPOINT")
-            except duckdb.Error:
-                _logger.warning("checkpoint at close failed", exc_info=True)
-            self._con.close()
-            self._con = None
+        if self.fault is not None and self.fault.kind == "deleted" and self._con is not None:
+            self._write_back()  # the last chance: what it holds is lost otherwise
+        self._close_store(checkpoint=self.fault is None)
 
     # -- producers -----------------------------------------------------------------
 
     def submit(self, kind: str, table: pa.Table) -> Future[Written]:
         """Queue rows for the next commit; the future resolves to `Written` after it.
 
-        Raises `Overloaded` when the queue is full and RuntimeError once closing.
+        Raises `Overloaded` when the queue is full, `StoreUnavailable` while the store
+        cannot commit durably (a `Fault`), and RuntimeError once closing.
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -227,6 +309,10 @@ class Writer:
         with self._cond:
             if self._closing or self._thread is None:
                 raise RuntimeError("the writer is not accepting data (not started or closing)")
+            fault = self.fault
+            # after a failed commit ("write"), the next export past the retry time tries
+            if fault is not None and (fault.kind != "write" or time.monotonic() < self._retry_at):
+                raise StoreUnavailable(fault, self.retry_after_s)
             pending = self.stats.pending_rows
             if pending and pending + item.rows > self.max_pending_rows:
                 self.stats.overloaded += 1
@@ -259,15 +345,128 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            items = self._take(self.idle_checkpoint_s)
+            if self.fault is not None and time.monotonic() >= self._retry_at:
+                self._heal()
+            wait = self.idle_checkpoint_s if self.fault is None else min(
+                self.idle_checkpoint_s, self.heal_interval_s)
+            items = self._take(wait)
             if items is None:
                 return  # closing and drained
-            if not items:
-                if self._dirty:
-                    self._checkpoint()  # idle: fold the WAL into the file
+            self._watch(force=bool(items))  # never acknowledge into a file that is gone
+            if not items:  # idle: fold the WAL (of commits here and of derivation)
+                if self.fault is None and (self._dirty or _wal_bytes(self.path) > 0):
+                    self._watch(force=True)  # a read-only file would make it a fatal error
+                    if self.fault is None:
+                        self._checkpoint()
                 continue
-            for item in self._write(items):
+            fault = self.fault
+            if fault is not None and fault.kind != "write":
+                self._refuse(items, StoreUnavailable(fault, self.retry_after_s))
+                continue
+            committed = self._write(items)
+            if fault is not None and self.fault is fault and len(committed) == len(items):
+                self._clear_fault()  # the retried commit went through
+            for item in committed:
                 item.future.set_result(Written(item.rows, item.rejected, item.error))
+            if self.fault is None and _wal_bytes(self.path) > WAL_CHECKPOINT_BYTES:
+                self._checkpoint()
+
+    # -- when the store cannot commit durably (otel_threads.writer_health) ----------------
+
+    def _set_fault(self, fault: Fault) -> None:
+        with self._cond:
+            previous, self.fault = self.fault, fault
+            self._cond.notify_all()
+        if previous is None or previous.kind != fault.kind:
+            self.faults += 1
+            _logger.error("%s", fault.line(self.path))
+
+    def _clear_fault(self, how: str = "") -> None:
+        with self._cond:
+            previous, self.fault = self.fault, None
+        if previous is not None:
+            _logger.warning("the store %s commits again%s: exports resume", self.path,
+                            f" ({how})" if how else "")
+
+    def _store_error(self, exc: BaseException) -> None:
+        """Derivation met an error of the store: a fatal one stops ingest too, until the
+        writer has opened the file again."""
+        fault = classify(exc)
+        if fault is not None and fault.kind == "fatal":
+            self._set_fault(fault)
+
+    def _watch(self, force: bool = False) -> None:
+        """Check (every WATCH_S, or now if ``force``) that the open file is still at its
+        path and writable; start or end a fault accordingly."""
+        if self._identity is None or self._con is None:
+            return  # an in-memory store, or not open
+        now = time.monotonic()
+        if not force and now - self._checked_at < WATCH_S:
+            return
+        self._checked_at = now
+        found = check_file(self.path, self._identity)
+        current = self.fault
+        if found is not None:
+            if current is None or (current.kind in ("read-only", "replaced", "write")
+                                   and current.kind != found.kind):
+                self._set_fault(found)
+                self._retry_at = now  # a deleted file is written back at once
+        elif current is not None and current.kind in ("read-only", "replaced"):
+            self._clear_fault()
+
+    def _heal(self) -> None:
+        """One try at recovering from the fault (the next one after heal_interval_s)."""
+        fault = self.fault
+        assert fault is not None
+        self._retry_at = time.monotonic() + self.heal_interval_s
+        if fault.kind == "deleted":
+            if self._write_back():
+                self._reopen("written back")
+        elif fault.kind in ("fatal", "open"):
+            self._reopen("opened again")
+        else:  # read-only, replaced: they end when the file is back as it was
+            self._watch(force=True)
+
+    def _reopen(self, how: str) -> None:
+        """Close and open the file; if it cannot take a checkpoint yet (the disk is still
+        full), try again later, waiting longer each time (up to 30 s)."""
+        self._close_store(checkpoint=False)
+        try:
+            self._open(checkpoint=True)
+        except Exception as exc:
+            _logger.debug("opening %s again failed: %s", self.path, exc)
+            self._backoff_s = min(30.0, max(self.heal_interval_s, 2 * self._backoff_s))
+            self._retry_at = time.monotonic() + self._backoff_s
+            return
+        self._backoff_s = 0.0
+        self._clear_fault(how)
+
+    def _write_back(self) -> bool:
+        """Write the deleted file back from the copy still open; False if not (yet)."""
+        con = self._con
+        if con is None:
+            return False
+        try:
+            with self.checkpoint_lock:  # nothing else writes meanwhile
+                con.execute("CHECKPOINT")
+                size = write_back(self.path)
+        except (duckdb.Error, OSError) as exc:
+            _logger.debug("writing %s back failed: %s", self.path, exc)
+            if isinstance(exc, FileExistsError):
+                self._set_fault(Fault("replaced"))
+            return False
+        _logger.warning("wrote the store back to %s (%.1f MiB) from the copy the collector "
+                        "held open", self.path, size / (1 << 20))
+        return True
+
+    def _refuse(self, items: list[_Item], exc: Exception) -> None:
+        """Fail ``items`` (never acknowledged: their senders retry)."""
+        with self._cond:
+            self.stats.pending_rows -= sum(i.rows for i in items)
+            self._cond.notify_all()
+        for item in items:
+            if not item.future.done():
+                item.future.set_exception(exc)
 
     def busy(self) -> bool:
         """Rows are waiting for a commit, or the last commit ended under ``quiet_s`` ago
@@ -279,8 +478,11 @@ class Writer:
         """(traces set aside now, traces set aside since start, failed refreshes since
         start): how derivation fares (otel_threads.derive; the table derive_errors says
         which traces and why)."""
-        with self.cursor() as cur:
-            now = int(cur.execute("SELECT count(*) FROM derive_errors").fetchall()[0][0])
+        try:
+            with self.cursor() as cur:
+                now = int(cur.execute("SELECT count(*) FROM derive_errors").fetchall()[0][0])
+        except StoreClosed:  # being opened again
+            now = 0
         if self._derive is None:
             return now, 0, 0
         return now, self._derive.set_aside_total, self._derive.failures
@@ -298,13 +500,24 @@ class Writer:
         return self._derive.sync(left)
 
     def _write(self, items: list[_Item]) -> list[_Item]:
-        """Commit ``items``; returns those committed (the others' futures have failed)."""
+        """Commit ``items``; returns those committed (the others' futures have failed).
+
+        An error of the store itself (`classify`) fails them all and starts a fault; an
+        error of the data is narrowed down to the item that has it."""
         committed: list[_Item] = []
         try:
             self._commit(items)
             committed = items
         except Exception as exc:
-            if len(items) == 1:
+            fault = classify(exc)
+            if fault is not None:
+                self.stats.failed_batches += 1
+                self._set_fault(fault)
+                self._retry_at = time.monotonic() + self.heal_interval_s
+                for item in items:
+                    if not item.future.done():
+                        item.future.set_exception(StoreUnavailable(fault, self.retry_after_s))
+            elif len(items) == 1:
                 self._fail(items, exc)
             else:  # find the bad one: commit each alone
                 for item in items:
@@ -320,13 +533,22 @@ class Writer:
         return committed
 
     def _checkpoint(self) -> None:
+        """Fold the WAL into the file, unless derivation (or retention) is writing now:
+        then it stays dirty, for the next try."""
         assert self._con is not None
+        if not self.checkpoint_lock.acquire(blocking=False):
+            return
         try:
             self._con.execute("CHECKPOINT")
             self._dirty = False
-        except duckdb.Error:
-            _logger.warning("idle checkpoint failed; DuckDB retries at its WAL threshold",
-                            exc_info=True)
+        except duckdb.Error as exc:
+            fault = classify(exc)
+            if fault is not None and fault.kind == "fatal":
+                self._set_fault(fault)
+            else:
+                _logger.warning("checkpoint failed; retried when next idle", exc_info=True)
+        finally:
+            self.checkpoint_lock.release()
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
         self.stats.failed_batches += 1
@@ -381,3 +603,10 @@ class Writer:
                                 queue_derive=self._derive is not None)
         self._seq += table.num_rows
         return inserted
+
+
+def _wal_bytes(path: str) -> int:
+    try:
+        return os.path.getsize(f"{path}.wal")
+    except OSError:
+        return 0

@@ -1,0 +1,301 @@
+"""The store file on a bad day, under a running collector (a real process): a full disk
+that makes DuckDB's checkpoint a fatal error, the file deleted or replaced, made
+read-only, truncated before start.
+
+Each time the collector stays up, refuses exports while it cannot commit durably
+(503: never acknowledged, so the exporter retries), logs one line, and recovers by
+itself once the cause is gone; every export it acknowledged is in the file at the end,
+and derived. The full disk is a small tmpfs; read-only is the immutable attribute on an
+ext4 image mounted through a loop device (root ignores permission bits). Both need
+root: without it those tests skip, saying why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from test_collector_process import Running, http, post_traces, span_batches, span_id, stored
+
+from otel_threads.decode import decode_traces_protobuf
+from otel_threads.store import connect
+from otel_threads.writer import Writer
+
+# the process harness of test_collector_process: `collectors` starts real collectors
+pytest_plugins = ["test_collector_process"]
+
+DEADLINE_S = 60.0
+LEAVE = int(os.environ.get("LEAVE", 1 << 20))
+
+
+def _mount(args: list[str], target: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system for the fault needs root")
+    target.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", *args, str(target)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a file system here: {done.stderr.strip()}")
+
+
+def _unmount(target: Path) -> None:
+    subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+@contextlib.contextmanager
+def tmpfs(target: Path, size: str) -> Iterator[Path]:
+    _mount(["-t", "tmpfs", "-o", f"size={size}", "tmpfs"], target)
+    try:
+        yield target
+    finally:
+        _unmount(target)
+
+
+@contextlib.contextmanager
+def ext4(target: Path, image: Path, size_mb: int = 32) -> Iterator[Path]:
+    """An ext4 file system in ``image``, mounted at ``target`` through a loop device."""
+    if shutil.which("mkfs.ext4") is None or shutil.which("chattr") is None:
+        pytest.skip("needs mkfs.ext4 and chattr (e2fsprogs)")
+    with image.open("wb") as f:
+        f.truncate(size_mb << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    _mount(["-o", "loop", str(image)], target)
+    try:
+        yield target
+    finally:
+        for path in target.glob("*"):
+            subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        _unmount(target)
+
+
+class Exports:
+    """Exports turns one by one over OTLP/HTTP as an exporter does: a refused turn is sent
+    again until acknowledged; keeps the ids of what was acknowledged."""
+
+    def __init__(self, running: Running) -> None:
+        self.running = running
+        self.batches = iter(span_batches(200, 5))
+        self.pending = next(self.batches)
+        self.acked: list[str] = []
+        self.refused = 0
+
+    def one(self) -> int:
+        status, _, body = post_traces(self.running,
+                                      encode_spans(self.pending).SerializeToString())
+        if status == 200:
+            self.acked += [span_id(s) for s in self.pending]
+            self.pending = next(self.batches)
+        else:
+            assert status == 503, (status, body)
+            self.refused += 1
+        return status
+
+    def until(self, status: int, what: str) -> None:
+        deadline = time.monotonic() + DEADLINE_S
+        while self.one() != status:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no export answered {status} ({what}) within "
+                                     f"{DEADLINE_S}s: {self.running.log.read_text()}")
+            time.sleep(0.1)
+
+
+def health(running: Running) -> tuple[int, dict]:
+    status, _, body = http(f"{running.note['api']}/healthz")
+    return status, json.loads(body)
+
+
+def wait_health(running: Running, status: int, what: str) -> dict:
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        got, body = health(running)
+        if got == status:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"/healthz never answered {status} ({what}), last {got} "
+                                 f"{body}: {running.log.read_text()}")
+        time.sleep(0.05)
+
+
+def finish(running: Running, exports: Exports) -> None:
+    """Stop the collector; every acknowledged span is in the file, and derived."""
+    assert running.stop() == 0, running.log.read_text()
+    kept = stored(running.db)
+    missing = [s for s in exports.acked if s not in kept]
+    assert not missing, f"{len(missing)} acknowledged spans lost: {running.log.read_text()}"
+    with connect(running.db, read_only=True) as con:
+        threads = {r[0] for r in con.execute("SELECT thread_id FROM threads").fetchall()}
+        queued = con.execute("SELECT count(*) FROM derive_queue").fetchone()[0]
+    assert threads == {"thread-0", "thread-1", "thread-2"}
+    assert queued == 0
+
+
+def log_count(running: Running, text: str) -> int:
+    return sum(text in line for line in running.log_lines())
+
+
+def fill(directory: Path, leave: int) -> Path:
+    """A file that takes all the space of ``directory``'s file system but ``leave`` bytes."""
+    filler = directory / "filler"
+    stat = os.statvfs(directory)
+    free = stat.f_bavail * stat.f_frsize
+    with filler.open("wb") as f:
+        with contextlib.suppress(OSError):
+            f.write(b"\0" * max(0, free - leave))
+            f.flush()
+            os.fsync(f.fileno())
+    return filler
+
+
+def test_a_fatal_error_on_a_full_disk_heals_once_there_is_space(
+        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "fs", "24m") as fs:
+        running = collectors(db=fs / "x.duckdb")
+        exports = Exports(running)
+        # Room for the first commits in the WAL, none for the checkpoint that folds them
+        # into the file (a new store's first one writes megabytes): DuckDB invalidates
+        # the database ("FATAL Error: Failed to create checkpoint ... No space left").
+        filler = fill(fs, leave=LEAVE)
+        for _ in range(3):
+            assert exports.one() == 200
+        deadline = time.monotonic() + DEADLINE_S  # the checkpoint comes once idle
+        while not log_count(running, "DuckDB stopped the store"):
+            assert time.monotonic() < deadline, running.log.read_text()
+            time.sleep(0.1)
+        assert health(running) == (503, {"status": "unavailable", "store": "fatal"})
+        assert exports.one() == 503
+        time.sleep(2.5)  # tries to open it again meanwhile: the disk is still full
+        assert health(running) == (503, {"status": "unavailable", "store": "fatal"})
+        assert exports.one() == 503
+        filler.unlink()
+        exports.until(200, "space is back")
+        assert wait_health(running, 200, "healed") == {"status": "ok"}
+        for _ in range(5):
+            assert exports.one() == 200
+        assert log_count(running, "DuckDB stopped the store") == 1
+        assert log_count(running, "commits again") == 1
+        finish(running, exports)
+
+
+def test_a_store_deleted_under_the_collector_is_written_back(
+        collectors: Callable[..., Running]) -> None:
+    running = collectors()
+    exports = Exports(running)
+    for _ in range(20):
+        assert exports.one() == 200
+    for path in (running.db, Path(f"{running.db}.wal")):
+        path.unlink(missing_ok=True)
+    deadline = time.monotonic() + DEADLINE_S
+    while not running.db.exists():
+        assert time.monotonic() < deadline, running.log.read_text()
+        time.sleep(0.05)
+    exports.until(200, "written back")
+    for _ in range(10):
+        assert exports.one() == 200
+    assert log_count(running, "was deleted while the collector ran") == 1
+    assert log_count(running, "wrote the store back to") == 1
+    finish(running, exports)
+
+
+def test_a_store_replaced_under_the_collector_refuses_exports_until_it_is_gone(
+        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    running = collectors()
+    exports = Exports(running)
+    for _ in range(10):
+        assert exports.one() == 200
+    other = tmp_path / "other.duckdb"
+    with connect(other) as con:
+        con.execute("CHECKPOINT")
+    os.replace(other, running.db)
+    assert wait_health(running, 503, "replaced") == {"status": "unavailable",
+                                                      "store": "replaced"}
+    assert exports.one() == 503
+    running.db.unlink()  # the cause goes away: the collector writes back what it holds
+    wait_health(running, 200, "written back")
+    exports.until(200, "written back")
+    assert log_count(running, "was replaced by another file") == 1
+    finish(running, exports)
+
+
+def test_a_store_made_read_only_refuses_exports_until_writable(
+        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    with ext4(tmp_path / "fs", tmp_path / "fs.img") as fs:
+        running = collectors(db=fs / "x.duckdb")
+        exports = Exports(running)
+        for _ in range(10):
+            assert exports.one() == 200
+        subprocess.run(["chattr", "+i", str(running.db)], check=True)
+        body = wait_health(running, 503, "read-only")
+        assert body["store"] in ("read-only", "fatal"), body
+        assert exports.one() == 503
+        subprocess.run(["chattr", "-i", str(running.db)], check=True)
+        wait_health(running, 200, "writable again")
+        exports.until(200, "writable again")
+        finish(running, exports)
+
+
+def test_a_store_that_cannot_open_at_start_is_opened_once_it_can(
+        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    first = collectors()
+    exports = Exports(first)
+    for _ in range(10):
+        assert exports.one() == 200
+    assert first.stop() == 0
+    good = tmp_path / "good.duckdb"
+    shutil.copy(first.db, good)
+    with first.db.open("r+b") as f:
+        f.truncate(first.db.stat().st_size // 2)
+
+    running = collectors()  # same file, truncated: it stays up, refusing exports
+    exports.running = running
+    assert health(running) == (503, {"status": "unavailable", "store": "open"})
+    assert exports.one() == 503
+    assert log_count(running, "cannot open the store") == 1
+    assert str(running.db) not in json.dumps(health(running)[1])
+    os.replace(good, running.db)
+    wait_health(running, 200, "opened")
+    exports.until(200, "opened")
+    assert log_count(running, "cannot open the store") == 1
+    finish(running, exports)
+
+
+def _wal_bytes(db: Path) -> int:
+    try:
+        return Path(f"{db}.wal").stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def test_no_checkpoint_runs_while_derivation_writes(tmp_path: Path) -> None:
+    """DuckDB 2.0 can fail a derivation's COMMIT (deletes from indexed tables) when
+    another connection checkpoints meanwhile, and invalidate the database: the writer
+    checkpoints only while no derivation (nor retention) holds `checkpoint_lock`."""
+    db = tmp_path / "x.duckdb"
+    writer = Writer(str(db), idle_checkpoint_s=0.05).start()
+    try:
+        batches = [decode_traces_protobuf(encode_spans(b).SerializeToString()).table
+                   for b in span_batches(4, 5)]
+        writer.write("spans", batches[0])
+        assert writer.sync(30)
+        wait(lambda: _wal_bytes(db) == 0, "the idle checkpoint")
+        with writer.checkpoint_lock:  # as a derivation does while it writes
+            writer.write("spans", batches[1])
+            for _ in range(10):  # many idle periods pass: no checkpoint
+                time.sleep(0.05)
+                assert _wal_bytes(db) > 0
+        wait(lambda: _wal_bytes(db) == 0, "the checkpoint once the lock is free")
+    finally:
+        writer.close()
+
+
+def wait(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {DEADLINE_S}s"
+        time.sleep(0.02)
