@@ -9,8 +9,10 @@ the file is checkpointed and closed. `stop` is idempotent and safe before `start
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import resource
 import signal
 import threading
 import time
@@ -51,6 +53,16 @@ def _url(scheme: str, address: tuple[str, int] | None, port: int | None) -> str 
     return f"{scheme}://{host}:{port}"
 
 
+def _raise_open_files_limit() -> None:
+    """Each connection is a file descriptor: take the hard limit, not the soft 1024 that
+    many systems start with (each listener caps its own connections below it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE,
+                               (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+
+
 def _harden(con: duckdb.DuckDBPyConnection) -> None:
     """Settings of the collector's database, each time the writer opens it."""
     # The API serves ad-hoc SQL: no files, ATTACH or extensions from this database,
@@ -81,6 +93,7 @@ class Collector:
     def start(self) -> Endpoints:
         started = time.monotonic()
         cfg = self.config
+        _raise_open_files_limit()
         scheme = "https" if cfg.tls_cert else "http"
         self.writer.start()
         try:

@@ -9,7 +9,8 @@ Responses are the stubs' own ``Export*ServiceResponse`` messages.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ from collector.config import Config
 from collector.ingest import Ingest, status_for
 
 __all__ = ["GrpcReceiver"]
+
+#: Longest a call may take to send its request message once it has begun; a call that
+#: sends none (or dribbles it) is cancelled, so slow calls cannot hold every slot.
+MESSAGE_S = 30.0
+#: Most calls one HTTP/2 connection has open at once.
+STREAMS_PER_CONNECTION = 8
+#: An HTTP/2 connection with no call for this long is closed (clients reconnect).
+IDLE_CONNECTION_MS = 5 * 60 * 1000
 
 _TRACE_SERVICE = trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name
 _LOGS_SERVICE = logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name
@@ -40,10 +49,12 @@ class _TokenInterceptor(grpc.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._expected = f"Bearer {token}".encode()
 
-        def deny(request: Any, context: grpc.ServicerContext) -> None:
+        def deny(requests: Any, context: grpc.ServicerContext) -> None:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
 
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        # a streaming handler is called without waiting for the request message: a call
+        # without the token ends at once, holding no thread and no slot of the server
+        self._deny = grpc.stream_unary_rpc_method_handler(deny)
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
         given = dict(details.invocation_metadata or ()).get("authorization", "")
@@ -69,6 +80,9 @@ class GrpcReceiver:
                 ("grpc.max_send_message_length", 4 << 20),
                 # a second collector must not share this port (and split the data)
                 ("grpc.so_reuseport", 0),
+                ("grpc.max_connection_idle_ms", IDLE_CONNECTION_MS),
+                # one connection cannot hold every slot (calls past this wait client-side)
+                ("grpc.max_concurrent_streams", STREAMS_PER_CONNECTION),
             ],
             # calls past this are refused with RESOURCE_EXHAUSTED (which exporters
             # retry) instead of queueing: with max_request_bytes, memory stays bounded
@@ -76,13 +90,13 @@ class GrpcReceiver:
         )
         self._server.add_generic_rpc_handlers((
             grpc.method_handlers_generic_handler(_TRACE_SERVICE, {
-                "Export": grpc.unary_unary_rpc_method_handler(
+                "Export": grpc.stream_unary_rpc_method_handler(
                     self._export_traces,
                     response_serializer=trace_service_pb2.ExportTraceServiceResponse
                     .SerializeToString),
             }),
             grpc.method_handlers_generic_handler(_LOGS_SERVICE, {
-                "Export": grpc.unary_unary_rpc_method_handler(
+                "Export": grpc.stream_unary_rpc_method_handler(
                     self._export_logs,
                     response_serializer=logs_service_pb2.ExportLogsServiceResponse
                     .SerializeToString),
@@ -112,13 +126,24 @@ class GrpcReceiver:
         """Stop taking calls; calls under way get ``grace`` seconds to finish."""
         self._server.stop(grace).wait()
 
-    def _export_traces(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        return self._export("traces", request, context)
+    def _export_traces(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
+        return self._export("traces", requests, context)
 
-    def _export_logs(self, request: bytes, context: grpc.ServicerContext) -> Any:
-        return self._export("logs", request, context)
+    def _export_logs(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
+        return self._export("logs", requests, context)
 
-    def _export(self, signal: str, request: bytes, context: grpc.ServicerContext) -> Any:
+    def _export(self, signal: str, requests: Iterator[bytes],
+                context: grpc.ServicerContext) -> Any:
+        """Export is unary; it is served as client-streaming (the wire is the same) so
+        that reading the message has a deadline (`MESSAGE_S`)."""
+        timer = threading.Timer(MESSAGE_S, context.cancel)
+        timer.start()
+        try:
+            request = next(requests, None)
+        finally:
+            timer.cancel()
+        if request is None:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the call sent no request message")
         try:
             return self.ingest.export(signal, "protobuf", request).response(signal)
         except Exception as exc:

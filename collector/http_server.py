@@ -44,7 +44,6 @@ def inflate(data: bytes, limit: int) -> bytes:
 
 class OtlpHttpHandler(BaseHandler):
     ingest: Ingest  # set by HttpListener
-    rfile_consumed = False
 
     def do_POST(self) -> None:
         if not self.authorized():
@@ -65,13 +64,11 @@ class OtlpHttpHandler(BaseHandler):
             self.reply_json(415, {"error": f"unsupported Content-Encoding {encoding!r}: use gzip"})
             return
         limit = self.ingest.max_request_bytes
-        self.rfile_consumed = False
-        declared = self.headers.get("Content-Length", "")
-        reserve = min(int(declared), limit) if declared.strip().isdigit() else 0
         try:
-            with self.ingest.admit(reserve):  # before reading: memory stays bounded
-                self.rfile_consumed = True
-                body = self.read_body(limit)
+            # the budget is charged as the body arrives: memory stays bounded, and a
+            # client that announces a large body and sends little holds nothing
+            with self.ingest.admit() as charge:
+                body = self.read_body(limit, charge)
                 if body is None:
                     return
                 if encoding == "gzip":
@@ -82,11 +79,10 @@ class OtlpHttpHandler(BaseHandler):
                     except ValueError as exc:
                         self._status(fmt, 400, str(exc))
                         return
-                res = self.ingest.export(signal, fmt, body)
+                    charge(len(body))
+                res = self.ingest.export(signal, fmt, body, admitted=True)
         except Exception as exc:
             st = status_for(exc)
-            if reserve and not self.rfile_consumed:
-                self.discard_body(reserve)  # refused before reading: let it answer cleanly
             headers = {}
             if st.retry_after_s is not None:
                 headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))

@@ -22,11 +22,14 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from collector.config import Config
 
@@ -36,8 +39,16 @@ __all__ = ["BaseHandler", "HttpListener"]
 KEEP_ALIVE_S = 30
 #: Most handlers running at once per listener; more requests wait for a thread.
 HANDLER_THREADS = 64
-#: Longest the handler thread waits for the loop to hand it the next piece of a body.
-BODY_WAIT_S = 60.0
+#: Longest a whole body may take to arrive once its handler reads it.
+BODY_WAIT_S = 30.0
+#: Longest a body may pause between two pieces (a client dribbling bytes is cut off).
+BODY_IDLE_S = 10.0
+#: Longest from a connection's first byte (or its opening) to the end of a request's
+#: headers: a client that sends nothing, or dribbles its headers, is disconnected.
+HEADERS_S = 10.0
+#: Most connections one listener holds; past it a new one gets a 503 and is closed
+#: (each listener has its own, so a flood of one cannot starve the others).
+MAX_CONNECTIONS = 256
 
 
 class _BodyTooLarge(Exception):
@@ -45,6 +56,10 @@ class _BodyTooLarge(Exception):
 
 
 class _Disconnected(Exception):
+    pass
+
+
+class _TooSlow(_Disconnected):
     pass
 
 
@@ -72,12 +87,17 @@ class BaseHandler:
 
     # -- the body ---------------------------------------------------------------------
 
-    async def _read(self, limit: int, keep: bool = True) -> bytes:
+    async def _read(self, limit: int, keep: bool = True,
+                    charge: Callable[[int], None] | None = None) -> bytes:
         """The rest of the body (dropped as it comes unless ``keep``); `_BodyTooLarge`
-        past ``limit`` bytes (read no further)."""
+        past ``limit`` bytes (read no further), `_TooSlow` after a pause of BODY_IDLE_S.
+        ``charge(n)`` is called as each piece of n bytes arrives (it may raise to stop)."""
         chunks, size = [], 0
         while self._more_body:
-            message = await self._receive()
+            try:
+                message = await asyncio.wait_for(self._receive(), BODY_IDLE_S)
+            except TimeoutError:
+                raise _TooSlow from None
             if message["type"] == "http.disconnect":
                 raise _Disconnected
             chunk = message.get("body", b"")
@@ -85,32 +105,41 @@ class BaseHandler:
             size += len(chunk)
             if size > limit:
                 raise _BodyTooLarge
+            if charge is not None and chunk:
+                charge(len(chunk))
             if keep:
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    def _await(self, limit: int, keep: bool = True) -> bytes:
-        future = asyncio.run_coroutine_threadsafe(self._read(limit, keep), self._loop)
+    def _await(self, limit: int, keep: bool = True,
+               charge: Callable[[int], None] | None = None) -> bytes:
+        future = asyncio.run_coroutine_threadsafe(self._read(limit, keep, charge), self._loop)
         try:
             return future.result(BODY_WAIT_S)
         except TimeoutError:
             future.cancel()  # stop reading: the connection is closed after the reply
             raise
 
-    def read_body(self, limit: int) -> bytes | None:
+    def read_body(self, limit: int, charge: Callable[[int], None] | None = None
+                  ) -> bytes | None:
         """The request body, or None after replying 413 (over ``limit`` bytes: a declared
-        length is refused before reading, a chunked body once it passes the limit) or
-        400 (the client went away mid-body: nothing of it is kept)."""
+        length is refused before reading, a chunked body once it passes the limit), 408
+        (the body paused for BODY_IDLE_S, or took over BODY_WAIT_S) or 400 (the client
+        went away mid-body): nothing of it is kept. ``charge`` as in `_read`: what it
+        raises is raised here."""
         declared = self.headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
             self.discard_body(int(declared))
             self._too_large(int(declared), limit)
             return None
         try:
-            return self._await(limit)
+            return self._await(limit, charge=charge)
         except _BodyTooLarge:
             self._too_large(None, limit)
-        except (_Disconnected, TimeoutError):
+        except (_TooSlow, TimeoutError):
+            self.reply(408, b'{"error": "the request body came too slowly"}',
+                       "application/json", close=True)
+        except _Disconnected:
             self.reply(400, b'{"error": "the request body ended early"}', "application/json",
                        close=True)
         return None
@@ -218,6 +247,53 @@ def _host_name(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
+_TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+             b"retry-after: 1\r\nconnection: close\r\ncontent-length: 64\r\n\r\n"
+             b'{"error": "too many connections to this listener; retry later"}\n')
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 connection, with what it lacks against slow and idle clients:
+    a cap on connections (`MAX_CONNECTIONS`) and a deadline for request headers
+    (`HEADERS_S`, from the connection's opening, or from the first byte of a request
+    on a kept-alive connection)."""
+
+    _headers_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > MAX_CONNECTIONS:
+            transport.write(_TOO_MANY)
+            transport.close()
+            return
+        self._arm_headers()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self._headers_timer is None and self.conn.our_state is h11.IDLE:
+                self._arm_headers()  # the next request on a kept-alive connection began
+        else:
+            self._disarm_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_headers()
+        super().connection_lost(exc)
+
+    def _arm_headers(self) -> None:
+        self._headers_timer = self.loop.call_later(HEADERS_S, self._headers_late)
+
+    def _disarm_headers(self) -> None:
+        if self._headers_timer is not None:
+            self._headers_timer.cancel()
+            self._headers_timer = None
+
+    def _headers_late(self) -> None:
+        self._headers_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
 class _App:
     """The ASGI app: each request's handler on the listener's thread pool."""
 
@@ -281,7 +357,7 @@ class HttpListener:
                                                                            f"{self.name}")
         cfg = self.config
         self._server = uvicorn.Server(uvicorn.Config(
-            _App(self._handler, self._pool), http="h11", lifespan="off", log_config=None,
+            _App(self._handler, self._pool), http=_Protocol, lifespan="off", log_config=None,
             log_level="error", access_log=False, server_header=False,
             timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=5,
             ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key))

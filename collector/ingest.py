@@ -15,7 +15,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,26 +142,38 @@ class Ingest:
             pool.close()
 
     @contextlib.contextmanager
-    def admit(self, size: int) -> Iterator[None]:
+    def admit(self, size: int = 0) -> Iterator[Callable[[int], None]]:
         """Reserve ``size`` bytes of the in-flight budget for the block, or raise
-        `Overloaded` / `ShuttingDown` at once. Receivers that still have to read a
-        body reserve before reading it, so memory stays bounded."""
-        with self._lock:
-            if not self._accepting:
-                raise ShuttingDown("the collector is shutting down; retry against the next one")
-            if self._inflight and self._inflight + size > self.max_inflight_bytes:
-                self.overloaded += 1
-                raise Overloaded(self._inflight, self.max_inflight_bytes,
-                                 self.writer.retry_after_s)
-            self._inflight += size
+        `Overloaded` / `ShuttingDown` at once. Yields ``grow(n)``, which reserves n more
+        bytes the same way: receivers charge a body as its bytes arrive (not as its
+        Content-Length announces), so a client that announces much and sends little
+        holds nothing. One request alone is always admitted."""
+        held = 0
+
+        def grow(n: int) -> None:
+            nonlocal held
+            with self._lock:
+                if not self._accepting:
+                    raise ShuttingDown("the collector is shutting down; retry against the "
+                                       "next one")
+                if self._inflight and self._inflight + n > self.max_inflight_bytes:
+                    self.overloaded += 1
+                    raise Overloaded(self._inflight, self.max_inflight_bytes,
+                                     self.writer.retry_after_s, unit="bytes of requests")
+                self._inflight += n
+                held += n
+
+        grow(size)
         try:
-            yield
+            yield grow
         finally:
             with self._lock:
-                self._inflight -= size
+                self._inflight -= held
 
-    def export(self, signal: str, fmt: str, data: bytes) -> ExportResult:
-        """Decode and store one export request; returns after the commit.
+    def export(self, signal: str, fmt: str, data: bytes, admitted: bool = False
+               ) -> ExportResult:
+        """Decode and store one export request; returns after the commit. ``admitted``:
+        the caller holds the request's bytes in the budget already (`admit`).
 
         Raises `DecodeError`, `RequestTooLarge`, `Overloaded` or a write error:
         map them with `status_for`.
@@ -171,7 +183,7 @@ class Ingest:
             raise RequestTooLarge(
                 f"request is {size} bytes, over the limit of {self.max_request_bytes}"
             )
-        with self.admit(size):
+        with self.admit(0 if admitted else size):
             try:
                 table, accepted, rejected, error = self._decode(signal, fmt, data)
             except DecodeError:

@@ -81,10 +81,11 @@ class StoreUnavailable(StoreClosed):
 class Overloaded(RuntimeError):
     """Too many rows are waiting for a commit; retry later."""
 
-    def __init__(self, pending: int, limit: int, retry_after_s: float) -> None:
+    def __init__(self, pending: int, limit: int, retry_after_s: float,
+                 unit: str = "rows waiting for a commit") -> None:
         super().__init__(
-            f"the writer has {pending} rows waiting for a commit (limit {limit}); "
-            f"retry in {retry_after_s:g}s"
+            f"the collector holds {pending} {unit} (limit {limit}); retry in "
+            f"{retry_after_s:g}s"
         )
         self.retry_after_s = retry_after_s
 
