@@ -110,6 +110,10 @@ SQL_MAX_BYTES = 16 << 20
 SQL_MAX_TABLES = 64
 #: Longest a `/sql` statement may run before it is interrupted.
 SQL_TIMEOUT_S = 30.0
+#: Most /sql statements running at once (each may use DuckDB's whole --memory-limit,
+#: spilling past it); the next one waits up to SQL_QUEUE_S, then gets a 503.
+SQL_CONCURRENCY = 2
+SQL_QUEUE_S = 5.0
 #: Longest a read waits for the derived views to catch up with what was acknowledged.
 READ_SYNC_S = 2.0
 
@@ -362,7 +366,16 @@ class ApiHandler(BaseHandler):
                 else:
                     if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
                         raise ValueError('send {"sql": "SELECT ..."}')
-                    payload = run_readonly_sql(con, body["sql"])
+                    slots = self.collector.sql_slots
+                    if not slots.acquire(timeout=SQL_QUEUE_S):
+                        self.reply_json(503, {"error": f"{SQL_CONCURRENCY} /sql statements "
+                                                       "are running; retry later"},
+                                        {"Retry-After": "1"})
+                        return
+                    try:
+                        payload = run_readonly_sql(con, body["sql"])
+                    finally:
+                        slots.release()
         except (ValueError, TypeError) as exc:
             self._send(400, {"error": str(exc)})
             return

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from collector.api import ApiHandler
+from collector.api import SQL_CONCURRENCY, ApiHandler
 from collector.config import Config
 from collector.grpc_server import GrpcReceiver
 from collector.http_server import OtlpHttpHandler
@@ -63,8 +63,10 @@ def _raise_open_files_limit() -> None:
                                (hard if hard != resource.RLIM_INFINITY else 65536, hard))
 
 
-def _harden(con: duckdb.DuckDBPyConnection) -> None:
+def _harden(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     """Settings of the collector's database, each time the writer opens it."""
+    # Bounded memory: past the limit DuckDB spills to <db>.tmp (reads and derivation)
+    con.execute(f"SET memory_limit = '{int(config.memory_limit)}B'")
     # The API serves ad-hoc SQL: no files, ATTACH or extensions from this database,
     # and no changing that back (its own file is unaffected).
     con.execute("SET enable_external_access = false")
@@ -78,7 +80,8 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.writer = Writer(config.db, max_pending_rows=config.max_pending_rows,
-                             on_fork=config.on_fork, on_open=_harden)
+                             on_fork=config.on_fork,
+                             on_open=lambda con: _harden(con, config))
         self.ingest = Ingest(self.writer, parse_workers=config.parse_workers,
                              max_request_bytes=config.max_request_bytes)
         self._grpc: GrpcReceiver | None = None
@@ -87,6 +90,8 @@ class Collector:
         self.retention = (RetentionTask(self.writer, config.retention)
                           if config.retention else None)
         self.endpoints = Endpoints(None, None, None)
+        #: /sql statements running at once (collector.api.SQL_CONCURRENCY)
+        self.sql_slots = threading.BoundedSemaphore(SQL_CONCURRENCY)
         self._started = False
         self._stopped = threading.Event()
 

@@ -159,6 +159,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
             _positive_int, "262144",
             "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503."),
+    Setting("memory_limit", "--memory-limit", "OTEL_THREADS_MEMORY_LIMIT", _size, "1GiB",
+            "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
+            "queries and derivation spill to <db>.tmp."),
     Setting("retention", "--retention", "OTEL_THREADS_RETENTION", _retention, "off",
             "Delete threads last active longer ago than this (30d, 12h), whole, and reuse "
             "their space; 'off' keeps everything."),
@@ -183,6 +186,7 @@ class Config:
     parse_workers: int = 0
     max_request_bytes: int = 16 << 20
     max_pending_rows: int = 262_144
+    memory_limit: int = 1 << 30
     on_fork: str = "allow"
     retention: dt.timedelta | None = None
 

@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.decode_pool import DecodePool, WorkerDied, decode_inline
 from otel_threads.decode import DecodeError
+from otel_threads.decode_split import PIECE_BYTES, split_request
 from otel_threads.writer import Overloaded, StoreUnavailable, Writer
 
 __all__ = ["ExportResult", "Ingest", "RequestTooLarge", "Status", "status_for"]
@@ -202,7 +203,20 @@ class Ingest:
             return ExportResult(accepted, rejected, error)
 
     def _decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
+        """Decode a request; a large protobuf one in pieces of about PIECE_BYTES
+        (otel_threads.decode_split), so decoding holds one piece's intermediates at a
+        time, not the whole request's."""
         pool = self._pool
-        if pool is None:
-            return decode_inline(signal, fmt, data)
-        return pool.decode(signal, fmt, data)
+        decode = decode_inline if pool is None else pool.decode
+        if fmt != "protobuf" or len(data) <= PIECE_BYTES:
+            return decode(signal, fmt, data)
+        tables, accepted, rejected, errors = [], 0, 0, []
+        for piece in split_request(data):
+            table, a, r, e = decode(signal, fmt, piece)
+            tables.append(table)
+            accepted, rejected = accepted + a, rejected + r
+            if e and e not in errors:
+                errors.append(e)
+        table = (pa.concat_tables(tables, promote_options="default") if len(tables) > 1
+                 else tables[0])
+        return table, accepted, rejected, "; ".join(errors) or None

@@ -1,0 +1,119 @@
+"""Memory of a collector process under maximum-size OTLP requests of many small spans.
+
+Starts `python -m collector` (default settings: decode workers, --memory-limit 1GiB),
+sends N concurrent requests of SPANS tiny spans each (just under --max-request-bytes),
+samples the RSS of the collector and of its decode workers every 10 ms, and prints the
+peak growth over the idle process of each, with the answers. Run:
+
+    python bench/memory.py [SPANS] [CONCURRENT]     (default 320000 1)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def request(k: int, n: int) -> bytes:
+    spans = [trace_pb2.Span(trace_id=(k * 10_000_000 + j // 8 + 1).to_bytes(16, "big"),
+                            span_id=(k * 10_000_000 + j + 1).to_bytes(8, "big"), name="s",
+                            start_time_unix_nano=1, end_time_unix_nano=2) for j in range(n)]
+    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
+        trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
+    ]).SerializeToString()
+
+
+def rss_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 320_000
+    concurrent = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    bodies = [request(k, n) for k in range(concurrent)]
+    print(f"{concurrent} request(s) of {n} spans, {len(bodies[0]) / (1 << 20):.1f} MiB each")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.duckdb"
+        log = (Path(tmp) / "log").open("w")
+        proc = subprocess.Popen([sys.executable, "-m", "collector", "--db", str(db), "--grpc",
+                                 "off", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"],
+                                cwd=ROOT, stderr=log)
+        try:
+            note: dict = {}
+            while note.get("pid") != proc.pid:
+                try:
+                    note = json.loads(Path(f"{db}.collector.json").read_text())
+                except (OSError, ValueError):
+                    time.sleep(0.05)
+            time.sleep(1)
+            base = rss_mib(proc.pid)
+            base_workers = sum(rss_mib(c) for c in children(proc.pid))
+            peak = [base, base_workers]
+            done = threading.Event()
+
+            def sample() -> None:
+                while not done.is_set():
+                    try:
+                        peak[0] = max(peak[0], rss_mib(proc.pid))
+                        peak[1] = max(peak[1], sum(rss_mib(c) for c in children(proc.pid)))
+                    except OSError:
+                        pass
+                    time.sleep(0.01)
+
+            answers: list[int] = []
+
+            def send(body: bytes) -> None:
+                req = urllib.request.Request(f"{note['http']}/v1/traces", data=body,
+                                             headers={"Content-Type": "application/x-protobuf"})
+                try:
+                    with urllib.request.urlopen(req, timeout=600) as resp:
+                        answers.append(resp.status)
+                except urllib.error.HTTPError as exc:
+                    answers.append(exc.code)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            started = time.monotonic()
+            senders = [threading.Thread(target=send, args=(b,)) for b in bodies]
+            for t in senders:
+                t.start()
+            for t in senders:
+                t.join()
+            took = time.monotonic() - started
+            time.sleep(3)  # derivation runs once exports stop
+            done.set()
+            sampler.join()
+            print(f"answers {sorted(answers)} in {took:.1f}s")
+            print(f"collector: idle {base} MiB, peak {peak[0]} MiB (+{peak[0] - base}), "
+                  f"after {rss_mib(proc.pid)} MiB")
+            print(f"decode workers ({os.cpu_count()}): idle {base_workers} MiB, peak "
+                  f"{peak[1]} MiB (+{peak[1] - base_workers})")
+            print(f"all: +{peak[0] - base + peak[1] - base_workers} MiB at most")
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()

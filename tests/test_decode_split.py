@@ -1,0 +1,93 @@
+"""Large protobuf requests are decoded in pieces (otel_threads.decode_split): the pieces
+hold every span and log record once, with its own resource and scope, and decode to the
+same rows as the whole request."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from otel_threads.decode import DecodeError, decode_logs_protobuf, decode_traces_protobuf
+from otel_threads.decode_split import split_request
+
+
+def _kv(key: str, value: str) -> KeyValue:
+    return KeyValue(key=key, value=AnyValue(string_value=value))
+
+
+def traces_request(resources: int, scopes: int, spans: int) -> bytes:
+    out = trace_service_pb2.ExportTraceServiceRequest()
+    n = 0
+    for r in range(resources):
+        rs = out.resource_spans.add(resource=Resource(attributes=[_kv("service.name",
+                                                                       f"svc-{r}")]),
+                                    schema_url=f"https://schema/{r}")
+        for s in range(scopes):
+            ss = rs.scope_spans.add(scope=InstrumentationScope(name=f"scope-{s}",
+                                                               version="1"))
+            for _ in range(spans):
+                n += 1
+                ss.spans.append(trace_pb2.Span(
+                    trace_id=(n // 4 + 1).to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
+                    name=f"span-{n}", start_time_unix_nano=n, end_time_unix_nano=n + 1,
+                    attributes=[_kv("gen_ai.conversation.id", f"thread-{n % 7}"),
+                                _kv("text", "x" * (n % 300))]))
+    return out.SerializeToString()
+
+
+def logs_request(records: int) -> bytes:
+    out = logs_service_pb2.ExportLogsServiceRequest()
+    rl = out.resource_logs.add(resource=Resource(attributes=[_kv("service.name", "svc")]))
+    sl = rl.scope_logs.add(scope=InstrumentationScope(name="logs"))
+    for n in range(1, records + 1):
+        sl.log_records.append(logs_pb2.LogRecord(
+            time_unix_nano=n, trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
+            body=AnyValue(string_value="y" * (n % 500)), event_name="gen_ai.choice"))
+    return out.SerializeToString()
+
+
+def _rows(table: pa.Table) -> list[tuple]:
+    return sorted(map(tuple, (list(r.values()) for r in table.to_pylist())), key=repr)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3000), (3, 4, 250), (40, 1, 60)])
+def test_pieces_decode_to_the_rows_of_the_whole_request(shape: tuple[int, int, int]) -> None:
+    data = traces_request(*shape)
+    pieces = list(split_request(data, limit=16 << 10))
+    assert len(pieces) > 1
+    assert all(len(p) <= (16 << 10) + 256 for p in pieces)  # + the resource and scope
+    whole = decode_traces_protobuf(data).table
+    parts = pa.concat_tables([decode_traces_protobuf(p).table for p in pieces])
+    assert parts.num_rows == whole.num_rows == shape[0] * shape[1] * shape[2]
+    assert _rows(parts) == _rows(whole)
+
+
+def test_log_records_split_too() -> None:
+    data = logs_request(2000)
+    pieces = list(split_request(data, limit=32 << 10))
+    assert len(pieces) > 1
+    whole = decode_logs_protobuf(data).table
+    parts = pa.concat_tables([decode_logs_protobuf(p).table for p in pieces])
+    assert _rows(parts) == _rows(whole)
+
+
+def test_a_small_request_is_itself_and_an_item_too_large_stands_alone() -> None:
+    data = traces_request(1, 1, 5)
+    assert list(split_request(data, limit=1 << 20)) == [data]
+    big = traces_request(1, 1, 400)
+    pieces = list(split_request(big, limit=100))  # every span is over the limit
+    assert len(pieces) == 400
+
+
+@pytest.mark.parametrize("bad", [b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 200,  # runs past
+                                 b"\x0b" + b"x" * 200,  # wire type 3 (groups)
+                                 b"\x0a\x05\x12\x80"])
+def test_malformed_framing_is_a_decode_error(bad: bytes) -> None:
+    with pytest.raises(DecodeError):
+        list(split_request(bad * 20, limit=64))
