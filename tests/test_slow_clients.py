@@ -203,3 +203,40 @@ def test_calls_without_the_token_are_refused_before_taking_anything(
         stop.set()
         for channel in channels:
             channel.close()
+
+
+def test_a_big_query_stays_within_the_memory_limit_while_exports_go_on(
+        collectors: Callable[..., Running]) -> None:
+    """An ORDER BY over 12M rows takes about 800 MiB unbounded; under --memory-limit
+    256MiB DuckDB spills to <db>.tmp, and gives the memory back after."""
+    running = collectors("--memory-limit", "256MiB")
+    base = running.rss_bytes()
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], running.rss_bytes())
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    answers: list = []
+    query = threading.Thread(target=lambda: answers.append(http(
+        f"{running.note['api']}/sql",
+        b'{"sql": "SELECT count(*) FROM (SELECT range, md5(range::VARCHAR) m '
+        b'FROM range(12000000) ORDER BY m)"}',
+        headers={"Content-Type": "application/json"}, timeout=DEADLINE_S)))
+    query.start()
+    try:
+        while query.is_alive():  # ingest is not starved meanwhile
+            exports_work(running)
+            time.sleep(0.2)
+    finally:
+        query.join()
+        done.set()
+        sampler.join()
+    status, _, body = answers[0]
+    assert status == 200, body
+    assert b"12000000" in body
+    assert peak[0] - base < 512 << 20, f"+{(peak[0] - base) >> 20} MiB"
