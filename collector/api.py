@@ -116,10 +116,8 @@ SQL_TIMEOUT_S = 30.0
 #: spilling past it); the next one waits up to SQL_QUEUE_S, then gets a 503.
 SQL_CONCURRENCY = 2
 SQL_QUEUE_S = 5.0
-#: Turns one GET /threads/{id} answers unless turn_limit says otherwise (at most
-#: THREAD_MAX_TURNS); the rest come by turn_offset.
+#: Most turns one GET /threads/{id} answers (turn_limit); the rest come by turn_offset.
 THREAD_PAGE_TURNS = 500
-THREAD_MAX_TURNS = 5000
 #: Longest a read waits for the derived views to catch up with what was acknowledged.
 READ_SYNC_S = 2.0
 
@@ -240,7 +238,7 @@ def _thread_query(query: dict[str, list[str]]) -> tuple[str | None, int, int]:
 
     return (query.get("through_turn", [None])[-1],
             integer("turn_offset", 0, 0, 1 << 31),
-            integer("turn_limit", THREAD_PAGE_TURNS, 1, THREAD_MAX_TURNS))
+            integer("turn_limit", THREAD_PAGE_TURNS, 1, THREAD_PAGE_TURNS))
 
 
 def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tuple[str, str]]]:
@@ -359,9 +357,9 @@ class ApiHandler(BaseHandler):
             self._send(404, {"error": f"no such endpoint {path}"})
 
     def _thread(self, thread_id: str, query: dict[str, list[str]]) -> None:
-        """GET /threads/{id}: a page of turns (turn_offset, turn_limit: THREAD_PAGE_TURNS
-        unless asked, at most THREAD_MAX_TURNS) with their transcript; ETag /
-        If-None-Match: 304 while the thread and the question are unchanged."""
+        """GET /threads/{id}: a page of turns (turn_offset, turn_limit: at most
+        THREAD_PAGE_TURNS) with their transcript; ETag / If-None-Match: 304 while the
+        thread and the question are unchanged."""
         try:
             through, offset, limit = _thread_query(query)
         except ValueError as exc:

@@ -118,13 +118,13 @@ class ThreadsClient:
         return detail
 
     def _thread_pages(self, thread_id: str, through_turn: str | None) -> ThreadDetail:
-        """The whole thread over HTTP, 5,000 turns at a time (the most the API answers
-        at once)."""
+        """The whole thread over HTTP, a page of turns at a time (the API answers at
+        most a page)."""
         path = "/threads/" + urllib.parse.quote(thread_id, safe="")
         pages: list[ThreadDetail] = []
         offset = 0
         while True:
-            params = {"turn_offset": str(offset), "turn_limit": "5000"}
+            params = {"turn_offset": str(offset)}
             if through_turn is not None:
                 params["through_turn"] = through_turn
             try:

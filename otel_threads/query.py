@@ -137,8 +137,8 @@ def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
     The transcript follows the thread's current branch (the one that ends at its
     newest turn), or the branch through ``through_turn`` (see `branch_through`).
     With ``turn_limit``, one page: the turns from ``turn_offset`` (in start order), and
-    the transcript and branch of those turns only (messages of no turn, and the forks,
-    come with the first page); ``turns_total`` says how many there are.
+    the transcript and branch of those turns only (messages of no turn come with the
+    first page); ``turns_total`` says how many there are.
     """
     if through_turn is not None and not isinstance(through_turn, str):
         raise TypeError(f"through_turn must be a turn id (str), got {through_turn!r}")
@@ -153,9 +153,9 @@ def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
     page = "" if turn_limit is None else f" LIMIT {int(turn_limit)} OFFSET {int(turn_offset)}"
     turns = _rows_to(TurnSchema, con.execute(
         f"SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index{page}", [thread_id]))
-    forks = [] if turn_limit is not None and turn_offset else _rows_to(ForkSchema, con.execute(
+    forks = _rows_to(ForkSchema, con.execute(
         "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
-        [thread_id]))  # with the first page only
+        [thread_id]))
     ids = [t.turn_id for t in turns]
     # one page: the messages of its turns (and, on the first, those of no turn)
     of_page = ("" if turn_limit is None else
@@ -194,14 +194,16 @@ def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
 
 
 def thread_version(con: duckdb.DuckDBPyConnection, thread_id: str) -> str | None:
-    """A string that changes whenever the thread does (its derived row, with its turn,
-    fork and message counts, tokens and last update), or None for no such thread: what
+    """A string that changes whenever the thread does (its derived row, with its turn
+    and message counts, tokens and last update), or None for no such thread: what
     `GET /threads/{id}` answers ``ETag`` with, so a client that polls re-reads nothing
     while the thread is unchanged."""
     rows = con.execute("SELECT * FROM threads WHERE thread_id = ?", [thread_id]).fetchall()
     if not rows:
         return None
-    return hashlib.sha256(repr(rows).encode()).hexdigest()[:32]
+    forks = con.execute("SELECT count(*), max(forked_at) FROM forks WHERE thread_id = ?",
+                        [thread_id]).fetchall()
+    return hashlib.sha256(repr((rows, forks)).encode()).hexdigest()[:32]
 
 
 #: The columns of a span in `query_turn_spans`.

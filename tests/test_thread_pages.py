@@ -13,7 +13,7 @@ import pytest
 from stored_app import App, sql
 
 from collector import Collector, Config
-from collector.api import THREAD_MAX_TURNS, THREAD_PAGE_TURNS
+from collector.api import THREAD_PAGE_TURNS
 from otel_threads import thread
 from otel_threads.client import ThreadsClient
 
@@ -70,7 +70,7 @@ def test_turns_come_in_pages(long_thread):
 
 @pytest.mark.parametrize("query, message", [
     ("turn_limit=0", "turn_limit must be an integer from 1 to"),
-    (f"turn_limit={THREAD_MAX_TURNS + 1}", "turn_limit must be an integer from 1 to"),
+    (f"turn_limit={THREAD_PAGE_TURNS + 1}", "turn_limit must be an integer from 1 to"),
     ("turn_offset=-1", "turn_offset must be an integer from 0"),
     ("turn_offset=x", "turn_offset must be an integer from 0"),
     ("page=2", "unknown parameter(s) ['page']"),
