@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import decimal
-import hashlib
 import json
 import threading
 import urllib.parse
@@ -28,7 +27,6 @@ from otel_threads.query import (
     query_thread,
     query_threads,
     query_turn_spans,
-    thread_version,
 )
 from otel_threads.writer import LATENCY_BUCKETS, StoreClosed
 
@@ -116,8 +114,6 @@ SQL_TIMEOUT_S = 30.0
 #: spilling past it); the next one waits up to SQL_QUEUE_S, then gets a 503.
 SQL_CONCURRENCY = 2
 SQL_QUEUE_S = 5.0
-#: Most turns one GET /threads/{id} answers (turn_limit); the rest come by turn_offset.
-THREAD_PAGE_TURNS = 500
 #: Longest a read waits for the derived views to catch up with what was acknowledged.
 READ_SYNC_S = 2.0
 
@@ -217,28 +213,6 @@ def _web_files() -> dict[str, Path]:
     if "/static/index.html" in files:
         files["/"] = files.pop("/static/index.html")
     return files
-
-
-def _thread_query(query: dict[str, list[str]]) -> tuple[str | None, int, int]:
-    """GET /threads/{id} parameters: (through_turn, turn_offset, turn_limit)."""
-    unknown = set(query) - {"through_turn", "turn_offset", "turn_limit"}
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; GET /threads/{{id}} takes "
-                         "through_turn, turn_offset and turn_limit")
-
-    def integer(name: str, default: int, low: int, high: int) -> int:
-        raw = query.get(name, [None])[-1]
-        try:
-            value = default if raw is None else int(raw)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise ValueError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-        return value
-
-    return (query.get("through_turn", [None])[-1],
-            integer("turn_offset", 0, 0, 1 << 31),
-            integer("turn_limit", THREAD_PAGE_TURNS, 1, THREAD_PAGE_TURNS))
 
 
 def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tuple[str, str]]]:
@@ -352,40 +326,26 @@ class ApiHandler(BaseHandler):
             self.reply(200, render_metrics(self.collector).encode(),
                        "text/plain; version=0.0.4; charset=utf-8")
         elif path.startswith("/threads/") and len(path) > len("/threads/"):
-            self._thread(urllib.parse.unquote(path[len("/threads/"):]), query)
-        else:
-            self._send(404, {"error": f"no such endpoint {path}"})
-
-    def _thread(self, thread_id: str, query: dict[str, list[str]]) -> None:
-        """GET /threads/{id}: a page of turns (turn_offset, turn_limit: at most
-        THREAD_PAGE_TURNS) with their transcript; ETag / If-None-Match: 304 while the
-        thread and the question are unchanged."""
-        try:
-            through, offset, limit = _thread_query(query)
-        except ValueError as exc:
-            self._send(400, {"error": str(exc)})
-            return
-        self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
-        with self.collector.writer.cursor() as con:
-            version = thread_version(con, thread_id)
-            if version is None:
-                self._send(404, {"error": f"no thread {thread_id!r}"})
+            thread_id = urllib.parse.unquote(path[len("/threads/"):])
+            unknown = set(query) - {"through_turn"}
+            if unknown:
+                self._send(400, {"error": f"unknown parameter(s) {sorted(unknown)}; "
+                                          "GET /threads/{id} takes through_turn"})
                 return
-            etag = '"' + hashlib.sha256(
-                f"{version} {through} {offset} {limit}".encode()).hexdigest()[:32] + '"'
-            if etag in (self.headers.get("If-None-Match") or ""):
-                self.reply(304, b"", "application/json", {"ETag": etag})
-                return
+            through = query.get("through_turn", [None])[-1]
+            self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
             try:
-                detail = query_thread(con, thread_id, through, offset, limit)
+                with self.collector.writer.cursor() as con:
+                    detail = query_thread(con, thread_id, through)
             except ValueError as exc:
                 self._send(400, {"error": str(exc)})
                 return
-        if detail is None:
-            self._send(404, {"error": f"no thread {thread_id!r}"})
-            return
-        body = json.dumps(detail, default=_jsonable, ensure_ascii=False).encode()
-        self.reply(200, body, "application/json", {"ETag": etag})
+            if detail is None:
+                self._send(404, {"error": f"no thread {thread_id!r}"})
+            else:
+                self._send(200, detail)
+        else:
+            self._send(404, {"error": f"no such endpoint {path}"})
 
     def _post(self) -> None:
         if not self.authorized():

@@ -11,7 +11,6 @@ Otherwise it opens the file read-only for each call, so it never holds the file.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import urllib.error
@@ -110,40 +109,21 @@ class ThreadsClient:
         a turn of the thread).
         """
         if self._api() is not None:
-            return self._thread_pages(thread_id, through_turn)
+            path = "/threads/" + urllib.parse.quote(thread_id, safe="")
+            if through_turn is not None:
+                path += "?" + urllib.parse.urlencode({"through_turn": through_turn})
+            try:
+                out = self._request("GET", path)
+            except ThreadsClientError as err:
+                if err.status == 404:
+                    raise KeyError(thread_id) from None
+                raise
+            return ThreadDetail.from_dict(out)
         with self._connection() as con:
             detail = query_thread(con, thread_id, through_turn)
         if detail is None:
             raise KeyError(thread_id)
         return detail
-
-    def _thread_pages(self, thread_id: str, through_turn: str | None) -> ThreadDetail:
-        """The whole thread over HTTP, a page of turns at a time (the API answers at
-        most a page)."""
-        path = "/threads/" + urllib.parse.quote(thread_id, safe="")
-        pages: list[ThreadDetail] = []
-        offset = 0
-        while True:
-            params = {"turn_offset": str(offset)}
-            if through_turn is not None:
-                params["through_turn"] = through_turn
-            try:
-                out = self._request("GET", path + "?" + urllib.parse.urlencode(params))
-            except ThreadsClientError as err:
-                if err.status == 404:
-                    raise KeyError(thread_id) from None
-                raise
-            page = ThreadDetail.from_dict(out)
-            pages.append(page)
-            offset += len(page.turns)
-            if not page.turns or offset >= (page.turns_total or 0):
-                break
-        first = pages[0]
-        return dataclasses.replace(
-            pages[-1], turns=[t for p in pages for t in p.turns],
-            transcript=sorted((m for p in pages for m in p.transcript), key=lambda m: m.seq),
-            branch=[b for p in pages for b in p.branch], turn_offset=0,
-            forks=first.forks)
 
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         """Read-only SQL: (column names, rows). Writes are refused by the database."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 from typing import Any
 
@@ -47,7 +46,6 @@ __all__ = [
     "query_thread",
     "query_threads",
     "query_turn_spans",
-    "thread_version",
 ]
 
 
@@ -130,80 +128,43 @@ def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq,
 
 
 def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
-                 through_turn: str | None = None, turn_offset: int = 0,
-                 turn_limit: int | None = None) -> ThreadDetail | None:
+                 through_turn: str | None = None) -> ThreadDetail | None:
     """One thread with its turns, forks and transcript, or None when unknown.
 
     The transcript follows the thread's current branch (the one that ends at its
     newest turn), or the branch through ``through_turn`` (see `branch_through`).
-    With ``turn_limit``, one page: the turns from ``turn_offset`` (in start order), and
-    the transcript and branch of those turns only (messages of no turn come with the
-    first page); ``turns_total`` says how many there are.
     """
     if through_turn is not None and not isinstance(through_turn, str):
         raise TypeError(f"through_turn must be a turn id (str), got {through_turn!r}")
-    if turn_offset < 0 or (turn_limit is not None and turn_limit < 1):
-        raise ValueError("turn_offset must be 0 or more and turn_limit 1 or more")
     threads = _rows_to(ThreadSchema, con.execute(
         "SELECT * FROM threads WHERE thread_id = ?", [thread_id]))
     if not threads:
         return None
-    total = con.execute("SELECT count(*) FROM turns WHERE thread_id = ?",
-                        [thread_id]).fetchall()[0][0]
-    page = "" if turn_limit is None else f" LIMIT {int(turn_limit)} OFFSET {int(turn_offset)}"
     turns = _rows_to(TurnSchema, con.execute(
-        f"SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index{page}", [thread_id]))
+        "SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index", [thread_id]))
     forks = _rows_to(ForkSchema, con.execute(
         "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
         [thread_id]))
-    ids = [t.turn_id for t in turns]
-    # one page: the messages of its turns (and, on the first, those of no turn)
-    of_page = ("" if turn_limit is None else
-               f" AND (list_contains(?, turn_id){' OR turn_id IS NULL' * (turn_offset == 0)})")
-    page_args = [] if turn_limit is None else [ids]
     if through_turn is None:
         branch = [t.turn_id for t in turns if t.on_current_branch]
         transcript = _rows_to(TranscriptMessage, con.execute(
-            f"SELECT * FROM transcript WHERE thread_id = ?{of_page} ORDER BY seq",
-            [thread_id, *page_args]))
+            "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq", [thread_id]))
     else:
-        every = turns if turn_limit is None else _rows_to(TurnSchema, con.execute(
-            "SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index", [thread_id]))
-        branch = branch_through(every, through_turn.lower())
+        branch = branch_through(turns, through_turn.lower())
         transcript = _rows_to(TranscriptMessage, con.execute(
             "SELECT * EXCLUDE (seq), row_number() OVER (ORDER BY thread_seq) AS seq "
             "FROM transcript_mat WHERE thread_id = ? "
             "AND (turn_id IS NULL OR list_contains(?, turn_id)) ORDER BY thread_seq",
             [thread_id, branch]))
-        if turn_limit is not None:
-            keep = set(ids)
-            transcript = [m for m in transcript if m.turn_id in keep
-                          or (m.turn_id is None and turn_offset == 0)]
-            branch = [t for t in branch if t in keep]
     said = dict(((t, (i, o)) for t, i, o in con.execute(
         "SELECT turn_id, arg_min(content, thread_seq) FILTER (role = 'user'), "
         "arg_max(content, thread_seq) FILTER (role = 'assistant') "
-        f"FROM transcript_mat WHERE thread_id = ? AND content IS NOT NULL"
-        f"{'' if turn_limit is None else ' AND list_contains(?, turn_id)'} GROUP BY turn_id",
-        [thread_id, *page_args]).fetchall()))
+        "FROM transcript_mat WHERE thread_id = ? AND content IS NOT NULL GROUP BY turn_id",
+        [thread_id]).fetchall()))
     for t in turns:
         t.first_input, t.last_output = said.get(t.turn_id, (None, None))
     return ThreadDetail(threads[0], turns, transcript, forks, branch,
-                        None if through_turn is None else through_turn.lower(),
-                        turn_offset=turn_offset, turns_total=int(total))
-
-
-def thread_version(con: duckdb.DuckDBPyConnection, thread_id: str) -> str | None:
-    """A string that changes whenever the thread does (its derived row, with its turn
-    and message counts, tokens and last update), or None for no such thread: what
-    `GET /threads/{id}` answers ``ETag`` with, so a client that polls re-reads nothing
-    while the thread is unchanged."""
-    rows = con.execute("SELECT * FROM threads WHERE thread_id = ?", [thread_id]).fetchall()
-    if not rows:
-        return None
-    forks = con.execute("SELECT count(*), max(forked_at) FROM forks WHERE thread_id = ?",
-                        [thread_id]).fetchall()
-    return hashlib.sha256(repr((rows, forks)).encode()).hexdigest()[:32]
+                        None if through_turn is None else through_turn.lower())
 
 
 #: The columns of a span in `query_turn_spans`.

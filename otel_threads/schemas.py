@@ -275,10 +275,6 @@ class ThreadDetail:
     forks: list[ForkSchema] = field(default_factory=list)
     branch: list[str] = field(default_factory=list)
     through_turn: str | None = None
-    #: where ``turns`` starts among the thread's turns (a page of them), and how many
-    #: the thread has
-    turn_offset: int = 0
-    turns_total: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadDetail:
@@ -286,5 +282,4 @@ class ThreadDetail:
                             [TurnSchema.from_dict(t) for t in data["turns"]],
                             [TranscriptMessage.from_dict(m) for m in data["transcript"]],
                             [ForkSchema.from_dict(f) for f in data.get("forks", [])],
-                            list(data.get("branch", [])), data.get("through_turn"),
-                            int(data.get("turn_offset") or 0), data.get("turns_total"))
+                            list(data.get("branch", [])), data.get("through_turn"))

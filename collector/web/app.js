@@ -6,9 +6,6 @@
 // lets no script run but this file.
 "use strict";
 
-// Turns the drawer loads at a time (the API answers at most 500).
-const PAGE_TURNS = 200;
-
 const state = {
   sort: { field: "last_updated", dir: "desc" },
   offset: 0,
@@ -20,7 +17,6 @@ const state = {
   through: null, // the turn whose branch the drawer shows (null: the current branch)
   detail: null,
   detailKey: "",
-  detailEtag: null, // of the drawer's first page: a refresh asks whether it changed
   listKey: "",
   turn: null, // the active turn id
   spansOf: null, // the turn whose span tree is shown
@@ -91,16 +87,12 @@ function showError(message) {
 
 // -- the API (a bearer token, when the collector wants one, is asked once) ----------
 
-// With options.etag: sent as If-None-Match, and the answer is { notModified } (a 304)
-// or { body, etag }.
-async function api(path, options = {}) {
+async function api(path) {
   for (let attempt = 0; attempt < 2; attempt++) {
     const headers = { Accept: "application/json" };
     const token = sessionStorage.getItem("otel-threads-token");
     if (token) headers.Authorization = `Bearer ${token}`;
-    if (options.etag) headers["If-None-Match"] = options.etag;
-    const response = await fetch(path, { headers, cache: "no-store" });
-    if (response.status === 304) return { notModified: true };
+    const response = await fetch(path, { headers });
     if (response.status === 401 && attempt === 0) {
       const given = window.prompt("This collector needs its token (--token):");
       if (!given) break;
@@ -113,7 +105,6 @@ async function api(path, options = {}) {
       error.status = response.status;
       throw error;
     }
-    if ("etag" in options) return { body, etag: response.headers.get("ETag") };
     return body;
   }
   throw new Error("the collector wants a token");
@@ -217,15 +208,8 @@ async function openThread(id, through = null, keepView = false) {
   }
   let detail;
   try {
-    const params = new URLSearchParams({ turn_limit: String(PAGE_TURNS) });
-    if (through) params.set("through_turn", through);
-    // a refresh of the same view asks "changed?" first: an unchanged thread costs a 304
-    const same = keepView && !changed && state.detailEtag;
-    const res = await api(`/threads/${encodeURIComponent(id)}?${params}`,
-      { etag: same ? state.detailEtag : null });
-    if (res.notModified) return;
-    detail = res.body;
-    state.detailEtag = res.etag;
+    const query = through ? `?through_turn=${encodeURIComponent(through)}` : "";
+    detail = await api(`/threads/${encodeURIComponent(id)}${query}`);
   } catch (err) {
     showError(`Could not load thread ${id}: ${err.message}`);
     return;
@@ -258,7 +242,6 @@ function closeDrawer() {
   $("drawer").hidden = true;
   state.selected = null;
   state.detailKey = "";
-  state.detailEtag = null;
   state.spansOf = null;
   for (const row of document.querySelectorAll("#threads tbody tr.selected")) {
     row.classList.remove("selected");
@@ -349,40 +332,7 @@ function renderTurns(d) {
     !t.first_input && !t.last_output ? el("div", { class: "io out" }, oneLine(t.name, 80)) : null,
     );
   });
-  const left = (d.turns_total || 0) - d.turns.length;
-  if (left > 0) {
-    items.push(el("li", { class: "more" }, el("button", {
-      type: "button", id: "more-turns", onclick: () => loadMoreTurns(),
-    }, `Load ${number(Math.min(left, PAGE_TURNS))} more turns (${number(left)} left)`)));
-  }
   $("d-turns").replaceChildren(...items);
-}
-
-// The next page of turns (and their messages), added to the open thread.
-async function loadMoreTurns() {
-  const d = state.detail;
-  if (!d) return;
-  const params = new URLSearchParams({ turn_limit: String(PAGE_TURNS),
-                                       turn_offset: String(d.turns.length) });
-  if (state.through) params.set("through_turn", state.through);
-  let page;
-  try {
-    page = await api(`/threads/${encodeURIComponent(d.thread.thread_id)}?${params}`);
-  } catch (err) {
-    showError(`Could not load more turns: ${err.message}`);
-    return;
-  }
-  if (state.detail !== d) return;
-  d.turns = d.turns.concat(page.turns);
-  d.transcript = d.transcript.concat(page.transcript);
-  d.branch = d.branch.concat(page.branch);
-  d.turns_total = page.turns_total;
-  state.detailKey = null;
-  const chat = $("d-chat");
-  const scroll = chat.scrollTop;
-  renderDetail(d);
-  chat.scrollTop = scroll;
-  markTurn(state.turn);
 }
 
 function argumentsText(args) {
