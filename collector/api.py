@@ -23,10 +23,15 @@ import duckdb
 
 from collector.httpbase import BaseHandler
 from otel_threads.query import (
+    TRANSCRIPT_LIMIT,
+    TURN_LIMIT,
     ThreadsQueryReq,
-    query_thread,
+    etag,
+    query_thread_page,
     query_threads,
     query_turn_spans,
+    thread_version,
+    threads_version,
 )
 from otel_threads.writer import LATENCY_BUCKETS, StoreClosed
 
@@ -240,6 +245,38 @@ def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tupl
     return req, [(field, direction or "desc")]
 
 
+#: What GET /threads/{id} takes, with defaults (None: not given).
+_THREAD_PARAMS = {"through_turn": None, "turn_offset": 0, "turn_limit": TURN_LIMIT,
+                  "transcript_after": None, "transcript_limit": TRANSCRIPT_LIMIT}
+
+
+def _thread_query(query: dict[str, list[str]]) -> dict[str, Any]:
+    """GET /threads/{id} parameters (see `query_thread_page`); ValueError, one line."""
+    unknown = set(query) - set(_THREAD_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; GET /threads/{{id}} takes "
+                         f"{', '.join(_THREAD_PARAMS)}")
+    out = dict(_THREAD_PARAMS)
+    for name, values in query.items():
+        raw = values[-1]
+        if name == "through_turn":
+            out[name] = raw
+            continue
+        try:
+            out[name] = int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw[:40]!r}") from None
+    return out
+
+
+def _not_modified(header: str | None, tag: str) -> bool:
+    """Whether an If-None-Match header names ``tag`` (or is *)."""
+    if not header:
+        return False
+    tags = [t.strip().removeprefix("W/") for t in header.split(",")]
+    return "*" in tags or tag in tags
+
+
 class ApiHandler(BaseHandler):
     collector: Collector  # set by HttpListener
     open_paths = frozenset({"/healthz"})
@@ -255,9 +292,15 @@ class ApiHandler(BaseHandler):
         file = self.web_files[path]
         self.reply(200, file.read_bytes(), _WEB_TYPES[file.suffix], WEB_HEADERS)
 
-    def _send(self, status: int, payload: Any) -> None:
+    def _send(self, status: int, payload: Any, tag: str | None = None) -> None:
         body = json.dumps(payload, default=_jsonable, ensure_ascii=False).encode()
-        self.reply(status, body, "application/json")
+        # an answer with an ETag: caches revalidate it (If-None-Match) before reuse
+        headers = {"ETag": tag, "Cache-Control": "no-cache"} if tag else None
+        self.reply(status, body, "application/json", headers)
+
+    def _not_modified(self, tag: str) -> None:
+        """304: what the client has (its If-None-Match) is current; no body."""
+        self.reply(304, b"", "application/json", {"ETag": tag, "Cache-Control": "no-cache"})
 
     def _json_body(self) -> tuple[bool, Any]:
         """(True, parsed body), or (False, None) after replying with the error. Only an
@@ -307,11 +350,16 @@ class ApiHandler(BaseHandler):
                 req, sort = _page_query(query)
                 self.collector.writer.sync(READ_SYNC_S)
                 with self.collector.writer.cursor() as con:
+                    version = threads_version(con)  # before the read: never newer than it
+                    tag = etag(version, sorted(query.items())) if version else None
+                    if tag and _not_modified(self.headers.get("If-None-Match"), tag):
+                        self._not_modified(tag)
+                        return
                     res = query_threads(con, req, page_sort=sort)
             except ValueError as exc:
                 self._send(400, {"error": str(exc)})
                 return
-            self._send(200, {"threads": res.threads, "total": res.total})
+            self._send(200, {"threads": res.threads, "total": res.total}, tag)
         elif path.startswith("/threads/") and "/turns/" in path and path.endswith("/spans"):
             thread_id, _, turn_id = path[len("/threads/"):-len("/spans")].rpartition("/turns/")
             thread_id, turn_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(turn_id)
@@ -327,23 +375,25 @@ class ApiHandler(BaseHandler):
                        "text/plain; version=0.0.4; charset=utf-8")
         elif path.startswith("/threads/") and len(path) > len("/threads/"):
             thread_id = urllib.parse.unquote(path[len("/threads/"):])
-            unknown = set(query) - {"through_turn"}
-            if unknown:
-                self._send(400, {"error": f"unknown parameter(s) {sorted(unknown)}; "
-                                          "GET /threads/{id} takes through_turn"})
-                return
-            through = query.get("through_turn", [None])[-1]
-            self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
             try:
+                params = _thread_query(query)
+                self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
                 with self.collector.writer.cursor() as con:
-                    detail = query_thread(con, thread_id, through)
-            except ValueError as exc:
+                    version = thread_version(con, thread_id)  # before the read
+                    tag = etag(version, thread_id, sorted(params.items())) if version else None
+                    if tag and _not_modified(self.headers.get("If-None-Match"), tag):
+                        self._not_modified(tag)
+                        return
+                    detail = query_thread_page(con, thread_id, params.pop("through_turn"),
+                                               **params)
+            except (ValueError, TypeError) as exc:
                 self._send(400, {"error": str(exc)})
                 return
             if detail is None:
                 self._send(404, {"error": f"no thread {thread_id!r}"})
             else:
-                self._send(200, detail)
+                detail.version = version
+                self._send(200, detail, tag)
         else:
             self._send(404, {"error": f"no such endpoint {path}"})
 

@@ -21,11 +21,16 @@ from typing import Any
 import duckdb
 
 from otel_threads.query import (
+    MAX_TRANSCRIPT_LIMIT,
+    MAX_TURN_LIMIT,
+    TRANSCRIPT_LIMIT,
+    TURN_LIMIT,
     ThreadDetail,
     ThreadSchema,
     ThreadsQueryReq,
     ThreadsQueryRes,
     query_thread,
+    query_thread_page,
     query_threads,
 )
 from otel_threads.store import connect, default_db_path, read_holder
@@ -109,21 +114,60 @@ class ThreadsClient:
         a turn of the thread).
         """
         if self._api() is not None:
-            path = "/threads/" + urllib.parse.quote(thread_id, safe="")
-            if through_turn is not None:
-                path += "?" + urllib.parse.urlencode({"through_turn": through_turn})
-            try:
-                out = self._request("GET", path)
-            except ThreadsClientError as err:
-                if err.status == 404:
-                    raise KeyError(thread_id) from None
-                raise
-            return ThreadDetail.from_dict(out)
+            return self._whole_thread(thread_id, through_turn)
         with self._connection() as con:
             detail = query_thread(con, thread_id, through_turn)
         if detail is None:
             raise KeyError(thread_id)
         return detail
+
+    def thread_page(self, thread_id: str, through_turn: str | None = None, *,
+                    turn_offset: int = 0, turn_limit: int = TURN_LIMIT,
+                    transcript_after: int | None = None,
+                    transcript_limit: int = TRANSCRIPT_LIMIT) -> ThreadDetail:
+        """A page of one thread (``GET /threads/{id}``; `query_thread_page` says what it
+        holds): ``.page`` has the totals and, in ``.page.next``, the parameters of the
+        next page. KeyError when the thread is unknown, ValueError for a bad parameter."""
+        if self._api() is not None:
+            params: dict[str, Any] = {"turn_offset": turn_offset, "turn_limit": turn_limit,
+                                      "transcript_limit": transcript_limit}
+            if through_turn is not None:
+                params["through_turn"] = through_turn
+            if transcript_after is not None:
+                params["transcript_after"] = transcript_after
+            path = (f"/threads/{urllib.parse.quote(thread_id, safe='')}?"
+                    f"{urllib.parse.urlencode(params)}")
+            try:
+                return ThreadDetail.from_dict(self._request("GET", path))
+            except ThreadsClientError as err:
+                if err.status == 404:
+                    raise KeyError(thread_id) from None
+                raise
+        with self._connection() as con:
+            detail = query_thread_page(con, thread_id, through_turn, turn_offset=turn_offset,
+                                       turn_limit=turn_limit, transcript_after=transcript_after,
+                                       transcript_limit=transcript_limit)
+        if detail is None:
+            raise KeyError(thread_id)
+        return detail
+
+    def _whole_thread(self, thread_id: str, through_turn: str | None,
+                      attempts: int = 3) -> ThreadDetail:
+        """Every page of a thread, put together. A thread that changes while it is read
+        (its version moves) is read again from the start, up to ``attempts`` times;
+        after that the pages are put together as they came."""
+        for attempt in range(attempts):
+            pages = [self.thread_page(thread_id, through_turn, turn_limit=MAX_TURN_LIMIT,
+                                      transcript_limit=MAX_TRANSCRIPT_LIMIT)]
+            while pages[-1].page is not None and pages[-1].page.next is not None:
+                cursor = pages[-1].page.next
+                pages.append(self.thread_page(
+                    thread_id, through_turn, turn_offset=cursor["turn_offset"],
+                    turn_limit=MAX_TURN_LIMIT, transcript_after=cursor.get("transcript_after"),
+                    transcript_limit=MAX_TRANSCRIPT_LIMIT))
+            if len({p.version for p in pages}) == 1 or attempt == attempts - 1:
+                return _join_pages(pages)
+        raise AssertionError("unreachable")
 
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         """Read-only SQL: (column names, rows). Writes are refused by the database."""
@@ -136,3 +180,23 @@ class ThreadsClient:
                 return [d[0] for d in cur.description or []], [list(r) for r in cur.fetchall()]
             except duckdb.Error as exc:  # read-only connection: writes are refused here
                 raise ValueError(str(exc)) from None
+
+
+def _join_pages(pages: list[ThreadDetail]) -> ThreadDetail:
+    """The whole thread from its pages, in order: turns and branch ids once each, the
+    transcript in seq order, each fork once."""
+    last = pages[-1]
+    turns, seen = [], set()
+    for p in pages:
+        for t in p.turns:
+            if t.turn_id not in seen:
+                seen.add(t.turn_id)
+                turns.append(t)
+    branch = list(dict.fromkeys(b for p in pages for b in p.branch))
+    rows = {m.seq: m for p in pages for m in p.transcript}
+    forks = {f.parent_turn_id: f for p in pages for f in p.forks}
+    return ThreadDetail(last.thread, turns, [rows[k] for k in sorted(rows)],
+                        sorted(forks.values(), key=lambda f: (f.forked_at is None, f.forked_at,
+                                                              f.parent_turn_id)),
+                        branch, last.through_turn, version=last.version)
+

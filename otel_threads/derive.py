@@ -195,6 +195,7 @@ class Deriver:
                 con.execute(f"CREATE INDEX {table}_{column} ON {db}.{table} ({column})")
             con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
                         [table, sql_version(view)])
+            self._stamp_build()
             if not whole:
                 con.execute(f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM "
                             f"{db}.spans_raw")
@@ -349,6 +350,31 @@ class Deriver:
             con.execute(f"DELETE FROM {self.db}.{table} WHERE {in_threads}")
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
             con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
+        self._stamp_threads(in_threads, threads)
+
+    def _has_versions(self) -> bool:
+        return "thread_versions" in self._tables()
+
+    def _stamp_threads(self, in_threads: str, threads: list[str]) -> None:
+        """Give the threads just re-derived (and those that lost traces) a new version
+        stamp, one number for the whole refresh (`thread_version` reads it)."""
+        if not self._has_versions():  # a file migrated by an older otel-threads
+            return
+        con, db = self.con, self.db
+        version = con.execute(f"SELECT nextval('{db}.derive_version_seq')").fetchall()[0][0]
+        con.execute(f"DELETE FROM {db}.thread_versions WHERE {in_threads}")
+        self.con.register("__stamped", pa.table({"thread_id": pa.array(threads, pa.string())}))
+        try:
+            con.execute(f"INSERT INTO {db}.thread_versions SELECT thread_id, ? "
+                        "FROM __stamped", [version])
+        finally:
+            self.con.unregister("__stamped")
+
+    def _stamp_build(self) -> None:
+        """A derived table was built from scratch: every thread may read differently."""
+        if self._has_versions():
+            self.con.execute(f"INSERT INTO {self.db}.derive_builds (version) "
+                             f"SELECT nextval('{self.db}.derive_version_seq')")
 
     def _linked_traces(self, traces: set[str]) -> set[str]:
         """Traces outside ``traces`` (whose spans are in TEMP ``spans_raw``) that their

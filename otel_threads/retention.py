@@ -118,7 +118,7 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
                     "(SELECT (trace_id, span_id) FROM _old_spans)")
     for table in ("derive_queue", "derive_errors"):
         con.execute(f"DELETE FROM {table} WHERE {dead}")
-    for table in ("turns_mat", "transcript_mat", "threads_mat"):
+    for table in ("turns_mat", "transcript_mat", "threads_mat", "thread_versions"):
         con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT thread_id FROM _old_threads)")
     # log records of no stored span (none sent, or gone), older than the time
     logs += _count_deleted(con, """

@@ -16,6 +16,7 @@ __all__ = [
     "ForkSchema",
     "SortBy",
     "ThreadDetail",
+    "ThreadPage",
     "ThreadSchema",
     "ThreadsQueryReq",
     "ThreadsQueryRes",
@@ -226,6 +227,9 @@ class ForkSchema:
     child_start_times: list[dt.datetime]
     current_child_turn_id: str | None = None
     forked_at: dt.datetime | None = None
+    #: turn_index of the parent and of each child (in a paged answer: where to find them)
+    parent_turn_index: int | None = None
+    child_turn_indexes: list[int | None] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ForkSchema:
@@ -263,11 +267,42 @@ class ThreadsQueryRes:
 
 
 @dataclass
+class ThreadPage:
+    """Where a page of a thread's detail lies in the whole (`query_thread_page`).
+
+    ``next`` holds the parameters that ask for the following page (``turn_offset``,
+    and ``transcript_after`` when one turn's transcript goes on), or None on the last."""
+
+    turn_offset: int
+    turn_limit: int
+    transcript_limit: int
+    turns_total: int  #: turns in the thread
+    branch_total: int  #: turns on the branch shown
+    transcript_total: int  #: transcript rows of the branch shown
+    transcript_after: int | None = None
+    next: dict[str, int] | None = None
+    more: bool = False  #: whether a page follows (``next`` is set)
+
+    def __post_init__(self) -> None:
+        self.more = self.next is not None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ThreadPage:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
 class ThreadDetail:
     """One thread. ``turns``: all of them, in start order. ``transcript``: the
     conversation along ``branch`` (turn ids, first to last): the current branch, or
     the branch through ``through_turn`` when one was asked for. ``forks``: the
-    thread's forks (the `forks` view)."""
+    thread's forks (the `forks` view).
+
+    A page of it (`query_thread_page`, what ``GET /threads/{id}`` answers) holds a run
+    of the turns, the transcript rows and branch ids of those turns, and the forks
+    they take part in; ``page`` says where it lies and ``truncated`` that it is not
+    the whole thread. ``version`` changes whenever the thread is derived anew."""
 
     thread: ThreadSchema
     turns: list[TurnSchema]
@@ -275,11 +310,17 @@ class ThreadDetail:
     forks: list[ForkSchema] = field(default_factory=list)
     branch: list[str] = field(default_factory=list)
     through_turn: str | None = None
+    page: ThreadPage | None = None
+    truncated: bool = False
+    version: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadDetail:
+        page = data.get("page")
         return ThreadDetail(ThreadSchema.from_dict(data["thread"]),
                             [TurnSchema.from_dict(t) for t in data["turns"]],
                             [TranscriptMessage.from_dict(m) for m in data["transcript"]],
                             [ForkSchema.from_dict(f) for f in data.get("forks", [])],
-                            list(data.get("branch", [])), data.get("through_turn"))
+                            list(data.get("branch", [])), data.get("through_turn"),
+                            ThreadPage.from_dict(page) if page else None,
+                            bool(data.get("truncated", False)), data.get("version"))

@@ -15,9 +15,10 @@ const state = {
   total: 0,
   selected: null, // thread id in the drawer
   through: null, // the turn whose branch the drawer shows (null: the current branch)
-  detail: null,
-  detailKey: "",
+  view: null, // the open thread's pages (newView)
   listKey: "",
+  listUrl: "", // the list's last question, and the ETag of its answer
+  listEtag: null,
   turn: null, // the active turn id
   spansOf: null, // the turn whose span tree is shown
   ignoreScrollUntil: 0,
@@ -87,27 +88,35 @@ function showError(message) {
 
 // -- the API (a bearer token, when the collector wants one, is asked once) ----------
 
-async function api(path) {
+// GET path; with etag, a conditional request: {notModified: true} when the answer
+// would be the same (HTTP 304, no body). Else {body, etag}.
+async function request(path, etag = null) {
   for (let attempt = 0; attempt < 2; attempt++) {
     const headers = { Accept: "application/json" };
     const token = sessionStorage.getItem("otel-threads-token");
     if (token) headers.Authorization = `Bearer ${token}`;
-    const response = await fetch(path, { headers });
+    if (etag) headers["If-None-Match"] = etag;
+    const response = await fetch(path, { headers, cache: "no-store" });
     if (response.status === 401 && attempt === 0) {
       const given = window.prompt("This collector needs its token (--token):");
       if (!given) break;
       sessionStorage.setItem("otel-threads-token", given.trim());
       continue;
     }
+    if (response.status === 304) return { notModified: true, etag };
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
       const error = new Error(body.error || `HTTP ${response.status}`);
       error.status = response.status;
       throw error;
     }
-    return body;
+    return { body, etag: response.headers.get("ETag") };
   }
   throw new Error("the collector wants a token");
+}
+
+async function api(path) {
+  return (await request(path)).body;
 }
 
 // -- the threads list -----------------------------------------------------------------
@@ -124,9 +133,20 @@ function listParams() {
 }
 
 async function loadList() {
+  const url = `/ui/threads?${listParams()}`;
   let res;
   try {
-    res = await api(`/ui/threads?${listParams()}`);
+    // unchanged since the last answer to the same question: a 304, nothing to redo
+    const got = await request(url, url === state.listUrl ? state.listEtag : null);
+    if (got.notModified) {
+      showError("");
+      refreshTimes();
+      renderPager();
+      return;
+    }
+    res = got.body;
+    state.listUrl = url;
+    state.listEtag = got.etag;
   } catch (err) {
     showError(`Could not load threads: ${err.message}`);
     return;
@@ -198,6 +218,113 @@ function renderPager() {
 }
 
 // -- the drawer: turns, chat, forks ---------------------------------------------------
+//
+// A thread's turns come in pages (GET /threads/{id}?turn_offset=&turn_limit=): the
+// drawer holds one segment per page, in both panes, a placeholder of about the right
+// height until the page is in view (or within a screen of it), then its turns and
+// chat sections. The live refresh asks again for one page in view with the ETag of its
+// last answer: an unchanged thread is a 304 with no body. When it changed, the pages
+// in view are fetched again, the others when they come into view.
+
+const PAGE_TURNS = 100; // turns per page
+const TURN_EST = 62; // px: a turn in the list, before it is loaded
+const SEC_EST = 110; // px: a turn's chat section, before it is loaded
+const MAX_LOADS = 3; // pages fetched at once
+
+function gridEnd(start) {
+  return (Math.floor(start / PAGE_TURNS) + 1) * PAGE_TURNS;
+}
+
+function newView(id, through) {
+  return {
+    id, through, thread: null, turnsTotal: 0, segs: [], forks: new Map(), loads: 0,
+    byTurn: new Map(), // turn id -> turn, of the loaded pages
+    onBranch: new Set(), // turn ids on the branch shown, of the loaded pages
+  };
+}
+
+function segUrl(v, seg, after = null) {
+  const p = new URLSearchParams({
+    turn_offset: seg.start, turn_limit: gridEnd(seg.start) - seg.start,
+  });
+  if (v.through) p.set("through_turn", v.through);
+  if (after !== null) p.set("transcript_after", after);
+  return `/threads/${encodeURIComponent(v.id)}?${p}`;
+}
+
+// One page, conditional on the ETag of its last answer when it has one. A turn whose
+// transcript is longer than a page holds goes on in the answers that follow.
+async function fetchSeg(v, seg, conditional) {
+  const url = segUrl(v, seg);
+  const got = await request(url, conditional && seg.url === url ? seg.etag : null);
+  if (got.notModified) return null;
+  const res = got.body;
+  let next = res.page.next;
+  while (next && next.transcript_after !== undefined && next.turn_offset === seg.start) {
+    const more = (await request(segUrl(v, seg, next.transcript_after))).body;
+    res.transcript.push(...more.transcript);
+    res.page = { ...res.page, next: more.page.next };
+    next = more.page.next;
+  }
+  return { res, url, etag: got.etag };
+}
+
+function makeSegs(v, total, from = 0) {
+  const segs = [];
+  for (let s = from; s < total; s = gridEnd(s)) {
+    segs.push({ start: s, end: Math.min(gridEnd(s), total), status: "pending", stale: false });
+  }
+  return segs;
+}
+
+// The answer for a segment: its turns, transcript and branch; the thread's row and
+// totals; the segment shrinks to what came when the page ended early.
+function applyPage(v, seg, got) {
+  const { res } = got;
+  v.thread = res.thread;
+  for (const f of res.forks) v.forks.set(f.parent_turn_id, f);
+  for (const t of seg.turns || []) { v.byTurn.delete(t.turn_id); v.onBranch.delete(t.turn_id); }
+  seg.turns = res.turns;
+  seg.branch = res.branch;
+  seg.transcript = res.transcript;
+  seg.url = got.url;
+  seg.etag = got.etag;
+  seg.status = "loaded";
+  seg.stale = false;
+  for (const t of res.turns) v.byTurn.set(t.turn_id, t);
+  for (const id of res.branch) v.onBranch.add(id);
+  const next = res.page.next;
+  const end = next && next.turn_offset > seg.start ? next.turn_offset
+    : Math.min(gridEnd(seg.start), res.page.turns_total);
+  seg.end = Math.max(seg.start + res.turns.length, Math.min(end, gridEnd(seg.start)));
+  v.turnsTotal = res.page.turns_total;
+}
+
+// Segments to match the thread's turn count now, one after the other without overlap:
+// a page that ended early leaves a gap (a pending segment of its own), a page that
+// came longer covers what followed, a thread that grew gets new pages at the end.
+function reshape(v) {
+  const out = [];
+  let at = 0; // where the next segment starts
+  for (const seg of v.segs) {
+    if (out.length && (seg.start >= v.turnsTotal || seg.end <= at)) { removeSeg(seg); continue; }
+    if (seg.start < at) { // partly covered by the one before: fetch the rest again
+      seg.start = at;
+      if (seg.status === "loaded") Object.assign(seg, { status: "pending", turns: null, branch: null });
+    }
+    if (seg.start > at) out.push({ start: at, end: seg.start, status: "pending", stale: false });
+    if (seg.status !== "loaded") seg.end = Math.max(seg.end, Math.min(gridEnd(seg.start), v.turnsTotal));
+    out.push(seg);
+    at = seg.end;
+  }
+  if (v.turnsTotal > at) out.push(...makeSegs(v, v.turnsTotal, at));
+  v.segs = out;
+}
+
+function removeSeg(seg) {
+  seg.turnEl?.remove();
+  seg.chatEl?.remove();
+}
 
 async function openThread(id, through = null, keepView = false) {
   const changed = id !== state.selected;
@@ -206,50 +333,45 @@ async function openThread(id, through = null, keepView = false) {
   for (const row of document.querySelectorAll("#threads tbody tr")) {
     row.classList.toggle("selected", row.dataset.id === id);
   }
-  let detail;
+  const v = newView(id, through);
+  const first = { start: 0, end: PAGE_TURNS, status: "loading", stale: false };
+  let got;
   try {
-    const query = through ? `?through_turn=${encodeURIComponent(through)}` : "";
-    detail = await api(`/threads/${encodeURIComponent(id)}${query}`);
+    got = await fetchSeg(v, first, false);
   } catch (err) {
     showError(`Could not load thread ${id}: ${err.message}`);
     return;
   }
-  if (state.selected !== id) return; // another thread was opened meanwhile
-  const key = JSON.stringify(detail);
-  const drawer = $("drawer");
-  const wasOpen = !drawer.hidden;
-  drawer.hidden = false;
-  if (key === state.detailKey && wasOpen) return; // nothing new: keep everything as it is
-  state.detailKey = key;
-  state.detail = detail;
+  if (state.selected !== id || state.through !== through) return; // another one meanwhile
+  applyPage(v, first, got);
+  v.segs = [first];
+  reshape(v);
+  state.view = v;
+  $("drawer").hidden = false;
+  renderHeader(v);
+  renderSkeleton(v);
   const chat = $("d-chat");
-  const scroll = chat.scrollTop;
-  renderDetail(detail);
   if (changed || !keepView) {
     if (!keepView) showThreadView();
-    const first = detail.branch.length ? detail.branch[0] : null;
-    state.turn = changed ? first : (detail.turns.some((t) => t.turn_id === state.turn)
-      ? state.turn : first);
-    markTurn(state.turn);
-    chat.scrollTop = 0;
-  } else { // a refresh: keep the reader where they were
-    chat.scrollTop = scroll;
-    markTurn(state.turn);
+    state.turn = first.branch.length ? first.branch[0] : null;
   }
+  markTurn(state.turn);
+  if (changed || !keepView) chat.scrollTop = 0;
+  ensureVisible();
 }
 
 function closeDrawer() {
   $("drawer").hidden = true;
   state.selected = null;
-  state.detailKey = "";
+  state.view = null;
   state.spansOf = null;
   for (const row of document.querySelectorAll("#threads tbody tr.selected")) {
     row.classList.remove("selected");
   }
 }
 
-function renderDetail(d) {
-  const t = d.thread;
+function renderHeader(v) {
+  const t = v.thread;
   $("d-title").textContent = t.thread_id;
   const stat = (label, value) => el("span", {}, label, " ", el("b", {}, value));
   $("d-stats").replaceChildren(...[
@@ -265,43 +387,86 @@ function renderDetail(d) {
     t.models && t.models.length ? stat("models", t.models.join(", ")) : null,
     t.user_id ? stat("user", t.user_id) : null,
   ].filter(Boolean));
-  renderForks(d);
-  renderTurns(d);
-  renderChat(d);
+  renderForks(v);
 }
 
-function turnIndex(d) {
-  return Object.fromEntries(d.turns.map((t) => [t.turn_id, t]));
-}
-
-function renderForks(d) {
+function renderForks(v) {
   const box = $("d-forks");
-  const turns = turnIndex(d);
-  const onBranch = new Set(d.branch);
-  box.hidden = !d.forks.length;
-  box.replaceChildren(...d.forks.map((f) => {
-    const parent = turns[f.parent_turn_id];
-    return el("div", { class: "fork" },
-      el("span", {}, `Fork after turn ${parent ? parent.turn_index : "?"}, ` +
-                     `${f.child_count} answers:`),
-      f.child_turn_ids.map((child, i) => {
-        const turn = turns[child];
-        const current = onBranch.has(child);
-        return el("button", {
-          type: "button", class: current ? "current" : "",
-          title: `started ${f.child_start_times[i] || ""}`,
-          "aria-pressed": current ? "true" : "false",
-          onclick: () => openThread(d.thread.thread_id, child, true).then(() => selectTurn(child)),
-        }, `turn ${turn ? turn.turn_index : "?"} · ${ago(f.child_start_times[i])}`);
-      }),
-    );
-  }));
+  const forks = [...v.forks.values()];
+  box.hidden = !forks.length;
+  box.replaceChildren(...forks.map((f) => el("div", { class: "fork" },
+    el("span", {}, `Fork after turn ${f.parent_turn_index ?? "?"}, ${f.child_count} answers:`),
+    f.child_turn_ids.map((child, i) => {
+      const current = v.onBranch.has(child) || (!v.through && child === f.current_child_turn_id);
+      const index = (f.child_turn_indexes || [])[i];
+      return el("button", {
+        type: "button", class: current ? "current" : "",
+        title: `started ${f.child_start_times[i] || ""}`,
+        "aria-pressed": current ? "true" : "false",
+        onclick: () => openThread(v.id, child, true).then(() => goToTurn(child, index)),
+      }, `turn ${index ?? "?"} · ${ago(f.child_start_times[i])}`);
+    }))));
 }
 
-function renderTurns(d) {
-  const onBranch = new Set(d.branch);
-  const forkChildren = new Map(d.forks.map((f) => [f.parent_turn_id, f.child_count]));
-  const items = d.turns.map((t) => {
+// Both panes: a wrapper per segment, placeholders sized for what they stand for.
+function renderSkeleton(v) {
+  const turns = $("d-turns");
+  const chat = $("d-chat");
+  turns.replaceChildren();
+  chat.replaceChildren();
+  for (const seg of v.segs) {
+    seg.turnEl = null;
+    seg.chatEl = null;
+    placeSeg(v, seg);
+  }
+}
+
+// Put a segment's wrappers in place (after the previous segment's), then fill them.
+function placeSeg(v, seg) {
+  if (!seg.turnEl) {
+    seg.turnEl = el("li", { class: "seg" });
+    seg.chatEl = el("div", { class: "seg" });
+    const before = v.segs[v.segs.indexOf(seg) - 1];
+    if (before && before.turnEl) {
+      before.turnEl.after(seg.turnEl);
+      before.chatEl.after(seg.chatEl);
+    } else {
+      $("d-turns").prepend(seg.turnEl);
+      $("d-chat").prepend(seg.chatEl);
+    }
+  }
+  seg.turnEl.dataset.start = seg.start;
+  seg.chatEl.dataset.start = seg.start;
+  fillSeg(v, seg);
+}
+
+function fillSeg(v, seg) {
+  const pending = seg.status !== "loaded";
+  for (const node of [seg.turnEl, seg.chatEl]) node.classList.toggle("pending", pending);
+  if (pending) {
+    const n = seg.end - seg.start;
+    seg.turnEl.style.height = `${n * TURN_EST}px`;
+    seg.chatEl.style.height = `${n * SEC_EST}px`;
+    seg.turnEl.replaceChildren();
+    seg.chatEl.replaceChildren();
+    return;
+  }
+  seg.turnEl.style.height = "";
+  seg.chatEl.style.height = "";
+  seg.turnEl.replaceChildren(el("ol", { class: "turns" }, renderTurns(v, seg)));
+  seg.chatEl.replaceChildren(...renderChat(v, seg));
+  for (const node of seg.turnEl.querySelectorAll(".turn")) {
+    node.classList.toggle("active", node.dataset.turn === state.turn);
+  }
+  for (const node of seg.chatEl.querySelectorAll(".turn-sec")) {
+    node.classList.toggle("active", node.dataset.turn === state.turn);
+  }
+}
+
+function renderTurns(v, seg) {
+  const onBranch = new Set(seg.branch);
+  const forkChildren = new Map([...v.forks.values()].map((f) => [f.parent_turn_id, f.child_count]));
+  return seg.turns.map((t) => {
     const status = t.is_running ? "running" : (t.has_error ? "error" : "ok");
     const tokens = (t.input_tokens || 0) + (t.output_tokens || 0);
     return el("li", {
@@ -332,7 +497,6 @@ function renderTurns(d) {
     !t.first_input && !t.last_output ? el("div", { class: "io out" }, oneLine(t.name, 80)) : null,
     );
   });
-  $("d-turns").replaceChildren(...items);
 }
 
 function argumentsText(args) {
@@ -361,15 +525,14 @@ function message(m) {
   );
 }
 
-function renderChat(d) {
-  const turns = turnIndex(d);
+function renderChat(v, seg) {
   const byTurn = new Map();
-  for (const m of d.transcript) {
+  for (const m of seg.transcript) {
     if (!byTurn.has(m.turn_id)) byTurn.set(m.turn_id, []);
     byTurn.get(m.turn_id).push(m);
   }
-  const sections = d.branch.map((id) => {
-    const t = turns[id] || {};
+  const sections = seg.branch.map((id) => {
+    const t = v.byTurn.get(id) || {};
     const messages = byTurn.get(id) || [];
     return el("section", { class: "turn-sec", dataset: { turn: id } },
       el("div", { class: "sec-head" },
@@ -381,28 +544,162 @@ function renderChat(d) {
   });
   const orphans = byTurn.get(null) || [];
   if (orphans.length) sections.push(el("section", { class: "turn-sec" }, orphans.map(message)));
-  $("d-chat").replaceChildren(...sections);
+  return sections;
+}
+
+// -- loading what is in view ---------------------------------------------------------
+
+// The segments whose wrapper in ``pane`` is within a screen of its view (binary search:
+// the wrappers are in order).
+function segsNear(v, pane, key) {
+  const view = pane.getBoundingClientRect();
+  const margin = view.height;
+  const top = view.top - margin;
+  const bottom = view.bottom + margin;
+  const segs = v.segs;
+  let lo = 0;
+  let hi = segs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    const node = segs[mid][key];
+    if (node && node.getBoundingClientRect().bottom < top) lo = mid + 1;
+    else hi = mid;
+  }
+  const out = [];
+  for (let i = lo; i < segs.length; i++) {
+    const node = segs[i][key];
+    if (!node) continue;
+    const r = node.getBoundingClientRect();
+    if (r.top > bottom) break;
+    if (r.bottom >= top) out.push(segs[i]);
+  }
+  return out;
+}
+
+function visibleSegs(v) {
+  const near = new Set();
+  if (!$("d-thread").hidden) {
+    for (const s of segsNear(v, $("d-turns").parentElement, "turnEl")) near.add(s);
+    for (const s of segsNear(v, $("d-chat"), "chatEl")) near.add(s);
+  }
+  return v.segs.filter((s) => near.has(s));
+}
+
+function ensureVisible() {
+  const v = state.view;
+  if (!v || $("drawer").hidden) return;
+  for (const seg of visibleSegs(v)) {
+    if (v.loads >= MAX_LOADS) break;
+    if (seg.status === "pending" || (seg.status === "loaded" && seg.stale)) loadSeg(v, seg);
+  }
+}
+
+async function loadSeg(v, seg) {
+  const was = seg.status;
+  seg.status = "loading";
+  v.loads++;
+  let got;
+  try {
+    got = await fetchSeg(v, seg, was === "loaded");
+  } catch (err) {
+    seg.status = was;
+    v.loads--;
+    showError(`Could not load turns of ${v.id}: ${err.message}`);
+    return;
+  }
+  v.loads--;
+  if (state.view !== v) return;
+  if (got === null) { // unchanged after all
+    seg.status = "loaded";
+    seg.stale = false;
+  } else {
+    applySeg(v, seg, got);
+  }
+  ensureVisible();
+}
+
+// A page came: put it in, reshape the segments around it, draw what changed.
+function applySeg(v, seg, got) {
+  applyPage(v, seg, got);
+  const before = new Set(v.segs);
+  reshape(v);
+  for (const s of v.segs) {
+    if (!before.has(s) || s === seg || s.status === "pending") placeSeg(v, s);
+  }
+  renderHeader(v);
+}
+
+// The live refresh: ask for one page in view, conditionally. A 304: nothing changed.
+async function refreshThread() {
+  const v = state.view;
+  if (!v || v.refreshing || v.loads) return;
+  const probe = visibleSegs(v).find((s) => s.status === "loaded")
+    || v.segs.find((s) => s.status === "loaded");
+  if (!probe) return;
+  v.refreshing = true;
+  let got;
+  try {
+    got = await fetchSeg(v, probe, true);
+  } catch (err) {
+    showError(`Could not refresh thread ${v.id}: ${err.message}`);
+    return;
+  } finally {
+    v.refreshing = false;
+  }
+  if (state.view !== v || got === null) {
+    if (got === null) refreshDrawerTimes(v);
+    return;
+  }
+  for (const s of v.segs) if (s !== probe && s.status === "loaded") s.stale = true;
+  const chat = $("d-chat");
+  const scroll = chat.scrollTop;
+  applySeg(v, probe, got);
+  chat.scrollTop = scroll;
+  if (state.turn && !v.byTurn.has(state.turn) && probe.branch.length) state.turn = probe.branch[0];
+  markTurn(state.turn, false);
+  ensureVisible();
+}
+
+function refreshDrawerTimes(v) {
+  if (v.thread) renderHeader(v);
+}
+
+// The segment holding the turn at ``index`` (1-based), loaded.
+async function loadTurnAt(v, index) {
+  const seg = v.segs.find((s) => s.start < index && index <= s.end);
+  if (seg && seg.status !== "loaded") await loadSeg(v, seg);
+}
+
+async function goToTurn(id, index) {
+  const v = state.view;
+  if (!v) return;
+  if (!v.byTurn.has(id) && index) await loadTurnAt(v, index);
+  selectTurn(id);
 }
 
 // -- turn selection and chat sync -------------------------------------------------------
 
-function markTurn(id) {
+function markTurn(id, reveal = true) {
   state.turn = id;
-  for (const li of document.querySelectorAll("#d-turns .turn")) {
-    const on = li.dataset.turn === id;
-    li.classList.toggle("active", on);
-    if (on) li.scrollIntoView({ block: "nearest" });
+  for (const li of document.querySelectorAll("#d-turns .turn.active, #d-chat .turn-sec.active")) {
+    li.classList.remove("active");
   }
-  for (const sec of document.querySelectorAll("#d-chat .turn-sec")) {
-    sec.classList.toggle("active", sec.dataset.turn === id);
+  if (!id) return;
+  const sel = `[data-turn="${CSS.escape(id)}"]`;
+  const li = document.querySelector(`#d-turns .turn${sel}`);
+  if (li) {
+    li.classList.add("active");
+    if (reveal) li.scrollIntoView({ block: "nearest" });
   }
+  document.querySelector(`#d-chat .turn-sec${sel}`)?.classList.add("active");
 }
 
 function selectTurn(id, fromClick = false) {
-  const d = state.detail;
-  if (!d) return;
-  if (fromClick && !d.branch.includes(id)) { // a turn on another branch: show that branch
-    openThread(d.thread.thread_id, id, true).then(() => selectTurn(id));
+  const v = state.view;
+  if (!v) return;
+  if (fromClick && v.byTurn.has(id) && !v.onBranch.has(id)) { // another branch: show it
+    const index = v.byTurn.get(id).turn_index;
+    openThread(v.id, id, true).then(() => goToTurn(id, index));
     return;
   }
   markTurn(id);
@@ -413,12 +710,31 @@ function selectTurn(id, fromClick = false) {
   }
 }
 
-function stepTurn(delta) {
-  const d = state.detail;
-  if (!d || !d.branch.length) return;
-  const at = d.branch.indexOf(state.turn);
-  const next = Math.min(d.branch.length - 1, Math.max(0, (at < 0 ? 0 : at + delta)));
-  selectTurn(d.branch[next]);
+// The branch's turns of the loaded pages, in order.
+function loadedBranch(v) {
+  return v.segs.filter((s) => s.status === "loaded" || s.branch)
+    .flatMap((s) => (s.branch || []).map((id) => ({ id, seg: s })));
+}
+
+async function stepTurn(delta) {
+  const v = state.view;
+  if (!v) return;
+  for (let tries = 0; tries < 50; tries++) {
+    const order = loadedBranch(v);
+    const at = order.findIndex((o) => o.id === state.turn);
+    const next = at < 0 ? 0 : at + delta;
+    if (next >= 0 && next < order.length) {
+      selectTurn(order[next].id);
+      return;
+    }
+    // past the pages loaded: load the next one that way, if there is one
+    const from = at < 0 ? 0 : v.segs.indexOf(order[at].seg);
+    let i = from + delta;
+    while (i >= 0 && i < v.segs.length && v.segs[i].status === "loaded") i += delta;
+    if (i < 0 || i >= v.segs.length) return;
+    await loadSeg(v, v.segs[i]);
+    if (state.view !== v || v.segs[i]?.status !== "loaded") return;
+  }
 }
 
 function currentSection() {
@@ -439,10 +755,18 @@ function onChatScroll() {
   scrollPending = true;
   requestAnimationFrame(() => {
     scrollPending = false;
+    ensureVisible();
     if (Date.now() < state.ignoreScrollUntil) return;
     const id = currentSection();
     if (id && id !== state.turn) markTurn(id);
   });
+}
+
+let turnsScrollPending = false;
+function onTurnsScroll() {
+  if (turnsScrollPending) return;
+  turnsScrollPending = true;
+  requestAnimationFrame(() => { turnsScrollPending = false; ensureVisible(); });
 }
 
 // -- a turn's span tree ---------------------------------------------------------------
@@ -451,14 +775,15 @@ function showThreadView() {
   $("d-spans").hidden = true;
   $("d-thread").hidden = false;
   state.spansOf = null;
+  ensureVisible();
 }
 
 async function openSpans(turnId) {
-  const d = state.detail;
-  if (!d) return;
+  const v = state.view;
+  if (!v) return;
   let res;
   try {
-    res = await api(`/threads/${encodeURIComponent(d.thread.thread_id)}/turns/` +
+    res = await api(`/threads/${encodeURIComponent(v.id)}/turns/` +
                     `${encodeURIComponent(turnId)}/spans`);
   } catch (err) {
     showError(`Could not load the spans: ${err.message}`);
@@ -466,7 +791,7 @@ async function openSpans(turnId) {
   }
   state.spansOf = turnId;
   markTurn(turnId);
-  const turn = turnIndex(d)[turnId] || {};
+  const turn = v.byTurn.get(turnId) || {};
   $("s-title").textContent = `Turn ${turn.turn_index ?? "?"} · ${res.spans.length} spans`;
   renderSpanTree(res.spans);
   $("d-thread").hidden = true;
@@ -612,12 +937,13 @@ function init() {
   $("d-close").addEventListener("click", closeDrawer);
   $("s-back").addEventListener("click", showThreadView);
   $("d-chat").addEventListener("scroll", onChatScroll, { passive: true });
+  $("d-turns").parentElement.addEventListener("scroll", onTurnsScroll, { passive: true });
   document.addEventListener("keydown", onKey);
   loadList();
   setInterval(() => {
     if (!$("live").checked || document.hidden) return;
     loadList();
-    if (state.selected && state.spansOf === null) openThread(state.selected, state.through, true);
+    if (state.selected && state.spansOf === null) refreshThread();
   }, 3000);
 }
 
