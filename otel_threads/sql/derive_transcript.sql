@@ -24,18 +24,8 @@
 -- the replay rule above shows it, so each branch reads whole. Another branch is read
 -- by selecting the rows of its turns in thread_seq order (ThreadsClient.thread(...,
 -- through_turn=...)).
---
--- Memory: the window chain below carries only each message's keys (its row of `base`);
--- the texts join back at the end, so a thread of large messages is held once, not once
--- per window.
-WITH base AS MATERIALIZED (
-    SELECT row_number() OVER () AS rid, m.*
-    FROM messages m
-    WHERE m.thread_id IS NOT NULL
-),
-msg AS (
-    SELECT m.rid, m.thread_id, m.turn_id, m.trace_id, m.span_id, m.direction, m.position,
-           m.role,
+WITH msg AS (
+    SELECT m.*,
            dense_rank() OVER (PARTITION BY m.thread_id
                               ORDER BY s.start_time_unix_nano, s.end_time_unix_nano,
                                        m.trace_id, m.span_id) AS call_idx,
@@ -44,8 +34,9 @@ msg AS (
                                                      lambda c: [c->'name', c->'arguments']),
                         'tool_call_id': m.tool_call_id})::VARCHAR) AS k,
            m.direction = 'input' AND m.role <> 'system' AS is_prompt
-    FROM base m
+    FROM messages m
     JOIN spans_raw s ON s.trace_id = m.trace_id AND s.span_id = m.span_id
+    WHERE m.thread_id IS NOT NULL
 ),
 -- one chain of windows, each partitioned by thread first (a filter on thread_id reaches
 -- the messages view, so one thread's transcript parses one thread's messages)
@@ -87,16 +78,13 @@ branched AS (
     LEFT JOIN turns t ON t.thread_id = s.thread_id AND t.turn_id = s.turn_id
     WHERE s.is_shown
 )
-SELECT b.thread_id,
-       CASE WHEN b.on_current_branch THEN
-           row_number() OVER (PARTITION BY b.thread_id, b.on_current_branch
-                              ORDER BY b.call_idx, b.direction = 'output', b.position) END
-           AS seq,
-       b.turn_id, b.role, m.content, m.tool_calls, m.tool_call_id, m.finish_reason,
-       b.trace_id, b.span_id, b.direction, b.position,
-       row_number() OVER (PARTITION BY b.thread_id
-                          ORDER BY b.call_idx, b.direction = 'output', b.position)
-           AS thread_seq,
-       b.on_current_branch
-FROM branched b
-JOIN base m ON m.rid = b.rid
+SELECT thread_id,
+       CASE WHEN on_current_branch THEN
+           row_number() OVER (PARTITION BY thread_id, on_current_branch
+                              ORDER BY call_idx, direction = 'output', position) END AS seq,
+       turn_id, role, content, tool_calls, tool_call_id, finish_reason,
+       trace_id, span_id, direction, position,
+       row_number() OVER (PARTITION BY thread_id
+                          ORDER BY call_idx, direction = 'output', position) AS thread_seq,
+       on_current_branch
+FROM branched
