@@ -64,11 +64,9 @@ _IN_LIST_MAX = 2000
 #: Traces set aside that are logged as warnings; later ones are counted (and debug-logged).
 _LOGGED_SET_ASIDES = 10
 #: Errors of the store itself rather than of the data being derived: nothing is set
-#: aside for them (every trace would fail alike); the queue keeps the traces. Running
-#: out of memory (DuckDB's --memory-limit) is not one of them: the thread that needs
-#: more is set aside, and every other goes on.
+#: aside for them (every trace would fail alike); the queue keeps the traces.
 _STORE_ERRORS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException,
-                 duckdb.InterruptException,
+                 duckdb.OutOfMemoryException, duckdb.InterruptException,
                  duckdb.TransactionException, duckdb.ConnectionException,
                  duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException)
 
@@ -224,34 +222,10 @@ class Deriver:
         if not traces:
             return 0
         suspects = set(self._suspects(traces))
-        chained = set(self._chained(traces)) - suspects
-        rest = [t for t in traces if t not in suspects and t not in chained]
-        # Plain traces first, in one transaction of their own: a long chain of linked
-        # turns (whose resolution re-derives every trace along it) never holds them.
-        groups = (([rest] if rest else []) + ([sorted(chained)] if chained else [])
-                  + [[t] for t in sorted(suspects)])
-        for group in groups:
+        rest = [t for t in traces if t not in suspects]
+        for group in ([rest] if rest else []) + [[t] for t in sorted(suspects)]:
             self._derive_or_split(group)
         return len(traces)
-
-    def _chained(self, traces: list[str]) -> list[str]:
-        """Those of ``traces`` whose resolution walks ``previous_turn_id`` links: they
-        hold a turn without a thread id that names another turn, or a turn that such a
-        turn names."""
-        db = self.db
-        if not self.con.execute(f"SELECT 1 FROM {db}.linked_turns WHERE thread_id IS NULL "
-                                "LIMIT 1").fetchall():
-            return []
-        in_traces = self._in("trace_id", traces)
-        try:
-            return [r[0] for r in self.con.execute(
-                f"SELECT trace_id FROM {db}.linked_turns WHERE thread_id IS NULL AND "
-                f"{in_traces} UNION SELECT trace_id FROM {db}.spans_raw WHERE {in_traces} "
-                f"AND (span_id IN (SELECT previous_turn_id FROM {db}.linked_turns "
-                f"WHERE thread_id IS NULL) OR turn_id IN (SELECT previous_turn_id FROM "
-                f"{db}.linked_turns WHERE thread_id IS NULL))").fetchall()]
-        finally:
-            self._drop_temps()
 
     def _suspects(self, traces: list[str]) -> list[str]:
         """Those of ``traces`` set aside before, or of a thread that has a trace set aside."""
