@@ -19,6 +19,16 @@ nothing), and `refresh` re-derives exactly what those traces can affect:
 2. every turn, transcript and thread row of the threads those traces belonged
    to before or belong to now, over all the traces of those threads.
 
+A refresh takes a bounded batch off the queue (`BATCH_TRACES`, `BATCH_BYTES`), so its
+work follows the batch: the rest waits for the next refresh. Chains of links are
+resolved set-wise, in a few statements however long they are (a loop of links in bad
+data ends where it closes), and traces whose resolution walks links derive apart from
+the others, which never wait behind a long chain. When the traces a batch's links reach
+close within a few rounds, the queued ones among them are derived and taken off the
+queue with it, so a chain that arrives in many commits is derived once, not once per
+commit. LLM calls and messages are parsed a chunk of traces at a time
+(`PARSE_CHUNK_BYTES`): huge calls cost their texts, not many copies of them.
+
 It evaluates the same ``derive_*`` views, scoped: for the duration of a refresh,
 TEMP tables named like the inputs (``spans_raw``, ``logs``, the ``*_mat`` tables)
 hold only the rows in scope, and DuckDB resolves the views' unqualified table
@@ -409,7 +419,12 @@ class Deriver:
             f"SELECT DISTINCT trace_id FROM {self.db}.span_threads_mat WHERE {in_threads}"
         ).fetchall()} | set(traces))
         in_scope = self._in("trace_id", scope)
-        self._scope(in_scope)
+        extra = sorted(set(scope) - set(traces))  # TEMP spans_raw and logs hold ``traces``
+        if extra:
+            in_extra = self._in("trace_id", extra)
+            for name in ("spans_raw", "logs"):
+                con.execute(f"INSERT INTO temp.{name} SELECT * FROM {self.db}.{name} "
+                            f"WHERE {in_extra}")
         con.execute(f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
                     f"{self.db}.span_threads_mat WHERE {in_scope}")
         self._shared_views()
