@@ -102,6 +102,9 @@ def main() -> None:
     args = ap.parse_args()
     path = args.db or os.path.join(tempfile.mkdtemp(prefix="derive-memory-"), "m.duckdb")
     con = connect(path)
+    for setting in os.environ.get("BENCH_DUCKDB_SET", "").split(";"):
+        if setting:
+            con.execute(f"SET {setting}")
     deriver = Deriver(con)
     texts: list[tuple[str, str]] = []
     seq, took, peak_growth = 1, 0.0, 0

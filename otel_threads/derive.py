@@ -69,6 +69,9 @@ _INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread
 #: Views that several derived tables read: evaluated once per refresh, into TEMP
 #: tables of the same name (in dependency order: the later ones read the earlier).
 _SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
+#: Derived tables that hold whole texts: written straight into the file's table, not
+#: through a TEMP copy of the scope's rows (one copy of every text fewer).
+_TEXT_TABLES = ("transcript_mat",)
 #: Above this many keys a scope is a temp table join instead of an IN list.
 _IN_LIST_MAX = 2000
 #: What one refresh takes off the queue at most: traces, and bytes of their content
@@ -432,6 +435,10 @@ class Deriver:
             if table not in self._tables():
                 continue
             con.execute(f"DELETE FROM {self.db}.{table} WHERE {in_threads}")
+            if table in _TEXT_TABLES:  # the views after it read the file's table, as kept
+                con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM {view} "
+                            f"WHERE {in_threads}")
+                continue
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
             con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
 

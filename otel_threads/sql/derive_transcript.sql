@@ -37,7 +37,7 @@ WITH msg AS (
            -- the texts go in as their hashes: the key compares as the texts would
            md5(to_json({'role': m.role, 'content': md5(m.content),
                         'tool_calls': list_transform(json_extract(m.tool_calls, '$[*]'),
-                                                     lambda c: [c->'name',
+                                                     lambda c: [(c->'name')::VARCHAR,
                                                                 md5((c->'arguments')::VARCHAR)]),
                         'tool_call_id': m.tool_call_id})::VARCHAR) AS k,
            m.direction = 'input' AND m.role <> 'system' AS is_prompt
