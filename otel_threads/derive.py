@@ -19,6 +19,16 @@ nothing), and `refresh` re-derives exactly what those traces can affect:
 2. every turn, transcript and thread row of the threads those traces belonged
    to before or belong to now, over all the traces of those threads.
 
+A refresh takes a bounded batch off the queue (`BATCH_TRACES`, `BATCH_BYTES`), so its
+work follows the batch: the rest waits for the next refresh. Chains of links are
+resolved set-wise, in a few statements however long they are (a loop of links in bad
+data ends where it closes), and traces whose resolution walks links derive apart from
+the others, which never wait behind a long chain. When the traces a batch's links reach
+close within a few rounds, the queued ones among them are derived and taken off the
+queue with it, so a chain that arrives in many commits is derived once, not once per
+commit. LLM calls and messages are parsed a chunk of traces at a time
+(`PARSE_CHUNK_BYTES`): huge calls cost their texts, not many copies of them.
+
 It evaluates the same ``derive_*`` views, scoped: for the duration of a refresh,
 TEMP tables named like the inputs (``spans_raw``, ``logs``, the ``*_mat`` tables)
 hold only the rows in scope, and DuckDB resolves the views' unqualified table
@@ -36,7 +46,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from importlib import resources
 
 import duckdb
@@ -59,8 +69,27 @@ _INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread
 #: Views that several derived tables read: evaluated once per refresh, into TEMP
 #: tables of the same name (in dependency order: the later ones read the earlier).
 _SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
+#: Derived tables that hold whole texts: written straight into the file's table, not
+#: through a TEMP copy of the scope's rows (one copy of every text fewer).
+_TEXT_TABLES = ("transcript_mat",)
 #: Above this many keys a scope is a temp table join instead of an IN list.
 _IN_LIST_MAX = 2000
+#: What one refresh takes off the queue at most: traces, and bytes of their content
+#: (span attributes and events, log bodies and attributes), at least one trace. The rest
+#: waits for the next refresh, so one huge thread or chain never holds the others long.
+BATCH_TRACES = 2000
+BATCH_BYTES = 64 << 20
+#: The LLM calls and messages of a refresh's scope are parsed this many bytes of content
+#: at a time (at least one trace), so the memory parsing takes follows the chunk rather
+#: than the thread: a thread of huge calls costs its texts, not many copies of them.
+PARSE_CHUNK_BYTES = 16 << 20
+#: Chains of links are followed this many steps by index lookups (the usual case: a turn
+#: names a turn whose thread is known); what is left of a chain is walked in one
+#: recursive statement.
+_LOOKUP_STEPS = 2
+#: Rounds of widening a refresh's traces to what their links reach: when they close
+#: within it, every queued trace derived on the way is taken off the queue too.
+_CLOSURE_ROUNDS = 4
 #: Traces set aside that are logged as warnings; later ones are counted (and debug-logged).
 _LOGGED_SET_ASIDES = 10
 #: Errors of the store itself rather than of the data being derived: nothing is set
@@ -207,25 +236,86 @@ class Deriver:
         """Traces waiting to be re-derived."""
         return int(self.con.execute("SELECT count(*) FROM derive_queue").fetchall()[0][0])
 
-    def refresh(self, limit: int = 20_000) -> int:
-        """Re-derive what the queued traces affect; returns the traces taken off the queue.
+    def refresh(self, limit: int = BATCH_TRACES, max_bytes: int = BATCH_BYTES) -> int:
+        """Re-derive what a batch of queued traces affects; returns the traces taken off
+        the queue (0 when it is empty).
 
-        One transaction for all, unless it fails on the data: then the traces are split
-        and derived apart until each one that still fails stands alone; that one is set
-        aside (`set_aside`) and the rest derive. Traces set aside before, or of a thread
-        that has one set aside, are tried one by one, so they cost the others nothing.
-        Errors of the store itself (I/O, a fatal error, no memory) are raised: nothing is
-        set aside for them, and the queue keeps the traces for the next try.
+        The batch is the oldest queued traces, at most ``limit`` of them and ``max_bytes``
+        of content (at least one trace): a refresh's work follows its batch, and the
+        rest waits for the next refresh. Traces whose turns take part in chains of links
+        without a thread id are derived after the others, in a transaction of their own,
+        so a long chain (or a loop of links in bad data) keeps no other thread waiting.
+
+        One transaction per group, unless it fails on the data: then the traces are
+        split and derived apart until each one that still fails stands alone; that one
+        is set aside (`set_aside`) and the rest derive. Traces set aside before, or of a
+        thread that has one set aside, are tried one by one, so they cost the others
+        nothing. Errors of the store itself (I/O, a fatal error, no memory) are raised:
+        nothing is set aside for them, and the queue keeps the traces for the next try.
         """
-        traces = [r[0] for r in self.con.execute(
-            "SELECT DISTINCT trace_id FROM derive_queue LIMIT ?", [limit]).fetchall()]
+        traces = self._batch(limit, max_bytes)
         if not traces:
             return 0
         suspects = set(self._suspects(traces))
         rest = [t for t in traces if t not in suspects]
-        for group in ([rest] if rest else []) + [[t] for t in sorted(suspects)]:
+        linked = self._linked_in(rest) if rest else set()
+        plain = [t for t in rest if t not in linked]
+        groups = [g for g in (plain, [t for t in rest if t in linked]) if g]
+        for group in groups + [[t] for t in sorted(suspects)]:
             self._derive_or_split(group)
         return len(traces)
+
+    def _batch(self, limit: int, max_bytes: int) -> list[str]:
+        """The oldest queued traces, at most ``limit`` and ``max_bytes`` of content (at
+        least one)."""
+        con, db = self.con, self.db
+        queued = [r[0] for r in con.execute(
+            "SELECT trace_id FROM derive_queue GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
+            [max(1, limit)]).fetchall()]
+        if len(queued) <= 1:
+            return queued
+        in_queued = self._in("trace_id", queued)
+        try:
+            sizes = dict(con.execute(f"""
+                SELECT trace_id, sum(n) FROM (
+                    SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
+                                     + coalesce(strlen(events::VARCHAR), 0) AS n
+                    FROM {db}.spans_raw WHERE {in_queued}
+                    UNION ALL
+                    SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
+                                     + coalesce(strlen(attributes::VARCHAR), 0)
+                    FROM {db}.logs WHERE {in_queued})
+                GROUP BY trace_id""").fetchall())
+        finally:
+            self._drop_temps()
+        batch, total = [], 0
+        for trace in queued:
+            total += int(sizes.get(trace) or 0)
+            if batch and total > max_bytes:
+                break
+            batch.append(trace)
+        return batch
+
+    def _linked_in(self, traces: list[str]) -> set[str]:
+        """Those of ``traces`` that hold a turn without a thread id that names a previous
+        turn, or a turn (or span) that such a turn names: their thread is resolved along
+        chains of links, which may reach far."""
+        con, db = self.con, self.db
+        if not con.execute(f"SELECT 1 FROM {db}.linked_turns WHERE thread_id IS NULL "
+                           "LIMIT 1").fetchall():
+            return set()
+        in_traces = self._in("trace_id", traces)
+        try:
+            return {r[0] for r in con.execute(f"""
+                SELECT trace_id FROM {db}.linked_turns WHERE {in_traces} AND thread_id IS NULL
+                UNION
+                SELECT trace_id FROM {db}.spans_raw WHERE {in_traces} AND (
+                    span_id IN (SELECT previous_turn_id FROM {db}.linked_turns
+                                WHERE thread_id IS NULL)
+                    OR turn_id IN (SELECT previous_turn_id FROM {db}.linked_turns
+                                   WHERE thread_id IS NULL))""").fetchall()}
+        finally:
+            self._drop_temps()
 
     def _suspects(self, traces: list[str]) -> list[str]:
         """Those of ``traces`` set aside before, or of a thread that has a trace set aside."""
@@ -256,12 +346,18 @@ class Deriver:
             self._derive_or_split(traces[half:])
 
     def _derive(self, traces: list[str]) -> None:
-        """Re-derive ``traces`` and take them off the queue, in one transaction."""
+        """Re-derive ``traces`` and take them off the queue, in one transaction; with them
+        the queued traces that their links reached, when those were derived in full."""
         with self._transaction() as con:
-            self._refresh(traces)
-            in_traces = self._in("trace_id", traces)
-            con.execute(f"DELETE FROM derive_queue WHERE {in_traces}")
-            con.execute(f"DELETE FROM derive_errors WHERE {in_traces}")
+            derived = self._refresh(traces)
+            queued = sorted(derived - set(traces))
+            if queued:
+                queued = [r[0] for r in con.execute(
+                    f"SELECT DISTINCT trace_id FROM derive_queue WHERE "
+                    f"{self._in('trace_id', queued)}").fetchall()]
+            done = self._in("trace_id", sorted(set(traces) | set(queued)))
+            con.execute(f"DELETE FROM derive_queue WHERE {done}")
+            con.execute(f"DELETE FROM derive_errors WHERE {done}")
 
     def set_aside(self, trace: str, exc: Exception) -> None:
         """Record that ``trace`` does not derive, and take it off the queue: its rows in
@@ -292,15 +388,30 @@ class Deriver:
         log("trace %s does not derive and is set aside (the table derive_errors lists it; "
             "it is tried again when new data for it arrives): %s", trace, message)
 
-    def _refresh(self, traces: list[str]) -> None:
-        con = self.con
-        in_traces = self._in("trace_id", traces)
-        self._scope(in_traces)
-        linked = self._linked_traces(set(traces))
-        if linked:
-            traces = sorted(set(traces) | linked)
-            in_traces = self._in("trace_id", traces)
+    def _refresh(self, traces: list[str]) -> set[str]:
+        """Re-derive ``traces``; returns the traces whose rows are now derived as a
+        refresh of each alone would derive them: ``traces``, and when the traces their
+        links reach close within a few rounds, those too."""
+        batch = set(traces)
+        derived = set(batch)
+        for _ in range(_CLOSURE_ROUNDS):
+            in_traces = self._in("trace_id", sorted(derived))
             self._scope(in_traces)
+            linked = self._linked_traces(derived)
+            if not linked:
+                self._derive_scope(sorted(derived), in_traces)
+                return derived
+            derived |= linked
+        # still widening: derive what was reached, and count only the batch as done
+        in_traces = self._in("trace_id", sorted(derived))
+        self._scope(in_traces)
+        self._derive_scope(sorted(derived), in_traces)
+        return batch
+
+    def _derive_scope(self, traces: list[str], in_traces: str) -> None:
+        """Derive the span threads of ``traces`` (whose spans are in TEMP ``spans_raw``),
+        then every turn, transcript and thread row of the threads they were in or are in."""
+        con = self.con
         before = self._threads_of(in_traces)
         con.execute(f"DELETE FROM {self.db}.span_threads_mat WHERE {in_traces}")
         con.execute(f"INSERT INTO {self.db}.span_threads_mat SELECT * FROM derive_span_threads")
@@ -311,17 +422,24 @@ class Deriver:
         scope = sorted({r[0] for r in con.execute(
             f"SELECT DISTINCT trace_id FROM {self.db}.span_threads_mat WHERE {in_threads}"
         ).fetchall()} | set(traces))
-        self._scope(self._in("trace_id", scope))
+        in_scope = self._in("trace_id", scope)
+        extra = sorted(set(scope) - set(traces))  # TEMP spans_raw and logs hold ``traces``
+        if extra:
+            in_extra = self._in("trace_id", extra)
+            for name in ("spans_raw", "logs"):
+                con.execute(f"INSERT INTO temp.{name} SELECT * FROM {self.db}.{name} "
+                            f"WHERE {in_extra}")
         con.execute(f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
-                    f"{self.db}.span_threads_mat WHERE {self._in('trace_id', scope)}")
-        # The LLM calls and messages in scope, parsed once for all the views below
-        # (each would otherwise parse them again).
-        for view in _SHARED_VIEWS:
-            con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {self.db}.{view}")
+                    f"{self.db}.span_threads_mat WHERE {in_scope}")
+        self._shared_views()
         for table, view, _ in DERIVED[1:]:
             if table not in self._tables():
                 continue
             con.execute(f"DELETE FROM {self.db}.{table} WHERE {in_threads}")
+            if table in _TEXT_TABLES:  # the views after it read the file's table, as kept
+                con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM {view} "
+                            f"WHERE {in_threads}")
+                continue
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
             con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
         self._stamp_threads(in_threads, threads)
@@ -350,9 +468,61 @@ class Deriver:
             self.con.execute(f"INSERT INTO {self.db}.derive_builds (version) "
                              f"SELECT nextval('{self.db}.derive_version_seq')")
 
+    def _shared_views(self) -> None:
+        """The LLM calls and messages in scope (TEMP ``spans_raw`` and ``logs``), parsed
+        once for all the derived views (each would otherwise parse them again), into TEMP
+        tables named like their views: a chunk of traces at a time (`PARSE_CHUNK_BYTES`),
+        as they are trace by trace, so that parsing holds one chunk's intermediate
+        results rather than the whole scope's."""
+        con, db = self.con, self.db
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for trace, n in con.execute("""
+                SELECT trace_id, sum(n) FROM (
+                    SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
+                                     + coalesce(strlen(events::VARCHAR), 0) AS n
+                    FROM temp.spans_raw
+                    UNION ALL
+                    SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
+                                     + coalesce(strlen(attributes::VARCHAR), 0)
+                    FROM temp.logs WHERE trace_id IS NOT NULL)
+                GROUP BY trace_id ORDER BY trace_id""").fetchall():
+            if chunks[-1] and size + int(n or 0) > PARSE_CHUNK_BYTES:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(trace)
+            size += int(n or 0)
+        if len(chunks) == 1:
+            for view in _SHARED_VIEWS:
+                con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
+            return
+        kept = _SHARED_VIEWS[1:]  # what the derived views read (genai_spans feeds these)
+        for name in ("spans_raw", "logs"):
+            con.execute(f"ALTER TABLE temp.{name} RENAME TO _all_{name}")
+        for i, chunk in enumerate(chunks):
+            in_chunk = self._in("trace_id", chunk)
+            for name in ("spans_raw", "logs"):
+                con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM temp._all_{name} "
+                            f"WHERE {in_chunk}")
+            for view in _SHARED_VIEWS:
+                con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
+            for view in kept:
+                con.execute(f"CREATE TEMP TABLE _all_{view} AS SELECT * FROM temp.{view}"
+                            if i == 0 else f"INSERT INTO temp._all_{view} SELECT * FROM "
+                                           f"temp.{view}")
+            for name in (*_SHARED_VIEWS, "spans_raw", "logs"):
+                con.execute(f"DROP TABLE temp.{name}")
+        for name in ("spans_raw", "logs", *kept):
+            con.execute(f"ALTER TABLE temp._all_{name} RENAME TO {name}")
+
     def _linked_traces(self, traces: set[str]) -> set[str]:
         """Traces outside ``traces`` (whose spans are in TEMP ``spans_raw``) that their
-        resolution needs or affects through ``previous_turn_id`` links."""
+        resolution needs or affects through ``previous_turn_id`` links.
+
+        Set-wise: a few statements however long the chains are (`_LOOKUP_STEPS` rounds
+        of index lookups, then one recursive statement for the rest of the chains), and
+        a loop of links ends where it closes.
+        """
         con, db = self.con, self.db
         if not con.execute(f"SELECT 1 FROM {db}.linked_turns LIMIT 1").fetchall():
             return set()
@@ -360,43 +530,72 @@ class Deriver:
         # Up: a turn without a thread id takes the thread of the turn it names. When
         # that turn has a thread already, every trace of that thread comes along (the
         # chain up to its first turn lies in it); else follow its own link.
-        wanted = {r[0] for r in con.execute(
-            "SELECT DISTINCT previous_turn_id FROM temp.spans_raw "
-            "WHERE previous_turn_id IS NOT NULL AND thread_id IS NULL").fetchall()}
-        seen: set[str] = set()
-        while wanted:
-            seen |= wanted
-            in_wanted = self._in("turn_id", wanted)
-            threads = {r[0] for r in con.execute(
-                f"SELECT DISTINCT thread_id FROM {db}.turns_mat WHERE {in_wanted}").fetchall()}
-            if threads:
-                found |= {r[0] for r in con.execute(
-                    f"SELECT DISTINCT trace_id FROM {db}.span_threads_mat "
-                    f"WHERE {self._in('thread_id', threads)}").fetchall()}
-            rows = con.execute(
-                f"SELECT trace_id, previous_turn_id FROM {db}.linked_turns WHERE {in_wanted} "
+        reached = self._walk(
+            {r[0] for r in con.execute(
+                "SELECT DISTINCT previous_turn_id FROM temp.spans_raw "
+                "WHERE previous_turn_id IS NOT NULL AND thread_id IS NULL").fetchall()},
+            lambda turns: con.execute(
+                f"SELECT previous_turn_id FROM {db}.linked_turns "
+                f"WHERE {self._in('turn_id', turns)} AND thread_id IS NULL AND turn_id NOT IN "
+                f"(SELECT turn_id FROM {db}.turns_mat WHERE {self._in('turn_id', turns)})"
+            ).fetchall(),
+            f"""SELECT l.previous_turn_id FROM walk w
+                JOIN {db}.linked_turns l ON l.turn_id = w.turn_id
+                WHERE l.thread_id IS NULL
+                  AND NOT EXISTS (SELECT 1 FROM {db}.turns_mat m WHERE m.turn_id = l.turn_id)""")
+        if reached:
+            in_reached = self._in("turn_id", reached)
+            found |= {r[0] for r in con.execute(
+                f"SELECT DISTINCT trace_id FROM {db}.span_threads_mat WHERE thread_id IN "
+                f"(SELECT thread_id FROM {db}.turns_mat WHERE {in_reached})").fetchall()}
+            found |= {r[0] for r in con.execute(
+                f"SELECT DISTINCT trace_id FROM {db}.linked_turns WHERE {in_reached} "
                 f"AND thread_id IS NULL AND turn_id NOT IN "
-                f"(SELECT turn_id FROM {db}.turns_mat WHERE {in_wanted})").fetchall()
-            found |= {r[0] for r in rows}
-            wanted = {r[1] for r in rows} - seen
+                f"(SELECT turn_id FROM {db}.turns_mat WHERE {in_reached})").fetchall()}
         # Down: turns without a thread id that name a turn of these traces, and the
         # turns that name those, and so on: their thread may have just become known.
-        named = con.execute(
-            f"SELECT DISTINCT l.trace_id, l.turn_id FROM {db}.linked_turns l "
-            "WHERE l.thread_id IS NULL AND ("
-            "l.previous_turn_id IN (SELECT span_id FROM temp.spans_raw) "
-            "OR l.previous_turn_id IN (SELECT turn_id FROM temp.spans_raw))").fetchall()
-        seen = set()
-        while named:
-            found |= {t for t, _ in named}
-            turns = {u for _, u in named} - seen
-            seen |= turns
-            if not turns:
-                break
-            named = con.execute(
-                f"SELECT DISTINCT trace_id, turn_id FROM {db}.linked_turns "
-                f"WHERE thread_id IS NULL AND {self._in('previous_turn_id', turns)}").fetchall()
+        below = self._walk(
+            {r[0] for r in con.execute(
+                f"SELECT DISTINCT turn_id FROM {db}.linked_turns "
+                "WHERE thread_id IS NULL AND ("
+                "previous_turn_id IN (SELECT span_id FROM temp.spans_raw) "
+                "OR previous_turn_id IN (SELECT turn_id FROM temp.spans_raw))").fetchall()},
+            lambda turns: con.execute(
+                f"SELECT turn_id FROM {db}.linked_turns WHERE thread_id IS NULL "
+                f"AND {self._in('previous_turn_id', turns)}").fetchall(),
+            f"""SELECT l.turn_id FROM walk w
+                JOIN {db}.linked_turns l ON l.previous_turn_id = w.turn_id
+                WHERE l.thread_id IS NULL""")
+        if below:
+            found |= {r[0] for r in con.execute(
+                f"SELECT DISTINCT trace_id FROM {db}.linked_turns WHERE thread_id IS NULL "
+                f"AND {self._in('turn_id', below)}").fetchall()}
         return found - traces
+
+    def _walk(self, start: set[str], step: Callable[[set[str]], list[tuple[str]]],
+              recursive_step: str) -> set[str]:
+        """The turn ids reached from ``start`` (start included) along links:
+        ``step(turns)`` selects the next turn ids by index lookups, for `_LOOKUP_STEPS`
+        rounds; the rest of the way is one recursive statement whose ``recursive_step``
+        selects the next turn ids out of the CTE ``walk(turn_id)``. It is a UNION, which
+        visits each turn once: a loop of links ends where it closes."""
+        seen: set[str] = set()
+        wanted = set(start)
+        for _ in range(_LOOKUP_STEPS):
+            if not wanted:
+                return seen
+            seen |= wanted
+            wanted = {r[0] for r in step(wanted)} - seen
+        if not wanted:
+            return seen
+        values = self._values(wanted)
+        return seen | {r[0] for r in self.con.execute(f"""
+            WITH RECURSIVE walk(turn_id) AS (
+                SELECT v FROM temp.{values}
+                UNION
+                {recursive_step}
+            )
+            SELECT turn_id FROM walk""").fetchall()}
 
     def _threads_of(self, in_traces: str) -> set[str]:
         return {r[0] for r in self.con.execute(
@@ -432,14 +631,18 @@ class Deriver:
         values = list(values)
         if len(values) <= _IN_LIST_MAX:
             return f"{column} IN ({', '.join(map(_quote, values)) or 'NULL'})"
+        return f"{column} IN (SELECT v FROM temp.{self._values(values)})"
+
+    def _values(self, values: Iterable[str]) -> str:
+        """A TEMP table holding ``values`` (column ``v``); returns its name."""
         self._scopes += 1
         name = f"_scope_{self._scopes}"
-        self.con.register("__scope_values", pa.table({"v": pa.array(values, pa.string())}))
+        self.con.register("__scope_values", pa.table({"v": pa.array(list(values), pa.string())}))
         try:
             self.con.execute(f"CREATE TEMP TABLE {name} AS SELECT v FROM __scope_values")
         finally:
             self.con.unregister("__scope_values")
-        return f"{column} IN (SELECT v FROM temp.{name})"
+        return name
 
     def _drop_temps(self) -> None:
         for (name,) in self.con.execute(

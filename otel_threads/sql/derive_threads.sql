@@ -27,23 +27,23 @@ spans_per_thread AS (
     WHERE thread_id IS NOT NULL
     GROUP BY thread_id
 ),
+-- the user is named on the turn span: its attributes are read in one parse, and only the
+-- turn spans' (a filter on them pushed into the scan of spans_raw would parse every
+-- span's attributes, LLM calls holding whole conversations included, once per key)
 users AS (
-    SELECT st.thread_id,
-           arg_min(coalesce(
-               s.attributes->>'user.id', s.attributes->>'enduser.id',
-               s.attributes->>'langfuse.user.id',
-               s.attributes->>'traceloop.association.properties.user_id',
-               s.attributes->>'ai.telemetry.metadata.userId',
-               s.attributes->>'langsmith.metadata.user_id'), s.start_time_unix_nano) AS user_id
-    FROM span_threads st
-    JOIN spans_raw s ON s.trace_id = st.trace_id AND s.span_id = st.span_id
-    WHERE st.thread_id IS NOT NULL AND st.is_turn  -- the user is named on the turn span
-      AND coalesce(s.attributes->>'user.id', s.attributes->>'enduser.id',
-                   s.attributes->>'langfuse.user.id',
-                   s.attributes->>'traceloop.association.properties.user_id',
-                   s.attributes->>'ai.telemetry.metadata.userId',
-                   s.attributes->>'langsmith.metadata.user_id') IS NOT NULL
-    GROUP BY st.thread_id
+    SELECT thread_id,
+           arg_min(user_id, start_time_unix_nano) FILTER (WHERE user_id IS NOT NULL)
+               AS user_id
+    FROM (SELECT st.thread_id, s.start_time_unix_nano,
+                 list_filter(json_extract_string(s.attributes, [
+                     '$."user.id"', '$."enduser.id"', '$."langfuse.user.id"',
+                     '$."traceloop.association.properties.user_id"',
+                     '$."ai.telemetry.metadata.userId"', '$."langsmith.metadata.user_id"']),
+                     lambda v: v IS NOT NULL)[1] AS user_id
+          FROM span_threads st
+          JOIN spans_raw s ON s.trace_id = st.trace_id AND s.span_id = st.span_id
+          WHERE st.thread_id IS NOT NULL AND st.is_turn)
+    GROUP BY thread_id
 ),
 models AS (
     SELECT thread_id,

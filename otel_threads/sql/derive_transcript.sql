@@ -24,14 +24,21 @@
 -- the replay rule above shows it, so each branch reads whole. Another branch is read
 -- by selecting the rows of its turns in thread_seq order (ThreadsClient.thread(...,
 -- through_turn=...)).
+--
+-- Memory: the windows below see narrow rows (ids, positions and a hash of each message);
+-- the texts join on at the end, so however long a message is, it is copied once, not by
+-- every window on the way. (thread_id, trace_id, span_id, direction, position) is a
+-- message's key in messages.
 WITH msg AS (
-    SELECT m.*,
+    SELECT m.thread_id, m.turn_id, m.trace_id, m.span_id, m.direction, m.position, m.role,
            dense_rank() OVER (PARTITION BY m.thread_id
                               ORDER BY s.start_time_unix_nano, s.end_time_unix_nano,
                                        m.trace_id, m.span_id) AS call_idx,
-           md5(to_json({'role': m.role, 'content': m.content,
+           -- the texts go in as their hashes: the key compares as the texts would
+           md5(to_json({'role': m.role, 'content': md5(m.content),
                         'tool_calls': list_transform(json_extract(m.tool_calls, '$[*]'),
-                                                     lambda c: [c->'name', c->'arguments']),
+                                                     lambda c: [(c->'name')::VARCHAR,
+                                                                md5((c->'arguments')::VARCHAR)]),
                         'tool_call_id': m.tool_call_id})::VARCHAR) AS k,
            m.direction = 'input' AND m.role <> 'system' AS is_prompt
     FROM messages m
@@ -77,14 +84,21 @@ branched AS (
     FROM shown s
     LEFT JOIN turns t ON t.thread_id = s.thread_id AND t.turn_id = s.turn_id
     WHERE s.is_shown
+),
+numbered AS (
+    SELECT thread_id, turn_id, role, trace_id, span_id, direction, position, on_current_branch,
+           CASE WHEN on_current_branch THEN
+               row_number() OVER (PARTITION BY thread_id, on_current_branch
+                                  ORDER BY call_idx, direction = 'output', position) END
+               AS seq,
+           row_number() OVER (PARTITION BY thread_id
+                              ORDER BY call_idx, direction = 'output', position) AS thread_seq
+    FROM branched
 )
-SELECT thread_id,
-       CASE WHEN on_current_branch THEN
-           row_number() OVER (PARTITION BY thread_id, on_current_branch
-                              ORDER BY call_idx, direction = 'output', position) END AS seq,
-       turn_id, role, content, tool_calls, tool_call_id, finish_reason,
-       trace_id, span_id, direction, position,
-       row_number() OVER (PARTITION BY thread_id
-                          ORDER BY call_idx, direction = 'output', position) AS thread_seq,
-       on_current_branch
-FROM branched
+SELECT n.thread_id, n.seq, n.turn_id, n.role, m.content, m.tool_calls, m.tool_call_id,
+       m.finish_reason, n.trace_id, n.span_id, n.direction, n.position, n.thread_seq,
+       n.on_current_branch
+FROM numbered n
+JOIN messages m ON m.thread_id = n.thread_id AND m.trace_id = n.trace_id
+               AND m.span_id = n.span_id AND m.direction = n.direction
+               AND m.position = n.position

@@ -1,0 +1,281 @@
+"""No thread stalls or blows up derivation for the others (issue 12, item 8).
+
+1. A 30,000-turn chain of previous_turn_id links that loops: an ordinary thread that
+   arrives with it is derived first (or at the latest right after it), and resolving the
+   chain takes a bounded number of SQL statements, however long the chain is.
+2. A refresh takes a bounded batch off the queue (traces, bytes of content); the rest
+   waits for the next refresh, and the kept rows are those of a derivation from scratch.
+3. Huge LLM calls derive a chunk of traces at a time, with their whole texts in the
+   detail.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+
+import pytest
+
+from collector import Collector, Config
+from otel_threads import derive
+from otel_threads.decode import decode_traces_json
+from otel_threads.derive import Deriver
+from otel_threads.query import query_thread
+from otel_threads.store import connect
+from otel_threads.writer_insert import insert_batch
+
+ANY = ("127.0.0.1", 0)
+T0 = 1_790_000_000 * 10**9
+CHAIN = 30_000
+VIEWS = ("span_threads", "turns", "transcript", "threads")
+
+
+def _kv(key: str, value: object) -> dict:
+    if isinstance(value, bool):
+        return {"key": key, "value": {"boolValue": value}}
+    return {"key": key, "value": {"stringValue": str(value)}}
+
+
+def spans_table(spans: list[dict]):
+    body = {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "app")]},
+                               "scopeSpans": [{"spans": spans}]}]}
+    return decode_traces_json(json.dumps(body).encode()).table
+
+
+def span(trace: int, span_id: int, name: str, start: int, attrs: dict,
+         parent: int | None = None) -> dict:
+    out = {"traceId": format(trace, "032x"), "spanId": format(span_id, "016x"), "name": name,
+           "kind": 1, "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 1000),
+           "attributes": [_kv(k, v) for k, v in attrs.items()]}
+    if parent is not None:
+        out["parentSpanId"] = format(parent, "016x")
+    return out
+
+
+def looping_chain(n: int, first: int = 1) -> list[dict]:
+    """``n`` turns without a thread id, each its own trace, turn k naming turn k-1 and
+    the first naming the last: one loop of links (bad data)."""
+    return [span(first + i, first + i, "turn", T0 + i * 1000, {
+        "otel_threads.is_turn": True,
+        "otel_threads.previous_turn_id": format(first + (i - 1) % n, "016x")})
+        for i in range(n)]
+
+
+def ordinary(trace: int, thread_id: str) -> list[dict]:
+    """One turn of ``thread_id``: a turn span and a child."""
+    return [span(trace, trace, "ask", T0, {"gen_ai.conversation.id": thread_id}),
+            span(trace, trace + 1, "step", T0 + 10, {"gen_ai.conversation.id": thread_id},
+                 parent=trace)]
+
+
+class Store:
+    """A store written and derived in this process, step by step."""
+
+    def __init__(self, path) -> None:
+        self.con = connect(str(path))
+        self.deriver = Deriver(self.con)
+        self.seq = 1
+
+    def insert(self, spans: list[dict]) -> None:
+        """One commit of ``spans``, queued for derivation as the writer queues them."""
+        self.con.execute("BEGIN TRANSACTION")
+        self.seq += insert_batch(self.con, "spans", spans_table(spans), self.seq, 0, True)
+        self.con.execute("COMMIT")
+
+    def rows(self, query: str, *params) -> list[tuple]:
+        return self.con.execute(query, list(params)).fetchall()
+
+    def derive_all(self) -> int:
+        refreshes = 0
+        while self.deriver.refresh():
+            refreshes += 1
+        return refreshes
+
+    def assert_kept_equals_scratch(self) -> None:
+        for view in VIEWS:
+            assert self.rows(f"SELECT * FROM {view}_mat ORDER BY ALL") == self.rows(
+                f"SELECT * FROM derive_{view} ORDER BY ALL"), view
+
+
+class Counting:
+    """A connection that counts the statements run through it."""
+
+    def __init__(self, con) -> None:
+        self._con = con
+        self.statements = 0
+
+    def execute(self, *args, **kwargs):
+        self.statements += 1
+        return self._con.execute(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_an_ordinary_thread_is_derived_while_a_30k_turn_loop_of_links_is_pending(tmp_path):
+    c = Collector(Config(db=str(tmp_path / "c.duckdb"), grpc=ANY, http=None, api=ANY))
+    c.start()
+    try:
+        chain = looping_chain(CHAIN)
+        for i in range(0, CHAIN, 3000):  # ten commits, each queued for derivation
+            c.writer.write("spans", spans_table(chain[i:i + 3000]))
+        c.writer.write("spans", spans_table(ordinary(10**9, "other")))
+        deadline = time.monotonic() + 120  # generous: a slow machine only waits longer
+        while True:
+            with c.writer.cursor() as cur:
+                if cur.execute("SELECT turn_count FROM threads WHERE thread_id = 'other'"
+                               ).fetchall() == [(1,)]:
+                    break
+            assert time.monotonic() < deadline, "the ordinary thread was never derived"
+            time.sleep(0.05)
+        assert c.writer.sync(120), "derivation did not finish"
+        with c.writer.cursor() as cur:
+            assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
+            # the loop's turns have no thread, and nothing walks in circles
+            assert cur.execute("SELECT count(*), count(thread_id) FROM span_threads "
+                               "WHERE trace_id <> ?", [format(10**9, "032x")]
+                               ).fetchall() == [(CHAIN, 0)]
+            assert cur.execute("SELECT thread_id, turn_count, span_count FROM threads"
+                               ).fetchall() == [("other", 1, 2)]
+            for view in ("span_threads", "threads"):  # kept == from scratch
+                assert cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == \
+                    cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
+    finally:
+        c.stop()
+
+
+def test_the_ordinary_thread_goes_first_in_the_refresh_that_takes_both(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    store.insert(looping_chain(1500))
+    store.insert(ordinary(10**9, "other"))
+    # one refresh: both in its batch; the ordinary trace derives in a transaction of
+    # its own, before the chain's
+    order = []
+    derive_one = store.deriver._derive
+    store.deriver._derive = lambda traces: (order.append(len(traces)), derive_one(traces))
+    assert store.deriver.refresh() == 1501
+    assert order == [1, 1500]
+    assert store.rows("SELECT thread_id, turn_count FROM threads") == [("other", 1)]
+    assert store.deriver.pending() == 0
+    store.assert_kept_equals_scratch()
+
+
+@pytest.mark.parametrize("length", [300, CHAIN])
+def test_a_chain_is_resolved_in_a_bounded_number_of_statements(tmp_path, length):
+    """A turn that arrives behind a loop of ``length`` links: the old walk took three
+    statements per link; set-wise resolution takes the same few however long."""
+    store = Store(tmp_path / "s.duckdb")
+    store.insert(looping_chain(length))
+    store.derive_all()
+    # a late turn names a turn of the loop, and a turn names it in turn
+    late, after = 10**8, 10**8 + 1
+    store.insert([span(late, late, "late", T0 - 10**9, {
+        "otel_threads.is_turn": True, "otel_threads.previous_turn_id": format(7, "016x")})])
+    store.insert([span(after, after, "after", T0 - 10**8, {
+        "otel_threads.is_turn": True, "otel_threads.previous_turn_id": format(late, "016x")})])
+    counting = Counting(store.con)
+    store.deriver.con = counting
+    walked = []
+    linked = store.deriver._linked_traces
+
+    def watch(traces):
+        before = counting.statements
+        found = linked(traces)
+        walked.append(counting.statements - before)
+        return found
+
+    store.deriver._linked_traces = watch
+    assert store.deriver.refresh() == 2
+    assert max(walked) <= 16, walked  # each resolution: a few statements, not per link
+    assert counting.statements <= 120, counting.statements
+    store.deriver.con = store.con
+    assert store.rows("SELECT count(*) FROM span_threads WHERE thread_id IS NOT NULL") == [(0,)]
+    assert store.rows("SELECT count(*) FROM span_threads") == [(length + 2,)]
+    assert store.deriver.pending() == 0
+    if length < CHAIN:  # derive_span_threads from scratch over 30k traces is a test of its own
+        store.assert_kept_equals_scratch()
+
+
+def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_scratch(
+        tmp_path):
+    """Threads and linked chains arrive spread over many traces; refreshes of at most 7
+    traces and 3 kB (one trace at least) derive them as a derivation from scratch does."""
+    store = Store(tmp_path / "s.duckdb")
+    rnd = random.Random(5)
+    spans = []
+    for t in range(40):  # 40 traces: 8 threads of 5 turns, every other one linked
+        thread_no, turn_no = t % 8, t // 8
+        trace, turn = 1000 + t, 1000 + 10 * t
+        attrs: dict = {"otel_threads.is_turn": True, "app.pad": "x" * rnd.randint(10, 900)}
+        if thread_no % 2 and turn_no:  # linked: names the previous turn, no thread id
+            attrs["otel_threads.previous_turn_id"] = format(1000 + 10 * (t - 8), "016x")
+        else:
+            attrs["gen_ai.conversation.id"] = f"thread-{thread_no}"
+        spans += [span(trace, turn, "turn", T0 + t * 10**6, attrs),
+                  span(trace, turn + 1, "step", T0 + t * 10**6 + 10, {}, parent=turn)]
+    rnd.shuffle(spans)
+    sizes = []
+    for i in range(0, len(spans), 9):
+        store.insert(spans[i:i + 9])
+        queued = store.rows("SELECT count(DISTINCT trace_id) FROM derive_queue")[0][0]
+        taken = store.deriver.refresh(7, 3000)
+        sizes.append(taken)
+        assert 1 <= taken <= min(7, queued)
+        store.assert_kept_equals_scratch() if store.deriver.pending() == 0 else None
+    while store.deriver.refresh(7, 3000):
+        pass
+    assert max(sizes) > 1 and store.deriver.pending() == 0
+    store.assert_kept_equals_scratch()
+    assert store.rows("SELECT thread_id, turn_count FROM threads ORDER BY 1") == [
+        (f"thread-{n}", 5) for n in range(8)]
+
+
+def llm_turn(i: int, thread_id: str, size: int) -> tuple[list[dict], str, str]:
+    """Turn ``i`` of ``thread_id`` (its own trace): a turn span and an LLM call span whose
+    input is one user message of ``size`` bytes and whose output one of ``size`` bytes."""
+    rnd = random.Random(i)
+    question = f"Q{i} " + "".join(rnd.choices("abcdefgh ", k=size))
+    answer = f"A{i} " + "".join(rnd.choices("ijklmnop ", k=size))
+    trace, turn = 500 + i, 16 * (500 + i)
+    start = T0 + i * 60 * 10**9
+    return [
+        span(trace, turn, "handle_message", start, {
+            "gen_ai.conversation.id": thread_id, "otel_threads.is_turn": True}),
+        span(trace, turn + 1, "chat gpt-4o-mini", start + 10**6, {
+            "gen_ai.conversation.id": thread_id, "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.input.messages": json.dumps(
+                [{"role": "user", "parts": [{"type": "text", "content": question}]}]),
+            "gen_ai.output.messages": json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": answer}],
+                  "finish_reason": "stop"}])}, parent=turn),
+    ], question, answer
+
+
+def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path, monkeypatch):
+    monkeypatch.setattr(derive, "PARSE_CHUNK_BYTES", 1 << 20)  # a chunk per call, or two
+    store = Store(tmp_path / "s.duckdb")
+    texts = []
+    for i in range(4):  # 4 calls of 1.5 MB in and 1.5 MB out
+        spans, question, answer = llm_turn(i, "big", 3 << 19)
+        texts += [("user", question), ("assistant", answer)]
+        store.insert(spans)
+        if i == 1:
+            store.derive_all()  # the first two derived before the others arrive
+    chunks = []
+    shared = store.deriver._shared_views
+
+    def watch():
+        shared()
+        chunks.append(store.rows("SELECT count(*) FROM temp.messages")[0][0])
+
+    store.deriver._shared_views = watch
+    store.derive_all()
+    assert chunks == [8]  # every message of the thread, parsed a chunk at a time
+    detail = query_thread(store.con, "big")
+    assert [(m.role, m.content) for m in detail.transcript] == texts  # whole
+    assert detail.thread.turn_count == 4 and detail.thread.llm_call_count == 4
+    assert store.rows("SELECT content FROM messages WHERE role = 'assistant' ORDER BY span_id"
+                      ) == [(t,) for r, t in texts if r == "assistant"]
+    store.assert_kept_equals_scratch()
