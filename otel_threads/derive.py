@@ -93,9 +93,11 @@ _CLOSURE_ROUNDS = 4
 #: Traces set aside that are logged as warnings; later ones are counted (and debug-logged).
 _LOGGED_SET_ASIDES = 10
 #: Errors of the store itself rather than of the data being derived: nothing is set
-#: aside for them (every trace would fail alike); the queue keeps the traces.
+#: aside for them (every trace would fail alike); the queue keeps the traces. Running
+#: out of memory (DuckDB's --memory-limit) is not one of them: the thread that needs
+#: more is set aside (derive_errors says so), and every other goes on.
 _STORE_ERRORS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException,
-                 duckdb.OutOfMemoryException, duckdb.InterruptException,
+                 duckdb.InterruptException,
                  duckdb.TransactionException, duckdb.ConnectionException,
                  duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException)
 

@@ -14,15 +14,19 @@ from __future__ import annotations
 import json
 import random
 import time
+from pathlib import Path
 
 import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from collector import Collector, Config
-from otel_threads import derive
-from otel_threads.decode import decode_traces_json
+from otel_threads import derive, thread
+from otel_threads.decode import decode_traces_json, decode_traces_protobuf
 from otel_threads.derive import Deriver
 from otel_threads.query import query_thread
 from otel_threads.store import connect
+from otel_threads.testing import capture
+from otel_threads.writer import Writer
 from otel_threads.writer_insert import insert_batch
 
 ANY = ("127.0.0.1", 0)
@@ -279,3 +283,37 @@ def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path
     assert store.rows("SELECT content FROM messages WHERE role = 'assistant' ORDER BY span_id"
                       ) == [(t,) for r, t in texts if r == "assistant"]
     store.assert_kept_equals_scratch()
+
+
+def test_a_thread_too_large_for_the_memory_limit_is_set_aside_and_the_others_derive(
+        tmp_path: Path) -> None:
+    """DuckDB's --memory-limit bounds derivation: a thread whose texts need more is set
+    aside (derive_errors says so), never the queue stuck behind it."""
+    with capture() as cap:
+        for i in range(4):
+            with thread("huge"), cap.tracer.start_as_current_span(f"turn-{i}"), \
+                    cap.tracer.start_as_current_span("chat gpt-4o") as span:
+                span.set_attribute("gen_ai.operation.name", "chat")
+                span.set_attribute("gen_ai.input.messages", json.dumps([{
+                    "role": "user", "parts": [{"type": "text", "content": "q" * (4 << 20)}]}]))
+                span.set_attribute("gen_ai.output.messages", json.dumps([{
+                    "role": "assistant", "parts": [{"type": "text", "content": "a" * (4 << 20)}],
+                    "finish_reason": "stop"}]))
+        with thread("small"), cap.tracer.start_as_current_span("hello"):
+            pass
+        spans = cap.spans()
+    writer = Writer(str(tmp_path / "x.duckdb"),
+                    on_open=lambda con: con.execute("SET memory_limit = '96MB'")).start()
+    try:
+        for span in spans:
+            writer.write("spans", decode_traces_protobuf(
+                encode_spans([span]).SerializeToString()).table)
+        assert writer.sync(600)
+        with writer.cursor() as con:
+            assert con.execute("SELECT thread_id FROM threads").fetchall() == [("small",)]
+            errors = con.execute("SELECT DISTINCT thread_id, error FROM derive_errors"
+                                 ).fetchall()
+            assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
+    finally:
+        writer.close()
+    assert errors and all(t == "huge" and "Out of Memory" in e for t, e in errors), errors
