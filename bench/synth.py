@@ -60,7 +60,9 @@ SELECT trace_id, span_id,
                'gen_ai.input.messages', to_json(list_concat(
                    [{'role': 'system', 'parts': [{'type': 'text',
                      'content': 'You are a helpful support agent.'}]}],
-                   flatten(list_transform(range(turn_in_thread), lambda i: [
+                   flatten(list_transform(
+                       range(greatest(0, turn_in_thread - $replay), turn_in_thread),
+                       lambda i: [
                        {'role': 'user', 'parts': [{'type': 'text', 'content':
                          format('Question {} of thread {}', i + 1, thread_no)}]},
                        {'role': 'assistant', 'parts': [{'type': 'text', 'content':
@@ -96,18 +98,21 @@ ORDER BY start_ns  -- arrival order: threads interleave as they would on a live 
 """
 
 
-def build(path: str, threads: int, turns: int, spans: int, long_turns: int = 0) -> float:
+def build(path: str, threads: int, turns: int, spans: int, long_turns: int = 0,
+          replay: int = 1 << 30) -> float:
     """Create the store at ``path`` and fill it; returns seconds taken. ``long_turns``
-    adds one more thread, ``long-000000``, of that many turns."""
+    adds one more thread, ``long-000000``, of that many turns. Each LLM call replays
+    at most ``replay`` earlier exchanges of its thread (default: all of them)."""
     started = time.perf_counter()
     con = duckdb.connect(path)
     migrate(con)
     base = 1_790_000_000 * 10**9
     con.execute(GENERATE, {"threads": threads, "turns": turns, "spans": spans,
-                           "base": base, "first": 0, "prefix": "thread-"})
+                           "base": base, "first": 0, "prefix": "thread-", "replay": replay})
     if long_turns:
         con.execute(GENERATE, {"threads": 1, "turns": long_turns, "spans": spans,
-                               "base": base, "first": threads * turns, "prefix": "long-"})
+                               "base": base, "first": threads * turns, "prefix": "long-",
+                               "replay": replay})
     con.execute("CHECKPOINT")
     con.close()
     connect(path).close()  # the views, and whatever the store derives

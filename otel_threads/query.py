@@ -234,9 +234,10 @@ def query_thread_page(con: duckdb.DuckDBPyConnection, thread_id: str,
     turns_total = _count(con, "SELECT count(*) FROM turns WHERE thread_id = ?", [thread_id])
     # continuing one turn's transcript: that turn alone
     limit = 1 if transcript_after is not None else turn_limit
+    # turn_index numbers a thread's turns 1..n: a range, not a sort of every turn
     turns = _rows_to(TurnSchema, con.execute(
-        "SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index LIMIT ? OFFSET ?",
-        [thread_id, limit, turn_offset]))
+        "SELECT * FROM turns WHERE thread_id = ? AND turn_index > ? AND turn_index <= ? "
+        "ORDER BY turn_index", [thread_id, turn_offset, turn_offset + limit]))
     reaches_end = turn_offset + len(turns) >= turns_total
     after = -1 if transcript_after is None else transcript_after
     if through_turn is None:
@@ -294,7 +295,7 @@ def query_thread_page(con: duckdb.DuckDBPyConnection, thread_id: str,
     elif next_offset < turns_total or (reaches_end and None in counts and None not in groups):
         nxt = {"turn_offset": next_offset}
     _fill_io(con, thread_id, turns)
-    forks = _page_forks(con, thread_id, {t.turn_id for t in turns})
+    forks = _page_forks(con, thread_id, turns)
     page = ThreadPage(turn_offset=turn_offset, turn_limit=turn_limit,
                       transcript_limit=transcript_limit, turns_total=turns_total,
                       branch_total=branch_total, transcript_total=transcript_total,
@@ -317,12 +318,15 @@ def _fill_io(con: duckdb.DuckDBPyConnection, thread_id: str, turns: list[TurnSch
 
 
 def _page_forks(con: duckdb.DuckDBPyConnection, thread_id: str,
-                turn_ids: set[str]) -> list[ForkSchema]:
-    """The thread's forks whose parent or a competing turn is one of ``turn_ids``, with
-    the turn_index of each (where a paging client finds them)."""
-    forks = [f for f in _rows_to(ForkSchema, con.execute(
-        "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
-        [thread_id])) if f.parent_turn_id in turn_ids or turn_ids.intersection(f.child_turn_ids)]
+                turns: list[TurnSchema]) -> list[ForkSchema]:
+    """The thread's forks whose parent or a competing turn is one of ``turns``, with
+    the turn_index of each (where a paging client finds them). Only those forks'
+    parents are grouped: the filter on the group key reaches the turns."""
+    parents = sorted({t.turn_id for t in turns}
+                     | {t.parent_turn_id for t in turns if t.parent_turn_id})
+    forks = _rows_to(ForkSchema, con.execute(
+        "SELECT * FROM forks WHERE thread_id = ? AND list_contains(?, parent_turn_id) "
+        "ORDER BY forked_at, parent_turn_id", [thread_id, parents]))
     if forks:
         wanted = sorted({f.parent_turn_id for f in forks}
                         | {c for f in forks for c in f.child_turn_ids})

@@ -326,3 +326,109 @@ def test_light_and_dark_modes_switch_and_stay(page):
     page.wait_for_selector("#threads tbody tr")
     assert page.evaluate("() => document.documentElement.dataset.theme") == dark
     open_thread(page, "support-1")  # the screenshot shows the drawer in that mode
+
+
+LONG_TURNS = 3000
+
+
+def test_a_long_thread_loads_in_pages_and_is_not_fetched_again_unchanged(browser, tmp_path):
+    """A thread of 3,000 turns: opening it fetches one page (100 turns); scrolling
+    fetches the page that comes into view, not those in between; the live refresh asks
+    again with the ETag and gets 304s with no body; a new turn changes it, and then only
+    pages in view are fetched again."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from test_thread_paging import llm_turn
+
+    c = Collector(Config(db=str(tmp_path / "long.duckdb"), grpc=ANY, http=None, api=ANY))
+    c.start()
+    try:
+        app = App(first=70_000)
+        for i in range(LONG_TURNS):
+            llm_turn(app, "long", i)
+        llm_turn(app, "short", 0)
+        spans = app.spans()
+        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True)
+        for at in range(0, len(spans), 1000):
+            assert exporter.export(spans[at:at + 1000]).name == "SUCCESS"
+        exporter.shutdown()
+        assert sql(c, "SELECT turn_count FROM threads WHERE thread_id = 'long'") == [
+            (LONG_TURNS,)]
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        seen: list[tuple[str, int, int]] = []  # (url, status, body bytes), as they come
+
+        def answered(response) -> None:
+            if "/threads/long" in response.url or "/ui/threads" in response.url:
+                seen.append((response.url, response.status,
+                             int(response.headers.get("content-length") or 0)))
+
+        page.on("response", answered)
+        page.goto(c.endpoints.api + "/")
+        page.wait_for_selector("#threads tbody tr")
+        open_thread(page, "long")
+        count = "document.querySelectorAll('#d-turns .turn').length"
+        page.wait_for_function(f"() => {count} === 100")
+        settled = "() => state.view.loads === 0 && !state.view.refreshing"
+
+        def thread_answers(status: int | None = None, since: int = 0) -> list:
+            return [s for s in seen[since:] if "/threads/long?" in s[0]
+                    and (status is None or s[1] == status)]
+
+        def offsets() -> list[int]:
+            return [int(url.split("turn_offset=")[1].split("&")[0])
+                    for url, _, _ in thread_answers(200)]
+
+        def wait_for(predicate, what: str, timeout_s: float = 30) -> None:
+            for _ in range(int(timeout_s * 10)):
+                if predicate():
+                    return
+                page.wait_for_timeout(100)
+            raise AssertionError(f"waited {timeout_s}s for {what}; answers: {seen}")
+
+        # the live refresh: the page in view, asked again with its ETag, is a 304
+        wait_for(lambda: len(thread_answers(304)) >= 2, "two refreshes of the thread")
+        loaded = thread_answers(200)
+        assert len(loaded) == 1 and "turn_offset=0&turn_limit=100" in loaded[0][0], loaded
+        assert all(size == 0 for _, _, size in thread_answers(304))
+        assert page.evaluate(f"() => {count}") == 100
+        wait_for(lambda: any(s[1] == 304 for s in seen if "/ui/threads" in s[0]),
+                 "the list's refresh to be a 304")
+
+        # scrolling the turns to the end of the first page brings the second
+        page.evaluate("() => { const p = document.querySelector('#d-turns').parentElement; "
+                      "p.scrollTop = document.querySelector('#d-turns .seg').offsetHeight "
+                      "- p.clientHeight; }")
+        page.wait_for_function(f"() => {count} >= 200")
+        assert offsets()[:2] == [0, 100]
+        # jumping the chat to its middle brings the page there, not those in between
+        page.evaluate("() => { const c = document.querySelector('#d-chat'); "
+                      "c.scrollTop = c.scrollHeight / 2; }")
+        wait_for(lambda: any(o >= 1000 for o in offsets()), "the page in the middle")
+        page.wait_for_function(settled)
+        assert len(offsets()) <= 5 and page.evaluate(f"() => {count}") <= 500, offsets()
+        bytes_loaded = sum(size for _, _, size in thread_answers(200))
+
+        # nothing changes: refreshes cost 304s only
+        before = len(seen)
+        wait_for(lambda: len(thread_answers(since=before)) >= 2, "two more refreshes")
+        assert {s[1] for s in thread_answers(since=before)} == {304}
+
+        # a new turn: the next refresh sees it; only pages in view are fetched again
+        loaded_pages = page.evaluate(
+            "() => state.view.segs.filter(s => s.status === 'loaded').length")
+        app.memory.clear()
+        llm_turn(app, "long", LONG_TURNS)
+        app.send(c)
+        before = len(seen)
+        page.wait_for_function("() => document.querySelector('#d-stats').textContent"
+                               ".includes('turns 3,001')", timeout=30_000)
+        wait_for(lambda: [s[1] for s in thread_answers(since=before)][-2:] == [304, 304],
+                 "the refreshes to settle")
+        again = thread_answers(200, since=before)
+        assert 1 <= len(again) < loaded_pages, again
+        assert sum(size for _, _, size in again) < bytes_loaded
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "test_long_thread.png"))
+        context.close()
+    finally:
+        c.stop()

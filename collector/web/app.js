@@ -227,8 +227,8 @@ function renderPager() {
 // in view are fetched again, the others when they come into view.
 
 const PAGE_TURNS = 100; // turns per page
-const TURN_EST = 62; // px: a turn in the list, before it is loaded
-const SEC_EST = 110; // px: a turn's chat section, before it is loaded
+const TURN_EST = 80; // px: a turn in the list, before it is loaded
+const SEC_EST = 200; // px: a turn's chat section, before it is loaded
 const MAX_LOADS = 3; // pages fetched at once
 
 function gridEnd(start) {
