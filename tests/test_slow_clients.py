@@ -240,3 +240,32 @@ def test_a_big_query_stays_within_the_memory_limit_while_exports_go_on(
     assert status == 200, body
     assert b"12000000" in body
     assert peak[0] - base < 512 << 20, f"+{(peak[0] - base) >> 20} MiB"
+
+
+def test_at_most_two_sql_statements_run_at_once(collectors: Callable[..., Running]) -> None:
+    """A third /sql statement waits for a slot, then gets a 503 saying why; ingest goes
+    on meanwhile."""
+    running = collectors()
+    slow = (b'{"sql": "SELECT sum(hash(a::VARCHAR)) FROM range(10000000000) t(a)"}')
+    answers: list = []
+    queries = [threading.Thread(target=lambda: answers.append(http(
+        f"{running.note['api']}/sql", slow, headers={"Content-Type": "application/json"},
+        timeout=DEADLINE_S))) for _ in range(2)]
+    for query in queries:
+        query.start()
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # both running: the third is turned away once its wait is over
+            status, headers, body = http(
+                f"{running.note['api']}/sql", b'{"sql": "SELECT 1"}',
+                headers={"Content-Type": "application/json"}, timeout=DEADLINE_S)
+            if status == 503:
+                break
+            assert status == 200 and time.monotonic() < deadline, (status, body)
+        assert b"2 /sql statements are running" in body
+        assert headers["Retry-After"] == "1"
+        exports_work(running)
+    finally:
+        running.stop()  # stops the two statements too
+        for query in queries:
+            query.join()
