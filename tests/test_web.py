@@ -152,7 +152,7 @@ def test_the_list_loads_and_sorts_by_clicking_headers(page):
     assert len(ids(page)) == 15
     assert page.text_content("#count") == "1\u201315 of 15 threads"
     page.click("th[data-sort=turn_count]")
-    page.wait_for_function("() => document.querySelector('#threads tbody tr').dataset.id "
+    page.wait_for_function("() => document.querySelector('#threads tbody tr')?.dataset.id "
                            "=== 'bulk-12'")
     assert page.get_attribute("th[data-sort=turn_count]", "aria-sort") == "descending"
     turns = page.eval_on_selector_all("#threads tbody tr td:nth-child(2)",
@@ -160,10 +160,10 @@ def test_the_list_loads_and_sorts_by_clicking_headers(page):
     assert turns == sorted(turns, reverse=True)
     page.click("th[data-sort=turn_count]")  # again: ascending
     page.wait_for_function("() => document.querySelector('#threads tbody tr td:nth-child(2)')"
-                           ".textContent === '1'")
+                           "?.textContent === '1'")
     assert page.get_attribute("th[data-sort=turn_count]", "aria-sort") == "ascending"
     page.click("th[data-sort=thread_id]")
-    page.wait_for_function("() => document.querySelector('#threads tbody tr').dataset.id "
+    page.wait_for_function("() => document.querySelector('#threads tbody tr')?.dataset.id "
                            "=== 'bulk-01'")
     page.fill("#q", "BULK-1")  # the text filter: case-insensitive, on the thread id
     page.wait_for_function("() => document.querySelector('#count').textContent === "
@@ -251,7 +251,7 @@ def test_forks_are_visible_and_branches_switch(page):
     assert page.locator("#d-turns .turn.off-branch").count() == 1
     buttons.nth(0).click()  # the other branch
     page.wait_for_function("() => document.querySelector('#d-forks .fork button')"
-                           ".classList.contains('current')")
+                           "?.classList.contains('current')")
     assert page.locator("#d-chat .turn-sec").count() == 2
 
 
@@ -283,7 +283,7 @@ def test_it_refreshes_while_data_arrives_keeping_scroll_and_selection(browser, t
         page = context.new_page()
         page.goto(c.endpoints.api + "/")
         page.click("th[data-sort=thread_id]")
-        page.wait_for_function("() => document.querySelector('#threads tbody tr')"
+        page.wait_for_function("() => document.querySelector('#threads tbody tr')?"
                                ".dataset.id === 'live-00'")
         assert page.text_content("#count") == "1\u201350 of 55 threads"
         page.click("#next")  # pages come from the server: limit and offset
@@ -292,7 +292,7 @@ def test_it_refreshes_while_data_arrives_keeping_scroll_and_selection(browser, t
         assert ids(page) == [f"live-{n}" for n in range(50, 55)]
         assert page.is_disabled("#next") and page.is_enabled("#prev")
         page.click("#prev")
-        page.wait_for_function("() => document.querySelector('#threads tbody tr')"
+        page.wait_for_function("() => document.querySelector('#threads tbody tr')?"
                                ".dataset.id === 'live-00'")
         page.evaluate("() => { document.querySelector('#list-wrap').scrollTop = 120; }")
         open_thread(page, "live-05")
@@ -405,7 +405,12 @@ def test_a_long_thread_loads_in_pages_and_is_not_fetched_again_unchanged(browser
                       "c.scrollTop = c.scrollHeight / 2; }")
         wait_for(lambda: any(o >= 1000 for o in offsets()), "the page in the middle")
         page.wait_for_function(settled)
-        assert len(offsets()) <= 5 and page.evaluate(f"() => {count}") <= 500, offsets()
+        # the pages near either view (the turns list still shows pages 1-2, and may take
+        # the next ones within a screen of it); none of the dozen in between
+        middle = [o for o in offsets() if o >= 1000]
+        between = [o for o in offsets() if 400 < o < min(middle) - 200]
+        assert not between and len(offsets()) <= 8, offsets()
+        assert page.evaluate(f"() => {count}") <= 800, offsets()
         bytes_loaded = sum(size for _, _, size in thread_answers(200))
 
         # nothing changes: refreshes cost 304s only
