@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import json
+import os
 import threading
 import urllib.parse
 import uuid
@@ -38,7 +39,19 @@ from otel_threads.writer import LATENCY_BUCKETS, StoreClosed
 if TYPE_CHECKING:
     from collector.app import Collector
 
-__all__ = ["ApiHandler", "render_metrics"]
+__all__ = ["ApiHandler", "render_metrics", "resident_bytes"]
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident set (VmRSS), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def render_metrics(collector: Collector) -> str:
@@ -80,8 +93,18 @@ def render_metrics(collector: Collector) -> str:
            [("", collector.writer.faults)])
     metric("otel_threads_queue_rows", "gauge", "Rows waiting for a commit.",
            [("", w.pending_rows)])
-    metric("otel_threads_inflight_bytes", "gauge", "Request bytes being decoded or written.",
-           [("", ingest.inflight_bytes)])
+    metric("otel_threads_inflight_bytes", "gauge",
+           "Memory held by exports under way: request bytes, JSON parses, decoded rows "
+           "(at most --max-ingest-memory).", [("", ingest.inflight_bytes)])
+    memory = [('{part="collector"}', resident_bytes(os.getpid())),
+              ('{part="decode_workers"}', sum(resident_bytes(p) for p in ingest.worker_pids()))]
+    with contextlib.suppress(StoreClosed, duckdb.Error), collector.writer.cursor() as cur:
+        row = cur.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+                          ).fetchone()
+        memory.append(('{part="duckdb"}', row[0] if row else 0))
+    metric("otel_threads_memory_bytes", "gauge",
+           "Resident memory of the collector process and of its decode workers, and "
+           "DuckDB's buffer (part of the collector's, at most --memory-limit).", memory)
     errors_now, set_aside, derive_failures = collector.writer.derive_health()
     metric("otel_threads_derive_errors", "gauge",
            "Traces whose derivation fails, set aside (the table derive_errors lists them).",

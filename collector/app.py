@@ -26,6 +26,7 @@ from collector.grpc_server import GrpcReceiver
 from collector.http_server import OtlpHttpHandler
 from collector.httpbase import HttpListener
 from collector.ingest import Ingest
+from collector.malloc import tune_malloc
 from collector.retention import RetentionTask
 from otel_threads.store import remove_holder, write_holder
 from otel_threads.writer import Writer
@@ -83,7 +84,8 @@ class Collector:
                              on_fork=config.on_fork,
                              on_open=lambda con: _harden(con, config))
         self.ingest = Ingest(self.writer, parse_workers=config.parse_workers,
-                             max_request_bytes=config.max_request_bytes)
+                             max_request_bytes=config.max_request_bytes,
+                             max_inflight_bytes=config.max_ingest_memory)
         self._grpc: GrpcReceiver | None = None
         self._http: HttpListener | None = None
         self._api: HttpListener | None = None
@@ -99,6 +101,7 @@ class Collector:
         started = time.monotonic()
         cfg = self.config
         _raise_open_files_limit()
+        tune_malloc()
         scheme = "https" if cfg.tls_cert else "http"
         self.writer.start()
         try:

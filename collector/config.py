@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from collector.ingest import DEFAULT_INFLIGHT_BYTES
 from otel_threads.retention import parse_duration
 from otel_threads.store import DB_ENV, DEFAULT_DB
 from otel_threads.writer_forks import FORK_POLICIES
@@ -159,6 +160,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
             _positive_int, "262144",
             "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503."),
+    Setting("max_ingest_memory", "--max-ingest-memory", "OTEL_THREADS_MAX_INGEST_MEMORY",
+            _size, f"{DEFAULT_INFLIGHT_BYTES >> 20}MiB",
+            "Memory the exports under way may hold: request bytes as they arrive, a JSON "
+            "request's parse (about 15x its size) and decoded rows until committed; past "
+            "it, exports get UNAVAILABLE/503."),
     Setting("memory_limit", "--memory-limit", "OTEL_THREADS_MEMORY_LIMIT", _size, "1GiB",
             "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
             "queries and derivation spill to <db>.tmp."),
@@ -186,6 +192,7 @@ class Config:
     parse_workers: int = 0
     max_request_bytes: int = 16 << 20
     max_pending_rows: int = 262_144
+    max_ingest_memory: int = DEFAULT_INFLIGHT_BYTES
     memory_limit: int = 1 << 30
     on_fork: str = "allow"
     retention: dt.timedelta | None = None

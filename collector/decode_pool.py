@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
+from collector.malloc import tune_malloc
 from otel_threads import decode
 from otel_threads.decode import DecodeError
 
@@ -63,6 +64,7 @@ def _worker_main(conn: Connection, parent_pid: int) -> None:
     workers itself (closing their pipes), so they ignore SIGINT rather than each
     printing a KeyboardInterrupt traceback."""
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    tune_malloc()
 
     def watch() -> None:
         while os.getppid() == parent_pid:
@@ -117,6 +119,11 @@ class DecodePool:
         with self._lock:
             self._procs.append(proc)
         return parent, proc
+
+    def pids(self) -> list[int]:
+        """The process ids of the workers alive now."""
+        with self._lock:
+            return [p.pid for p in self._procs if p.pid is not None and p.is_alive()]
 
     def warm(self) -> None:
         """Wait until every worker has imported its code (decode a tiny request each)."""

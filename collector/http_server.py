@@ -80,9 +80,13 @@ class OtlpHttpHandler(BaseHandler):
                         self._status(fmt, 400, str(exc))
                         return
                     charge(len(body))
-                res = self.ingest.export(signal, fmt, body, admitted=True)
+                res = self.ingest.export(signal, fmt, body, hold=charge)
         except Exception as exc:
             st = status_for(exc)
+            if st.http_status == 503 and self.body_pending:
+                # refused mid-body (the budget): read the rest and drop it, so the
+                # exporter reads the 503 and its Retry-After rather than a reset
+                self.discard_body(limit)
             headers = {}
             if st.retry_after_s is not None:
                 headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))

@@ -150,6 +150,11 @@ class BaseHandler:
             {"error": f"request body {said} over the limit of {limit}"}).encode(),
             "application/json", close=True)
 
+    @property
+    def body_pending(self) -> bool:
+        """Whether some of the body is still unread."""
+        return self._more_body
+
     def discard_body(self, size: int, cap: int = 32 << 20) -> None:
         """Read and drop up to ``cap`` bytes of a body we refuse, so the client gets to
         read our answer instead of a broken pipe."""

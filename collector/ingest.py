@@ -26,14 +26,19 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from collector.decode_pool import DecodePool, WorkerDied, decode_inline
 from otel_threads.decode import DecodeError
+from otel_threads.decode_json_values import json_parse_bytes
 from otel_threads.decode_split import PIECE_BYTES, split_request
 from otel_threads.writer import Overloaded, StoreUnavailable, Writer
 
-__all__ = ["ExportResult", "Ingest", "RequestTooLarge", "Status", "status_for"]
+__all__ = ["DEFAULT_INFLIGHT_BYTES", "ExportResult", "Hold", "Ingest", "RequestTooLarge", "Status",
+           "status_for"]
 
 _logger = logging.getLogger(__name__)
 
 _KIND = {"traces": "spans", "logs": "logs"}
+
+#: Default of ``max_inflight_bytes`` (--max-ingest-memory).
+DEFAULT_INFLIGHT_BYTES = 256 << 20
 
 
 class ShuttingDown(RuntimeError):
@@ -95,30 +100,62 @@ def status_for(exc: BaseException) -> Status:
     return Status(grpc.StatusCode.UNAVAILABLE, 503, f"could not store the data: {exc}", 1.0)
 
 
-class Ingest:
-    """Decode then write, with memory bounded by bytes in flight.
+class Hold:
+    """What one export holds of the budget (`Ingest.admit`)."""
 
-    ``max_inflight_bytes`` caps request bytes being decoded or written at once;
-    past it, `export` raises `Overloaded` at once instead of queueing.
+    def __init__(self, ingest: Ingest) -> None:
+        self._ingest = ingest
+        self.held = 0  #: bytes, all told
+        self.wire = 0  #: of them, bytes of request
+
+    def __call__(self, n: int) -> None:
+        """Reserve ``n`` more bytes of request, or raise `Overloaded`."""
+        self._ingest._reserve(self, n, wire=True)
+
+    def decoded(self, n: int) -> None:
+        """Reserve ``n`` bytes that decoding holds (or give them back, n < 0)."""
+        self._ingest._reserve(self, n, wire=False)
+
+
+class Ingest:
+    """Decode then write, with memory bounded by what exports under way hold.
+
+    ``max_inflight_bytes`` caps the memory of the exports under way: their request
+    bytes (charged as they arrive), what decoding them takes (a JSON request's parsed
+    tree, charged before parsing from `json_parse_bytes`) and their decoded rows until
+    committed. Request bytes alone are held to 4 x ``max_request_bytes`` besides:
+    receiving a body costs twice its size for a moment (its pieces, then them joined).
+    Past either, `export` raises `Overloaded` at once instead of queueing; the oldest
+    export under way is always admitted (so the bound is the budget plus one request),
+    unless its JSON alone would take more to parse than the budget (`RequestTooLarge`).
     """
 
     def __init__(self, writer: Writer, *, parse_workers: int = 0,
-                 max_request_bytes: int = 16 << 20, max_inflight_bytes: int | None = None) -> None:
+                 max_request_bytes: int = 16 << 20,
+                 max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
         self.writer = writer
         self.parse_workers = parse_workers
         self.max_request_bytes = max_request_bytes
-        self.max_inflight_bytes = max_inflight_bytes or 4 * max_request_bytes
+        self.max_inflight_bytes = max_inflight_bytes
+        self.max_wire_bytes = 4 * max_request_bytes
+        self._wire = 0
         self.rejected = {"traces": 0, "logs": 0}
         self.invalid_requests = 0
         self.overloaded = 0
         self._accepting = True
         self._inflight = 0
         self._lock = threading.Lock()
+        self._holds: dict[int, Hold] = {}  # the exports under way, oldest first
         self._pool: DecodePool | None = None
 
     @property
     def inflight_bytes(self) -> int:
         return self._inflight
+
+    def worker_pids(self) -> list[int]:
+        """The decode worker processes' ids (none when decoding inline)."""
+        pool = self._pool
+        return pool.pids() if pool is not None else []
 
     def start(self) -> Ingest:
         """Start the decode processes (and wait until each has imported its code)."""
@@ -143,38 +180,54 @@ class Ingest:
             pool.close()
 
     @contextlib.contextmanager
-    def admit(self, size: int = 0) -> Iterator[Callable[[int], None]]:
-        """Reserve ``size`` bytes of the in-flight budget for the block, or raise
-        `Overloaded` / `ShuttingDown` at once. Yields ``grow(n)``, which reserves n more
-        bytes the same way: receivers charge a body as its bytes arrive (not as its
-        Content-Length announces), so a client that announces much and sends little
-        holds nothing. One request alone is always admitted."""
-        held = 0
-
-        def grow(n: int) -> None:
-            nonlocal held
+    def admit(self, size: int = 0) -> Iterator[Hold]:
+        """Reserve ``size`` bytes of request for the block, or raise `Overloaded` /
+        `ShuttingDown` at once. Yields the block's `Hold`: calling it reserves n more
+        bytes of request the same way (receivers charge a body as its bytes arrive, not
+        as its Content-Length announces, so a client that announces much and sends
+        little holds nothing); ``hold.decoded(n)`` reserves what decoding takes (a
+        negative n gives it back). The oldest export under way is always admitted."""
+        hold = Hold(self)
+        with self._lock:
+            self._holds[id(hold)] = hold
+        try:
+            hold(size)
+            yield hold
+        finally:
             with self._lock:
+                del self._holds[id(hold)]
+                self._inflight -= hold.held
+                self._wire -= hold.wire
+
+    def _reserve(self, hold: Hold, n: int, wire: bool) -> None:
+        with self._lock:
+            if n > 0:
                 if not self._accepting:
                     raise ShuttingDown("the collector is shutting down; retry against the "
                                        "next one")
-                if self._inflight and self._inflight + n > self.max_inflight_bytes:
+                # the oldest export under way always goes on: bodies arriving side by
+                # side cannot all be refused in turn, each for the bytes of the others
+                oldest = next(iter(self._holds.values())) is hold
+                if not oldest and self._inflight + n > self.max_inflight_bytes:
                     self.overloaded += 1
                     raise Overloaded(self._inflight, self.max_inflight_bytes,
+                                     self.writer.retry_after_s,
+                                     unit="bytes of exports under way")
+                if not oldest and wire and self._wire + n > self.max_wire_bytes:
+                    self.overloaded += 1
+                    raise Overloaded(self._wire, self.max_wire_bytes,
                                      self.writer.retry_after_s, unit="bytes of requests")
-                self._inflight += n
-                held += n
+            self._inflight += n
+            hold.held += n
+            if wire:
+                self._wire += n
+                hold.wire += n
 
-        grow(size)
-        try:
-            yield grow
-        finally:
-            with self._lock:
-                self._inflight -= held
-
-    def export(self, signal: str, fmt: str, data: bytes, admitted: bool = False
+    def export(self, signal: str, fmt: str, data: bytes, hold: Hold | None = None
                ) -> ExportResult:
-        """Decode and store one export request; returns after the commit. ``admitted``:
-        the caller holds the request's bytes in the budget already (`admit`).
+        """Decode and store one export request; returns after the commit. ``hold``:
+        the caller's `admit` block, which holds the request's bytes already; without
+        one, the request is admitted here.
 
         Raises `DecodeError`, `RequestTooLarge`, `Overloaded` or a write error:
         map them with `status_for`.
@@ -184,9 +237,12 @@ class Ingest:
             raise RequestTooLarge(
                 f"request is {size} bytes, over the limit of {self.max_request_bytes}"
             )
-        with self.admit(0 if admitted else size):
+        with contextlib.ExitStack() as stack:
+            if hold is None:
+                hold = stack.enter_context(self.admit(size))
             try:
-                table, accepted, rejected, error = self._decode(signal, fmt, data)
+                table, accepted, rejected, error = self._decode(signal, fmt, data,
+                                                                hold.decoded)
             except DecodeError:
                 with self._lock:
                     self.invalid_requests += 1
@@ -202,17 +258,37 @@ class Ingest:
                     self.rejected[signal] += rejected
             return ExportResult(accepted, rejected, error)
 
-    def _decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
-        """Decode a request; a large protobuf one in pieces of about PIECE_BYTES
-        (otel_threads.decode_split), so decoding holds one piece's intermediates at a
-        time, not the whole request's."""
+    def _decode(self, signal: str, fmt: str, data: bytes, charge: Callable[[int], None]
+                ) -> tuple[pa.Table, int, int, str | None]:
+        """Decode a request, charging the budget with what decoding holds: a large
+        protobuf one in pieces of about PIECE_BYTES (otel_threads.decode_split), each
+        piece's rows charged as it is decoded, so decoding holds one piece's
+        intermediates at a time, not the whole request's; a JSON one with the memory
+        its parsed tree takes, charged before parsing and given back after."""
         pool = self._pool
         decode = decode_inline if pool is None else pool.decode
-        if fmt != "protobuf" or len(data) <= PIECE_BYTES:
-            return decode(signal, fmt, data)
+        if fmt == "json":
+            parse = json_parse_bytes(data)
+            if parse > self.max_inflight_bytes:
+                raise RequestTooLarge(
+                    f"this JSON request would take about {parse >> 20} MiB to parse, over "
+                    f"the limit of {self.max_inflight_bytes >> 20} MiB (--max-ingest-memory); "
+                    f"send smaller batches, or protobuf")
+            charge(parse)
+            try:
+                out = decode(signal, fmt, data)
+            finally:
+                charge(-parse)
+            charge(out[0].nbytes)
+            return out
+        if len(data) <= PIECE_BYTES:
+            out = decode(signal, fmt, data)
+            charge(out[0].nbytes)
+            return out
         tables, accepted, rejected, errors = [], 0, 0, []
         for piece in split_request(data):
             table, a, r, e = decode(signal, fmt, piece)
+            charge(table.nbytes)
             tables.append(table)
             accepted, rejected = accepted + a, rejected + r
             if e and e not in errors:

@@ -18,7 +18,7 @@ __all__ = ["PIECE_BYTES", "split_request"]
 
 #: About how many bytes of a request one piece holds (an item larger than that is a
 #: piece of its own).
-PIECE_BYTES = 1 << 20
+PIECE_BYTES = 256 << 10
 
 #: The repeated field holding the children at each level, from the request down.
 _LEVELS = (1, 2, 2)
@@ -49,14 +49,15 @@ def _encode_varint(n: int) -> bytes:
             return bytes(out)
 
 
-def _fields(data: memoryview, child: int) -> tuple[bytes, list[memoryview]]:
-    """(the message's other fields, as they are; the values of field ``child``)."""
-    header, children = [], []
+def _fields(data: memoryview, child: int) -> Iterator[tuple[int, int, int]]:
+    """Each field of the message: (where its tag starts, where its value starts, where
+    it ends), the value start -1 for a field other than a length-delimited ``child``."""
     pos, end = 0, len(data)
     while pos < end:
         start = pos
         key, pos = _varint(data, pos, end)
         number, wire = key >> 3, key & 7
+        value = -1
         if wire == 0:
             _, pos = _varint(data, pos, end)
         elif wire == 1:
@@ -66,38 +67,60 @@ def _fields(data: memoryview, child: int) -> tuple[bytes, list[memoryview]]:
         elif wire == 2:
             length, pos = _varint(data, pos, end)
             if number == child:
-                if pos + length > end:
-                    raise DecodeError("malformed protobuf: a field runs past its message")
-                children.append(data[pos:pos + length])
-                pos += length
-                continue
+                value = pos
             pos += length
         else:
             raise DecodeError(f"malformed protobuf: wire type {wire}")
         if pos > end:
             raise DecodeError("malformed protobuf: a field runs past its message")
-        header.append(bytes(data[start:pos]))
-    return b"".join(header), children
+        yield start, value, pos
 
 
 def _split(data: memoryview, levels: tuple[int, ...], limit: int) -> Iterator[bytes]:
     """``data`` as messages of about ``limit`` bytes: its other fields in each, its
-    children (field ``levels[0]``) shared out, a child too large split the same way."""
-    head, children = _fields(data, levels[0])
+    children (field ``levels[0]``) shared out, a child too large split the same way.
+
+    Two passes over the fields, holding no object per child: the first gathers the
+    other fields (they may come after the children), the second shares out the
+    children, as runs of the request's own bytes where they are contiguous."""
+    head = b"".join(bytes(data[start:stop]) for start, value, stop in _fields(data, levels[0])
+                    if value < 0)
     tag = _encode_varint(levels[0] << 3 | 2)
-    parts: list[bytes] = []
+    parts: list[bytes | memoryview] = []
     size = len(head)
-    for child in children:
-        pieces = ([bytes(child)] if len(child) <= limit or len(levels) == 1
-                  else _split(child, levels[1:], limit))
-        for piece in pieces:
+    run_start = run_stop = 0  # children next to each other, not yet in parts
+    children = 0
+
+    def flush_run() -> None:
+        if run_stop > run_start:
+            parts.append(data[run_start:run_stop])
+
+    for start, value, stop in _fields(data, levels[0]):
+        if value < 0:
+            continue
+        children += 1
+        if stop - start <= limit or len(levels) == 1:
+            if size and size + stop - start > limit and size > len(head):
+                flush_run()
+                yield head + b"".join(parts)
+                parts, size, run_start, run_stop = [], len(head), start, start
+            if start != run_stop:
+                flush_run()
+                run_start = start
+            run_stop = stop
+            size += stop - start
+            continue
+        for piece in _split(data[value:stop], levels[1:], limit):
             encoded = tag + _encode_varint(len(piece)) + piece
-            if parts and size + len(encoded) > limit:
+            flush_run()
+            run_start = run_stop = 0
+            if size > len(head) and size + len(encoded) > limit:
                 yield head + b"".join(parts)
                 parts, size = [], len(head)
             parts.append(encoded)
             size += len(encoded)
-    if parts or not children:
+    flush_run()
+    if size > len(head) or not children:
         yield head + b"".join(parts)
 
 

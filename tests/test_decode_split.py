@@ -1,8 +1,12 @@
 """Large protobuf requests are decoded in pieces (otel_threads.decode_split): the pieces
 hold every span and log record once, with its own resource and scope, and decode to the
-same rows as the whole request."""
+same rows as the whole request. A JSON request is charged, before it is parsed, at
+least what parsing it takes (otel_threads.decode_json_values.json_parse_bytes)."""
 
 from __future__ import annotations
+
+import json
+import tracemalloc
 
 import pyarrow as pa
 import pytest
@@ -14,7 +18,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from otel_threads.decode import DecodeError, decode_logs_protobuf, decode_traces_protobuf
-from otel_threads.decode_split import split_request
+from otel_threads.decode_json_values import json_parse_bytes
+from otel_threads.decode_json_values import load_json as load_json_values
+from otel_threads.decode_split import PIECE_BYTES, split_request
 
 
 def _kv(key: str, value: str) -> KeyValue:
@@ -91,3 +97,57 @@ def test_a_small_request_is_itself_and_an_item_too_large_stands_alone() -> None:
 def test_malformed_framing_is_a_decode_error(bad: bytes) -> None:
     with pytest.raises(DecodeError):
         list(split_request(bad * 20, limit=64))
+
+
+def _peak_bytes(fn) -> int:
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_splitting_holds_no_object_per_span() -> None:
+    # 16 MiB of tiny spans: an object per span (a slice, a tuple) would hold tens of MiB
+    data = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
+        scope_spans=[trace_pb2.ScopeSpans(spans=[trace_pb2.Span(
+            trace_id=(n + 1).to_bytes(16, "big"), span_id=(n + 1).to_bytes(8, "big"),
+            name="s") for n in range(400_000)])])]).SerializeToString()
+    sizes: list[int] = []
+    peak = _peak_bytes(lambda: sizes.extend(len(p) for p in split_request(data)))
+    assert sum(sizes) > len(data) and max(sizes) <= PIECE_BYTES + 64  # + the framing
+    # a few copies of one piece (a copy a level of nesting), nothing per span
+    assert peak < 8 * PIECE_BYTES, f"splitting held {peak >> 20} MiB at once"
+
+
+_SHAPES = {  # ordinary OTLP/JSON and hostile bodies that json.loads blows up most
+    "otlp": lambda n: json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": f"{j:032x}", "spanId": f"{j:016x}", "name": "s",
+         "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+         "attributes": [{"key": f"k{i}", "value": {"stringValue": f"v{j}"}}
+                        for i in range(20)]} for j in range(n // 100)]}]}]}),
+    "otlp_snake": lambda n: json.dumps({"resource_spans": [{"scope_spans": [{"spans": [
+        {"trace_id": f"{j:032x}", "span_id": f"{j:016x}", "name": "s",
+         "attributes": [{"key": "k", "value": {"int_value": j}}]}
+        for j in range(n // 10)]}]}]}),
+    "empty_objects": lambda n: '{"x":[' + ",".join(["{}"] * n) + "]}",
+    "empty_arrays": lambda n: '{"x":[' + ",".join(["[]"] * n) + "]}",
+    "nested_arrays": lambda n: '{"x":[' + ",".join(["[[[]]]"] * n) + "]}",
+    "one_key_objects": lambda n: '{"x":[' + ",".join(['{"a":1}'] * n) + "]}",
+    "numbers": lambda n: '{"x":[' + ",".join(f"{1000 + i}.5" for i in range(n)) + "]}",
+    "strings": lambda n: '{"x":[' + ",".join(f'"{i}"' for i in range(n)) + "]}",
+    "escaped_quotes_keys": lambda n: '{"x":["' + '\\":' * n + '",' + ",".join(
+        f'"s{i}"' for i in range(n)) + "]}",
+    "astral_text": lambda n: '{"x":"\U0001F600' + "a" * (4 * n) + '"}',
+}
+
+
+@pytest.mark.parametrize("shape", sorted(_SHAPES))
+def test_the_json_parse_charge_is_never_below_what_parsing_takes(shape: str) -> None:
+    data = _SHAPES[shape](100_000).encode()
+    peak = _peak_bytes(lambda: load_json_values(data))
+    charged = json_parse_bytes(data)
+    assert charged >= peak, f"charged {charged}, parsing took {peak}"
+    if shape == "otlp":  # ordinary bodies are not charged much beyond it
+        assert charged < 2 * peak
