@@ -167,9 +167,10 @@ class Writer:
         self._last_commit = 0.0
         self.quiet_s = 0.2
         #: Held by whatever writes besides the writer thread (derivation, retention) and
-        #: by checkpoints: DuckDB 2.0 can fail a commit that deletes from an indexed
-        #: table while another connection checkpoints ("IndexEntry::RemoveFromIndex -
-        #: partially deleted from the checkpoint delta"), invalidating the database.
+        #: by checkpoints: in DuckDB 2.0.1 a commit that appends to an indexed table and
+        #: deletes rows with a NULL key from it while a checkpoint runs beside it fails
+        #: ("IndexEntry::RemoveFromIndex - partially deleted from the checkpoint delta")
+        #: and invalidates the database (docs/repro/duckdb_checkpoint_delta.py).
         self.checkpoint_lock = threading.Lock()
         #: Why the store cannot commit durably now (otel_threads.writer_health), or None.
         self.fault: Fault | None = None
