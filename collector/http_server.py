@@ -15,7 +15,8 @@ from google.protobuf import json_format
 from google.rpc import status_pb2
 
 from collector.httpbase import BaseHandler
-from collector.ingest import Ingest, RequestTooLarge, status_for
+from collector.ingest import Ingest, RequestTooLarge, Status, status_for
+from otel_threads.decode import DecodeError
 
 __all__ = ["OtlpHttpHandler", "inflate"]
 
@@ -77,8 +78,7 @@ class OtlpHttpHandler(BaseHandler):
                     except RequestTooLarge:
                         raise
                     except ValueError as exc:
-                        self._status(fmt, 400, str(exc))
-                        return
+                        raise DecodeError(str(exc)) from None
                     charge(len(body))
                 res = self.ingest.export(signal, fmt, body, hold=charge)
         except Exception as exc:
@@ -87,11 +87,7 @@ class OtlpHttpHandler(BaseHandler):
                 # refused mid-body (the budget): read the rest and drop it, so the
                 # exporter reads the 503 and its Retry-After rather than a reset
                 self.discard_body(limit)
-            headers = {}
-            if st.retry_after_s is not None:
-                headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))
-            self._status(fmt, st.http_status, st.message, headers,
-                         close=st.http_status in (413, 503))
+            self._status(fmt, st)
             return
         self._message(fmt, 200, res.response(signal))
 
@@ -100,11 +96,15 @@ class OtlpHttpHandler(BaseHandler):
 
     do_PUT = do_DELETE = do_PATCH = do_GET
 
-    def _status(self, fmt: str, http_status: int, message: str,
-                headers: dict[str, str] | None = None, close: bool = False) -> None:
-        code = {400: 3, 413: 8, 503: 14}.get(http_status, 13)  # google.rpc.Code
-        self._message(fmt, http_status, status_pb2.Status(code=code, message=message), headers,
-                      close)
+    def _status(self, fmt: str, st: Status) -> None:
+        """An error answer: `status_for`'s HTTP status, with a google.rpc.Status body
+        carrying its gRPC code (one mapping for both receivers)."""
+        headers = {}
+        if st.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))
+        code = st.grpc_code.value[0]
+        self._message(fmt, st.http_status, status_pb2.Status(code=code, message=st.message),
+                      headers, close=st.http_status in (413, 503))
 
     def _message(self, fmt: str, http_status: int, msg: Any,
                  headers: dict[str, str] | None = None, close: bool = False) -> None:
