@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,7 +28,15 @@ from opentelemetry import baggage, context, trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_threads.context import _BLOCK_KEY, CONVERSATION_ID_KEY
+from otel_threads.context import (
+    _BLOCK_KEY,
+    CONVERSATION_ID_KEY,
+    TurnState,
+    _ref,
+    _states_get,
+    bind_span,
+    span_state,
+)
 
 __all__ = ["COMPAT_BACKENDS", "ThreadSpanProcessor", "span_state"]
 
@@ -53,38 +60,7 @@ try:
 except ImportError:  # pragma: no cover - a future API that renames it
     _SPAN_KEY = None
 
-
-class _TurnState:
-    """The thread and turn that a span belongs to, shared by all spans of a turn."""
-
-    __slots__ = ("child_attrs", "key", "thread_id", "turn_id")
-
-    def __init__(self, key: object, thread_id: str | None, turn_id: str | None,
-                 child_attrs: dict[str, Any]) -> None:
-        self.key = key
-        self.thread_id = thread_id
-        self.turn_id = turn_id
-        self.child_attrs = child_attrs
-
-
-# span -> _TurnState for every span a processor placed in a thread. Weak keys:
-# an entry lives exactly as long as its span object, so a child started after
-# its parent ended still finds the parent's turn, and nothing leaks.
-_states: weakref.WeakKeyDictionary[Any, _TurnState] = weakref.WeakKeyDictionary()
-_states_get = _states.data.get  # keyed by weakref; ref(x) == ref(x) for a live x
-_ref = weakref.ref
-
-
 _get_current = context.get_current
-
-
-def span_state(span: object) -> _TurnState | None:
-    """The thread/turn state a `ThreadSpanProcessor` gave ``span``, if any."""
-    try:
-        return _states_get(_ref(span))
-    except TypeError:  # not weak-referenceable: not one of ours
-        return None
-
 
 def _set_attributes_public(span: Span, attrs: dict[str, Any]) -> None:
     span.set_attributes(attrs)
@@ -185,8 +161,8 @@ class ThreadSpanProcessor(SpanProcessor):
 
     def _continue_remote(self, span: Span, key: object, thread_id: str) -> None:
         """A span whose remote parent carried ``thread_id``: same turn, held elsewhere."""
-        st = _TurnState(key, thread_id, None, self._attrs(thread_id, None, False))
-        _states[span] = st
+        st = TurnState(key, thread_id, None, self._attrs(thread_id, None, False))
+        bind_span(span, st)
         _set_attributes(span, st.child_attrs)
 
     # -- SpanProcessor ----------------------------------------------------------
@@ -201,7 +177,7 @@ class ThreadSpanProcessor(SpanProcessor):
             if block is not None:
                 self._in_block(span, ctx, block, parent, pstate)
             elif pstate is not None:  # rule 2: the in-process parent's thread and turn
-                _states[span] = pstate
+                bind_span(span, pstate)
                 _set_attributes(span, pstate.child_attrs)
             elif (
                 parent is not None
@@ -215,14 +191,14 @@ class ThreadSpanProcessor(SpanProcessor):
             self._failed()
 
     def _in_block(self, span: Span, ctx: context.Context, block: Any, parent: Any,
-                  pstate: _TurnState | None) -> None:
+                  pstate: TurnState | None) -> None:
         """Rule 1: the span's context has an active `thread()` block."""
         key = block.key
         if key is None:  # thread(None)
             return
         if pstate is not None:
             if pstate.key == key:  # the parent's turn, decided by the parent span
-                _states[span] = pstate
+                bind_span(span, pstate)
                 _set_attributes(span, pstate.child_attrs)
                 return
         elif (
@@ -235,12 +211,10 @@ class ThreadSpanProcessor(SpanProcessor):
             self._continue_remote(span, key, block.thread_id)
             return
         # a new turn
-        handle = block.handle
         thread_id = block.thread_id
         turn_id = format(span.get_span_context().span_id, "016x")
-        previous = handle._take_previous()
-        handle.last_turn_id = turn_id
-        _states[span] = _TurnState(key, thread_id, turn_id, self._attrs(thread_id, turn_id, False))
+        previous = block.start_turn(turn_id)
+        bind_span(span, TurnState(key, thread_id, turn_id, self._attrs(thread_id, turn_id, False)))
         _set_attributes(span, self._attrs(thread_id, turn_id, True, previous))
 
     def _failed(self) -> None:
