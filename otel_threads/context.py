@@ -144,7 +144,8 @@ class TurnState:
 # an entry lives exactly as long as its span object, so a child started after
 # its parent ended still finds the parent's turn, and nothing leaks.
 _states: weakref.WeakKeyDictionary[Any, TurnState] = weakref.WeakKeyDictionary()
-_states_get = _states.data.get  # keyed by weakref; ref(x) == ref(x) for a live x
+_states_data = _states.data  # keyed by weakref; ref(x) == ref(x) for a live x
+_states_get = _states_data.get
 _ref = weakref.ref
 
 
@@ -233,6 +234,8 @@ class ThreadContext:
 
     def _take_previous(self) -> str | None:
         """The `previous_turn_id` for a new turn: only the first turn gets it."""
+        if not self._pending_previous:  # the usual case, without raising
+            return None
         try:
             return self._pending_previous.pop()  # atomic: exactly one turn gets it
         except IndexError:

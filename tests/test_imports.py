@@ -152,3 +152,27 @@ def test_each_module_imports_alone_in_a_fresh_interpreter(module, expected):
     done = _fresh(code)
     assert done.returncode == 0, done.stderr
     assert set(json.loads(done.stdout)) == expected
+
+
+_COUNT_PROVIDERS = """
+import json
+from opentelemetry.sdk import trace as sdk
+built = []
+init = sdk.TracerProvider.__init__
+def counting(self, *args, **kwargs):
+    built.append(1)
+    init(self, *args, **kwargs)
+sdk.TracerProvider.__init__ = counting
+import otel_threads, otel_threads.context, otel_threads.processor, otel_threads.testing
+after_import = len(built)
+otel_threads.ThreadSpanProcessor()
+print(json.dumps([after_import, len(built)]))
+"""
+
+
+def test_importing_otel_threads_builds_no_tracer_provider():
+    # Nothing is probed at import: no TracerProvider, no span, in any process that
+    # merely imports the library, nor when a default processor is made.
+    done = _fresh(_COUNT_PROVIDERS)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [0, 0]
