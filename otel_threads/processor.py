@@ -26,6 +26,7 @@ Which thread and turn each span is in is recorded in `otel_threads.context`
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -59,8 +60,16 @@ COMPAT_BACKENDS: dict[str, tuple[str, ...]] = {
     "langfuse": ("langfuse.session.id",),
 }
 
+#: Set to 1 to opt processors made without ``fast_path=`` in to the fast path.
+FAST_PATH_ENV = "OTEL_THREADS_FAST_PATH"
+_YES = ("1", "true", "yes", "on")
+
 _get_current = context.get_current
 _get_current_span = trace.get_current_span
+
+
+def _set_attributes(span: Span, attrs: dict[str, Any]) -> None:
+    span.set_attributes(attrs)
 
 
 class ThreadSpanProcessor(SpanProcessor):
@@ -68,9 +77,12 @@ class ThreadSpanProcessor(SpanProcessor):
 
     ``compat`` names other backends ("weave", "openinference", "langfuse") whose
     own thread keys are written too, so those backends group the same threads.
+    ``fast_path=True`` (or ``OTEL_THREADS_FAST_PATH=1`` when ``fast_path`` is not
+    given) opts in to writing attributes past `Span.set_attributes`, through SDK
+    internals: see `otel_threads.sdk_fast_path`.
     """
 
-    def __init__(self, compat: Iterable[str] = ()) -> None:
+    def __init__(self, compat: Iterable[str] = (), *, fast_path: bool | None = None) -> None:
         if isinstance(compat, str):
             compat = (compat,)
         names = tuple(compat)
@@ -86,6 +98,18 @@ class ThreadSpanProcessor(SpanProcessor):
         )
         self._failures = 0
         self._failures_lock = threading.Lock()
+        self._set_attributes = _set_attributes
+        #: Whether this processor writes attributes through the opt-in fast path
+        #: (`otel_threads.sdk_fast_path`): asked for and working with this SDK.
+        self.fast_path = False
+        if fast_path is None:
+            fast_path = os.environ.get(FAST_PATH_ENV, "").strip().lower() in _YES
+        if fast_path:
+            from otel_threads import sdk_fast_path
+
+            self.fast_path = sdk_fast_path.available()
+            if self.fast_path:
+                self._set_attributes = sdk_fast_path.set_attributes
 
     @property
     def failures(self) -> int:
@@ -117,7 +141,7 @@ class ThreadSpanProcessor(SpanProcessor):
         """A span whose remote parent carried ``thread_id``: same turn, held elsewhere."""
         st = TurnState(key, thread_id, None, self._attrs(thread_id, None, False))
         bind_span(span, st)
-        span.set_attributes(st.child_attrs)
+        self._set_attributes(span, st.child_attrs)
 
     # -- SpanProcessor ----------------------------------------------------------
 
@@ -141,7 +165,7 @@ class ThreadSpanProcessor(SpanProcessor):
                 pstate = _states_get(_ref(_get_current_span(ctx)))
                 if pstate is not None:
                     bind_span(span, pstate)
-                    span.set_attributes(pstate.child_attrs)
+                    self._set_attributes(span, pstate.child_attrs)
         except Exception:  # never raise into user code
             self._failed()
 
@@ -164,14 +188,14 @@ class ThreadSpanProcessor(SpanProcessor):
             if pstate is not None and pstate.key == key:
                 # the parent's turn, decided by the parent span
                 bind_span(span, pstate)
-                span.set_attributes(pstate.child_attrs)
+                self._set_attributes(span, pstate.child_attrs)
                 return
         # a new turn
         thread_id = block.thread_id
         turn_id = format(span.get_span_context().span_id, "016x")
         previous = block.start_turn(turn_id)
         bind_span(span, TurnState(key, thread_id, turn_id, self._attrs(thread_id, turn_id, False)))
-        span.set_attributes(self._attrs(thread_id, turn_id, True, previous))
+        self._set_attributes(span, self._attrs(thread_id, turn_id, True, previous))
 
     def _failed(self) -> None:
         with self._failures_lock:
