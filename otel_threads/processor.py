@@ -18,7 +18,8 @@ logged once and counted in `failures`. Spans outside threads get nothing.
 
 Only the public API of the OpenTelemetry SDK is used: the parent's `SpanContext`
 is `span.parent`, the parent span is `trace.get_current_span(parent_context)`, and
-attributes go in with `Span.set_attributes` (so the SDK's attribute limits hold).
+attributes go in with `Span.set_attributes` (so the SDK's attribute limits hold),
+unless the opt-in fast path is on (``fast_path=True``; `otel_threads.sdk_fast_path`).
 Which thread and turn each span is in is recorded in `otel_threads.context`
 (`bind_span`, `span_state`), which `current_turn_id()` reads.
 """
