@@ -7,8 +7,11 @@ thread id into W3C baggage under ``gen_ai.conversation.id`` so downstream
 services continue the thread. Leaving the block detaches exactly what entering
 attached, on success, on exceptions and when nested.
 
-Turns are not tracked here: `ThreadSpanProcessor` decides them from each new
-span's parent span, never from an ambient variable.
+This module also owns the thread/turn state of spans (`TurnState`, recorded per
+span object by `bind_span` and read back by `span_state`). `ThreadSpanProcessor`
+decides each new span's turn from its parent span, never from an ambient
+variable, and records it here; `current_turn_id()` and `ThreadContext.turn_id`
+read it. The processor imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from typing import Any
 
 from opentelemetry import baggage, context, trace
@@ -24,9 +28,12 @@ from opentelemetry import baggage, context, trace
 __all__ = [
     "CONVERSATION_ID_KEY",
     "ThreadContext",
+    "TurnState",
+    "bind_span",
     "current_thread_id",
     "current_turn_id",
     "new_thread_id",
+    "span_state",
     "thread",
 ]
 
@@ -112,6 +119,49 @@ def new_thread_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+# -- span state ---------------------------------------------------------------
+
+
+class TurnState:
+    """The thread and turn that a span belongs to, shared by all spans of a turn.
+
+    ``key`` is the block key the turn was started under (see `_Block`), compared
+    to decide whether a new span continues its parent's turn; ``child_attrs`` are
+    the attributes every other span of the turn gets.
+    """
+
+    __slots__ = ("child_attrs", "key", "thread_id", "turn_id")
+
+    def __init__(self, key: object, thread_id: str | None, turn_id: str | None,
+                 child_attrs: dict[str, Any]) -> None:
+        self.key = key
+        self.thread_id = thread_id
+        self.turn_id = turn_id
+        self.child_attrs = child_attrs
+
+
+# span -> TurnState for every span a processor placed in a thread. Weak keys:
+# an entry lives exactly as long as its span object, so a child started after
+# its parent ended still finds the parent's turn, and nothing leaks.
+_states: weakref.WeakKeyDictionary[Any, TurnState] = weakref.WeakKeyDictionary()
+_states_data = _states.data  # keyed by weakref; ref(x) == ref(x) for a live x
+_states_get = _states_data.get
+_ref = weakref.ref
+
+
+def span_state(span: object) -> TurnState | None:
+    """The thread/turn state recorded for ``span`` (by `bind_span`), if any."""
+    try:
+        return _states_get(_ref(span))
+    except TypeError:  # not weak-referenceable: not one of ours
+        return None
+
+
+#: ``bind_span(span, state)``: record that ``span`` belongs to ``state``'s thread
+#: and turn, for as long as the span object lives.
+bind_span = _states.__setitem__
+
+
 class _Block:
     """What an active `thread()` block tells the processor. Immutable once made.
 
@@ -129,6 +179,13 @@ class _Block:
         self.thread_id = handle.thread_id
         self.key = handle.key
         self.outer_baggage = outer_baggage
+
+    def start_turn(self, turn_id: str) -> str | None:
+        """Note a new turn started in this block; its `previous_turn_id`, if any."""
+        handle = self.handle
+        previous = handle._take_previous()
+        handle.last_turn_id = turn_id
+        return previous
 
 
 class ThreadContext:
@@ -170,13 +227,15 @@ class ThreadContext:
     @property
     def turn_id(self) -> str | None:
         """The turn of the current span when that span is in this thread, else None."""
-        st = _span_state(trace.get_current_span())
+        st = span_state(trace.get_current_span())
         if st is None or self.key is None or st.key != self.key:
             return None
         return st.turn_id
 
     def _take_previous(self) -> str | None:
         """The `previous_turn_id` for a new turn: only the first turn gets it."""
+        if not self._pending_previous:  # the usual case, without raising
+            return None
         try:
             return self._pending_previous.pop()  # atomic: exactly one turn gets it
         except IndexError:
@@ -230,12 +289,6 @@ def active_block(ctx: context.Context | None = None) -> _Block | None:
     return value if isinstance(value, _Block) else None
 
 
-def _span_state(span: trace.Span) -> Any:
-    from otel_threads.processor import span_state  # the processor owns span state
-
-    return span_state(span)
-
-
 def current_thread_id() -> str | None:
     """The thread id in the current context, or None.
 
@@ -246,7 +299,7 @@ def current_thread_id() -> str | None:
     if block is not None:
         return block.thread_id
     span = trace.get_current_span()
-    st = _span_state(span)
+    st = span_state(span)
     if st is not None:
         return st.thread_id
     if span.get_span_context().is_remote:
@@ -257,5 +310,5 @@ def current_thread_id() -> str | None:
 
 def current_turn_id() -> str | None:
     """The turn id of the current span (16 hex characters), or None."""
-    st = _span_state(trace.get_current_span())
+    st = span_state(trace.get_current_span())
     return None if st is None else st.turn_id

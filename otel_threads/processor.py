@@ -15,21 +15,36 @@ any other span belongs to its parent's turn, read from the parent span itself.
 `on_start` is called synchronously on the thread that starts the span. It
 never blocks (no locks of its own) and never raises: an internal failure is
 logged once and counted in `failures`. Spans outside threads get nothing.
+
+Only the public API of the OpenTelemetry SDK is used: the parent's `SpanContext`
+is `span.parent`, the parent span is `trace.get_current_span(parent_context)`, and
+attributes go in with `Span.set_attributes` (so the SDK's attribute limits hold),
+unless the opt-in fast path is on (``fast_path=True``; `otel_threads.sdk_fast_path`).
+Which thread and turn each span is in is recorded in `otel_threads.context`
+(`bind_span`, `span_state`), which `current_turn_id()` reads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import baggage, context, trace
-from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from otel_threads.context import _BLOCK_KEY, CONVERSATION_ID_KEY
+from otel_threads.context import (
+    _BLOCK_KEY,
+    CONVERSATION_ID_KEY,
+    TurnState,
+    _ref,
+    _states_data,
+    _states_get,
+    bind_span,
+    span_state,
+)
 
 __all__ = ["COMPAT_BACKENDS", "ThreadSpanProcessor", "span_state"]
 
@@ -46,91 +61,16 @@ COMPAT_BACKENDS: dict[str, tuple[str, ...]] = {
     "langfuse": ("langfuse.session.id",),
 }
 
-# The span a context holds. `trace.get_current_span(ctx)` reads the same key but
-# adds two calls and an isinstance check against an ABC, on the hot path.
-try:
-    from opentelemetry.trace.propagation import _SPAN_KEY
-except ImportError:  # pragma: no cover - a future API that renames it
-    _SPAN_KEY = None
-
-
-class _TurnState:
-    """The thread and turn that a span belongs to, shared by all spans of a turn."""
-
-    __slots__ = ("child_attrs", "key", "thread_id", "turn_id")
-
-    def __init__(self, key: object, thread_id: str | None, turn_id: str | None,
-                 child_attrs: dict[str, Any]) -> None:
-        self.key = key
-        self.thread_id = thread_id
-        self.turn_id = turn_id
-        self.child_attrs = child_attrs
-
-
-# span -> _TurnState for every span a processor placed in a thread. Weak keys:
-# an entry lives exactly as long as its span object, so a child started after
-# its parent ended still finds the parent's turn, and nothing leaks.
-_states: weakref.WeakKeyDictionary[Any, _TurnState] = weakref.WeakKeyDictionary()
-_states_get = _states.data.get  # keyed by weakref; ref(x) == ref(x) for a live x
-_ref = weakref.ref
-
+#: Set to 1 to opt processors made without ``fast_path=`` in to the fast path.
+FAST_PATH_ENV = "OTEL_THREADS_FAST_PATH"
+_YES = ("1", "true", "yes", "on")
 
 _get_current = context.get_current
+_get_current_span = trace.get_current_span
 
 
-def span_state(span: object) -> _TurnState | None:
-    """The thread/turn state a `ThreadSpanProcessor` gave ``span``, if any."""
-    try:
-        return _states_get(_ref(span))
-    except TypeError:  # not weak-referenceable: not one of ours
-        return None
-
-
-def _set_attributes_public(span: Span, attrs: dict[str, Any]) -> None:
+def _set_attributes(span: Span, attrs: dict[str, Any]) -> None:
     span.set_attributes(attrs)
-
-
-def _set_attributes_direct(span: Span, attrs: dict[str, Any]) -> None:
-    """Add already-valid attributes to a span that is still being started.
-
-    `Span.set_attributes` re-validates every value, copies the mapping and takes
-    two locks: about 2.5 us for three short strings, a fifth of the cost of a
-    whole span. In `on_start` the span is not yet visible to any other code and
-    our values are plain str/bool that need no cleaning, so when the SDK's
-    attribute container is exactly the one this was checked against (see
-    `_direct_write_works`), and no limit could drop or truncate anything, the
-    values go straight into it. Anything else takes the public path.
-    """
-    bounded = getattr(span, "_attributes", None)
-    if (
-        type(bounded) is BoundedAttributes
-        and bounded.max_value_len is None
-        and not bounded._immutable
-        and (bounded.maxlen is None or len(bounded._dict) + len(attrs) <= bounded.maxlen)
-    ):
-        bounded._dict.update(attrs)
-    else:
-        span.set_attributes(attrs)
-
-
-def _direct_write_works() -> bool:
-    """Check, once, that the direct write gives what `set_attributes` gives."""
-    try:
-        from opentelemetry.sdk.trace import TracerProvider
-
-        tracer = TracerProvider().get_tracer(__name__)
-        probe = {"a.key": "value", "b.key": True}
-        one, two = tracer.start_span("probe"), tracer.start_span("probe")
-        _set_attributes_direct(one, probe)
-        two.set_attributes(probe)
-        one.end()
-        two.end()
-        return dict(one.attributes or {}) == dict(two.attributes or {}) == probe
-    except Exception:
-        return False
-
-
-_set_attributes = _set_attributes_direct if _direct_write_works() else _set_attributes_public
 
 
 class ThreadSpanProcessor(SpanProcessor):
@@ -138,9 +78,12 @@ class ThreadSpanProcessor(SpanProcessor):
 
     ``compat`` names other backends ("weave", "openinference", "langfuse") whose
     own thread keys are written too, so those backends group the same threads.
+    ``fast_path=True`` (or ``OTEL_THREADS_FAST_PATH=1`` when ``fast_path`` is not
+    given) opts in to writing attributes past `Span.set_attributes`, through SDK
+    internals: see `otel_threads.sdk_fast_path`.
     """
 
-    def __init__(self, compat: Iterable[str] = ()) -> None:
+    def __init__(self, compat: Iterable[str] = (), *, fast_path: bool | None = None) -> None:
         if isinstance(compat, str):
             compat = (compat,)
         names = tuple(compat)
@@ -156,6 +99,18 @@ class ThreadSpanProcessor(SpanProcessor):
         )
         self._failures = 0
         self._failures_lock = threading.Lock()
+        self._set_attributes = _set_attributes
+        #: Whether this processor writes attributes through the opt-in fast path
+        #: (`otel_threads.sdk_fast_path`): asked for and working with this SDK.
+        self.fast_path = False
+        if fast_path is None:
+            fast_path = os.environ.get(FAST_PATH_ENV, "").strip().lower() in _YES
+        if fast_path:
+            from otel_threads import sdk_fast_path
+
+            self.fast_path = sdk_fast_path.available()
+            if self.fast_path:
+                self._set_attributes = sdk_fast_path.set_attributes
 
     @property
     def failures(self) -> int:
@@ -185,63 +140,63 @@ class ThreadSpanProcessor(SpanProcessor):
 
     def _continue_remote(self, span: Span, key: object, thread_id: str) -> None:
         """A span whose remote parent carried ``thread_id``: same turn, held elsewhere."""
-        st = _TurnState(key, thread_id, None, self._attrs(thread_id, None, False))
-        _states[span] = st
-        _set_attributes(span, st.child_attrs)
+        st = TurnState(key, thread_id, None, self._attrs(thread_id, None, False))
+        bind_span(span, st)
+        self._set_attributes(span, st.child_attrs)
 
     # -- SpanProcessor ----------------------------------------------------------
 
     def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
-        # The path every span takes, threads or not, so it is kept flat and short.
+        # The path every span takes, threads or not, so it is kept flat and short:
+        # the parent's SpanContext (`span.parent`, None for a root span) settles most
+        # cases before the parent span itself is looked up in the context.
         try:
             ctx = parent_context if parent_context is not None else _get_current()
             block = ctx.get(_BLOCK_KEY)
-            parent = ctx.get(_SPAN_KEY) if _SPAN_KEY is not None else trace.get_current_span(ctx)
-            pstate = None if parent is None else _states_get(_ref(parent))
+            parent = span.parent
             if block is not None:
-                self._in_block(span, ctx, block, parent, pstate)
-            elif pstate is not None:  # rule 2: the in-process parent's thread and turn
-                _states[span] = pstate
-                _set_attributes(span, pstate.child_attrs)
-            elif (
-                parent is not None
-                and type(parent) is not Span  # an SDK span is never remote
-                and parent.get_span_context().is_remote
-            ):
-                tid = baggage.get_baggage(CONVERSATION_ID_KEY, ctx)  # rule 3
+                self._in_block(span, ctx, block, parent)
+            elif parent is None:  # a root span outside any block: no rule applies
+                return
+            elif parent.is_remote:  # rule 3: the thread a remote caller sent in baggage
+                tid = baggage.get_baggage(CONVERSATION_ID_KEY, ctx)
                 if isinstance(tid, str) and tid:
                     self._continue_remote(span, tid, tid)
+            elif _states_data:  # rule 2: the in-process parent's thread and turn
+                pstate = _states_get(_ref(_get_current_span(ctx)))
+                if pstate is not None:
+                    bind_span(span, pstate)
+                    self._set_attributes(span, pstate.child_attrs)
         except Exception:  # never raise into user code
             self._failed()
 
-    def _in_block(self, span: Span, ctx: context.Context, block: Any, parent: Any,
-                  pstate: _TurnState | None) -> None:
+    def _in_block(self, span: Span, ctx: context.Context, block: Any,
+                  parent: trace.SpanContext | None) -> None:
         """Rule 1: the span's context has an active `thread()` block."""
         key = block.key
         if key is None:  # thread(None)
             return
-        if pstate is not None:
-            if pstate.key == key:  # the parent's turn, decided by the parent span
-                _states[span] = pstate
-                _set_attributes(span, pstate.child_attrs)
+        if parent is None:
+            pass
+        elif parent.is_remote:
+            thread_id = block.thread_id
+            if thread_id is not None and block.outer_baggage == thread_id:
+                # the remote caller sent this thread in baggage: its turn goes on
+                self._continue_remote(span, key, thread_id)
                 return
-        elif (
-            parent is not None
-            and block.thread_id is not None
-            and block.outer_baggage == block.thread_id
-            and parent.get_span_context().is_remote
-        ):
-            # the remote caller sent this thread in baggage: its turn goes on
-            self._continue_remote(span, key, block.thread_id)
-            return
+        elif _states_data:
+            pstate = _states_get(_ref(_get_current_span(ctx)))
+            if pstate is not None and pstate.key == key:
+                # the parent's turn, decided by the parent span
+                bind_span(span, pstate)
+                self._set_attributes(span, pstate.child_attrs)
+                return
         # a new turn
-        handle = block.handle
         thread_id = block.thread_id
         turn_id = format(span.get_span_context().span_id, "016x")
-        previous = handle._take_previous()
-        handle.last_turn_id = turn_id
-        _states[span] = _TurnState(key, thread_id, turn_id, self._attrs(thread_id, turn_id, False))
-        _set_attributes(span, self._attrs(thread_id, turn_id, True, previous))
+        previous = block.start_turn(turn_id)
+        bind_span(span, TurnState(key, thread_id, turn_id, self._attrs(thread_id, turn_id, False)))
+        self._set_attributes(span, self._attrs(thread_id, turn_id, True, previous))
 
     def _failed(self) -> None:
         with self._failures_lock:

@@ -1,0 +1,178 @@
+"""How the library's modules import each other, and what importing them does.
+
+- No import cycle among ``otel_threads`` modules, counting imports inside
+  functions (where a cycle hides from a plain ``import``) and leaving out
+  ``if TYPE_CHECKING:`` blocks (which never run).
+- ``otel_threads.context`` and ``otel_threads.processor`` each import alone in a
+  fresh interpreter, and ``context`` loads nothing of the processor's.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "otel_threads"
+ROOT = PACKAGE.parent
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.glob("*.py"):
+        found["otel_threads" if path.stem == "__init__" else f"otel_threads.{path.stem}"] = path
+    return found
+
+
+def _submodule_names() -> set[str]:
+    """Names of the package's submodules, sources and extensions alike."""
+    return {path.name.split(".")[0] for path in PACKAGE.iterdir()
+            if path.suffix in (".py", ".c", ".so", ".pyd") and path.stem != "__init__"}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST, submodules: set[str]) -> set[str]:
+    """The ``otel_threads`` modules that running ``tree`` may import."""
+    out: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "otel_threads")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = "otel_threads" + (f".{base}" if base else "")
+            if base == "otel_threads":
+                for alias in node.names:
+                    out.add(f"otel_threads.{alias.name}" if alias.name in submodules
+                            else "otel_threads")
+            elif base.startswith("otel_threads."):
+                out.add(base)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    submodules = _submodule_names()
+    modules = _modules()
+    return {
+        name: {m for m in _imports(ast.parse(path.read_text()), submodules) if m != name}
+        for name, path in modules.items()
+    }
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    path: list[str] = []
+
+    def dfs(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state:
+                found = dfs(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = dfs(node)
+            if found:
+                return found
+    return None
+
+
+def test_the_import_graph_sees_function_level_imports():
+    # the checker itself: a cycle through an import inside a function is one
+    tree = ast.parse("def f():\n    from otel_threads.processor import x\n")
+    assert _imports(tree, {"processor"}) == {"otel_threads.processor"}
+    tree = ast.parse("from typing import TYPE_CHECKING\n"
+                     "if TYPE_CHECKING:\n    from otel_threads.store import S\n")
+    assert _imports(tree, {"store"}) == set()
+    assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_otel_threads_modules_import_each_other_without_a_cycle():
+    graph = import_graph()
+    assert "otel_threads.context" in graph and "otel_threads.processor" in graph
+    assert _find_cycle(graph) is None, " -> ".join(_find_cycle(graph) or ())
+
+
+def test_context_does_not_import_the_processor_and_the_processor_imports_context():
+    graph = import_graph()
+    assert graph["otel_threads.context"] == set()
+    assert "otel_threads.context" in graph["otel_threads.processor"]
+
+
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("otel_threads.context", {"otel_threads.context"}),
+        ("otel_threads.processor", {"otel_threads.context", "otel_threads.processor"}),
+    ],
+)
+def test_each_module_imports_alone_in_a_fresh_interpreter(module, expected):
+    # The package's __init__ imports both; a bare package object stands in for it,
+    # so what loads is what the module itself needs.
+    code = (
+        "import importlib, json, sys, types\n"
+        "pkg = types.ModuleType('otel_threads')\n"
+        f"pkg.__path__ = [{str(PACKAGE)!r}]\n"
+        "sys.modules['otel_threads'] = pkg\n"
+        f"importlib.import_module({module!r})\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('otel_threads.'))))\n"
+    )
+    done = _fresh(code)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)) == expected
+
+
+_COUNT_PROVIDERS = """
+import json
+from opentelemetry.sdk import trace as sdk
+built = []
+init = sdk.TracerProvider.__init__
+def counting(self, *args, **kwargs):
+    built.append(1)
+    init(self, *args, **kwargs)
+sdk.TracerProvider.__init__ = counting
+import otel_threads, otel_threads.context, otel_threads.processor, otel_threads.testing
+after_import = len(built)
+otel_threads.ThreadSpanProcessor()
+print(json.dumps([after_import, len(built)]))
+"""
+
+
+def test_importing_otel_threads_builds_no_tracer_provider():
+    # Nothing is probed at import: no TracerProvider, no span, in any process that
+    # merely imports the library, nor when a default processor is made.
+    done = _fresh(_COUNT_PROVIDERS)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [0, 0]
