@@ -39,7 +39,8 @@ THREAD = "long-000000"
 SERVE = """
 import sys, time
 from collector import Collector, Config
-c = Collector(Config(db=sys.argv[1], grpc=("127.0.0.1", 0), http=None, api=("127.0.0.1", 0)))
+c = Collector(Config(parse_workers=0,
+                     db=sys.argv[1], grpc=("127.0.0.1", 0), http=None, api=("127.0.0.1", 0)))
 print(c.start().api, flush=True)
 while True:
     time.sleep(60)

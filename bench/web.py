@@ -56,7 +56,7 @@ def main() -> None:
     if not path.exists():
         secs = build(str(path), 10_000, 10, 10, long_turns=200)
         print(f"built 10,000 threads x 10 turns + 1 thread x 200 turns in {secs:.0f}s")
-    collector = Collector(Config(db=str(path), grpc=("127.0.0.1", 0), http=None,
+    collector = Collector(Config(parse_workers=0, db=str(path), grpc=("127.0.0.1", 0), http=None,
                                  api=("127.0.0.1", 0)))
     ends = collector.start()
     try:

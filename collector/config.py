@@ -14,9 +14,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from collector.ingest import DEFAULT_INFLIGHT_BYTES
+from collector.ingest import DEFAULT_INFLIGHT_BYTES, MAX_REQUEST_BYTES
 from otel_threads.retention import parse_duration
 from otel_threads.store import DB_ENV, DEFAULT_DB
+from otel_threads.writer import MAX_PENDING_ROWS
 from otel_threads.writer_forks import FORK_POLICIES
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
@@ -144,7 +145,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Query API, /healthz, /metrics and the web page, or 'off'."),
     Setting("token", "--token", "OTEL_THREADS_TOKEN", _text, None,
             "Require 'Authorization: Bearer TOKEN' on every listener.", secret=True),
-    Setting("allowed_hosts", "--allowed-hosts", "OTEL_THREADS_ALLOWED_HOSTS", _hosts, None,
+    Setting("allowed_hosts", "--allowed-hosts", "OTEL_THREADS_ALLOWED_HOSTS", _hosts, "",
             "Host names (comma-separated) the HTTP listeners answer to besides their own "
             "address and loopback names, e.g. a name behind a proxy; '*' for any. Other "
             "Host headers (DNS rebinding) are refused."),
@@ -156,9 +157,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Processes that decode OTLP requests ('auto' = one per CPU; 0 = in the "
             "receiving thread)."),
     Setting("max_request_bytes", "--max-request-bytes", "OTEL_THREADS_MAX_REQUEST_BYTES", _size,
-            "16MiB", "Largest request accepted, after gzip inflation."),
+            f"{MAX_REQUEST_BYTES >> 20}MiB", "Largest request accepted, after gzip inflation."),
     Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
-            _positive_int, "262144",
+            _positive_int, str(MAX_PENDING_ROWS),
             "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503."),
     Setting("max_ingest_memory", "--max-ingest-memory", "OTEL_THREADS_MAX_INGEST_MEMORY",
             _size, f"{DEFAULT_INFLIGHT_BYTES >> 20}MiB",
@@ -177,25 +178,32 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+def _default(name: str) -> Any:
+    """A setting's default, parsed from the table (the one place it is written)."""
+    setting = next(s for s in SETTINGS if s.name == name)
+    return None if setting.default is None else setting.parse(setting.default)
+
+
 @dataclass(frozen=True)
 class Config:
-    """Validated settings. Build with `Config.load`, or directly in tests."""
+    """Validated settings. Build with `Config.load`, or directly in tests; the defaults
+    are those of `SETTINGS`."""
 
-    db: str = DEFAULT_DB
-    grpc: tuple[str, int] | None = ("127.0.0.1", 4317)
-    http: tuple[str, int] | None = ("127.0.0.1", 4318)
-    api: tuple[str, int] | None = ("127.0.0.1", 4319)
-    token: str | None = None
-    allowed_hosts: tuple[str, ...] = ()
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    parse_workers: int = 0
-    max_request_bytes: int = 16 << 20
-    max_pending_rows: int = 262_144
-    max_ingest_memory: int = DEFAULT_INFLIGHT_BYTES
-    memory_limit: int = 1 << 30
-    on_fork: str = "allow"
-    retention: dt.timedelta | None = None
+    db: str = _default("db")
+    grpc: tuple[str, int] | None = _default("grpc")
+    http: tuple[str, int] | None = _default("http")
+    api: tuple[str, int] | None = _default("api")
+    token: str | None = _default("token")
+    allowed_hosts: tuple[str, ...] = _default("allowed_hosts")
+    tls_cert: str | None = _default("tls_cert")
+    tls_key: str | None = _default("tls_key")
+    parse_workers: int = _default("parse_workers")
+    max_request_bytes: int = _default("max_request_bytes")
+    max_pending_rows: int = _default("max_pending_rows")
+    max_ingest_memory: int = _default("max_ingest_memory")
+    memory_limit: int = _default("memory_limit")
+    on_fork: str = _default("on_fork")
+    retention: dt.timedelta | None = _default("retention")  # noqa: RUF009 (immutable)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -30,8 +30,8 @@ from otel_threads.decode_json_values import json_parse_bytes
 from otel_threads.decode_split import PIECE_BYTES, split_request
 from otel_threads.writer import Overloaded, StoreUnavailable, Writer
 
-__all__ = ["DEFAULT_INFLIGHT_BYTES", "ExportResult", "Hold", "Ingest", "RequestTooLarge", "Status",
-           "status_for"]
+__all__ = ["DEFAULT_INFLIGHT_BYTES", "MAX_REQUEST_BYTES", "ExportResult", "Hold", "Ingest",
+           "RequestTooLarge", "Status", "status_for"]
 
 _logger = logging.getLogger(__name__)
 
@@ -39,6 +39,8 @@ _KIND = {"traces": "spans", "logs": "logs"}
 
 #: Default of ``max_inflight_bytes`` (--max-ingest-memory).
 DEFAULT_INFLIGHT_BYTES = 256 << 20
+#: Default of ``max_request_bytes`` (--max-request-bytes).
+MAX_REQUEST_BYTES = 16 << 20
 
 
 class ShuttingDown(RuntimeError):
@@ -131,7 +133,7 @@ class Ingest:
     """
 
     def __init__(self, writer: Writer, *, parse_workers: int = 0,
-                 max_request_bytes: int = 16 << 20,
+                 max_request_bytes: int = MAX_REQUEST_BYTES,
                  max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
         self.writer = writer
         self.parse_workers = parse_workers

@@ -46,12 +46,14 @@ from otel_threads.writer_health import Fault, check_file, classify, file_identit
 from otel_threads.writer_insert import insert_batch
 from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
 
-__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "Fault", "Overloaded", "StoreClosed",
-           "StoreUnavailable", "Writer", "WriterStats", "Written"]
+__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "MAX_PENDING_ROWS", "Fault", "Overloaded",
+           "StoreClosed", "StoreUnavailable", "Writer", "WriterStats", "Written"]
 
 _logger = logging.getLogger(__name__)
 
 
+#: Default of ``max_pending_rows``: rows accepted but not yet committed.
+MAX_PENDING_ROWS = 262_144
 #: WAL size past which the writer checkpoints after a commit; below it, it checkpoints
 #: only when idle. DuckDB's own automatic checkpoint is off: a checkpoint must never run
 #: while derivation writes (see `Writer.checkpoint_lock`).
@@ -128,7 +130,7 @@ class Writer:
         self,
         path: str,
         *,
-        max_pending_rows: int = 262_144,
+        max_pending_rows: int = MAX_PENDING_ROWS,
         max_commit_rows: int = 131_072,
         retry_after_s: float = 1.0,
         idle_checkpoint_s: float = 1.0,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import inspect
 import json
 import os
 import re
@@ -46,9 +47,11 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from collector.cli import collect
 from collector.config import Config
+from collector.ingest import Ingest
 from otel_threads import thread
 from otel_threads.store import StoreLockedError, connect
 from otel_threads.testing import capture
+from otel_threads.writer import Writer
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -785,6 +788,19 @@ def test_a_flag_wins_over_a_bad_environment_value() -> None:
     env = {"OTEL_THREADS_MAX_REQUEST_BYTES": "1", "OTEL_THREADS_GRPC": "nope"}
     cfg = Config.load({"max_request_bytes": "2MiB", "grpc": "127.0.0.1:0"}, env=env)
     assert (cfg.max_request_bytes, cfg.grpc) == (2 << 20, ("127.0.0.1", 0))
+
+
+def test_defaults_are_written_once() -> None:
+    """Config's defaults are the table's (SETTINGS), and the library's own defaults are
+    the ones the table names: the three used to disagree (decode workers: 'auto' in the
+    table, 0 in Config)."""
+    assert Config() == Config.load({}, env={})
+    assert Config().parse_workers == (os.cpu_count() or 1)
+    ingest = inspect.signature(Ingest).parameters
+    writer = inspect.signature(Writer).parameters
+    assert Config().max_request_bytes == ingest["max_request_bytes"].default
+    assert Config().max_ingest_memory == ingest["max_inflight_bytes"].default
+    assert Config().max_pending_rows == writer["max_pending_rows"].default
 
 
 def test_bad_configuration_stops_the_real_process(tmp_path: Path) -> None:

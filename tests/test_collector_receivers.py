@@ -44,7 +44,8 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "c.duckdb"), grpc=ANY, http=ANY, api=ANY,
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "c.duckdb"), grpc=ANY, http=ANY, api=ANY,
                          max_request_bytes=1 << 20))
     c.start()
     yield c

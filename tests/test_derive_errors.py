@@ -26,7 +26,8 @@ VIEWS = ("spans", "span_threads", "turns", "threads", "transcript", "llm_calls",
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "d.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "d.duckdb"), grpc=ANY, http=None, api=ANY))
     c.start()
     yield c
     c.stop()

@@ -24,7 +24,8 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "examples.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "examples.duckdb"), grpc=ANY, http=None, api=ANY))
     c.start()
     yield c
     c.stop()

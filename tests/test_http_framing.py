@@ -29,7 +29,8 @@ LIMIT = 64 << 10
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "f.duckdb"), grpc=None, http=ANY, api=ANY,
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "f.duckdb"), grpc=None, http=ANY, api=ANY,
                          max_request_bytes=LIMIT))
     c.start()
     yield c

@@ -24,7 +24,8 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "linked_turns.py"
 
 
 def start(tmp_path, **config) -> Collector:
-    c = Collector(Config(db=str(tmp_path / "linked.duckdb"), grpc=ANY, http=None, api=ANY,
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "linked.duckdb"), grpc=ANY, http=None, api=ANY,
                          **config))
     c.start()
     return c

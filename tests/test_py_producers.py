@@ -152,7 +152,8 @@ def llm():
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "py.duckdb"), grpc=ANY, http=ANY, api=None))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "py.duckdb"), grpc=ANY, http=ANY, api=None))
     c.start()
     yield c
     c.stop()

@@ -26,7 +26,7 @@ TURNS = {"alpha": 3, "bravo": 1, "charlie": 2}
 def served(tmp_path_factory):
     """A collector holding a file with three threads of 3, 1 and 2 turns."""
     db = str(tmp_path_factory.mktemp("q") / "q.duckdb")
-    c = Collector(Config(db=db, grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0, db=db, grpc=ANY, http=None, api=ANY))
     c.start()
     provider = TracerProvider(resource=Resource.create({"service.name": "qa",
                                                         "otel_threads.project": "proj"}))
@@ -181,7 +181,8 @@ def test_lists_carry_previews_and_the_detail_whole_texts(tmp_path):
     from otel_threads.query import PREVIEW_CHARS
 
     long_text = "word " * 20_000
-    c = Collector(Config(db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY))
     c.start()
     try:
         app = App()

@@ -109,7 +109,8 @@ def run(producer: str, grpc_endpoint: str, base_url: str) -> None:
 def collector(tmp_path):
     from collector import Collector, Config
 
-    c = Collector(Config(db=str(tmp_path / "producers.duckdb"), grpc=ANY, http=ANY, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "producers.duckdb"), grpc=ANY, http=ANY, api=ANY))
     c.start()
     yield c
     c.stop()

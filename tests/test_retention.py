@@ -59,7 +59,8 @@ def converse(app: App) -> None:
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "r.duckdb"), grpc=ANY, http=None, api=ANY,
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "r.duckdb"), grpc=ANY, http=None, api=ANY,
                          retention=dt.timedelta(days=30)))
     c.start()
     yield c

@@ -41,7 +41,8 @@ def llm_turn(app: App, thread_id: str, i: int, previous: str | None = None) -> s
 def served(tmp_path):
     """A collector holding ``long`` (25 turns, a question and an answer each) and
     ``forked`` (a turn answered twice, then one more turn on the newer answer)."""
-    c = Collector(Config(db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY))
     c.start()
     app = App()
     for i in range(TURNS):

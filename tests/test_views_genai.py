@@ -42,7 +42,7 @@ def at(fixture: int, ms: float) -> datetime:
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
-    c = Collector(Config(db=str(tmp_path_factory.mktemp("genai") / "genai.duckdb"),
+    c = Collector(Config(parse_workers=0, db=str(tmp_path_factory.mktemp("genai") / "genai.duckdb"),
                          grpc=ANY, http=ANY, api=ANY))
     c.start()
     for path in sorted(FIXTURES.glob("*.json")):

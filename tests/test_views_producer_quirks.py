@@ -18,7 +18,8 @@ ASK = "Where is order A-1042?"
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "q.duckdb"), grpc=ANY, http=None, api=None))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "q.duckdb"), grpc=ANY, http=None, api=None))
     c.start()
     yield c
     c.stop()

@@ -19,7 +19,8 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "v.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "v.duckdb"), grpc=ANY, http=None, api=ANY))
     c.start()
     yield c
     c.stop()
@@ -162,7 +163,7 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
 
 def one_turn_store(path: str) -> None:
     """A store holding thread "t" of one turn, written by a collector that stopped."""
-    c = Collector(Config(db=path, grpc=ANY, http=None, api=None))
+    c = Collector(Config(parse_workers=0, db=path, grpc=ANY, http=None, api=None))
     c.start()
     app = App()
     with thread("t"), app.tracer.start_as_current_span("turn"):

@@ -44,7 +44,7 @@ def site(tmp_path_factory):
     from otel_threads.fakellm import FakeLLM
 
     db = tmp_path_factory.mktemp("web") / "web.duckdb"
-    c = Collector(Config(db=str(db), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0, db=str(db), grpc=ANY, http=None, api=ANY))
     c.start()
     saved = {k: os.environ.get(k) for k in ("OTEL_SEMCONV_STABILITY_OPT_IN",
                                             "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT")}
@@ -270,7 +270,8 @@ def test_hostile_content_is_shown_as_text_and_never_runs(page):
 
 
 def test_it_refreshes_while_data_arrives_keeping_scroll_and_selection(browser, tmp_path):
-    c = Collector(Config(db=str(tmp_path / "live.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "live.duckdb"), grpc=ANY, http=None, api=ANY))
     c.start()
     try:
         app = App(first=9000)
@@ -339,7 +340,8 @@ def test_a_long_thread_loads_in_pages_and_is_not_fetched_again_unchanged(browser
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from test_thread_paging import llm_turn
 
-    c = Collector(Config(db=str(tmp_path / "long.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "long.duckdb"), grpc=ANY, http=None, api=ANY))
     c.start()
     try:
         app = App(first=70_000)

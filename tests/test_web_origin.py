@@ -23,7 +23,8 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "o.duckdb"), grpc=None, http=ANY, api=ANY))
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "o.duckdb"), grpc=None, http=ANY, api=ANY))
     c.start()
     yield c
     c.stop()
@@ -117,7 +118,8 @@ def test_the_collectors_own_page_and_plain_clients_work(collector):
 
 
 def test_allowed_hosts(tmp_path):
-    c = Collector(Config(db=str(tmp_path / "a.duckdb"), grpc=None, http=ANY, api=ANY,
+    c = Collector(Config(parse_workers=0,
+                         db=str(tmp_path / "a.duckdb"), grpc=None, http=ANY, api=ANY,
                          allowed_hosts=("threads.internal",)))
     c.start()
     try:
