@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.ingest import DEFAULT_INFLIGHT_BYTES, MAX_REQUEST_BYTES
+from otel_threads import env
 from otel_threads.retention import parse_duration
 from otel_threads.store import DB_ENV, DEFAULT_DB
 from otel_threads.writer import MAX_PENDING_ROWS
@@ -143,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
             "OTLP/HTTP listen address (/v1/traces, /v1/logs), or 'off'."),
     Setting("api", "--api", "OTEL_THREADS_API", parse_address, "127.0.0.1:4319",
             "Query API, /healthz, /metrics and the web page, or 'off'."),
-    Setting("token", "--token", "OTEL_THREADS_TOKEN", _text, None,
+    Setting("token", "--token", env.TOKEN.name, _text, None,
             "Require 'Authorization: Bearer TOKEN' on every listener.", secret=True),
     Setting("allowed_hosts", "--allowed-hosts", "OTEL_THREADS_ALLOWED_HOSTS", _hosts, "",
             "Host names (comma-separated) the HTTP listeners answer to besides their own "

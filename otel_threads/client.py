@@ -20,6 +20,7 @@ from typing import Any
 
 import duckdb
 
+from otel_threads import env
 from otel_threads.query import (
     MAX_TRANSCRIPT_LIMIT,
     MAX_TURN_LIMIT,
@@ -52,7 +53,7 @@ class ThreadsClient:
     def __init__(self, target: str | os.PathLike[str] | None = None, *,
                  token: str | None = None, timeout_s: float = 30.0) -> None:
         text = os.fspath(target) if target is not None else default_db_path()
-        self.token = token if token is not None else os.environ.get("OTEL_THREADS_TOKEN")
+        self.token = token if token is not None else env.value(env.TOKEN)
         self.timeout_s = timeout_s
         if text.startswith(("http://", "https://")):
             self.url: str | None = text.rstrip("/")

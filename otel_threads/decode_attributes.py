@@ -26,10 +26,10 @@ path only; :data:`ACCELERATED` says which path is in use.
 from __future__ import annotations
 
 import functools
-import os
 import struct
 from json.encoder import encode_basestring
 
+from otel_threads import env
 from otel_threads.decode_values import (
     DERIVED_KEYS,
     IS_TURN_KEYS,
@@ -43,7 +43,7 @@ from otel_threads.decode_values import (
 )
 from otel_threads.decode_wire import key_values
 
-if os.environ.get("OTEL_THREADS_SPEEDUPS", "1").strip().lower() in ("0", "false", "no", "off"):
+if not env.enabled(env.SPEEDUPS):
     _speedups = None
 else:
     try:

@@ -27,7 +27,6 @@ Which thread and turn each span is in is recorded in `otel_threads.context`
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -35,6 +34,7 @@ from typing import Any
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
+from otel_threads import env
 from otel_threads.context import (
     _BLOCK_KEY,
     CONVERSATION_ID_KEY,
@@ -62,8 +62,7 @@ COMPAT_BACKENDS: dict[str, tuple[str, ...]] = {
 }
 
 #: Set to 1 to opt processors made without ``fast_path=`` in to the fast path.
-FAST_PATH_ENV = "OTEL_THREADS_FAST_PATH"
-_YES = ("1", "true", "yes", "on")
+FAST_PATH_ENV = env.FAST_PATH.name
 
 _get_current = context.get_current
 _get_current_span = trace.get_current_span
@@ -104,7 +103,7 @@ class ThreadSpanProcessor(SpanProcessor):
         #: (`otel_threads.sdk_fast_path`): asked for and working with this SDK.
         self.fast_path = False
         if fast_path is None:
-            fast_path = os.environ.get(FAST_PATH_ENV, "").strip().lower() in _YES
+            fast_path = env.enabled(env.FAST_PATH)
         if fast_path:
             from otel_threads import sdk_fast_path
 

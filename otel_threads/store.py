@@ -23,6 +23,8 @@ from pathlib import Path
 
 import duckdb
 
+from otel_threads import env
+
 __all__ = [
     "DB_ENV",
     "DEFAULT_DB",
@@ -38,9 +40,9 @@ __all__ = [
 ]
 
 #: Environment variable naming the database file.
-DB_ENV = "OTEL_THREADS_DB"
+DB_ENV = env.DB.name
 #: The database file used when neither an argument nor `OTEL_THREADS_DB` names one.
-DEFAULT_DB = "otel-threads.duckdb"
+DEFAULT_DB: str = env.DB.default or ""
 
 _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
@@ -53,7 +55,7 @@ def default_db_path(path: str | os.PathLike[str] | None = None) -> str:
     """The database path: the argument, else `OTEL_THREADS_DB`, else the default."""
     if path is not None and str(path):
         return str(path)
-    return os.environ.get(DB_ENV) or DEFAULT_DB
+    return env.value(env.DB) or DEFAULT_DB
 
 
 def _migrations() -> list[tuple[int, str, str]]:

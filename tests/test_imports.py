@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -135,7 +136,8 @@ def _fresh(code: str) -> subprocess.CompletedProcess[str]:
     ("module", "expected"),
     [
         ("otel_threads.context", {"otel_threads.context"}),
-        ("otel_threads.processor", {"otel_threads.context", "otel_threads.processor"}),
+        ("otel_threads.processor", {"otel_threads.context", "otel_threads.env",
+                                    "otel_threads.processor"}),
     ],
 )
 def test_each_module_imports_alone_in_a_fresh_interpreter(module, expected):
@@ -176,3 +178,20 @@ def test_importing_otel_threads_builds_no_tracer_provider():
     done = _fresh(_COUNT_PROVIDERS)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [0, 0]
+
+
+def test_the_library_reads_its_environment_in_one_place():
+    """otel_threads.env is the one module that reads OTEL_THREADS_* variables; each one is
+    in its table and in the README. (bootstrap reads the SDK's OTEL_EXPORTER_OTLP_*.)"""
+    from otel_threads import env
+
+    readers = {path.name for path in PACKAGE.glob("*.py")
+               if re.search(r"os\.environ|os\.getenv", path.read_text())}
+    assert readers == {"env.py", "bootstrap.py"}, readers
+    readme = (ROOT / "README.md").read_text()
+    for var in env.VARIABLES:
+        assert var.name in readme, var.name
+    used = set()
+    for path in PACKAGE.glob("*.py"):
+        used |= set(re.findall(r"OTEL_THREADS_[A-Z_]+", path.read_text()))
+    assert used <= {v.name for v in env.VARIABLES}, used - {v.name for v in env.VARIABLES}
