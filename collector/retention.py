@@ -12,6 +12,7 @@ import datetime as dt
 import logging
 import threading
 
+from otel_threads.counted import Counted
 from otel_threads.retention import PruneResult, prune
 from otel_threads.writer import Writer
 
@@ -30,9 +31,14 @@ class RetentionTask:
         self.interval_s = max(60.0, min(3600.0, retention.total_seconds() / 24))
         self.first_after_s = first_after_s
         self.pruned_threads = 0
-        self.failures = 0
+        self._failures = Counted(_logger)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def failures(self) -> int:
+        """Rounds that failed (the first one logged in full)."""
+        return self._failures.count
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="otel-threads-retention",
@@ -64,7 +70,5 @@ class RetentionTask:
             try:
                 self.run_once()
             except Exception:
-                self.failures += 1
-                log = _logger.exception if self.failures == 1 else _logger.debug
-                log("pruning old threads failed; trying again in %.0fs (further failures "
-                    "are counted)", self.interval_s)
+                self._failures("pruning old threads failed; trying again in %.0fs (further "
+                               "failures are only counted)", self.interval_s, exc_info=True)

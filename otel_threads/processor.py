@@ -27,7 +27,6 @@ Which thread and turn each span is in is recorded in `otel_threads.context`
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +44,7 @@ from otel_threads.context import (
     bind_span,
     span_state,
 )
+from otel_threads.counted import Counted
 
 __all__ = ["COMPAT_BACKENDS", "ThreadSpanProcessor", "span_state"]
 
@@ -96,8 +96,7 @@ class ThreadSpanProcessor(SpanProcessor):
         self._session_keys = tuple(
             key for n in names if n != "weave" for key in COMPAT_BACKENDS[n]
         )
-        self._failures = 0
-        self._failures_lock = threading.Lock()
+        self._failures = Counted(_logger)
         self._set_attributes = _set_attributes
         #: Whether this processor writes attributes through the opt-in fast path
         #: (`otel_threads.sdk_fast_path`): asked for and working with this SDK.
@@ -114,7 +113,7 @@ class ThreadSpanProcessor(SpanProcessor):
     @property
     def failures(self) -> int:
         """How many spans the processor failed to mark (each was logged once at most)."""
-        return self._failures
+        return self._failures.count
 
     # -- attribute sets -------------------------------------------------------
 
@@ -198,14 +197,8 @@ class ThreadSpanProcessor(SpanProcessor):
         self._set_attributes(span, self._attrs(thread_id, turn_id, True, previous))
 
     def _failed(self) -> None:
-        with self._failures_lock:
-            self._failures += 1
-            first = self._failures == 1
-        if first:
-            _logger.exception(
-                "ThreadSpanProcessor failed to mark a span; further failures are only "
-                "counted (ThreadSpanProcessor.failures)"
-            )
+        self._failures("ThreadSpanProcessor failed to mark a span; further failures are only "
+                       "counted (ThreadSpanProcessor.failures)", exc_info=True)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None

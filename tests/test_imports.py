@@ -136,8 +136,8 @@ def _fresh(code: str) -> subprocess.CompletedProcess[str]:
     ("module", "expected"),
     [
         ("otel_threads.context", {"otel_threads.context"}),
-        ("otel_threads.processor", {"otel_threads.context", "otel_threads.env",
-                                    "otel_threads.processor"}),
+        ("otel_threads.processor", {"otel_threads.context", "otel_threads.counted",
+                                    "otel_threads.env", "otel_threads.processor"}),
     ],
 )
 def test_each_module_imports_alone_in_a_fresh_interpreter(module, expected):
