@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from collector.decode_pool import DecodePool, WorkerDied, decode_inline
 from otel_threads.decode import DecodeError
 from otel_threads.decode_json_values import json_parse_bytes
-from otel_threads.decode_split import PIECE_BYTES, split_request
+from otel_threads.decode_split import split_request
 from otel_threads.writer import Overloaded, StoreUnavailable, Writer
 
 __all__ = ["DEFAULT_INFLIGHT_BYTES", "MAX_REQUEST_BYTES", "ExportResult", "Hold", "Ingest",
@@ -262,11 +262,11 @@ class Ingest:
 
     def _decode(self, signal: str, fmt: str, data: bytes, charge: Callable[[int], None]
                 ) -> tuple[pa.Table, int, int, str | None]:
-        """Decode a request, charging the budget with what decoding holds: a large
-        protobuf one in pieces of about PIECE_BYTES (otel_threads.decode_split), each
-        piece's rows charged as it is decoded, so decoding holds one piece's
-        intermediates at a time, not the whole request's; a JSON one with the memory
-        its parsed tree takes, charged before parsing and given back after."""
+        """Decode a request, charging the budget with what decoding holds: a protobuf
+        one in pieces of about PIECE_BYTES (otel_threads.decode_split; a small one is
+        one piece), each piece's rows charged as it is decoded, so decoding holds one
+        piece's intermediates at a time, not the whole request's; a JSON one with the
+        memory its parsed tree takes, charged before parsing and given back after."""
         pool = self._pool
         decode = decode_inline if pool is None else pool.decode
         if fmt == "json":
@@ -281,10 +281,6 @@ class Ingest:
                 out = decode(signal, fmt, data)
             finally:
                 charge(-parse)
-            charge(out[0].nbytes)
-            return out
-        if len(data) <= PIECE_BYTES:
-            out = decode(signal, fmt, data)
             charge(out[0].nbytes)
             return out
         tables, accepted, rejected, errors = [], 0, 0, []

@@ -100,7 +100,7 @@ def _split(data: memoryview, levels: tuple[int, ...], limit: int) -> Iterator[by
             continue
         children += 1
         if stop - start <= limit or len(levels) == 1:
-            if size and size + stop - start > limit and size > len(head):
+            if size > len(head) and size + stop - start > limit:
                 flush_run()
                 yield head + b"".join(parts)
                 parts, size, run_start, run_stop = [], len(head), start, start
