@@ -14,11 +14,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from test_collector_process import Running, metrics, post_traces, stored
+
+from collector.metrics import resident_bytes
 
 pytest_plugins = ["test_collector_process"]
 
@@ -26,20 +27,10 @@ pytest_plugins = ["test_collector_process"]
 CEILING = 512 << 20
 
 
-def _rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def _total_rss(pid: int) -> int:
     """The collector's RSS and its decode workers'."""
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
-    return _rss(pid) + sum(_rss(int(c)) for c in out.split())
+    return resident_bytes(pid) + sum(resident_bytes(int(c)) for c in out.split())
 
 
 def _ids(k: int, n: int) -> list[tuple[int, int]]:
