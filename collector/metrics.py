@@ -79,7 +79,10 @@ def render_metrics(collector: Collector) -> str:
     metric("otel_threads_memory_bytes", "gauge",
            "Resident memory of the collector process and of its decode workers, and "
            "DuckDB's buffer (part of the collector's, at most --memory-limit).", memory)
-    errors_now, set_aside, derive_failures = collector.writer.derive_health()
+    queued, errors_now, set_aside, derive_failures = collector.writer.derive_health()
+    metric("otel_threads_derive_queue_traces", "gauge",
+           "Traces stored but not derived yet (threads, turns and transcripts lag by them).",
+           [("", queued)])
     metric("otel_threads_derive_errors", "gauge",
            "Traces whose derivation fails, set aside (the table derive_errors lists them).",
            [("", errors_now)])

@@ -82,7 +82,13 @@ BATCH_BYTES = 64 << 20
 #: The LLM calls and messages of a refresh's scope are parsed this many bytes of content
 #: at a time (at least one trace), so the memory parsing takes follows the chunk rather
 #: than the thread: a thread of huge calls costs its texts, not many copies of them.
+#: Parsing holds about 60 times the JSON it reads (DuckDB's JSON functions copy each
+#: intermediate value), so a chunk is also at most 1/`PARSE_MEMORY_RATIO` of DuckDB's
+#: memory_limit: under a small limit the chunks are smaller, not set aside.
 PARSE_CHUNK_BYTES = 16 << 20
+PARSE_MEMORY_RATIO = 64
+_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+          "PiB": 1 << 50}
 #: Chains of links are followed this many steps by index lookups (the usual case: a turn
 #: names a turn whose thread is known); what is left of a chain is walked in one
 #: recursive statement.
@@ -473,10 +479,12 @@ class Deriver:
     def _shared_views(self) -> None:
         """The LLM calls and messages in scope (TEMP ``spans_raw`` and ``logs``), parsed
         once for all the derived views (each would otherwise parse them again), into TEMP
-        tables named like their views: a chunk of traces at a time (`PARSE_CHUNK_BYTES`),
+        tables named like their views: a chunk of traces at a time (`PARSE_CHUNK_BYTES`,
+        at most 1/`PARSE_MEMORY_RATIO` of the memory limit),
         as they are trace by trace, so that parsing holds one chunk's intermediate
         results rather than the whole scope's."""
         con, db = self.con, self.db
+        chunk_bytes = min(PARSE_CHUNK_BYTES, self._memory_limit() // PARSE_MEMORY_RATIO)
         chunks: list[list[str]] = [[]]
         size = 0
         for trace, n in con.execute("""
@@ -489,7 +497,7 @@ class Deriver:
                                      + coalesce(strlen(attributes::VARCHAR), 0)
                     FROM temp.logs WHERE trace_id IS NOT NULL)
                 GROUP BY trace_id ORDER BY trace_id""").fetchall():
-            if chunks[-1] and size + int(n or 0) > PARSE_CHUNK_BYTES:
+            if chunks[-1] and size + int(n or 0) > chunk_bytes:
                 chunks.append([])
                 size = 0
             chunks[-1].append(trace)
@@ -516,6 +524,14 @@ class Deriver:
                 con.execute(f"DROP TABLE temp.{name}")
         for name in ("spans_raw", "logs", *kept):
             con.execute(f"ALTER TABLE temp._all_{name} RENAME TO {name}")
+
+    def _memory_limit(self) -> int:
+        """DuckDB's memory_limit on this connection, in bytes (it reads as '1.0 GiB')."""
+        value = str(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        match = re.fullmatch(r"\s*([\d.]+)\s*(\w+)\s*", value)
+        if not match or match.group(2) not in _UNITS:
+            return PARSE_CHUNK_BYTES * PARSE_MEMORY_RATIO  # unknown form: no tighter bound
+        return int(float(match.group(1)) * _UNITS[match.group(2)])
 
     def _linked_traces(self, traces: set[str]) -> set[str]:
         """Traces outside ``traces`` (whose spans are in TEMP ``spans_raw``) that their

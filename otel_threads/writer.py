@@ -478,18 +478,20 @@ class Writer:
         return (self.stats.pending_rows > 0
                 or time.monotonic() - self._last_commit < self.quiet_s)
 
-    def derive_health(self) -> tuple[int, int, int]:
-        """(traces set aside now, traces set aside since start, failed refreshes since
-        start): how derivation fares (otel_threads.derive; the table derive_errors says
-        which traces and why)."""
+    def derive_health(self) -> tuple[int, int, int, int]:
+        """(traces waiting to be derived, traces set aside now, traces set aside since
+        start, failed refreshes since start): how derivation fares (otel_threads.derive;
+        the table derive_errors says which traces and why)."""
         try:
             with self.cursor() as cur:
-                now = int(cur.execute("SELECT count(*) FROM derive_errors").fetchall()[0][0])
+                queued, now = cur.execute(
+                    "SELECT (SELECT count(*) FROM derive_queue), "
+                    "(SELECT count(*) FROM derive_errors)").fetchall()[0]
         except StoreClosed:  # being opened again
-            now = 0
+            queued, now = 0, 0
         if self._derive is None:
-            return now, 0, 0
-        return now, self._derive.set_aside_total, self._derive.failures
+            return int(queued), int(now), 0, 0
+        return int(queued), int(now), self._derive.set_aside_total, self._derive.failures
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until everything submitted so far is committed and derived."""

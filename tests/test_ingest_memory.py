@@ -1,4 +1,5 @@
-"""Memory under load is bounded (a real collector process, real decode workers).
+"""Memory under load is bounded (a real collector process, real decode workers), and
+deriving huge LLM calls stays within DuckDB's --memory-limit.
 
 The exports under way hold at most --max-ingest-memory (request bytes as they arrive, a
 JSON request's parse, decoded rows until committed); past it, exports get 503 with
@@ -10,6 +11,8 @@ The tests sample RSS; they time nothing.
 from __future__ import annotations
 
 import json
+import random
+import string
 import subprocess
 import threading
 import time
@@ -17,9 +20,10 @@ from collections.abc import Callable
 
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
-from test_collector_process import Running, metrics, post_traces, stored
+from test_collector_process import Running, http, metrics, post_traces, stored
 
 from collector.metrics import resident_bytes
+from otel_threads.store import connect
 
 pytest_plugins = ["test_collector_process"]
 
@@ -126,3 +130,75 @@ def test_a_json_body_that_would_parse_past_the_budget_is_refused_before_parsing(
     status, _, body = post_traces(running, ordinary, fmt="application/json")
     assert status == 200, body
     assert metrics(running)["otel_threads_written_total{signal=\"spans\"}"] == 1_000
+
+
+def _words(seed: int, size: int) -> str:
+    """``size`` characters of words, different for every seed."""
+    rnd = random.Random(seed)
+    words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(2, 9)))
+             for _ in range(2048)]
+    return " ".join(rnd.choices(words, k=size // 4))[:size]
+
+
+def _kv(key: str, value: str | bool) -> dict:
+    return {"key": key, "value": {"boolValue": value} if isinstance(value, bool)
+            else {"stringValue": value}}
+
+
+def llm_turn_request(i: int, thread_id: str, question: str, answer: str) -> bytes:
+    """OTLP/JSON: turn ``i`` of ``thread_id`` (its own trace), a turn span and one LLM
+    call (semconv 1.37 message attributes) asked ``question`` that answered ``answer``."""
+    trace, turn, call = f"{i + 1:032x}", f"{2 * i + 1:016x}", f"{2 * i + 2:016x}"
+    start = 1_790_000_000_000_000_000 + i * 60_000_000_000
+    ids = [_kv("gen_ai.conversation.id", thread_id), _kv("otel_threads.turn_id", turn)]
+    spans = [
+        {"traceId": trace, "spanId": turn, "name": "handle_message", "kind": 1,
+         "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 10**9),
+         "attributes": [*ids, _kv("otel_threads.is_turn", True)]},
+        {"traceId": trace, "spanId": call, "parentSpanId": turn, "name": "chat gpt-4o",
+         "kind": 3, "startTimeUnixNano": str(start + 10**6),
+         "endTimeUnixNano": str(start + 9 * 10**8),
+         "attributes": [*ids, _kv("gen_ai.operation.name", "chat"),
+                        _kv("gen_ai.request.model", "gpt-4o"),
+                        _kv("gen_ai.input.messages", json.dumps([
+                            {"role": "user", "parts": [{"type": "text", "content": question}]}])),
+                        _kv("gen_ai.output.messages", json.dumps([
+                            {"role": "assistant", "finish_reason": "stop",
+                             "parts": [{"type": "text", "content": answer}]}]))]}]
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+def test_a_thread_of_huge_llm_calls_derives_whole_within_a_small_memory_limit(
+        collectors: Callable[..., Running]) -> None:
+    """Derivation memory follows the chunk it parses, not the thread: eight calls of 1 MB
+    in and 1 MB out derive under --memory-limit 256MiB (parsing the whole thread's 16 MB
+    of messages at once needs several times that), the transcript keeps every text whole,
+    and the threads list carries previews."""
+    running = collectors("--memory-limit", "256MiB")
+    texts = []
+    for i in range(8):
+        question, answer = f"Q{i} " + _words(2 * i, 1 << 20), f"A{i} " + _words(2 * i + 1, 1 << 20)
+        texts += [("user", question), ("assistant", answer)]
+        status, _, body = post_traces(running, llm_turn_request(i, "huge", question, answer),
+                                      fmt="application/json", timeout=120)
+        assert status == 200, body
+    deadline = time.monotonic() + 600
+    while True:
+        m = metrics(running)
+        if m['otel_threads_written_total{signal="spans"}'] == 16 and \
+                m["otel_threads_derive_queue_traces"] == 0:
+            break
+        assert time.monotonic() < deadline, m
+        time.sleep(0.5)
+    assert m["otel_threads_derive_errors"] == 0
+    status, _, body = http(f"{running.note['api']}/threads/query", json.dumps({}).encode(),
+                           headers={"Content-Type": "application/json"}, timeout=60)
+    assert status == 200, body
+    [listed] = json.loads(body)["threads"]
+    assert listed["thread_id"] == "huge" and listed["turn_count"] == 8
+    assert listed["first_input"].startswith("Q0 ") and len(listed["first_input"]) <= 500
+    assert running.stop(timeout=300) == 0
+    with connect(running.db, read_only=True) as con:
+        assert con.execute("SELECT role, content FROM transcript WHERE thread_id = 'huge' "
+                           "ORDER BY seq").fetchall() == texts
+        assert con.execute("SELECT count(*) FROM derive_errors").fetchall() == [(0,)]
