@@ -207,6 +207,11 @@ def test_healthz_and_metrics(collector):
     post(f"{collector.endpoints.http}/v1/traces", b"garbage")
     with urllib.request.urlopen(f"{collector.endpoints.api}/healthz", timeout=10) as resp:
         assert json.loads(resp.read()) == {"status": "ok"}  # no path: it needs no token
+        assert "Server" not in resp.headers  # nor the Python or server version
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{collector.endpoints.http}/v1/traces", timeout=10)
+    with refused.value as answer:
+        assert answer.code == 405 and "Server" not in answer.headers
     with urllib.request.urlopen(f"{collector.endpoints.api}/metrics", timeout=10) as resp:
         text = resp.read().decode()
     assert 'otel_threads_written_total{signal="spans"} 2' in text
