@@ -4,7 +4,7 @@
 
 Builds ``--requests`` ExportTraceServiceRequests of 512 spans each (10 attributes
 of about 20 characters, spans in threads of turns), starts the collector as its
-own process (`python -m collector`, writing a DuckDB *file*), sends every request
+own process (`python -m otel_threads.collector`, writing a DuckDB *file*), sends every request
 once over ``--channels`` concurrent gRPC channels, and prints acknowledged
 spans/s. An acknowledgement means committed, so the figure is durable
 throughput. Afterwards it stops the collector and checks that the file holds
@@ -91,7 +91,7 @@ def build_requests(n: int, seed: int = 7) -> list[bytes]:
 def start_collector(db: str, workers: str) -> tuple[subprocess.Popen, dict]:
     note = Path(f"{db}.collector.json")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "collector", "--db", db, "--grpc", "127.0.0.1:0",
+        [sys.executable, "-m", "otel_threads.collector", "--db", db, "--grpc", "127.0.0.1:0",
          "--http", "off", "--api", "127.0.0.1:0", "--parse-workers", workers],
         stderr=subprocess.PIPE, text=True,
     )

@@ -1,6 +1,6 @@
 """Memory of a collector process under maximum-size OTLP requests of many small spans.
 
-Starts `python -m collector` (default settings: decode workers, --memory-limit 1GiB,
+Starts `python -m otel_threads.collector` (default settings: decode workers, --memory-limit 1GiB,
 --max-ingest-memory 256MiB), sends N concurrent requests of SPANS tiny spans each
 (protobuf, or OTLP/JSON with ``json``), samples the RSS of the collector and of its
 decode workers every 10 ms, and prints the peak growth over the idle process of each,
@@ -78,8 +78,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
         log = (Path(tmp) / "log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "collector", "--db", str(db), "--grpc",
-                                 "off", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"],
+        proc = subprocess.Popen([sys.executable, "-m", "otel_threads.collector", "--db", str(db),
+                                 "--grpc", "off", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"],
                                 cwd=ROOT, stderr=log)
         try:
             note: dict = {}

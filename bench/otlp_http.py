@@ -2,7 +2,7 @@
 
     python bench/otlp_http.py [--requests 300] [--clients 8] [--rounds 3] [--compare TREE]
 
-Starts `python -m collector` (from this checkout, and with ``--compare`` also from
+Starts `python -m otel_threads.collector` (from this checkout, and with ``--compare`` also from
 another source tree, e.g. a checkout of an earlier commit, alternating rounds), sends
 ``--requests`` OTLP/HTTP protobuf exports of 512 spans from ``--clients`` keep-alive
 connections, half of them with Content-Length and half chunked (an earlier server that
@@ -57,7 +57,7 @@ def bodies(n: int) -> list[bytes]:
 def run_collector(src: Path, db: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "collector", "--db", str(db), "--grpc", "off", "--http",
+        [sys.executable, "-m", "otel_threads.collector", "--db", str(db), "--grpc", "off", "--http",
          "127.0.0.1:0", "--api", "127.0.0.1:0"], cwd=src, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     note = Path(f"{db}.collector.json")

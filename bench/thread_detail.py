@@ -38,7 +38,7 @@ from synth import build
 THREAD = "long-000000"
 SERVE = """
 import sys, time
-from collector import Collector, Config
+from otel_threads.collector import Collector, Config
 c = Collector(Config(parse_workers=0,
                      db=sys.argv[1], grpc=("127.0.0.1", 0), http=None, api=("127.0.0.1", 0)))
 print(c.start().api, flush=True)
@@ -47,7 +47,7 @@ while True:
 """
 WHOLE = """
 import json, sys, time
-from collector.api import _jsonable
+from otel_threads.collector.api import _jsonable
 from otel_threads.query import query_thread
 from otel_threads.store import connect
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from synth import build
 
-from collector import Collector, Config
+from otel_threads.collector import Collector, Config
 
 
 def median_ms(samples: list[float]) -> float:

@@ -2,8 +2,8 @@
 
 Reading commands (threads, show, sql) take ``--db PATH`` (default: $OTEL_THREADS_DB
 or ./otel-threads.duckdb) or ``--url URL`` of a collector's API; given a file that a
-running collector holds, they ask that collector. `collect` and `demo` come from
-the `collector` package through the ``otel_threads.commands`` entry points.
+running collector holds, they ask that collector. `collect` and `demo` live in
+``otel_threads.collector``, imported only when one of them runs (`LAZY_COMMANDS`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import io
 import json
 import sys
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +22,21 @@ import click
 
 from otel_threads import __version__
 
-#: Entry-point group through which other packages (the collector) add commands,
-#: so that this package never imports them.
-COMMANDS_GROUP = "otel_threads.commands"
+#: Commands of the collector (name: "module:attribute"): the library's own commands
+#: never load its servers, so they are imported when one of these runs.
+LAZY_COMMANDS = {"collect": "otel_threads.collector.cli:collect",
+                 "demo": "otel_threads.collector.demo:demo"}
 
 
 class _Group(click.Group):
-    def _plugins(self) -> dict[str, Any]:
-        return {ep.name: ep for ep in entry_points(group=COMMANDS_GROUP)}
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._plugins()})
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         cmd = super().get_command(ctx, name)
-        if cmd is None and name in (plugins := self._plugins()):
-            cmd = plugins[name].load()
+        if cmd is None and name in LAZY_COMMANDS:
+            module, attribute = LAZY_COMMANDS[name].split(":")
+            cmd = getattr(import_module(module), attribute)
         return cmd
 
 

@@ -8,8 +8,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from collector import Collector
 from otel_threads import ThreadSpanProcessor
+from otel_threads.collector import Collector
 from otel_threads.testing import SequentialIdGenerator
 
 

@@ -1,4 +1,4 @@
-"""The collector as a real process (`python -m collector`), seen from outside.
+"""The collector as a real process (`python -m otel_threads.collector`), seen from outside.
 
 Every test starts its own collector on 127.0.0.1 with ports 0, learns the bound
 addresses from the ``<db>.collector.json`` note, talks OTLP to it with the SDK's
@@ -45,10 +45,10 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from collector.cli import collect
-from collector.config import Config
-from collector.ingest import Ingest
 from otel_threads import thread
+from otel_threads.collector.cli import collect
+from otel_threads.collector.config import Config
+from otel_threads.collector.ingest import Ingest
 from otel_threads.store import StoreLockedError, connect
 from otel_threads.testing import capture
 from otel_threads.writer import Writer
@@ -144,8 +144,9 @@ def collectors(tmp_path: Path) -> Iterator[Callable[..., Running]]:
         log = tmp_path / f"collector-{len(started)}.log"
         with log.open("w") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "collector", "--db", str(db), "--grpc", "127.0.0.1:0",
-                 "--http", "127.0.0.1:0", "--api", "127.0.0.1:0", "--parse-workers", workers,
+                [sys.executable, "-m", "otel_threads.collector", "--db", str(db),
+                 "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0",
+                 "--parse-workers", workers,
                  *flags],
                 cwd=ROOT, env=_clean_env(env), stdout=subprocess.DEVNULL, stderr=err,
                 start_new_session=True,  # its own process group: a test can Ctrl-C it alone
@@ -806,12 +807,12 @@ def test_defaults_are_written_once() -> None:
 def test_bad_configuration_stops_the_real_process(tmp_path: Path) -> None:
     db = tmp_path / "x.duckdb"
     done = subprocess.run(
-        [sys.executable, "-m", "collector", "--db", str(db), "--grpc", "nope"],
+        [sys.executable, "-m", "otel_threads.collector", "--db", str(db), "--grpc", "nope"],
         cwd=ROOT, env=_clean_env({"OTEL_THREADS_API": "127.0.0.1:0"}), capture_output=True,
         text=True, timeout=30,
     )
     assert done.returncode == 2
-    assert "Usage: python -m collector" in done.stderr
+    assert "Usage: python -m otel_threads.collector" in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         "Error: --grpc: expected HOST:PORT or 'off', got 'nope'")
     assert not db.exists()

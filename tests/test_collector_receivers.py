@@ -34,8 +34,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link
 
-from collector import Collector, Config
 from otel_threads import ThreadSpanProcessor, thread
+from otel_threads.collector import Collector, Config
 from otel_threads.testing import SequentialIdGenerator
 
 TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

@@ -16,8 +16,8 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from stored_app import App, sid, sql
 
-from collector import Collector, Config
 from otel_threads import thread
+from otel_threads.collector import Collector, Config
 
 ANY = ("127.0.0.1", 0)
 VIEWS = ("spans", "span_threads", "turns", "threads", "transcript", "llm_calls", "messages",

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from collector import Collector, Config
 from otel_threads.cli import main as cli
+from otel_threads.collector import Collector, Config
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -20,8 +20,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from stored_app import App, sql
 
-from collector import Collector, Config
 from otel_threads import thread
+from otel_threads.collector import Collector, Config
 
 ANY = ("127.0.0.1", 0)
 LIMIT = 64 << 10

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from test_collector_process import Running, http, metrics, post_traces, stored
 
-from collector.metrics import resident_bytes
+from otel_threads.collector.metrics import resident_bytes
 from otel_threads.store import connect
 
 pytest_plugins = ["test_collector_process"]

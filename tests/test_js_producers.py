@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import Collector, Config
+from otel_threads.collector import Collector, Config
 
 JS = Path(__file__).parent / "js"
 ANY = ("127.0.0.1", 0)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from stored_app import App, sid, sql
 
-from collector import Collector, Config
 from otel_threads import current_turn_id, thread
+from otel_threads.collector import Collector, Config
 
 ANY = ("127.0.0.1", 0)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "linked_turns.py"
@@ -360,7 +360,7 @@ def test_bad_fork_policy_and_bad_detail_parameters_get_clear_errors(collector):
     import urllib.error
     import urllib.request
 
-    from collector.config import ConfigError
+    from otel_threads.collector.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"--on-fork \(from OTEL_THREADS_ON_FORK\): must be "
                                           "one of allow, reject, got 'maybe'"):

@@ -24,7 +24,7 @@ def test_every_folder_with_files_to_ship_is_a_declared_package():
     setuptools warn, and a future setuptools drop it."""
     packages = set(PYPROJECT["tool"]["setuptools"]["packages"])
     data = PYPROJECT["tool"]["setuptools"]["package-data"]
-    for top in ("otel_threads", "collector"):
+    for top in ("otel_threads",):
         for folder in [ROOT / top, *(p for p in (ROOT / top).rglob("*") if p.is_dir())]:
             if folder.name == "__pycache__" or folder.is_symlink():
                 continue
@@ -46,3 +46,24 @@ def test_the_sdist_carries_what_the_tests_need():
     manifest = (ROOT / "MANIFEST.in").read_text().split()
     for folder in ("tests", "bench", "docs", "examples", ".ci"):
         assert folder in manifest, folder
+
+
+def test_one_import_root_that_cannot_collide():
+    """The wheel installs `otel_threads` alone: no generic top-level name (a `collector`
+    package would shadow, or be shadowed by, the user's own)."""
+    tops = {p.split(".")[0] for p in PYPROJECT["tool"]["setuptools"]["packages"]}
+    assert tops == {"otel_threads"}
+    assert "entry-points" not in PYPROJECT["project"]  # the CLI group is one module
+
+
+def test_collect_and_demo_run_from_a_checkout_without_installed_metadata():
+    """`python -m otel_threads.cli` in the source tree lists and loads the collector's
+    commands: no entry point is needed."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-I", "-c",
+                          "import sys; sys.path.insert(0, sys.argv[1]); "
+                          "from otel_threads.cli import main; main(sys.argv[2:])", str(ROOT),
+                          "collect", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "--max-ingest-memory" in out.stdout

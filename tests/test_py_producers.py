@@ -24,7 +24,7 @@ from test_js_producers import assert_thread as assert_js_thread
 from test_js_producers import converse as converse_js
 from test_js_producers import rows
 
-from collector import Collector, Config
+from otel_threads.collector import Collector, Config
 
 TESTS = Path(__file__).parent
 ANY = ("127.0.0.1", 0)

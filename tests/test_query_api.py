@@ -14,9 +14,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from collector import Collector, Config
 from otel_threads import SortBy, ThreadsClient, ThreadSpanProcessor, ThreadsQueryReq, thread
 from otel_threads.cli import main as cli
+from otel_threads.collector import Collector, Config
 
 ANY = ("127.0.0.1", 0)
 TURNS = {"alpha": 3, "bravo": 1, "charlie": 2}

@@ -101,7 +101,7 @@ def test_every_command_has_help_with_an_example():
 
 
 def test_the_otelcol_config_forwards_traces_and_logs_to_the_receiver():
-    text = (ROOT / "collector" / "otelcol.yaml").read_text()
+    text = (ROOT / "otel_threads" / "collector" / "otelcol.yaml").read_text()
     config = yaml.safe_load(text)
     exporter = config["exporters"]["otlp/otel-threads"]
     assert exporter["endpoint"] == "127.0.0.1:14317" and exporter["tls"]["insecure"]
@@ -111,4 +111,4 @@ def test_the_otelcol_config_forwards_traces_and_logs_to_the_receiver():
         assert pipeline["receivers"] == ["otlp"]
         assert "otlp/otel-threads" in pipeline["exporters"]
     assert set(config["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
-    assert "collector/otelcol.yaml" in README
+    assert "otel_threads/collector/otelcol.yaml" in README

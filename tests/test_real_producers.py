@@ -107,7 +107,7 @@ def run(producer: str, grpc_endpoint: str, base_url: str) -> None:
 
 @pytest.fixture
 def collector(tmp_path):
-    from collector import Collector, Config
+    from otel_threads.collector import Collector, Config
 
     c = Collector(Config(parse_workers=0,
                          db=str(tmp_path / "producers.duckdb"), grpc=ANY, http=ANY, api=ANY))

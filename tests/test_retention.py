@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from opentelemetry import trace
 from stored_app import App, sql
 
-from collector import Collector, Config
-from collector.config import ConfigError
 from otel_threads import thread
 from otel_threads.cli import main as cli
+from otel_threads.collector import Collector, Config
+from otel_threads.collector.config import ConfigError
 from otel_threads.exporter import DuckDBSpanExporter
 from otel_threads.retention import parse_before, prune
 from otel_threads.store import connect

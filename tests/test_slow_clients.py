@@ -28,8 +28,8 @@ from test_collector_process import (
     span_batches,
 )
 
-from collector.grpc_server import MESSAGE_S, STREAMS_PER_CONNECTION
-from collector.httpbase import BODY_IDLE_S, BODY_WAIT_S, HEADERS_S, MAX_CONNECTIONS
+from otel_threads.collector.grpc_server import MESSAGE_S, STREAMS_PER_CONNECTION
+from otel_threads.collector.httpbase import BODY_IDLE_S, BODY_WAIT_S, HEADERS_S, MAX_CONNECTIONS
 
 # the process harness of test_collector_process: `collectors` starts real collectors
 pytest_plugins = ["test_collector_process"]

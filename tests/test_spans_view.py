@@ -13,8 +13,8 @@ import duckdb
 import pytest
 from stored_app import App, sid, sql
 
-from collector import Collector, Config
 from otel_threads import thread
+from otel_threads.collector import Collector, Config
 from otel_threads.store import connect
 
 ANY = ("127.0.0.1", 0)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from collector import Collector, Config
+from otel_threads.collector import Collector, Config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "genai"
 ANY = ("127.0.0.1", 0)

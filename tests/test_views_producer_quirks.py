@@ -10,7 +10,7 @@ import json
 import pytest
 from stored_app import App, sql
 
-from collector import Collector, Config
+from otel_threads.collector import Collector, Config
 
 ANY = ("127.0.0.1", 0)
 ASK = "Where is order A-1042?"

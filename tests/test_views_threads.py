@@ -11,8 +11,8 @@ import pytest
 from opentelemetry.trace import Status, StatusCode
 from stored_app import App, sid, sql
 
-from collector import Collector, Config
 from otel_threads import thread
+from otel_threads.collector import Collector, Config
 
 ANY = ("127.0.0.1", 0)
 

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 from stored_app import App, sql
 
-from collector import Collector, Config
 from otel_threads import thread
+from otel_threads.collector import Collector, Config
 
 ANY = ("127.0.0.1", 0)
 

@@ -15,8 +15,8 @@ import json
 import pytest
 from test_http_framing import spans_body
 
-from collector import Collector, Config
-from collector.config import ConfigError
+from otel_threads.collector import Collector, Config
+from otel_threads.collector.config import ConfigError
 
 ANY = ("127.0.0.1", 0)
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from collector.decode_pool import DecodePool, WorkerDied, decode_inline
+from otel_threads.collector.decode_pool import DecodePool, WorkerDied, decode_inline
 from otel_threads.decode import DecodeError
 from otel_threads.decode_json_values import json_parse_bytes
 from otel_threads.decode_split import split_request

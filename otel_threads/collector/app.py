@@ -20,20 +20,20 @@ from dataclasses import dataclass
 
 import duckdb
 
-from collector.api import SQL_CONCURRENCY, ApiHandler
-from collector.config import Config
-from collector.grpc_server import GrpcReceiver
-from collector.http_server import OtlpHttpHandler
-from collector.httpbase import HttpListener
-from collector.ingest import Ingest
-from collector.malloc import tune_malloc
-from collector.retention import RetentionTask
+from otel_threads.collector.api import SQL_CONCURRENCY, ApiHandler
+from otel_threads.collector.config import Config
+from otel_threads.collector.grpc_server import GrpcReceiver
+from otel_threads.collector.http_server import OtlpHttpHandler
+from otel_threads.collector.httpbase import HttpListener
+from otel_threads.collector.ingest import Ingest
+from otel_threads.collector.malloc import tune_malloc
+from otel_threads.collector.retention import RetentionTask
 from otel_threads.store import remove_holder, write_holder
 from otel_threads.writer import Writer
 
 __all__ = ["Collector", "Endpoints"]
 
-_logger = logging.getLogger("collector")
+_logger = logging.getLogger("otel_threads.collector")
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 from google.protobuf import json_format
 from google.rpc import status_pb2
 
-from collector.httpbase import BaseHandler
-from collector.ingest import Ingest, RequestTooLarge, Status, status_for
+from otel_threads.collector.httpbase import BaseHandler
+from otel_threads.collector.ingest import Ingest, RequestTooLarge, Status, status_for
 from otel_threads.decode import DecodeError
 
 __all__ = ["OtlpHttpHandler", "inflate"]

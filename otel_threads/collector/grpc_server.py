@@ -21,8 +21,8 @@ from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
-from collector.config import Config
-from collector.ingest import Ingest, status_for
+from otel_threads.collector.config import Config
+from otel_threads.collector.ingest import Ingest, status_for
 
 __all__ = ["GrpcReceiver"]
 

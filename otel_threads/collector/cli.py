@@ -1,4 +1,5 @@
-"""`otel-threads collect` (also `python -m collector`): run the collector until stopped."""
+"""`otel-threads collect` (also `python -m otel_threads.collector`): run the collector
+until stopped."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import click
 
-from collector.config import SETTINGS, Config, ConfigError
+from otel_threads.collector.config import SETTINGS, Config, ConfigError
 from otel_threads.store import StoreLockedError
 
 __all__ = ["collect"]
@@ -46,7 +47,7 @@ def collect(**values: str | None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import duckdb
 
-    from collector.app import Collector  # heavy imports only once the config is good
+    from otel_threads.collector.app import Collector  # heavy imports only once the config is good
 
     try:
         Collector(config).serve_forever()

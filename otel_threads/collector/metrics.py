@@ -11,7 +11,7 @@ import duckdb
 from otel_threads.writer import LATENCY_BUCKETS, StoreClosed
 
 if TYPE_CHECKING:
-    from collector.app import Collector
+    from otel_threads.collector.app import Collector
 
 __all__ = ["render_metrics", "resident_bytes"]
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from collector.httpbase import BaseHandler
-from collector.metrics import render_metrics
+from otel_threads.collector.httpbase import BaseHandler
+from otel_threads.collector.metrics import render_metrics
 from otel_threads.query import (
     TRANSCRIPT_LIMIT,
     TURN_LIMIT,
@@ -38,7 +38,7 @@ from otel_threads.query import (
 from otel_threads.writer import StoreClosed
 
 if TYPE_CHECKING:
-    from collector.app import Collector
+    from otel_threads.collector.app import Collector
 
 __all__ = ["ApiHandler"]
 
@@ -133,7 +133,7 @@ def _table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     return tree.count('"type":"BASE_TABLE"') + tree.count('"type":"TABLE_FUNCTION"')
 
 
-#: The web page: static files shipped in collector/web, served as they are.
+#: The web page: static files shipped in otel_threads/collector/web, served as they are.
 WEB_DIR = Path(__file__).resolve().parent / "web"
 _WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
               ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}

@@ -31,7 +31,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from collector.config import Config
+from otel_threads.collector.config import Config
 
 __all__ = ["BaseHandler", "HttpListener"]
 

@@ -24,8 +24,8 @@ from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
-from collector.malloc import tune_malloc
 from otel_threads import decode
+from otel_threads.collector.malloc import tune_malloc
 from otel_threads.decode import DecodeError
 
 __all__ = ["DECODERS", "DecodePool", "WorkerDied", "decode_inline"]

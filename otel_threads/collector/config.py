@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from collector.ingest import DEFAULT_INFLIGHT_BYTES, MAX_REQUEST_BYTES
 from otel_threads import env
+from otel_threads.collector.ingest import DEFAULT_INFLIGHT_BYTES, MAX_REQUEST_BYTES
 from otel_threads.retention import parse_duration
 from otel_threads.store import DB_ENV, DEFAULT_DB
 from otel_threads.writer import MAX_PENDING_ROWS

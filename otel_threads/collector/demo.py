@@ -72,8 +72,8 @@ def demo(db: str) -> None:
         otel-threads demo
         otel-threads demo --db /tmp/demo.duckdb
     """
-    from collector.app import Collector
-    from collector.config import Config
+    from otel_threads.collector.app import Collector
+    from otel_threads.collector.config import Config
     from otel_threads.query import ThreadsQueryReq, query_thread, query_threads
     from otel_threads.render import thread_detail, thread_rows
     from otel_threads.store import StoreLockedError

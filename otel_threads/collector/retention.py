@@ -18,7 +18,7 @@ from otel_threads.writer import Writer
 
 __all__ = ["RetentionTask"]
 
-_logger = logging.getLogger("collector")
+_logger = logging.getLogger("otel_threads.collector")
 
 
 class RetentionTask:
