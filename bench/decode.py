@@ -1,4 +1,4 @@
-"""Benchmark of the OTLP decode step (otel_threads.decode): spans per second.
+"""Benchmark of the OTLP decode step (otel_threads.otlp.decode): spans per second.
 
 Builds pre-encoded ExportTraceServiceRequests of 512 spans each: threads of
 turns (a SERVER turn span, an agent span, LLM CLIENT spans and tool spans per
@@ -44,8 +44,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from otel_threads.decode import decode_traces_json, decode_traces_protobuf, decode_traces_request
-from otel_threads.decode_attributes import ACCELERATED
+from otel_threads.otlp.attributes import ACCELERATED
+from otel_threads.otlp.decode import (
+    decode_traces_json,
+    decode_traces_protobuf,
+    decode_traces_request,
+)
 
 SPANS_PER_REQUEST = 512
 WORDS = (
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.requests} requests x {SPANS_PER_REQUEST} spans per round, {args.repeat} rounds "
         f"of fresh requests, {size:.0f} KiB protobuf per request, Python {sys.version.split()[0]}"
     )
-    state = "on (otel_threads._speedups, C)" if ACCELERATED else "off (pure Python)"
+    state = "on (otel_threads.otlp._speedups, C)" if ACCELERATED else "off (pure Python)"
     print(f"accelerator: {state}")
     floor = measure(
         "bare parse (upb, no flattening)", ExportTraceServiceRequest.FromString, encoded, None

@@ -50,8 +50,8 @@ def _turn(n: int, previous: int, start: int) -> dict:
 
 def worker(turns: int, rounds: int) -> dict:
     """In a process whose otel_threads is the tree under test."""
-    from otel_threads.decode import decode_traces_json
     from otel_threads.derive import Deriver
+    from otel_threads.otlp.decode import decode_traces_json
     from otel_threads.store import connect
     from otel_threads.writer_insert import insert_batch
 

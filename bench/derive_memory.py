@@ -24,8 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from otel_threads.decode import decode_traces_json
 from otel_threads.derive import Deriver
+from otel_threads.otlp.decode import decode_traces_json
 from otel_threads.store import connect
 from otel_threads.writer_insert import insert_batch
 

@@ -22,7 +22,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_threads.decode import decode_logs_request, decode_traces_request
+from otel_threads.otlp.decode import decode_logs_request, decode_traces_request
 from otel_threads.store import default_db_path
 from otel_threads.writer import Writer
 

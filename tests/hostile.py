@@ -18,7 +18,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from otel_threads.decode_values import THREAD_ID_KEYS
+from otel_threads.otlp.values import THREAD_ID_KEYS
 
 T0 = 1_700_000_000_000_000_000
 

@@ -1,4 +1,4 @@
-"""The OTLP decode step, through its public functions (otel_threads.decode).
+"""The OTLP decode step, through its public functions (otel_threads.otlp.decode).
 
 Requests come from the real SDK encoder (TracerProvider + InMemorySpanExporter +
 encode_spans, fixed ids and clocks) or are built by hand with the OTLP messages;
@@ -35,7 +35,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 
-from otel_threads.decode import (
+from otel_threads.otlp.decode import (
     LOG_SCHEMA,
     SPAN_SCHEMA,
     DecodedBatch,
@@ -929,18 +929,18 @@ def test_mutated_requests_never_raise_anything_but_decode_error(seed, edits):
 # --- the columnar fast path of the protobuf span reader ----------------------------
 #
 # decode_traces_protobuf reads spans column by column and hands the request to the
-# per-span reader (decode_protobuf.trace_rows) whenever a span is rejected or
+# per-span reader (protobuf.trace_rows) whenever a span is rejected or
 # anything fails; these tests hold it to that reader, byte for byte: the same
 # table, counts, rejection message, and error message.
 
 
 def per_span_reader(data: bytes) -> tuple:
     """The outcome of the per-span reader alone (the reference of the fast path)."""
-    from otel_threads import decode_protobuf, decode_tables
+    from otel_threads.otlp import protobuf, tables
 
     try:
-        rows, scopes, scope_counts, rejections = decode_protobuf.trace_rows(data)
-        table = decode_tables.span_table(rows, scopes, scope_counts)
+        rows, scopes, scope_counts, rejections = protobuf.trace_rows(data)
+        table = tables.span_table(rows, scopes, scope_counts)
     except DecodeError as exc:
         return ("error", str(exc))
     return ("ok", table, len(rows), rejections.count, rejections.error())
@@ -1154,7 +1154,7 @@ def test_the_sql_ranks_thread_keys_in_the_decoders_order():
     import re
     from importlib import resources
 
-    from otel_threads.decode_values import THREAD_ID_KEYS
+    from otel_threads.otlp.values import THREAD_ID_KEYS
 
     sql = resources.files("otel_threads").joinpath("sql/derive_span_threads.sql").read_text()
     listed = re.search(r"list_transform\(\s*\[(.*?)\]", sql, re.S).group(1)

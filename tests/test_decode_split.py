@@ -1,7 +1,7 @@
-"""Large protobuf requests are decoded in pieces (otel_threads.decode_split): the pieces
+"""Large protobuf requests are decoded in pieces (otel_threads.otlp.split): the pieces
 hold every span and log record once, with its own resource and scope, and decode to the
 same rows as the whole request. A JSON request is charged, before it is parsed, at
-least what parsing it takes (otel_threads.decode_json_values.json_parse_bytes)."""
+least what parsing it takes (otel_threads.otlp.json_values.json_parse_bytes)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from otel_threads.decode import DecodeError, decode_logs_protobuf, decode_traces_protobuf
-from otel_threads.decode_json_values import json_parse_bytes
-from otel_threads.decode_json_values import load_json as load_json_values
-from otel_threads.decode_split import PIECE_BYTES, split_request
+from otel_threads.otlp.decode import DecodeError, decode_logs_protobuf, decode_traces_protobuf
+from otel_threads.otlp.json_values import json_parse_bytes
+from otel_threads.otlp.json_values import load_json as load_json_values
+from otel_threads.otlp.split import PIECE_BYTES, split_request
 
 
 def _kv(key: str, value: str) -> KeyValue:

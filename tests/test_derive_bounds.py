@@ -21,8 +21,8 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from otel_threads import derive, thread
 from otel_threads.collector import Collector, Config
-from otel_threads.decode import decode_traces_json, decode_traces_protobuf
 from otel_threads.derive import Deriver
+from otel_threads.otlp.decode import decode_traces_json, decode_traces_protobuf
 from otel_threads.query import query_thread
 from otel_threads.store import connect
 from otel_threads.testing import capture

@@ -23,16 +23,25 @@ ROOT = PACKAGE.parent
 
 
 def _modules() -> dict[str, Path]:
+    """Every module of the package, its subpackages' included (a package is its
+    ``__init__``)."""
     found = {}
-    for path in PACKAGE.glob("*.py"):
-        found["otel_threads" if path.stem == "__init__" else f"otel_threads.{path.stem}"] = path
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if "__pycache__" in parts or any(p.startswith(".") for p in parts):
+            continue
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
-def _submodule_names() -> set[str]:
-    """Names of the package's submodules, sources and extensions alike."""
-    return {path.name.split(".")[0] for path in PACKAGE.iterdir()
-            if path.suffix in (".py", ".c", ".so", ".pyd") and path.stem != "__init__"}
+def _module_names() -> set[str]:
+    """Dotted names of the package's modules, sources and extensions alike."""
+    names = set(_modules())
+    for path in PACKAGE.rglob("*"):
+        if path.suffix in (".c", ".so", ".pyd"):
+            parts = path.relative_to(ROOT).parts
+            names.add(".".join([*parts[:-1], path.name.split(".")[0]]))
+    return names
 
 
 def _is_type_checking(node: ast.If) -> bool:
@@ -41,8 +50,9 @@ def _is_type_checking(node: ast.If) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _imports(tree: ast.AST, submodules: set[str]) -> set[str]:
-    """The ``otel_threads`` modules that running ``tree`` may import."""
+def _imports(tree: ast.AST, modules: set[str]) -> set[str]:
+    """The ``otel_threads`` modules that running ``tree`` may import (``modules``: the
+    dotted names that are modules, so ``from a import b`` is module ``a.b`` or ``a``)."""
     out: set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -56,12 +66,10 @@ def _imports(tree: ast.AST, submodules: set[str]) -> set[str]:
             base = node.module or ""
             if node.level:
                 base = "otel_threads" + (f".{base}" if base else "")
-            if base == "otel_threads":
+            if base.split(".")[0] == "otel_threads":
                 for alias in node.names:
-                    out.add(f"otel_threads.{alias.name}" if alias.name in submodules
-                            else "otel_threads")
-            elif base.startswith("otel_threads."):
-                out.add(base)
+                    name = f"{base}.{alias.name}"
+                    out.add(name if name in modules else base)
         for child in ast.iter_child_nodes(node):
             visit(child)
 
@@ -70,10 +78,10 @@ def _imports(tree: ast.AST, submodules: set[str]) -> set[str]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    submodules = _submodule_names()
+    names = _module_names()
     modules = _modules()
     return {
-        name: {m for m in _imports(ast.parse(path.read_text()), submodules) if m != name}
+        name: {m for m in _imports(ast.parse(path.read_text()), names) if m != name}
         for name, path in modules.items()
     }
 
@@ -107,10 +115,13 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_the_import_graph_sees_function_level_imports():
     # the checker itself: a cycle through an import inside a function is one
     tree = ast.parse("def f():\n    from otel_threads.processor import x\n")
-    assert _imports(tree, {"processor"}) == {"otel_threads.processor"}
+    assert _imports(tree, {"otel_threads.processor"}) == {"otel_threads.processor"}
     tree = ast.parse("from typing import TYPE_CHECKING\n"
                      "if TYPE_CHECKING:\n    from otel_threads.store import S\n")
-    assert _imports(tree, {"store"}) == set()
+    assert _imports(tree, {"otel_threads.store"}) == set()
+    tree = ast.parse("from otel_threads.otlp import decode, DecodeError\n")
+    assert _imports(tree, {"otel_threads.otlp.decode"}) == {"otel_threads.otlp.decode",
+                                                            "otel_threads.otlp"}
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
@@ -119,6 +130,16 @@ def test_otel_threads_modules_import_each_other_without_a_cycle():
     graph = import_graph()
     assert "otel_threads.context" in graph and "otel_threads.processor" in graph
     assert _find_cycle(graph) is None, " -> ".join(_find_cycle(graph) or ())
+
+
+def test_the_library_never_imports_the_collector():
+    """The arrow runs one way: the collector uses the library, never the reverse (the
+    CLI names the collector's commands and imports them only when one runs)."""
+    graph = import_graph()
+    for name, imported in graph.items():
+        if not name.startswith("otel_threads.collector"):
+            assert not {m for m in imported if m.startswith("otel_threads.collector")}, name
+    assert any(m.startswith("otel_threads.otlp") for m in graph["otel_threads.collector.ingest"])
 
 
 def test_context_does_not_import_the_processor_and_the_processor_imports_context():
@@ -185,13 +206,14 @@ def test_the_library_reads_its_environment_in_one_place():
     in its table and in the README. (bootstrap reads the SDK's OTEL_EXPORTER_OTLP_*.)"""
     from otel_threads import env
 
-    readers = {path.name for path in PACKAGE.glob("*.py")
+    library = [path for path in PACKAGE.rglob("*.py") if "collector" not in path.parts]
+    readers = {path.name for path in library
                if re.search(r"os\.environ|os\.getenv", path.read_text())}
     assert readers == {"env.py", "bootstrap.py"}, readers
     readme = (ROOT / "README.md").read_text()
     for var in env.VARIABLES:
         assert var.name in readme, var.name
     used = set()
-    for path in PACKAGE.glob("*.py"):
+    for path in library:
         used |= set(re.findall(r"OTEL_THREADS_[A-Z_]+", path.read_text()))
     assert used <= {v.name for v in env.VARIABLES}, used - {v.name for v in env.VARIABLES}

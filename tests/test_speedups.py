@@ -1,14 +1,14 @@
-"""The C accelerator of the attribute loop (otel_threads._speedups) against the Python path.
+"""The C accelerator of the attribute loop (otel_threads.otlp._speedups) against the Python path.
 
 - Attribute lists built byte by byte (every AnyValue kind, nesting past MAX_DEPTH,
   unicode, JSON escapes, invalid UTF-8, non-canonical and garbage encodings,
   repeated keys) give the same texts, derived values and exceptions through the C
-  loop (with its fallback) as through ``decode_attributes.python_attribute_column``;
+  loop (with its fallback) as through ``otel_threads.otlp.attributes.python_attribute_column``;
   and the C loop itself handles (does not hand back) every canonical, valid list.
 - Whole requests (the existing test corpus, and mutations of it) decode to the
   same table or the same error with the accelerator on and off.
 - Every test of tests/test_decode.py runs again here with the accelerator off
-  (``decode_attributes._speedups`` set to None, as ``OTEL_THREADS_SPEEDUPS=0`` does
+  (``attributes._speedups`` set to None, as ``OTEL_THREADS_SPEEDUPS=0`` does
   at import); tests/test_decode.py itself runs with it on when it is built.
 - No reference or memory is leaked, on success, fallback and error paths.
 
@@ -32,17 +32,18 @@ import test_decode
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_threads import decode_attributes
-from otel_threads.decode import DecodeError, decode_traces_protobuf
-from otel_threads.decode_values import MAX_DEPTH, NO_DERIVED, THREAD_ID_KEYS, encode_json
-from otel_threads.decode_wire import TracesRequest, key_values
+from otel_threads.otlp import attributes as decode_attributes
+from otel_threads.otlp.decode import DecodeError, decode_traces_protobuf
+from otel_threads.otlp.values import MAX_DEPTH, NO_DERIVED, THREAD_ID_KEYS, encode_json
+from otel_threads.otlp.wire import TracesRequest, key_values
 
 try:
-    from otel_threads import _speedups
+    from otel_threads.otlp import _speedups
 except ImportError:
     _speedups = None
 
-needs_speedups = pytest.mark.skipif(_speedups is None, reason="otel_threads._speedups not built")
+needs_speedups = pytest.mark.skipif(_speedups is None,
+                                    reason="otel_threads.otlp._speedups not built")
 
 # --- the tests of test_decode.py, with the accelerator off -------------------------
 
@@ -68,7 +69,7 @@ def _pure_python_for_the_reruns(request, monkeypatch):
 
 
 def test_environment_switch():
-    code = "from otel_threads import decode_attributes as d; print(d.ACCELERATED)"
+    code = "from otel_threads.otlp import attributes as d; print(d.ACCELERATED)"
     env = {**os.environ, "OTEL_THREADS_SPEEDUPS": "0"}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.stdout.strip() == "False", run.stderr

@@ -25,7 +25,7 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from test_collector_process import Running, http, post_traces, span_batches, span_id, stored
 
-from otel_threads.decode import decode_traces_protobuf
+from otel_threads.otlp.decode import decode_traces_protobuf
 from otel_threads.store import connect
 from otel_threads.writer import Writer
 

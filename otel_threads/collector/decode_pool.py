@@ -24,9 +24,9 @@ from multiprocessing.connection import Connection
 
 import pyarrow as pa
 
-from otel_threads import decode
 from otel_threads.collector.malloc import tune_malloc
-from otel_threads.decode import DecodeError
+from otel_threads.otlp import decode
+from otel_threads.otlp.decode import DecodeError
 
 __all__ = ["DECODERS", "DecodePool", "WorkerDied", "decode_inline"]
 
@@ -140,7 +140,7 @@ class DecodePool:
     def decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
         """Decode in a worker: (table, accepted, rejected, error message).
 
-        Raises `otel_threads.decode.DecodeError` for an undecodable request and
+        Raises `otel_threads.otlp.decode.DecodeError` for an undecodable request and
         `WorkerDied` if the worker died (a fresh one takes its place).
         """
         conn, proc = self._idle.get()

@@ -16,7 +16,7 @@ from google.rpc import status_pb2
 
 from otel_threads.collector.httpbase import BaseHandler
 from otel_threads.collector.ingest import Ingest, RequestTooLarge, Status, status_for
-from otel_threads.decode import DecodeError
+from otel_threads.otlp.decode import DecodeError
 
 __all__ = ["OtlpHttpHandler", "inflate"]
 

@@ -25,9 +25,9 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otel_threads.collector.decode_pool import DecodePool, WorkerDied, decode_inline
-from otel_threads.decode import DecodeError
-from otel_threads.decode_json_values import json_parse_bytes
-from otel_threads.decode_split import split_request
+from otel_threads.otlp.decode import DecodeError
+from otel_threads.otlp.json_values import json_parse_bytes
+from otel_threads.otlp.split import split_request
 from otel_threads.writer import Overloaded, StoreUnavailable, Writer
 
 __all__ = ["DEFAULT_INFLIGHT_BYTES", "MAX_REQUEST_BYTES", "ExportResult", "Hold", "Ingest",
@@ -263,7 +263,7 @@ class Ingest:
     def _decode(self, signal: str, fmt: str, data: bytes, charge: Callable[[int], None]
                 ) -> tuple[pa.Table, int, int, str | None]:
         """Decode a request, charging the budget with what decoding holds: a protobuf
-        one in pieces of about PIECE_BYTES (otel_threads.decode_split; a small one is
+        one in pieces of about PIECE_BYTES (otel_threads.otlp.split; a small one is
         one piece), each piece's rows charged as it is decoded, so decoding holds one
         piece's intermediates at a time, not the whole request's; a JSON one with the
         memory its parsed tree takes, charged before parsing and given back after."""

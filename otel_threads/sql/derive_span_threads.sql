@@ -38,7 +38,7 @@ trace_marks AS (
 trace_thread AS (
     SELECT s.trace_id,
            -- the rank of the key the span's thread id came from: the first of these
-           -- (decode_values.THREAD_ID_KEYS, in order) holding a non-empty string
+           -- (otel_threads.otlp.values.THREAD_ID_KEYS, in order) holding a non-empty string
            arg_min(s.thread_id, [
                coalesce(list_position(list_transform(
                    ['gen_ai.conversation.id', 'session.id', 'langfuse.session.id',

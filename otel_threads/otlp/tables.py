@@ -19,7 +19,7 @@ from itertools import repeat
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_threads.decode_values import I32_MAX, DecodeError
+from otel_threads.otlp.values import I32_MAX, DecodeError
 
 SPAN_KINDS = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 STATUS_CODES = ("UNSET", "OK", "ERROR")

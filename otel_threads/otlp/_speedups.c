@@ -1,10 +1,10 @@
-/* otel_threads._speedups: the span attribute loop of the OTLP decode step, in C.
+/* otel_threads.otlp._speedups: the span attribute loop of the OTLP decode step, in C.
  *
  * Turns a span's attribute list (serialized protobuf KeyValues, as upb hands
- * them to decode_attributes) into the project's lossless JSON text and the
+ * them to attributes) into the project's lossless JSON text and the
  * derived thread/turn columns: byte for byte what the pure-Python path
- * (decode_attributes / decode_wire.key_values + decode_values.encode_json and
- * derive) gives. See decode_values.py for the encoding.
+ * (attributes / wire.key_values + values.encode_json and
+ * derive) gives. See values.py for the encoding.
  *
  * It decides nothing on its own: whatever it does not handle exactly (a
  * malformed or unusual encoding, a repeated key, invalid UTF-8, a non-bytes
@@ -23,7 +23,7 @@
  * - Strings (keys and string values) must be valid UTF-8 (strict: no overlong
  *   forms, no surrogates, nothing past U+10FFFF), else fall back.
  *
- * Nesting: values deeper than decode_values.MAX_DEPTH arrays/kvlists become
+ * Nesting: values deeper than values.MAX_DEPTH arrays/kvlists become
  * {"$truncated":"depth"} without being parsed, as in the Python path, so the
  * recursion is at most MAX_DEPTH + 1 levels deep (MAX_DEPTH is read at import
  * and refused above HARD_MAX_DEPTH).
@@ -48,11 +48,11 @@
 #define STACK_ENTRIES 16
 #define MAX_DERIVED_KEYS 32
 
-/* --- configuration read from otel_threads.decode_values at import ------------ */
+/* --- configuration read from otel_threads.otlp.values at import ------------ */
 
 static int max_depth = 64;
-static PyObject *no_derived = NULL; /* decode_values.NO_DERIVED */
-static PyObject *thread_id_value = NULL; /* decode_values.thread_id_value */
+static PyObject *no_derived = NULL; /* values.NO_DERIVED */
+static PyObject *thread_id_value = NULL; /* values.thread_id_value */
 static PyObject *derived_key_objects = NULL; /* keeps the key strings (and their UTF-8) alive */
 
 typedef struct {
@@ -698,7 +698,7 @@ bool_value(const Entry *e)
     return -1;
 }
 
-/* (thread_id, turn_id, is_turn, previous_turn_id), as decode_values.derive. */
+/* (thread_id, turn_id, is_turn, previous_turn_id), as values.derive. */
 static PyObject *
 derive(const Entry *e, Py_ssize_t n)
 {
@@ -957,7 +957,7 @@ add_keys(PyObject *values, const char *name, int *count)
     if (keys == NULL)
         return ERROR;
     if (!PyTuple_Check(keys)) {
-        PyErr_Format(PyExc_TypeError, "decode_values.%s must be a tuple", name);
+        PyErr_Format(PyExc_TypeError, "values.%s must be a tuple", name);
         r = ERROR;
     }
     for (i = 0; r == OK && i < PyTuple_GET_SIZE(keys); i++)
@@ -980,11 +980,11 @@ add_one_key(PyObject *values, const char *name)
     return r;
 }
 
-/* Reads the keys, MAX_DEPTH, NO_DERIVED and thread_id_value of otel_threads.decode_values. */
+/* Reads the keys, MAX_DEPTH, NO_DERIVED and thread_id_value of otel_threads.otlp.values. */
 static int
 configure(void)
 {
-    PyObject *values = PyImport_ImportModule("otel_threads.decode_values");
+    PyObject *values = PyImport_ImportModule("otel_threads.otlp.values");
     PyObject *depth = NULL;
     long d;
     int r = ERROR;
@@ -1035,8 +1035,8 @@ static PyMethodDef speedups_methods[] = {
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
-    "otel_threads._speedups",
-    "The span attribute loop of the OTLP decode step in C (see decode_attributes).",
+    "otel_threads.otlp._speedups",
+    "The span attribute loop of the OTLP decode step in C (see attributes).",
     -1,
     speedups_methods,
     NULL,

@@ -5,12 +5,12 @@ wrapper object per KeyValue and per AnyValue, which is most of the decode time.
 So requests are parsed (by upb, in C) with this private schema: the same field
 numbers and wire types as opentelemetry-proto, except that every attribute list,
 array and kvlist is ``repeated bytes``, and a log body and a span status are
-``bytes``: upb hands back each KeyValue still serialized, in one call. ``decode_protobuf`` reads the
+``bytes``: upb hands back each KeyValue still serialized, in one call. ``protobuf`` reads the
 common ones straight from those bytes; :func:`any_value` and :func:`key_values`
 here are the generic, exact path, parsing one nesting level at a time, so that
 nesting depth is ours to cap (``MAX_DEPTH``), not upb's.
 
-upb checks UTF-8 in the string fields this schema declares; ``decode_protobuf``
+upb checks UTF-8 in the string fields this schema declares; ``protobuf``
 leaves the string bytes it copies to Arrow's check when the table is built.
 
 ``RareTracesRequest`` is a second view of the same bytes in which every span of a
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
-from otel_threads.decode_values import (
+from otel_threads.otlp.values import (
     MAX_DEPTH,
     DecodeError,
     escape_key,
@@ -190,7 +190,7 @@ def parse(cls: type[message.Message], data: bytes) -> message.Message:
 
 
 def any_value(raw: bytes, level: int) -> object:
-    """A serialized AnyValue as a JSON-ready value (see ``decode_values``)."""
+    """A serialized AnyValue as a JSON-ready value (see ``values``)."""
     if not raw:
         return None
     if level > MAX_DEPTH:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from otel_threads.decode_values import DecodeError
+from otel_threads.otlp.values import DecodeError
 
 __all__ = ["PIECE_BYTES", "split_request"]
 

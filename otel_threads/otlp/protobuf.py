@@ -1,14 +1,14 @@
-"""OTLP protobuf -> columns and rows (internal to :mod:`otel_threads.decode`).
+"""OTLP protobuf -> columns and rows (internal to :mod:`otel_threads.otlp.decode`).
 
-Requests are parsed with the wire-compatible schema of ``decode_wire``, which
-leaves each attribute KeyValue serialized (``decode_attributes`` reads them).
+Requests are parsed with the wire-compatible schema of ``wire``, which
+leaves each attribute KeyValue serialized (``attributes`` reads them).
 
 Spans take a columnar fast path, :func:`trace_table`: per ScopeSpans, each field
 is read for all spans at once (``map`` over the parsed spans, in C), ids and times
 are validated per column, and the attribute lists are converted in one call. A
 second, cheap parse with the ``RareTracesRequest`` view proves when no span of a
 scope sets trace_state, events, links or a dropped count, so those six fields are
-not read span by span. The table is built from the columns (``decode_tables``):
+not read span by span. The table is built from the columns (``tables``):
 trace and span ids are hex-encoded in one go, no row tuples are made.
 
 The fast path decides nothing on its own: when a span would be rejected, or
@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-from otel_threads.decode_attributes import attribute_column
-from otel_threads.decode_attributes import attributes as _attributes
-from otel_threads.decode_tables import SpanColumns, span_table, span_table_columns
-from otel_threads.decode_values import (
+from otel_threads.otlp.attributes import attribute_column
+from otel_threads.otlp.attributes import attributes as _attributes
+from otel_threads.otlp.tables import SpanColumns, span_table, span_table_columns
+from otel_threads.otlp.values import (
     I64_MAX,
     DecodeError,
     Rejections,
@@ -36,7 +36,7 @@ from otel_threads.decode_values import (
     scope_key,
     span_problem,
 )
-from otel_threads.decode_wire import (
+from otel_threads.otlp.wire import (
     DecodeFailure,
     LogsRequest,
     RareTracesRequest,

@@ -55,16 +55,16 @@ from __future__ import annotations
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from otel_threads import decode_json as _json
-from otel_threads import decode_protobuf as _protobuf
-from otel_threads.decode_tables import (
+from otel_threads.otlp import jsonformat as _json
+from otel_threads.otlp import protobuf as _protobuf
+from otel_threads.otlp.tables import (
     LOG_SCHEMA,
     SPAN_SCHEMA,
     DecodedBatch,
     log_table,
     span_table,
 )
-from otel_threads.decode_values import MAX_DEPTH, THREAD_ID_KEYS, DecodeError, Rejections
+from otel_threads.otlp.values import MAX_DEPTH, THREAD_ID_KEYS, DecodeError, Rejections
 
 __all__ = [
     "LOG_SCHEMA",

@@ -1,10 +1,10 @@
-"""Span attribute lists -> JSON text (internal to :mod:`otel_threads.decode`).
+"""Span attribute lists -> JSON text (internal to :mod:`otel_threads.otlp.decode`).
 
 The attribute path of the protobuf reader: :func:`attribute_column` turns the
 common KeyValues (short keys; string, bool, small int or finite double values)
 into JSON text straight from their serialized bytes, checking every length so
 that it accepts only what a protobuf parser would read the same way; anything
-else goes through the generic path (``decode_wire.key_values``), which gives the
+else goes through the generic path (``wire.key_values``), which gives the
 same text. Invalid UTF-8 in the copied bytes is caught by Arrow when the table is
 built: a DecodeError for the whole request, as with any protobuf parser.
 
@@ -14,7 +14,7 @@ is the same for one span (events, and the per-span reader ``trace_rows``). Each
 span goes through the same steps in the same order as before, so a bad request
 gets the same error.
 
-Accelerator: when the C extension ``otel_threads._speedups`` is importable (built by
+Accelerator: when the C extension ``otel_threads.otlp._speedups`` is importable (built by
 ``pip install``; optional, skipped when there is no compiler), :func:`attribute_column`
 and :func:`attributes` run its loop instead, which gives the same text (as bytes) and
 the same derived values, and hands every list it does not handle exactly (malformed or
@@ -30,7 +30,7 @@ import struct
 from json.encoder import encode_basestring
 
 from otel_threads import env
-from otel_threads.decode_values import (
+from otel_threads.otlp.values import (
     DERIVED_KEYS,
     IS_TURN_KEYS,
     NO_DERIVED,
@@ -41,18 +41,18 @@ from otel_threads.decode_values import (
     encode_json,
     thread_id_value,
 )
-from otel_threads.decode_wire import key_values
+from otel_threads.otlp.wire import key_values
 
 if not env.enabled(env.SPEEDUPS):
     _speedups = None
 else:
     try:
-        from otel_threads import _speedups
+        from otel_threads.otlp import _speedups
     except ImportError:  # not built (no compiler at install time): the Python path
         _speedups = None
 
 ACCELERATED = _speedups is not None
-"""Whether the C accelerator ``otel_threads._speedups`` is in use."""
+"""Whether the C accelerator ``otel_threads.otlp._speedups`` is in use."""
 
 # --- fast path -------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """OTLP/JSON reading helpers: loading, typed fields, values (internal).
 
-Used by ``decode_json``. Every helper raises :class:`ShapeError` (with what was
+Used by ``jsonformat``. Every helper raises :class:`ShapeError` (with what was
 expected and what came) when the JSON does not have the OTLP shape; the reader
 turns it into a DecodeError naming where. ``null`` always means "not set".
 """
@@ -13,7 +13,7 @@ import functools
 import json
 import re
 
-from otel_threads.decode_values import (
+from otel_threads.otlp.values import (
     I64_MAX,
     MAX_DEPTH,
     DecodeError,

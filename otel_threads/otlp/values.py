@@ -1,4 +1,4 @@
-"""Values shared by the OTLP readers (internal to :mod:`otel_threads.decode`).
+"""Values shared by the OTLP readers (internal to :mod:`otel_threads.otlp.decode`).
 
 The error type, the attribute keys the decode step reads, the JSON encoding of
 attribute values, the derived thread/turn columns, the validity rules that reject

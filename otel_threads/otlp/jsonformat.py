@@ -1,4 +1,4 @@
-"""OTLP/JSON -> rows (internal to :mod:`otel_threads.decode`).
+"""OTLP/JSON -> rows (internal to :mod:`otel_threads.otlp.decode`).
 
 Reads the parsed JSON directly (not through ``google.protobuf.json_format``,
 which would read the hex ids as base64) and yields the same rows as the protobuf
@@ -17,7 +17,7 @@ from __future__ import annotations
 from opentelemetry.proto.logs.v1 import logs_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from otel_threads.decode_json_values import (
+from otel_threads.otlp.json_values import (
     U32,
     U64,
     ShapeError,
@@ -32,7 +32,7 @@ from otel_threads.decode_json_values import (
     hex_problem,
     load_json,
 )
-from otel_threads.decode_values import (
+from otel_threads.otlp.values import (
     DecodeError,
     Rejections,
     derive,
