@@ -50,10 +50,10 @@ def _turn(n: int, previous: int, start: int) -> dict:
 
 def worker(turns: int, rounds: int) -> dict:
     """In a process whose otel_threads is the tree under test."""
-    from otel_threads.derive import Deriver
     from otel_threads.otlp.decode import decode_traces_json
     from otel_threads.store import connect
-    from otel_threads.writer_insert import insert_batch
+    from otel_threads.store.derive import Deriver
+    from otel_threads.store.insert import insert_batch
 
     con = connect(os.path.join(tempfile.mkdtemp(prefix="derive-chain-"), "c.duckdb"))
     seq = 1

@@ -5,7 +5,7 @@
 Stores ``--calls`` turns of one thread, each one trace: a turn span and an LLM call
 span (semconv 1.37 message attributes) whose input is one user message of ``--mb``
 MB and whose output one assistant message of ``--mb`` MB, all different text. Then
-derives them (otel_threads.derive) and prints the process's RSS before, its peak
+derives them (otel_threads.store.derive) and prints the process's RSS before, its peak
 while deriving (VmHWM, reset first through /proc/self/clear_refs) and the growth,
 and checks that the transcript holds every text whole.
 
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from otel_threads.derive import Deriver
 from otel_threads.otlp.decode import decode_traces_json
 from otel_threads.store import connect
-from otel_threads.writer_insert import insert_batch
+from otel_threads.store.derive import Deriver
+from otel_threads.store.insert import insert_batch
 
 T0 = 1_790_000_000 * 10**9
 

@@ -218,8 +218,8 @@ def prune_cmd(before: str, db: str | None) -> None:
         otel-threads prune --before 30d --db chats.duckdb
         otel-threads prune --before 2026-11-01T00:00
     """
-    from otel_threads.retention import parse_before, prune
     from otel_threads.store import StoreLockedError, connect, default_db_path, read_holder
+    from otel_threads.store.retention import parse_before, prune
 
     try:
         when = parse_before(before)

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_threads.otlp.decode import decode_logs_request, decode_traces_request
 from otel_threads.store import default_db_path
-from otel_threads.writer import Writer
+from otel_threads.store.writer import Writer
 
 __all__ = ["DuckDBLogExporter", "DuckDBSpanExporter"]
 

@@ -50,8 +50,8 @@ from otel_threads.collector.cli import collect
 from otel_threads.collector.config import Config
 from otel_threads.collector.ingest import Ingest
 from otel_threads.store import StoreLockedError, connect
+from otel_threads.store.writer import Writer
 from otel_threads.testing import capture
-from otel_threads.writer import Writer
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE_EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"

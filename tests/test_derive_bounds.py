@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from otel_threads import derive, thread
+from otel_threads import thread
 from otel_threads.collector import Collector, Config
-from otel_threads.derive import Deriver
 from otel_threads.otlp.decode import decode_traces_json, decode_traces_protobuf
 from otel_threads.query import query_thread
-from otel_threads.store import connect
+from otel_threads.store import connect, derive
+from otel_threads.store.derive import Deriver
+from otel_threads.store.insert import insert_batch
+from otel_threads.store.writer import Writer
 from otel_threads.testing import capture
-from otel_threads.writer import Writer
-from otel_threads.writer_insert import insert_batch
 
 ANY = ("127.0.0.1", 0)
 T0 = 1_790_000_000 * 10**9

@@ -152,9 +152,9 @@ def test_sid_helper_is_the_span_id_format():
 def test_a_whole_store_build_that_fails_on_the_data_derives_trace_by_trace(tmp_path):
     """An upgrade rebuilds the derived tables from everything stored; one trace that
     does not derive must not keep the store from opening."""
-    from otel_threads.derive import Deriver
     from otel_threads.exporter import DuckDBSpanExporter
     from otel_threads.store import connect
+    from otel_threads.store.derive import Deriver
 
     path = str(tmp_path / "b.duckdb")
     app = App()

@@ -20,8 +20,8 @@ from otel_threads.cli import main as cli
 from otel_threads.collector import Collector, Config
 from otel_threads.collector.config import ConfigError
 from otel_threads.exporter import DuckDBSpanExporter
-from otel_threads.retention import parse_before, prune
 from otel_threads.store import connect
+from otel_threads.store.retention import parse_before, prune
 
 ANY = ("127.0.0.1", 0)
 NOW = dt.datetime.now(dt.timezone.utc)

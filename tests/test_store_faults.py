@@ -21,13 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import duckdb
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from test_collector_process import Running, http, post_traces, span_batches, span_id, stored
 
 from otel_threads.otlp.decode import decode_traces_protobuf
 from otel_threads.store import connect
-from otel_threads.writer import Writer
+from otel_threads.store.writer import Writer
 
 # the process harness of test_collector_process: `collectors` starts real collectors
 pytest_plugins = ["test_collector_process"]
@@ -299,3 +300,33 @@ def wait(condition: Callable[[], bool], what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"no {what} within {DEADLINE_S}s"
         time.sleep(0.02)
+
+
+def test_a_commit_out_of_memory_waits_for_derivation_and_goes_through(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest comes first: a commit that runs out of memory while derivation holds it is
+    tried again once derivation lets go (`checkpoint_lock`), not refused as a fault."""
+    writer = Writer(str(tmp_path / "x.duckdb")).start()
+    try:
+        batch = decode_traces_protobuf(
+            encode_spans(span_batches(1, 3)[0]).SerializeToString()).table
+        real_commit, calls, test_holds = writer._commit, [], [True]
+
+        def commit(items: list) -> None:  # (does the test hold the lock, is it held)
+            calls.append((test_holds[0], writer.checkpoint_lock.locked()))
+            if len(calls) == 1:
+                raise duckdb.OutOfMemoryException("Out of Memory Error: as derivation held it")
+            real_commit(items)
+
+        monkeypatch.setattr(writer, "_commit", commit)
+        with writer.checkpoint_lock:  # as a derivation does while it runs
+            future = writer.submit("spans", batch)
+            wait(lambda: len(calls) == 1, "the first commit")
+            time.sleep(0.2)
+            assert not future.done()  # waits for the lock, not refused
+            test_holds[0] = False
+        assert future.result(DEADLINE_S).rows == 3
+        # tried again once the test let go, with the writer holding the lock
+        assert calls == [(True, True), (False, True)] and writer.fault is None
+    finally:
+        writer.close()

@@ -175,7 +175,7 @@ def one_turn_store(path: str) -> None:
 def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tmp_path):
     import duckdb
 
-    from otel_threads.writer import Writer
+    from otel_threads.store.writer import Writer
 
     path = str(tmp_path / "left.duckdb")
     one_turn_store(path)
@@ -252,7 +252,7 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
 
 
 def test_derived_tables_are_stale_only_when_sql_they_read_changes():
-    from otel_threads.derive import DERIVED, sql_reads
+    from otel_threads.store.derive import DERIVED, sql_reads
 
     reads = {table: sql_reads(view) for table, view, _ in DERIVED}
     assert reads["span_threads_mat"] == {"derive_span_threads"}

@@ -35,7 +35,7 @@ from otel_threads.query import (
     thread_version,
     threads_version,
 )
-from otel_threads.writer import StoreClosed
+from otel_threads.store.writer import StoreClosed
 
 if TYPE_CHECKING:
     from otel_threads.collector.app import Collector

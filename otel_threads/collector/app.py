@@ -29,7 +29,7 @@ from otel_threads.collector.ingest import Ingest
 from otel_threads.collector.malloc import tune_malloc
 from otel_threads.collector.retention import RetentionTask
 from otel_threads.store import remove_holder, write_holder
-from otel_threads.writer import Writer
+from otel_threads.store.writer import Writer
 
 __all__ = ["Collector", "Endpoints"]
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from otel_threads import env
 from otel_threads.collector.ingest import DEFAULT_INFLIGHT_BYTES, MAX_REQUEST_BYTES
-from otel_threads.retention import parse_duration
 from otel_threads.store import DB_ENV, DEFAULT_DB
-from otel_threads.writer import MAX_PENDING_ROWS
-from otel_threads.writer_forks import FORK_POLICIES
+from otel_threads.store.forks import FORK_POLICIES
+from otel_threads.store.retention import parse_duration
+from otel_threads.store.writer import MAX_PENDING_ROWS
 
 __all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
 

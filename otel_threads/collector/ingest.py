@@ -28,7 +28,7 @@ from otel_threads.collector.decode_pool import DecodePool, WorkerDied, decode_in
 from otel_threads.otlp.decode import DecodeError
 from otel_threads.otlp.json_values import json_parse_bytes
 from otel_threads.otlp.split import split_request
-from otel_threads.writer import Overloaded, StoreUnavailable, Writer
+from otel_threads.store.writer import Overloaded, StoreUnavailable, Writer
 
 __all__ = ["DEFAULT_INFLIGHT_BYTES", "MAX_REQUEST_BYTES", "ExportResult", "Hold", "Ingest",
            "RequestTooLarge", "Status", "status_for"]

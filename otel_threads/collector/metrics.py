@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from otel_threads.writer import LATENCY_BUCKETS, StoreClosed
+from otel_threads.store.writer import LATENCY_BUCKETS, StoreClosed
 
 if TYPE_CHECKING:
     from otel_threads.collector.app import Collector

@@ -1,4 +1,4 @@
-"""`collect --retention AGE`: prune the store on a schedule (otel_threads.retention).
+"""`collect --retention AGE`: prune the store on a schedule (otel_threads.store.retention).
 
 A thread of its own runs `prune` soon after start and then every `interval` (an hour,
 or a 24th of the retention when that is shorter, at least a minute): threads last active
@@ -13,8 +13,8 @@ import logging
 import threading
 
 from otel_threads.counted import Counted
-from otel_threads.retention import PruneResult, prune
-from otel_threads.writer import Writer
+from otel_threads.store.retention import PruneResult, prune
+from otel_threads.store.writer import Writer
 
 __all__ = ["RetentionTask"]
 

@@ -7,7 +7,7 @@ only once its data is durable. Everything that arrived while the previous
 commit ran goes into the next transaction together (group commit), which keeps
 commits few and large under load.
 
-Redeliveries are dropped at insert (otel_threads.writer_insert), by a lookup that
+Redeliveries are dropped at insert (otel_threads.store.insert), by a lookup that
 stays cheap however large the tables grow.
 
 Memory is bounded: `submit` raises `Overloaded` when the rows waiting for a
@@ -16,9 +16,9 @@ UNAVAILABLE / HTTP 503 and exporters retry later.
 
 When the store cannot commit durably (the file deleted, read-only or replaced, a disk
 that fails, DuckDB's fatal errors), exports are refused and the writer heals
-(otel_threads.writer_health).
+(otel_threads.store.health).
 
-Linked turns (otel_threads.writer_forks): the links are recorded with the spans,
+Linked turns (otel_threads.store.forks): the links are recorded with the spans,
 and with ``on_fork="reject"`` the spans of forking turns are refused; the future's
 `Written` counts them and says why.
 """
@@ -37,14 +37,14 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow as pa
 
-from otel_threads.derive import Deriver
-from otel_threads.derive_worker import DeriveWorker
 from otel_threads.store import connect
-from otel_threads.writer_forks import FORK_POLICIES, ForkGate
-from otel_threads.writer_health import KINDS as FAULT_KINDS
-from otel_threads.writer_health import Fault, check_file, classify, file_identity, write_back
-from otel_threads.writer_insert import insert_batch
-from otel_threads.writer_stats import KINDS, LATENCY_BUCKETS, WriterStats
+from otel_threads.store.derive import Deriver
+from otel_threads.store.derive_worker import DeriveWorker
+from otel_threads.store.forks import FORK_POLICIES, ForkGate
+from otel_threads.store.health import KINDS as FAULT_KINDS
+from otel_threads.store.health import Fault, check_file, classify, file_identity, write_back
+from otel_threads.store.insert import insert_batch
+from otel_threads.store.stats import KINDS, LATENCY_BUCKETS, WriterStats
 
 __all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "MAX_PENDING_ROWS", "Fault", "Overloaded",
            "StoreClosed", "StoreUnavailable", "Writer", "WriterStats", "Written"]
@@ -64,6 +64,9 @@ _OPEN_FAULTS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalExcept
                 duckdb.SerializationException, PermissionError)
 #: Seconds between checks that the file is still the one opened, and writable.
 WATCH_S = 0.5
+#: Longest wait for derivation (or retention) to let go of memory before a commit that
+#: ran out of it is tried again (`Writer._commit_alone`).
+OOM_WAIT_S = 30.0
 
 
 class StoreClosed(RuntimeError):
@@ -119,7 +122,7 @@ class Writer:
     ``max_pending_rows`` bounds the rows accepted but not yet committed;
     ``max_commit_rows`` bounds one transaction; after ``idle_checkpoint_s``
     without work the WAL is checkpointed into the file. The derived tables
-    (otel_threads.derive) follow on their own thread, yielding to ingest for at
+    (otel_threads.store.derive) follow on their own thread, yielding to ingest for at
     most ``derive_max_lag_s``; `sync` waits for commits and derivation.
     ``on_fork`` is "allow" (forks are stored, and shown as forks) or "reject".
     `close` drains what was accepted, then closes the file; it is idempotent and
@@ -174,7 +177,7 @@ class Writer:
         #: ("IndexEntry::RemoveFromIndex - partially deleted from the checkpoint delta")
         #: and invalidates the database (docs/repro/duckdb_checkpoint_delta.py).
         self.checkpoint_lock = threading.Lock()
-        #: Why the store cannot commit durably now (otel_threads.writer_health), or None.
+        #: Why the store cannot commit durably now (otel_threads.store.health), or None.
         self.fault: Fault | None = None
         #: Faults met since start (each one is logged once).
         self.faults = 0
@@ -375,7 +378,7 @@ class Writer:
             if self.fault is None and _wal_bytes(self.path) > WAL_CHECKPOINT_BYTES:
                 self._checkpoint()
 
-    # -- when the store cannot commit durably (otel_threads.writer_health) ----------------
+    # -- when the store cannot commit durably (otel_threads.store.health) ----------------
 
     def _set_fault(self, fault: Fault) -> None:
         with self._cond:
@@ -480,7 +483,7 @@ class Writer:
 
     def derive_health(self) -> tuple[int, int, int, int]:
         """(traces waiting to be derived, traces set aside now, traces set aside since
-        start, failed refreshes since start): how derivation fares (otel_threads.derive;
+        start, failed refreshes since start): how derivation fares (otel_threads.store.derive;
         the table derive_errors says which traces and why)."""
         try:
             with self.cursor() as cur:
@@ -512,7 +515,11 @@ class Writer:
         error of the data is narrowed down to the item that has it."""
         committed: list[_Item] = []
         try:
-            self._commit(items)
+            try:
+                self._commit(items)
+            except duckdb.OutOfMemoryException:
+                if not self._commit_alone(items):
+                    raise
             committed = items
         except Exception as exc:
             fault = classify(exc)
@@ -537,6 +544,18 @@ class Writer:
                 self.stats.pending_rows -= sum(i.rows for i in items)
                 self._cond.notify_all()
         return committed
+
+    def _commit_alone(self, items: list[_Item]) -> bool:
+        """Ingest comes first: a commit that ran out of memory while derivation (or
+        retention) held it is tried once more when they are done, with them kept out
+        (for at most OOM_WAIT_S). False when they did not finish in time."""
+        if not self.checkpoint_lock.acquire(timeout=OOM_WAIT_S):
+            return False
+        try:
+            self._commit(items)
+        finally:
+            self.checkpoint_lock.release()
+        return True
 
     def _checkpoint(self) -> None:
         """Fold the WAL into the file, unless derivation (or retention) is writing now:

@@ -1,4 +1,4 @@
-"""The DuckDB store: opening the file, numbered migrations, views, the holder note.
+"""Opening the store's file: numbered migrations, views, and who holds it.
 
 One file holds everything (default ``./otel-threads.duckdb``, env
 ``OTEL_THREADS_DB``). Raw data lands in the tables that the migrations in
@@ -9,34 +9,29 @@ One file holds everything (default ``./otel-threads.duckdb``, env
 DuckDB lets one process write a file at a time. A collector that holds a file
 says so in ``<file>.collector.json`` (its PID and API URL), so reading commands
 can ask its API instead; anything else that finds the file locked gets a
-`StoreLockedError` naming the holder.
+`StoreLockedError` naming the holder (`otel_threads.store.holder`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import duckdb
 
 from otel_threads import env
+from otel_threads.store.holder import read_holder
 
 __all__ = [
     "DB_ENV",
     "DEFAULT_DB",
-    "HolderInfo",
     "StoreLockedError",
     "apply_views",
     "connect",
     "default_db_path",
     "migrate",
-    "read_holder",
-    "remove_holder",
-    "write_holder",
 ]
 
 #: Environment variable naming the database file.
@@ -117,13 +112,13 @@ def _view_files() -> dict[str, str]:
 
 def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     """`CREATE OR REPLACE VIEW` every ``sql/<name>.sql``, dependencies first, and build
-    the derived tables (otel_threads.derive) that are missing or stale on the way.
+    the derived tables (otel_threads.store.derive) that are missing or stale on the way.
 
     A view that refers to a view or table not there yet fails; it is retried after
     the others and after the derived tables that have become buildable, so files
     need no ordering of their own.
     """
-    from otel_threads.derive import Deriver
+    from otel_threads.store.derive import Deriver
 
     deriver = Deriver(con)
     deriver.drop_stale()
@@ -201,47 +196,3 @@ def _locked_error(db: str, exc: Exception) -> Exception:
         f"{db} is held by another process, {who}: DuckDB allows one writing process per "
         "file; stop that process, or point OTEL_THREADS_DB / --db at another file"
     )
-
-
-@dataclass(frozen=True)
-class HolderInfo:
-    """What a collector that holds a database file says about itself."""
-
-    pid: int
-    api: str
-    grpc: str | None = None
-    http: str | None = None
-
-
-def _holder_path(db: str) -> Path:
-    return Path(f"{db}.collector.json")
-
-
-def write_holder(db: str, api: str, **more: str | None) -> None:
-    """Record that this process holds ``db`` and serves its API at ``api``."""
-    note = {"pid": os.getpid(), "api": api, **more}
-    _holder_path(db).write_text(json.dumps(note), encoding="utf-8")
-
-
-def remove_holder(db: str) -> None:
-    """Forget the holder note, if it is ours."""
-    holder = read_holder(db)
-    if holder is not None and holder.pid == os.getpid():
-        _holder_path(db).unlink(missing_ok=True)
-
-
-def read_holder(db: str) -> HolderInfo | None:
-    """The live collector holding ``db``, if its note names a running process."""
-    try:
-        note = json.loads(_holder_path(db).read_text(encoding="utf-8"))
-        pid, api = int(note["pid"]), str(note["api"])
-        grpc, http = note.get("grpc"), note.get("http")
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return HolderInfo(pid, api, grpc, http)

@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from otel_threads.writer_forks import RECORD_LINKS
+from otel_threads.store.forks import RECORD_LINKS
 
 __all__ = ["EPOCH", "insert_batch"]
 

@@ -1,5 +1,5 @@
 """`DeriveWorker`: keeping the derived tables current on a thread of their own, behind
-the writer (otel_threads.derive says what a refresh derives)."""
+the writer (otel_threads.store.derive says what a refresh derives)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from collections.abc import Callable
 
 import duckdb
 
-from otel_threads.derive import Deriver
-from otel_threads.writer_health import classify
+from otel_threads.store.derive import Deriver
+from otel_threads.store.health import classify
 
 __all__ = ["DeriveWorker"]
 
-_logger = logging.getLogger("otel_threads.derive")
+_logger = logging.getLogger("otel_threads.store.derive")
 
 
 class DeriveWorker:

@@ -1,6 +1,6 @@
 """Whether the store can commit durably, and what the writer does when it cannot.
 
-The writer (otel_threads.writer) acknowledges an export only after its commit. That
+The writer (otel_threads.store.writer) acknowledges an export only after its commit. That
 promise needs more than a successful COMMIT: the file must still be the one the
 writer opened (a file deleted under a running process takes every later commit into an
 unlinked inode, gone at stop), writable (a read-only file makes DuckDB's next
