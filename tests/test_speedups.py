@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from otel_threads.otlp import attributes as decode_attributes
 from otel_threads.otlp.decode import DecodeError, decode_traces_protobuf
-from otel_threads.otlp.values import MAX_DEPTH, NO_DERIVED, THREAD_ID_KEYS, encode_json
+from otel_threads.otlp.values import MAX_DEPTH, NO_MARKS, THREAD_ID_KEYS, encode_json
 from otel_threads.otlp.wire import TracesRequest, key_values
 
 try:
@@ -394,7 +394,7 @@ def test_many_keys_use_the_hash_table():
     raw_kvs = [kv(b"key%d" % i, vint(3, i)) for i in range(1000)]
     text, derived = _speedups.attributes(raw_kvs)
     assert assert_same([raw_kvs])[1] == [text]
-    assert derived is NO_DERIVED
+    assert derived is NO_MARKS
     assert _speedups.attributes([*raw_kvs, kv(b"key500", ld(1, b"again"))]) is None
     nested = ld(6, b"".join(ld(1, raw) for raw in raw_kvs))
     assert _speedups.attributes([kv(b"n", nested)]) is not None
@@ -444,8 +444,8 @@ def test_derived_values():
         _, (derived,) = _speedups.attribute_column([raw_kvs], None)
         assert typed(derived) == typed(expected)
         assert assert_same([raw_kvs])[2] == [typed(expected)]
-    assert _speedups.attributes([kv(b"other", ld(1, b"x"))])[1] is NO_DERIVED
-    assert _speedups.attributes([])[1] is NO_DERIVED
+    assert _speedups.attributes([kv(b"other", ld(1, b"x"))])[1] is NO_MARKS
+    assert _speedups.attributes([])[1] is NO_MARKS
 
 
 @needs_speedups
@@ -558,7 +558,7 @@ def test_no_leaks():
     for _ in range(50):
         run()
     gc.collect()
-    counts = [sys.getrefcount(x) for x in (*inputs, *valid, NO_DERIVED, column)]
+    counts = [sys.getrefcount(x) for x in (*inputs, *valid, NO_MARKS, column)]
     tracemalloc.start()
     try:
         gc.collect()
@@ -570,4 +570,4 @@ def test_no_leaks():
     finally:
         tracemalloc.stop()
     assert after - before < 64 * 1024, after - before
-    assert [sys.getrefcount(x) for x in (*inputs, *valid, NO_DERIVED, column)] == counts
+    assert [sys.getrefcount(x) for x in (*inputs, *valid, NO_MARKS, column)] == counts

@@ -252,12 +252,51 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
 
 
 def test_derived_tables_are_stale_only_when_sql_they_read_changes():
-    from otel_threads.store.derive import DERIVED, sql_reads
+    from otel_threads.store.sqlfiles import DERIVED, sql_files
 
-    reads = {table: sql_reads(view) for table, view, _ in DERIVED}
+    reads = {table: sql_files().closure(view) for table, view, _ in DERIVED}
     assert reads["span_threads_mat"] == {"derive_span_threads"}
     assert {"derive_span_threads", "span_threads", "llm_calls"} <= reads["turns_mat"]
     assert {"derive_turns", "turns", "messages"} <= reads["transcript_mat"]
     assert {"derive_transcript", "transcript", "derive_turns"} <= reads["threads_mat"]
     for views in reads.values():  # views nothing derives from never force a rebuild
         assert not views & {"forks", "unresolved_turns", "threads"}
+
+
+def test_views_are_created_once_each_after_what_they_read(tmp_path):
+    """The order comes from DuckDB's parser (not retries); a file that has this
+    version's views opens without creating them again."""
+    import duckdb
+
+    from otel_threads.store import apply_views, connect
+    from otel_threads.store.sqlfiles import sql_files
+
+    files = sql_files()
+    assert sorted(files.order) == sorted(files.texts)
+    position = {name: i for i, name in enumerate(files.order)}
+    for name, names in files.names.items():
+        assert all(position[n] < position[name] for n in names if n in position), name
+    assert files.names["turns"] == {"turns_mat"} and files.names["forks"] == {"turns"}
+    assert files.reads["turns"] == {"derive_turns"}  # a derived table stands for its view
+    path = str(tmp_path / "x.duckdb")
+    with connect(path) as con:
+        assert apply_views(con) == []  # connect created them; nothing changed since
+        con.execute("UPDATE otel_threads_derived SET version = 'earlier' "
+                    "WHERE name = '(views)'")
+        assert apply_views(con) == files.order
+        con.execute("DROP VIEW forks")
+        assert apply_views(con) == files.order  # one missing: created again
+    with duckdb.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM forks").fetchall() == [(0,)]
+
+
+def test_the_derived_tables_migrations_create_have_their_views_columns(tmp_path):
+    """Migration 0007 writes each derived table's columns out; they must be the columns
+    (names, order and types) of the view that derives its rows."""
+    from otel_threads.store import connect
+    from otel_threads.store.sqlfiles import DERIVED
+
+    with connect(str(tmp_path / "x.duckdb")) as con:
+        for table, view, _ in DERIVED:
+            assert con.execute(f"DESCRIBE {table}").fetchall() == \
+                con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall(), table

@@ -4,7 +4,7 @@
  * them to attributes) into the project's lossless JSON text and the
  * derived thread/turn columns: byte for byte what the pure-Python path
  * (attributes / wire.key_values + values.encode_json and
- * derive) gives. See values.py for the encoding.
+ * span_marks) gives. See values.py for the encoding.
  *
  * It decides nothing on its own: whatever it does not handle exactly (a
  * malformed or unusual encoding, a repeated key, invalid UTF-8, a non-bytes
@@ -51,7 +51,7 @@
 /* --- configuration read from otel_threads.otlp.values at import ------------ */
 
 static int max_depth = 64;
-static PyObject *no_derived = NULL; /* values.NO_DERIVED */
+static PyObject *no_derived = NULL; /* values.NO_MARKS */
 static PyObject *thread_id_value = NULL; /* values.thread_id_value */
 static PyObject *derived_key_objects = NULL; /* keeps the key strings (and their UTF-8) alive */
 
@@ -698,9 +698,9 @@ bool_value(const Entry *e)
     return -1;
 }
 
-/* (thread_id, turn_id, is_turn, previous_turn_id), as values.derive. */
+/* (thread_id, turn_id, is_turn, previous_turn_id), as values.span_marks. */
 static PyObject *
-derive(const Entry *e, Py_ssize_t n)
+span_marks(const Entry *e, Py_ssize_t n)
 {
     Py_ssize_t slots[MAX_DERIVED_KEYS];
     Py_ssize_t i;
@@ -818,7 +818,7 @@ encode_list(Buf *b, PyObject *raw_kvs, PyObject **text, PyObject **derived)
     r = put_object(b, e, n, 0);
     if (r != OK)
         goto done;
-    *derived = derive(e, n);
+    *derived = span_marks(e, n);
     if (*derived == NULL) {
         r = ERROR;
         goto done;
@@ -980,7 +980,7 @@ add_one_key(PyObject *values, const char *name)
     return r;
 }
 
-/* Reads the keys, MAX_DEPTH, NO_DERIVED and thread_id_value of otel_threads.otlp.values. */
+/* Reads the keys, MAX_DEPTH, NO_MARKS and thread_id_value of otel_threads.otlp.values. */
 static int
 configure(void)
 {
@@ -1010,7 +1010,7 @@ configure(void)
         goto done;
     }
     max_depth = (int)d;
-    no_derived = PyObject_GetAttrString(values, "NO_DERIVED");
+    no_derived = PyObject_GetAttrString(values, "NO_MARKS");
     if (no_derived == NULL)
         goto done;
     thread_id_value = PyObject_GetAttrString(values, "thread_id_value");

@@ -31,14 +31,14 @@ from json.encoder import encode_basestring
 
 from otel_threads import env
 from otel_threads.otlp.values import (
-    DERIVED_KEYS,
     IS_TURN_KEYS,
-    NO_DERIVED,
+    MARK_KEYS,
+    NO_MARKS,
     PREVIOUS_TURN_ID_KEY,
     THREAD_ID_KEYS,
     TURN_ID_KEY,
-    derive,
     encode_json,
+    span_marks,
     thread_id_value,
 )
 from otel_threads.otlp.wire import key_values
@@ -64,7 +64,7 @@ _THREAD_ID_KEYS = tuple(key.encode() for key in THREAD_ID_KEYS)
 _IS_TURN_KEYS = tuple(key.encode() for key in IS_TURN_KEYS)
 _TURN_ID_KEY = TURN_ID_KEY.encode()
 _PREVIOUS_TURN_ID_KEY = PREVIOUS_TURN_ID_KEY.encode()
-_DERIVED_SET = frozenset(key.encode() for key in DERIVED_KEYS)
+_MARK_SET = frozenset(key.encode() for key in MARK_KEYS)
 _unpack_double = struct.Struct("<d").unpack_from
 _INT2 = b"\x12\x03\x18"
 """``12 03 18``: an AnyValue of 3 bytes holding an int_value (two-byte varint follows)."""
@@ -108,8 +108,8 @@ def _long_string_header(n: int) -> bytes | None:
     return None
 
 
-def _derive_fast(values: dict[bytes, bytes], marked: list[bytes]) -> tuple:
-    """``derive`` for the fast path's values (string bytes, unless the key is marked)."""
+def _span_marks_fast(values: dict[bytes, bytes], marked: list[bytes]) -> tuple:
+    """``span_marks`` for the fast path's values (string bytes, unless the key is marked)."""
     thread_id = None
     for key in _THREAD_ID_KEYS:
         raw = values.get(key)
@@ -170,12 +170,12 @@ def python_attribute_column(attribute_lists) -> tuple[list, list]:
     add_derived = derived.append
     headers = _STRING_HEADERS
     small = _SMALL_VALUES
-    derived_set = _DERIVED_SET
+    derived_set = _MARK_SET
     special_bytes = _JSON_SPECIAL
     for raw_kvs in attribute_lists:
         if not raw_kvs:
             add_text(b"{}")
-            add_derived(NO_DERIVED)
+            add_derived(NO_MARKS)
             continue
         values: dict[bytes, bytes] = {}  # key -> string bytes, or marked JSON of another value
         marked: list[bytes] = []
@@ -230,15 +230,15 @@ def python_attribute_column(attribute_lists) -> tuple[list, list]:
                         text = b"".join(pieces)
                     add_text(text)
                     if derived_set.isdisjoint(values):
-                        add_derived(NO_DERIVED)
+                        add_derived(NO_MARKS)
                     else:
-                        add_derived(_derive_fast(values, marked))
+                        add_derived(_span_marks_fast(values, marked))
                     continue
         except IndexError:
             pass
         attrs = key_values(raw_kvs, 0)
         add_text(encode_json(attrs))
-        add_derived(derive(attrs))
+        add_derived(span_marks(attrs))
     return texts, derived
 
 

@@ -35,12 +35,12 @@ from otel_threads.otlp.json_values import (
 from otel_threads.otlp.values import (
     DecodeError,
     Rejections,
-    derive,
     encode_json,
     log_problem,
     log_row,
     resource_names,
     scope_key,
+    span_marks,
     span_problem,
 )
 
@@ -140,7 +140,7 @@ def _span(span: object) -> tuple[str | None, tuple]:
         field_int(span.get("droppedAttributesCount"), "droppedAttributesCount", *U32),
         field_int(span.get("droppedEventsCount"), "droppedEventsCount", *U32),
         field_int(span.get("droppedLinksCount"), "droppedLinksCount", *U32),
-        derive(attrs),
+        span_marks(attrs),
     )
     if trace_id is None or span_id is None or parent is None:
         return hex_problem(trace_id=trace_hex, span_id=span_hex, parent_span_id=parent_hex), ()

@@ -112,8 +112,8 @@ class DecodedBatch:
 #   (trace_id, span_id, parent_span_id, trace_state, name, kind, start_ns, end_ns,
 #    status_code, status_message, attributes, events, links, flags,
 #    dropped_attributes, dropped_events, dropped_links, derived)
-# where kind/status_code are the raw enum numbers and derived is the tuple from
-# ``derive``. A span scope row is
+# where kind/status_code are the raw enum numbers and derived is the tuple (the span's
+# thread marks) from ``span_marks``. A span scope row is
 #   (resource_attributes, service_name, project, scope_name, scope_version, scope_attributes)
 # and ``scope_counts[k]`` rows, in order, belong to scope row k.
 # String cells may be str or UTF-8 bytes: Arrow checks the bytes are valid UTF-8.

@@ -53,8 +53,8 @@ PREVIOUS_TURN_ID_KEY = "otel_threads.previous_turn_id"
 PROJECT_KEYS = ("otel_threads.project", "openinference.project.name", "service.name")
 EVENT_NAME_KEY = "event.name"
 
-DERIVED_KEYS = frozenset((*THREAD_ID_KEYS, TURN_ID_KEY, *IS_TURN_KEYS, PREVIOUS_TURN_ID_KEY))
-NO_DERIVED = (None, None, None, None)
+MARK_KEYS = frozenset((*THREAD_ID_KEYS, TURN_ID_KEY, *IS_TURN_KEYS, PREVIOUS_TURN_ID_KEY))
+NO_MARKS = (None, None, None, None)
 
 
 class DecodeError(ValueError):
@@ -133,13 +133,13 @@ def thread_id_value(value: str) -> str:
     return value
 
 
-def derive(attrs: dict) -> tuple[str | None, str | None, bool | None, str | None]:
+def span_marks(attrs: dict) -> tuple[str | None, str | None, bool | None, str | None]:
     """(thread_id, turn_id, is_turn, previous_turn_id) from a span's own attributes.
 
     Only plain values count: non-empty strings for ids, a bool for is_turn.
     """
-    if DERIVED_KEYS.isdisjoint(attrs):
-        return NO_DERIVED
+    if MARK_KEYS.isdisjoint(attrs):
+        return NO_MARKS
     thread_id = None
     for key in THREAD_ID_KEYS:
         value = attrs.get(key)

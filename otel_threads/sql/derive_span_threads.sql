@@ -1,6 +1,12 @@
 -- derive_span_threads: one row per stored span: the thread and turn it belongs to
 -- (CONTRACT.md section 2), resolved over the stored span tree.
 --
+-- Scoped: this view derives the rows of span_threads_mat. It runs over the whole store when
+-- that table is built anew, and over a scoped subset on every refresh
+-- (otel_threads.store.derive): TEMP tables named like its inputs then hold only the
+-- traces in scope (with the traces their links to previous turns reach), so each row
+-- must follow from those rows alone.
+--
 -- thread_id: the span's own id (first present key of the priority list, derived at
 --   write time), else its nearest ancestor's in the same trace, else -- when no span
 --   of its trace carries otel_threads marks -- the trace's: the first id, in priority

@@ -1,6 +1,11 @@
 -- derive_threads: one row per thread (CONTRACT.md section 2). Statistics always cover the
 -- whole thread. last_updated is the latest end of any turn, or its start while it
 -- still runs, so threads whose turns all still run are listed too.
+--
+-- Scoped: this view derives the rows of threads_mat. It runs over the whole store when
+-- that table is built anew, and over a scoped subset on every refresh
+-- (otel_threads.store.derive): TEMP tables named like its inputs then hold only the
+-- threads in scope, so each row must follow from the rows of its own thread alone.
 WITH t AS (
     SELECT thread_id,
            count(*) AS turn_count,

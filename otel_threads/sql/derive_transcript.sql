@@ -2,6 +2,11 @@
 -- turn's new user and tool messages and the assistant's replies, in order (seq, 1-based),
 -- without the history that every LLM call replays in its input.
 --
+-- Scoped: this view derives the rows of transcript_mat. It runs over the whole store when
+-- that table is built anew, and over a scoped subset on every refresh
+-- (otel_threads.store.derive): TEMP tables named like its inputs then hold only the
+-- threads in scope, so each row must follow from the rows of its own thread alone.
+--
 -- Reading order: the thread's LLM calls (llm_calls, with messages) by start time, each
 -- call's input before its output, messages by position.
 -- Shown: every output message (the model's reply); an input message only when it is new:

@@ -4,6 +4,11 @@
 -- end_time NULL and is_running true. Statistics cover every stored span of the turn;
 -- a redelivered span is stored once, so nothing counts twice.
 --
+-- Scoped: this view derives the rows of turns_mat. It runs over the whole store when
+-- that table is built anew, and over a scoped subset on every refresh
+-- (otel_threads.store.derive): TEMP tables named like its inputs then hold only the
+-- threads in scope, so each row must follow from the rows of its own thread alone.
+--
 -- Branches. Each turn has a parent_turn_id: the turn it names as previous_turn_id when
 -- that is a turn of the same thread, else the turn that started just before it. Two
 -- turns with the same parent are a fork (the view forks lists them). The thread's

@@ -35,37 +35,28 @@ hold only the rows in scope, and DuckDB resolves the views' unqualified table
 names to them first (this module names the file's own tables through its
 catalog for that reason). So no derivation SQL is written twice.
 
-`build` derives a table from scratch; `store.apply_views` calls it for tables
-that are missing, or stale because the SQL that defines them changed.
+The tables themselves are the schema's (migration 0007). `build` derives a table's
+rows anew; `apply_views` calls it for tables whose rows other SQL derived (a new
+version of otel-threads), as ``otel_threads_derived`` records.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from importlib import resources
 
 import duckdb
 import pyarrow as pa
+
+from otel_threads.store.sqlfiles import DERIVED, sql_files
 
 __all__ = ["DERIVED", "Deriver", "data_error"]
 
 _logger = logging.getLogger(__name__)
 
-#: (materialised table, the view that derives it, what its rows are keyed by), in
-#: dependency order.
-DERIVED: tuple[tuple[str, str, str], ...] = (
-    ("span_threads_mat", "derive_span_threads", "trace_id"),
-    ("turns_mat", "derive_turns", "thread_id"),
-    ("transcript_mat", "derive_transcript", "thread_id"),
-    ("threads_mat", "derive_threads", "thread_id"),
-)
-_INDEXES = {"span_threads_mat": ("trace_id", "thread_id"), "turns_mat": ("thread_id", "turn_id"),
-            "transcript_mat": ("thread_id",), "threads_mat": ("thread_id",)}
 #: Views that several derived tables read: evaluated once per refresh, into TEMP
 #: tables of the same name (in dependency order: the later ones read the earlier).
 _SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
@@ -114,40 +105,6 @@ def data_error(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and not isinstance(exc, _STORE_ERRORS)
 
 
-def _sql_files() -> dict[str, bytes]:
-    sql_dir = resources.files("otel_threads").joinpath("sql")
-    return {e.name[:-4]: e.read_bytes() for e in sql_dir.iterdir() if e.name.endswith(".sql")}
-
-
-def sql_reads(view: str) -> set[str]:
-    """The ``sql/*.sql`` definitions ``view`` reads, itself included: the view and
-    table names each file mentions (outside comments), followed to the end; a
-    derived table stands for the view that derives it."""
-    files = {n: re.sub(r"--[^\n]*", "", text.decode()) for n, text in _sql_files().items()}
-    names = {n: re.compile(rf"\b{re.escape(n)}\b") for n in files}
-    names |= {t: re.compile(rf"\b{re.escape(t)}\b") for t, _, _ in DERIVED}
-    via = {t: v for t, v, _ in DERIVED}
-    todo, seen = [view], set()
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in files:
-            continue
-        seen.add(name)
-        todo += [via.get(n, n) for n, pattern in names.items() if pattern.search(files[name])]
-    return seen
-
-
-def sql_version(view: str) -> str:
-    """A hash of what ``view`` reads (`sql_reads`): a derived table built by other SQL
-    is stale, and changing a view that no derivation reads rebuilds nothing."""
-    files = _sql_files()
-    digest = hashlib.sha256()
-    for name in sorted(sql_reads(view)):
-        digest.update(name.encode())
-        digest.update(files[name])
-    return digest.hexdigest()[:16]
-
-
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -176,60 +133,49 @@ class Deriver:
         """Whether this store has derived tables to keep up to date."""
         return DERIVED[0][0] in self._tables()
 
-    def drop_stale(self) -> list[str]:
-        """Drop derived tables built by other SQL than this version's; returns them."""
-        con = self.con
-        con.execute("CREATE TABLE IF NOT EXISTS otel_threads_derived "
-                    "(name VARCHAR PRIMARY KEY, version VARCHAR NOT NULL)")
-        have = dict(con.execute("SELECT name, version FROM otel_threads_derived").fetchall())
-        stale = [t for t, v, _ in DERIVED if have.get(t) != sql_version(v)]
-        for table in stale:
-            con.execute(f"DROP TABLE IF EXISTS {self.db}.{table}")
-        return stale
-
-    def missing(self) -> list[tuple[str, str]]:
-        """(table, view) of derived tables not built yet, in dependency order (only
-        those whose ``sql/<view>.sql`` ships with this version)."""
-        tables = self._tables()
-        sql_dir = resources.files("otel_threads").joinpath("sql")
-        return [(t, v) for t, v, _ in DERIVED
-                if t not in tables and sql_dir.joinpath(f"{v}.sql").is_file()]
+    def stale(self) -> list[tuple[str, str]]:
+        """(table, view) of the derived tables whose rows other SQL than this version's
+        derived (or none yet: migration 0007 creates them empty), in dependency order."""
+        have = dict(self.con.execute("SELECT name, version FROM otel_threads_derived"
+                                     ).fetchall())
+        files = sql_files()
+        return [(t, v) for t, v, _ in DERIVED if have.get(t) != files.version(v)]
 
     def build(self, table: str, view: str) -> None:
-        """Derive one table from scratch, from everything stored (one transaction).
+        """Derive one table anew from everything stored (one transaction).
 
         When that fails on the data (a producer's span the views cannot read), the
-        table is made empty and every stored trace is queued instead: the incremental
+        table is left empty and every stored trace is queued instead: the incremental
         path derives them, setting aside only the traces that fail (`refresh`).
         """
         started = time.monotonic()
         try:
-            self._create(table, view, whole=True)
+            self._fill(table, view, whole=True)
         except duckdb.Error as exc:
             if not data_error(exc):
                 raise
             _logger.warning("deriving %s from the whole store failed (%s); deriving it trace "
                             "by trace instead, setting aside what fails", table,
                             " ".join(str(exc).split())[:500])
-            self._create(table, view, whole=False)
+            self._fill(table, view, whole=False)
             return
         took = time.monotonic() - started
         # worth a line only when it was a real build over stored data (an upgrade)
         _logger.log(logging.INFO if took >= 1 else logging.DEBUG, "built %s in %.1fs", table,
                     took)
 
-    def _create(self, table: str, view: str, whole: bool) -> None:
-        """(Re)create ``table`` in one transaction: from ``view`` over everything stored
-        (``whole``), or empty with every stored trace queued for `refresh`."""
+    def _fill(self, table: str, view: str, whole: bool) -> None:
+        """Replace ``table``'s rows in one transaction: by ``view`` over everything stored
+        (``whole``), or none with every stored trace queued for `refresh`."""
         db = self.db
         with self._transaction() as con:
-            con.execute(f"DROP TABLE IF EXISTS {db}.{table}")
-            con.execute(f"CREATE TABLE {db}.{table} AS SELECT * FROM {view}"
-                        + ("" if whole else " LIMIT 0"))
-            for column in _INDEXES[table]:
-                con.execute(f"CREATE INDEX {table}_{column} ON {db}.{table} ({column})")
+            empty_store = not con.execute(f"SELECT 1 FROM {db}.spans_raw LIMIT 1").fetchall()
+            if con.execute(f"SELECT 1 FROM {db}.{table} LIMIT 1").fetchall():
+                con.execute(f"DELETE FROM {db}.{table}")
+            if whole and not empty_store:  # (a view over nothing derives nothing)
+                con.execute(f"INSERT INTO {db}.{table} BY NAME SELECT * FROM {view}")
             con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
-                        [table, sql_version(view)])
+                        [table, sql_files().version(view)])
             self._stamp_build()
             if not whole:
                 con.execute(f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM "

@@ -23,6 +23,7 @@ import duckdb
 
 from otel_threads import env
 from otel_threads.store.holder import read_holder
+from otel_threads.store.sqlfiles import sql_files
 
 __all__ = [
     "DB_ENV",
@@ -38,6 +39,10 @@ __all__ = [
 DB_ENV = env.DB.name
 #: The database file used when neither an argument nor `OTEL_THREADS_DB` names one.
 DEFAULT_DB: str = env.DB.default or ""
+
+#: The row of ``otel_threads_derived`` that holds the version of the views' SQL (the
+#: other rows: each derived table's).
+VIEWS_RECORD = "(views)"
 
 _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
@@ -99,58 +104,34 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
-def _view_files() -> dict[str, str]:
-    sql_dir = resources.files("otel_threads").joinpath("sql")
-    if not sql_dir.is_dir():
-        return {}
-    return {
-        entry.name[:-4]: entry.read_text(encoding="utf-8")
-        for entry in sql_dir.iterdir()
-        if entry.name.endswith(".sql")
-    }
-
-
 def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """`CREATE OR REPLACE VIEW` every ``sql/<name>.sql``, dependencies first, and build
-    the derived tables (otel_threads.store.derive) that are missing or stale on the way.
-
-    A view that refers to a view or table not there yet fails; it is retried after
-    the others and after the derived tables that have become buildable, so files
-    need no ordering of their own.
-    """
+    """`CREATE OR REPLACE VIEW` every ``sql/<name>.sql``, each after the views it reads
+    (`SqlFiles.order`), then derive anew the derived tables whose rows other SQL derived
+    (otel_threads.store.derive). Returns the views created: none when the file already
+    has these views (``otel_threads_derived`` records the version of their SQL), so a
+    file opens again without binding every view anew."""
     from otel_threads.store.derive import Deriver
 
-    deriver = Deriver(con)
-    deriver.drop_stale()
-    pending = _view_files()
+    files = sql_files()
+    have = {r[0] for r in con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
+        "AND database_name = current_database()").fetchall()}
+    recorded = con.execute("SELECT version FROM otel_threads_derived WHERE name = ?",
+                           [VIEWS_RECORD]).fetchall()
     created: list[str] = []
-    while True:
-        progress = False
-        errors: dict[str, Exception] = {}
-        for name, body in sorted(pending.items()):
+    if recorded != [(files.all_version,)] or not have >= files.texts.keys():
+        for name in files.order:
             try:
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{body}')
-            except (duckdb.CatalogException, duckdb.BinderException) as exc:
-                # Not there yet, or bound against an older version of a view it reads
-                # (a file written by an earlier otel-threads): retried below.
-                errors[name] = exc
-            else:
-                created.append(name)
-                progress = True
-        pending = {n: pending[n] for n in errors}
-        for table, view in deriver.missing():
-            # only from a view (re)created above: one left by an earlier version (its
-            # new definition does not bind yet) would derive stale rows
-            if view not in created:
-                break  # the derived tables depend on each other in this order
-            deriver.build(table, view)
-            progress = True
-        if not pending and not deriver.missing():
-            return created
-        if not progress:
-            detail = "; ".join(f"{n}: {e}" for n, e in errors.items()) or (
-                f"derived tables {deriver.missing()} have no view to derive them")
-            raise RuntimeError(f"could not create views: {detail}")
+                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{files.texts[name]}')
+            except duckdb.Error as exc:
+                raise RuntimeError(f"could not create the view {name}: {exc}") from exc
+            created.append(name)
+        con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                    [VIEWS_RECORD, files.all_version])
+    deriver = Deriver(con)
+    for table, view in deriver.stale():
+        deriver.build(table, view)
+    return created
 
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
