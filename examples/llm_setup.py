@@ -1,6 +1,6 @@
 """What the examples share: OpenTelemetry with threads, the official OpenAI
 instrumentation, and the official `openai` client talking to the bundled fake
-OpenAI-compatible server (otel_threads.fakellm), so everything runs offline and
+OpenAI-compatible server (otel_threads.testing.fakellm), so everything runs offline and
 the spans are the real ones.
 
 Spans and GenAI events go over OTLP to ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default: a
@@ -22,7 +22,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
 import otel_threads
-from otel_threads.fakellm import FakeLLM
+from otel_threads.testing.fakellm import FakeLLM
 
 MODEL = "gpt-4o-mini"
 
@@ -33,7 +33,7 @@ def llm_app(service_name: str, replies: Iterable[str | dict] = ()
     """An instrumented OpenAI client and a tracer; everything is flushed on exit.
 
     ``replies`` scripts the fake model's answers in order (then it echoes, and calls
-    the first tool offered when the user speaks: see otel_threads.fakellm).
+    the first tool offered when the user speaks: see otel_threads.testing.fakellm).
     """
     configured = otel_threads.configure(service_name=service_name)
     instrumentor = OpenAIInstrumentor()

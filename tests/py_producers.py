@@ -2,7 +2,7 @@
 
 Each `run_<producer>` sets the library up as its documentation says (its own
 instrumentation, exporting OTLP to the collector), holds the same two-turn support
-conversation against otel_threads.fakellm (turn 1: a question answered through the
+conversation against otel_threads.testing.fakellm (turn 1: a question answered through the
 get_order_status tool; turn 2: "Thanks!"), flushes and returns. Tests run each in a
 subprocess of its own (`python -m py_producers NAME GRPC HTTP LLM_URL SESSION`):
 instrumentations patch libraries process-wide and not all of them undo it.

@@ -3,7 +3,7 @@ OpenTelemetry JS SDK's three trace exporters (gRPC, HTTP/JSON, HTTP/protobuf: th
 ones send chunked bodies) and its three logs exporters, into a real collector.
 
 tests/js/converse.mjs holds a two-turn conversation (a tool loop, then a streamed
-answer) against otel_threads.fakellm; the views must read it whole: one thread named by
+answer) against otel_threads.testing.fakellm; the views must read it whole: one thread named by
 the session id, two turns, three LLM calls with their tokens, each call's history in
 order with the tool call and its result, the transcript, and the log records.
 The npm packages are pinned by tests/js/package-lock.json (`.ci/run` installs them).
@@ -119,7 +119,7 @@ def assert_thread(c: Collector, sdk: str, session: str, call_id: str = "call_1")
 
 @pytest.fixture
 def llm():
-    from otel_threads.fakellm import FakeLLM
+    from otel_threads.testing.fakellm import FakeLLM
 
     with FakeLLM() as server:
         yield server

@@ -170,7 +170,7 @@ class Chat:
 def instrumented(monkeypatch):
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
-    from otel_threads.fakellm import FakeLLM
+    from otel_threads.testing.fakellm import FakeLLM
 
     monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "gen_ai_latest_experimental")
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_ONLY")

@@ -3,6 +3,8 @@ real build needs the network for its isolated environment, so it is not run here
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,14 @@ def test_collect_and_demo_run_from_a_checkout_without_installed_metadata():
                           "collect", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert "--max-ingest-memory" in out.stdout
+
+
+def test_fakellm_moved_under_testing_and_its_old_name_still_works() -> None:
+    from otel_threads.fakellm import FakeLLM as Old
+    from otel_threads.testing.fakellm import FakeLLM
+
+    assert Old is FakeLLM
+    for module in ("otel_threads.fakellm", "otel_threads.testing.fakellm"):
+        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and "--port" in done.stdout, done.stderr

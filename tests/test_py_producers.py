@@ -1,7 +1,7 @@
 """Real Python GenAI libraries, unmodified, end to end: pydantic-ai, LangChain/LangGraph
 with OpenInference, logfire, MLflow tracing, LiteLLM and Google ADK (tests/py_producers.py
 runs each
-in a process of its own, against otel_threads.fakellm, exporting with the library's
+in a process of its own, against otel_threads.testing.fakellm, exporting with the library's
 own exporter); then all of them and the JavaScript ones into one store, as many apps
 share one collector, and every thread read again.
 
@@ -144,7 +144,7 @@ def assert_py_thread(c: Collector, producer: str, session: str) -> None:
 
 @pytest.fixture
 def llm():
-    from otel_threads.fakellm import FakeLLM
+    from otel_threads.testing.fakellm import FakeLLM
 
     with FakeLLM() as server:
         yield server
@@ -168,7 +168,7 @@ def test_each_producer_on_its_own_store(collector, llm, producer):
 
 def test_every_producer_into_one_store(collector):
     """Many apps, one collector: each conversation is read as it was on its own store."""
-    from otel_threads.fakellm import FakeLLM
+    from otel_threads.testing.fakellm import FakeLLM
 
     producers = [p for p in PRODUCERS if p != "google-adk-2" or ADK2_PYTHON.exists()
                  or os.environ.get("CI")]  # ADK 2 needs its virtualenv (CI has it)

@@ -1,6 +1,6 @@
 """Real, unmodified instrumentation packages, end to end: messages and transcript.
 
-Each test starts otel_threads.fakellm and a collector on 127.0.0.1:0, instruments the
+Each test starts otel_threads.testing.fakellm and a collector on 127.0.0.1:0, instruments the
 official `openai` client with one producer (its own TracerProvider with
 ThreadSpanProcessor, and LoggerProvider, both exporting through the SDK's OTLP/gRPC
 exporters), holds a two-turn conversation in `thread("support-42")` blocks (a tool loop,
@@ -118,7 +118,7 @@ def collector(tmp_path):
 
 @pytest.fixture
 def llm():
-    from otel_threads.fakellm import FakeLLM
+    from otel_threads.testing.fakellm import FakeLLM
 
     with FakeLLM() as server:
         yield server
@@ -207,7 +207,7 @@ def test_fakellm_scripted_replies_streams_and_errors():
 
     import openai
 
-    from otel_threads.fakellm import FakeLLM
+    from otel_threads.testing.fakellm import FakeLLM
 
     scripted = [{"tool_calls": [{"name": "lookup", "arguments": {"q": "x"}}]}, "Scripted."]
     with FakeLLM(scripted) as server:

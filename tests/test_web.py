@@ -41,7 +41,7 @@ def site(tmp_path_factory):
     call, a regenerated turn (a fork), and a thread whose texts are hostile HTML."""
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
-    from otel_threads.fakellm import FakeLLM
+    from otel_threads.testing.fakellm import FakeLLM
 
     db = tmp_path_factory.mktemp("web") / "web.duckdb"
     c = Collector(Config(parse_workers=0, db=str(db), grpc=ANY, http=None, api=ANY))
