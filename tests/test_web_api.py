@@ -100,3 +100,54 @@ def test_a_turns_spans_with_attributes_as_json(collector):
     assert spans[1]["attributes"]["k"] == "<v>"
     assert get(collector, f"/threads/b/turns/{turn}/spans")[0] == 404  # not b's turn
     assert get(collector, "/threads/zz/turns/00/spans")[0] == 404
+
+
+def test_a_read_chooses_how_long_it_waits_for_derivation(collector):
+    """?wait=SECONDS (0 to 2) bounds each read's wait for derivation; anything else is a
+    one-line 400, on every reading endpoint."""
+    for path in ("/ui/threads?wait=0", "/ui/threads?wait=1.5", "/threads/a?wait=0",
+                 "/threads/a/turns/x/spans?wait=0"):
+        assert get(collector, path)[0] in (200, 404), path
+    assert json.loads(get(collector, "/ui/threads?wait=0")[2])["total"] == 3
+    for bad in ("abc", "3", "-1", "nan"):
+        status, _, body = get(collector, f"/ui/threads?wait={bad}")
+        assert status == 400 and b"wait must be a number of seconds from 0 to 2" in body, bad
+        assert get(collector, f"/threads/a?wait={bad}")[0] == 400
+    req = urllib.request.Request(collector.endpoints.api + "/sql?wait=0",
+                                 data=b'{"sql": "SELECT count(*) FROM threads"}',
+                                 headers={"Authorization": "Bearer s3cret",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert json.loads(resp.read())["rows"] == [[3]]
+    req.full_url = collector.endpoints.api + "/sql?other=1"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=10)
+    err.value.close()
+    assert err.value.code == 400
+
+
+def test_a_read_without_waiting_sees_what_is_derived_now(tmp_path):
+    """Reads.read(0) does not wait for derivation; read(wait_s) waits at most that long."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from otel_threads.otlp.decode import decode_traces_protobuf
+    from otel_threads.store.reads import Reads
+    from otel_threads.store.writer import Writer
+
+    app = App()
+    with thread("late"), app.tracer.start_as_current_span("turn"):
+        pass
+    table = decode_traces_protobuf(encode_spans(app.spans()).SerializeToString()).table
+    writer = Writer(str(tmp_path / "r.duckdb")).start()
+    reads = Reads(writer)
+    try:
+        with writer.checkpoint_lock:  # derivation cannot run meanwhile
+            writer.write("spans", table)
+            for wait_s in (0, 0.1):
+                with reads.read(wait_s) as con:
+                    assert con.execute("SELECT count(*) FROM threads").fetchall() == [(0,)]
+                    assert con.execute("SELECT count(*) FROM spans_raw").fetchall() == [(1,)]
+        with reads.read(60) as con:
+            assert con.execute("SELECT thread_id FROM threads").fetchall() == [("late",)]
+    finally:
+        writer.close()

@@ -1,7 +1,8 @@
 """The API listener: the threads query, read-only SQL, /healthz, /metrics (rendered
 by collector.metrics), the web page.
 
-Reads run on their own cursors of the collector's database, next to the writer.
+Reads run on their own cursors of the collector's database, next to the writer
+(`otel_threads.store.reads.Reads`: the handler gets that, not the collector).
 `/sql` runs one statement in a READ ONLY transaction on a database whose
 external access (files, ATTACH, extensions) is switched off: the database
 refuses writes, we do not parse SQL to guess them.
@@ -17,13 +18,13 @@ import json
 import threading
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 
 from otel_threads.collector.httpbase import BaseHandler
-from otel_threads.collector.metrics import render_metrics
 from otel_threads.query import (
     TRANSCRIPT_LIMIT,
     TURN_LIMIT,
@@ -35,10 +36,8 @@ from otel_threads.query import (
     thread_version,
     threads_version,
 )
+from otel_threads.store.reads import Reads
 from otel_threads.store.writer import StoreClosed
-
-if TYPE_CHECKING:
-    from otel_threads.collector.app import Collector
 
 __all__ = ["ApiHandler"]
 
@@ -56,7 +55,8 @@ SQL_TIMEOUT_S = 30.0
 #: spilling past it); the next one waits up to SQL_QUEUE_S, then gets a 503.
 SQL_CONCURRENCY = 2
 SQL_QUEUE_S = 5.0
-#: Longest a read waits for the derived views to catch up with what was acknowledged.
+#: Longest a read waits for the derived views to catch up with what was acknowledged
+#: (the default; a read may ask for less with ?wait=SECONDS, 0 for what is derived now).
 READ_SYNC_S = 2.0
 
 
@@ -157,6 +157,23 @@ def _web_files() -> dict[str, Path]:
     return files
 
 
+def _wait_s(query: dict[str, list[str]]) -> float:
+    """The ``wait`` parameter (taken out of ``query``): seconds a read may wait for
+    derivation to catch up with what was acknowledged, 0 to `READ_SYNC_S` (the
+    default); ValueError, one line."""
+    values = query.pop("wait", None)
+    if not values:
+        return READ_SYNC_S
+    try:
+        wait_s = float(values[-1])
+    except ValueError:
+        wait_s = -1.0
+    if not 0 <= wait_s <= READ_SYNC_S:  # (NaN too)
+        raise ValueError(f"wait must be a number of seconds from 0 to {READ_SYNC_S:g}, "
+                         f"got {values[-1][:40]!r}")
+    return wait_s
+
+
 def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tuple[str, str]]]:
     """GET /ui/threads parameters: limit, offset, sort=FIELD:asc|desc, after, before, q."""
     unknown = set(query) - {"limit", "offset", "sort", "after", "before", "q"}
@@ -215,7 +232,10 @@ def _not_modified(header: str | None, tag: str) -> bool:
 
 
 class ApiHandler(BaseHandler):
-    collector: Collector  # set by HttpListener
+    # set by HttpListener
+    reads: Reads
+    sql_slots: threading.BoundedSemaphore  # /sql statements running at once
+    metrics: Callable[[], str]  # the /metrics text (not a method: a partial)
     open_paths = frozenset({"/healthz"})
     web_files: dict[str, Path] = _web_files()
 
@@ -277,16 +297,16 @@ class ApiHandler(BaseHandler):
         if path in self.web_files:
             self._web(path)
         elif path == "/healthz":  # open without the token: says nothing more
-            fault = self.collector.writer.fault
+            fault = self.reads.fault
             if fault is None:
                 self._send(200, {"status": "ok"})
             else:  # what kind of fault, not where the file is (the log says it all)
                 self._send(503, {"status": "unavailable", "store": fault.kind})
         elif path == "/ui/threads":
             try:
+                wait_s = _wait_s(query)
                 req, sort = _page_query(query)
-                self.collector.writer.sync(READ_SYNC_S)
-                with self.collector.writer.cursor() as con:
+                with self.reads.read(wait_s) as con:
                     version = threads_version(con)  # before the read: never newer than it
                     tag = etag(version, sorted(query.items())) if version else None
                     if tag and _not_modified(self.headers.get("If-None-Match"), tag):
@@ -300,22 +320,26 @@ class ApiHandler(BaseHandler):
         elif path.startswith("/threads/") and "/turns/" in path and path.endswith("/spans"):
             thread_id, _, turn_id = path[len("/threads/"):-len("/spans")].rpartition("/turns/")
             thread_id, turn_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(turn_id)
-            self.collector.writer.sync(READ_SYNC_S)
-            with self.collector.writer.cursor() as con:
+            try:
+                wait_s = _wait_s(query)
+            except ValueError as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            with self.reads.read(wait_s) as con:
                 spans = query_turn_spans(con, thread_id, turn_id)
             if spans is None:
                 self._send(404, {"error": f"no turn {turn_id!r} in thread {thread_id!r}"})
             else:
                 self._send(200, {"thread_id": thread_id, "turn_id": turn_id, "spans": spans})
         elif path == "/metrics":
-            self.reply(200, render_metrics(self.collector).encode(),
+            self.reply(200, self.metrics().encode(),
                        "text/plain; version=0.0.4; charset=utf-8")
         elif path.startswith("/threads/") and len(path) > len("/threads/"):
             thread_id = urllib.parse.unquote(path[len("/threads/"):])
             try:
+                wait_s = _wait_s(query)
                 params = _thread_query(query)
-                self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
-                with self.collector.writer.cursor() as con:
+                with self.reads.read(wait_s) as con:
                     version = thread_version(con, thread_id)  # before the read
                     tag = etag(version, thread_id, sorted(params.items())) if version else None
                     if tag and _not_modified(self.headers.get("If-None-Match"), tag):
@@ -344,16 +368,19 @@ class ApiHandler(BaseHandler):
         ok, body = self._json_body()
         if not ok:
             return
-        self.collector.writer.sync(READ_SYNC_S)  # read what was acknowledged
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         try:
-            with self.collector.writer.cursor() as con:
+            wait_s = _wait_s(query)
+            if query:
+                raise ValueError(f"unknown parameter(s) {sorted(query)}; {path} takes wait")
+            with self.reads.read(wait_s) as con:
                 if path == "/threads/query":
                     res = query_threads(con, ThreadsQueryReq.from_json(body))
                     payload: Any = {"threads": res.threads, "total": res.total}
                 else:
                     if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
                         raise ValueError('send {"sql": "SELECT ..."}')
-                    slots = self.collector.sql_slots
+                    slots = self.sql_slots
                     if not slots.acquire(timeout=SQL_QUEUE_S):
                         self.reply_json(503, {"error": f"{SQL_CONCURRENCY} /sql statements "
                                                        "are running; retry later"},

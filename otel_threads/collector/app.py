@@ -10,6 +10,7 @@ the file is checkpointed and closed. `stop` is idempotent and safe before `start
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import resource
@@ -27,8 +28,10 @@ from otel_threads.collector.http_server import OtlpHttpHandler
 from otel_threads.collector.httpbase import HttpListener
 from otel_threads.collector.ingest import Ingest
 from otel_threads.collector.malloc import tune_malloc
+from otel_threads.collector.metrics import render_metrics
 from otel_threads.collector.retention import RetentionTask
 from otel_threads.store import remove_holder, write_holder
+from otel_threads.store.reads import Reads
 from otel_threads.store.writer import Writer
 
 __all__ = ["Collector", "Endpoints"]
@@ -83,6 +86,8 @@ class Collector:
         self.writer = Writer(config.db, max_pending_rows=config.max_pending_rows,
                              on_fork=config.on_fork,
                              on_open=lambda con: _harden(con, config))
+        #: what the API and the demo read through
+        self.reads = Reads(self.writer)
         self.ingest = Ingest(self.writer, parse_workers=config.parse_workers,
                              max_request_bytes=config.max_request_bytes,
                              max_inflight_bytes=config.max_ingest_memory)
@@ -108,7 +113,9 @@ class Collector:
             self.ingest.start()
             api_port = http_port = grpc_port = None
             if cfg.api:
-                self._api = HttpListener(cfg, cfg.api, ApiHandler, "api", "--api", collector=self)
+                self._api = HttpListener(cfg, cfg.api, ApiHandler, "api", "--api",
+                                         reads=self.reads, sql_slots=self.sql_slots,
+                                         metrics=functools.partial(render_metrics, self))
                 api_port = self._api.start()
             if cfg.http:
                 self._http = HttpListener(cfg, cfg.http, OtlpHttpHandler, "otlp-http", "--http",

@@ -115,9 +115,9 @@ def demo(db: str) -> None:
             raise click.ClickException(f"the example failed (exit code {run.returncode})")
 
         _step(3, "deriving threads, turns and the transcript")
-        if not collector.writer.sync(30):
+        if not collector.reads.sync(30):
             raise click.ClickException("the collector did not finish deriving within 30 s")
-        with collector.writer.cursor() as con:
+        with collector.reads.read() as con:
             threads = query_threads(con, ThreadsQueryReq(limit=10))
             detail = query_thread(con, THREAD_ID)
         if detail is None:

@@ -221,6 +221,8 @@ class Writer:
             # more than the commit: the writer checkpoints itself, when idle or when the
             # WAL passes WAL_CHECKPOINT_BYTES, never while derivation writes.
             con.execute("SET checkpoint_threshold = '1TB'")
+            # a long derivation must not draw DuckDB's progress bar on the service's stdout
+            con.execute("SET enable_progress_bar = false")
             if self._on_open is not None:
                 self._on_open(con)
             forks = ForkGate(con) if self.on_fork == "reject" else None
