@@ -163,17 +163,11 @@ def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
     else:
         branch = branch_through(turns, through_turn.lower())
         transcript = _rows_to(TranscriptMessage, con.execute(
-            "SELECT * EXCLUDE (seq), row_number() OVER (ORDER BY thread_seq) AS seq "
-            "FROM transcript_mat WHERE thread_id = ? "
+            "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
+            "FROM transcript_branches WHERE thread_id = ? "
             "AND (turn_id IS NULL OR list_contains(?, turn_id)) ORDER BY thread_seq",
             [thread_id, branch]))
-    said = dict(((t, (i, o)) for t, i, o in con.execute(
-        "SELECT turn_id, arg_min(content, thread_seq) FILTER (role = 'user'), "
-        "arg_max(content, thread_seq) FILTER (role = 'assistant') "
-        "FROM transcript_mat WHERE thread_id = ? AND content IS NOT NULL GROUP BY turn_id",
-        [thread_id]).fetchall()))
-    for t in turns:
-        t.first_input, t.last_output = said.get(t.turn_id, (None, None))
+    _fill_io(con, thread_id, turns)
     index = {t.turn_id: t.turn_index for t in turns}
     for f in forks:
         f.parent_turn_index = index.get(f.parent_turn_id)
@@ -256,8 +250,8 @@ def query_thread_page(con: duckdb.DuckDBPyConnection, thread_id: str,
         whole_branch = branch_through(skeleton, through_turn)
         on_branch = set(whole_branch) & {t.turn_id for t in turns}
         branch_total = len(whole_branch)
-        rows_sql = ("(SELECT * EXCLUDE (seq), row_number() OVER (ORDER BY thread_seq) AS seq "
-                    "FROM transcript_mat WHERE thread_id = $thread "
+        rows_sql = ("(SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
+                    "FROM transcript_branches WHERE thread_id = $thread "
                     "AND (turn_id IS NULL OR list_contains($branch, turn_id)))")
         params = {"thread": thread_id, "branch": whole_branch}
         transcript_total = _count(con, f"SELECT count(*) FROM {rows_sql}", params)
@@ -308,10 +302,8 @@ def query_thread_page(con: duckdb.DuckDBPyConnection, thread_id: str,
 def _fill_io(con: duckdb.DuckDBPyConnection, thread_id: str, turns: list[TurnSchema]) -> None:
     """Each turn's first user message and last assistant message (whatever the branch)."""
     said = {t: (i, o) for t, i, o in con.execute(
-        "SELECT turn_id, arg_min(content, thread_seq) FILTER (role = 'user'), "
-        "arg_max(content, thread_seq) FILTER (role = 'assistant') "
-        "FROM transcript_mat WHERE thread_id = ? AND list_contains(?, turn_id) "
-        "AND content IS NOT NULL GROUP BY turn_id",
+        "SELECT turn_id, first_input, last_output FROM turn_io "
+        "WHERE thread_id = ? AND list_contains(?, turn_id)",
         [thread_id, [t.turn_id for t in turns]]).fetchall()}
     for t in turns:
         t.first_input, t.last_output = said.get(t.turn_id, (None, None))
@@ -360,7 +352,7 @@ def threads_version(con: duckdb.DuckDBPyConnection) -> str | None:
         build, version, count = con.execute(
             "SELECT (SELECT coalesce(max(version), 0) FROM derive_builds), "
             "(SELECT coalesce(max(version), 0) FROM thread_versions), "
-            "(SELECT count(*) FROM threads_mat)").fetchall()[0]
+            "(SELECT count(*) FROM threads)").fetchall()[0]
     except duckdb.CatalogException:
         return None
     return f"{build}.{version}.{count}"

@@ -13,12 +13,6 @@ from otel_threads.collector import Collector
 from otel_threads.testing import SequentialIdGenerator
 
 
-def sql(c: Collector, query: str, *params: object) -> list[tuple]:
-    assert c.writer.sync(30), "derivation did not finish"
-    with c.writer.cursor() as cur:
-        return cur.execute(query, list(params)).fetchall()
-
-
 class App:
     """A service: its own provider (sequential ids from ``first``), spans kept in memory
     until `send` exports the chosen ones (so tests control the delivery order)."""

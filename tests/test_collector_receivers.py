@@ -35,7 +35,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Link
 
 from otel_threads import ThreadSpanProcessor, thread
-from otel_threads.collector import Collector, Config
+from otel_threads.collector import Collector
+from otel_threads.collector.testing import running
 from otel_threads.testing import SequentialIdGenerator
 
 TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -44,12 +45,8 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "c.duckdb"), grpc=ANY, http=ANY, api=ANY,
-                         max_request_bytes=1 << 20))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "c.duckdb", max_request_bytes=1 << 20) as c:
+        yield c
 
 
 def rows(c: Collector, sql: str) -> list[tuple]:

@@ -14,10 +14,11 @@ import pytest
 from hostile import hostile_requests
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-from stored_app import App, sid, sql
+from stored_app import App, sid
 
 from otel_threads import thread
-from otel_threads.collector import Collector, Config
+from otel_threads.collector import Collector
+from otel_threads.collector.testing import running, sql
 
 ANY = ("127.0.0.1", 0)
 VIEWS = ("spans", "span_threads", "turns", "threads", "transcript", "llm_calls", "messages",
@@ -26,11 +27,8 @@ VIEWS = ("spans", "span_threads", "turns", "threads", "transcript", "llm_calls",
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "d.duckdb"), grpc=ANY, http=None, api=ANY))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "d.duckdb", grpc=ANY, http=None, api=ANY) as c:
+        yield c
 
 
 def export(c: Collector, traces=None, logs=None) -> None:

@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from otel_threads.cli import main as cli
-from otel_threads.collector import Collector, Config
+from otel_threads.collector import Collector
+from otel_threads.collector.testing import running
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -24,11 +25,8 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "examples.duckdb"), grpc=ANY, http=None, api=ANY))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "examples.duckdb", grpc=ANY, http=None, api=ANY) as c:
+        yield c
 
 
 def run(c: Collector, example: str, *args: str) -> str:

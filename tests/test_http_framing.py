@@ -18,10 +18,11 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-from stored_app import App, sql
+from stored_app import App
 
 from otel_threads import thread
-from otel_threads.collector import Collector, Config
+from otel_threads.collector import Collector
+from otel_threads.collector.testing import running, sql
 
 ANY = ("127.0.0.1", 0)
 LIMIT = 64 << 10
@@ -29,12 +30,8 @@ LIMIT = 64 << 10
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "f.duckdb"), grpc=None, http=ANY, api=ANY,
-                         max_request_bytes=LIMIT))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "f.duckdb", grpc=None, http=ANY, api=ANY, max_request_bytes=LIMIT) as c:
+        yield c
 
 
 def spans_body(first: int, n: int = 3) -> bytes:

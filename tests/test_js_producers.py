@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_threads.collector import Collector, Config
+from otel_threads.collector import Collector
+from otel_threads.collector.testing import running
 
 JS = Path(__file__).parent / "js"
 ANY = ("127.0.0.1", 0)
@@ -127,11 +128,8 @@ def llm():
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "js.duckdb"), grpc=ANY, http=ANY, api=None))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "js.duckdb", grpc=ANY, http=ANY, api=None) as c:
+        yield c
 
 
 @pytest.mark.parametrize(("sdk", "traces", "logs"), RUNS,

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from stored_app import App, sid, sql
+from stored_app import App, sid
 
 from otel_threads import current_turn_id, thread
 from otel_threads.collector import Collector, Config
+from otel_threads.collector.testing import sql
 
 ANY = ("127.0.0.1", 0)
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "linked_turns.py"

@@ -24,7 +24,8 @@ from test_js_producers import assert_thread as assert_js_thread
 from test_js_producers import converse as converse_js
 from test_js_producers import rows
 
-from otel_threads.collector import Collector, Config
+from otel_threads.collector import Collector
+from otel_threads.collector.testing import running
 
 TESTS = Path(__file__).parent
 ANY = ("127.0.0.1", 0)
@@ -152,11 +153,8 @@ def llm():
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "py.duckdb"), grpc=ANY, http=ANY, api=None))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "py.duckdb", grpc=ANY, http=ANY, api=None) as c:
+        yield c
 
 
 @pytest.mark.parametrize("producer", list(PRODUCERS))

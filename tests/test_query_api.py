@@ -176,8 +176,9 @@ def test_every_command_has_help_with_an_example():
 def test_lists_carry_previews_and_the_detail_whole_texts(tmp_path):
     """A thread whose first input is a whole document: the list (client, API, page)
     carries a preview, the thread's detail the whole text."""
-    from stored_app import App, sql
+    from stored_app import App
 
+    from otel_threads.collector.testing import sql
     from otel_threads.query import PREVIEW_CHARS
 
     long_text = "word " * 20_000

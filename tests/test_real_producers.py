@@ -107,13 +107,10 @@ def run(producer: str, grpc_endpoint: str, base_url: str) -> None:
 
 @pytest.fixture
 def collector(tmp_path):
-    from otel_threads.collector import Collector, Config
+    from otel_threads.collector.testing import running
 
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "producers.duckdb"), grpc=ANY, http=ANY, api=ANY))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "producers.duckdb", grpc=ANY, http=ANY, api=ANY) as c:
+        yield c
 
 
 @pytest.fixture

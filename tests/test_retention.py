@@ -13,12 +13,13 @@ import os
 import pytest
 from click.testing import CliRunner
 from opentelemetry import trace
-from stored_app import App, sql
+from stored_app import App
 
 from otel_threads import thread
 from otel_threads.cli import main as cli
-from otel_threads.collector import Collector, Config
+from otel_threads.collector import Config
 from otel_threads.collector.config import ConfigError
+from otel_threads.collector.testing import running, sql
 from otel_threads.exporter import DuckDBSpanExporter
 from otel_threads.store import connect
 from otel_threads.store.retention import parse_before, prune
@@ -59,12 +60,8 @@ def converse(app: App) -> None:
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "r.duckdb"), grpc=ANY, http=None, api=ANY,
-                         retention=dt.timedelta(days=30)))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "r.duckdb", http=None, retention=dt.timedelta(days=30)) as c:
+        yield c
 
 
 def test_old_threads_go_whole_and_live_ones_stay(collector):

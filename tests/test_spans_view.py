@@ -11,10 +11,10 @@ from importlib import resources
 
 import duckdb
 import pytest
-from stored_app import App, sid, sql
+from stored_app import App, sid
 
 from otel_threads import thread
-from otel_threads.collector import Collector, Config
+from otel_threads.collector.testing import running, sql
 from otel_threads.store import connect
 
 ANY = ("127.0.0.1", 0)
@@ -22,11 +22,8 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "s.duckdb"), grpc=ANY, http=None, api=None))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "s.duckdb", grpc=ANY, http=None, api=None) as c:
+        yield c
 
 
 def test_spans_answer_where_thread_id_with_every_span_of_the_thread(collector):

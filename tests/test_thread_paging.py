@@ -10,12 +10,13 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from stored_app import App, sql
+from stored_app import App
 
 from otel_threads import ThreadsClient, thread
 from otel_threads import client as client_module
 from otel_threads.cli import main as cli
 from otel_threads.collector import Collector, Config
+from otel_threads.collector.testing import sql
 from otel_threads.query import query_thread
 
 ANY = ("127.0.0.1", 0)

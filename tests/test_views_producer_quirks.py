@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from stored_app import App, sql
+from stored_app import App
 
-from otel_threads.collector import Collector, Config
+from otel_threads.collector.testing import running, sql
 
 ANY = ("127.0.0.1", 0)
 ASK = "Where is order A-1042?"
@@ -18,11 +18,8 @@ ASK = "Where is order A-1042?"
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "q.duckdb"), grpc=ANY, http=None, api=None))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "q.duckdb", grpc=ANY, http=None, api=None) as c:
+        yield c
 
 
 def test_mlflow_session_id_is_decoded_and_its_provider_is_the_message_format(collector):

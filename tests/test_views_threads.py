@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry.trace import Status, StatusCode
-from stored_app import App, sid, sql
+from stored_app import App, sid
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
+from otel_threads.collector.testing import running, sql
 
 ANY = ("127.0.0.1", 0)
 
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "v.duckdb"), grpc=ANY, http=None, api=ANY))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "v.duckdb", grpc=ANY, http=None, api=ANY) as c:
+        yield c
 
 
 def test_turns_and_threads_from_marked_spans(collector):
@@ -300,3 +298,22 @@ def test_the_derived_tables_migrations_create_have_their_views_columns(tmp_path)
         for table, view, _ in DERIVED:
             assert con.execute(f"DESCRIBE {table}").fetchall() == \
                 con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall(), table
+
+
+def test_only_the_store_and_its_public_views_read_the_derived_tables():
+    """The views are the one place threads are derived: readers (the query layer, the
+    CLI, the collector, the other views) read views, never a derived table."""
+    import re
+    from pathlib import Path
+
+    import otel_threads
+    from otel_threads.store.sqlfiles import DERIVED, sql_files
+
+    tables = {t for t, _, _ in DERIVED}
+    assert {name for name, names in sql_files().names.items() if names & tables} == {
+        "span_threads", "turns", "transcript", "threads", "turn_io", "transcript_branches"}
+    root = Path(otel_threads.__file__).parent
+    readers = [p for p in root.rglob("*.py") if p.parent.name != "store"]
+    assert len(readers) > 20
+    for path in readers:
+        assert not re.search(r"\b\w+_mat\b", path.read_text()), path

@@ -13,10 +13,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from stored_app import App, sql
+from stored_app import App
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
+from otel_threads.collector.testing import sql
 
 ANY = ("127.0.0.1", 0)
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,17 +17,15 @@ from test_http_framing import spans_body
 
 from otel_threads.collector import Collector, Config
 from otel_threads.collector.config import ConfigError
+from otel_threads.collector.testing import running
 
 ANY = ("127.0.0.1", 0)
 
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "o.duckdb"), grpc=None, http=ANY, api=ANY))
-    c.start()
-    yield c
-    c.stop()
+    with running(tmp_path / "o.duckdb", grpc=None, http=ANY, api=ANY) as c:
+        yield c
 
 
 def request(url: str, method: str, path: str, body: bytes | None = None,

@@ -10,7 +10,7 @@ waiting AS (
            min(l.start_time) AS start_time
     FROM linked_turns l
     WHERE l.thread_id IS NULL
-      AND l.turn_id NOT IN (SELECT turn_id FROM turns_mat)
+      AND l.turn_id NOT IN (SELECT turn_id FROM turns)
       AND l.turn_id NOT IN (SELECT turn_id FROM rejected_turns)
     GROUP BY l.trace_id, l.turn_id
 ),
