@@ -23,7 +23,7 @@ from otel_threads import thread
 from otel_threads.collector import Collector, Config
 from otel_threads.otlp.decode import decode_traces_json, decode_traces_protobuf
 from otel_threads.query import query_thread
-from otel_threads.store import connect, derive
+from otel_threads.store import connect, shared_views
 from otel_threads.store.derive import Deriver
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.writer import Writer
@@ -258,7 +258,7 @@ def llm_turn(i: int, thread_id: str, size: int) -> tuple[list[dict], str, str]:
 
 
 def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path, monkeypatch):
-    monkeypatch.setattr(derive, "PARSE_CHUNK_BYTES", 1 << 20)  # a chunk per call, or two
+    monkeypatch.setattr(shared_views, "PARSE_CHUNK_BYTES", 1 << 20)  # a chunk per call, or two
     store = Store(tmp_path / "s.duckdb")
     texts = []
     for i in range(4):  # 4 calls of 1.5 MB in and 1.5 MB out

@@ -27,7 +27,7 @@ the others, which never wait behind a long chain. When the traces a batch's link
 close within a few rounds, the queued ones among them are derived and taken off the
 queue with it, so a chain that arrives in many commits is derived once, not once per
 commit. LLM calls and messages are parsed a chunk of traces at a time
-(`PARSE_CHUNK_BYTES`): huge calls cost their texts, not many copies of them.
+(otel_threads.store.shared_views): huge calls cost their texts, not many copies of them.
 
 It evaluates the same ``derive_*`` views, scoped: for the duration of a refresh,
 TEMP tables named like the inputs (``spans_raw``, ``logs``, the ``*_mat`` tables)
@@ -42,48 +42,28 @@ version of otel-threads), as ``otel_threads_derived`` records.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import time
-from collections.abc import Callable, Iterable, Iterator
 
 import duckdb
 import pyarrow as pa
 
+from otel_threads.store.links import Links
+from otel_threads.store.shared_views import SharedViews
 from otel_threads.store.sqlfiles import DERIVED, sql_files
 
 __all__ = ["DERIVED", "Deriver", "data_error"]
 
 _logger = logging.getLogger(__name__)
 
-#: Views that several derived tables read: evaluated once per refresh, into TEMP
-#: tables of the same name (in dependency order: the later ones read the earlier).
-_SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
 #: Derived tables that hold whole texts: written straight into the file's table, not
 #: through a TEMP copy of the scope's rows (one copy of every text fewer).
 _TEXT_TABLES = ("transcript_mat",)
-#: Above this many keys a scope is a temp table join instead of an IN list.
-_IN_LIST_MAX = 2000
 #: What one refresh takes off the queue at most: traces, and bytes of their content
 #: (span attributes and events, log bodies and attributes), at least one trace. The rest
 #: waits for the next refresh, so one huge thread or chain never holds the others long.
 BATCH_TRACES = 2000
 BATCH_BYTES = 64 << 20
-#: The LLM calls and messages of a refresh's scope are parsed this many bytes of content
-#: at a time (at least one trace), so the memory parsing takes follows the chunk rather
-#: than the thread: a thread of huge calls costs its texts, not many copies of them.
-#: Parsing holds about 60 times the JSON it reads (DuckDB's JSON functions copy each
-#: intermediate value), so a chunk is also at most 1/`PARSE_MEMORY_RATIO` of DuckDB's
-#: memory_limit: under a small limit the chunks are smaller, not set aside.
-PARSE_CHUNK_BYTES = 16 << 20
-PARSE_MEMORY_RATIO = 64
-_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-          "PiB": 1 << 50}
-#: Chains of links are followed this many steps by index lookups (the usual case: a turn
-#: names a turn whose thread is known); what is left of a chain is walked in one
-#: recursive statement.
-_LOOKUP_STEPS = 2
 #: Rounds of widening a refresh's traces to what their links reach: when they close
 #: within it, every queued trace derived on the way is taken off the queue too.
 _CLOSURE_ROUNDS = 4
@@ -105,23 +85,13 @@ def data_error(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and not isinstance(exc, _STORE_ERRORS)
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-class Deriver:
+class Deriver(Links, SharedViews):
     """Derives into the ``*_mat`` tables on a connection that may write."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con = con
-        self._scopes = 0
+        super().__init__(con)
         #: traces set aside by this deriver since it started (see `set_aside`)
         self.set_aside_total = 0
-        # The file's own tables, named through its catalog: while TEMP tables shadow
-        # them, "main.x" would resolve to temp.main.x.
-        name = con.execute("SELECT current_database()").fetchall()[0][0]
-        self.db = '"' + name.replace('"', '""') + '".main'
-
 
     # -- whole-store builds ---------------------------------------------------------
 
@@ -249,27 +219,6 @@ class Deriver:
                 break
             batch.append(trace)
         return batch
-
-    def _linked_in(self, traces: list[str]) -> set[str]:
-        """Those of ``traces`` that hold a turn without a thread id that names a previous
-        turn, or a turn (or span) that such a turn names: their thread is resolved along
-        chains of links, which may reach far."""
-        con, db = self.con, self.db
-        if not con.execute(f"SELECT 1 FROM {db}.linked_turns WHERE thread_id IS NULL "
-                           "LIMIT 1").fetchall():
-            return set()
-        in_traces = self._in("trace_id", traces)
-        try:
-            return {r[0] for r in con.execute(f"""
-                SELECT trace_id FROM {db}.linked_turns WHERE {in_traces} AND thread_id IS NULL
-                UNION
-                SELECT trace_id FROM {db}.spans_raw WHERE {in_traces} AND (
-                    span_id IN (SELECT previous_turn_id FROM {db}.linked_turns
-                                WHERE thread_id IS NULL)
-                    OR turn_id IN (SELECT previous_turn_id FROM {db}.linked_turns
-                                   WHERE thread_id IS NULL))""").fetchall()}
-        finally:
-            self._drop_temps()
 
     def _suspects(self, traces: list[str]) -> list[str]:
         """Those of ``traces`` set aside before, or of a thread that has a trace set aside."""
@@ -422,194 +371,7 @@ class Deriver:
             self.con.execute(f"INSERT INTO {self.db}.derive_builds (version) "
                              f"SELECT nextval('{self.db}.derive_version_seq')")
 
-    def _shared_views(self) -> None:
-        """The LLM calls and messages in scope (TEMP ``spans_raw`` and ``logs``), parsed
-        once for all the derived views (each would otherwise parse them again), into TEMP
-        tables named like their views: a chunk of traces at a time (`PARSE_CHUNK_BYTES`,
-        at most 1/`PARSE_MEMORY_RATIO` of the memory limit),
-        as they are trace by trace, so that parsing holds one chunk's intermediate
-        results rather than the whole scope's."""
-        con, db = self.con, self.db
-        chunk_bytes = min(PARSE_CHUNK_BYTES, self._memory_limit() // PARSE_MEMORY_RATIO)
-        chunks: list[list[str]] = [[]]
-        size = 0
-        for trace, n in con.execute("""
-                SELECT trace_id, sum(n) FROM (
-                    SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
-                                     + coalesce(strlen(events::VARCHAR), 0) AS n
-                    FROM temp.spans_raw
-                    UNION ALL
-                    SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
-                                     + coalesce(strlen(attributes::VARCHAR), 0)
-                    FROM temp.logs WHERE trace_id IS NOT NULL)
-                GROUP BY trace_id ORDER BY trace_id""").fetchall():
-            if chunks[-1] and size + int(n or 0) > chunk_bytes:
-                chunks.append([])
-                size = 0
-            chunks[-1].append(trace)
-            size += int(n or 0)
-        if len(chunks) == 1:
-            for view in _SHARED_VIEWS:
-                con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
-            return
-        kept = _SHARED_VIEWS[1:]  # what the derived views read (genai_spans feeds these)
-        for name in ("spans_raw", "logs"):
-            con.execute(f"ALTER TABLE temp.{name} RENAME TO _all_{name}")
-        for i, chunk in enumerate(chunks):
-            in_chunk = self._in("trace_id", chunk)
-            for name in ("spans_raw", "logs"):
-                con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM temp._all_{name} "
-                            f"WHERE {in_chunk}")
-            for view in _SHARED_VIEWS:
-                con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
-            for view in kept:
-                con.execute(f"CREATE TEMP TABLE _all_{view} AS SELECT * FROM temp.{view}"
-                            if i == 0 else f"INSERT INTO temp._all_{view} SELECT * FROM "
-                                           f"temp.{view}")
-            for name in (*_SHARED_VIEWS, "spans_raw", "logs"):
-                con.execute(f"DROP TABLE temp.{name}")
-        for name in ("spans_raw", "logs", *kept):
-            con.execute(f"ALTER TABLE temp._all_{name} RENAME TO {name}")
-
-    def _memory_limit(self) -> int:
-        """DuckDB's memory_limit on this connection, in bytes (it reads as '1.0 GiB')."""
-        value = str(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
-        match = re.fullmatch(r"\s*([\d.]+)\s*(\w+)\s*", value)
-        if not match or match.group(2) not in _UNITS:
-            return PARSE_CHUNK_BYTES * PARSE_MEMORY_RATIO  # unknown form: no tighter bound
-        return int(float(match.group(1)) * _UNITS[match.group(2)])
-
-    def _linked_traces(self, traces: set[str]) -> set[str]:
-        """Traces outside ``traces`` (whose spans are in TEMP ``spans_raw``) that their
-        resolution needs or affects through ``previous_turn_id`` links.
-
-        Set-wise: a few statements however long the chains are (`_LOOKUP_STEPS` rounds
-        of index lookups, then one recursive statement for the rest of the chains), and
-        a loop of links ends where it closes.
-        """
-        con, db = self.con, self.db
-        if not con.execute(f"SELECT 1 FROM {db}.linked_turns LIMIT 1").fetchall():
-            return set()
-        found: set[str] = set()
-        # Up: a turn without a thread id takes the thread of the turn it names. When
-        # that turn has a thread already, every trace of that thread comes along (the
-        # chain up to its first turn lies in it); else follow its own link.
-        reached = self._walk(
-            {r[0] for r in con.execute(
-                "SELECT DISTINCT previous_turn_id FROM temp.spans_raw "
-                "WHERE previous_turn_id IS NOT NULL AND thread_id IS NULL").fetchall()},
-            lambda turns: con.execute(
-                f"SELECT previous_turn_id FROM {db}.linked_turns "
-                f"WHERE {self._in('turn_id', turns)} AND thread_id IS NULL AND turn_id NOT IN "
-                f"(SELECT turn_id FROM {db}.turns_mat WHERE {self._in('turn_id', turns)})"
-            ).fetchall(),
-            f"""SELECT l.previous_turn_id FROM walk w
-                JOIN {db}.linked_turns l ON l.turn_id = w.turn_id
-                WHERE l.thread_id IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM {db}.turns_mat m WHERE m.turn_id = l.turn_id)""")
-        if reached:
-            in_reached = self._in("turn_id", reached)
-            found |= {r[0] for r in con.execute(
-                f"SELECT DISTINCT trace_id FROM {db}.span_threads_mat WHERE thread_id IN "
-                f"(SELECT thread_id FROM {db}.turns_mat WHERE {in_reached})").fetchall()}
-            found |= {r[0] for r in con.execute(
-                f"SELECT DISTINCT trace_id FROM {db}.linked_turns WHERE {in_reached} "
-                f"AND thread_id IS NULL AND turn_id NOT IN "
-                f"(SELECT turn_id FROM {db}.turns_mat WHERE {in_reached})").fetchall()}
-        # Down: turns without a thread id that name a turn of these traces, and the
-        # turns that name those, and so on: their thread may have just become known.
-        below = self._walk(
-            {r[0] for r in con.execute(
-                f"SELECT DISTINCT turn_id FROM {db}.linked_turns "
-                "WHERE thread_id IS NULL AND ("
-                "previous_turn_id IN (SELECT span_id FROM temp.spans_raw) "
-                "OR previous_turn_id IN (SELECT turn_id FROM temp.spans_raw))").fetchall()},
-            lambda turns: con.execute(
-                f"SELECT turn_id FROM {db}.linked_turns WHERE thread_id IS NULL "
-                f"AND {self._in('previous_turn_id', turns)}").fetchall(),
-            f"""SELECT l.turn_id FROM walk w
-                JOIN {db}.linked_turns l ON l.previous_turn_id = w.turn_id
-                WHERE l.thread_id IS NULL""")
-        if below:
-            found |= {r[0] for r in con.execute(
-                f"SELECT DISTINCT trace_id FROM {db}.linked_turns WHERE thread_id IS NULL "
-                f"AND {self._in('turn_id', below)}").fetchall()}
-        return found - traces
-
-    def _walk(self, start: set[str], step: Callable[[set[str]], list[tuple[str]]],
-              recursive_step: str) -> set[str]:
-        """The turn ids reached from ``start`` (start included) along links:
-        ``step(turns)`` selects the next turn ids by index lookups, for `_LOOKUP_STEPS`
-        rounds; the rest of the way is one recursive statement whose ``recursive_step``
-        selects the next turn ids out of the CTE ``walk(turn_id)``. It is a UNION, which
-        visits each turn once: a loop of links ends where it closes."""
-        seen: set[str] = set()
-        wanted = set(start)
-        for _ in range(_LOOKUP_STEPS):
-            if not wanted:
-                return seen
-            seen |= wanted
-            wanted = {r[0] for r in step(wanted)} - seen
-        if not wanted:
-            return seen
-        values = self._values(wanted)
-        return seen | {r[0] for r in self.con.execute(f"""
-            WITH RECURSIVE walk(turn_id) AS (
-                SELECT v FROM temp.{values}
-                UNION
-                {recursive_step}
-            )
-            SELECT turn_id FROM walk""").fetchall()}
-
     def _threads_of(self, in_traces: str) -> set[str]:
         return {r[0] for r in self.con.execute(
             f"SELECT DISTINCT thread_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
             "AND thread_id IS NOT NULL").fetchall()}
-
-    def _scope(self, in_traces: str) -> None:
-        """TEMP ``spans_raw`` and ``logs`` holding only the traces in scope."""
-        con = self.con
-        con.execute("DROP TABLE IF EXISTS temp.spans_raw")
-        con.execute("DROP TABLE IF EXISTS temp.logs")
-        db = self.db
-        con.execute(f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
-                    f"WHERE {in_traces}")
-        con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM {db}.logs WHERE {in_traces}")
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """One transaction, rolled back on any error; TEMP tables dropped after."""
-        con = self.con
-        con.execute("BEGIN TRANSACTION")
-        try:
-            yield con
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has ended it already
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            self._drop_temps()
-
-    def _in(self, column: str, values: Iterable[str]) -> str:
-        values = list(values)
-        if len(values) <= _IN_LIST_MAX:
-            return f"{column} IN ({', '.join(map(_quote, values)) or 'NULL'})"
-        return f"{column} IN (SELECT v FROM temp.{self._values(values)})"
-
-    def _values(self, values: Iterable[str]) -> str:
-        """A TEMP table holding ``values`` (column ``v``); returns its name."""
-        self._scopes += 1
-        name = f"_scope_{self._scopes}"
-        self.con.register("__scope_values", pa.table({"v": pa.array(list(values), pa.string())}))
-        try:
-            self.con.execute(f"CREATE TEMP TABLE {name} AS SELECT v FROM __scope_values")
-        finally:
-            self.con.unregister("__scope_values")
-        return name
-
-    def _drop_temps(self) -> None:
-        for (name,) in self.con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall():
-            self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
-        self._scopes = 0

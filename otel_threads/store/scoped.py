@@ -1,0 +1,79 @@
+"""`Scoped`: the connection of a derivation and its scope, TEMP tables that stand in
+for the file's own while a refresh runs (otel_threads.store.derive says why)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import duckdb
+import pyarrow as pa
+
+__all__ = ["Scoped"]
+
+#: Above this many keys a scope is a temp table join instead of an IN list.
+_IN_LIST_MAX = 2000
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class Scoped:
+    """A connection that may write, the file's own schema (``db``) and TEMP scopes."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self._scopes = 0
+        # The file's own tables, named through its catalog: while TEMP tables shadow
+        # them, "main.x" would resolve to temp.main.x.
+        name = con.execute("SELECT current_database()").fetchall()[0][0]
+        self.db = '"' + name.replace('"', '""') + '".main'
+
+    def _scope(self, in_traces: str) -> None:
+        """TEMP ``spans_raw`` and ``logs`` holding only the traces in scope."""
+        con = self.con
+        con.execute("DROP TABLE IF EXISTS temp.spans_raw")
+        con.execute("DROP TABLE IF EXISTS temp.logs")
+        db = self.db
+        con.execute(f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
+                    f"WHERE {in_traces}")
+        con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM {db}.logs WHERE {in_traces}")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction, rolled back on any error; TEMP tables dropped after."""
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT has ended it already
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            self._drop_temps()
+
+    def _in(self, column: str, values: Iterable[str]) -> str:
+        values = list(values)
+        if len(values) <= _IN_LIST_MAX:
+            return f"{column} IN ({', '.join(map(_quote, values)) or 'NULL'})"
+        return f"{column} IN (SELECT v FROM temp.{self._values(values)})"
+
+    def _values(self, values: Iterable[str]) -> str:
+        """A TEMP table holding ``values`` (column ``v``); returns its name."""
+        self._scopes += 1
+        name = f"_scope_{self._scopes}"
+        self.con.register("__scope_values", pa.table({"v": pa.array(list(values), pa.string())}))
+        try:
+            self.con.execute(f"CREATE TEMP TABLE {name} AS SELECT v FROM __scope_values")
+        finally:
+            self.con.unregister("__scope_values")
+        return name
+
+    def _drop_temps(self) -> None:
+        for (name,) in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall():
+            self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+        self._scopes = 0

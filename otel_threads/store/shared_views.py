@@ -1,0 +1,86 @@
+"""`SharedViews`: the LLM calls and messages of a refresh's scope, parsed once for all
+the derived views, a chunk of traces at a time (otel_threads.store.derive)."""
+
+from __future__ import annotations
+
+import re
+
+from otel_threads.store.scoped import Scoped
+
+__all__ = ["PARSE_CHUNK_BYTES", "PARSE_MEMORY_RATIO", "SharedViews"]
+
+#: Views that several derived tables read: evaluated once per refresh, into TEMP
+#: tables of the same name (in dependency order: the later ones read the earlier).
+_SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
+#: The LLM calls and messages of a refresh's scope are parsed this many bytes of content
+#: at a time (at least one trace), so the memory parsing takes follows the chunk rather
+#: than the thread: a thread of huge calls costs its texts, not many copies of them.
+#: Parsing holds about 60 times the JSON it reads (DuckDB's JSON functions copy each
+#: intermediate value), so a chunk is also at most 1/`PARSE_MEMORY_RATIO` of DuckDB's
+#: memory_limit: under a small limit the chunks are smaller, not set aside.
+PARSE_CHUNK_BYTES = 16 << 20
+PARSE_MEMORY_RATIO = 64
+_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
+          "PiB": 1 << 50}
+
+
+class SharedViews(Scoped):
+    """Evaluates the views several derived tables read into TEMP tables of their name."""
+
+    def _shared_views(self) -> None:
+        """The LLM calls and messages in scope (TEMP ``spans_raw`` and ``logs``), parsed
+        once for all the derived views (each would otherwise parse them again), into TEMP
+        tables named like their views: a chunk of traces at a time (`PARSE_CHUNK_BYTES`,
+        at most 1/`PARSE_MEMORY_RATIO` of the memory limit),
+        as they are trace by trace, so that parsing holds one chunk's intermediate
+        results rather than the whole scope's."""
+        con, db = self.con, self.db
+        chunk_bytes = min(PARSE_CHUNK_BYTES, self._memory_limit() // PARSE_MEMORY_RATIO)
+        chunks: list[list[str]] = [[]]
+        size = 0
+        for trace, n in con.execute("""
+                SELECT trace_id, sum(n) FROM (
+                    SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
+                                     + coalesce(strlen(events::VARCHAR), 0) AS n
+                    FROM temp.spans_raw
+                    UNION ALL
+                    SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
+                                     + coalesce(strlen(attributes::VARCHAR), 0)
+                    FROM temp.logs WHERE trace_id IS NOT NULL)
+                GROUP BY trace_id ORDER BY trace_id""").fetchall():
+            if chunks[-1] and size + int(n or 0) > chunk_bytes:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(trace)
+            size += int(n or 0)
+        if len(chunks) == 1:
+            for view in _SHARED_VIEWS:
+                con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
+            return
+        kept = _SHARED_VIEWS[1:]  # what the derived views read (genai_spans feeds these)
+        for name in ("spans_raw", "logs"):
+            con.execute(f"ALTER TABLE temp.{name} RENAME TO _all_{name}")
+        for i, chunk in enumerate(chunks):
+            in_chunk = self._in("trace_id", chunk)
+            for name in ("spans_raw", "logs"):
+                con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM temp._all_{name} "
+                            f"WHERE {in_chunk}")
+            for view in _SHARED_VIEWS:
+                con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
+            for view in kept:
+                con.execute(f"CREATE TEMP TABLE _all_{view} AS SELECT * FROM temp.{view}"
+                            if i == 0 else f"INSERT INTO temp._all_{view} SELECT * FROM "
+                                           f"temp.{view}")
+            for name in (*_SHARED_VIEWS, "spans_raw", "logs"):
+                con.execute(f"DROP TABLE temp.{name}")
+        for name in ("spans_raw", "logs", *kept):
+            con.execute(f"ALTER TABLE temp._all_{name} RENAME TO {name}")
+
+    def _memory_limit(self) -> int:
+        """DuckDB's memory_limit on this connection, in bytes (it reads as '1.0 GiB')."""
+        value = str(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        match = re.fullmatch(r"\s*([\d.]+)\s*(\w+)\s*", value)
+        if not match or match.group(2) not in _UNITS:
+            return PARSE_CHUNK_BYTES * PARSE_MEMORY_RATIO  # unknown form: no tighter bound
+        return int(float(match.group(1)) * _UNITS[match.group(2)])
+
