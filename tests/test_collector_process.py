@@ -47,7 +47,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 
 from otel_threads import thread
 from otel_threads.collector.cli import collect
-from otel_threads.collector.config import Config
+from otel_threads.collector.config import Config, ConfigError
 from otel_threads.collector.ingest import Ingest
 from otel_threads.store import StoreLockedError, connect
 from otel_threads.store.writer import Writer
@@ -789,6 +789,19 @@ def test_a_flag_wins_over_a_bad_environment_value() -> None:
     env = {"OTEL_THREADS_MAX_REQUEST_BYTES": "1", "OTEL_THREADS_GRPC": "nope"}
     cfg = Config.load({"max_request_bytes": "2MiB", "grpc": "127.0.0.1:0"}, env=env)
     assert (cfg.max_request_bytes, cfg.grpc) == (2 << 20, ("127.0.0.1", 0))
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("30", 30.0), ("7.5s", 7.5), (" 2S ", 2.0)])
+def test_client_timeout_takes_seconds(raw: str, seconds: float) -> None:
+    assert Config.load({"client_timeout": raw}, env={}).client_timeout == seconds
+
+
+@pytest.mark.parametrize("raw", ["0", "abc", "nan", "-5", "4000", "5m"])
+def test_a_bad_client_timeout_is_a_one_line_error(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Config.load({}, env={"OTEL_THREADS_CLIENT_TIMEOUT": raw})
+    assert str(caught.value).startswith("--client-timeout (from OTEL_THREADS_CLIENT_TIMEOUT):")
+    assert "\n" not in str(caught.value)
 
 
 def test_defaults_are_written_once() -> None:

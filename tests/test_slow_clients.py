@@ -28,13 +28,19 @@ from test_collector_process import (
     span_batches,
 )
 
-from otel_threads.collector.grpc_server import MESSAGE_S, STREAMS_PER_CONNECTION
-from otel_threads.collector.httpbase import BODY_IDLE_S, BODY_WAIT_S, HEADERS_S, MAX_CONNECTIONS
+from otel_threads.collector.grpc_server import STREAMS_PER_CONNECTION
+from otel_threads.collector.httpbase import MAX_CONNECTIONS
 
 # the process harness of test_collector_process: `collectors` starts real collectors
 pytest_plugins = ["test_collector_process"]
 
 DEADLINE_S = 90.0
+#: The collectors here run with --client-timeout CLIENT_TIMEOUT_S: a whole body or gRPC
+#: message within it, headers and each pause within a body within a third of it.
+CLIENT_TIMEOUT_S = 6.0
+SLOW = ("--client-timeout", str(CLIENT_TIMEOUT_S))
+BODY_IDLE_S = HEADERS_S = CLIENT_TIMEOUT_S / 3
+BODY_WAIT_S = MESSAGE_S = CLIENT_TIMEOUT_S
 BODIES = iter(encode_spans(b).SerializeToString() for b in span_batches(300, 3))
 
 
@@ -78,7 +84,7 @@ def many_files() -> Iterator[None]:
 
 def test_idle_connections_neither_stop_ingest_nor_stay(
         collectors: Callable[..., Running], many_files: None) -> None:
-    running = collectors()
+    running = collectors(*SLOW)
     idle = [connect(running, "api") for _ in range(1100)]
     try:
         exports_work(running)  # the other listeners: untouched
@@ -97,7 +103,7 @@ def test_idle_connections_neither_stop_ingest_nor_stay(
 
 def test_announced_but_unsent_bodies_hold_no_budget(
         collectors: Callable[..., Running]) -> None:
-    running = collectors()
+    running = collectors(*SLOW)
     announced = []
     for _ in range(4):  # 4 x 16 MiB is the whole in-flight budget, if charged as announced
         sock = connect(running, "http")
@@ -126,7 +132,7 @@ def _dribble(sock: socket.socket, data: bytes, every_s: float, stop: threading.E
 
 
 def test_dribbled_headers_and_bodies_are_cut_off(collectors: Callable[..., Running]) -> None:
-    running = collectors()
+    running = collectors(*SLOW)
     stop = threading.Event()
     head = _post_head(running, 100)
     headers_sock = connect(running, "http")
@@ -164,7 +170,7 @@ def _never_sending(stop: threading.Event) -> Iterator[bytes]:
 
 def test_grpc_calls_that_send_no_message_cannot_take_every_slot(
         collectors: Callable[..., Running]) -> None:
-    running = collectors()
+    running = collectors(*SLOW)
     stop = threading.Event()
     # a client of its own (gRPC shares a connection between channels alike)
     channel = grpc.insecure_channel(running.target(),
@@ -190,7 +196,7 @@ def test_grpc_calls_that_send_no_message_cannot_take_every_slot(
 
 def test_calls_without_the_token_are_refused_before_taking_anything(
         collectors: Callable[..., Running]) -> None:
-    running = collectors("--token", "s3cret")
+    running = collectors("--token", "s3cret", *SLOW)
     stop = threading.Event()
     channels = [grpc.insecure_channel(running.target(),
                                       (*NO_PROXY, ("grpc.use_local_subchannel_pool", 1)))
@@ -248,7 +254,7 @@ def test_a_big_query_stays_within_the_memory_limit_while_exports_go_on(
 def test_at_most_two_sql_statements_run_at_once(collectors: Callable[..., Running]) -> None:
     """A third /sql statement waits for a slot, then gets a 503 saying why; ingest goes
     on meanwhile."""
-    running = collectors()
+    running = collectors(*SLOW)
     slow = (b'{"sql": "SELECT sum(hash(a::VARCHAR)) FROM range(10000000000) t(a)"}')
     answers: list = []
     queries = [threading.Thread(target=lambda: answers.append(http(

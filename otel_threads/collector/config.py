@@ -100,6 +100,17 @@ def _on_fork(value: str) -> str:
     return value
 
 
+def _seconds(value: str) -> float:
+    text = str(value).strip().lower().removesuffix("s")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(f"expected a number of seconds (30, 7.5s), got {value!r}") from None
+    if not 1 <= number <= 3600:  # (NaN too)
+        raise ConfigError(f"must be 1 to 3600 seconds, got {value!r}")
+    return number
+
+
 def _text(value: str) -> str:
     return value
 
@@ -157,6 +168,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("parse_workers", "--parse-workers", "OTEL_THREADS_PARSE_WORKERS", _workers, "auto",
             "Processes that decode OTLP requests ('auto' = one per CPU; 0 = in the "
             "receiving thread)."),
+    Setting("client_timeout", "--client-timeout", "OTEL_THREADS_CLIENT_TIMEOUT", _seconds,
+            "30s", "Longest a client may take to send a whole request (an HTTP body, a gRPC "
+            "message); request headers, and each pause within a body, get a third of it. "
+            "A slower client is cut off (HTTP 408), so it cannot hold a slot."),
     Setting("max_request_bytes", "--max-request-bytes", "OTEL_THREADS_MAX_REQUEST_BYTES", _size,
             f"{MAX_REQUEST_BYTES >> 20}MiB", "Largest request accepted, after gzip inflation."),
     Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
@@ -199,6 +214,7 @@ class Config:
     tls_cert: str | None = _default("tls_cert")
     tls_key: str | None = _default("tls_key")
     parse_workers: int = _default("parse_workers")
+    client_timeout: float = _default("client_timeout")
     max_request_bytes: int = _default("max_request_bytes")
     max_pending_rows: int = _default("max_pending_rows")
     max_ingest_memory: int = _default("max_ingest_memory")

@@ -26,9 +26,9 @@ from otel_threads.collector.ingest import Ingest, status_for
 
 __all__ = ["GrpcReceiver"]
 
-#: Longest a call may take to send its request message once it has begun; a call that
-#: sends none (or dribbles it) is cancelled, so slow calls cannot hold every slot.
-MESSAGE_S = 30.0
+# A call that has begun must send its request message within --client-timeout
+# (Config.client_timeout); one that sends none (or dribbles it) is cancelled, so slow
+# calls cannot hold every slot.
 #: Most calls one HTTP/2 connection has open at once.
 STREAMS_PER_CONNECTION = 8
 #: An HTTP/2 connection with no call for this long is closed (clients reconnect).
@@ -135,8 +135,8 @@ class GrpcReceiver:
     def _export(self, signal: str, requests: Iterator[bytes],
                 context: grpc.ServicerContext) -> Any:
         """Export is unary; it is served as client-streaming (the wire is the same) so
-        that reading the message has a deadline (`MESSAGE_S`)."""
-        timer = threading.Timer(MESSAGE_S, context.cancel)
+        that reading the message has a deadline (--client-timeout)."""
+        timer = threading.Timer(self.config.client_timeout, context.cancel)
         timer.start()
         try:
             request = next(requests, None)

@@ -39,13 +39,13 @@ __all__ = ["BaseHandler", "HttpListener"]
 KEEP_ALIVE_S = 30
 #: Most handlers running at once per listener; more requests wait for a thread.
 HANDLER_THREADS = 64
-#: Longest a whole body may take to arrive once its handler reads it.
-BODY_WAIT_S = 30.0
-#: Longest a body may pause between two pieces (a client dribbling bytes is cut off).
-BODY_IDLE_S = 10.0
-#: Longest from a connection's first byte (or its opening) to the end of a request's
-#: headers: a client that sends nothing, or dribbles its headers, is disconnected.
-HEADERS_S = 10.0
+# Deadlines for slow clients, from --client-timeout (Config.client_timeout, 30 s):
+#   - a whole body must arrive within it once its handler reads it;
+#   - a body may pause between two pieces for a third of it (a client dribbling bytes
+#     is cut off: 408);
+#   - a connection's first byte (or its opening) to the end of a request's headers
+#     takes at most a third of it: a client that sends nothing, or dribbles its
+#     headers, is disconnected.
 #: Most connections one listener holds; past it a new one gets a 503 and is closed
 #: (each listener has its own, so a flood of one cannot starve the others).
 MAX_CONNECTIONS = 256
@@ -90,12 +90,14 @@ class BaseHandler:
     async def _read(self, limit: int, keep: bool = True,
                     charge: Callable[[int], None] | None = None) -> bytes:
         """The rest of the body (dropped as it comes unless ``keep``); `_BodyTooLarge`
-        past ``limit`` bytes (read no further), `_TooSlow` after a pause of BODY_IDLE_S.
+        past ``limit`` bytes (read no further), `_TooSlow` after a pause of a third of
+        --client-timeout.
         ``charge(n)`` is called as each piece of n bytes arrives (it may raise to stop)."""
         chunks, size = [], 0
         while self._more_body:
             try:
-                message = await asyncio.wait_for(self._receive(), BODY_IDLE_S)
+                message = await asyncio.wait_for(self._receive(),
+                                                 self.config.client_timeout / 3)
             except TimeoutError:
                 raise _TooSlow from None
             if message["type"] == "http.disconnect":
@@ -115,7 +117,7 @@ class BaseHandler:
                charge: Callable[[int], None] | None = None) -> bytes:
         future = asyncio.run_coroutine_threadsafe(self._read(limit, keep, charge), self._loop)
         try:
-            return future.result(BODY_WAIT_S)
+            return future.result(self.config.client_timeout)
         except TimeoutError:
             future.cancel()  # stop reading: the connection is closed after the reply
             raise
@@ -124,7 +126,7 @@ class BaseHandler:
                   ) -> bytes | None:
         """The request body, or None after replying 413 (over ``limit`` bytes: a declared
         length is refused before reading, a chunked body once it passes the limit), 408
-        (the body paused for BODY_IDLE_S, or took over BODY_WAIT_S) or 400 (the client
+        (the body paused too long, or took over --client-timeout) or 400 (the client
         went away mid-body): nothing of it is kept. ``charge`` as in `_read`: what it
         raises is raised here."""
         declared = self.headers.get("Content-Length")
@@ -260,10 +262,11 @@ _TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/jso
 class _Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 connection, with what it lacks against slow and idle clients:
     a cap on connections (`MAX_CONNECTIONS`) and a deadline for request headers
-    (`HEADERS_S`, from the connection's opening, or from the first byte of a request
+    (``headers_s``, from the connection's opening, or from the first byte of a request
     on a kept-alive connection)."""
 
     _headers_timer: asyncio.TimerHandle | None = None
+    headers_s = 10.0  # set per listener (`HttpListener`): a third of --client-timeout
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -286,7 +289,7 @@ class _Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _arm_headers(self) -> None:
-        self._headers_timer = self.loop.call_later(HEADERS_S, self._headers_late)
+        self._headers_timer = self.loop.call_later(self.headers_s, self._headers_late)
 
     def _disarm_headers(self) -> None:
         if self._headers_timer is not None:
@@ -362,7 +365,9 @@ class HttpListener:
                                                                            f"{self.name}")
         cfg = self.config
         self._server = uvicorn.Server(uvicorn.Config(
-            _App(self._handler, self._pool), http=_Protocol, lifespan="off", log_config=None,
+            _App(self._handler, self._pool),
+            http=type("_Protocol", (_Protocol,), {"headers_s": cfg.client_timeout / 3}),
+            lifespan="off", log_config=None,
             log_level="error", access_log=False, server_header=False,
             timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=5,
             ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key))
