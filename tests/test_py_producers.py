@@ -12,6 +12,7 @@ turn 2 too, and the fake model calls it again: a second tool loop (so does Googl
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -170,9 +171,14 @@ def test_every_producer_into_one_store(collector):
 
     producers = [p for p in PRODUCERS if p != "google-adk-2" or ADK2_PYTHON.exists()
                  or os.environ.get("CI")]  # ADK 2 needs its virtualenv (CI has it)
-    for producer in producers:
+
+    def one(producer: str) -> None:
         with FakeLLM() as llm:  # each app its own model server, so call ids start at 1
             run(producer, collector, llm.base_url, f"shared-{producer}")
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:  # two apps at a time
+        for done in [pool.submit(one, p) for p in producers]:
+            done.result()
     js = [JS_RUNS[0], JS_RUNS[-1]]  # v6 and v7, through different exporters
     for sdk, traces, logs in js:
         with FakeLLM() as llm:
