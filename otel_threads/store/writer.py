@@ -21,6 +21,10 @@ that fails, DuckDB's fatal errors), exports are refused and the writer heals
 Linked turns (otel_threads.store.forks): the links are recorded with the spans,
 and with ``on_fork="reject"`` the spans of forking turns are refused; the future's
 `Written` counts them and says why.
+
+The writer's parts: otel_threads.store.committing (one group commit, and what a failed
+one was), otel_threads.store.healing (faults: noticed, refused through, healed),
+otel_threads.store.errors (what callers get back).
 """
 
 from __future__ import annotations
@@ -32,18 +36,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
 from otel_threads.store import connect
+from otel_threads.store.committing import Committing
 from otel_threads.store.derive import Deriver
 from otel_threads.store.derive_worker import DeriveWorker
+from otel_threads.store.errors import Overloaded, StoreClosed, StoreUnavailable, Written, _Item
 from otel_threads.store.forks import FORK_POLICIES, ForkGate
-from otel_threads.store.health import KINDS as FAULT_KINDS
-from otel_threads.store.health import Fault, check_file, classify, file_identity, write_back
-from otel_threads.store.insert import insert_batch
+from otel_threads.store.healing import Healing
+from otel_threads.store.health import Fault, classify, file_identity
 from otel_threads.store.stats import KINDS, LATENCY_BUCKETS, WriterStats
 
 __all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "MAX_PENDING_ROWS", "Fault", "Overloaded",
@@ -62,61 +66,9 @@ WAL_CHECKPOINT_BYTES = 256 << 20
 #: file, one made read-only): the writer starts anyway and keeps trying.
 _OPEN_FAULTS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException,
                 duckdb.SerializationException, PermissionError)
-#: Seconds between checks that the file is still the one opened, and writable.
-WATCH_S = 0.5
-#: Longest wait for derivation (or retention) to let go of memory before a commit that
-#: ran out of it is tried again (`Writer._commit_alone`).
-OOM_WAIT_S = 30.0
 
 
-class StoreClosed(RuntimeError):
-    """The store is closed, or closing: no more reads."""
-
-
-class StoreUnavailable(StoreClosed):
-    """The store cannot commit durably now (a `Fault`): nothing was stored; retry later."""
-
-    def __init__(self, fault: Fault, retry_after_s: float) -> None:
-        super().__init__(f"the store is unavailable: {FAULT_KINDS[fault.kind]}; "
-                         f"retry in {retry_after_s:g}s")
-        self.fault = fault
-        self.retry_after_s = retry_after_s
-
-
-class Overloaded(RuntimeError):
-    """Too many rows are waiting for a commit; retry later."""
-
-    def __init__(self, pending: int, limit: int, retry_after_s: float,
-                 unit: str = "rows waiting for a commit") -> None:
-        super().__init__(
-            f"the collector holds {pending} {unit} (limit {limit}); retry in "
-            f"{retry_after_s:g}s"
-        )
-        self.retry_after_s = retry_after_s
-
-
-@dataclass(frozen=True)
-class Written:
-    """What became of one submitted table once its transaction committed."""
-
-    rows: int  #: rows submitted
-    rejected: int = 0  #: rows refused (spans of a forking turn, with on_fork="reject")
-    error: str | None = None  #: why, when rows were refused
-
-
-class _Item:
-    __slots__ = ("error", "future", "kind", "rejected", "rows", "table")
-
-    def __init__(self, kind: str, table: pa.Table) -> None:
-        self.kind = kind
-        self.table = table
-        self.rows = table.num_rows
-        self.rejected = 0
-        self.error: str | None = None
-        self.future: Future[Written] = Future()
-
-
-class Writer:
+class Writer(Healing, Committing):
     """Owns one DuckDB connection on its own thread; see the module docstring.
 
     ``max_pending_rows`` bounds the rows accepted but not yet committed;
@@ -380,94 +332,6 @@ class Writer:
             if self.fault is None and _wal_bytes(self.path) > WAL_CHECKPOINT_BYTES:
                 self._checkpoint()
 
-    # -- when the store cannot commit durably (otel_threads.store.health) ----------------
-
-    def _set_fault(self, fault: Fault) -> None:
-        with self._cond:
-            previous, self.fault = self.fault, fault
-            self._cond.notify_all()
-        if previous is None or previous.kind != fault.kind:
-            self.faults += 1
-            _logger.error("%s", fault.line(self.path))
-
-    def _clear_fault(self, how: str = "") -> None:
-        with self._cond:
-            previous, self.fault = self.fault, None
-        if previous is not None:
-            _logger.warning("the store %s commits again%s: exports resume", self.path,
-                            f" ({how})" if how else "")
-
-    def _store_error(self, exc: BaseException) -> None:
-        """Derivation met an error of the store: a fatal one stops ingest too, until the
-        writer has opened the file again."""
-        fault = classify(exc)
-        if fault is not None and fault.kind == "fatal":
-            self._set_fault(fault)
-
-    def _watch(self, force: bool = False) -> None:
-        """Check (every WATCH_S, or now if ``force``) that the open file is still at its
-        path and writable; start or end a fault accordingly."""
-        if self._identity is None or self._con is None:
-            return  # an in-memory store, or not open
-        now = time.monotonic()
-        if not force and now - self._checked_at < WATCH_S:
-            return
-        self._checked_at = now
-        found = check_file(self.path, self._identity)
-        current = self.fault
-        if found is not None:
-            if current is None or (current.kind in ("read-only", "replaced", "write")
-                                   and current.kind != found.kind):
-                self._set_fault(found)
-                self._retry_at = now  # a deleted file is written back at once
-        elif current is not None and current.kind in ("read-only", "replaced"):
-            self._clear_fault()
-
-    def _heal(self) -> None:
-        """One try at recovering from the fault (the next one after heal_interval_s)."""
-        fault = self.fault
-        assert fault is not None
-        self._retry_at = time.monotonic() + self.heal_interval_s
-        if fault.kind == "deleted":
-            if self._write_back():
-                self._reopen("written back")
-        elif fault.kind in ("fatal", "open"):
-            self._reopen("opened again")
-        else:  # read-only, replaced: they end when the file is back as it was
-            self._watch(force=True)
-
-    def _reopen(self, how: str) -> None:
-        """Close and open the file; if it cannot take a checkpoint yet (the disk is still
-        full), try again later, waiting longer each time (up to 30 s)."""
-        self._close_store(checkpoint=False)
-        try:
-            self._open(checkpoint=True)
-        except Exception as exc:
-            _logger.debug("opening %s again failed: %s", self.path, exc)
-            self._backoff_s = min(30.0, max(self.heal_interval_s, 2 * self._backoff_s))
-            self._retry_at = time.monotonic() + self._backoff_s
-            return
-        self._backoff_s = 0.0
-        self._clear_fault(how)
-
-    def _write_back(self) -> bool:
-        """Write the deleted file back from the copy still open; False if not (yet)."""
-        con = self._con
-        if con is None:
-            return False
-        try:
-            with self.checkpoint_lock:  # nothing else writes meanwhile
-                con.execute("CHECKPOINT")
-                size = write_back(self.path)
-        except (duckdb.Error, OSError) as exc:
-            _logger.debug("writing %s back failed: %s", self.path, exc)
-            if isinstance(exc, FileExistsError):
-                self._set_fault(Fault("replaced"))
-            return False
-        _logger.warning("wrote the store back to %s (%.1f MiB) from the copy the collector "
-                        "held open", self.path, size / (1 << 20))
-        return True
-
     def _refuse(self, items: list[_Item], exc: Exception) -> None:
         """Fail ``items`` (never acknowledged: their senders retry)."""
         with self._cond:
@@ -510,55 +374,6 @@ class Writer:
         left = None if deadline is None else max(0.0, deadline - time.monotonic())
         return self._derive.sync(left)
 
-    def _write(self, items: list[_Item]) -> list[_Item]:
-        """Commit ``items``; returns those committed (the others' futures have failed).
-
-        An error of the store itself (`classify`) fails them all and starts a fault; an
-        error of the data is narrowed down to the item that has it."""
-        committed: list[_Item] = []
-        try:
-            try:
-                self._commit(items)
-            except duckdb.OutOfMemoryException:
-                if not self._commit_alone(items):
-                    raise
-            committed = items
-        except Exception as exc:
-            fault = classify(exc)
-            if fault is not None:
-                self.stats.failed_batches += 1
-                self._set_fault(fault)
-                self._retry_at = time.monotonic() + self.heal_interval_s
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(StoreUnavailable(fault, self.retry_after_s))
-            elif len(items) == 1:
-                self._fail(items, exc)
-            else:  # find the bad one: commit each alone
-                for item in items:
-                    try:
-                        self._commit([item])
-                        committed.append(item)
-                    except Exception as single_exc:
-                        self._fail([item], single_exc)
-        finally:
-            with self._cond:
-                self.stats.pending_rows -= sum(i.rows for i in items)
-                self._cond.notify_all()
-        return committed
-
-    def _commit_alone(self, items: list[_Item]) -> bool:
-        """Ingest comes first: a commit that ran out of memory while derivation (or
-        retention) held it is tried once more when they are done, with them kept out
-        (for at most OOM_WAIT_S). False when they did not finish in time."""
-        if not self.checkpoint_lock.acquire(timeout=OOM_WAIT_S):
-            return False
-        try:
-            self._commit(items)
-        finally:
-            self.checkpoint_lock.release()
-        return True
-
     def _checkpoint(self) -> None:
         """Fold the WAL into the file, unless derivation (or retention) is writing now:
         then it stays dirty, for the next try."""
@@ -577,59 +392,6 @@ class Writer:
         finally:
             self.checkpoint_lock.release()
 
-    def _fail(self, items: list[_Item], exc: Exception) -> None:
-        self.stats.failed_batches += 1
-        _logger.error("writing a batch failed: %s", exc)
-        for item in items:
-            if not item.future.done():
-                item.future.set_exception(exc)
-
-    def _commit(self, items: list[_Item]) -> None:
-        con = self._con
-        assert con is not None
-        started = time.perf_counter()
-        received_at = time.time_ns() // 1000
-        by_kind: dict[str, list[_Item]] = {}
-        for item in items:
-            by_kind.setdefault(item.kind, []).append(item)
-        inserted: dict[str, int] = {}
-        refused: set[str] = set()
-        for item in items:
-            item.rejected, item.error = 0, None
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for kind, group in by_kind.items():
-                tables = [i.table for i in group]
-                if kind == "spans" and self._forks is not None:
-                    table, outcomes, refused = self._forks.screen(con, tables, received_at)
-                    for item, (rejected, error) in zip(group, outcomes, strict=True):
-                        item.rejected, item.error = rejected, error
-                else:
-                    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-                inserted[kind] = self._insert(con, kind, table, received_at)
-            con.execute("COMMIT")
-            if self._forks is not None:
-                self._forks.committed(refused)
-            self._dirty = True
-            self._last_commit = time.monotonic()
-            if self._derive is not None:
-                self._derive.committed()
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                con.execute("ROLLBACK")
-            raise
-        self.stats.observe_commit(time.perf_counter() - started)
-        for kind, group in by_kind.items():
-            rows = sum(i.rows - i.rejected for i in group)
-            self.stats.written[kind] += inserted[kind]
-            self.stats.duplicates[kind] += rows - inserted[kind]
-
-    def _insert(self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table,
-                received_at_us: int) -> int:
-        inserted = insert_batch(con, kind, table, self._seq + 1, received_at_us,
-                                queue_derive=self._derive is not None)
-        self._seq += table.num_rows
-        return inserted
 
 
 def _wal_bytes(path: str) -> int:

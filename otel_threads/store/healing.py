@@ -1,0 +1,116 @@
+"""`Healing`: how the writer notices that the store cannot commit durably, refuses
+exports meanwhile, and recovers by itself (otel_threads.store.health says what each
+fault is and how it is found).
+
+A mixin of `otel_threads.store.writer.Writer`, on the writer's thread: it reads and
+sets the writer's ``fault``, ``faults``, ``path``, ``_con``, ``_identity``, ``_cond``,
+``_checked_at``, ``_retry_at``, ``_backoff_s``, ``heal_interval_s`` and
+``checkpoint_lock``, and calls its ``_open`` and ``_close_store``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import duckdb
+
+from otel_threads.store.health import Fault, check_file, classify, write_back
+
+__all__ = ["WATCH_S", "Healing"]
+
+_logger = logging.getLogger("otel_threads.store.writer")
+
+#: Seconds between checks that the file is still the one opened, and writable.
+WATCH_S = 0.5
+
+
+class Healing:
+    """Faults of the store: set, cleared, watched for, healed."""
+
+    def _set_fault(self, fault: Fault) -> None:
+        with self._cond:
+            previous, self.fault = self.fault, fault
+            self._cond.notify_all()
+        if previous is None or previous.kind != fault.kind:
+            self.faults += 1
+            _logger.error("%s", fault.line(self.path))
+
+    def _clear_fault(self, how: str = "") -> None:
+        with self._cond:
+            previous, self.fault = self.fault, None
+        if previous is not None:
+            _logger.warning("the store %s commits again%s: exports resume", self.path,
+                            f" ({how})" if how else "")
+
+    def _store_error(self, exc: BaseException) -> None:
+        """Derivation met an error of the store: a fatal one stops ingest too, until the
+        writer has opened the file again."""
+        fault = classify(exc)
+        if fault is not None and fault.kind == "fatal":
+            self._set_fault(fault)
+
+    def _watch(self, force: bool = False) -> None:
+        """Check (every WATCH_S, or now if ``force``) that the open file is still at its
+        path and writable; start or end a fault accordingly."""
+        if self._identity is None or self._con is None:
+            return  # an in-memory store, or not open
+        now = time.monotonic()
+        if not force and now - self._checked_at < WATCH_S:
+            return
+        self._checked_at = now
+        found = check_file(self.path, self._identity)
+        current = self.fault
+        if found is not None:
+            if current is None or (current.kind in ("read-only", "replaced", "write")
+                                   and current.kind != found.kind):
+                self._set_fault(found)
+                self._retry_at = now  # a deleted file is written back at once
+        elif current is not None and current.kind in ("read-only", "replaced"):
+            self._clear_fault()
+
+    def _heal(self) -> None:
+        """One try at recovering from the fault (the next one after heal_interval_s)."""
+        fault = self.fault
+        assert fault is not None
+        self._retry_at = time.monotonic() + self.heal_interval_s
+        if fault.kind == "deleted":
+            if self._write_back():
+                self._reopen("written back")
+        elif fault.kind in ("fatal", "open"):
+            self._reopen("opened again")
+        else:  # read-only, replaced: they end when the file is back as it was
+            self._watch(force=True)
+
+    def _reopen(self, how: str) -> None:
+        """Close and open the file; if it cannot take a checkpoint yet (the disk is still
+        full), try again later, waiting longer each time (up to 30 s)."""
+        self._close_store(checkpoint=False)
+        try:
+            self._open(checkpoint=True)
+        except Exception as exc:
+            _logger.debug("opening %s again failed: %s", self.path, exc)
+            self._backoff_s = min(30.0, max(self.heal_interval_s, 2 * self._backoff_s))
+            self._retry_at = time.monotonic() + self._backoff_s
+            return
+        self._backoff_s = 0.0
+        self._clear_fault(how)
+
+    def _write_back(self) -> bool:
+        """Write the deleted file back from the copy still open; False if not (yet)."""
+        con = self._con
+        if con is None:
+            return False
+        try:
+            with self.checkpoint_lock:  # nothing else writes meanwhile
+                con.execute("CHECKPOINT")
+                size = write_back(self.path)
+        except (duckdb.Error, OSError) as exc:
+            _logger.debug("writing %s back failed: %s", self.path, exc)
+            if isinstance(exc, FileExistsError):
+                self._set_fault(Fault("replaced"))
+            return False
+        _logger.warning("wrote the store back to %s (%.1f MiB) from the copy the collector "
+                        "held open", self.path, size / (1 << 20))
+        return True
+
