@@ -151,3 +151,36 @@ def test_the_json_parse_charge_is_never_below_what_parsing_takes(shape: str) -> 
     assert charged >= peak, f"charged {charged}, parsing took {peak}"
     if shape == "otlp":  # ordinary bodies are not charged much beyond it
         assert charged < 2 * peak
+
+
+def test_one_batch_type_from_the_decoder_through_a_worker_to_the_writer():
+    """A DecodedBatch goes through a decode worker's pipe (to_bytes, from_bytes) and
+    the pieces of a request join into one (what the writer takes), unchanged."""
+    from otel_threads.collector.decode_pool import DecodePool, decode_inline
+    from otel_threads.otlp.tables import DecodedBatch
+
+    bad = trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 3, name="bad")
+    data = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
+        trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[bad])])]
+    ).SerializeToString() + traces_request(2, 2, 5)
+    inline = decode_inline("traces", "protobuf", data)
+    assert (inline.accepted, inline.rejected) == (20, 1) and inline.error
+    again = DecodedBatch.from_bytes(inline.to_bytes())
+    assert again.table.equals(inline.table)
+    assert (again.accepted, again.rejected, again.error) == (
+        inline.accepted, inline.rejected, inline.error)
+    pool = DecodePool(1)
+    try:
+        pooled = pool.decode("traces", "protobuf", data)
+    finally:
+        pool.close()
+    assert isinstance(pooled, DecodedBatch) and pooled.table.equals(inline.table)
+    assert (pooled.accepted, pooled.rejected, pooled.error) == (
+        inline.accepted, inline.rejected, inline.error)
+    pieces = [decode_inline("traces", "protobuf", p)
+              for p in split_request(data, limit=512)]
+    assert len(pieces) > 2
+    joined = DecodedBatch.join(pieces)
+    assert joined.table.sort_by("span_id").equals(inline.table.sort_by("span_id"))
+    assert (joined.accepted, joined.rejected, joined.error) == (
+        inline.accepted, inline.rejected, inline.error)

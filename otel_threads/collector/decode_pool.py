@@ -1,10 +1,11 @@
 """Decode worker processes, each reached over its own pipe.
 
 A receiving thread takes an idle worker, sends it the request bytes with
-`send_bytes` and reads back the decoded table as Arrow IPC bytes: one copy each
-way and no pickling, no feeder or result-collecting threads in the collector
-(a ProcessPoolExecutor's own Python bookkeeping cost the collector process about
-as much CPU per request as the rest of the receive path).
+`send_bytes` and reads back the `DecodedBatch` (its table as Arrow IPC bytes,
+`DecodedBatch.to_bytes`): one copy each way and no pickling, no feeder or
+result-collecting threads in the collector (a ProcessPoolExecutor's own Python
+bookkeeping cost the collector process about as much CPU per request as the rest
+of the receive path). The same batch type goes on to the writer.
 
 Workers are spawned (never forked from a process running gRPC threads) and exit
 when the collector goes away, even after kill -9, or when their pipe closes.
@@ -17,16 +18,14 @@ import multiprocessing
 import os
 import queue
 import signal as _signal
-import struct
 import threading
 import time
 from multiprocessing.connection import Connection
 
-import pyarrow as pa
-
 from otel_threads.collector.malloc import tune_malloc
 from otel_threads.otlp import decode
 from otel_threads.otlp.decode import DecodeError
+from otel_threads.otlp.tables import DecodedBatch
 
 __all__ = ["DECODERS", "DecodePool", "WorkerDied", "decode_inline"]
 
@@ -34,8 +33,8 @@ _logger = logging.getLogger(__name__)
 
 _SIGNALS = ("traces", "logs")
 _FORMATS = ("protobuf", "json")
-_OK, _DECODE_ERROR, _FAILED = 0, 1, 2
-_HEADER = struct.Struct("<BIII")  # status, accepted, rejected, error length
+#: The first byte of a worker's answer; then a DecodedBatch's bytes (_OK) or a message.
+_OK, _DECODE_ERROR, _FAILED = b"\x00", b"\x01", b"\x02"
 
 
 class WorkerDied(RuntimeError):
@@ -51,10 +50,9 @@ DECODERS = {
 }
 
 
-def decode_inline(signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
-    """Decode in this process: (table, accepted, rejected, error message)."""
-    batch = DECODERS[signal, fmt](data)
-    return batch.table, batch.accepted, batch.rejected, batch.error
+def decode_inline(signal: str, fmt: str, data: bytes) -> DecodedBatch:
+    """Decode in this process."""
+    return DECODERS[signal, fmt](data)
 
 
 def _worker_main(conn: Connection, parent_pid: int) -> None:
@@ -81,19 +79,12 @@ def _worker_main(conn: Connection, parent_pid: int) -> None:
         try:
             batch = DECODERS[signal, fmt](message[2:])
         except decode.DecodeError as exc:
-            text = str(exc).encode()
-            conn.send_bytes(_HEADER.pack(_DECODE_ERROR, 0, 0, len(text)) + text)
+            conn.send_bytes(_DECODE_ERROR + str(exc).encode())
             continue
         except Exception as exc:  # a bug of ours: answer, never die silently
-            text = f"{type(exc).__name__}: {exc}".encode()
-            conn.send_bytes(_HEADER.pack(_FAILED, 0, 0, len(text)) + text)
+            conn.send_bytes(_FAILED + f"{type(exc).__name__}: {exc}".encode())
             continue
-        error = (batch.error or "").encode()
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.table.schema) as out:
-            out.write_table(batch.table)
-        conn.send_bytes(_HEADER.pack(_OK, batch.accepted, batch.rejected, len(error)) + error
-                        + sink.getvalue().to_pybytes())
+        conn.send_bytes(_OK + batch.to_bytes())
 
 
 class DecodePool:
@@ -137,8 +128,8 @@ class DecodePool:
             for worker in borrowed:
                 self._idle.put(worker)
 
-    def decode(self, signal: str, fmt: str, data: bytes) -> tuple[pa.Table, int, int, str | None]:
-        """Decode in a worker: (table, accepted, rejected, error message).
+    def decode(self, signal: str, fmt: str, data: bytes) -> DecodedBatch:
+        """Decode in a worker.
 
         Raises `otel_threads.otlp.decode.DecodeError` for an undecodable request and
         `WorkerDied` if the worker died (a fresh one takes its place).
@@ -156,15 +147,12 @@ class DecodePool:
                 self._idle.put(self._spawn())
             raise WorkerDied("a decode worker died; retry") from None
         self._idle.put((conn, proc))
-        status, accepted, rejected, length = _HEADER.unpack_from(reply)
-        start = _HEADER.size
-        text = reply[start:start + length].decode()
+        status = reply[:1]
         if status == _DECODE_ERROR:
-            raise DecodeError(text)
+            raise DecodeError(reply[1:].decode())
         if status == _FAILED:
-            raise RuntimeError(f"decoding failed: {text}")
-        table = pa.ipc.open_stream(memoryview(reply)[start + length:]).read_all()
-        return table, accepted, rejected, text or None
+            raise RuntimeError(f"decoding failed: {reply[1:].decode()}")
+        return DecodedBatch.from_bytes(memoryview(reply)[1:])
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the workers (their pipes close; stragglers are terminated). Idempotent."""

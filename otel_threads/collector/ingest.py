@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-import pyarrow as pa
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
@@ -28,6 +27,7 @@ from otel_threads.collector.decode_pool import DecodePool, WorkerDied, decode_in
 from otel_threads.otlp.decode import DecodeError
 from otel_threads.otlp.json_values import json_parse_bytes
 from otel_threads.otlp.split import split_request
+from otel_threads.otlp.tables import DecodedBatch
 from otel_threads.store.writer import Overloaded, StoreUnavailable, Writer
 
 __all__ = ["DEFAULT_INFLIGHT_BYTES", "MAX_REQUEST_BYTES", "ExportResult", "Hold", "Ingest",
@@ -243,14 +243,14 @@ class Ingest:
             if hold is None:
                 hold = stack.enter_context(self.admit(size))
             try:
-                table, accepted, rejected, error = self._decode(signal, fmt, data,
-                                                                hold.decoded)
+                batch = self._decode(signal, fmt, data, hold.decoded)
             except DecodeError:
                 with self._lock:
                     self.invalid_requests += 1
                 raise
-            if table.num_rows:
-                written = self.writer.submit(_KIND[signal], table).result()
+            accepted, rejected, error = batch.accepted, batch.rejected, batch.error
+            if batch.table.num_rows:
+                written = self.writer.submit(_KIND[signal], batch.table).result()
                 if written.rejected:  # a forking turn, refused (--on-fork reject)
                     accepted -= written.rejected
                     rejected += written.rejected
@@ -261,7 +261,7 @@ class Ingest:
             return ExportResult(accepted, rejected, error)
 
     def _decode(self, signal: str, fmt: str, data: bytes, charge: Callable[[int], None]
-                ) -> tuple[pa.Table, int, int, str | None]:
+                ) -> DecodedBatch:
         """Decode a request, charging the budget with what decoding holds: a protobuf
         one in pieces of about PIECE_BYTES (otel_threads.otlp.split; a small one is
         one piece), each piece's rows charged as it is decoded, so decoding holds one
@@ -281,16 +281,10 @@ class Ingest:
                 out = decode(signal, fmt, data)
             finally:
                 charge(-parse)
-            charge(out[0].nbytes)
+            charge(out.table.nbytes)
             return out
-        tables, accepted, rejected, errors = [], 0, 0, []
+        pieces = []
         for piece in split_request(data):
-            table, a, r, e = decode(signal, fmt, piece)
-            charge(table.nbytes)
-            tables.append(table)
-            accepted, rejected = accepted + a, rejected + r
-            if e and e not in errors:
-                errors.append(e)
-        table = (pa.concat_tables(tables, promote_options="default") if len(tables) > 1
-                 else tables[0])
-        return table, accepted, rejected, "; ".join(errors) or None
+            pieces.append(decode(signal, fmt, piece))
+            charge(pieces[-1].table.nbytes)
+        return DecodedBatch.join(pieces)

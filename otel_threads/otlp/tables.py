@@ -11,6 +11,7 @@ rather than once per row. The protobuf span reader's fast path fills
 
 from __future__ import annotations
 
+import struct
 from array import array
 from binascii import hexlify
 from dataclasses import dataclass
@@ -104,6 +105,42 @@ class DecodedBatch:
     accepted: int
     rejected: int
     error: str | None = None
+
+    @classmethod
+    def join(cls, batches: list[DecodedBatch]) -> DecodedBatch:
+        """The pieces of one request (otel_threads.otlp.split) as one batch."""
+        if len(batches) == 1:
+            return batches[0]
+        errors: list[str] = []
+        for batch in batches:
+            if batch.error and batch.error not in errors:
+                errors.append(batch.error)
+        return cls(pa.concat_tables([b.table for b in batches], promote_options="default"),
+                   sum(b.accepted for b in batches), sum(b.rejected for b in batches),
+                   "; ".join(errors) or None)
+
+    def to_bytes(self) -> bytes:
+        """The batch as bytes (counts, error, the table as Arrow IPC): what a decode
+        worker sends back through its pipe; `from_bytes` reads it."""
+        error = (self.error or "").encode()
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.table.schema) as out:
+            out.write_table(self.table)
+        return (_BATCH_HEADER.pack(self.accepted, self.rejected, len(error)) + error
+                + sink.getvalue().to_pybytes())
+
+    @classmethod
+    def from_bytes(cls, data: bytes | memoryview) -> DecodedBatch:
+        """A batch from `to_bytes`."""
+        view = memoryview(data)
+        accepted, rejected, length = _BATCH_HEADER.unpack_from(view)
+        start = _BATCH_HEADER.size
+        error = bytes(view[start:start + length]).decode() or None
+        return cls(pa.ipc.open_stream(view[start + length:]).read_all(), accepted, rejected,
+                   error)
+
+
+_BATCH_HEADER = struct.Struct("<III")  # accepted, rejected, error length
 
 
 # --- rows -> Arrow ---------------------------------------------------------------
