@@ -39,8 +39,11 @@ READS = ("/ui/threads", "/ui/threads?wait=0", "/threads/{id}?wait=0")
 
 
 def _attr(key: str, value: str | bool) -> common_pb2.KeyValue:
-    any_value = (common_pb2.AnyValue(bool_value=value) if isinstance(value, bool)
-                 else common_pb2.AnyValue(string_value=value))
+    any_value = (
+        common_pb2.AnyValue(bool_value=value)
+        if isinstance(value, bool)
+        else common_pb2.AnyValue(string_value=value)
+    )
     return common_pb2.KeyValue(key=key, value=any_value)
 
 
@@ -52,27 +55,56 @@ def request(k: int, turns: int) -> bytes:
         trace_id = (n + 1).to_bytes(16, "big")
         start = 1_700_000_000_000_000_000 + n * 1_000_000_000
         thread_id = f"thread-{n // 10}"
-        spans.append(trace_pb2.Span(
-            trace_id=trace_id, span_id=(2 * n + 1).to_bytes(8, "big"), name="handle_message",
-            start_time_unix_nano=start, end_time_unix_nano=start + 900_000_000,
-            attributes=[_attr("gen_ai.conversation.id", thread_id),
-                        _attr("otel_threads.is_turn", True)]))
-        messages_in = json.dumps([{"role": "user", "parts": [
-            {"type": "text", "content": f"question {n}: " + "words " * 40}]}])
-        messages_out = json.dumps([{"role": "assistant", "finish_reason": "stop", "parts": [
-            {"type": "text", "content": f"answer {n}: " + "words " * 60}]}])
-        spans.append(trace_pb2.Span(
-            trace_id=trace_id, span_id=(2 * n + 2).to_bytes(8, "big"),
-            parent_span_id=(2 * n + 1).to_bytes(8, "big"), name="chat gpt-4o-mini",
-            start_time_unix_nano=start + 100_000_000, end_time_unix_nano=start + 800_000_000,
-            attributes=[_attr("gen_ai.conversation.id", thread_id),
-                        _attr("gen_ai.operation.name", "chat"),
-                        _attr("gen_ai.request.model", "gpt-4o-mini"),
-                        _attr("gen_ai.input.messages", messages_in),
-                        _attr("gen_ai.output.messages", messages_out)]))
-    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
-        trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
-    ]).SerializeToString()
+        spans.append(
+            trace_pb2.Span(
+                trace_id=trace_id,
+                span_id=(2 * n + 1).to_bytes(8, "big"),
+                name="handle_message",
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + 900_000_000,
+                attributes=[
+                    _attr("gen_ai.conversation.id", thread_id),
+                    _attr("otel_threads.is_turn", True),
+                ],
+            )
+        )
+        messages_in = json.dumps(
+            [
+                {
+                    "role": "user",
+                    "parts": [{"type": "text", "content": f"question {n}: " + "words " * 40}],
+                }
+            ]
+        )
+        messages_out = json.dumps(
+            [
+                {
+                    "role": "assistant",
+                    "finish_reason": "stop",
+                    "parts": [{"type": "text", "content": f"answer {n}: " + "words " * 60}],
+                }
+            ]
+        )
+        spans.append(
+            trace_pb2.Span(
+                trace_id=trace_id,
+                span_id=(2 * n + 2).to_bytes(8, "big"),
+                parent_span_id=(2 * n + 1).to_bytes(8, "big"),
+                name="chat gpt-4o-mini",
+                start_time_unix_nano=start + 100_000_000,
+                end_time_unix_nano=start + 800_000_000,
+                attributes=[
+                    _attr("gen_ai.conversation.id", thread_id),
+                    _attr("gen_ai.operation.name", "chat"),
+                    _attr("gen_ai.request.model", "gpt-4o-mini"),
+                    _attr("gen_ai.input.messages", messages_in),
+                    _attr("gen_ai.output.messages", messages_out),
+                ],
+            )
+        )
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
+    ).SerializeToString()
 
 
 def get(url: str) -> float:
@@ -113,9 +145,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
         log = (Path(tmp) / "log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "otel_threads.collector", "--db", str(db),
-                                 "--grpc", "off", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"],
-                                cwd=ROOT, stderr=log)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "otel_threads.collector",
+                "--db",
+                str(db),
+                "--grpc",
+                "off",
+                "--http",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ],
+            cwd=ROOT,
+            stderr=log,
+        )
         try:
             note: dict = {}
             while note.get("pid") != proc.pid:
@@ -132,8 +178,11 @@ def main() -> None:
             def send_one() -> None:
                 with lock:
                     k = next(counter)
-                req = urllib.request.Request(f"{http}/v1/traces", data=request(k, args.turns),
-                                             headers={"Content-Type": "application/x-protobuf"})
+                req = urllib.request.Request(
+                    f"{http}/v1/traces",
+                    data=request(k, args.turns),
+                    headers={"Content-Type": "application/x-protobuf"},
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=120) as resp:
                         resp.read()
@@ -146,8 +195,12 @@ def main() -> None:
             for _ in range(5):
                 send_one()
             deadline = time.monotonic() + 120
-            while json.loads(urllib.request.urlopen(f"{api}/ui/threads?limit=1",
-                                                    timeout=60).read())["total"] == 0:
+            while (
+                json.loads(urllib.request.urlopen(f"{api}/ui/threads?limit=1", timeout=60).read())[
+                    "total"
+                ]
+                == 0
+            ):
                 assert time.monotonic() < deadline, "nothing derived in 120 s"
                 time.sleep(0.2)
             thread_id = "thread-3"
@@ -173,17 +226,25 @@ def main() -> None:
                 time.sleep(0.5)
             caught_up = time.monotonic() - stopped
             idle = time_reads(api, thread_id, time.monotonic() + min(args.seconds, 10))
-            print(f"ingest: {args.senders} senders, {rate:,.0f} spans/s acknowledged "
-                  f"over {args.seconds:g}s")
-            print(f"derivation: {queued:,} traces queued when ingest stopped, derived "
-                  f"{caught_up:.1f}s later")
-            print(f"{'read':<28}{'under ingest p50/p95 ms':>26}{'idle p50/p95 ms':>20}"
-                  f"{'p50 ratio':>11}  n")
+            print(
+                f"ingest: {args.senders} senders, {rate:,.0f} spans/s acknowledged "
+                f"over {args.seconds:g}s"
+            )
+            print(
+                f"derivation: {queued:,} traces queued when ingest stopped, derived "
+                f"{caught_up:.1f}s later"
+            )
+            print(
+                f"{'read':<28}{'under ingest p50/p95 ms':>26}{'idle p50/p95 ms':>20}"
+                f"{'p50 ratio':>11}  n"
+            )
             for path in READS:
                 (lp50, lp95), (ip50, ip95) = summary(loaded[path]), summary(idle[path])
-                print(f"{path:<28}{lp50 * 1e3:>14.1f} /{lp95 * 1e3:>8.1f}"
-                      f"{ip50 * 1e3:>11.1f} /{ip95 * 1e3:>6.1f}{lp50 / ip50:>10.1f}x"
-                      f"  {len(loaded[path])}")
+                print(
+                    f"{path:<28}{lp50 * 1e3:>14.1f} /{lp95 * 1e3:>8.1f}"
+                    f"{ip50 * 1e3:>11.1f} /{ip95 * 1e3:>6.1f}{lp50 / ip50:>10.1f}x"
+                    f"  {len(loaded[path])}"
+                )
         finally:
             proc.terminate()
             proc.wait()

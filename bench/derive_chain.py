@@ -36,16 +36,31 @@ def _kv(key: str, value: object) -> dict:
 
 
 def _request(spans: list[dict]) -> bytes:
-    return json.dumps({"resourceSpans": [{
-        "resource": {"attributes": [_kv("service.name", "chain")]},
-        "scopeSpans": [{"spans": spans}]}]}).encode()
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [_kv("service.name", "chain")]},
+                    "scopeSpans": [{"spans": spans}],
+                }
+            ]
+        }
+    ).encode()
 
 
 def _turn(n: int, previous: int, start: int) -> dict:
-    return {"traceId": format(n, "032x"), "spanId": format(n, "016x"), "name": "turn",
-            "kind": 1, "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 1000),
-            "attributes": [_kv("otel_threads.is_turn", True),
-                           _kv("otel_threads.previous_turn_id", format(previous, "016x"))]}
+    return {
+        "traceId": format(n, "032x"),
+        "spanId": format(n, "016x"),
+        "name": "turn",
+        "kind": 1,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + 1000),
+        "attributes": [
+            _kv("otel_threads.is_turn", True),
+            _kv("otel_threads.previous_turn_id", format(previous, "016x")),
+        ],
+    }
 
 
 def worker(turns: int, rounds: int) -> dict:
@@ -61,13 +76,12 @@ def worker(turns: int, rounds: int) -> dict:
     def insert(spans: list[dict]) -> None:
         nonlocal seq
         con.execute("BEGIN TRANSACTION")
-        seq += insert_batch(con, "spans", decode_traces_json(_request(spans)).table, seq, 0,
-                            True)
+        seq += insert_batch(con, "spans", decode_traces_json(_request(spans)).table, seq, 0, True)
         con.execute("COMMIT")
 
     chain = [_turn(i + 1, (i - 1) % turns + 1, T0 + i * 1000) for i in range(turns)]
     for i in range(0, turns, 5000):
-        insert(chain[i:i + 5000])
+        insert(chain[i : i + 5000])
     deriver = Deriver(con)
     started = time.perf_counter()
     while deriver.refresh():
@@ -81,8 +95,9 @@ def worker(turns: int, rounds: int) -> dict:
         while deriver.refresh():
             pass
         arrivals.append(time.perf_counter() - started)
-    unthreaded = con.execute("SELECT count(*) FROM span_threads WHERE thread_id IS NULL"
-                             ).fetchall()[0][0]
+    unthreaded = con.execute(
+        "SELECT count(*) FROM span_threads WHERE thread_id IS NULL"
+    ).fetchall()[0][0]
     assert unthreaded == turns + rounds, unthreaded
     con.close()
     return {"whole": whole, "arrivals": arrivals}
@@ -90,9 +105,14 @@ def worker(turns: int, rounds: int) -> dict:
 
 def run(tree: Path, turns: int, rounds: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run([sys.executable, __file__, "--worker", "--turns", str(turns),
-                           "--rounds", str(rounds)], env=env, cwd=tree, capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, __file__, "--worker", "--turns", str(turns), "--rounds", str(rounds)],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode:
         raise SystemExit(f"the run from {tree} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -109,21 +129,29 @@ def main() -> None:
         print(json.dumps(worker(args.turns, args.rounds)))
         return
     other = Path(tempfile.mkdtemp(prefix="derive-chain-tree-"))
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.compare, "otel_threads"],
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", args.compare, "otel_threads"],
+        capture_output=True,
+        check=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(other)], input=archive, check=True)
     trees = {"this": ROOT, args.compare: other}
     results = {}
     for name, tree in trees.items():
         results[name] = run(tree, args.turns, args.rounds)
         arrivals = results[name]["arrivals"]
-        print(f"{name:8s} a late turn behind a loop of {args.turns} links: refresh "
-              + ", ".join(f"{a:.2f}s" for a in arrivals)
-              + f" (median {statistics.median(arrivals):.2f}s); deriving the stored loop "
-              f"{results[name]['whole']:.2f}s", flush=True)
+        print(
+            f"{name:8s} a late turn behind a loop of {args.turns} links: refresh "
+            + ", ".join(f"{a:.2f}s" for a in arrivals)
+            + f" (median {statistics.median(arrivals):.2f}s); deriving the stored loop "
+            f"{results[name]['whole']:.2f}s",
+            flush=True,
+        )
     this, old = (statistics.median(results[n]["arrivals"]) for n in trees)
-    print(f"median refresh for a late turn: {old:.2f}s ({args.compare}) -> {this:.2f}s "
-          f"(this tree), {old / this:.0f}x faster")
+    print(
+        f"median refresh for a late turn: {old:.2f}s ({args.compare}) -> {this:.2f}s "
+        f"(this tree), {old / this:.0f}x faster"
+    )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,9 @@ def reset_peak() -> None:
 def text(seed: int, size: int) -> str:
     """``size`` bytes of words, different for every seed."""
     rnd = random.Random(seed)
-    words = ["".join(rnd.choices("abcdefghijklmnopqrstuvwxyz", k=rnd.randint(2, 9)))
-             for _ in range(4096)]
+    words = [
+        "".join(rnd.choices("abcdefghijklmnopqrstuvwxyz", k=rnd.randint(2, 9))) for _ in range(4096)
+    ]
     out, n = [], 0
     while n < size:
         w = words[rnd.randrange(4096)]
@@ -71,25 +72,62 @@ def call_request(i: int, mb: float, thread_id: str) -> tuple[bytes, str, str]:
     turn, call = format(16 * (i + 1), "016x"), format(16 * (i + 1) + 1, "016x")
     start = T0 + i * 60 * 10**9
     spans = [
-        {"traceId": trace, "spanId": turn, "name": "handle_message", "kind": 1,
-         "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 10**9),
-         "attributes": [_kv("gen_ai.conversation.id", thread_id), _kv("otel_threads.turn_id", turn),
-                        _kv("otel_threads.is_turn", True)]},
-        {"traceId": trace, "spanId": call, "parentSpanId": turn, "name": "chat gpt-4o-mini",
-         "kind": 3, "startTimeUnixNano": str(start + 10**6),
-         "endTimeUnixNano": str(start + 9 * 10**8),
-         "attributes": [
-             _kv("gen_ai.conversation.id", thread_id), _kv("otel_threads.turn_id", turn),
-             _kv("gen_ai.operation.name", "chat"), _kv("gen_ai.provider.name", "openai"),
-             _kv("gen_ai.request.model", "gpt-4o-mini"),
-             _kv("gen_ai.input.messages", json.dumps(
-                 [{"role": "user", "parts": [{"type": "text", "content": question}]}])),
-             _kv("gen_ai.output.messages", json.dumps(
-                 [{"role": "assistant", "parts": [{"type": "text", "content": answer}],
-                   "finish_reason": "stop"}]))]},
+        {
+            "traceId": trace,
+            "spanId": turn,
+            "name": "handle_message",
+            "kind": 1,
+            "startTimeUnixNano": str(start),
+            "endTimeUnixNano": str(start + 10**9),
+            "attributes": [
+                _kv("gen_ai.conversation.id", thread_id),
+                _kv("otel_threads.turn_id", turn),
+                _kv("otel_threads.is_turn", True),
+            ],
+        },
+        {
+            "traceId": trace,
+            "spanId": call,
+            "parentSpanId": turn,
+            "name": "chat gpt-4o-mini",
+            "kind": 3,
+            "startTimeUnixNano": str(start + 10**6),
+            "endTimeUnixNano": str(start + 9 * 10**8),
+            "attributes": [
+                _kv("gen_ai.conversation.id", thread_id),
+                _kv("otel_threads.turn_id", turn),
+                _kv("gen_ai.operation.name", "chat"),
+                _kv("gen_ai.provider.name", "openai"),
+                _kv("gen_ai.request.model", "gpt-4o-mini"),
+                _kv(
+                    "gen_ai.input.messages",
+                    json.dumps(
+                        [{"role": "user", "parts": [{"type": "text", "content": question}]}]
+                    ),
+                ),
+                _kv(
+                    "gen_ai.output.messages",
+                    json.dumps(
+                        [
+                            {
+                                "role": "assistant",
+                                "parts": [{"type": "text", "content": answer}],
+                                "finish_reason": "stop",
+                            }
+                        ]
+                    ),
+                ),
+            ],
+        },
     ]
-    body = {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "big-app")]},
-                               "scopeSpans": [{"spans": spans}]}]}
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [_kv("service.name", "big-app")]},
+                "scopeSpans": [{"spans": spans}],
+            }
+        ]
+    }
     return json.dumps(body).encode(), question, answer
 
 
@@ -135,13 +173,16 @@ def main() -> None:
     if args.arrive == "together":
         derive()
     stored = sum(len(q) + len(a) for q, a in texts)
-    rows = con.execute("SELECT role, content FROM transcript WHERE thread_id = 'big-thread' "
-                       "ORDER BY seq").fetchall()
+    rows = con.execute(
+        "SELECT role, content FROM transcript WHERE thread_id = 'big-thread' ORDER BY seq"
+    ).fetchall()
     whole = rows == [m for q, a in texts for m in (("user", q), ("assistant", a))]
-    print(f"{args.calls} LLM calls of {args.mb:g} MB in and {args.mb:g} MB out "
-          f"({stored / 2**20:.0f} MB of text), arriving {args.arrive}: derived in {took:.1f}s; "
-          f"RSS before deriving {start_rss / 2**20:.0f} MiB, peak growth while deriving "
-          f"{peak_growth / 2**20:.0f} MiB; transcript whole: {whole}")
+    print(
+        f"{args.calls} LLM calls of {args.mb:g} MB in and {args.mb:g} MB out "
+        f"({stored / 2**20:.0f} MB of text), arriving {args.arrive}: derived in {took:.1f}s; "
+        f"RSS before deriving {start_rss / 2**20:.0f} MiB, peak growth while deriving "
+        f"{peak_growth / 2**20:.0f} MiB; transcript whole: {whole}"
+    )
     con.close()
 
 

@@ -51,9 +51,13 @@ def build_requests(n: int, seed: int = 7) -> list[bytes]:
     """n requests; each trace is one turn of a thread: a root turn span and children."""
     rnd = random.Random(seed)
     words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
-    resource = Resource(attributes=[_kv("service.name", "bench-service"),
-                                    _kv("service.version", "1.2.3"),
-                                    _kv("deployment.environment", "bench")])
+    resource = Resource(
+        attributes=[
+            _kv("service.name", "bench-service"),
+            _kv("service.version", "1.2.3"),
+            _kv("deployment.environment", "bench"),
+        ]
+    )
     scope = InstrumentationScope(name="bench.instrumentation", version="0.1")
     now = time.time_ns()
     out = []
@@ -67,23 +71,38 @@ def build_requests(n: int, seed: int = 7) -> list[bytes]:
             start = now + (r * 64 + t) * 1_000_000
             for i in range(8):
                 sid = root if i == 0 else rnd.getrandbits(64).to_bytes(8, "big")
-                attrs = [_kv("gen_ai.conversation.id", thread_id),
-                         _kv("otel_threads.turn_id", turn_hex)]
+                attrs = [
+                    _kv("gen_ai.conversation.id", thread_id),
+                    _kv("otel_threads.turn_id", turn_hex),
+                ]
                 if i == 0:
                     attrs.append(_kv("otel_threads.is_turn", True))
                 while len(attrs) < 10:
-                    attrs.append(_kv(f"app.attr_{len(attrs)}",
-                                     "-".join(rnd.choice(words) for _ in range(3))[:20]))
-                spans.append(trace_pb2.Span(
-                    trace_id=trace_id, span_id=sid, parent_span_id=b"" if i == 0 else root,
-                    name="handle_message" if i == 0 else f"step-{i}",
-                    kind=trace_pb2.Span.SPAN_KIND_INTERNAL,
-                    start_time_unix_nano=start + i * 1000, end_time_unix_nano=start + 900_000,
-                    attributes=attrs,
-                ))
-        req = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
-            trace_pb2.ResourceSpans(resource=resource, scope_spans=[
-                trace_pb2.ScopeSpans(scope=scope, spans=spans)])])
+                    attrs.append(
+                        _kv(
+                            f"app.attr_{len(attrs)}",
+                            "-".join(rnd.choice(words) for _ in range(3))[:20],
+                        )
+                    )
+                spans.append(
+                    trace_pb2.Span(
+                        trace_id=trace_id,
+                        span_id=sid,
+                        parent_span_id=b"" if i == 0 else root,
+                        name="handle_message" if i == 0 else f"step-{i}",
+                        kind=trace_pb2.Span.SPAN_KIND_INTERNAL,
+                        start_time_unix_nano=start + i * 1000,
+                        end_time_unix_nano=start + 900_000,
+                        attributes=attrs,
+                    )
+                )
+        req = trace_service_pb2.ExportTraceServiceRequest(
+            resource_spans=[
+                trace_pb2.ResourceSpans(
+                    resource=resource, scope_spans=[trace_pb2.ScopeSpans(scope=scope, spans=spans)]
+                )
+            ]
+        )
         out.append(req.SerializeToString())
     return out
 
@@ -91,9 +110,23 @@ def build_requests(n: int, seed: int = 7) -> list[bytes]:
 def start_collector(db: str, workers: str) -> tuple[subprocess.Popen, dict]:
     note = Path(f"{db}.collector.json")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_threads.collector", "--db", db, "--grpc", "127.0.0.1:0",
-         "--http", "off", "--api", "127.0.0.1:0", "--parse-workers", workers],
-        stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "otel_threads.collector",
+            "--db",
+            db,
+            "--grpc",
+            "127.0.0.1:0",
+            "--http",
+            "off",
+            "--api",
+            "127.0.0.1:0",
+            "--parse-workers",
+            workers,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -115,9 +148,11 @@ def main() -> None:
 
     t0 = time.perf_counter()
     requests = build_requests(args.requests)
-    print(f"built {len(requests)} requests x {SPANS_PER_REQUEST} spans "
-          f"({sum(map(len, requests)) / len(requests) / 1024:.0f} KiB each) "
-          f"in {time.perf_counter() - t0:.1f}s")
+    print(
+        f"built {len(requests)} requests x {SPANS_PER_REQUEST} spans "
+        f"({sum(map(len, requests)) / len(requests) / 1024:.0f} KiB each) "
+        f"in {time.perf_counter() - t0:.1f}s"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         db = os.path.join(tmp, "bench.duckdb")
@@ -131,8 +166,9 @@ def main() -> None:
 
         def sender(slot: int) -> None:
             with grpc.insecure_channel(target) as channel:
-                call = channel.unary_unary(METHOD, request_serializer=None,
-                                           response_deserializer=None)
+                call = channel.unary_unary(
+                    METHOD, request_serializer=None, response_deserializer=None
+                )
                 while True:
                     with lock:
                         i = next(next_index, None)
@@ -159,8 +195,11 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         total = sum(acked)
         with urllib.request.urlopen(note["api"] + "/metrics", timeout=10) as resp:
-            metrics = dict(line.rsplit(" ", 1) for line in resp.read().decode().splitlines()
-                           if line.startswith("otel_threads_commit_seconds_"))
+            metrics = dict(
+                line.rsplit(" ", 1)
+                for line in resp.read().decode().splitlines()
+                if line.startswith("otel_threads_commit_seconds_")
+            )
         commits = float(metrics["otel_threads_commit_seconds_count"])
         commit_s = float(metrics["otel_threads_commit_seconds_sum"])
         proc.send_signal(signal.SIGTERM)
@@ -168,13 +207,16 @@ def main() -> None:
         with duckdb.connect(db, read_only=True) as con:
             stored = con.execute("SELECT count(*) FROM spans").fetchone()[0]
 
-    print(f"channels={args.channels} parse_workers={args.workers} "
-          f"retried exports={sum(retries)}")
-    print(f"acknowledged {total} spans in {elapsed:.2f}s = {total / elapsed:,.0f} spans/s "
-          f"(target >= 100,000)")
+    print(f"channels={args.channels} parse_workers={args.workers} retried exports={sum(retries)}")
+    print(
+        f"acknowledged {total} spans in {elapsed:.2f}s = {total / elapsed:,.0f} spans/s "
+        f"(target >= 100,000)"
+    )
     print(f"stored {stored} spans: {'OK, equal' if stored == total else 'MISMATCH'}")
-    print(f"{commits:.0f} commits, {total / max(commits, 1):,.0f} spans and "
-          f"{commit_s / max(commits, 1) * 1000:.1f} ms each on average (group commit)")
+    print(
+        f"{commits:.0f} commits, {total / max(commits, 1):,.0f} spans and "
+        f"{commit_s / max(commits, 1) * 1000:.1f} ms each on average (group commit)"
+    )
     if errors:
         print(f"errors: {errors[:3]}")
 

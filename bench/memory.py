@@ -31,27 +31,45 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def request(k: int, n: int) -> bytes:
-    spans = [trace_pb2.Span(trace_id=(k * 10_000_000 + j // 8 + 1).to_bytes(16, "big"),
-                            span_id=(k * 10_000_000 + j + 1).to_bytes(8, "big"), name="s",
-                            start_time_unix_nano=1, end_time_unix_nano=2) for j in range(n)]
-    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
-        trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
-    ]).SerializeToString()
+    spans = [
+        trace_pb2.Span(
+            trace_id=(k * 10_000_000 + j // 8 + 1).to_bytes(16, "big"),
+            span_id=(k * 10_000_000 + j + 1).to_bytes(8, "big"),
+            name="s",
+            start_time_unix_nano=1,
+            end_time_unix_nano=2,
+        )
+        for j in range(n)
+    ]
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
+    ).SerializeToString()
 
 
 def json_request(k: int, n: int) -> bytes:
-    spans = [{"traceId": f"{k * 10_000_000 + j // 8 + 1:032x}",
-              "spanId": f"{k * 10_000_000 + j + 1:016x}", "name": "s",
-              "startTimeUnixNano": "1", "endTimeUnixNano": "2"} for j in range(n)]
-    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]},
-                      separators=(",", ":")).encode()
+    spans = [
+        {
+            "traceId": f"{k * 10_000_000 + j // 8 + 1:032x}",
+            "spanId": f"{k * 10_000_000 + j + 1:016x}",
+            "name": "s",
+            "startTimeUnixNano": "1",
+            "endTimeUnixNano": "2",
+        }
+        for j in range(n)
+    ]
+    return json.dumps(
+        {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}, separators=(",", ":")
+    ).encode()
 
 
 def metrics(api: str) -> dict[str, float]:
     with urllib.request.urlopen(f"{api}/metrics", timeout=30) as resp:
         text = resp.read().decode()
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 def rss_mib(pid: int) -> int:
@@ -73,14 +91,27 @@ def main() -> None:
     make = json_request if fmt == "json" else request
     bodies = [make(k, n) for k in range(concurrent)]
     media = "application/json" if fmt == "json" else "application/x-protobuf"
-    print(f"{concurrent} {fmt} request(s) of {n} spans, "
-          f"{len(bodies[0]) / (1 << 20):.1f} MiB each")
+    print(f"{concurrent} {fmt} request(s) of {n} spans, {len(bodies[0]) / (1 << 20):.1f} MiB each")
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
         log = (Path(tmp) / "log").open("w")
-        proc = subprocess.Popen([sys.executable, "-m", "otel_threads.collector", "--db", str(db),
-                                 "--grpc", "off", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0"],
-                                cwd=ROOT, stderr=log)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "otel_threads.collector",
+                "--db",
+                str(db),
+                "--grpc",
+                "off",
+                "--http",
+                "127.0.0.1:0",
+                "--api",
+                "127.0.0.1:0",
+            ],
+            cwd=ROOT,
+            stderr=log,
+        )
         try:
             note: dict = {}
             while note.get("pid") != proc.pid:
@@ -106,7 +137,7 @@ def main() -> None:
                     time.sleep(0.01)
 
             def sample_metrics() -> None:
-                key = "otel_threads_memory_bytes{part=\"%s\"}"
+                key = 'otel_threads_memory_bytes{part="%s"}'
                 while not done.is_set():
                     m = metrics(note["api"])
                     duck = m.get(key % "duckdb", 0.0)
@@ -119,8 +150,9 @@ def main() -> None:
             answers: list[int] = []
 
             def send(body: bytes) -> None:
-                req = urllib.request.Request(f"{note['http']}/v1/traces", data=body,
-                                             headers={"Content-Type": media})
+                req = urllib.request.Request(
+                    f"{note['http']}/v1/traces", data=body, headers={"Content-Type": media}
+                )
                 try:
                     with urllib.request.urlopen(req, timeout=600) as resp:
                         answers.append(resp.status)
@@ -145,14 +177,20 @@ def main() -> None:
             sampler.join()
             watcher.join()
             print(f"answers {sorted(answers)} in {took:.1f}s (0: reset while sending)")
-            print(f"collector: idle {base} MiB, peak {peak[0]} MiB (+{peak[0] - base}), "
-                  f"after {rss_mib(proc.pid)} MiB")
-            print(f"decode workers ({os.cpu_count()}): idle {base_workers} MiB, peak "
-                  f"{peak[1]} MiB (+{peak[1] - base_workers})")
+            print(
+                f"collector: idle {base} MiB, peak {peak[0]} MiB (+{peak[0] - base}), "
+                f"after {rss_mib(proc.pid)} MiB"
+            )
+            print(
+                f"decode workers ({os.cpu_count()}): idle {base_workers} MiB, peak "
+                f"{peak[1]} MiB (+{peak[1] - base_workers})"
+            )
             print(f"all: +{peak[0] - base + peak[1] - base_workers} MiB at most")
-            print(f"working set beyond DuckDB's buffer: +{beyond[0] / (1 << 20):.0f} MiB at "
-                  f"most (DuckDB's buffer then {beyond[1] / (1 << 20):.0f} MiB), sampled "
-                  f"every 100 ms")
+            print(
+                f"working set beyond DuckDB's buffer: +{beyond[0] / (1 << 20):.0f} MiB at "
+                f"most (DuckDB's buffer then {beyond[1] / (1 << 20):.0f} MiB), sampled "
+                f"every 100 ms"
+            )
         finally:
             proc.terminate()
             proc.wait()

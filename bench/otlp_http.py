@@ -43,12 +43,18 @@ def bodies(n: int) -> list[bytes]:
     for r in range(n):
         memory.clear()
         for t in range(SPANS // 8):
-            with tracer.start_as_current_span("turn", attributes={
-                    "gen_ai.conversation.id": f"thread-{r}-{t // 8}", "k0": "v" * 20,
-                    **{f"k{i}": i for i in range(1, 9)}}):
+            with tracer.start_as_current_span(
+                "turn",
+                attributes={
+                    "gen_ai.conversation.id": f"thread-{r}-{t // 8}",
+                    "k0": "v" * 20,
+                    **{f"k{i}": i for i in range(1, 9)},
+                },
+            ):
                 for _ in range(7):
-                    with tracer.start_as_current_span("child", attributes={
-                            f"k{i}": "value" for i in range(10)}):
+                    with tracer.start_as_current_span(
+                        "child", attributes={f"k{i}": "value" for i in range(10)}
+                    ):
                         pass
         out.append(encode_spans(memory.get_finished_spans()).SerializeToString())
     return out
@@ -57,9 +63,24 @@ def bodies(n: int) -> list[bytes]:
 def run_collector(src: Path, db: Path) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "otel_threads.collector", "--db", str(db), "--grpc", "off", "--http",
-         "127.0.0.1:0", "--api", "127.0.0.1:0"], cwd=src, env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "otel_threads.collector",
+            "--db",
+            str(db),
+            "--grpc",
+            "off",
+            "--http",
+            "127.0.0.1:0",
+            "--api",
+            "127.0.0.1:0",
+        ],
+        cwd=src,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     note = Path(f"{db}.collector.json")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -80,10 +101,13 @@ def send(target: str, work: list[bytes], chunked: bool, acked: list[int]) -> Non
     for body in work:
         headers = {"Content-Type": "application/x-protobuf"}
         if chunked:
-            conn.request("POST", "/v1/traces", body=iter([body[i:i + 16384] for i in
-                                                          range(0, len(body), 16384)]),
-                         headers={**headers, "Transfer-Encoding": "chunked"},
-                         encode_chunked=True)
+            conn.request(
+                "POST",
+                "/v1/traces",
+                body=iter([body[i : i + 16384] for i in range(0, len(body), 16384)]),
+                headers={**headers, "Transfer-Encoding": "chunked"},
+                encode_chunked=True,
+            )
         else:
             conn.request("POST", "/v1/traces", body=body, headers=headers)
         resp = conn.getresponse()
@@ -105,9 +129,12 @@ def one_round(src: Path, work: list[bytes], clients: int, chunked: bool) -> tupl
         proc, target = run_collector(src, Path(tmp) / "bench.duckdb")
         try:
             acked: list[int] = []
-            threads = [threading.Thread(target=send, args=(
-                target, work[i::clients], chunked and i % 2 == 1, acked))
-                for i in range(clients)]
+            threads = [
+                threading.Thread(
+                    target=send, args=(target, work[i::clients], chunked and i % 2 == 1, acked)
+                )
+                for i in range(clients)
+            ]
             began = time.perf_counter()
             for t in threads:
                 t.start()
@@ -137,16 +164,22 @@ def main() -> None:
         for name, (src, chunked) in trees.items():
             rate, rss = one_round(src, work, args.clients, chunked)
             results[name].append((rate, rss))
-            print(f"round {r + 1} {name:8s} {rate:10,.0f} acknowledged spans/s   "
-                  f"peak RSS {rss >> 20:5d} MiB", flush=True)
-    medians = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-               for n, v in results.items()}
+            print(
+                f"round {r + 1} {name:8s} {rate:10,.0f} acknowledged spans/s   "
+                f"peak RSS {rss >> 20:5d} MiB",
+                flush=True,
+            )
+    medians = {
+        n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+        for n, v in results.items()
+    }
     for name, (rate, rss) in medians.items():
-        print(f"median  {name:8s} {rate:10,.0f} acknowledged spans/s   peak RSS "
-              f"{rss >> 20:5d} MiB")
+        print(f"median  {name:8s} {rate:10,.0f} acknowledged spans/s   peak RSS {rss >> 20:5d} MiB")
     if "compare" in medians:
-        print(f"ratio this/compare: spans/s {medians['this'][0] / medians['compare'][0]:.2f}, "
-              f"peak RSS {medians['this'][1] / medians['compare'][1]:.2f}")
+        print(
+            f"ratio this/compare: spans/s {medians['this'][0] / medians['compare'][0]:.2f}, "
+            f"peak RSS {medians['this'][1] / medians['compare'][1]:.2f}"
+        )
 
 
 if __name__ == "__main__":

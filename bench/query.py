@@ -47,8 +47,9 @@ def median_ms(fn, rounds: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--path", default=os.path.join(tempfile.gettempdir(),
-                                                   "otel-threads-bench-query.duckdb"))
+    ap.add_argument(
+        "--path", default=os.path.join(tempfile.gettempdir(), "otel-threads-bench-query.duckdb")
+    )
     ap.add_argument("--threads", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--rebuild", action="store_true")
@@ -59,8 +60,10 @@ def main() -> None:
         for stale in (path, Path(f"{path}.wal")):
             stale.unlink(missing_ok=True)
         secs = build(str(path), args.threads, 10, 10)
-        print(f"built {args.threads * 100:,} spans in {secs:.0f}s "
-              "(generation plus deriving threads, turns and transcripts from scratch)")
+        print(
+            f"built {args.threads * 100:,} spans in {secs:.0f}s "
+            "(generation plus deriving threads, turns and transcripts from scratch)"
+        )
     else:  # a store built by an earlier version: migrate it, re-derive what is stale
         started = time.perf_counter()
         connect(str(path)).close()
@@ -70,22 +73,35 @@ def main() -> None:
     con = duckdb.connect(str(path), read_only=True)
     spans, turns, threads = con.execute(
         "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM turns), "
-        "(SELECT count(*) FROM threads)").fetchall()[0]
+        "(SELECT count(*) FROM threads)"
+    ).fetchall()[0]
     print(f"store: {spans:,} spans, {turns:,} turns, {threads:,} threads ({path})")
     ids = [r[0] for r in con.execute("SELECT thread_id FROM threads").fetchall()]
     rnd = random.Random(1)
 
     top = median_ms(lambda: query_threads(con, ThreadsQueryReq(limit=50)), args.rounds)
     detail = median_ms(lambda: query_thread(con, rnd.choice(ids)), args.rounds)
-    transcript = median_ms(lambda: con.execute(
-        "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq",
-        [rnd.choice(ids)]).fetchall(), args.rounds)
-    thread_spans = median_ms(lambda: con.execute(
-        "SELECT * FROM spans WHERE thread_id = ?", [rnd.choice(ids)]).fetchall(), args.rounds)
-    traces = [r[0] for r in con.execute(
-        "SELECT trace_id FROM turns USING SAMPLE 1000 ROWS").fetchall()]
-    trace_spans = median_ms(lambda: con.execute(
-        "SELECT * FROM spans WHERE trace_id = ?", [rnd.choice(traces)]).fetchall(), args.rounds)
+    transcript = median_ms(
+        lambda: con.execute(
+            "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq", [rnd.choice(ids)]
+        ).fetchall(),
+        args.rounds,
+    )
+    thread_spans = median_ms(
+        lambda: con.execute(
+            "SELECT * FROM spans WHERE thread_id = ?", [rnd.choice(ids)]
+        ).fetchall(),
+        args.rounds,
+    )
+    traces = [
+        r[0] for r in con.execute("SELECT trace_id FROM turns USING SAMPLE 1000 ROWS").fetchall()
+    ]
+    trace_spans = median_ms(
+        lambda: con.execute(
+            "SELECT * FROM spans WHERE trace_id = ?", [rnd.choice(traces)]
+        ).fetchall(),
+        args.rounds,
+    )
     print(f"top-50 threads by last_updated  {top:7.1f} ms   (target <= 100 ms)")
     print(f"thread(id) detail               {detail:7.1f} ms   (target <= 20 ms)")
     print(f"one thread's transcript         {transcript:7.1f} ms")

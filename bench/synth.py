@@ -98,8 +98,9 @@ ORDER BY start_ns  -- arrival order: threads interleave as they would on a live 
 """
 
 
-def build(path: str, threads: int, turns: int, spans: int, long_turns: int = 0,
-          replay: int = 1 << 30) -> float:
+def build(
+    path: str, threads: int, turns: int, spans: int, long_turns: int = 0, replay: int = 1 << 30
+) -> float:
     """Create the store at ``path`` and fill it; returns seconds taken. ``long_turns``
     adds one more thread, ``long-000000``, of that many turns. Each LLM call replays
     at most ``replay`` earlier exchanges of its thread (default: all of them)."""
@@ -107,12 +108,31 @@ def build(path: str, threads: int, turns: int, spans: int, long_turns: int = 0,
     con = duckdb.connect(path)
     migrate(con)
     base = 1_790_000_000 * 10**9
-    con.execute(GENERATE, {"threads": threads, "turns": turns, "spans": spans,
-                           "base": base, "first": 0, "prefix": "thread-", "replay": replay})
+    con.execute(
+        GENERATE,
+        {
+            "threads": threads,
+            "turns": turns,
+            "spans": spans,
+            "base": base,
+            "first": 0,
+            "prefix": "thread-",
+            "replay": replay,
+        },
+    )
     if long_turns:
-        con.execute(GENERATE, {"threads": 1, "turns": long_turns, "spans": spans,
-                               "base": base, "first": threads * turns, "prefix": "long-",
-                               "replay": replay})
+        con.execute(
+            GENERATE,
+            {
+                "threads": 1,
+                "turns": long_turns,
+                "spans": spans,
+                "base": base,
+                "first": threads * turns,
+                "prefix": "long-",
+                "replay": replay,
+            },
+        )
     con.execute("CHECKPOINT")
     con.close()
     connect(path).close()  # the views, and whatever the store derives
@@ -128,8 +148,10 @@ def main() -> None:
     args = ap.parse_args()
     secs = build(args.path, args.threads, args.turns, args.spans)
     total = args.threads * args.turns * args.spans
-    print(f"built {total:,} spans ({args.threads:,} threads x {args.turns} turns x "
-          f"{args.spans} spans) in {secs:.0f}s")
+    print(
+        f"built {total:,} spans ({args.threads:,} threads x {args.turns} turns x "
+        f"{args.spans} spans) in {secs:.0f}s"
+    )
 
 
 if __name__ == "__main__":

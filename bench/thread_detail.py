@@ -109,40 +109,55 @@ def measured(pid: int, fn, rounds: int) -> tuple[float, int, int]:
 
 
 def line(name: str, secs: float, size: float, grow: float) -> str:
-    return (f"{name:<44} {secs * 1000:9.1f} ms  {size / 2**20:9.2f} MiB  "
-            f"RSS +{grow / 2**20:7.1f} MiB")
+    return (
+        f"{name:<44} {secs * 1000:9.1f} ms  {size / 2**20:9.2f} MiB  RSS +{grow / 2**20:7.1f} MiB"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--path", default=os.path.join(tempfile.gettempdir(),
-                                                   "otel-threads-bench-thread.duckdb"))
+    ap.add_argument(
+        "--path", default=os.path.join(tempfile.gettempdir(), "otel-threads-bench-thread.duckdb")
+    )
     ap.add_argument("--turns", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     path = Path(args.path)
     if not path.exists():
         secs = build(str(path), 1000, 10, 3, long_turns=args.turns, replay=1)
-        print(f"built 1,000 threads x 10 turns + 1 thread x {args.turns:,} turns "
-              f"(3 spans a turn) in {secs:.0f}s")
+        print(
+            f"built 1,000 threads x 10 turns + 1 thread x {args.turns:,} turns "
+            f"(3 spans a turn) in {secs:.0f}s"
+        )
     from otel_threads import ThreadsClient
 
     served = Path(tempfile.mkdtemp()) / "served.duckdb"  # the collector holds its copy
     shutil.copy(path, served)
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, str(served)], cwd=root,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(served)], cwd=root, stdout=subprocess.PIPE, text=True
+    )
     try:
         api = proc.stdout.readline().strip()
         url = f"{api}/threads/{THREAD}"
         _, body, tag = get(url)
         page = json.loads(body)["page"]
-        print(f"thread {THREAD}: {page['turns_total']:,} turns, "
-              f"{page['transcript_total']:,} transcript rows (median of {args.rounds} runs)")
-        print(line("GET /threads/{id} (first page, 200 turns)",
-                   *measured(proc.pid, lambda: len(get(url)[1]), args.rounds)))
-        print(line("  again with If-None-Match (304)",
-                   *measured(proc.pid, lambda: len(get(url, tag)[1]), args.rounds)))
+        print(
+            f"thread {THREAD}: {page['turns_total']:,} turns, "
+            f"{page['transcript_total']:,} transcript rows (median of {args.rounds} runs)"
+        )
+        print(
+            line(
+                "GET /threads/{id} (first page, 200 turns)",
+                *measured(proc.pid, lambda: len(get(url)[1]), args.rounds),
+            )
+        )
+        print(
+            line(
+                "  again with If-None-Match (304)",
+                *measured(proc.pid, lambda: len(get(url, tag)[1]), args.rounds),
+            )
+        )
         sizes: list[int] = []
 
         def whole_paged() -> int:
@@ -161,16 +176,29 @@ def main() -> None:
             assert len(detail.turns) == page["turns_total"], len(detail.turns)
             return sum(sizes[start:])
 
-        print(line("whole thread, paged (1,000 turns a request)",
-                   *measured(proc.pid, whole_paged, args.rounds)))
+        print(
+            line(
+                "whole thread, paged (1,000 turns a request)",
+                *measured(proc.pid, whole_paged, args.rounds),
+            )
+        )
     finally:
         proc.terminate()
         proc.wait(30)
-    out = subprocess.run([sys.executable, "-c", WHOLE, str(served), str(args.rounds), THREAD],
-                         cwd=root, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", WHOLE, str(served), str(args.rounds), THREAD],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     runs = json.loads(out.stdout)
-    print(line("whole thread as one answer (before paging)",
-               *(statistics.median(r[i] for r in runs) for i in range(3))))
+    print(
+        line(
+            "whole thread as one answer (before paging)",
+            *(statistics.median(r[i] for r in runs) for i in range(3)),
+        )
+    )
     shutil.rmtree(served.parent, ignore_errors=True)
 
 

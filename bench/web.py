@@ -43,8 +43,9 @@ def median_ms(samples: list[float]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--path", default=os.path.join(tempfile.gettempdir(),
-                                                   "otel-threads-bench-web.duckdb"))
+    ap.add_argument(
+        "--path", default=os.path.join(tempfile.gettempdir(), "otel-threads-bench-web.duckdb")
+    )
     ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -56,15 +57,19 @@ def main() -> None:
     if not path.exists():
         secs = build(str(path), 10_000, 10, 10, long_turns=200)
         print(f"built 10,000 threads x 10 turns + 1 thread x 200 turns in {secs:.0f}s")
-    collector = Collector(Config(parse_workers=0, db=str(path), grpc=("127.0.0.1", 0), http=None,
-                                 api=("127.0.0.1", 0)))
+    collector = Collector(
+        Config(
+            parse_workers=0, db=str(path), grpc=("127.0.0.1", 0), http=None, api=("127.0.0.1", 0)
+        )
+    )
     ends = collector.start()
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 900})
-            out: dict[str, list[float]] = {k: [] for k in (
-                "load", "sort", "filter", "open", "step", "spans")}
+            out: dict[str, list[float]] = {
+                k: [] for k in ("load", "sort", "filter", "open", "step", "spans")
+            }
 
             def timed(action: str, done: str) -> float:
                 """Seconds from ``action`` (JS, in the page) until ``done`` holds, timed
@@ -83,35 +88,59 @@ def main() -> None:
                 page.goto(ends.api + "/", wait_until="commit")
                 page.wait_for_function(f"() => {rows}.length === 50", polling=5)
                 out["load"].append(time.perf_counter() - t)
-                out["sort"].append(timed(  # thread id ascending: long-000000 first
-                    "document.querySelector('th[data-sort=thread_id]').click()",
-                    f"{first} === 'long-000000'"))
-                out["sort"].append(timed(  # and descending
-                    "document.querySelector('th[data-sort=thread_id]').click()",
-                    f"{first} === 'thread-009999'"))
-                out["filter"].append(timed(
-                    "const q = document.querySelector('#q'); q.value = 'LONG-'; "
-                    "q.dispatchEvent(new Event('input'))",
-                    f"{rows}.length === 1") - 0.2)  # less the typing debounce
-                out["open"].append(timed(
-                    "document.querySelector('#threads tbody tr').click()",
-                    "document.querySelectorAll('#d-turns .turn').length === 200 && "
-                    "document.querySelectorAll('#d-chat .turn-sec').length === 200"))
+                out["sort"].append(
+                    timed(  # thread id ascending: long-000000 first
+                        "document.querySelector('th[data-sort=thread_id]').click()",
+                        f"{first} === 'long-000000'",
+                    )
+                )
+                out["sort"].append(
+                    timed(  # and descending
+                        "document.querySelector('th[data-sort=thread_id]').click()",
+                        f"{first} === 'thread-009999'",
+                    )
+                )
+                out["filter"].append(
+                    timed(
+                        "const q = document.querySelector('#q'); q.value = 'LONG-'; "
+                        "q.dispatchEvent(new Event('input'))",
+                        f"{rows}.length === 1",
+                    )
+                    - 0.2
+                )  # less the typing debounce
+                out["open"].append(
+                    timed(
+                        "document.querySelector('#threads tbody tr').click()",
+                        "document.querySelectorAll('#d-turns .turn').length === 200 && "
+                        "document.querySelectorAll('#d-chat .turn-sec').length === 200",
+                    )
+                )
                 for i in range(1, 6):
-                    out["step"].append(timed(
-                        "document.dispatchEvent(new KeyboardEvent('keydown', "
-                        "{key: 'ArrowRight', bubbles: true}))",
-                        f"document.querySelector('#d-turns .turn.active') === "
-                        f"document.querySelectorAll('#d-turns .turn')[{i}]"))
-                out["spans"].append(timed(
-                    "document.querySelector('#d-turns .turn.active button.spans-btn').click()",
-                    "document.querySelector('#d-spans:not([hidden]) .span-row')"))
+                    out["step"].append(
+                        timed(
+                            "document.dispatchEvent(new KeyboardEvent('keydown', "
+                            "{key: 'ArrowRight', bubbles: true}))",
+                            f"document.querySelector('#d-turns .turn.active') === "
+                            f"document.querySelectorAll('#d-turns .turn')[{i}]",
+                        )
+                    )
+                out["spans"].append(
+                    timed(
+                        "document.querySelector('#d-turns .turn.active button.spans-btn').click()",
+                        "document.querySelector('#d-spans:not([hidden]) .span-row')",
+                    )
+                )
             browser.close()
     finally:
         collector.stop()
-    labels = {"load": "page load, 50 of 10,001 threads", "sort": "sort by a header click",
-              "filter": "filter by thread id", "open": "open the 200-turn thread",
-              "step": "→ to the next turn", "spans": "open a turn's span tree"}
+    labels = {
+        "load": "page load, 50 of 10,001 threads",
+        "sort": "sort by a header click",
+        "filter": "filter by thread id",
+        "open": "open the 200-turn thread",
+        "step": "→ to the next turn",
+        "spans": "open a turn's span tree",
+    }
     for key, label in labels.items():
         target = {"open": 1000, "load": 500}.get(key, 100)
         print(f"{label:<34} {median_ms(out[key]):7.1f} ms   (target <= {target} ms)")

@@ -27,14 +27,25 @@ months."
 
 from __future__ import annotations
 
-NOTES = {"account": "Account settings live under Settings.",
-         "billing": "Plans: Free, Pro, Team; yearly billing saves two months."}
+NOTES = {
+    "account": "Account settings live under Settings.",
+    "billing": "Plans: Free, Pro, Team; yearly billing saves two months.",
+}
 CONVERSATIONS = [
-    (None, [("What plans do you offer?", "There are Free, Pro and Team plans."),
-            ("Can I pay yearly?", "Yes: yearly billing saves two months.")]),
-    ("user_session_123", [
-        ("How do I reset my password?", "Open Settings, then Security, then Reset password."),
-        ("And how do I change my email?", "Open Settings, then Profile, then Email.")]),
+    (
+        None,
+        [
+            ("What plans do you offer?", "There are Free, Pro and Team plans."),
+            ("Can I pay yearly?", "Yes: yearly billing saves two months."),
+        ],
+    ),
+    (
+        "user_session_123",
+        [
+            ("How do I reset my password?", "Open Settings, then Security, then Reset password."),
+            ("And how do I change my email?", "Open Settings, then Profile, then Email."),
+        ],
+    ),
 ]
 
 
@@ -63,13 +74,18 @@ class Agent:
         with self.tracer.start_as_current_span("process_user_message"):  # the turn
             context = self.retrieve(text)
             topic = self.classify(text)
-            messages = [{"role": "system", "content": f"Answer from these notes: {context}"},
-                        *self.history, {"role": "user", "content": text}]
+            messages = [
+                {"role": "system", "content": f"Answer from these notes: {context}"},
+                *self.history,
+                {"role": "user", "content": text},
+            ]
             reply = self.client.chat.completions.create(model=MODEL, messages=messages)
             content = reply.choices[0].message.content
             answer = self.format_answer(topic, content)
-        self.history += [{"role": "user", "content": text},
-                         {"role": "assistant", "content": content}]  # what the model said
+        self.history += [
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": content},
+        ]  # what the model said
         return answer
 
 

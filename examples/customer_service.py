@@ -61,39 +61,64 @@ def call(name: str, **arguments: str) -> dict:
 
 #: Each visit: (what Ana writes, what the fake model answers, in order).
 VISITS = {
-    1: [("Hi, this is Ana.", ["Hello Ana! How can I help you today?"]),
-        ("Where is my order A-1042?",
-         [call("get_order_status", order_id="A-1042"),
-          "Your order A-1042 shipped on Nov 18 and is on its way."])],
-    2: [("It still hasn't arrived. Can you open a ticket?",
-         [call("create_ticket", order_id="A-1042", reason="not delivered"),
-          "I opened ticket T-1. We will look into it today."])],
-    3: [("It arrived this morning, thanks! Please close the ticket.",
-         [call("resolve_ticket", ticket_id="T-1"),
-          "Glad it arrived! Ticket T-1 is resolved."])],
+    1: [
+        ("Hi, this is Ana.", ["Hello Ana! How can I help you today?"]),
+        (
+            "Where is my order A-1042?",
+            [
+                call("get_order_status", order_id="A-1042"),
+                "Your order A-1042 shipped on Nov 18 and is on its way.",
+            ],
+        ),
+    ],
+    2: [
+        (
+            "It still hasn't arrived. Can you open a ticket?",
+            [
+                call("create_ticket", order_id="A-1042", reason="not delivered"),
+                "I opened ticket T-1. We will look into it today.",
+            ],
+        )
+    ],
+    3: [
+        (
+            "It arrived this morning, thanks! Please close the ticket.",
+            [call("resolve_ticket", ticket_id="T-1"), "Glad it arrived! Ticket T-1 is resolved."],
+        )
+    ],
 }
 WHEN = {1: "first visit", 2: "two hours later", 3: "the next day"}
 
 
 def tool(name: str, description: str, **params: str) -> dict:
-    return {"type": "function", "function": {
-        "name": name, "description": description,
-        "parameters": {"type": "object", "required": list(params),
-                       "properties": {p: {"type": "string", "description": d}
-                                      for p, d in params.items()}}}}
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "required": list(params),
+                "properties": {p: {"type": "string", "description": d} for p, d in params.items()},
+            },
+        },
+    }
 
 
-TOOLS = [tool("get_order_status", "Where an order is.", order_id="the order id"),
-         tool("create_ticket", "Open a support ticket.", order_id="the order id",
-              reason="why"),
-         tool("resolve_ticket", "Close a support ticket.", ticket_id="the ticket id")]
+TOOLS = [
+    tool("get_order_status", "Where an order is.", order_id="the order id"),
+    tool("create_ticket", "Open a support ticket.", order_id="the order id", reason="why"),
+    tool("resolve_ticket", "Close a support ticket.", ticket_id="the ticket id"),
+]
 
 
 def new_state() -> dict:
-    return {"messages": [{"role": "system", "content": SYSTEM}],
-            "orders": {"A-1042": "shipped on Nov 18, in transit"},
-            "profiles": {CUSTOMER: {"name": "Ana", "tier": "gold"}},
-            "tickets": {}}
+    return {
+        "messages": [{"role": "system", "content": SYSTEM}],
+        "orders": {"A-1042": "shipped on Nov 18, in transit"},
+        "profiles": {CUSTOMER: {"name": "Ana", "tier": "gold"}},
+        "tickets": {},
+    }
 
 
 class Bot:
@@ -103,8 +128,9 @@ class Bot:
         self.client, self.tracer, self.state = client, tracer, state
 
     def run_tool(self, name: str, args: dict) -> str:
-        with self.tracer.start_as_current_span(name, attributes={
-                "tool.arguments": json.dumps(args)}):
+        with self.tracer.start_as_current_span(
+            name, attributes={"tool.arguments": json.dumps(args)}
+        ):
             if name == "get_order_status":
                 return f"{args['order_id']}: {self.state['orders'][args['order_id']]}"
             tickets = self.state["tickets"]
@@ -119,15 +145,21 @@ class Bot:
         """One turn: the user's message, any tool calls, the answer."""
         from llm_setup import MODEL
 
-        with self.tracer.start_as_current_span("handle_message",
-                                               attributes={"user.id": CUSTOMER}):
+        with self.tracer.start_as_current_span("handle_message", attributes={"user.id": CUSTOMER}):
             with self.tracer.start_as_current_span("lookup_profile"):
                 profile = self.state["profiles"][CUSTOMER]
             messages = [*self.state["messages"], {"role": "user", "content": text}]
             while True:
-                reply = self.client.chat.completions.create(
-                    model=MODEL, messages=messages, tools=TOOLS,
-                    user=f"{CUSTOMER}:{profile['tier']}").choices[0].message
+                reply = (
+                    self.client.chat.completions.create(
+                        model=MODEL,
+                        messages=messages,
+                        tools=TOOLS,
+                        user=f"{CUSTOMER}:{profile['tier']}",
+                    )
+                    .choices[0]
+                    .message
+                )
                 messages.append(reply.model_dump(exclude_none=True))
                 if not reply.tool_calls:
                     break
@@ -162,18 +194,28 @@ def scenario(state_path: Path | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state = state_path or Path(tmp) / DEFAULT_STATE
         for number in VISITS:
-            subprocess.run([sys.executable, __file__, "--visit", str(number),
-                            "--state", str(state)], check=True)
+            subprocess.run(
+                [sys.executable, __file__, "--visit", str(number), "--state", str(state)],
+                check=True,
+            )
     print(f"thread id: {THREAD_ID}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--visit", type=int, choices=sorted(VISITS),
-                        help="run one visit (default: all three, each its own process)")
-    parser.add_argument("--state", type=Path, default=None,
-                        help=f"the bot's saved conversation (default for --visit: "
-                             f"{DEFAULT_STATE}; for the scenario: a temporary file)")
+    parser.add_argument(
+        "--visit",
+        type=int,
+        choices=sorted(VISITS),
+        help="run one visit (default: all three, each its own process)",
+    )
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help=f"the bot's saved conversation (default for --visit: "
+        f"{DEFAULT_STATE}; for the scenario: a temporary file)",
+    )
     args = parser.parse_args(argv)
     if args.visit is None:
         scenario(args.state)

@@ -37,14 +37,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-QUESTIONS = ["Hi! I'm planning a weekend in Lisbon.", "What will the weather be like?",
-             "Any museum you'd recommend?"]
+QUESTIONS = [
+    "Hi! I'm planning a weekend in Lisbon.",
+    "What will the weather be like?",
+    "Any museum you'd recommend?",
+]
 #: The fake model's answer to each question, by attempt (a regenerate is attempt 2).
 ANSWERS = {
     QUESTIONS[0]: ["Lovely! What would you like to know?"],
     QUESTIONS[1]: ["Sunny, around 24°C."],
-    QUESTIONS[2]: ["The Gulbenkian, for its garden and its collection.",
-                   "The Azulejo museum: an hour is enough for the highlights."],
+    QUESTIONS[2]: [
+        "The Gulbenkian, for its garden and its collection.",
+        "The Azulejo museum: an hour is enough for the highlights.",
+    ],
 }
 DEFAULT_STATE = "linked_turns_state.json"
 
@@ -70,12 +75,17 @@ def request(state_path: Path, question: str, previous: dict | None) -> dict:
     with llm_app("trip-planner", reply) as (client, tracer):
         block = thread(previous_turn_id=previous["turn_id"]) if previous else thread()
         with block as t, tracer.start_as_current_span("handle_request"):
-            answer = client.chat.completions.create(
-                model=MODEL, messages=messages).choices[0].message.content
-    turn = {"turn_id": t.last_turn_id,  # what the app stores to link its next request
-            "previous_turn_id": previous["turn_id"] if previous else None,
-            "question": question,
-            "messages": [*messages, {"role": "assistant", "content": answer}]}
+            answer = (
+                client.chat.completions.create(model=MODEL, messages=messages)
+                .choices[0]
+                .message.content
+            )
+    turn = {
+        "turn_id": t.last_turn_id,  # what the app stores to link its next request
+        "previous_turn_id": previous["turn_id"] if previous else None,
+        "question": question,
+        "messages": [*messages, {"role": "assistant", "content": answer}],
+    }
     state["thread_id"] = state["thread_id"] or t.thread_id
     state["turns"].append(turn)
     state_path.write_text(json.dumps(state, indent=1))
@@ -104,8 +114,7 @@ def scenario() -> str:
         state = Path(tmp) / DEFAULT_STATE
         runs = [["ask", q] for q in QUESTIONS] + [["regenerate"]]
         for args in runs:
-            subprocess.run([sys.executable, __file__, *args, "--state", str(state)],
-                           check=True)
+            subprocess.run([sys.executable, __file__, *args, "--state", str(state)], check=True)
         thread_id = load(state)["thread_id"]
     print(f"thread id: {thread_id}")
     print(f"see it: otel-threads show {thread_id}")
@@ -116,8 +125,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", choices=["ask", "regenerate"])
     parser.add_argument("text", nargs="?", help="the question (ask)")
-    parser.add_argument("--state", type=Path, default=Path(DEFAULT_STATE),
-                        help=f"where the app keeps its last turns (default {DEFAULT_STATE})")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        default=Path(DEFAULT_STATE),
+        help=f"where the app keeps its last turns (default {DEFAULT_STATE})",
+    )
     args = parser.parse_args(argv)
     if args.command is None:
         scenario()

@@ -28,8 +28,9 @@ MODEL = "gpt-4o-mini"
 
 
 @contextlib.contextmanager
-def llm_app(service_name: str, replies: Iterable[str | dict] = ()
-            ) -> Iterator[tuple[openai.OpenAI, trace.Tracer]]:
+def llm_app(
+    service_name: str, replies: Iterable[str | dict] = ()
+) -> Iterator[tuple[openai.OpenAI, trace.Tracer]]:
     """An instrumented OpenAI client and a tracer; everything is flushed on exit.
 
     ``replies`` scripts the fake model's answers in order (then it echoes, and calls

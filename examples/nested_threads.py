@@ -27,8 +27,10 @@ transcript holds the conversation (the other two have none):
 from __future__ import annotations
 
 APP_ID = "4711"
-REQUESTS = [("What's new in 2.0?", "Faster queries."),
-            ("Is the upgrade safe?", "Yes, with a backup first.")]
+REQUESTS = [
+    ("What's new in 2.0?", "Faster queries."),
+    ("Is the upgrade safe?", "Yes, with a backup first."),
+]
 
 
 def main() -> dict[str, str]:
@@ -36,8 +38,11 @@ def main() -> dict[str, str]:
 
     from otel_threads import thread
 
-    threads = {"app": f"app_{APP_ID}", "infra": f"app_{APP_ID}_infra",
-               "logic": f"app_{APP_ID}_logic"}
+    threads = {
+        "app": f"app_{APP_ID}",
+        "infra": f"app_{APP_ID}_infra",
+        "logic": f"app_{APP_ID}_logic",
+    }
     history: list[dict] = []
     with llm_app("nested-threads", [a for _, a in REQUESTS]) as (client, tracer):
         for question, _ in REQUESTS:
@@ -50,8 +55,11 @@ def main() -> dict[str, str]:
                         pass
                     with tracer.start_as_current_span("answer"):
                         history.append({"role": "user", "content": question})
-                        answer = client.chat.completions.create(
-                            model=MODEL, messages=history).choices[0].message.content
+                        answer = (
+                            client.chat.completions.create(model=MODEL, messages=history)
+                            .choices[0]
+                            .message.content
+                        )
                         history.append({"role": "assistant", "content": answer})
                 with thread(threads["infra"]), tracer.start_as_current_span("save_session"):
                     pass

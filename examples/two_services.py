@@ -33,8 +33,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 THREAD_ID = "order-chat-7"
 QUESTIONS = ["Where is order B-77?", "Can it come by Friday?"]
-ANSWERS = ["Order B-77 is packed and leaves today.",
-           "Yes, standard shipping reaches you by Thursday."]
+ANSWERS = [
+    "Order B-77 is packed and leaves today.",
+    "Yes, standard shipping reaches you by Thursday.",
+]
 
 
 def back() -> None:
@@ -45,16 +47,21 @@ def back() -> None:
     from opentelemetry.propagate import extract
 
     with llm_app("back", ANSWERS) as (client, tracer):
+
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 # the caller's trace context and baggage (the thread id) from the headers
-                with tracer.start_as_current_span("back.answer", context=extract(self.headers),
-                                                  kind=trace.SpanKind.SERVER):
+                with tracer.start_as_current_span(
+                    "back.answer", context=extract(self.headers), kind=trace.SpanKind.SERVER
+                ):
                     with tracer.start_as_current_span("back.lookup"):
                         pass
-                    answer = client.chat.completions.create(
-                        model=MODEL, messages=body["messages"]).choices[0].message.content
+                    answer = (
+                        client.chat.completions.create(model=MODEL, messages=body["messages"])
+                        .choices[0]
+                        .message.content
+                    )
                 data = json.dumps({"answer": answer}).encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
@@ -79,8 +86,9 @@ def front() -> str:
 
     from otel_threads import thread
 
-    service = subprocess.Popen([sys.executable, __file__, "back"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    service = subprocess.Popen(
+        [sys.executable, __file__, "back"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         port = int(service.stdout.readline().split()[-1])
         history: list[dict] = []
@@ -88,13 +96,16 @@ def front() -> str:
             for question in QUESTIONS:
                 history.append({"role": "user", "content": question})
                 with thread(THREAD_ID), tracer.start_as_current_span("front.handle"):
-                    with tracer.start_as_current_span("front.call_back",
-                                                      kind=trace.SpanKind.CLIENT):
+                    with tracer.start_as_current_span(
+                        "front.call_back", kind=trace.SpanKind.CLIENT
+                    ):
                         headers = {"Content-Type": "application/json"}
                         inject(headers)  # traceparent, and baggage with the thread id
                         request = urllib.request.Request(
-                            f"http://127.0.0.1:{port}/answer", headers=headers,
-                            data=json.dumps({"messages": history}).encode())
+                            f"http://127.0.0.1:{port}/answer",
+                            headers=headers,
+                            data=json.dumps({"messages": history}).encode(),
+                        )
                         with urllib.request.urlopen(request, timeout=30) as response:
                             answer = json.loads(response.read())["answer"]
                 history.append({"role": "assistant", "content": answer})

@@ -47,8 +47,13 @@ conversation's system prompt changes (the quick provider sends none):
 from __future__ import annotations
 
 SESSION = "unbalanced-demo"
-QUESTIONS = ["Hi!", "Plan a 3-day trip to Porto.", "Thanks. What about food?",
-             "Make it a 2-day plan.", "Great, bye!"]
+QUESTIONS = [
+    "Hi!",
+    "Plan a 3-day trip to Porto.",
+    "Thanks. What about food?",
+    "Make it a 2-day plan.",
+    "Great, bye!",
+]
 
 
 class QuickProvider:
@@ -61,8 +66,11 @@ class QuickProvider:
         from llm_setup import MODEL
 
         with self.tracer.start_as_current_span("quick.reply"):
-            return self.client.chat.completions.create(
-                model=MODEL, messages=messages).choices[0].message.content
+            return (
+                self.client.chat.completions.create(model=MODEL, messages=messages)
+                .choices[0]
+                .message.content
+            )
 
 
 class PlanningProvider(QuickProvider):
@@ -81,8 +89,11 @@ class PlanningProvider(QuickProvider):
         from llm_setup import MODEL
 
         with self.tracer.start_as_current_span("planning.call_model"):
-            return self.client.chat.completions.create(
-                model=MODEL, messages=messages).choices[0].message.content
+            return (
+                self.client.chat.completions.create(model=MODEL, messages=messages)
+                .choices[0]
+                .message.content
+            )
 
 
 def main() -> str:
@@ -97,8 +108,9 @@ def main() -> str:
             provider = providers[i % 2]
             history.append({"role": "user", "content": question})
             with thread(SESSION):  # right: around the turn's span, in the handler
-                with tracer.start_as_current_span("handle_request",
-                                                  attributes={"provider": provider.name}):
+                with tracer.start_as_current_span(
+                    "handle_request", attributes={"provider": provider.name}
+                ):
                     answer = provider.reply(history)
             history.append({"role": "assistant", "content": answer})
             print(f"{provider.name:>8}: {question} -> {answer}")

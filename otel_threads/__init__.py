@@ -64,8 +64,19 @@ _LAZY = {
     "DuckDBLogExporter": "otel_threads.exporter",
     "StoreLockedError": "otel_threads.store",
     "ThreadsClient": "otel_threads.client",
-    **dict.fromkeys(("ForkSchema", "SortBy", "ThreadDetail", "ThreadSchema", "ThreadsQueryReq",
-                     "ThreadsQueryRes", "TranscriptMessage", "TurnSchema"), "otel_threads.schemas"),
+    **dict.fromkeys(
+        (
+            "ForkSchema",
+            "SortBy",
+            "ThreadDetail",
+            "ThreadSchema",
+            "ThreadsQueryReq",
+            "ThreadsQueryRes",
+            "TranscriptMessage",
+            "TurnSchema",
+        ),
+        "otel_threads.schemas",
+    ),
 }
 
 

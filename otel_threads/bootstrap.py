@@ -56,8 +56,10 @@ def _otlp_exporters(endpoint: str | None, protocol: str) -> tuple[SpanExporter, 
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpans
 
     base = endpoint.rstrip("/") if endpoint else None
-    return (HttpSpans(endpoint=f"{base}/v1/traces" if base else None),
-            HttpLogs(endpoint=f"{base}/v1/logs" if base else None))
+    return (
+        HttpSpans(endpoint=f"{base}/v1/traces" if base else None),
+        HttpLogs(endpoint=f"{base}/v1/logs" if base else None),
+    )
 
 
 def configure(

@@ -24,8 +24,10 @@ from otel_threads import __version__
 
 #: Commands of the collector (name: "module:attribute"): the library's own commands
 #: never load its servers, so they are imported when one of these runs.
-LAZY_COMMANDS = {"collect": "otel_threads.collector.cli:collect",
-                 "demo": "otel_threads.collector.demo:demo"}
+LAZY_COMMANDS = {
+    "collect": "otel_threads.collector.cli:collect",
+    "demo": "otel_threads.collector.demo:demo",
+}
 
 
 class _Group(click.Group):
@@ -53,10 +55,14 @@ def main() -> None:
 
 
 def _source(fn: Callable) -> Callable:
-    fn = click.option("--url", metavar="URL",
-                      help="A collector's API, e.g. http://127.0.0.1:4319.")(fn)
-    return click.option("--db", metavar="PATH", help="DuckDB file [env OTEL_THREADS_DB; "
-                        "default ./otel-threads.duckdb].")(fn)
+    fn = click.option(
+        "--url", metavar="URL", help="A collector's API, e.g. http://127.0.0.1:4319."
+    )(fn)
+    return click.option(
+        "--db",
+        metavar="PATH",
+        help="DuckDB file [env OTEL_THREADS_DB; default ./otel-threads.duckdb].",
+    )(fn)
 
 
 def _client(db: str | None, url: str | None):
@@ -90,20 +96,34 @@ def _json_out(payload: Any) -> None:
 
 @main.command("threads")
 @_source
-@click.option("--sort", "sorts", multiple=True, metavar="FIELD[:asc|:desc]",
-              help="Sort field (repeatable): thread_id, turn_count, start_time, "
-                   "last_updated, p50_turn_duration_ms, p99_turn_duration_ms. "
-                   "Default last_updated:desc.")
+@click.option(
+    "--sort",
+    "sorts",
+    multiple=True,
+    metavar="FIELD[:asc|:desc]",
+    help="Sort field (repeatable): thread_id, turn_count, start_time, "
+    "last_updated, p50_turn_duration_ms, p99_turn_duration_ms. "
+    "Default last_updated:desc.",
+)
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
-@click.option("--after", metavar="TIME", help="Only threads active at or after TIME "
-              "(ISO 8601, UTC).")
+@click.option(
+    "--after", metavar="TIME", help="Only threads active at or after TIME (ISO 8601, UTC)."
+)
 @click.option("--before", metavar="TIME", help="Only threads started at or before TIME.")
 @click.option("--project", help="Only this project.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def threads_cmd(db: str | None, url: str | None, sorts: tuple[str, ...], limit: int,
-                offset: int, after: str | None, before: str | None, project: str | None,
-                as_json: bool) -> None:
+def threads_cmd(
+    db: str | None,
+    url: str | None,
+    sorts: tuple[str, ...],
+    limit: int,
+    offset: int,
+    after: str | None,
+    before: str | None,
+    project: str | None,
+    as_json: bool,
+) -> None:
     """List threads, most recently updated first.
 
     \b
@@ -119,9 +139,14 @@ def threads_cmd(db: str | None, url: str | None, sorts: tuple[str, ...], limit: 
         for s in sorts:
             name, _, direction = s.partition(":")
             sort_by.append(SortBy(name, direction or "desc"))
-        req = ThreadsQueryReq(project_id=project, limit=limit, offset=offset,
-                              sort_by=sort_by or [SortBy()], sortable_datetime_after=after,
-                              sortable_datetime_before=before)
+        req = ThreadsQueryReq(
+            project_id=project,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by or [SortBy()],
+            sortable_datetime_after=after,
+            sortable_datetime_before=before,
+        )
         return _client(db, url).threads_query(req)
 
     res = _domain_errors(run)
@@ -139,12 +164,16 @@ def threads_cmd(db: str | None, url: str | None, sorts: tuple[str, ...], limit: 
 @main.command("show")
 @click.argument("thread_id")
 @_source
-@click.option("--through", "through", metavar="TURN",
-              help="Show the branch through this turn (after a fork) instead of the current "
-                   "one.")
+@click.option(
+    "--through",
+    "through",
+    metavar="TURN",
+    help="Show the branch through this turn (after a fork) instead of the current one.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show_cmd(thread_id: str, db: str | None, url: str | None, through: str | None,
-             as_json: bool) -> None:
+def show_cmd(
+    thread_id: str, db: str | None, url: str | None, through: str | None, as_json: bool
+) -> None:
     """One thread: its turns and forks, then its transcript as a chat.
 
     The transcript follows the current branch: the one that ends at the newest turn.
@@ -201,11 +230,16 @@ def sql_cmd(query: str, db: str | None, url: str | None, fmt: str | None) -> Non
 
 
 @main.command("prune")
-@click.option("--before", required=True, metavar="TIME|AGE",
-              help="Delete threads last active before TIME (ISO 8601, UTC) or older than "
-                   "AGE (30d, 12h, 90m).")
-@click.option("--db", metavar="PATH", help="DuckDB file [env OTEL_THREADS_DB; default "
-              "./otel-threads.duckdb].")
+@click.option(
+    "--before",
+    required=True,
+    metavar="TIME|AGE",
+    help="Delete threads last active before TIME (ISO 8601, UTC) or older than "
+    "AGE (30d, 12h, 90m).",
+)
+@click.option(
+    "--db", metavar="PATH", help="DuckDB file [env OTEL_THREADS_DB; default ./otel-threads.duckdb]."
+)
 def prune_cmd(before: str, db: str | None) -> None:
     """Delete old threads whole (spans, log records, derived rows), reusing their space.
 
@@ -232,19 +266,21 @@ def prune_cmd(before: str, db: str | None) -> None:
     if holder is not None:
         raise click.ClickException(
             f"{path} is held by an otel-threads collector, PID {holder.pid}: it prunes its "
-            "own file with --retention (or stop it first)")
+            "own file with --retention (or stop it first)"
+        )
     try:
         con = connect(path)
     except StoreLockedError as exc:
-        raise click.ClickException(f"{exc}. A running collector prunes with "
-                                   "--retention") from None
+        raise click.ClickException(f"{exc}. A running collector prunes with --retention") from None
     try:
         res = prune(con, when)
         con.execute("CHECKPOINT")  # the deleted rows' space is reused from here on
     finally:
         con.close()
-    click.echo(f"deleted {res.threads} threads, {res.traces} whole traces, {res.spans} spans "
-               f"and {res.logs} log records last active before {when.isoformat()} UTC")
+    click.echo(
+        f"deleted {res.threads} threads, {res.traces} whole traces, {res.spans} spans "
+        f"and {res.logs} log records last active before {when.isoformat()} UTC"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,17 +21,19 @@ from typing import Any
 import duckdb
 
 from otel_threads import env
-from otel_threads.query import (
+from otel_threads.paging import (
     MAX_TRANSCRIPT_LIMIT,
     MAX_TURN_LIMIT,
     TRANSCRIPT_LIMIT,
     TURN_LIMIT,
+    query_thread_page,
+)
+from otel_threads.query import (
     ThreadDetail,
     ThreadSchema,
     ThreadsQueryReq,
     ThreadsQueryRes,
     query_thread,
-    query_thread_page,
     query_threads,
 )
 from otel_threads.store import connect, default_db_path, read_holder
@@ -50,8 +52,13 @@ class ThreadsClientError(RuntimeError):
 class ThreadsClient:
     """Read threads from ``target``: a DuckDB file path or an ``http(s)://`` API URL."""
 
-    def __init__(self, target: str | os.PathLike[str] | None = None, *,
-                 token: str | None = None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        target: str | os.PathLike[str] | None = None,
+        *,
+        token: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
         text = os.fspath(target) if target is not None else default_db_path()
         self.token = token if token is not None else env.value(env.TOKEN)
         self.timeout_s = timeout_s
@@ -102,8 +109,9 @@ class ThreadsClient:
         req = req or ThreadsQueryReq()
         if self._api() is not None:
             out = self._request("POST", "/threads/query", req.to_json())
-            return ThreadsQueryRes([ThreadSchema.from_dict(t) for t in out["threads"]],
-                                   int(out["total"]))
+            return ThreadsQueryRes(
+                [ThreadSchema.from_dict(t) for t in out["threads"]], int(out["total"])
+            )
         with self._connection() as con:
             return query_threads(con, req)
 
@@ -122,22 +130,33 @@ class ThreadsClient:
             raise KeyError(thread_id)
         return detail
 
-    def thread_page(self, thread_id: str, through_turn: str | None = None, *,
-                    turn_offset: int = 0, turn_limit: int = TURN_LIMIT,
-                    transcript_after: int | None = None,
-                    transcript_limit: int = TRANSCRIPT_LIMIT) -> ThreadDetail:
+    def thread_page(
+        self,
+        thread_id: str,
+        through_turn: str | None = None,
+        *,
+        turn_offset: int = 0,
+        turn_limit: int = TURN_LIMIT,
+        transcript_after: int | None = None,
+        transcript_limit: int = TRANSCRIPT_LIMIT,
+    ) -> ThreadDetail:
         """A page of one thread (``GET /threads/{id}``; `query_thread_page` says what it
         holds): ``.page`` has the totals and, in ``.page.next``, the parameters of the
         next page. KeyError when the thread is unknown, ValueError for a bad parameter."""
         if self._api() is not None:
-            params: dict[str, Any] = {"turn_offset": turn_offset, "turn_limit": turn_limit,
-                                      "transcript_limit": transcript_limit}
+            params: dict[str, Any] = {
+                "turn_offset": turn_offset,
+                "turn_limit": turn_limit,
+                "transcript_limit": transcript_limit,
+            }
             if through_turn is not None:
                 params["through_turn"] = through_turn
             if transcript_after is not None:
                 params["transcript_after"] = transcript_after
-            path = (f"/threads/{urllib.parse.quote(thread_id, safe='')}?"
-                    f"{urllib.parse.urlencode(params)}")
+            path = (
+                f"/threads/{urllib.parse.quote(thread_id, safe='')}?"
+                f"{urllib.parse.urlencode(params)}"
+            )
             try:
                 return ThreadDetail.from_dict(self._request("GET", path))
             except ThreadsClientError as err:
@@ -145,27 +164,46 @@ class ThreadsClient:
                     raise KeyError(thread_id) from None
                 raise
         with self._connection() as con:
-            detail = query_thread_page(con, thread_id, through_turn, turn_offset=turn_offset,
-                                       turn_limit=turn_limit, transcript_after=transcript_after,
-                                       transcript_limit=transcript_limit)
+            detail = query_thread_page(
+                con,
+                thread_id,
+                through_turn,
+                turn_offset=turn_offset,
+                turn_limit=turn_limit,
+                transcript_after=transcript_after,
+                transcript_limit=transcript_limit,
+            )
         if detail is None:
             raise KeyError(thread_id)
         return detail
 
-    def _whole_thread(self, thread_id: str, through_turn: str | None,
-                      attempts: int = 3) -> ThreadDetail:
+    def _whole_thread(
+        self, thread_id: str, through_turn: str | None, attempts: int = 3
+    ) -> ThreadDetail:
         """Every page of a thread, put together. A thread that changes while it is read
         (its version moves) is read again from the start, up to ``attempts`` times;
         after that the pages are put together as they came."""
         for attempt in range(attempts):
-            pages = [self.thread_page(thread_id, through_turn, turn_limit=MAX_TURN_LIMIT,
-                                      transcript_limit=MAX_TRANSCRIPT_LIMIT)]
+            pages = [
+                self.thread_page(
+                    thread_id,
+                    through_turn,
+                    turn_limit=MAX_TURN_LIMIT,
+                    transcript_limit=MAX_TRANSCRIPT_LIMIT,
+                )
+            ]
             while pages[-1].page is not None and pages[-1].page.next is not None:
                 cursor = pages[-1].page.next
-                pages.append(self.thread_page(
-                    thread_id, through_turn, turn_offset=cursor["turn_offset"],
-                    turn_limit=MAX_TURN_LIMIT, transcript_after=cursor.get("transcript_after"),
-                    transcript_limit=MAX_TRANSCRIPT_LIMIT))
+                pages.append(
+                    self.thread_page(
+                        thread_id,
+                        through_turn,
+                        turn_offset=cursor["turn_offset"],
+                        turn_limit=MAX_TURN_LIMIT,
+                        transcript_after=cursor.get("transcript_after"),
+                        transcript_limit=MAX_TRANSCRIPT_LIMIT,
+                    )
+                )
             if len({p.version for p in pages}) == 1 or attempt == attempts - 1:
                 return _join_pages(pages)
         raise AssertionError("unreachable")
@@ -196,8 +234,12 @@ def _join_pages(pages: list[ThreadDetail]) -> ThreadDetail:
     branch = list(dict.fromkeys(b for p in pages for b in p.branch))
     rows = {m.seq: m for p in pages for m in p.transcript}
     forks = {f.parent_turn_id: f for p in pages for f in p.forks}
-    return ThreadDetail(last.thread, turns, [rows[k] for k in sorted(rows)],
-                        sorted(forks.values(), key=lambda f: (f.forked_at is None, f.forked_at,
-                                                              f.parent_turn_id)),
-                        branch, last.through_turn, version=last.version)
-
+    return ThreadDetail(
+        last.thread,
+        turns,
+        [rows[k] for k in sorted(rows)],
+        sorted(forks.values(), key=lambda f: (f.forked_at is None, f.forked_at, f.parent_turn_id)),
+        branch,
+        last.through_turn,
+        version=last.version,
+    )

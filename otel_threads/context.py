@@ -132,8 +132,9 @@ class TurnState:
 
     __slots__ = ("child_attrs", "key", "thread_id", "turn_id")
 
-    def __init__(self, key: object, thread_id: str | None, turn_id: str | None,
-                 child_attrs: dict[str, Any]) -> None:
+    def __init__(
+        self, key: object, thread_id: str | None, turn_id: str | None, child_attrs: dict[str, Any]
+    ) -> None:
         self.key = key
         self.thread_id = thread_id
         self.turn_id = turn_id
@@ -198,8 +199,14 @@ class ThreadContext:
     is what an app stores to link its next request.
     """
 
-    __slots__ = ("_pending_previous", "_tokens", "key", "last_turn_id",
-                 "previous_turn_id", "thread_id")
+    __slots__ = (
+        "_pending_previous",
+        "_tokens",
+        "key",
+        "last_turn_id",
+        "previous_turn_id",
+        "thread_id",
+    )
 
     def __init__(self, thread_id: Any = _AUTO, *, previous_turn_id: Any = None) -> None:
         prev = None if previous_turn_id is None else validate_turn_id(previous_turn_id)

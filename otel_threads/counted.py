@@ -14,8 +14,7 @@ class Counted:
     """Calls count; the first ``logged`` of them are logged at ``level`` (with the
     traceback of the exception being handled, if any), later ones at DEBUG."""
 
-    def __init__(self, logger: logging.Logger, logged: int = 1,
-                 level: int = logging.ERROR) -> None:
+    def __init__(self, logger: logging.Logger, logged: int = 1, level: int = logging.ERROR) -> None:
         self._logger = logger
         self.logged = logged
         self.level = level

@@ -23,17 +23,25 @@ class EnvVar:
     help: str
 
 
-DB = EnvVar("OTEL_THREADS_DB", "otel-threads.duckdb",
-            "The database file, when no argument names one.")
-TOKEN = EnvVar("OTEL_THREADS_TOKEN", None,
-               "The bearer token the collector requires (--token), sent by ThreadsClient "
-               "and the CLI.")
-SPEEDUPS = EnvVar("OTEL_THREADS_SPEEDUPS", "1",
-                  "0 decodes attribute values in Python instead of the C accelerator (read at "
-                  "import).")
-FAST_PATH = EnvVar("OTEL_THREADS_FAST_PATH", "0",
-                   "1 lets ThreadSpanProcessor write attributes into the SDK's span directly "
-                   "(otel_threads.sdk_fast_path).")
+DB = EnvVar(
+    "OTEL_THREADS_DB", "otel-threads.duckdb", "The database file, when no argument names one."
+)
+TOKEN = EnvVar(
+    "OTEL_THREADS_TOKEN",
+    None,
+    "The bearer token the collector requires (--token), sent by ThreadsClient and the CLI.",
+)
+SPEEDUPS = EnvVar(
+    "OTEL_THREADS_SPEEDUPS",
+    "1",
+    "0 decodes attribute values in Python instead of the C accelerator (read at import).",
+)
+FAST_PATH = EnvVar(
+    "OTEL_THREADS_FAST_PATH",
+    "0",
+    "1 lets ThreadSpanProcessor write attributes into the SDK's span directly "
+    "(otel_threads.sdk_fast_path).",
+)
 
 VARIABLES = (DB, TOKEN, SPEEDUPS, FAST_PATH)
 

@@ -78,8 +78,9 @@ class _DuckDBExporter:
                 self.failures += 1
                 first = self.failures == 1
             if first:
-                _logger.exception("writing %s to %s failed (further failures are counted)",
-                                  kind, self.path)
+                _logger.exception(
+                    "writing %s to %s failed (further failures are counted)", kind, self.path
+                )
             return False
 
     def _shutdown(self) -> None:
@@ -92,8 +93,9 @@ class _DuckDBExporter:
 class DuckDBSpanExporter(_DuckDBExporter, SpanExporter):
     """Writes finished spans into the ``spans`` table of ``path`` (default: the store's)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 30.0
+    ) -> None:
         super().__init__(path, timeout_s)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -110,8 +112,9 @@ class DuckDBSpanExporter(_DuckDBExporter, SpanExporter):
 class DuckDBLogExporter(_DuckDBExporter, LogRecordExporter):
     """Writes log records (GenAI events among them) into the ``logs`` table."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, timeout_s: float = 30.0
+    ) -> None:
         super().__init__(path, timeout_s)
 
     def export(self, batch) -> LogRecordExportResult:

@@ -93,9 +93,7 @@ class ThreadSpanProcessor(SpanProcessor):
             )
         self.compat = names
         self._weave = "weave" in names
-        self._session_keys = tuple(
-            key for n in names if n != "weave" for key in COMPAT_BACKENDS[n]
-        )
+        self._session_keys = tuple(key for n in names if n != "weave" for key in COMPAT_BACKENDS[n])
         self._failures = Counted(_logger)
         self._set_attributes = _set_attributes
         #: Whether this processor writes attributes through the opt-in fast path
@@ -117,8 +115,9 @@ class ThreadSpanProcessor(SpanProcessor):
 
     # -- attribute sets -------------------------------------------------------
 
-    def _attrs(self, thread_id: str | None, turn_id: str | None, is_turn: bool,
-               previous: str | None = None) -> dict[str, Any]:
+    def _attrs(
+        self, thread_id: str | None, turn_id: str | None, is_turn: bool, previous: str | None = None
+    ) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
         if thread_id is not None:
             attrs[CONVERSATION_ID_KEY] = thread_id
@@ -168,8 +167,9 @@ class ThreadSpanProcessor(SpanProcessor):
         except Exception:  # never raise into user code
             self._failed()
 
-    def _in_block(self, span: Span, ctx: context.Context, block: Any,
-                  parent: trace.SpanContext | None) -> None:
+    def _in_block(
+        self, span: Span, ctx: context.Context, block: Any, parent: trace.SpanContext | None
+    ) -> None:
         """Rule 1: the span's context has an active `thread()` block."""
         key = block.key
         if key is None:  # thread(None)
@@ -197,8 +197,11 @@ class ThreadSpanProcessor(SpanProcessor):
         self._set_attributes(span, self._attrs(thread_id, turn_id, True, previous))
 
     def _failed(self) -> None:
-        self._failures("ThreadSpanProcessor failed to mark a span; further failures are only "
-                       "counted (ThreadSpanProcessor.failures)", exc_info=True)
+        self._failures(
+            "ThreadSpanProcessor failed to mark a span; further failures are only "
+            "counted (ThreadSpanProcessor.failures)",
+            exc_info=True,
+        )
 
     def on_end(self, span: ReadableSpan) -> None:
         return None

@@ -3,7 +3,8 @@
 `ThreadsClient` (client.py) runs these against a file or a collector's API; the
 collector's API runs them against its own database. All of them select from the
 views and never re-derive anything. The request and row types live in
-otel_threads.schemas and are importable from here too.
+otel_threads.schemas and are importable from here too; a thread's detail in pages
+(`query_thread_page`) is otel_threads.paging.
 """
 
 from __future__ import annotations
@@ -33,13 +34,9 @@ from otel_threads.schemas import (
 
 __all__ = [
     "MAX_LIMIT",
-    "MAX_TRANSCRIPT_LIMIT",
-    "MAX_TURN_LIMIT",
     "PAGE_SORT",
     "PREVIEW_CHARS",
     "SORT_FIELDS",
-    "TRANSCRIPT_LIMIT",
-    "TURN_LIMIT",
     "ForkSchema",
     "SortBy",
     "ThreadDetail",
@@ -52,7 +49,6 @@ __all__ = [
     "branch_through",
     "etag",
     "query_thread",
-    "query_thread_page",
     "query_threads",
     "query_turn_spans",
     "thread_version",
@@ -63,8 +59,10 @@ __all__ = [
 def _rows_to(cls: type, cursor: duckdb.DuckDBPyConnection) -> list[Any]:
     names = [d[0] for d in cursor.description]
     known = {f.name for f in dataclasses.fields(cls)}
-    return [cls(**{k: v for k, v in zip(names, row, strict=True) if k in known})
-            for row in cursor.fetchall()]
+    return [
+        cls(**{k: v for k, v in zip(names, row, strict=True) if k in known})
+        for row in cursor.fetchall()
+    ]
 
 
 def branch_through(turns: list[TurnSchema], turn_id: str) -> list[str]:
@@ -98,11 +96,16 @@ def branch_through(turns: list[TurnSchema], turn_id: str) -> list[str]:
 PREVIEW_CHARS = 500
 _PREVIEW = ", ".join(
     f"CASE WHEN length({c}) > {PREVIEW_CHARS} THEN left({c}, {PREVIEW_CHARS - 1}) || '…' "
-    f"ELSE {c} END AS {c}" for c in ("first_input", "last_output"))
+    f"ELSE {c} END AS {c}"
+    for c in ("first_input", "last_output")
+)
 
 
-def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq,
-                  page_sort: list[tuple[str, str]] | None = None) -> ThreadsQueryRes:
+def query_threads(
+    con: duckdb.DuckDBPyConnection,
+    req: ThreadsQueryReq,
+    page_sort: list[tuple[str, str]] | None = None,
+) -> ThreadsQueryRes:
     """Run a threads query on a connection (read-only use). ``page_sort``, (field,
     direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list).
     first_input and last_output are previews of at most `PREVIEW_CHARS` characters."""
@@ -126,20 +129,24 @@ def query_threads(con: duckdb.DuckDBPyConnection, req: ThreadsQueryReq,
     sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
     for name, direction in sorts:
         if name not in PAGE_SORT or direction not in ("asc", "desc"):
-            raise ValueError(f"cannot sort by {name!r} {direction!r}: choose one of "
-                             f"{', '.join(PAGE_SORT)}, asc or desc")
+            raise ValueError(
+                f"cannot sort by {name!r} {direction!r}: choose one of "
+                f"{', '.join(PAGE_SORT)}, asc or desc"
+            )
     order = ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
     cur = con.execute(
         f"SELECT * REPLACE ({_PREVIEW}) FROM threads {cond} "
         f"ORDER BY {order}, thread_id LIMIT ? OFFSET ?",
-        [*params, req.limit, req.offset])
+        [*params, req.limit, req.offset],
+    )
     threads = _rows_to(ThreadSchema, cur)
     total = con.execute(f"SELECT count(*) FROM threads {cond}", params).fetchall()[0][0]
     return ThreadsQueryRes(threads, int(total))
 
 
-def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
-                 through_turn: str | None = None) -> ThreadDetail | None:
+def query_thread(
+    con: duckdb.DuckDBPyConnection, thread_id: str, through_turn: str | None = None
+) -> ThreadDetail | None:
     """One thread with its turns, forks and transcript, or None when unknown.
 
     The transcript follows the thread's current branch (the one that ends at its
@@ -147,188 +154,66 @@ def query_thread(con: duckdb.DuckDBPyConnection, thread_id: str,
     """
     if through_turn is not None and not isinstance(through_turn, str):
         raise TypeError(f"through_turn must be a turn id (str), got {through_turn!r}")
-    threads = _rows_to(ThreadSchema, con.execute(
-        "SELECT * FROM threads WHERE thread_id = ?", [thread_id]))
+    threads = _rows_to(
+        ThreadSchema, con.execute("SELECT * FROM threads WHERE thread_id = ?", [thread_id])
+    )
     if not threads:
         return None
-    turns = _rows_to(TurnSchema, con.execute(
-        "SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index", [thread_id]))
-    forks = _rows_to(ForkSchema, con.execute(
-        "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
-        [thread_id]))
+    turns = _rows_to(
+        TurnSchema,
+        con.execute("SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index", [thread_id]),
+    )
+    forks = _rows_to(
+        ForkSchema,
+        con.execute(
+            "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
+            [thread_id],
+        ),
+    )
     if through_turn is None:
         branch = [t.turn_id for t in turns if t.on_current_branch]
-        transcript = _rows_to(TranscriptMessage, con.execute(
-            "SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq", [thread_id]))
+        transcript = _rows_to(
+            TranscriptMessage,
+            con.execute("SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq", [thread_id]),
+        )
     else:
         branch = branch_through(turns, through_turn.lower())
-        transcript = _rows_to(TranscriptMessage, con.execute(
-            "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
-            "FROM transcript_branches WHERE thread_id = ? "
-            "AND (turn_id IS NULL OR list_contains(?, turn_id)) ORDER BY thread_seq",
-            [thread_id, branch]))
+        transcript = _rows_to(
+            TranscriptMessage,
+            con.execute(
+                "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
+                "FROM transcript_branches WHERE thread_id = ? "
+                "AND (turn_id IS NULL OR list_contains(?, turn_id)) ORDER BY thread_seq",
+                [thread_id, branch],
+            ),
+        )
     _fill_io(con, thread_id, turns)
     index = {t.turn_id: t.turn_index for t in turns}
     for f in forks:
         f.parent_turn_index = index.get(f.parent_turn_id)
         f.child_turn_indexes = [index.get(c) for c in f.child_turn_ids]
-    return ThreadDetail(threads[0], turns, transcript, forks, branch,
-                        None if through_turn is None else through_turn.lower())
-
-
-#: Turns in a page of a thread's detail unless asked otherwise, and the most asked for.
-TURN_LIMIT = 200
-MAX_TURN_LIMIT = 1000
-#: Transcript rows in a page unless asked otherwise, and the most asked for. A page ends
-#: early, at a turn, rather than hold more; one turn with more rows is cut within.
-TRANSCRIPT_LIMIT = 5000
-MAX_TRANSCRIPT_LIMIT = 20_000
-
-
-def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> int:
-    return int(con.execute(sql, params).fetchall()[0][0])
-
-
-def _int_param(name: str, value: Any, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
-            high is not None and value > high):
-        bound = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise ValueError(f"{name} must be an integer {bound}, got {value!r}")
-    return value
-
-
-def query_thread_page(con: duckdb.DuckDBPyConnection, thread_id: str,
-                      through_turn: str | None = None, *, turn_offset: int = 0,
-                      turn_limit: int = TURN_LIMIT, transcript_after: int | None = None,
-                      transcript_limit: int = TRANSCRIPT_LIMIT) -> ThreadDetail | None:
-    """A page of one thread's detail, or None when the thread is unknown.
-
-    The page holds the turns from ``turn_offset`` (0-based, in turn_index order, off
-    the branch too), at most ``turn_limit`` of them; the transcript rows of those
-    turns on the branch shown (in seq order; rows of no turn come with the last
-    turns), at most ``transcript_limit``: the page ends at the last turn whose rows
-    all fit, and a first turn with more rows than that is cut within, to go on with
-    ``transcript_after`` (the last seq received; the page then holds that one turn).
-    ``branch`` lists the page's turns on that branch, ``forks`` the forks whose
-    parent or competing turns are in the page. `ThreadDetail.page` says the totals
-    and the parameters of the next page. ValueError for a parameter out of range.
-    """
-    if through_turn is not None and not isinstance(through_turn, str):
-        raise TypeError(f"through_turn must be a turn id (str), got {through_turn!r}")
-    turn_offset = _int_param("turn_offset", turn_offset, 0)
-    turn_limit = _int_param("turn_limit", turn_limit, 1, MAX_TURN_LIMIT)
-    transcript_limit = _int_param("transcript_limit", transcript_limit, 1,
-                                  MAX_TRANSCRIPT_LIMIT)
-    if transcript_after is not None:
-        transcript_after = _int_param("transcript_after", transcript_after, 0)
-    threads = _rows_to(ThreadSchema, con.execute(
-        "SELECT * FROM threads WHERE thread_id = ?", [thread_id]))
-    if not threads:
-        return None
-    turns_total = _count(con, "SELECT count(*) FROM turns WHERE thread_id = ?", [thread_id])
-    # continuing one turn's transcript: that turn alone
-    limit = 1 if transcript_after is not None else turn_limit
-    # turn_index numbers a thread's turns 1..n: a range, not a sort of every turn
-    turns = _rows_to(TurnSchema, con.execute(
-        "SELECT * FROM turns WHERE thread_id = ? AND turn_index > ? AND turn_index <= ? "
-        "ORDER BY turn_index", [thread_id, turn_offset, turn_offset + limit]))
-    reaches_end = turn_offset + len(turns) >= turns_total
-    after = -1 if transcript_after is None else transcript_after
-    if through_turn is None:
-        on_branch = {t.turn_id for t in turns if t.on_current_branch}
-        branch_total = _count(con, "SELECT count(*) FROM turns WHERE thread_id = ? "
-                              "AND on_current_branch", [thread_id])
-        transcript_total = _count(con, "SELECT count(*) FROM transcript WHERE thread_id = ?",
-                                  [thread_id])
-        rows_sql = "(SELECT * FROM transcript WHERE thread_id = $thread)"
-        params: dict[str, Any] = {"thread": thread_id}
-    else:
-        through_turn = through_turn.lower()
-        skeleton = _rows_to(TurnSchema, con.execute(
-            "SELECT thread_id, turn_id, turn_index, parent_turn_id FROM turns "
-            "WHERE thread_id = ?", [thread_id]))
-        whole_branch = branch_through(skeleton, through_turn)
-        on_branch = set(whole_branch) & {t.turn_id for t in turns}
-        branch_total = len(whole_branch)
-        rows_sql = ("(SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
-                    "FROM transcript_branches WHERE thread_id = $thread "
-                    "AND (turn_id IS NULL OR list_contains($branch, turn_id)))")
-        params = {"thread": thread_id, "branch": whole_branch}
-        transcript_total = _count(con, f"SELECT count(*) FROM {rows_sql}", params)
-    branch = [t.turn_id for t in turns if t.turn_id in on_branch]
-    # the page's groups of rows, in turn order: each turn, then the rows of no turn
-    counts = dict(con.execute(
-        f"SELECT turn_id, count(*) FROM {rows_sql} "
-        "WHERE (list_contains($turns, turn_id) OR ($end AND turn_id IS NULL)) AND seq > $after "
-        "GROUP BY turn_id", {**params, "turns": branch, "end": reaches_end,
-                             "after": after}).fetchall())
-    groups: list[str | None] = [t.turn_id for t in turns]
-    if reaches_end and None in counts:
-        groups.append(None)
-    kept, rows_kept = 0, 0
-    for key in groups:
-        n = counts.get(key, 0)
-        if kept and rows_kept + n > transcript_limit:
-            break
-        kept += 1
-        rows_kept += n
-    groups = groups[:kept]
-    kept_turns = [g for g in groups if g is not None]
-    turns = turns[:len(kept_turns)]
-    branch = [b for b in branch if b in set(kept_turns)]
-    transcript = _rows_to(TranscriptMessage, con.execute(
-        f"SELECT * FROM {rows_sql} WHERE (list_contains($turns, turn_id) "
-        "OR ($orphans AND turn_id IS NULL)) AND seq > $after ORDER BY seq LIMIT $limit",
-        {**params, "turns": branch, "orphans": None in groups, "after": after,
-         "limit": transcript_limit}))
-    cut_within = rows_kept > transcript_limit  # one group, more rows than the limit
-    next_offset = turn_offset + len(turns)
-    nxt: dict[str, int] | None = None
-    if cut_within:
-        nxt = {"turn_offset": turn_offset, "transcript_after": int(transcript[-1].seq)}
-    elif next_offset < turns_total or (reaches_end and None in counts and None not in groups):
-        nxt = {"turn_offset": next_offset}
-    _fill_io(con, thread_id, turns)
-    forks = _page_forks(con, thread_id, turns)
-    page = ThreadPage(turn_offset=turn_offset, turn_limit=turn_limit,
-                      transcript_limit=transcript_limit, turns_total=turns_total,
-                      branch_total=branch_total, transcript_total=transcript_total,
-                      transcript_after=transcript_after, next=nxt)
-    return ThreadDetail(threads[0], turns, transcript, forks, branch, through_turn, page,
-                        truncated=nxt is not None or turn_offset > 0
-                        or transcript_after is not None)
+    return ThreadDetail(
+        threads[0],
+        turns,
+        transcript,
+        forks,
+        branch,
+        None if through_turn is None else through_turn.lower(),
+    )
 
 
 def _fill_io(con: duckdb.DuckDBPyConnection, thread_id: str, turns: list[TurnSchema]) -> None:
     """Each turn's first user message and last assistant message (whatever the branch)."""
-    said = {t: (i, o) for t, i, o in con.execute(
-        "SELECT turn_id, first_input, last_output FROM turn_io "
-        "WHERE thread_id = ? AND list_contains(?, turn_id)",
-        [thread_id, [t.turn_id for t in turns]]).fetchall()}
+    said = {
+        t: (i, o)
+        for t, i, o in con.execute(
+            "SELECT turn_id, first_input, last_output FROM turn_io "
+            "WHERE thread_id = ? AND list_contains(?, turn_id)",
+            [thread_id, [t.turn_id for t in turns]],
+        ).fetchall()
+    }
     for t in turns:
         t.first_input, t.last_output = said.get(t.turn_id, (None, None))
-
-
-def _page_forks(con: duckdb.DuckDBPyConnection, thread_id: str,
-                turns: list[TurnSchema]) -> list[ForkSchema]:
-    """The thread's forks whose parent or a competing turn is one of ``turns``, with
-    the turn_index of each (where a paging client finds them). Only those forks'
-    parents are grouped: the filter on the group key reaches the turns."""
-    parents = sorted({t.turn_id for t in turns}
-                     | {t.parent_turn_id for t in turns if t.parent_turn_id})
-    forks = _rows_to(ForkSchema, con.execute(
-        "SELECT * FROM forks WHERE thread_id = ? AND list_contains(?, parent_turn_id) "
-        "ORDER BY forked_at, parent_turn_id", [thread_id, parents]))
-    if forks:
-        wanted = sorted({f.parent_turn_id for f in forks}
-                        | {c for f in forks for c in f.child_turn_ids})
-        index = dict(con.execute(
-            "SELECT turn_id, turn_index FROM turns WHERE thread_id = ? "
-            "AND list_contains(?, turn_id)", [thread_id, wanted]).fetchall())
-        for f in forks:
-            f.parent_turn_index = index.get(f.parent_turn_id)
-            f.child_turn_indexes = [index.get(c) for c in f.child_turn_ids]
-    return forks
 
 
 def thread_version(con: duckdb.DuckDBPyConnection, thread_id: str) -> str | None:
@@ -339,7 +224,8 @@ def thread_version(con: duckdb.DuckDBPyConnection, thread_id: str) -> str | None
         build, version = con.execute(
             "SELECT (SELECT coalesce(max(version), 0) FROM derive_builds), "
             "(SELECT coalesce(max(version), 0) FROM thread_versions WHERE thread_id = ?)",
-            [thread_id]).fetchall()[0]
+            [thread_id],
+        ).fetchall()[0]
     except duckdb.CatalogException:
         return None
     return f"{build}.{version}"
@@ -352,7 +238,8 @@ def threads_version(con: duckdb.DuckDBPyConnection) -> str | None:
         build, version, count = con.execute(
             "SELECT (SELECT coalesce(max(version), 0) FROM derive_builds), "
             "(SELECT coalesce(max(version), 0) FROM thread_versions), "
-            "(SELECT count(*) FROM threads)").fetchall()[0]
+            "(SELECT count(*) FROM threads)"
+        ).fetchall()[0]
     except duckdb.CatalogException:
         return None
     return f"{build}.{version}.{count}"
@@ -365,25 +252,45 @@ def etag(version: str, *request: Any) -> str:
 
 
 #: The columns of a span in `query_turn_spans`.
-_SPAN_COLUMNS = ("trace_id", "span_id", "parent_span_id", "name", "kind", "service_name",
-                 "start_time", "end_time", "duration_ms", "status_code", "status_message",
-                 "attributes", "events", "resource_attributes", "scope_name")
+_SPAN_COLUMNS = (
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "name",
+    "kind",
+    "service_name",
+    "start_time",
+    "end_time",
+    "duration_ms",
+    "status_code",
+    "status_message",
+    "attributes",
+    "events",
+    "resource_attributes",
+    "scope_name",
+)
 
 
-def query_turn_spans(con: duckdb.DuckDBPyConnection, thread_id: str,
-                     turn_id: str) -> list[dict[str, Any]] | None:
+def query_turn_spans(
+    con: duckdb.DuckDBPyConnection, thread_id: str, turn_id: str
+) -> list[dict[str, Any]] | None:
     """Every span of one turn, in start order, with its attributes and events (JSON
     values decoded), or None when the thread has no such turn. A span's parent is in
     the list unless the turn's tree is incomplete or crosses services."""
-    rows = con.execute("SELECT trace_id, span_id FROM span_threads "
-                       "WHERE thread_id = ? AND turn_id = ?", [thread_id, turn_id]).fetchall()
+    rows = con.execute(
+        "SELECT trace_id, span_id FROM span_threads WHERE thread_id = ? AND turn_id = ?",
+        [thread_id, turn_id],
+    ).fetchall()
     if not rows:
         return None
     members = set(rows)
     out = []
     for trace_id in sorted({t for t, _ in rows}):  # a turn is one trace, seldom more
-        cur = con.execute(f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans WHERE trace_id = ? "
-                          "ORDER BY start_time_unix_nano, span_id", [trace_id])
+        cur = con.execute(
+            f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans WHERE trace_id = ? "
+            "ORDER BY start_time_unix_nano, span_id",
+            [trace_id],
+        )
         for row in cur.fetchall():
             span = dict(zip(_SPAN_COLUMNS, row, strict=True))
             if (span["trace_id"], span["span_id"]) in members:

@@ -9,8 +9,17 @@ from typing import Any
 
 from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage
 
-__all__ = ["ago", "branches", "chat", "clip", "duration", "table", "thread_detail", "thread_rows",
-           "turn_rows"]
+__all__ = [
+    "ago",
+    "branches",
+    "chat",
+    "clip",
+    "duration",
+    "table",
+    "thread_detail",
+    "thread_rows",
+    "turn_rows",
+]
 
 
 def clip(text: Any, width: int) -> str:
@@ -45,26 +54,46 @@ def duration(ms: float | None) -> str:
     return f"{ms / 60_000:.1f}m"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]],
-          right: Sequence[int] = ()) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[int] = ()) -> str:
     """An aligned text table; columns in ``right`` are right-aligned."""
     cells = [[("" if c is None else str(c)) for c in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if i in right else v.ljust(w)
-                         for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
+        return "  ".join(
+            v.rjust(w) if i in right else v.ljust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
 
     return "\n".join([line(list(headers)), *(line(r) for r in cells)])
 
 
 def thread_rows(threads: Sequence[ThreadSchema], now: dt.datetime | None = None) -> str:
-    headers = ["THREAD", "TURNS", "STARTED", "UPDATED", "P50", "P99", "TOKENS", "ERRORS",
-               "FIRST INPUT"]
-    rows = [[clip(t.thread_id, 36), t.turn_count, ago(t.start_time, now),
-             ago(t.last_updated, now), duration(t.p50_turn_duration_ms),
-             duration(t.p99_turn_duration_ms), (t.input_tokens or 0) + (t.output_tokens or 0),
-             t.error_turn_count, clip(t.first_input, 40)] for t in threads]
+    headers = [
+        "THREAD",
+        "TURNS",
+        "STARTED",
+        "UPDATED",
+        "P50",
+        "P99",
+        "TOKENS",
+        "ERRORS",
+        "FIRST INPUT",
+    ]
+    rows = [
+        [
+            clip(t.thread_id, 36),
+            t.turn_count,
+            ago(t.start_time, now),
+            ago(t.last_updated, now),
+            duration(t.p50_turn_duration_ms),
+            duration(t.p99_turn_duration_ms),
+            (t.input_tokens or 0) + (t.output_tokens or 0),
+            t.error_turn_count,
+            clip(t.first_input, 40),
+        ]
+        for t in threads
+    ]
     return table(headers, rows, right=(1, 4, 5, 6, 7))
 
 
@@ -79,9 +108,17 @@ def turn_rows(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
     rows = []
     for t in detail.turns:
         status = "running" if t.is_running else ("error" if t.has_error else t.status_code)
-        row: list[Any] = [t.turn_index, t.turn_id, ago(t.start_time, now),
-                          duration(t.duration_ms), status, t.span_count, t.llm_call_count,
-                          (t.input_tokens or 0) + (t.output_tokens or 0), clip(t.name, 40)]
+        row: list[Any] = [
+            t.turn_index,
+            t.turn_id,
+            ago(t.start_time, now),
+            duration(t.duration_ms),
+            status,
+            t.span_count,
+            t.llm_call_count,
+            (t.input_tokens or 0) + (t.output_tokens or 0),
+            clip(t.name, 40),
+        ]
         if forked:
             mark = "●" if t.turn_id in on_branch else "○"
             if t.turn_id in forked:
@@ -100,18 +137,24 @@ def branches(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
     on_branch = set(detail.branch)
     lines = []
     for f in detail.forks:
-        lines.append(f"fork after turn {index.get(f.parent_turn_id, '?')} "
-                     f"({f.parent_turn_id}): {f.child_count} answers")
+        lines.append(
+            f"fork after turn {index.get(f.parent_turn_id, '?')} "
+            f"({f.parent_turn_id}): {f.child_count} answers"
+        )
         for child in f.child_turn_ids:
             shown = "  ← shown" if child in on_branch else ""
-            lines.append(f"  turn {index.get(child, '?')} ({child}), started "
-                         f"{ago(start.get(child), now)}: "
-                         f"otel-threads show {detail.thread.thread_id} --through {child}{shown}")
+            lines.append(
+                f"  turn {index.get(child, '?')} ({child}), started "
+                f"{ago(start.get(child), now)}: "
+                f"otel-threads show {detail.thread.thread_id} --through {child}{shown}"
+            )
     for t in detail.turns:
         if t.link_status == "cycle":
-            lines.append(f"warning: turn {t.turn_index} ({t.turn_id}) names previous turn "
-                         f"{t.previous_turn_id}, and its links loop (bad data): it is placed "
-                         "by start time instead")
+            lines.append(
+                f"warning: turn {t.turn_index} ({t.turn_id}) names previous turn "
+                f"{t.previous_turn_id}, and its links loop (bad data): it is placed "
+                "by start time instead"
+            )
     return "\n".join(lines)
 
 
@@ -155,17 +198,26 @@ def thread_detail(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
     """What `otel-threads show` prints: a summary line, the turns, the forks, the chat."""
     t = detail.thread
     index = {turn.turn_id: turn.turn_index for turn in detail.turns}
-    out = [f"thread {t.thread_id}  ·  {t.turn_count} turns  ·  started "
-           f"{ago(t.start_time, now)}  ·  updated {ago(t.last_updated, now)}  ·  "
-           f"p50 {duration(t.p50_turn_duration_ms)}  ·  "
-           f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens",
-           "", turn_rows(detail, now), ""]
+    out = [
+        f"thread {t.thread_id}  ·  {t.turn_count} turns  ·  started "
+        f"{ago(t.start_time, now)}  ·  updated {ago(t.last_updated, now)}  ·  "
+        f"p50 {duration(t.p50_turn_duration_ms)}  ·  "
+        f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens",
+        "",
+        turn_rows(detail, now),
+        "",
+    ]
     notes = branches(detail, now)
     if notes:
         out += [notes, ""]
     if detail.through_turn:
-        out.append(f"(the branch through turn {index.get(detail.through_turn, '?')}: "
-                   f"turns {', '.join(str(index[b]) for b in detail.branch)})")
-    out.append(chat(detail.transcript, index) if detail.transcript
-               else "(no messages recorded in this thread)")
+        out.append(
+            f"(the branch through turn {index.get(detail.through_turn, '?')}: "
+            f"turns {', '.join(str(index[b]) for b in detail.branch)})"
+        )
+    out.append(
+        chat(detail.transcript, index)
+        if detail.transcript
+        else "(no messages recorded in this thread)"
+    )
     return "\n".join(out)

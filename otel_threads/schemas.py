@@ -25,16 +25,27 @@ __all__ = [
 ]
 
 #: Fields the threads list may be sorted by; anything else is a ValueError (HTTP 400).
-SORT_FIELDS = ("thread_id", "turn_count", "start_time", "last_updated",
-               "p50_turn_duration_ms", "p99_turn_duration_ms")
+SORT_FIELDS = (
+    "thread_id",
+    "turn_count",
+    "start_time",
+    "last_updated",
+    "p50_turn_duration_ms",
+    "p99_turn_duration_ms",
+)
 MAX_LIMIT = 1000
 #: What the web page's list may be sorted by (GET /ui/threads): every column it shows.
 #: The threads query itself keeps to SORT_FIELDS. Each maps to its SQL expression.
-PAGE_SORT = {**{f: f for f in SORT_FIELDS},
-             "total_tokens": "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",
-             "error_turn_count": "error_turn_count", "fork_count": "fork_count",
-             "first_input": "first_input", "last_output": "last_output",
-             "span_count": "span_count", "llm_call_count": "llm_call_count"}
+PAGE_SORT = {
+    **{f: f for f in SORT_FIELDS},
+    "total_tokens": "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",
+    "error_turn_count": "error_turn_count",
+    "fork_count": "fork_count",
+    "first_input": "first_input",
+    "last_output": "last_output",
+    "span_count": "span_count",
+    "llm_call_count": "llm_call_count",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +56,8 @@ class SortBy:
     def __post_init__(self) -> None:
         if self.field not in SORT_FIELDS:
             raise ValueError(
-                f"cannot sort by {self.field!r}: choose one of {', '.join(SORT_FIELDS)}")
+                f"cannot sort by {self.field!r}: choose one of {', '.join(SORT_FIELDS)}"
+            )
         if self.direction not in ("asc", "desc"):
             raise ValueError(f"sort direction must be 'asc' or 'desc', got {self.direction!r}")
 
@@ -80,8 +92,11 @@ class ThreadsQueryReq:
     thread_id_contains: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not (
-                1 <= self.limit <= MAX_LIMIT):
+        if (
+            isinstance(self.limit, bool)
+            or not isinstance(self.limit, int)
+            or not (1 <= self.limit <= MAX_LIMIT)
+        ):
             raise ValueError(f"limit must be an integer from 1 to {MAX_LIMIT}, got {self.limit!r}")
         if isinstance(self.offset, bool) or not isinstance(self.offset, int) or self.offset < 0:
             raise ValueError(f"offset must be a non-negative integer, got {self.offset!r}")
@@ -96,19 +111,22 @@ class ThreadsQueryReq:
                 raise ValueError(f"sort_by entries must be SortBy or dicts, got {s!r}")
             sorts.append(s)
         self.sort_by = sorts or [SortBy()]
-        self.sortable_datetime_after = _as_datetime(self.sortable_datetime_after,
-                                                    "sortable_datetime_after")
-        self.sortable_datetime_before = _as_datetime(self.sortable_datetime_before,
-                                                     "sortable_datetime_before")
+        self.sortable_datetime_after = _as_datetime(
+            self.sortable_datetime_after, "sortable_datetime_after"
+        )
+        self.sortable_datetime_before = _as_datetime(
+            self.sortable_datetime_before, "sortable_datetime_before"
+        )
         if self.project_id is not None and not isinstance(self.project_id, str):
             raise ValueError(f"project_id must be a string, got {self.project_id!r}")
         if self.thread_id_contains is not None and (
-                not isinstance(self.thread_id_contains, str)
-                or len(self.thread_id_contains) > 256):
+            not isinstance(self.thread_id_contains, str) or len(self.thread_id_contains) > 256
+        ):
             raise ValueError("thread_id_contains must be a string of at most 256 characters")
         if self.thread_ids is not None:
             if isinstance(self.thread_ids, str) or not all(
-                    isinstance(t, str) for t in self.thread_ids):
+                isinstance(t, str) for t in self.thread_ids
+            ):
                 raise ValueError("thread_ids must be a list of strings")
             self.thread_ids = list(self.thread_ids)
 
@@ -234,8 +252,10 @@ class ForkSchema:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ForkSchema:
         fork = _from_dict(cls, data)
-        fork.child_start_times = [dt.datetime.fromisoformat(v) if isinstance(v, str) else v
-                                  for v in fork.child_start_times]
+        fork.child_start_times = [
+            dt.datetime.fromisoformat(v) if isinstance(v, str) else v
+            for v in fork.child_start_times
+        ]
         return fork
 
 
@@ -317,10 +337,14 @@ class ThreadDetail:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadDetail:
         page = data.get("page")
-        return ThreadDetail(ThreadSchema.from_dict(data["thread"]),
-                            [TurnSchema.from_dict(t) for t in data["turns"]],
-                            [TranscriptMessage.from_dict(m) for m in data["transcript"]],
-                            [ForkSchema.from_dict(f) for f in data.get("forks", [])],
-                            list(data.get("branch", [])), data.get("through_turn"),
-                            ThreadPage.from_dict(page) if page else None,
-                            bool(data.get("truncated", False)), data.get("version"))
+        return ThreadDetail(
+            ThreadSchema.from_dict(data["thread"]),
+            [TurnSchema.from_dict(t) for t in data["turns"]],
+            [TranscriptMessage.from_dict(m) for m in data["transcript"]],
+            [ForkSchema.from_dict(f) for f in data.get("forks", [])],
+            list(data.get("branch", [])),
+            data.get("through_turn"),
+            ThreadPage.from_dict(page) if page else None,
+            bool(data.get("truncated", False)),
+            data.get("version"),
+        )

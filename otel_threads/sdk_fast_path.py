@@ -35,6 +35,7 @@ __all__ = ["available", "set_attributes"]
 
 _logger = logging.getLogger(__name__)
 
+
 def set_attributes(span: Any, attrs: dict[str, Any]) -> None:
     """Add already-valid attributes to a span that is still being started."""
     bounded = getattr(span, "_attributes", None)

@@ -36,12 +36,14 @@ def _sdk(grpc: str, service: str):
 
     resource = Resource.create({"service.name": service})
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(
-        OTLPSpanExporter(endpoint=grpc, insecure=True)))
+    tracer_provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=grpc, insecure=True))
+    )
     trace.set_tracer_provider(tracer_provider)
     logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(
-        OTLPLogExporter(endpoint=grpc, insecure=True)))
+    logger_provider.add_log_record_processor(
+        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=grpc, insecure=True))
+    )
     _logs.set_logger_provider(logger_provider)
     return tracer_provider, logger_provider
 
@@ -54,12 +56,10 @@ def run_pydantic_ai(grpc: str, http: str, llm: str, session: str) -> None:
 
     tracer_provider, logger_provider = _sdk(grpc, "pydantic-ai-app")
     Agent.instrument_all()
-    model = OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(base_url=llm,
-                                                                    api_key="unused"))
+    model = OpenAIChatModel("gpt-4o-mini", provider=OpenAIProvider(base_url=llm, api_key="unused"))
     agent = Agent(model, system_prompt=SYSTEM, tools=[order_status])
     first = agent.run_sync(ASK, conversation_id=session)
-    second = agent.run_sync(THANKS, message_history=first.all_messages(),
-                            conversation_id=session)
+    second = agent.run_sync(THANKS, message_history=first.all_messages(), conversation_id=session)
     print(f"turn 1: {first.output}\nturn 2: {second.output}")
     tracer_provider.shutdown()
     logger_provider.shutdown()
@@ -75,20 +75,39 @@ def _tool_loop(create, messages: list, tools: list) -> str:
         if not message.tool_calls:
             messages.append({"role": "assistant", "content": message.content})
             return message.content
-        messages.append({"role": "assistant", "content": message.content, "tool_calls": [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.function.name, "arguments": c.function.arguments}}
-            for c in message.tool_calls]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": message.content,
+                "tool_calls": [
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments},
+                    }
+                    for c in message.tool_calls
+                ],
+            }
+        )
         for call in message.tool_calls:
             args = json.loads(call.function.arguments)
-            messages.append({"role": "tool", "tool_call_id": call.id,
-                             "content": order_status(args["order_id"])})
+            messages.append(
+                {"role": "tool", "tool_call_id": call.id, "content": order_status(args["order_id"])}
+            )
 
 
-TOOL = {"type": "function", "function": {
-    "name": "get_order_status", "description": "Look up an order",
-    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                   "required": ["order_id"]}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_order_status",
+        "description": "Look up an order",
+        "parameters": {
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+    },
+}
 
 
 def run_logfire(grpc: str, http: str, llm: str, session: str) -> None:
@@ -104,12 +123,18 @@ def run_logfire(grpc: str, http: str, llm: str, session: str) -> None:
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ASK}]
     with logfire.set_baggage(**{"gen_ai.conversation.id": session}):
         with logfire.span("turn 1"):
-            first = _tool_loop(lambda **kw: client.chat.completions.create(
-                model="gpt-4o-mini", **kw), messages, [TOOL])
+            first = _tool_loop(
+                lambda **kw: client.chat.completions.create(model="gpt-4o-mini", **kw),
+                messages,
+                [TOOL],
+            )
         messages.append({"role": "user", "content": THANKS})
         with logfire.span("turn 2"):
-            second = client.chat.completions.create(
-                model="gpt-4o-mini", messages=messages).choices[0].message.content
+            second = (
+                client.chat.completions.create(model="gpt-4o-mini", messages=messages)
+                .choices[0]
+                .message.content
+            )
     print(f"turn 1: {first}\nturn 2: {second}")
     logfire.force_flush()
     logfire.shutdown()
@@ -117,13 +142,18 @@ def run_logfire(grpc: str, http: str, llm: str, session: str) -> None:
 
 def run_litellm(grpc: str, http: str, llm: str, session: str) -> None:
     """LiteLLM's `otel` callback; the app's turns in `otel_threads.thread()` blocks."""
-    os.environ.update({"OTEL_EXPORTER": "otlp_grpc", "OTEL_ENDPOINT": grpc,
-                       "OTEL_SERVICE_NAME": "litellm-app",
-                       # its own litellm_request span under the app's span, rather than
-                       # its attributes written onto the app's (possibly ended) span
-                       "USE_OTEL_LITELLM_REQUEST_SPAN": "true",
-                       # no fetch of the model price list at import (offline)
-                       "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    os.environ.update(
+        {
+            "OTEL_EXPORTER": "otlp_grpc",
+            "OTEL_ENDPOINT": grpc,
+            "OTEL_SERVICE_NAME": "litellm-app",
+            # its own litellm_request span under the app's span, rather than
+            # its attributes written onto the app's (possibly ended) span
+            "USE_OTEL_LITELLM_REQUEST_SPAN": "true",
+            # no fetch of the model price list at import (offline)
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+    )
     import litellm
     from opentelemetry import trace
 
@@ -135,8 +165,8 @@ def run_litellm(grpc: str, http: str, llm: str, session: str) -> None:
     tracer = trace.get_tracer("litellm-app")
 
     def create(**kw):
-        return litellm.completion(model="openai/gpt-4o-mini", api_base=llm, api_key="unused",
-                                  **kw)
+        return litellm.completion(model="openai/gpt-4o-mini", api_base=llm, api_key="unused", **kw)
+
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ASK}]
     with thread(session):
         with tracer.start_as_current_span("turn 1"):
@@ -166,9 +196,13 @@ def _flush_litellm() -> None:
 def run_mlflow(grpc: str, http: str, llm: str, session: str) -> None:
     """MLflow tracing: `mlflow.openai.autolog()` exporting OTLP; the session id as a
     `session.id` attribute of the app's span (MLflow JSON-encodes it)."""
-    os.environ.update({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{http}/v1/traces",
-                       "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
-                       "OTEL_SERVICE_NAME": "mlflow-app"})
+    os.environ.update(
+        {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{http}/v1/traces",
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+            "OTEL_SERVICE_NAME": "mlflow-app",
+        }
+    )
     import mlflow
     import openai
 
@@ -177,6 +211,7 @@ def run_mlflow(grpc: str, http: str, llm: str, session: str) -> None:
 
     def create(**kw):
         return client.chat.completions.create(model="gpt-4o-mini", **kw)
+
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ASK}]
     with mlflow.start_span("turn 1") as span:
         span.set_attribute("session.id", session)
@@ -216,8 +251,9 @@ def run_langchain(grpc: str, http: str, llm: str, session: str) -> None:
     with using_session(session):
         state = agent.invoke({"messages": [{"role": "user", "content": ASK}]})
         first = state["messages"][-1].content
-        state = agent.invoke({"messages": [*state["messages"],
-                                           {"role": "user", "content": THANKS}]})
+        state = agent.invoke(
+            {"messages": [*state["messages"], {"role": "user", "content": THANKS}]}
+        )
         second = state["messages"][-1].content
     print(f"turn 1: {first}\nturn 2: {second}")
     tracer_provider.shutdown()
@@ -227,8 +263,12 @@ def run_langchain(grpc: str, http: str, llm: str, session: str) -> None:
 def run_google_adk(grpc: str, http: str, llm: str, session: str) -> None:
     """Google ADK: an LlmAgent on ADK's LiteLlm model (OpenAI-compatible, the fake),
     its session id the conversation's; spans and logs over OTLP/gRPC."""
-    os.environ.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                       "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true"})
+    os.environ.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "true",
+        }
+    )
     import asyncio
 
     from google.adk.agents import LlmAgent
@@ -242,23 +282,31 @@ def run_google_adk(grpc: str, http: str, llm: str, session: str) -> None:
         """Look up an order"""
         return order_status(order_id)
 
-    agent = LlmAgent(name="support", instruction=SYSTEM, tools=[get_order_status],
-                     model=LiteLlm(model="openai/gpt-4o-mini", api_base=llm, api_key="unused"))
+    agent = LlmAgent(
+        name="support",
+        instruction=SYSTEM,
+        tools=[get_order_status],
+        model=LiteLlm(model="openai/gpt-4o-mini", api_base=llm, api_key="unused"),
+    )
     runner = InMemoryRunner(agent, app_name="support")
 
     async def converse() -> list[str]:
-        await runner.session_service.create_session(app_name="support", user_id="u",
-                                                    session_id=session)
+        await runner.session_service.create_session(
+            app_name="support", user_id="u", session_id=session
+        )
         answers = []
         for text in (ASK, THANKS):
             final = ""
-            async for event in runner.run_async(user_id="u", session_id=session,
-                                                new_message=types.Content(
-                                                    role="user", parts=[types.Part(text=text)])):
+            async for event in runner.run_async(
+                user_id="u",
+                session_id=session,
+                new_message=types.Content(role="user", parts=[types.Part(text=text)]),
+            ):
                 if event.is_final_response() and event.content and event.content.parts:
                     final = "".join(p.text or "" for p in event.content.parts)
             answers.append(final)
         return answers
+
     first, second = asyncio.run(converse())
     print(f"turn 1: {first}\nturn 2: {second}")
     tracer_provider.shutdown()

@@ -21,7 +21,8 @@ class App:
         self.memory = InMemorySpanExporter()
         self.provider = TracerProvider(
             id_generator=SequentialIdGenerator(first, first_trace_id=first),
-            resource=Resource.create({"service.name": service}))
+            resource=Resource.create({"service.name": service}),
+        )
         if marks:
             self.provider.add_span_processor(ThreadSpanProcessor())
         self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
@@ -39,13 +40,17 @@ class App:
         target = c.endpoints.grpc.split("://", 1)[-1]
         with grpc.insecure_channel(target, [("grpc.enable_http_proxy", 0)]) as channel:
             return trace_service_pb2_grpc.TraceServiceStub(channel).Export(
-                encode_spans(spans), timeout=30)
+                encode_spans(spans), timeout=30
+            )
 
     def send(self, c: Collector, names: list[str] | None = None) -> None:
         spans = self.spans(names)
         token = c.config.token
-        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True, headers={
-            "authorization": f"Bearer {token}"} if token else None)
+        exporter = OTLPSpanExporter(
+            endpoint=c.endpoints.grpc,
+            insecure=True,
+            headers={"authorization": f"Bearer {token}"} if token else None,
+        )
         assert exporter.export(spans).name == "SUCCESS"
         exporter.shutdown()
 

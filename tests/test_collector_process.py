@@ -138,17 +138,33 @@ def collectors(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     """``start(*flags, db=..., env=..., workers=...)`` -> a started `Running`."""
     started: list[Running] = []
 
-    def start(*flags: str, db: Path | None = None, env: dict[str, str] | None = None,
-              workers: str = "0") -> Running:
+    def start(
+        *flags: str, db: Path | None = None, env: dict[str, str] | None = None, workers: str = "0"
+    ) -> Running:
         db = db or tmp_path / "x.duckdb"
         log = tmp_path / f"collector-{len(started)}.log"
         with log.open("w") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "otel_threads.collector", "--db", str(db),
-                 "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", "--api", "127.0.0.1:0",
-                 "--parse-workers", workers,
-                 *flags],
-                cwd=ROOT, env=_clean_env(env), stdout=subprocess.DEVNULL, stderr=err,
+                [
+                    sys.executable,
+                    "-m",
+                    "otel_threads.collector",
+                    "--db",
+                    str(db),
+                    "--grpc",
+                    "127.0.0.1:0",
+                    "--http",
+                    "127.0.0.1:0",
+                    "--api",
+                    "127.0.0.1:0",
+                    "--parse-workers",
+                    workers,
+                    *flags,
+                ],
+                cwd=ROOT,
+                env=_clean_env(env),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
                 start_new_session=True,  # its own process group: a test can Ctrl-C it alone
             )
         running = Running(proc, db, log, {})
@@ -184,12 +200,18 @@ def collectors(tmp_path: Path) -> Iterator[Callable[..., Running]]:
 # -- talking to it ---------------------------------------------------------------------------
 
 
-def http(url: str, body: bytes | None = None, *, headers: dict[str, str] | None = None,
-         context: ssl.SSLContext | None = None, timeout: float = 10.0,
-         ) -> tuple[int, dict[str, str], bytes]:
+def http(
+    url: str,
+    body: bytes | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
     """(status, headers, body) of one request; HTTP errors are answers, not exceptions."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                         urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=context)
+    )
     request = urllib.request.Request(url, data=body, headers=headers or {})
     try:
         with opener.open(request, timeout=timeout) as resp:
@@ -199,25 +221,46 @@ def http(url: str, body: bytes | None = None, *, headers: dict[str, str] | None 
             return exc.code, exc.headers, exc.read()
 
 
-def post_traces(running: Running, body: bytes, *, headers: dict[str, str] | None = None,
-                fmt: str = "application/x-protobuf", **kw) -> tuple[int, dict[str, str], bytes]:
-    return http(f"{running.note['http']}/v1/traces", body,
-                headers={"Content-Type": fmt, **(headers or {})}, **kw)
+def post_traces(
+    running: Running,
+    body: bytes,
+    *,
+    headers: dict[str, str] | None = None,
+    fmt: str = "application/x-protobuf",
+    **kw,
+) -> tuple[int, dict[str, str], bytes]:
+    return http(
+        f"{running.note['http']}/v1/traces",
+        body,
+        headers={"Content-Type": fmt, **(headers or {})},
+        **kw,
+    )
 
 
-def grpc_call(target: str, body: bytes, *, method: str = TRACE_EXPORT,
-              metadata: Sequence[tuple[str, str]] | None = None,
-              credentials: grpc.ChannelCredentials | None = None, timeout: float = 10.0) -> bytes:
-    channel = (grpc.secure_channel(target, credentials, NO_PROXY) if credentials
-               else grpc.insecure_channel(target, NO_PROXY))
+def grpc_call(
+    target: str,
+    body: bytes,
+    *,
+    method: str = TRACE_EXPORT,
+    metadata: Sequence[tuple[str, str]] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    timeout: float = 10.0,
+) -> bytes:
+    channel = (
+        grpc.secure_channel(target, credentials, NO_PROXY)
+        if credentials
+        else grpc.insecure_channel(target, NO_PROXY)
+    )
     with channel:
         return channel.unary_unary(method)(body, metadata=metadata, timeout=timeout)
 
 
 def _post_head(running: Running, content_length: int) -> bytes:
-    return (f"POST /v1/traces HTTP/1.1\r\nHost: {running.target('http')}\r\n"
-            f"Content-Type: application/x-protobuf\r\nContent-Length: {content_length}"
-            "\r\n\r\n").encode()
+    return (
+        f"POST /v1/traces HTTP/1.1\r\nHost: {running.target('http')}\r\n"
+        f"Content-Type: application/x-protobuf\r\nContent-Length: {content_length}"
+        "\r\n\r\n"
+    ).encode()
 
 
 def hang_up_after(running: Running, body: bytes, content_length: int) -> None:
@@ -268,17 +311,31 @@ def span_batches(n: int, size: int, first_span_id: int = 1) -> list[list[Readabl
 def big_request(index: int, n: int = 512) -> bytes:
     """``n`` spans whose trace ids all start with ``index`` as 8 hex digits."""
     base = 1_700_000_000_000_000_000 + index * 1_000_000_000
-    spans = [trace_pb2.Span(
-        trace_id=index.to_bytes(4, "big") + (j // 8 + 1).to_bytes(12, "big"),
-        span_id=((index << 16) | (j + 1)).to_bytes(8, "big"), name=f"step-{j % 8}",
-        start_time_unix_nano=base + j, end_time_unix_nano=base + j + 1000,
-        attributes=[KeyValue(key="gen_ai.conversation.id",
-                             value=AnyValue(string_value=f"thread-{index}"))],
-    ) for j in range(n)]
-    resource = Resource(attributes=[KeyValue(key="service.name",
-                                             value=AnyValue(string_value="overload"))])
-    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
-        resource=resource, scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]).SerializeToString()
+    spans = [
+        trace_pb2.Span(
+            trace_id=index.to_bytes(4, "big") + (j // 8 + 1).to_bytes(12, "big"),
+            span_id=((index << 16) | (j + 1)).to_bytes(8, "big"),
+            name=f"step-{j % 8}",
+            start_time_unix_nano=base + j,
+            end_time_unix_nano=base + j + 1000,
+            attributes=[
+                KeyValue(
+                    key="gen_ai.conversation.id", value=AnyValue(string_value=f"thread-{index}")
+                )
+            ],
+        )
+        for j in range(n)
+    ]
+    resource = Resource(
+        attributes=[KeyValue(key="service.name", value=AnyValue(string_value="overload"))]
+    )
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[
+            trace_pb2.ResourceSpans(
+                resource=resource, scope_spans=[trace_pb2.ScopeSpans(spans=spans)]
+            )
+        ]
+    ).SerializeToString()
 
 
 class Sender(threading.Thread):
@@ -290,8 +347,9 @@ class Sender(threading.Thread):
 
     def __init__(self, target: str, batches: list[list[ReadableSpan]]) -> None:
         super().__init__(daemon=True)
-        self.exporter = OTLPSpanExporter(endpoint=target, insecure=True, timeout=2,
-                                         channel_options=NO_PROXY)
+        self.exporter = OTLPSpanExporter(
+            endpoint=target, insecure=True, timeout=2, channel_options=NO_PROXY
+        )
         self.batches = batches
         self.acked: list[str] = []
         self.results: list[bool] = []
@@ -320,8 +378,13 @@ class Sent:
     then: Any  # what `then` returned
 
 
-def run_senders(running: Running, batches: list[list[ReadableSpan]], *, until_acked: int,
-                then: Callable[[], Any]) -> Sent:
+def run_senders(
+    running: Running,
+    batches: list[list[ReadableSpan]],
+    *,
+    until_acked: int,
+    then: Callable[[], Any],
+) -> Sent:
     """Two senders share ``batches``; once ``until_acked`` spans are acked, call ``then``
     while they keep exporting, then stop them."""
     senders = [Sender(running.target(), batches[i::2]) for i in range(2)]
@@ -341,8 +404,7 @@ def run_senders(running: Running, batches: list[list[ReadableSpan]], *, until_ac
     for s in senders:
         s.join(15)
         assert not s.is_alive(), "an export hung"
-    return Sent([i for s in senders for i in s.acked],
-                [s.results[n] for s, n in under_way], result)
+    return Sent([i for s in senders for i in s.acked], [s.results[n] for s, n in under_way], result)
 
 
 # -- 1. an acknowledgement survives kill -9 ----------------------------------------------------
@@ -368,8 +430,9 @@ def test_acknowledged_spans_survive_kill_9(collectors: Callable[..., Running]) -
 
     second = collectors()  # and a new collector takes it over and accepts new data
     new = span_batches(1, 5, first_span_id=1_000_000)[0]
-    exporter = OTLPSpanExporter(endpoint=second.target(), insecure=True, timeout=10,
-                                channel_options=NO_PROXY)
+    exporter = OTLPSpanExporter(
+        endpoint=second.target(), insecure=True, timeout=10, channel_options=NO_PROXY
+    )
     try:
         assert exporter.export(new) is SpanExportResult.SUCCESS
     finally:
@@ -377,12 +440,14 @@ def test_acknowledged_spans_survive_kill_9(collectors: Callable[..., Running]) -
     assert second.stop() == 0
     counts = stored(second.db)
     assert {i: counts[i] for i in [*acked, *map(span_id, new)]} == dict.fromkeys(
-        [*acked, *map(span_id, new)], 1)
+        [*acked, *map(span_id, new)], 1
+    )
     assert max(counts.values()) == 1
 
 
 def test_decode_workers_exit_when_the_collector_is_killed(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors(workers="1")
     assert any(_alive(pid) for pid in running.children)
     os.kill(running.pid, signal.SIGKILL)
@@ -398,7 +463,8 @@ def test_decode_workers_exit_when_the_collector_is_killed(
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_cleanly_with_everything_acknowledged_on_disk(
-        collectors: Callable[..., Running], signum: int) -> None:
+    collectors: Callable[..., Running], signum: int
+) -> None:
     running = collectors(workers="1")
     batches = span_batches(400, 10)
     big = big_request(7, n=16_384)  # takes a while to decode and commit
@@ -440,8 +506,7 @@ def test_signal_stops_cleanly_with_everything_acknowledged_on_disk(
     assert int(stop_line.group(1)) == sum(counts.values())
 
 
-def test_clients_that_hang_up_are_not_logged_one_by_one(
-        collectors: Callable[..., Running]) -> None:
+def test_clients_that_hang_up_are_not_logged_one_by_one(collectors: Callable[..., Running]) -> None:
     running = collectors()
     for _ in range(3):
         hang_up_after(running, b"\x0a\x05short", content_length=1000)
@@ -471,13 +536,16 @@ def _otlp_json(body: bytes) -> bytes:
 def test_redelivery_is_a_no_op(collectors: Callable[..., Running]) -> None:
     running = collectors()
     first = encode_spans([s for b in span_batches(3, 4) for s in b]).SerializeToString()
-    second = encode_spans([s for b in span_batches(3, 4, first_span_id=100) for s in b]
-                          ).SerializeToString()
+    second = encode_spans(
+        [s for b in span_batches(3, 4, first_span_id=100) for s in b]
+    ).SerializeToString()
 
     def counters() -> tuple[float, float]:
         m = metrics(running)
-        return (m['otel_threads_written_total{signal="spans"}'],
-                m['otel_threads_duplicates_total{signal="spans"}'])
+        return (
+            m['otel_threads_written_total{signal="spans"}'],
+            m['otel_threads_duplicates_total{signal="spans"}'],
+        )
 
     seen = []
     for _ in range(3):
@@ -492,10 +560,14 @@ def test_redelivery_is_a_no_op(collectors: Callable[..., Running]) -> None:
 
     # redeliveries that arrive together (so land in one group commit) too
     answers: list[object] = []
-    threads = [threading.Thread(target=lambda: answers.append(
-        grpc_call(running.target(), second) == b"")) for _ in range(3)]
-    threads += [threading.Thread(target=lambda: answers.append(
-        post_traces(running, second)[0] == 200)) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: answers.append(grpc_call(running.target(), second) == b""))
+        for _ in range(3)
+    ]
+    threads += [
+        threading.Thread(target=lambda: answers.append(post_traces(running, second)[0] == 200))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -514,7 +586,8 @@ def test_redelivery_is_a_no_op(collectors: Callable[..., Running]) -> None:
 
 
 def test_overload_answers_retry_later_and_stores_nothing_half(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors("--max-pending-rows", "600")
     outcomes: dict[int, str] = {}
     peak = [running.rss_bytes()]
@@ -561,8 +634,13 @@ def test_overload_answers_retry_later_and_stores_nothing_half(
         for kind, send, n in (("http", over_http, 5), ("grpc", over_grpc, 8)):
             for _ in range(n):
                 index += 1
-                threads.append((kind, index, threading.Thread(
-                    target=guarded, args=(send, index, big_request(index)))))
+                threads.append(
+                    (
+                        kind,
+                        index,
+                        threading.Thread(target=guarded, args=(send, index, big_request(index))),
+                    )
+                )
         for _, _, t in threads:
             t.start()
         for _, _, t in threads:
@@ -582,11 +660,15 @@ def test_overload_answers_retry_later_and_stores_nothing_half(
 
     assert running.stop() == 0
     with connect(running.db, read_only=True) as con:
-        per_request = dict(con.execute(
-            "SELECT CAST(('0x' || left(trace_id, 8)) AS INTEGER), count(*) FROM spans "
-            "GROUP BY ALL").fetchall())
+        per_request = dict(
+            con.execute(
+                "SELECT CAST(('0x' || left(trace_id, 8)) AS INTEGER), count(*) FROM spans "
+                "GROUP BY ALL"
+            ).fetchall()
+        )
     assert {i: per_request.get(i, 0) for i in outcomes} == {
-        i: 512 if o == "ok" else 0 for i, o in outcomes.items()}
+        i: 512 if o == "ok" else 0 for i, o in outcomes.items()
+    }
 
 
 def test_a_burst_of_http_exports_is_not_reset(collectors: Callable[..., Running]) -> None:
@@ -614,7 +696,8 @@ def test_a_burst_of_http_exports_is_not_reset(collectors: Callable[..., Running]
 
 
 def test_memory_stays_bounded_while_large_uploads_arrive(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors()
     body = bytes((15 << 20) - 1)
     host, port = running.target("http").rsplit(":", 1)
@@ -648,7 +731,8 @@ def test_a_request_cut_short_stores_nothing(collectors: Callable[..., Running]) 
     running = collectors()
     parts = [encode_spans([span]) for span in span_batches(1, 2)[0]]  # one span each
     whole = trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[p.resource_spans[0] for p in parts]).SerializeToString()
+        resource_spans=[p.resource_spans[0] for p in parts]
+    ).SerializeToString()
     first_part = parts[0].SerializeToString()
     assert whole.startswith(first_part) and len(whole) > len(first_part)
     hang_up_after(running, first_part, content_length=len(whole))
@@ -662,8 +746,11 @@ def test_a_request_cut_short_stores_nothing(collectors: Callable[..., Running]) 
 
 def test_listeners_bind_loopback_by_default() -> None:
     cfg = Config()
-    assert [cfg.grpc, cfg.http, cfg.api] == [("127.0.0.1", 4317), ("127.0.0.1", 4318),
-                                            ("127.0.0.1", 4319)]
+    assert [cfg.grpc, cfg.http, cfg.api] == [
+        ("127.0.0.1", 4317),
+        ("127.0.0.1", 4318),
+        ("127.0.0.1", 4319),
+    ]
     loaded = Config.load({}, env={})
     assert [loaded.grpc, loaded.http, loaded.api] == [cfg.grpc, cfg.http, cfg.api]
     help_text = " ".join(CliRunner().invoke(collect, ["--help"]).output.split())
@@ -673,10 +760,12 @@ def test_listeners_bind_loopback_by_default() -> None:
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_token_is_required_on_every_listener(collectors: Callable[..., Running],
-                                            how: str) -> None:
-    running = (collectors("--token", "s3cret") if how == "flag"
-               else collectors(env={"OTEL_THREADS_TOKEN": "s3cret"}))
+def test_token_is_required_on_every_listener(collectors: Callable[..., Running], how: str) -> None:
+    running = (
+        collectors("--token", "s3cret")
+        if how == "flag"
+        else collectors(env={"OTEL_THREADS_TOKEN": "s3cret"})
+    )
     body = encode_spans(span_batches(1, 2)[0]).SerializeToString()
     good, bad = "Bearer s3cret", "Bearer nope"
 
@@ -699,8 +788,9 @@ def test_token_is_required_on_every_listener(collectors: Callable[..., Running],
     assert m['otel_threads_duplicates_total{signal="spans"}'] == 2
 
 
-def _tls_collector(collectors: Callable[..., Running], tmp_path: Path,
-                   ) -> tuple[Running, bytes, ssl.SSLContext]:
+def _tls_collector(
+    collectors: Callable[..., Running], tmp_path: Path
+) -> tuple[Running, bytes, ssl.SSLContext]:
     cert, key = self_signed(tmp_path)
     running = collectors("--tls-cert", str(cert), "--tls-key", str(key))
     return running, cert.read_bytes(), ssl.create_default_context(cafile=str(cert))
@@ -711,9 +801,12 @@ def test_tls_on_every_listener(collectors: Callable[..., Running], tmp_path: Pat
     assert all(running.note[k].startswith("https://127.0.0.1:") for k in ("grpc", "http", "api"))
     batches = span_batches(2, 3)
 
-    exporter = OTLPSpanExporter(endpoint=running.note["grpc"], timeout=10,
-                                credentials=grpc.ssl_channel_credentials(root_certificates=cert),
-                                channel_options=NO_PROXY)
+    exporter = OTLPSpanExporter(
+        endpoint=running.note["grpc"],
+        timeout=10,
+        credentials=grpc.ssl_channel_credentials(root_certificates=cert),
+        channel_options=NO_PROXY,
+    )
     try:
         assert exporter.export(batches[0]) is SpanExportResult.SUCCESS
     finally:
@@ -739,7 +832,8 @@ def test_tls_on_every_listener(collectors: Callable[..., Running], tmp_path: Pat
 
 
 def test_an_idle_connection_does_not_block_tls_listeners(
-        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     running, _, context = _tls_collector(collectors, tmp_path)
     host, port = running.target("api").rsplit(":", 1)
     with socket.create_connection((host, int(port))):
@@ -759,21 +853,33 @@ def test_an_idle_connection_does_not_block_tls_listeners(
 # -- 6. bad configuration fails at start-up ---------------------------------------------------
 
 
-@pytest.mark.parametrize(("args", "env", "names"), [
-    (["--grpc", "nope"], {}, ["--grpc", "'nope'"]),
-    (["--api", "127.0.0.1:70000"], {}, ["--api", "0-65535"]),
-    (["--tls-cert", str(ROOT / "pyproject.toml")], {}, ["--tls-cert and --tls-key"]),
-    (["--tls-cert", "missing.pem", "--tls-key", "missing.pem"], {}, ["--tls-cert", "no such file"]),
-    (["--max-request-bytes", "tiny"], {}, ["--max-request-bytes", "'tiny'"]),
-    (["--max-pending-rows", "0"], {}, ["--max-pending-rows", "at least 1"]),
-    (["--parse-workers", "-1"], {}, ["--parse-workers"]),
-    (["--grpc", "off", "--http", "off"], {}, ["--grpc", "--http"]),
-    (["--grpc", "127.0.0.1:9", "--http", "127.0.0.1:9"], {}, ["different addresses"]),
-    ([], {"OTEL_THREADS_MAX_PENDING_ROWS": "lots"}, ["OTEL_THREADS_MAX_PENDING_ROWS", "'lots'"]),
-    ([], {"OTEL_THREADS_GRPC": "localhost"}, ["OTEL_THREADS_GRPC"]),
-])
-def test_bad_configuration_is_a_usage_error(args: list[str], env: dict[str, str],
-                                            names: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["--grpc", "nope"], {}, ["--grpc", "'nope'"]),
+        (["--api", "127.0.0.1:70000"], {}, ["--api", "0-65535"]),
+        (["--tls-cert", str(ROOT / "pyproject.toml")], {}, ["--tls-cert and --tls-key"]),
+        (
+            ["--tls-cert", "missing.pem", "--tls-key", "missing.pem"],
+            {},
+            ["--tls-cert", "no such file"],
+        ),
+        (["--max-request-bytes", "tiny"], {}, ["--max-request-bytes", "'tiny'"]),
+        (["--max-pending-rows", "0"], {}, ["--max-pending-rows", "at least 1"]),
+        (["--parse-workers", "-1"], {}, ["--parse-workers"]),
+        (["--grpc", "off", "--http", "off"], {}, ["--grpc", "--http"]),
+        (["--grpc", "127.0.0.1:9", "--http", "127.0.0.1:9"], {}, ["different addresses"]),
+        (
+            [],
+            {"OTEL_THREADS_MAX_PENDING_ROWS": "lots"},
+            ["OTEL_THREADS_MAX_PENDING_ROWS", "'lots'"],
+        ),
+        ([], {"OTEL_THREADS_GRPC": "localhost"}, ["OTEL_THREADS_GRPC"]),
+    ],
+)
+def test_bad_configuration_is_a_usage_error(
+    args: list[str], env: dict[str, str], names: list[str], tmp_path: Path
+) -> None:
     clean: dict[str, str | None] = {k: None for k in os.environ if k.startswith("OTEL_")}
     # a --db that cannot open: should the configuration pass, this fails instead of serving
     unopenable = ["--db", str(tmp_path / "no-such-dir" / "x.duckdb")]
@@ -821,18 +927,23 @@ def test_bad_configuration_stops_the_real_process(tmp_path: Path) -> None:
     db = tmp_path / "x.duckdb"
     done = subprocess.run(
         [sys.executable, "-m", "otel_threads.collector", "--db", str(db), "--grpc", "nope"],
-        cwd=ROOT, env=_clean_env({"OTEL_THREADS_API": "127.0.0.1:0"}), capture_output=True,
-        text=True, timeout=30,
+        cwd=ROOT,
+        env=_clean_env({"OTEL_THREADS_API": "127.0.0.1:0"}),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 2
     assert "Usage: python -m otel_threads.collector" in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        "Error: --grpc: expected HOST:PORT or 'off', got 'nope'")
+        "Error: --grpc: expected HOST:PORT or 'off', got 'nope'"
+    )
     assert not db.exists()
 
 
 def test_a_database_that_cannot_open_is_a_one_line_error(
-        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     db = tmp_path / "no-such-dir" / "x.duckdb"
     with pytest.raises(CollectorExited) as caught:
         collectors(db=db)
@@ -843,8 +954,9 @@ def test_a_database_that_cannot_open_is_a_one_line_error(
     assert str(db) in message
 
 
-def test_an_address_in_use_names_the_listener(collectors: Callable[..., Running],
-                                              tmp_path: Path) -> None:
+def test_an_address_in_use_names_the_listener(
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -859,8 +971,9 @@ def test_an_address_in_use_names_the_listener(collectors: Callable[..., Running]
     assert address in message
 
 
-def test_a_grpc_address_in_use_is_refused(collectors: Callable[..., Running],
-                                          tmp_path: Path) -> None:
+def test_a_grpc_address_in_use_is_refused(
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     first = collectors()
     try:
         collectors("--grpc", first.target(), db=tmp_path / "other.duckdb")
@@ -874,8 +987,7 @@ def test_a_grpc_address_in_use_is_refused(collectors: Callable[..., Running],
 # -- 7. one writer per file ----------------------------------------------------------------
 
 
-def test_the_file_is_locked_while_a_collector_holds_it(
-        collectors: Callable[..., Running]) -> None:
+def test_the_file_is_locked_while_a_collector_holds_it(collectors: Callable[..., Running]) -> None:
     running = collectors()
     for read_only in (False, True):
         with pytest.raises(StoreLockedError) as caught:

@@ -57,15 +57,18 @@ def rows(c: Collector, sql: str) -> list[tuple]:
 def make_spans(service: str = "svc", first_span_id: int = 1):
     """A turn with a child, an event and a link, in thread 't'; ids are sequential."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": service, "k.int": 7}),
-                              id_generator=SequentialIdGenerator(first_span_id))
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "k.int": 7}),
+        id_generator=SequentialIdGenerator(first_span_id),
+    )
     provider.add_span_processor(ThreadSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("scope.one", "1.2", attributes={"scope.attr": "x"})
     with thread("t"), tracer.start_as_current_span("turn") as turn:
         turn.add_event("hello", {"n": 1})
-        with tracer.start_as_current_span("child", links=[Link(turn.get_span_context(),
-                                                                {"why": "because"})]):
+        with tracer.start_as_current_span(
+            "child", links=[Link(turn.get_span_context(), {"why": "because"})]
+        ):
             pass
     provider.shutdown()
     return exporter.get_finished_spans()
@@ -82,8 +85,9 @@ def test_standard_exporters_deliver_spans_unchanged(collector, transport):
         exporter.shutdown()
     elif transport == "http+json":
         body = encode_json(spans).to_json().encode()
-        req = urllib.request.Request(f"{ep.http}/v1/traces", data=body,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{ep.http}/v1/traces", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 200
             assert resp.headers["Content-Type"] == "application/json"
@@ -93,18 +97,55 @@ def test_standard_exporters_deliver_spans_unchanged(collector, transport):
         exporter = HttpSpans(endpoint=f"{ep.http}/v1/traces", compression=comp)
         assert exporter.export(spans).name == "SUCCESS"
         exporter.shutdown()
-    got = rows(collector, """
+    got = rows(
+        collector,
+        """
         SELECT name, span_id, parent_span_id, kind, thread_id, turn_id, is_turn, service_name,
                scope_name, scope_version, scope_attributes->>'scope.attr',
                resource_attributes->'k.int', events->0->>'name', events->0->'attributes'->'n',
                links->0->>'span_id', links->0->'attributes'->>'why', status_code
-        FROM spans ORDER BY span_id""")
+        FROM spans ORDER BY span_id""",
+    )
     one, two = format(1, "016x"), format(2, "016x")
     assert got == [
-        ("turn", one, None, "INTERNAL", "t", one, True, "svc", "scope.one", "1.2", "x", "7",
-         "hello", "1", None, None, "UNSET"),
-        ("child", two, one, "INTERNAL", "t", one, None, "svc", "scope.one", "1.2", "x", "7",
-         None, None, one, "because", "UNSET"),
+        (
+            "turn",
+            one,
+            None,
+            "INTERNAL",
+            "t",
+            one,
+            True,
+            "svc",
+            "scope.one",
+            "1.2",
+            "x",
+            "7",
+            "hello",
+            "1",
+            None,
+            None,
+            "UNSET",
+        ),
+        (
+            "child",
+            two,
+            one,
+            "INTERNAL",
+            "t",
+            one,
+            None,
+            "svc",
+            "scope.one",
+            "1.2",
+            "x",
+            "7",
+            None,
+            None,
+            one,
+            "because",
+            "UNSET",
+        ),
     ]
 
 
@@ -112,21 +153,41 @@ def test_log_records_keep_their_span_link_event_name_and_body(collector):
     memory = InMemoryLogRecordExporter()
     provider = LoggerProvider(resource=Resource.create({"service.name": "llm-app"}))
     provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
-    provider.get_logger("gen").emit(LogRecord(
-        trace_id=0xABC, span_id=0xDEF, trace_flags=1, event_name="gen_ai.user.message",
-        body={"content": "hi", "n": 2}, attributes={"gen_ai.system": "openai"}))
+    provider.get_logger("gen").emit(
+        LogRecord(
+            trace_id=0xABC,
+            span_id=0xDEF,
+            trace_flags=1,
+            event_name="gen_ai.user.message",
+            body={"content": "hi", "n": 2},
+            attributes={"gen_ai.system": "openai"},
+        )
+    )
     provider.shutdown()
     batch = memory.get_finished_logs()
     ep = collector.endpoints
-    for exporter in (GrpcLogs(endpoint=ep.grpc, insecure=True),
-                     HttpLogs(endpoint=f"{ep.http}/v1/logs")):
+    for exporter in (
+        GrpcLogs(endpoint=ep.grpc, insecure=True),
+        HttpLogs(endpoint=f"{ep.http}/v1/logs"),
+    ):
         assert exporter.export(batch).name == "SUCCESS"
         exporter.shutdown()
-    got = rows(collector, "SELECT trace_id, span_id, event_name, body, "
-                          "attributes->>'gen_ai.system', service_name FROM logs")
+    got = rows(
+        collector,
+        "SELECT trace_id, span_id, event_name, body, "
+        "attributes->>'gen_ai.system', service_name FROM logs",
+    )
     # the same record sent over gRPC and again over HTTP is stored once
-    assert got == [(format(0xABC, "032x"), format(0xDEF, "016x"), "gen_ai.user.message",
-                    '{"content":"hi","n":2}', "openai", "llm-app")]
+    assert got == [
+        (
+            format(0xABC, "032x"),
+            format(0xDEF, "016x"),
+            "gen_ai.user.message",
+            '{"content":"hi","n":2}',
+            "openai",
+            "llm-app",
+        )
+    ]
     assert collector.writer.stats.duplicates["logs"] == 1
 
 
@@ -137,14 +198,17 @@ def test_redelivery_changes_nothing(collector):
         assert exporter.export(spans).name == "SUCCESS"
     exporter.shutdown()
     assert rows(collector, "SELECT count(*), count(*) FILTER (WHERE is_turn) FROM spans") == [
-        (2, 1)]
+        (2, 1)
+    ]
     assert collector.writer.stats.duplicates["spans"] == 4
 
 
-def post(url: str, body: bytes, content_type: str = "application/x-protobuf",
-         headers: dict | None = None) -> tuple[int, dict, bytes]:
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": content_type,
-                                                          **(headers or {})})
+def post(
+    url: str, body: bytes, content_type: str = "application/x-protobuf", headers: dict | None = None
+) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(
+        url, data=body, headers={"Content-Type": content_type, **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers, resp.read()
@@ -185,8 +249,9 @@ def test_http_bad_input_gets_the_otlp_answer_and_never_a_crash(collector):
 
 def test_grpc_bad_input_gets_the_otlp_answer(collector):
     with grpc.insecure_channel(collector.endpoints.grpc.split("://")[1]) as channel:
-        call = channel.unary_unary(TRACE_METHOD, request_serializer=None,
-                                   response_deserializer=None)
+        call = channel.unary_unary(
+            TRACE_METHOD, request_serializer=None, response_deserializer=None
+        )
         with pytest.raises(grpc.RpcError) as err:
             call(b"\xff\xfe not protobuf", timeout=10)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -194,7 +259,8 @@ def test_grpc_bad_input_gets_the_otlp_answer(collector):
             call(b"\0" * ((1 << 20) + 10), timeout=10)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         resp = trace_service_pb2.ExportTraceServiceResponse.FromString(
-            call(bad_ids_request(), timeout=10))
+            call(bad_ids_request(), timeout=10)
+        )
         assert resp.partial_success.rejected_spans == 1
     assert rows(collector, "SELECT name FROM spans") == [("child",)]
 
@@ -223,14 +289,14 @@ def test_schema_is_applied_by_numbered_migrations_recorded_in_the_file(tmp_path)
 
     path = str(tmp_path / "m.duckdb")
     con = connect(path)
-    applied = con.execute("SELECT version, name FROM otel_threads_migrations ORDER BY version"
-                          ).fetchall()
+    applied = con.execute(
+        "SELECT version, name FROM otel_threads_migrations ORDER BY version"
+    ).fetchall()
     assert applied[:2] == [(1, "raw_tables"), (2, "derive_queue")]
     assert [v for v, _ in applied] == list(range(1, len(applied) + 1))
     con.close()
     con = connect(path)  # nothing applied twice
-    assert con.execute("SELECT count(*) FROM otel_threads_migrations").fetchone() == (
-        len(applied),)
+    assert con.execute("SELECT count(*) FROM otel_threads_migrations").fetchone() == (len(applied),)
     con.close()
     ro = duckdb.connect(path, read_only=True)
     assert {r[0] for r in ro.execute("SHOW TABLES").fetchall()} >= {"spans", "logs"}
@@ -241,18 +307,22 @@ def test_embedded_exporters_write_the_same_schema(tmp_path):
     import otel_threads
 
     path = str(tmp_path / "embedded.duckdb")
-    setup = otel_threads.configure(db=path, service_name="notebook", project="proj",
-                                   set_global=False)
+    setup = otel_threads.configure(
+        db=path, service_name="notebook", project="proj", set_global=False
+    )
     tracer = setup.tracer_provider.get_tracer("nb")
     with thread("t"), tracer.start_as_current_span("turn"):
-        setup.logger_provider.get_logger("nb").emit(LogRecord(event_name="gen_ai.choice",
-                                                              body={"index": 0}))
+        setup.logger_provider.get_logger("nb").emit(
+            LogRecord(event_name="gen_ai.choice", body={"index": 0})
+        )
     setup.shutdown()
     con = duckdb.connect(path, read_only=True)
-    assert con.execute("SELECT name, thread_id, is_turn, service_name, project FROM spans"
-                       ).fetchall() == [("turn", "t", True, "notebook", "proj")]
+    assert con.execute(
+        "SELECT name, thread_id, is_turn, service_name, project FROM spans"
+    ).fetchall() == [("turn", "t", True, "notebook", "proj")]
     assert con.execute("SELECT event_name, body, trace_id IS NOT NULL FROM logs").fetchall() == [
-        ("gen_ai.choice", '{"index":0}', True)]
+        ("gen_ai.choice", '{"index":0}', True)
+    ]
 
 
 def test_a_span_repeated_inside_one_request_is_stored_once(collector):
@@ -261,4 +331,6 @@ def test_a_span_repeated_inside_one_request_is_stored_once(collector):
     status, _, _ = post(f"{collector.endpoints.http}/v1/traces", req.SerializeToString())
     assert status == 200
     assert rows(collector, "SELECT name, count(*) FROM spans GROUP BY name ORDER BY name") == [
-        ("child", 1), ("turn", 1)]
+        ("child", 1),
+        ("turn", 1),
+    ]

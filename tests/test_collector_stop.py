@@ -18,14 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from test_collector_process import (
-    Running,
-    _post_head,
-    http,
-    span_batches,
-    span_id,
-    stored,
-)
+from test_collector_process import Running, _post_head, http, span_batches, span_id, stored
 
 
 def send_acked(running: Running, batches: int = 4) -> list[str]:
@@ -47,8 +40,9 @@ def wait_exit(running: Running, timeout: float = 60.0) -> int:
     try:
         return running.proc.wait(timeout)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"still running {timeout}s after the signal: "
-                             f"{running.log.read_text()}") from None
+        raise AssertionError(
+            f"still running {timeout}s after the signal: {running.log.read_text()}"
+        ) from None
 
 
 def slow_sql(running: Running, answers: list) -> threading.Thread:
@@ -57,8 +51,14 @@ def slow_sql(running: Running, answers: list) -> threading.Thread:
 
     def run() -> None:
         try:
-            answers.append(http(f"{running.note['api']}/sql", query,
-                                headers={"Content-Type": "application/json"}, timeout=120)[0])
+            answers.append(
+                http(
+                    f"{running.note['api']}/sql",
+                    query,
+                    headers={"Content-Type": "application/json"},
+                    timeout=120,
+                )[0]
+            )
         except OSError as exc:  # the listener closed the connection: also an end
             answers.append(type(exc).__name__)
 
@@ -77,8 +77,7 @@ def assert_clean_stop(running: Running, code: int) -> list[str]:
     return lines
 
 
-def test_sigterm_while_sql_queries_run_stops_cleanly(
-        collectors: Callable[..., Running]) -> None:
+def test_sigterm_while_sql_queries_run_stops_cleanly(collectors: Callable[..., Running]) -> None:
     running = collectors()
     acked = send_acked(running)
     answers: list = []
@@ -94,7 +93,8 @@ def test_sigterm_while_sql_queries_run_stops_cleanly(
 
 
 def test_ctrl_c_in_a_terminal_stops_every_process_quietly(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors(workers="2")  # decode workers get the terminal's SIGINT too
     acked = send_acked(running)
     os.killpg(running.pid, signal.SIGINT)
@@ -104,7 +104,8 @@ def test_ctrl_c_in_a_terminal_stops_every_process_quietly(
 
 
 def test_a_second_ctrl_c_stops_at_once_keeping_what_was_acknowledged(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors()
     acked = send_acked(running)
     # an upload that announces more than it sends: a clean stop waits for it (up to

@@ -125,9 +125,7 @@ def test_the_called_service_may_start_its_own_turns(services):
             call(url, open_thread="t")
         with thread("t"), front.tracer.start_as_current_span("turn"):
             call(url, open_thread="back-own-thread")
-    back_attrs = [
-        (s.name, dict(s.attributes or {})) for s in back.spans() if s.name == "server"
-    ]
+    back_attrs = [(s.name, dict(s.attributes or {})) for s in back.spans() if s.name == "server"]
     first, second = back_attrs
     assert first[1]["otel_threads.is_turn"] is True and first[1][CONV] == "t"
     assert second[1]["otel_threads.is_turn"] is True and second[1][CONV] == "back-own-thread"

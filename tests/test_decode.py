@@ -470,8 +470,7 @@ SIMPLE_TEXT = st.text(alphabet="abc xyz-é中.", max_size=30)
     st.lists(
         st.tuples(
             st.one_of(
-                SIMPLE_TEXT,
-                st.sampled_from([*THREAD_KEYS[:3], *TURN_KEYS, "$k", "k" * 200]),
+                SIMPLE_TEXT, st.sampled_from([*THREAD_KEYS[:3], *TURN_KEYS, "$k", "k" * 200])
             ),
             st.one_of(
                 SIMPLE_TEXT,
@@ -479,8 +478,23 @@ SIMPLE_TEXT = st.text(alphabet="abc xyz-é中.", max_size=30)
                 st.integers(0, 20000),
                 st.booleans(),
                 st.floats(),
-                st.sampled_from(["$x", 'a"b', "a\\b", "\x01", -1, 2**40, b"x", None,
-                                 '"q"', '""', '"\\u00e9 x"', '"a"b"', '"\\"']),
+                st.sampled_from(
+                    [
+                        "$x",
+                        'a"b',
+                        "a\\b",
+                        "\x01",
+                        -1,
+                        2**40,
+                        b"x",
+                        None,
+                        '"q"',
+                        '""',
+                        '"\\u00e9 x"',
+                        '"a"b"',
+                        '"\\"',
+                    ]
+                ),
             ),
         ),
         min_size=1,

@@ -31,19 +31,27 @@ def traces_request(resources: int, scopes: int, spans: int) -> bytes:
     out = trace_service_pb2.ExportTraceServiceRequest()
     n = 0
     for r in range(resources):
-        rs = out.resource_spans.add(resource=Resource(attributes=[_kv("service.name",
-                                                                       f"svc-{r}")]),
-                                    schema_url=f"https://schema/{r}")
+        rs = out.resource_spans.add(
+            resource=Resource(attributes=[_kv("service.name", f"svc-{r}")]),
+            schema_url=f"https://schema/{r}",
+        )
         for s in range(scopes):
-            ss = rs.scope_spans.add(scope=InstrumentationScope(name=f"scope-{s}",
-                                                               version="1"))
+            ss = rs.scope_spans.add(scope=InstrumentationScope(name=f"scope-{s}", version="1"))
             for _ in range(spans):
                 n += 1
-                ss.spans.append(trace_pb2.Span(
-                    trace_id=(n // 4 + 1).to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
-                    name=f"span-{n}", start_time_unix_nano=n, end_time_unix_nano=n + 1,
-                    attributes=[_kv("gen_ai.conversation.id", f"thread-{n % 7}"),
-                                _kv("text", "x" * (n % 300))]))
+                ss.spans.append(
+                    trace_pb2.Span(
+                        trace_id=(n // 4 + 1).to_bytes(16, "big"),
+                        span_id=n.to_bytes(8, "big"),
+                        name=f"span-{n}",
+                        start_time_unix_nano=n,
+                        end_time_unix_nano=n + 1,
+                        attributes=[
+                            _kv("gen_ai.conversation.id", f"thread-{n % 7}"),
+                            _kv("text", "x" * (n % 300)),
+                        ],
+                    )
+                )
     return out.SerializeToString()
 
 
@@ -52,9 +60,15 @@ def logs_request(records: int) -> bytes:
     rl = out.resource_logs.add(resource=Resource(attributes=[_kv("service.name", "svc")]))
     sl = rl.scope_logs.add(scope=InstrumentationScope(name="logs"))
     for n in range(1, records + 1):
-        sl.log_records.append(logs_pb2.LogRecord(
-            time_unix_nano=n, trace_id=n.to_bytes(16, "big"), span_id=n.to_bytes(8, "big"),
-            body=AnyValue(string_value="y" * (n % 500)), event_name="gen_ai.choice"))
+        sl.log_records.append(
+            logs_pb2.LogRecord(
+                time_unix_nano=n,
+                trace_id=n.to_bytes(16, "big"),
+                span_id=n.to_bytes(8, "big"),
+                body=AnyValue(string_value="y" * (n % 500)),
+                event_name="gen_ai.choice",
+            )
+        )
     return out.SerializeToString()
 
 
@@ -91,9 +105,14 @@ def test_a_small_request_is_itself_and_an_item_too_large_stands_alone() -> None:
     assert len(pieces) == 400
 
 
-@pytest.mark.parametrize("bad", [b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 200,  # runs past
-                                 b"\x0b" + b"x" * 200,  # wire type 3 (groups)
-                                 b"\x0a\x05\x12\x80"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\x0a\xff\xff\xff\xff\x0f" + b"x" * 200,  # runs past
+        b"\x0b" + b"x" * 200,  # wire type 3 (groups)
+        b"\x0a\x05\x12\x80",
+    ],
+)
 def test_malformed_framing_is_a_decode_error(bad: bytes) -> None:
     with pytest.raises(DecodeError):
         list(split_request(bad * 20, limit=64))
@@ -110,10 +129,24 @@ def _peak_bytes(fn) -> int:
 
 def test_splitting_holds_no_object_per_span() -> None:
     # 16 MiB of tiny spans: an object per span (a slice, a tuple) would hold tens of MiB
-    data = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[trace_pb2.ResourceSpans(
-        scope_spans=[trace_pb2.ScopeSpans(spans=[trace_pb2.Span(
-            trace_id=(n + 1).to_bytes(16, "big"), span_id=(n + 1).to_bytes(8, "big"),
-            name="s") for n in range(400_000)])])]).SerializeToString()
+    data = trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[
+            trace_pb2.ResourceSpans(
+                scope_spans=[
+                    trace_pb2.ScopeSpans(
+                        spans=[
+                            trace_pb2.Span(
+                                trace_id=(n + 1).to_bytes(16, "big"),
+                                span_id=(n + 1).to_bytes(8, "big"),
+                                name="s",
+                            )
+                            for n in range(400_000)
+                        ]
+                    )
+                ]
+            )
+        ]
+    ).SerializeToString()
     sizes: list[int] = []
     peak = _peak_bytes(lambda: sizes.extend(len(p) for p in split_request(data)))
     assert sum(sizes) > len(data) and max(sizes) <= PIECE_BYTES + 64  # + the framing
@@ -122,24 +155,63 @@ def test_splitting_holds_no_object_per_span() -> None:
 
 
 _SHAPES = {  # ordinary OTLP/JSON and hostile bodies that json.loads blows up most
-    "otlp": lambda n: json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
-        {"traceId": f"{j:032x}", "spanId": f"{j:016x}", "name": "s",
-         "startTimeUnixNano": "1", "endTimeUnixNano": "2",
-         "attributes": [{"key": f"k{i}", "value": {"stringValue": f"v{j}"}}
-                        for i in range(20)]} for j in range(n // 100)]}]}]}),
-    "otlp_snake": lambda n: json.dumps({"resource_spans": [{"scope_spans": [{"spans": [
-        {"trace_id": f"{j:032x}", "span_id": f"{j:016x}", "name": "s",
-         "attributes": [{"key": "k", "value": {"int_value": j}}]}
-        for j in range(n // 10)]}]}]}),
+    "otlp": lambda n: json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": f"{j:032x}",
+                                    "spanId": f"{j:016x}",
+                                    "name": "s",
+                                    "startTimeUnixNano": "1",
+                                    "endTimeUnixNano": "2",
+                                    "attributes": [
+                                        {"key": f"k{i}", "value": {"stringValue": f"v{j}"}}
+                                        for i in range(20)
+                                    ],
+                                }
+                                for j in range(n // 100)
+                            ]
+                        }
+                    ]
+                }
+            ]
+        }
+    ),
+    "otlp_snake": lambda n: json.dumps(
+        {
+            "resource_spans": [
+                {
+                    "scope_spans": [
+                        {
+                            "spans": [
+                                {
+                                    "trace_id": f"{j:032x}",
+                                    "span_id": f"{j:016x}",
+                                    "name": "s",
+                                    "attributes": [{"key": "k", "value": {"int_value": j}}],
+                                }
+                                for j in range(n // 10)
+                            ]
+                        }
+                    ]
+                }
+            ]
+        }
+    ),
     "empty_objects": lambda n: '{"x":[' + ",".join(["{}"] * n) + "]}",
     "empty_arrays": lambda n: '{"x":[' + ",".join(["[]"] * n) + "]}",
     "nested_arrays": lambda n: '{"x":[' + ",".join(["[[[]]]"] * n) + "]}",
     "one_key_objects": lambda n: '{"x":[' + ",".join(['{"a":1}'] * n) + "]}",
     "numbers": lambda n: '{"x":[' + ",".join(f"{1000 + i}.5" for i in range(n)) + "]}",
     "strings": lambda n: '{"x":[' + ",".join(f'"{i}"' for i in range(n)) + "]}",
-    "escaped_quotes_keys": lambda n: '{"x":["' + '\\":' * n + '",' + ",".join(
-        f'"s{i}"' for i in range(n)) + "]}",
-    "astral_text": lambda n: '{"x":"\U0001F600' + "a" * (4 * n) + '"}',
+    "escaped_quotes_keys": lambda n: (
+        '{"x":["' + '\\":' * n + '",' + ",".join(f'"s{i}"' for i in range(n)) + "]}"
+    ),
+    "astral_text": lambda n: '{"x":"\U0001f600' + "a" * (4 * n) + '"}',
 }
 
 
@@ -160,15 +232,18 @@ def test_one_batch_type_from_the_decoder_through_a_worker_to_the_writer():
     from otel_threads.otlp.tables import DecodedBatch
 
     bad = trace_pb2.Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 3, name="bad")
-    data = trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
-        trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[bad])])]
+    data = trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=[bad])])]
     ).SerializeToString() + traces_request(2, 2, 5)
     inline = decode_inline("traces", "protobuf", data)
     assert (inline.accepted, inline.rejected) == (20, 1) and inline.error
     again = DecodedBatch.from_bytes(inline.to_bytes())
     assert again.table.equals(inline.table)
     assert (again.accepted, again.rejected, again.error) == (
-        inline.accepted, inline.rejected, inline.error)
+        inline.accepted,
+        inline.rejected,
+        inline.error,
+    )
     pool = DecodePool(1)
     try:
         pooled = pool.decode("traces", "protobuf", data)
@@ -176,11 +251,16 @@ def test_one_batch_type_from_the_decoder_through_a_worker_to_the_writer():
         pool.close()
     assert isinstance(pooled, DecodedBatch) and pooled.table.equals(inline.table)
     assert (pooled.accepted, pooled.rejected, pooled.error) == (
-        inline.accepted, inline.rejected, inline.error)
-    pieces = [decode_inline("traces", "protobuf", p)
-              for p in split_request(data, limit=512)]
+        inline.accepted,
+        inline.rejected,
+        inline.error,
+    )
+    pieces = [decode_inline("traces", "protobuf", p) for p in split_request(data, limit=512)]
     assert len(pieces) > 2
     joined = DecodedBatch.join(pieces)
     assert joined.table.sort_by("span_id").equals(inline.table.sort_by("span_id"))
     assert (joined.accepted, joined.rejected, joined.error) == (
-        inline.accepted, inline.rejected, inline.error)
+        inline.accepted,
+        inline.rejected,
+        inline.error,
+    )

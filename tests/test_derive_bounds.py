@@ -42,16 +42,29 @@ def _kv(key: str, value: object) -> dict:
 
 
 def spans_table(spans: list[dict]):
-    body = {"resourceSpans": [{"resource": {"attributes": [_kv("service.name", "app")]},
-                               "scopeSpans": [{"spans": spans}]}]}
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [_kv("service.name", "app")]},
+                "scopeSpans": [{"spans": spans}],
+            }
+        ]
+    }
     return decode_traces_json(json.dumps(body).encode()).table
 
 
-def span(trace: int, span_id: int, name: str, start: int, attrs: dict,
-         parent: int | None = None) -> dict:
-    out = {"traceId": format(trace, "032x"), "spanId": format(span_id, "016x"), "name": name,
-           "kind": 1, "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 1000),
-           "attributes": [_kv(k, v) for k, v in attrs.items()]}
+def span(
+    trace: int, span_id: int, name: str, start: int, attrs: dict, parent: int | None = None
+) -> dict:
+    out = {
+        "traceId": format(trace, "032x"),
+        "spanId": format(span_id, "016x"),
+        "name": name,
+        "kind": 1,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + 1000),
+        "attributes": [_kv(k, v) for k, v in attrs.items()],
+    }
     if parent is not None:
         out["parentSpanId"] = format(parent, "016x")
     return out
@@ -60,17 +73,29 @@ def span(trace: int, span_id: int, name: str, start: int, attrs: dict,
 def looping_chain(n: int, first: int = 1) -> list[dict]:
     """``n`` turns without a thread id, each its own trace, turn k naming turn k-1 and
     the first naming the last: one loop of links (bad data)."""
-    return [span(first + i, first + i, "turn", T0 + i * 1000, {
-        "otel_threads.is_turn": True,
-        "otel_threads.previous_turn_id": format(first + (i - 1) % n, "016x")})
-        for i in range(n)]
+    return [
+        span(
+            first + i,
+            first + i,
+            "turn",
+            T0 + i * 1000,
+            {
+                "otel_threads.is_turn": True,
+                "otel_threads.previous_turn_id": format(first + (i - 1) % n, "016x"),
+            },
+        )
+        for i in range(n)
+    ]
 
 
 def ordinary(trace: int, thread_id: str) -> list[dict]:
     """One turn of ``thread_id``: a turn span and a child."""
-    return [span(trace, trace, "ask", T0, {"gen_ai.conversation.id": thread_id}),
-            span(trace, trace + 1, "step", T0 + 10, {"gen_ai.conversation.id": thread_id},
-                 parent=trace)]
+    return [
+        span(trace, trace, "ask", T0, {"gen_ai.conversation.id": thread_id}),
+        span(
+            trace, trace + 1, "step", T0 + 10, {"gen_ai.conversation.id": thread_id}, parent=trace
+        ),
+    ]
 
 
 class Store:
@@ -99,7 +124,8 @@ class Store:
     def assert_kept_equals_scratch(self) -> None:
         for view in VIEWS:
             assert self.rows(f"SELECT * FROM {view}_mat ORDER BY ALL") == self.rows(
-                f"SELECT * FROM derive_{view} ORDER BY ALL"), view
+                f"SELECT * FROM derive_{view} ORDER BY ALL"
+            ), view
 
 
 class Counting:
@@ -123,13 +149,14 @@ def test_an_ordinary_thread_is_derived_while_a_30k_turn_loop_of_links_is_pending
     try:
         chain = looping_chain(CHAIN)
         for i in range(0, CHAIN, 3000):  # ten commits, each queued for derivation
-            c.writer.write("spans", spans_table(chain[i:i + 3000]))
+            c.writer.write("spans", spans_table(chain[i : i + 3000]))
         c.writer.write("spans", spans_table(ordinary(10**9, "other")))
         deadline = time.monotonic() + 120  # generous: a slow machine only waits longer
         while True:
             with c.writer.cursor() as cur:
-                if cur.execute("SELECT turn_count FROM threads WHERE thread_id = 'other'"
-                               ).fetchall() == [(1,)]:
+                if cur.execute(
+                    "SELECT turn_count FROM threads WHERE thread_id = 'other'"
+                ).fetchall() == [(1,)]:
                     break
             assert time.monotonic() < deadline, "the ordinary thread was never derived"
             time.sleep(0.05)
@@ -137,14 +164,18 @@ def test_an_ordinary_thread_is_derived_while_a_30k_turn_loop_of_links_is_pending
         with c.writer.cursor() as cur:
             assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
             # the loop's turns have no thread, and nothing walks in circles
-            assert cur.execute("SELECT count(*), count(thread_id) FROM span_threads "
-                               "WHERE trace_id <> ?", [format(10**9, "032x")]
-                               ).fetchall() == [(CHAIN, 0)]
-            assert cur.execute("SELECT thread_id, turn_count, span_count FROM threads"
-                               ).fetchall() == [("other", 1, 2)]
+            assert cur.execute(
+                "SELECT count(*), count(thread_id) FROM span_threads WHERE trace_id <> ?",
+                [format(10**9, "032x")],
+            ).fetchall() == [(CHAIN, 0)]
+            assert cur.execute(
+                "SELECT thread_id, turn_count, span_count FROM threads"
+            ).fetchall() == [("other", 1, 2)]
             for view in ("span_threads", "threads"):  # kept == from scratch
-                assert cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == \
-                    cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
+                assert (
+                    cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+                    == cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
+                ), view
     finally:
         c.stop()
 
@@ -174,10 +205,31 @@ def test_a_chain_is_resolved_in_a_bounded_number_of_statements(tmp_path, length)
     store.derive_all()
     # a late turn names a turn of the loop, and a turn names it in turn
     late, after = 10**8, 10**8 + 1
-    store.insert([span(late, late, "late", T0 - 10**9, {
-        "otel_threads.is_turn": True, "otel_threads.previous_turn_id": format(7, "016x")})])
-    store.insert([span(after, after, "after", T0 - 10**8, {
-        "otel_threads.is_turn": True, "otel_threads.previous_turn_id": format(late, "016x")})])
+    store.insert(
+        [
+            span(
+                late,
+                late,
+                "late",
+                T0 - 10**9,
+                {"otel_threads.is_turn": True, "otel_threads.previous_turn_id": format(7, "016x")},
+            )
+        ]
+    )
+    store.insert(
+        [
+            span(
+                after,
+                after,
+                "after",
+                T0 - 10**8,
+                {
+                    "otel_threads.is_turn": True,
+                    "otel_threads.previous_turn_id": format(late, "016x"),
+                },
+            )
+        ]
+    )
     counting = Counting(store.con)
     store.deriver.con = counting
     walked = []
@@ -201,8 +253,7 @@ def test_a_chain_is_resolved_in_a_bounded_number_of_statements(tmp_path, length)
         store.assert_kept_equals_scratch()
 
 
-def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_scratch(
-        tmp_path):
+def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_scratch(tmp_path):
     """Threads and linked chains arrive spread over many traces; refreshes of at most 7
     traces and 3 kB (one trace at least) derive them as a derivation from scratch does."""
     store = Store(tmp_path / "s.duckdb")
@@ -216,12 +267,14 @@ def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_sc
             attrs["otel_threads.previous_turn_id"] = format(1000 + 10 * (t - 8), "016x")
         else:
             attrs["gen_ai.conversation.id"] = f"thread-{thread_no}"
-        spans += [span(trace, turn, "turn", T0 + t * 10**6, attrs),
-                  span(trace, turn + 1, "step", T0 + t * 10**6 + 10, {}, parent=turn)]
+        spans += [
+            span(trace, turn, "turn", T0 + t * 10**6, attrs),
+            span(trace, turn + 1, "step", T0 + t * 10**6 + 10, {}, parent=turn),
+        ]
     rnd.shuffle(spans)
     sizes = []
     for i in range(0, len(spans), 9):
-        store.insert(spans[i:i + 9])
+        store.insert(spans[i : i + 9])
         queued = store.rows("SELECT count(DISTINCT trace_id) FROM derive_queue")[0][0]
         taken = store.deriver.refresh(7, 3000)
         sizes.append(taken)
@@ -232,7 +285,8 @@ def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_sc
     assert max(sizes) > 1 and store.deriver.pending() == 0
     store.assert_kept_equals_scratch()
     assert store.rows("SELECT thread_id, turn_count FROM threads ORDER BY 1") == [
-        (f"thread-{n}", 5) for n in range(8)]
+        (f"thread-{n}", 5) for n in range(8)
+    ]
 
 
 def llm_turn(i: int, thread_id: str, size: int) -> tuple[list[dict], str, str]:
@@ -243,18 +297,44 @@ def llm_turn(i: int, thread_id: str, size: int) -> tuple[list[dict], str, str]:
     answer = f"A{i} " + "".join(rnd.choices("ijklmnop ", k=size))
     trace, turn = 500 + i, 16 * (500 + i)
     start = T0 + i * 60 * 10**9
-    return [
-        span(trace, turn, "handle_message", start, {
-            "gen_ai.conversation.id": thread_id, "otel_threads.is_turn": True}),
-        span(trace, turn + 1, "chat gpt-4o-mini", start + 10**6, {
-            "gen_ai.conversation.id": thread_id, "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o-mini",
-            "gen_ai.input.messages": json.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": question}]}]),
-            "gen_ai.output.messages": json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": answer}],
-                  "finish_reason": "stop"}])}, parent=turn),
-    ], question, answer
+    return (
+        [
+            span(
+                trace,
+                turn,
+                "handle_message",
+                start,
+                {"gen_ai.conversation.id": thread_id, "otel_threads.is_turn": True},
+            ),
+            span(
+                trace,
+                turn + 1,
+                "chat gpt-4o-mini",
+                start + 10**6,
+                {
+                    "gen_ai.conversation.id": thread_id,
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": "openai",
+                    "gen_ai.request.model": "gpt-4o-mini",
+                    "gen_ai.input.messages": json.dumps(
+                        [{"role": "user", "parts": [{"type": "text", "content": question}]}]
+                    ),
+                    "gen_ai.output.messages": json.dumps(
+                        [
+                            {
+                                "role": "assistant",
+                                "parts": [{"type": "text", "content": answer}],
+                                "finish_reason": "stop",
+                            }
+                        ]
+                    ),
+                },
+                parent=turn,
+            ),
+        ],
+        question,
+        answer,
+    )
 
 
 def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path, monkeypatch):
@@ -280,39 +360,58 @@ def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path
     detail = query_thread(store.con, "big")
     assert [(m.role, m.content) for m in detail.transcript] == texts  # whole
     assert detail.thread.turn_count == 4 and detail.thread.llm_call_count == 4
-    assert store.rows("SELECT content FROM messages WHERE role = 'assistant' ORDER BY span_id"
-                      ) == [(t,) for r, t in texts if r == "assistant"]
+    assert store.rows("SELECT content FROM messages WHERE role = 'assistant' ORDER BY span_id") == [
+        (t,) for r, t in texts if r == "assistant"
+    ]
     store.assert_kept_equals_scratch()
 
 
 def test_a_thread_too_large_for_the_memory_limit_is_set_aside_and_the_others_derive(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """DuckDB's --memory-limit bounds derivation: a thread whose texts need more is set
     aside (derive_errors says so), never the queue stuck behind it."""
     with capture() as cap:
         for i in range(4):
-            with thread("huge"), cap.tracer.start_as_current_span(f"turn-{i}"), \
-                    cap.tracer.start_as_current_span("chat gpt-4o") as span:
+            with (
+                thread("huge"),
+                cap.tracer.start_as_current_span(f"turn-{i}"),
+                cap.tracer.start_as_current_span("chat gpt-4o") as span,
+            ):
                 span.set_attribute("gen_ai.operation.name", "chat")
-                span.set_attribute("gen_ai.input.messages", json.dumps([{
-                    "role": "user", "parts": [{"type": "text", "content": "q" * (4 << 20)}]}]))
-                span.set_attribute("gen_ai.output.messages", json.dumps([{
-                    "role": "assistant", "parts": [{"type": "text", "content": "a" * (4 << 20)}],
-                    "finish_reason": "stop"}]))
+                span.set_attribute(
+                    "gen_ai.input.messages",
+                    json.dumps(
+                        [{"role": "user", "parts": [{"type": "text", "content": "q" * (4 << 20)}]}]
+                    ),
+                )
+                span.set_attribute(
+                    "gen_ai.output.messages",
+                    json.dumps(
+                        [
+                            {
+                                "role": "assistant",
+                                "parts": [{"type": "text", "content": "a" * (4 << 20)}],
+                                "finish_reason": "stop",
+                            }
+                        ]
+                    ),
+                )
         with thread("small"), cap.tracer.start_as_current_span("hello"):
             pass
         spans = cap.spans()
-    writer = Writer(str(tmp_path / "x.duckdb"),
-                    on_open=lambda con: con.execute("SET memory_limit = '96MB'")).start()
+    writer = Writer(
+        str(tmp_path / "x.duckdb"), on_open=lambda con: con.execute("SET memory_limit = '96MB'")
+    ).start()
     try:
         for span in spans:
-            writer.write("spans", decode_traces_protobuf(
-                encode_spans([span]).SerializeToString()).table)
+            writer.write(
+                "spans", decode_traces_protobuf(encode_spans([span]).SerializeToString()).table
+            )
         assert writer.sync(600)
         with writer.cursor() as con:
             assert con.execute("SELECT thread_id FROM threads").fetchall() == [("small",)]
-            errors = con.execute("SELECT DISTINCT thread_id, error FROM derive_errors"
-                                 ).fetchall()
+            errors = con.execute("SELECT DISTINCT thread_id, error FROM derive_errors").fetchall()
             assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     finally:
         writer.close()

@@ -21,8 +21,18 @@ from otel_threads.collector import Collector
 from otel_threads.collector.testing import running, sql
 
 ANY = ("127.0.0.1", 0)
-VIEWS = ("spans", "span_threads", "turns", "threads", "transcript", "llm_calls", "messages",
-         "forks", "unresolved_turns", "derive_errors")
+VIEWS = (
+    "spans",
+    "span_threads",
+    "turns",
+    "threads",
+    "transcript",
+    "llm_calls",
+    "messages",
+    "forks",
+    "unresolved_turns",
+    "derive_errors",
+)
 
 
 @pytest.fixture
@@ -60,16 +70,20 @@ def test_spans_built_to_break_every_view_derive_and_read(collector):
     good.send(collector, ["c", "c-child"])
 
     assert sql(collector, "SELECT trace_id, error FROM derive_errors") == []
-    assert sql(collector, "SELECT thread_id, turn_count, span_count FROM threads "
-                          "WHERE thread_id = 'good'") == [("good", 3, 6)]
-    assert sql(collector, "SELECT thread_id, turn_count, span_count FROM threads "
-                          "WHERE thread_id LIKE 'h-%' ORDER BY thread_id") == [
-        (t, 1, 2) for t in sorted(threads)]
+    assert sql(
+        collector, "SELECT thread_id, turn_count, span_count FROM threads WHERE thread_id = 'good'"
+    ) == [("good", 3, 6)]
+    assert sql(
+        collector,
+        "SELECT thread_id, turn_count, span_count FROM threads "
+        "WHERE thread_id LIKE 'h-%' ORDER BY thread_id",
+    ) == [(t, 1, 2) for t in sorted(threads)]
     for view in VIEWS:  # every public view reads the whole store
         sql(collector, f"SELECT * FROM {view}")
     # the LLM spans of every convention were read as calls (nothing dropped on the way)
-    (calls,) = sql(collector, "SELECT count(DISTINCT thread_id) FROM llm_calls "
-                              "WHERE thread_id LIKE 'h-%'")[0]
+    (calls,) = sql(
+        collector, "SELECT count(DISTINCT thread_id) FROM llm_calls WHERE thread_id LIKE 'h-%'"
+    )[0]
     assert calls == len(threads)
 
 
@@ -78,9 +92,10 @@ def poison(c: Collector, view: str) -> str:
     span named 'poison' (the scope of a refresh: a trace, or a thread's traces); returns
     the SQL that restores it."""
     with c.writer.cursor() as cur:
-        (body,) = cur.execute("SELECT sql FROM duckdb_views() WHERE view_name = ? "
-                              "AND schema_name = 'main'", [view]).fetchone()
-        original = body[body.index(" AS") + 3:].rstrip().rstrip(";")
+        (body,) = cur.execute(
+            "SELECT sql FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main'", [view]
+        ).fetchone()
+        original = body[body.index(" AS") + 3 :].rstrip().rstrip(";")
         cur.execute(f"""CREATE OR REPLACE VIEW {view} AS
             SELECT * FROM ({original}) UNION ALL BY NAME
             SELECT CAST(error('poisoned by a span named poison') AS VARCHAR) AS thread_id
@@ -88,8 +103,10 @@ def poison(c: Collector, view: str) -> str:
     return f"CREATE OR REPLACE VIEW {view} AS {original}"
 
 
-@pytest.mark.parametrize("view", ["derive_span_threads", "derive_turns", "derive_transcript",
-                                  "derive_threads", "messages"])
+@pytest.mark.parametrize(
+    "view",
+    ["derive_span_threads", "derive_turns", "derive_transcript", "derive_threads", "messages"],
+)
 def test_a_trace_that_does_not_derive_is_set_aside_and_the_others_go_on(collector, view):
     import urllib.request
 
@@ -101,11 +118,15 @@ def test_a_trace_that_does_not_derive_is_set_aside_and_the_others_go_on(collecto
     converse(app, "after", "b", "c")  # traces 3, 4
     app.send(collector, ["poison", "poison-child", "b", "b-child", "c", "c-child"])
 
-    assert sql(collector, "SELECT trace_id, thread_id, failures, error LIKE '%poisoned%', "
-                          "first_failed_at <= last_failed_at FROM derive_errors") == [
-        (format(2, "032x"), "bad", 1, True, True)]
+    assert sql(
+        collector,
+        "SELECT trace_id, thread_id, failures, error LIKE '%poisoned%', "
+        "first_failed_at <= last_failed_at FROM derive_errors",
+    ) == [(format(2, "032x"), "bad", 1, True, True)]
     assert sql(collector, "SELECT thread_id, turn_count FROM threads ORDER BY thread_id") == [
-        ("after", 2), ("before", 1)]
+        ("after", 2),
+        ("before", 1),
+    ]
     assert sql(collector, "SELECT count(*) FROM spans WHERE thread_id = 'after'") == [(4,)]
     with urllib.request.urlopen(f"{collector.endpoints.api}/metrics", timeout=10) as resp:
         metrics = resp.read().decode()
@@ -115,25 +136,27 @@ def test_a_trace_that_does_not_derive_is_set_aside_and_the_others_go_on(collecto
     # new data for the trace: tried again, and still failing, counted again
     converse(app, "after", "d")  # trace 5: the others still go on
     with app.tracer.start_as_current_span(
-            "late", context=_child_of(app, "poison"), attributes={
-                "gen_ai.conversation.id": "bad"}):
+        "late", context=_child_of(app, "poison"), attributes={"gen_ai.conversation.id": "bad"}
+    ):
         pass
     app.send(collector, ["d", "d-child", "late"])
     assert sql(collector, "SELECT trace_id, failures FROM derive_errors") == [
-        (format(2, "032x"), 2)]
+        (format(2, "032x"), 2)
+    ]
     assert sql(collector, "SELECT turn_count FROM threads WHERE thread_id = 'after'") == [(3,)]
 
     # once the cause is gone (here: the view restored), new data derives it, error cleared
     with collector.writer.cursor() as cur:
         cur.execute(restore)
-    with app.tracer.start_as_current_span("later", context=_child_of(app, "poison"),
-                                          attributes={"gen_ai.conversation.id": "bad"}):
+    with app.tracer.start_as_current_span(
+        "later", context=_child_of(app, "poison"), attributes={"gen_ai.conversation.id": "bad"}
+    ):
         pass
     app.send(collector, ["later"])
     assert sql(collector, "SELECT * FROM derive_errors") == []
-    assert sql(collector, "SELECT thread_id, turn_count, span_count FROM threads "
-                          "ORDER BY thread_id") == [("after", 3, 6), ("bad", 1, 4),
-                                                    ("before", 1, 2)]
+    assert sql(
+        collector, "SELECT thread_id, turn_count, span_count FROM threads ORDER BY thread_id"
+    ) == [("after", 3, 6), ("bad", 1, 4), ("before", 1, 2)]
 
 
 def _child_of(app: App, name: str):
@@ -166,9 +189,10 @@ def test_a_whole_store_build_that_fails_on_the_data_derives_trace_by_trace(tmp_p
     con = connect(path)
     try:
         with con.cursor() as cur:
-            (body,) = cur.execute("SELECT sql FROM duckdb_views() WHERE view_name = "
-                                  "'derive_turns'").fetchone()
-            original = body[body.index(" AS") + 3:].rstrip().rstrip(";")
+            (body,) = cur.execute(
+                "SELECT sql FROM duckdb_views() WHERE view_name = 'derive_turns'"
+            ).fetchone()
+            original = body[body.index(" AS") + 3 :].rstrip().rstrip(";")
             cur.execute(f"""CREATE OR REPLACE VIEW derive_turns AS
                 SELECT * FROM ({original}) UNION ALL BY NAME
                 SELECT CAST(error('poisoned') AS VARCHAR) AS thread_id
@@ -180,8 +204,11 @@ def test_a_whole_store_build_that_fails_on_the_data_derives_trace_by_trace(tmp_p
         while deriver.refresh():
             pass
         assert con.execute("SELECT thread_id FROM turns ORDER BY 1").fetchall() == [
-            ("one",), ("two",)]
+            ("one",),
+            ("two",),
+        ]
         assert con.execute("SELECT thread_id, failures FROM derive_errors").fetchall() == [
-            ("bad", 1)]
+            ("bad", 1)
+        ]
     finally:
         con.close()

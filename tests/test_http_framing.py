@@ -55,7 +55,7 @@ def logs_body() -> bytes:
 
 
 def chunked(body: bytes, size: int = 1000) -> bytes:
-    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
@@ -81,9 +81,12 @@ class Conn:
         self.buf = b""
 
     def head(self, path: str = "/v1/traces", **headers: str) -> bytes:
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}",
-                 "Content-Type: application/x-protobuf",
-                 *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items())]
+        lines = [
+            f"POST {path} HTTP/1.1",
+            f"Host: {self.host}",
+            "Content-Type: application/x-protobuf",
+            *(f"{k.replace('_', '-')}: {v}" for k, v in headers.items()),
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     def send(self, data: bytes, step: int | None = None) -> None:
@@ -91,7 +94,7 @@ class Conn:
             self.sock.sendall(data)
             return
         for i in range(0, len(data), step):
-            self.sock.sendall(data[i:i + step])
+            self.sock.sendall(data[i : i + step])
             time.sleep(0.001)
 
     def response(self) -> tuple[int, dict[str, str], bytes]:
@@ -100,8 +103,9 @@ class Conn:
         head, self.buf = self.buf.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        headers = {k.strip().lower(): v.strip() for k, v in
-                   (line.split(":", 1) for line in lines[1:])}
+        headers = {
+            k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])
+        }
         size = int(headers.get("content-length", 0))
         while len(self.buf) < size:
             self._more()
@@ -142,9 +146,14 @@ def test_chunked_exports_of_traces_and_logs_are_stored_whole(collector):
     assert conn.response()[0] == 200
     conn.close()
     assert sql(collector, "SELECT thread_id, count(*) FROM spans GROUP BY ALL ORDER BY ALL") == [
-        ("t1", 3), ("t100", 3)]
+        ("t1", 3),
+        ("t100", 3),
+    ]
     assert sql(collector, "SELECT body FROM logs ORDER BY body") == [
-        ('"line 0"',), ('"line 1"',), ('"line 2"',)]
+        ('"line 0"',),
+        ('"line 1"',),
+        ('"line 2"',),
+    ]
 
 
 def test_keep_alive_expect_continue_and_a_request_in_small_pieces(collector):
@@ -183,10 +192,14 @@ def test_a_chunked_body_over_the_cap_is_refused_and_nothing_stored(collector):
     assert sql(collector, "SELECT count(*) FROM spans") == [(0,)]
 
 
-@pytest.mark.parametrize("headers", [
-    {"Content_Length": "10", "Transfer_Encoding": "chunked"},
-    {"Transfer_Encoding": "chunked", "Content_Length": "10"},
-], ids=["length-then-chunked", "chunked-then-length"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Content_Length": "10", "Transfer_Encoding": "chunked"},
+        {"Transfer_Encoding": "chunked", "Content_Length": "10"},
+    ],
+    ids=["length-then-chunked", "chunked-then-length"],
+)
 def test_content_length_with_chunked_is_refused_and_the_connection_closed(collector, headers):
     conn = Conn(collector)
     body = spans_body(1)
@@ -202,8 +215,9 @@ def test_two_different_content_lengths_are_refused_and_the_connection_closed(col
     body = spans_body(1)
     for first, second in ((len(body), len(body) - 1), (len(body) - 1, len(body))):
         conn = Conn(collector)
-        head = conn.head(Content_Length=str(first))[:-2] + f"Content-Length: {second}\r\n\r\n" \
-            .encode()
+        head = (
+            conn.head(Content_Length=str(first))[:-2] + f"Content-Length: {second}\r\n\r\n".encode()
+        )
         conn.send(head + body)
         assert conn.response()[0] == 400
         assert conn.closed()

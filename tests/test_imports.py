@@ -47,7 +47,8 @@ def _module_names() -> set[str]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST, modules: set[str]) -> set[str]:
@@ -95,7 +96,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             if nxt not in state:
                 found = dfs(nxt)
                 if found:
@@ -116,12 +117,16 @@ def test_the_import_graph_sees_function_level_imports():
     # the checker itself: a cycle through an import inside a function is one
     tree = ast.parse("def f():\n    from otel_threads.processor import x\n")
     assert _imports(tree, {"otel_threads.processor"}) == {"otel_threads.processor"}
-    tree = ast.parse("from typing import TYPE_CHECKING\n"
-                     "if TYPE_CHECKING:\n    from otel_threads.store import S\n")
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from otel_threads.store import S\n"
+    )
     assert _imports(tree, {"otel_threads.store"}) == set()
     tree = ast.parse("from otel_threads.otlp import decode, DecodeError\n")
-    assert _imports(tree, {"otel_threads.otlp.decode"}) == {"otel_threads.otlp.decode",
-                                                            "otel_threads.otlp"}
+    assert _imports(tree, {"otel_threads.otlp.decode"}) == {
+        "otel_threads.otlp.decode",
+        "otel_threads.otlp",
+    }
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
 
@@ -149,16 +154,24 @@ def test_context_does_not_import_the_processor_and_the_processor_imports_context
 
 
 def _fresh(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
         ("otel_threads.context", {"otel_threads.context"}),
-        ("otel_threads.processor", {"otel_threads.context", "otel_threads.counted",
-                                    "otel_threads.env", "otel_threads.processor"}),
+        (
+            "otel_threads.processor",
+            {
+                "otel_threads.context",
+                "otel_threads.counted",
+                "otel_threads.env",
+                "otel_threads.processor",
+            },
+        ),
     ],
 )
 def test_each_module_imports_alone_in_a_fresh_interpreter(module, expected):
@@ -207,8 +220,9 @@ def test_the_library_reads_its_environment_in_one_place():
     from otel_threads import env
 
     library = [path for path in PACKAGE.rglob("*.py") if "collector" not in path.parts]
-    readers = {path.name for path in library
-               if re.search(r"os\.environ|os\.getenv", path.read_text())}
+    readers = {
+        path.name for path in library if re.search(r"os\.environ|os\.getenv", path.read_text())
+    }
     assert readers == {"env.py", "bootstrap.py"}, readers
     readme = (ROOT / "README.md").read_text()
     for var in env.VARIABLES:

@@ -42,27 +42,45 @@ def _ids(k: int, n: int) -> list[tuple[int, int]]:
 
 
 def protobuf_request(k: int, n: int) -> bytes:
-    spans = [trace_pb2.Span(trace_id=t.to_bytes(16, "big"), span_id=s.to_bytes(8, "big"),
-                            name="s", start_time_unix_nano=1, end_time_unix_nano=2)
-             for t, s in _ids(k, n)]
-    return trace_service_pb2.ExportTraceServiceRequest(resource_spans=[
-        trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])
-    ]).SerializeToString()
+    spans = [
+        trace_pb2.Span(
+            trace_id=t.to_bytes(16, "big"),
+            span_id=s.to_bytes(8, "big"),
+            name="s",
+            start_time_unix_nano=1,
+            end_time_unix_nano=2,
+        )
+        for t, s in _ids(k, n)
+    ]
+    return trace_service_pb2.ExportTraceServiceRequest(
+        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
+    ).SerializeToString()
 
 
 def json_request(k: int, n: int) -> bytes:
-    spans = [{"traceId": f"{t:032x}", "spanId": f"{s:016x}", "name": "s",
-              "startTimeUnixNano": "1", "endTimeUnixNano": "2"} for t, s in _ids(k, n)]
-    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]},
-                      separators=(",", ":")).encode()
+    spans = [
+        {
+            "traceId": f"{t:032x}",
+            "spanId": f"{s:016x}",
+            "name": "s",
+            "startTimeUnixNano": "1",
+            "endTimeUnixNano": "2",
+        }
+        for t, s in _ids(k, n)
+    ]
+    return json.dumps(
+        {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}, separators=(",", ":")
+    ).encode()
 
 
 def test_concurrent_maximum_requests_stay_under_the_ceiling_and_the_rest_is_refused(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors(workers="2")
     time.sleep(1.0)  # workers settled
-    requests = [(k, 250_000, "application/x-protobuf", protobuf_request(k, 250_000))
-                for k in range(1, 7)]
+    requests = [
+        (k, 250_000, "application/x-protobuf", protobuf_request(k, 250_000)) for k in range(1, 7)
+    ]
     requests += [(k, 90_000, "application/json", json_request(k, 90_000)) for k in (7, 8)]
     assert all(len(body) < 16 << 20 for *_, body in requests)  # each one is admissible
     part = 'otel_threads_memory_bytes{part="%s"}'
@@ -88,8 +106,7 @@ def test_concurrent_maximum_requests_stay_under_the_ceiling_and_the_rest_is_refu
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    senders = [threading.Thread(target=send, args=(k, fmt, body))
-               for k, _, fmt, body in requests]
+    senders = [threading.Thread(target=send, args=(k, fmt, body)) for k, _, fmt, body in requests]
     try:
         for t in senders:
             t.start()
@@ -106,8 +123,13 @@ def test_concurrent_maximum_requests_stay_under_the_ceiling_and_the_rest_is_refu
     grown = peak[0] - base
     assert grown < CEILING, f"+{grown / (1 << 20):.0f} MiB beyond DuckDB's buffer"
     # what RSS reports agrees: the collector's own figures above are not made up
-    assert abs(_total_rss(running.pid) - sum(
-        metrics(running)[part % p] for p in ("collector", "decode_workers"))) < 64 << 20
+    assert (
+        abs(
+            _total_rss(running.pid)
+            - sum(metrics(running)[part % p] for p in ("collector", "decode_workers"))
+        )
+        < 64 << 20
+    )
 
     assert running.stop(timeout=300) == 0
     counts = stored(running.db)
@@ -119,7 +141,8 @@ def test_concurrent_maximum_requests_stay_under_the_ceiling_and_the_rest_is_refu
 
 
 def test_a_json_body_that_would_parse_past_the_budget_is_refused_before_parsing(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors("--max-ingest-memory", "8MiB", workers="1")
     hostile = b'{"resourceSpans":[' + b",".join([b"[]"] * 400_000) + b"]}"  # 1.1 MiB
     status, headers, body = post_traces(running, hostile, fmt="application/json")
@@ -129,20 +152,21 @@ def test_a_json_body_that_would_parse_past_the_budget_is_refused_before_parsing(
     ordinary = json_request(1, 1_000)  # 0.1 MiB: parsed and stored
     status, _, body = post_traces(running, ordinary, fmt="application/json")
     assert status == 200, body
-    assert metrics(running)["otel_threads_written_total{signal=\"spans\"}"] == 1_000
+    assert metrics(running)['otel_threads_written_total{signal="spans"}'] == 1_000
 
 
 def _words(seed: int, size: int) -> str:
     """``size`` characters of words, different for every seed."""
     rnd = random.Random(seed)
-    words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(2, 9)))
-             for _ in range(2048)]
+    words = ["".join(rnd.choices(string.ascii_lowercase, k=rnd.randint(2, 9))) for _ in range(2048)]
     return " ".join(rnd.choices(words, k=size // 4))[:size]
 
 
 def _kv(key: str, value: str | bool) -> dict:
-    return {"key": key, "value": {"boolValue": value} if isinstance(value, bool)
-            else {"stringValue": value}}
+    return {
+        "key": key,
+        "value": {"boolValue": value} if isinstance(value, bool) else {"stringValue": value},
+    }
 
 
 def llm_turn_request(i: int, thread_id: str, question: str, answer: str) -> bytes:
@@ -152,24 +176,54 @@ def llm_turn_request(i: int, thread_id: str, question: str, answer: str) -> byte
     start = 1_790_000_000_000_000_000 + i * 60_000_000_000
     ids = [_kv("gen_ai.conversation.id", thread_id), _kv("otel_threads.turn_id", turn)]
     spans = [
-        {"traceId": trace, "spanId": turn, "name": "handle_message", "kind": 1,
-         "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 10**9),
-         "attributes": [*ids, _kv("otel_threads.is_turn", True)]},
-        {"traceId": trace, "spanId": call, "parentSpanId": turn, "name": "chat gpt-4o",
-         "kind": 3, "startTimeUnixNano": str(start + 10**6),
-         "endTimeUnixNano": str(start + 9 * 10**8),
-         "attributes": [*ids, _kv("gen_ai.operation.name", "chat"),
-                        _kv("gen_ai.request.model", "gpt-4o"),
-                        _kv("gen_ai.input.messages", json.dumps([
-                            {"role": "user", "parts": [{"type": "text", "content": question}]}])),
-                        _kv("gen_ai.output.messages", json.dumps([
-                            {"role": "assistant", "finish_reason": "stop",
-                             "parts": [{"type": "text", "content": answer}]}]))]}]
+        {
+            "traceId": trace,
+            "spanId": turn,
+            "name": "handle_message",
+            "kind": 1,
+            "startTimeUnixNano": str(start),
+            "endTimeUnixNano": str(start + 10**9),
+            "attributes": [*ids, _kv("otel_threads.is_turn", True)],
+        },
+        {
+            "traceId": trace,
+            "spanId": call,
+            "parentSpanId": turn,
+            "name": "chat gpt-4o",
+            "kind": 3,
+            "startTimeUnixNano": str(start + 10**6),
+            "endTimeUnixNano": str(start + 9 * 10**8),
+            "attributes": [
+                *ids,
+                _kv("gen_ai.operation.name", "chat"),
+                _kv("gen_ai.request.model", "gpt-4o"),
+                _kv(
+                    "gen_ai.input.messages",
+                    json.dumps(
+                        [{"role": "user", "parts": [{"type": "text", "content": question}]}]
+                    ),
+                ),
+                _kv(
+                    "gen_ai.output.messages",
+                    json.dumps(
+                        [
+                            {
+                                "role": "assistant",
+                                "finish_reason": "stop",
+                                "parts": [{"type": "text", "content": answer}],
+                            }
+                        ]
+                    ),
+                ),
+            ],
+        },
+    ]
     return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
 
 
 def test_a_thread_of_huge_llm_calls_derives_whole_within_a_small_memory_limit(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     """Derivation memory follows the chunk it parses, not the thread: eight calls of 1 MB
     in and 1 MB out derive under --memory-limit 256MiB (parsing the whole thread's 16 MB
     of messages at once needs several times that), the transcript keeps every text whole,
@@ -179,26 +233,40 @@ def test_a_thread_of_huge_llm_calls_derives_whole_within_a_small_memory_limit(
     for i in range(8):
         question, answer = f"Q{i} " + _words(2 * i, 1 << 20), f"A{i} " + _words(2 * i + 1, 1 << 20)
         texts += [("user", question), ("assistant", answer)]
-        status, _, body = post_traces(running, llm_turn_request(i, "huge", question, answer),
-                                      fmt="application/json", timeout=120)
+        status, _, body = post_traces(
+            running,
+            llm_turn_request(i, "huge", question, answer),
+            fmt="application/json",
+            timeout=120,
+        )
         assert status == 200, body
     deadline = time.monotonic() + 600
     while True:
         m = metrics(running)
-        if m['otel_threads_written_total{signal="spans"}'] == 16 and \
-                m["otel_threads_derive_queue_traces"] == 0:
+        if (
+            m['otel_threads_written_total{signal="spans"}'] == 16
+            and m["otel_threads_derive_queue_traces"] == 0
+        ):
             break
         assert time.monotonic() < deadline, m
         time.sleep(0.5)
     assert m["otel_threads_derive_errors"] == 0
-    status, _, body = http(f"{running.note['api']}/threads/query", json.dumps({}).encode(),
-                           headers={"Content-Type": "application/json"}, timeout=60)
+    status, _, body = http(
+        f"{running.note['api']}/threads/query",
+        json.dumps({}).encode(),
+        headers={"Content-Type": "application/json"},
+        timeout=60,
+    )
     assert status == 200, body
     [listed] = json.loads(body)["threads"]
     assert listed["thread_id"] == "huge" and listed["turn_count"] == 8
     assert listed["first_input"].startswith("Q0 ") and len(listed["first_input"]) <= 500
     assert running.stop(timeout=300) == 0
     with connect(running.db, read_only=True) as con:
-        assert con.execute("SELECT role, content FROM transcript WHERE thread_id = 'huge' "
-                           "ORDER BY seq").fetchall() == texts
+        assert (
+            con.execute(
+                "SELECT role, content FROM transcript WHERE thread_id = 'huge' ORDER BY seq"
+            ).fetchall()
+            == texts
+        )
         assert con.execute("SELECT count(*) FROM derive_errors").fetchall() == [(0,)]

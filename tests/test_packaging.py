@@ -30,8 +30,11 @@ def test_every_folder_with_files_to_ship_is_a_declared_package():
         for folder in [ROOT / top, *(p for p in (ROOT / top).rglob("*") if p.is_dir())]:
             if folder.name == "__pycache__" or folder.is_symlink():
                 continue
-            files = [f for f in folder.iterdir() if f.is_file() and f.suffix not in (".pyc",)
-                     and not f.name.endswith(".so")]
+            files = [
+                f
+                for f in folder.iterdir()
+                if f.is_file() and f.suffix not in (".pyc",) and not f.name.endswith(".so")
+            ]
             if not files:
                 continue
             name = ".".join(folder.relative_to(ROOT).parts)
@@ -63,10 +66,22 @@ def test_collect_and_demo_run_from_a_checkout_without_installed_metadata():
     commands: no entry point is needed."""
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-I", "-c",
-                          "import sys; sys.path.insert(0, sys.argv[1]); "
-                          "from otel_threads.cli import main; main(sys.argv[2:])", str(ROOT),
-                          "collect", "--help"], capture_output=True, text=True, cwd=ROOT)
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from otel_threads.cli import main; main(sys.argv[2:])",
+            str(ROOT),
+            "collect",
+            "--help",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     assert "--max-ingest-memory" in out.stdout
 
@@ -77,6 +92,7 @@ def test_fakellm_moved_under_testing_and_its_old_name_still_works() -> None:
 
     assert Old is FakeLLM
     for module in ("otel_threads.fakellm", "otel_threads.testing.fakellm"):
-        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0 and "--port" in done.stdout, done.stderr

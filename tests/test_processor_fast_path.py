@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Runs here (exec) and in other interpreters (python -c): the standard library,
 # OpenTelemetry and otel_threads only.
-SCENARIOS = r'''
+SCENARIOS = r"""
 import importlib.metadata
 from opentelemetry import baggage, trace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
@@ -78,7 +78,7 @@ def check():
             assert fast == public, (compat, limits, fast, public)
             compared += len(fast)
     return importlib.metadata.version("opentelemetry-sdk"), compared
-'''
+"""
 
 
 def test_fast_path_gives_what_the_public_path_gives_with_the_installed_sdk():
@@ -101,8 +101,9 @@ def test_fast_path_gives_what_the_public_path_gives_with_other_sdk_versions(pyth
     code = SCENARIOS + "\nimport json\nprint(json.dumps(check()))\n"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("OTEL_THREADS_FAST_PATH", None)
-    done = subprocess.run([python, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [python, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     version, compared = json.loads(done.stdout)
     assert compared == 2 * 3 * 5, version
@@ -129,13 +130,22 @@ def test_when_the_check_fails_the_processor_takes_the_public_path(monkeypatch, c
         assert processor.fast_path is False
         assert [r.message for r in caplog.records if "fast path" in r.message] == [
             "otel_threads: the processor's fast path does not work with this "
-            "opentelemetry-sdk; ThreadSpanProcessor uses Span.set_attributes instead"]
+            "opentelemetry-sdk; ThreadSpanProcessor uses Span.set_attributes instead"
+        ]
     finally:
         sdk_fast_path.available.cache_clear()
 
 
-_PRIVATE_ATTRIBUTES = {"_attributes", "_dict", "_immutable", "_lock", "_context", "_parent",
-                       "_end_time", "_SPAN_KEY"}
+_PRIVATE_ATTRIBUTES = {
+    "_attributes",
+    "_dict",
+    "_immutable",
+    "_lock",
+    "_context",
+    "_parent",
+    "_end_time",
+    "_SPAN_KEY",
+}
 
 
 @pytest.mark.parametrize("module", ["context.py", "processor.py", "testing/__init__.py"])
@@ -148,10 +158,17 @@ def test_the_span_side_uses_no_private_opentelemetry_name(module):
             found += [node.module for p in parts if p.startswith("_")]
             found += [a.name for a in node.names if a.name.startswith("_")]
         elif isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.startswith("opentelemetry")
-                      and any(p.startswith("_") for p in a.name.split("."))]
-        elif isinstance(node, ast.Attribute) and node.attr in _PRIVATE_ATTRIBUTES and not (
-                isinstance(node.value, ast.Name) and node.value.id == "self"):
+            found += [
+                a.name
+                for a in node.names
+                if a.name.startswith("opentelemetry")
+                and any(p.startswith("_") for p in a.name.split("."))
+            ]
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in _PRIVATE_ATTRIBUTES
+            and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+        ):
             found.append(node.attr)
     assert found == []
 
@@ -166,6 +183,7 @@ def test_the_probe_runs_only_when_the_fast_path_is_asked_for():
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("OTEL_THREADS_FAST_PATH", None)
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr

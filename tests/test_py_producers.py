@@ -52,8 +52,10 @@ ADK2_PYTHON = TESTS.parent / ".venv-adk2" / "bin" / "python"
 #: model echoes). 2.x sends the messages as gen_ai.client.inference.operation.details
 #: log records.
 ADK_SYSTEM = f'{SYSTEM}\n\nYou are an agent. Your internal name is "support".'
-ADK_CALL = {"google-adk": ("generate_content", "gcp.vertex.agent", "openai/gpt-4o-mini", None),
-            "google-adk-2": ("generate_content", "openai", "openai/gpt-4o-mini", None)}
+ADK_CALL = {
+    "google-adk": ("generate_content", "gcp.vertex.agent", "openai/gpt-4o-mini", None),
+    "google-adk-2": ("generate_content", "openai", "openai/gpt-4o-mini", None),
+}
 OPENAI_CALL = ("chat", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18")
 
 
@@ -71,17 +73,31 @@ def python_for(producer: str) -> str:
 def run(producer: str, c: Collector, llm_url: str, session: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
     out = subprocess.run(
-        [python_for(producer), "-m", "py_producers", producer, c.endpoints.grpc,
-         c.endpoints.http,
-         llm_url, session], cwd=TESTS, env=env, capture_output=True, text=True, timeout=180)
+        [
+            python_for(producer),
+            "-m",
+            "py_producers",
+            producer,
+            c.endpoints.grpc,
+            c.endpoints.http,
+            llm_url,
+            session,
+        ],
+        cwd=TESTS,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     first = out.stdout.splitlines()[-2]
     assert first.startswith("turn 1: Here is what I found: ") and "A-1042" in first, out.stdout
 
 
 def call(tool: str, call_id: str | None, order: str) -> str:
-    return json.dumps([{"id": call_id, "name": tool, "arguments": {"order_id": order}}],
-                      separators=(",", ":"))
+    return json.dumps(
+        [{"id": call_id, "name": tool, "arguments": {"order_id": order}}], separators=(",", ":")
+    )
 
 
 def conversation(producer: str) -> tuple[list[tuple], list[tuple[int, tuple]], list[tuple]]:
@@ -93,22 +109,29 @@ def conversation(producer: str) -> tuple[list[tuple], list[tuple[int, tuple]], l
     def result(order: str, shown: bool = False) -> str:
         if not adk:
             return f"{order}: shipped"
-        return json.dumps({"result": f"{order}: shipped"}, separators=None if shown else (
-            ",", ":"))
-    history = [("system", ADK_SYSTEM if adk else SYSTEM, None, None), ("user", ASK, None, None),
-               ("assistant", None, call(tool, "call_1", "A-1042"), None),
-               ("tool", result("A-1042"), None, "call_1"),
-               ("assistant", f"Here is what I found: {result('A-1042', True)}", None, None),
-               ("user", THANKS, None, None)]
-    calls = [(2, ("assistant", None, call(tool, first_id, "A-1042"), None)),
-             (4, history[4])]
+        return json.dumps({"result": f"{order}: shipped"}, separators=None if shown else (",", ":"))
+
+    history = [
+        ("system", ADK_SYSTEM if adk else SYSTEM, None, None),
+        ("user", ASK, None, None),
+        ("assistant", None, call(tool, "call_1", "A-1042"), None),
+        ("tool", result("A-1042"), None, "call_1"),
+        ("assistant", f"Here is what I found: {result('A-1042', True)}", None, None),
+        ("user", THANKS, None, None),
+    ]
+    calls = [(2, ("assistant", None, call(tool, first_id, "A-1042"), None)), (4, history[4])]
     if agent:
-        history += [("assistant", None, call(tool, "call_2", "A-1"), None),
-                    ("tool", result("A-1"), None, "call_2"),
-                    ("assistant", f"Here is what I found: {result('A-1', True)}", None, None)]
+        history += [
+            ("assistant", None, call(tool, "call_2", "A-1"), None),
+            ("tool", result("A-1"), None, "call_2"),
+            ("assistant", f"Here is what I found: {result('A-1', True)}", None, None),
+        ]
         calls += [(6, history[6]), (8, history[8])]
-        tokens = ([(18, 2), (21, 8), (30, 2), (33, 8)] if adk  # its longer instruction
-                  else [(9, 2), (11, 7), (19, 2), (21, 7)])
+        tokens = (
+            [(18, 2), (21, 8), (30, 2), (33, 8)]
+            if adk  # its longer instruction
+            else [(9, 2), (11, 7), (19, 2), (21, 7)]
+        )
     else:
         history += [("assistant", "You said: Thanks!", None, None)]
         calls += [(6, history[6])]
@@ -121,27 +144,49 @@ def assert_py_thread(c: Collector, producer: str, session: str) -> None:
     service, convention, _, agent = PRODUCERS[producer]
     history, calls, tokens = conversation(producer)
     n = len(calls)
-    assert rows(c, "SELECT turn_count, llm_call_count, input_tokens, output_tokens, "
-                   "service_name FROM threads WHERE thread_id = ?", session) == [
-        (2, n, sum(i for i, _ in tokens), sum(o for _, o in tokens), service)]
-    assert rows(c, "SELECT turn_index, llm_call_count FROM turns WHERE thread_id = ? "
-                   "ORDER BY turn_index", session) == [(1, 2), (2, 2 if agent else 1)]
+    assert rows(
+        c,
+        "SELECT turn_count, llm_call_count, input_tokens, output_tokens, "
+        "service_name FROM threads WHERE thread_id = ?",
+        session,
+    ) == [(2, n, sum(i for i, _ in tokens), sum(o for _, o in tokens), service)]
+    assert rows(
+        c,
+        "SELECT turn_index, llm_call_count FROM turns WHERE thread_id = ? ORDER BY turn_index",
+        session,
+    ) == [(1, 2), (2, 2 if agent else 1)]
     model = ADK_CALL.get(producer, OPENAI_CALL)
-    assert rows(c, "SELECT operation, provider, request_model, response_model, input_tokens, "
-                   "output_tokens, convention FROM llm_calls WHERE thread_id = ? "
-                   "ORDER BY start_time", session) == [(*model, i, o, convention)
-                                                      for i, o in tokens]
+    assert rows(
+        c,
+        "SELECT operation, provider, request_model, response_model, input_tokens, "
+        "output_tokens, convention FROM llm_calls WHERE thread_id = ? "
+        "ORDER BY start_time",
+        session,
+    ) == [(*model, i, o, convention) for i, o in tokens]
     expected = []
     for length, output in calls:
         expected += [("input", i, *m) for i, m in enumerate(history[:length])]
         expected.append(("output", 0, *output))
-    assert rows(c, "SELECT m.direction, m.position, m.role, m.content, m.tool_calls::VARCHAR, "
-                   "m.tool_call_id FROM messages m JOIN llm_calls l USING (trace_id, span_id) "
-                   "WHERE m.thread_id = ? ORDER BY l.start_time, m.direction, m.position",
-                session) == expected
+    assert (
+        rows(
+            c,
+            "SELECT m.direction, m.position, m.role, m.content, m.tool_calls::VARCHAR, "
+            "m.tool_call_id FROM messages m JOIN llm_calls l USING (trace_id, span_id) "
+            "WHERE m.thread_id = ? ORDER BY l.start_time, m.direction, m.position",
+            session,
+        )
+        == expected
+    )
     shown = [*history[:2], calls[0][1], *history[3:]]  # the reply as the model gave it
-    assert rows(c, "SELECT role, content, tool_calls::VARCHAR, tool_call_id FROM transcript "
-                   "WHERE thread_id = ? ORDER BY seq", session) == shown
+    assert (
+        rows(
+            c,
+            "SELECT role, content, tool_calls::VARCHAR, tool_call_id FROM transcript "
+            "WHERE thread_id = ? ORDER BY seq",
+            session,
+        )
+        == shown
+    )
 
 
 @pytest.fixture
@@ -169,8 +214,9 @@ def test_every_producer_into_one_store(collector):
     """Many apps, one collector: each conversation is read as it was on its own store."""
     from otel_threads.testing.fakellm import FakeLLM
 
-    producers = [p for p in PRODUCERS if p != "google-adk-2" or ADK2_PYTHON.exists()
-                 or os.environ.get("CI")]  # ADK 2 needs its virtualenv (CI has it)
+    producers = [
+        p for p in PRODUCERS if p != "google-adk-2" or ADK2_PYTHON.exists() or os.environ.get("CI")
+    ]  # ADK 2 needs its virtualenv (CI has it)
 
     def one(producer: str) -> None:
         with FakeLLM() as llm:  # each app its own model server, so call ids start at 1
@@ -188,5 +234,6 @@ def test_every_producer_into_one_store(collector):
     for sdk, _, _ in js:
         assert_js_thread(collector, sdk, f"shared-js-{sdk}")
     assert rows(collector, "SELECT count(*), sum(turn_count) FROM threads") == [
-        (len(producers) + len(js), 2 * (len(producers) + len(js)))]
+        (len(producers) + len(js), 2 * (len(producers) + len(js)))
+    ]
     assert rows(collector, "SELECT count(*) FROM derive_errors") == [(0,)]

@@ -48,7 +48,8 @@ def env() -> dict[str, str]:
 def test_the_quickstart_is_two_commands_each_standing_alone():
     install_demo, install_test = quickstart()
     defined = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"]
+        "optional-dependencies"
+    ]
     for command in (install_demo, install_test):
         venv, activate, install, *_ = steps(command)
         assert (venv, activate) == ("python3 -m venv .venv", ". .venv/bin/activate")
@@ -61,8 +62,15 @@ def test_the_quickstart_is_two_commands_each_standing_alone():
 
 def test_the_quickstart_demo_runs_and_its_next_commands_work(tmp_path):
     demo = steps(quickstart()[0])[3:]
-    done = subprocess.run(shlex.split(demo[0]), cwd=tmp_path, env=env(), capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        shlex.split(demo[0]),
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "otel-threads-demo.duckdb (in this folder)" in out
@@ -70,20 +78,38 @@ def test_the_quickstart_demo_runs_and_its_next_commands_work(tmp_path):
     assert "user: Where is my order A-1042?" in out  # the transcript
     assert "tool [call_1]: ticket T-1 resolved" in out
     assert (tmp_path / "otel-threads-demo.duckdb").is_file()
-    nexts = [line.strip() for line in out.split("Explore further:", 1)[1].splitlines()
-             if line.strip()]
+    nexts = [
+        line.strip() for line in out.split("Explore further:", 1)[1].splitlines() if line.strip()
+    ]
     assert [n.split()[1] for n in nexts] == ["threads", "show", "sql", "collect"]
     for command in nexts:
         command = command.split("#", 1)[0].strip()
         if " collect " in f" {command} ":  # it serves until stopped: check it parses
             command += " --help"
-        ran = subprocess.run(shlex.split(command), cwd=tmp_path, env=env(),
-                             capture_output=True, text=True, timeout=60)
+        ran = subprocess.run(
+            shlex.split(command),
+            cwd=tmp_path,
+            env=env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert ran.returncode == 0, f"{command}: {ran.stderr}"
         assert ran.stdout.strip()
-    shown = subprocess.run([str(BIN / "otel-threads"), "show", "support_thread_42", "--db",
-                            "otel-threads-demo.duckdb"], cwd=tmp_path, env=env(),
-                           capture_output=True, text=True, timeout=60).stdout
+    shown = subprocess.run(
+        [
+            str(BIN / "otel-threads"),
+            "show",
+            "support_thread_42",
+            "--db",
+            "otel-threads-demo.duckdb",
+        ],
+        cwd=tmp_path,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
     assert "4 turns" in shown and "Glad it arrived! Ticket T-1 is resolved." in shown
 
 

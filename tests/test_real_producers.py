@@ -28,10 +28,18 @@ ASK = "Where is order A-1042?"
 RESULT = "A-1042: shipped"
 ANSWER = f"Here is what I found: {RESULT}"
 CALL = '[{"id":"call_1","name":"get_order_status","arguments":{"order_id":"A-1042"}}]'
-TOOL = {"type": "function", "function": {
-    "name": "get_order_status", "description": "Look up an order",
-    "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
-                   "required": ["order_id"]}}}
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_order_status",
+        "description": "Look up an order",
+        "parameters": {
+            "type": "object",
+            "properties": {"order_id": {"type": "string"}},
+            "required": ["order_id"],
+        },
+    },
+}
 CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 OPT_IN_ENV = "OTEL_SEMCONV_STABILITY_OPT_IN"
 
@@ -46,22 +54,38 @@ def converse(client, tracer) -> None:
 
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": ASK}]
     with thread(THREAD), tracer.start_as_current_span("turn 1"):
-        reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                               tools=[TOOL]).choices[0].message
+        reply = (
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[TOOL])
+            .choices[0]
+            .message
+        )
         call = reply.tool_calls[0]
         messages.append(reply.model_dump(exclude_none=True))
-        messages.append({"role": "tool", "tool_call_id": call.id,
-                         "content": order_status(call.function.arguments)})
-        reply = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                               tools=[TOOL]).choices[0].message
+        messages.append(
+            {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "content": order_status(call.function.arguments),
+            }
+        )
+        reply = (
+            client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[TOOL])
+            .choices[0]
+            .message
+        )
         messages.append({"role": "assistant", "content": reply.content})
     with thread(THREAD), tracer.start_as_current_span("turn 2"):
         messages.append({"role": "user", "content": "Thanks!"})
-        stream = client.chat.completions.create(model="gpt-4o-mini", messages=messages,
-                                                stream=True,
-                                                stream_options={"include_usage": True})
-        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == \
-            "You said: Thanks!"
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            == "You said: Thanks!"
+        )
 
 
 def run(producer: str, grpc_endpoint: str, base_url: str) -> None:
@@ -88,11 +112,13 @@ def run(producer: str, grpc_endpoint: str, base_url: str) -> None:
     resource = Resource.create({"service.name": "support-app"})
     tracer_provider = TracerProvider(resource=resource, id_generator=SequentialIdGenerator())
     tracer_provider.add_span_processor(ThreadSpanProcessor())
-    tracer_provider.add_span_processor(SimpleSpanProcessor(
-        OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True)))
+    tracer_provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=grpc_endpoint, insecure=True))
+    )
     logger_provider = LoggerProvider(resource=resource)
-    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(
-        OTLPLogExporter(endpoint=grpc_endpoint, insecure=True)))
+    logger_provider.add_log_record_processor(
+        SimpleLogRecordProcessor(OTLPLogExporter(endpoint=grpc_endpoint, insecure=True))
+    )
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
     try:
@@ -127,22 +153,56 @@ def rows(collector, sql: str) -> list[tuple]:
         return cur.execute(sql).fetchall()
 
 
-def assert_conversation(collector, convention: str,
-                        status: tuple[str, str, str] = ("UNSET",) * 3) -> None:
+def assert_conversation(
+    collector, convention: str, status: tuple[str, str, str] = ("UNSET",) * 3
+) -> None:
     t1, t2 = f"{1:032x}", f"{2:032x}"
     turn1, call1, call2, turn2, call3 = (f"{n:016x}" for n in range(1, 6))
 
-    def msg(trace, turn, span, direction, position, role, content=None, tool_calls=None,
-            tool_call_id=None, finish_reason=None):
-        return (THREAD, turn, trace, span, direction, position, role, content, tool_calls,
-                tool_call_id, finish_reason, convention, span, None)
-    history = [("system", SYSTEM), ("user", ASK), ("assistant", None, CALL),
-               ("tool", RESULT, None, "call_1"), ("assistant", ANSWER), ("user", "Thanks!")]
+    def msg(
+        trace,
+        turn,
+        span,
+        direction,
+        position,
+        role,
+        content=None,
+        tool_calls=None,
+        tool_call_id=None,
+        finish_reason=None,
+    ):
+        return (
+            THREAD,
+            turn,
+            trace,
+            span,
+            direction,
+            position,
+            role,
+            content,
+            tool_calls,
+            tool_call_id,
+            finish_reason,
+            convention,
+            span,
+            None,
+        )
+
+    history = [
+        ("system", SYSTEM),
+        ("user", ASK),
+        ("assistant", None, CALL),
+        ("tool", RESULT, None, "call_1"),
+        ("assistant", ANSWER),
+        ("user", "Thanks!"),
+    ]
 
     def inputs(trace, turn, span, n):
         return [msg(trace, turn, span, "input", i, *m) for i, m in enumerate(history[:n])]
-    assert rows(collector, "SELECT * FROM messages ORDER BY trace_id, span_id, direction, "
-                           "position") == [
+
+    assert rows(
+        collector, "SELECT * FROM messages ORDER BY trace_id, span_id, direction, position"
+    ) == [
         *inputs(t1, turn1, call1, 2),
         msg(t1, turn1, call1, "output", 0, "assistant", None, CALL, None, "tool_call"),
         *inputs(t1, turn1, call2, 4),
@@ -157,22 +217,52 @@ def assert_conversation(collector, convention: str,
         (THREAD, 4, turn1, "tool", RESULT, None, "call_1", None, t1, call2, "input", 3),
         (THREAD, 5, turn1, "assistant", ANSWER, None, None, "stop", t1, call2, "output", 0),
         (THREAD, 6, turn2, "user", "Thanks!", None, None, None, t2, call3, "input", 5),
-        (THREAD, 7, turn2, "assistant", "You said: Thanks!", None, None, "stop", t2, call3,
-         "output", 0),
+        (
+            THREAD,
+            7,
+            turn2,
+            "assistant",
+            "You said: Thanks!",
+            None,
+            None,
+            "stop",
+            t2,
+            call3,
+            "output",
+            0,
+        ),
     ]
     # the fake server counts words: 9 / 11 / 19 prompt tokens, 2 / 7 / 3 completion tokens
-    assert rows(collector, "SELECT turn_id, span_id, operation, provider, request_model, "
-                           "response_model, input_tokens, output_tokens, finish_reasons, "
-                           "status_code, convention FROM llm_calls ORDER BY start_time") == [
-        (turn, span, "chat", "openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", i, o, [f],
-         code, convention)
-        for turn, span, i, o, f, code in [(turn1, call1, 9, 2, "tool_call", status[0]),
-                                          (turn1, call2, 11, 7, "stop", status[1]),
-                                          (turn2, call3, 19, 3, "stop", status[2])]]
+    assert rows(
+        collector,
+        "SELECT turn_id, span_id, operation, provider, request_model, "
+        "response_model, input_tokens, output_tokens, finish_reasons, "
+        "status_code, convention FROM llm_calls ORDER BY start_time",
+    ) == [
+        (
+            turn,
+            span,
+            "chat",
+            "openai",
+            "gpt-4o-mini",
+            "gpt-4o-mini-2024-07-18",
+            i,
+            o,
+            [f],
+            code,
+            convention,
+        )
+        for turn, span, i, o, f, code in [
+            (turn1, call1, 9, 2, "tool_call", status[0]),
+            (turn1, call2, 11, 7, "stop", status[1]),
+            (turn2, call3, 19, 3, "stop", status[2]),
+        ]
+    ]
 
 
-@pytest.mark.parametrize(("mode", "convention"), [("SPAN_ONLY", "semconv-1.37"),
-                                                  ("EVENT_ONLY", "semconv-1.37-event")])
+@pytest.mark.parametrize(
+    ("mode", "convention"), [("SPAN_ONLY", "semconv-1.37"), ("EVENT_ONLY", "semconv-1.37-event")]
+)
 def test_openai_v2_with_util_genai(collector, llm, monkeypatch, mode, convention):
     monkeypatch.setenv(OPT_IN_ENV, "gen_ai_latest_experimental")
     monkeypatch.setenv(CONTENT_ENV, mode)
@@ -190,9 +280,18 @@ def test_openinference(collector, llm):
 def test_openllmetry_in_a_subprocess(collector, llm):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "openllmetry",
-         collector.endpoints.grpc, llm.base_url],
-        env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "openllmetry",
+            collector.endpoints.grpc,
+            llm.base_url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     # OpenLLMetry sets status OK on the streamed call's span only
     assert_conversation(collector, "openllmetry-json", status=("UNSET", "UNSET", "OK"))
@@ -211,31 +310,47 @@ def test_fakellm_scripted_replies_streams_and_errors():
         client = openai.OpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
         ask = [{"role": "user", "content": "hi"}]
         first = client.chat.completions.create(model="gpt-4o", messages=ask)
-        assert (first.model, first.choices[0].finish_reason) == ("gpt-4o-2024-08-06",
-                                                                 "tool_calls")
+        assert (first.model, first.choices[0].finish_reason) == ("gpt-4o-2024-08-06", "tool_calls")
         call = first.choices[0].message.tool_calls[0]
         assert (call.id, call.function.name, json.loads(call.function.arguments)) == (
-            "call_1", "lookup", {"q": "x"})
+            "call_1",
+            "lookup",
+            {"q": "x"},
+        )
         chunks = list(client.chat.completions.create(model="m", messages=ask, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Scripted."
         assert chunks[-1].usage is None and chunks[-1].choices[0].finish_reason == "stop"
         # scripts used up: the rules answer, and a stream ends with a usage chunk on request
-        chunks = list(client.chat.completions.create(
-            model="m", messages=ask, stream=True, stream_options={"include_usage": True}))
-        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
-            "You said: hi"
-        assert (chunks[-1].choices, chunks[-1].usage.prompt_tokens,
-                chunks[-1].usage.completion_tokens) == ([], 1, 3)
-        tool_stream = list(client.chat.completions.create(
-            model="m", messages=ask, tools=[TOOL], stream=True))
-        deltas = [c.choices[0].delta.tool_calls for c in tool_stream
-                  if c.choices and c.choices[0].delta.tool_calls]
+        chunks = list(
+            client.chat.completions.create(
+                model="m", messages=ask, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        assert (
+            "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: hi"
+        )
+        assert (
+            chunks[-1].choices,
+            chunks[-1].usage.prompt_tokens,
+            chunks[-1].usage.completion_tokens,
+        ) == ([], 1, 3)
+        tool_stream = list(
+            client.chat.completions.create(model="m", messages=ask, tools=[TOOL], stream=True)
+        )
+        deltas = [
+            c.choices[0].delta.tool_calls
+            for c in tool_stream
+            if c.choices and c.choices[0].delta.tool_calls
+        ]
         assert "".join(d[0].function.arguments for d in deltas) == '{"order_id": "A-1"}'
         assert [r["model"] for r in server.requests] == ["gpt-4o", "m", "m", "m"]
         with pytest.raises(openai.BadRequestError):
             client.chat.completions.create(model="m", messages="not a list")
-        req = urllib.request.Request(server.base_url + "/embeddings", data=b"{}",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            server.base_url + "/embeddings",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+        )
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(req, timeout=5)
         assert missing.value.code == 404

@@ -69,17 +69,25 @@ def test_old_threads_go_whole_and_live_ones_stay(collector):
     converse(app)
     app.send(collector)
     assert sql(collector, "SELECT thread_id FROM threads ORDER BY 1") == [
-        ("live",), ("new",), ("old",), ("old-x",)]
+        ("live",),
+        ("new",),
+        ("old",),
+        ("old-x",),
+    ]
 
     res = collector.retention.run_once()  # what `collect --retention 30d` runs
     assert (res.threads, res.traces, res.spans) == (2, 3, 6)
     assert sql(collector, "SELECT thread_id FROM threads ORDER BY 1") == [("live",), ("new",)]
     assert sql(collector, "SELECT name FROM spans ORDER BY name") == [
-        ("live-turn",), ("new-turn",), ("threadless-new",)]
+        ("live-turn",),
+        ("new-turn",),
+        ("threadless-new",),
+    ]
     assert sql(collector, "SELECT count(*) FROM turns WHERE thread_id LIKE 'old%'") == [(0,)]
     for view in DERIVED:  # the kept rows are what deriving the rest from scratch gives
         assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
-            collector, f"SELECT * FROM derive_{view} ORDER BY ALL"), view
+            collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
+        ), view
     assert collector.retention.run_once().spans == 0  # nothing more is old
     import urllib.request
 
@@ -100,14 +108,18 @@ def test_prune_command_on_a_file_and_its_errors(tmp_path):
     assert out.output.startswith("deleted 2 threads, 3 whole traces, 6 spans")
     with connect(path, read_only=True) as con:
         assert con.execute("SELECT thread_id FROM threads ORDER BY 1").fetchall() == [
-            ("live",), ("new",)]
+            ("live",),
+            ("new",),
+        ]
 
     bad = CliRunner().invoke(cli, ["prune", "--before", "last week", "--db", path])
     assert bad.exit_code == 2
     assert "expected a time like 2026-11-01T00:00 or an age like 30d, got 'last week'" in (
-        bad.output)
-    missing = CliRunner().invoke(cli, ["prune", "--before", "1d", "--db",
-                                       str(tmp_path / "none.duckdb")])
+        bad.output
+    )
+    missing = CliRunner().invoke(
+        cli, ["prune", "--before", "1d", "--db", str(tmp_path / "none.duckdb")]
+    )
     assert missing.exit_code == 1 and "no otel-threads database at" in missing.output
 
 
@@ -119,8 +131,7 @@ def test_prune_refuses_a_file_a_collector_holds(collector):
 
 def test_retention_settings():
     assert Config.load({"retention": "12h"}, env={}).retention == dt.timedelta(hours=12)
-    assert Config.load({}, env={"OTEL_THREADS_RETENTION": "2w"}).retention == dt.timedelta(
-        weeks=2)
+    assert Config.load({}, env={"OTEL_THREADS_RETENTION": "2w"}).retention == dt.timedelta(weeks=2)
     assert Config.load({}, env={}).retention is None
     with pytest.raises(ConfigError, match=r"--retention: expected a duration like 30d"):
         Config.load({"retention": "a month"}, env={})
@@ -135,8 +146,10 @@ def test_pruned_space_is_reused(tmp_path):
     def fill(first: int) -> None:
         app = App(first=first)
         for i in range(300):
-            with thread(f"t{first}-{i}"), span(app, "turn", OLD, attributes={
-                    "payload": "x" * 2000}) as s:
+            with (
+                thread(f"t{first}-{i}"),
+                span(app, "turn", OLD, attributes={"payload": "x" * 2000}) as s,
+            ):
                 for _ in range(9):
                     with span(app, "child", OLD, attributes={"payload": "y" * 500}) as c:
                         c.end(ns(OLD))

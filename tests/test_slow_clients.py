@@ -29,7 +29,7 @@ from test_collector_process import (
 )
 
 from otel_threads.collector.grpc_server import STREAMS_PER_CONNECTION
-from otel_threads.collector.httpbase import MAX_CONNECTIONS
+from otel_threads.collector.http_listener import MAX_CONNECTIONS
 
 # the process harness of test_collector_process: `collectors` starts real collectors
 pytest_plugins = ["test_collector_process"]
@@ -83,7 +83,8 @@ def many_files() -> Iterator[None]:
 
 
 def test_idle_connections_neither_stop_ingest_nor_stay(
-        collectors: Callable[..., Running], many_files: None) -> None:
+    collectors: Callable[..., Running], many_files: None
+) -> None:
     running = collectors(*SLOW)
     idle = [connect(running, "api") for _ in range(1100)]
     try:
@@ -91,7 +92,7 @@ def test_idle_connections_neither_stop_ingest_nor_stay(
         # past the cap a new connection is told at once, and closed
         assert b" 503 " in closed_by_server(idle[-1]).split(b"\r\n", 1)[0]
         # the ones it took are closed once they have sent no request for HEADERS_S
-        for sock in idle[:MAX_CONNECTIONS - 1]:
+        for sock in idle[: MAX_CONNECTIONS - 1]:
             assert closed_by_server(sock) == b""
         status, _, _ = http(f"{running.note['api']}/healthz")
         assert status == 200
@@ -101,8 +102,7 @@ def test_idle_connections_neither_stop_ingest_nor_stay(
             sock.close()
 
 
-def test_announced_but_unsent_bodies_hold_no_budget(
-        collectors: Callable[..., Running]) -> None:
+def test_announced_but_unsent_bodies_hold_no_budget(collectors: Callable[..., Running]) -> None:
     running = collectors(*SLOW)
     announced = []
     for _ in range(4):  # 4 x 16 MiB is the whole in-flight budget, if charged as announced
@@ -142,10 +142,14 @@ def test_dribbled_headers_and_bodies_are_cut_off(collectors: Callable[..., Runni
     dribblers = [
         threading.Thread(target=_dribble, args=(headers_sock, head, 2.0, stop), daemon=True),
         # never pauses for BODY_IDLE_S, so the whole-body deadline ends it
-        threading.Thread(target=_dribble, args=(body_sock, b"\x0a" * 100,
-                                                BODY_IDLE_S / 2, stop), daemon=True),
-        threading.Thread(target=_dribble, args=(api_sock, b"GET /healthz HTTP/1.1\r\n" * 9,
-                                                2.0, stop), daemon=True),
+        threading.Thread(
+            target=_dribble, args=(body_sock, b"\x0a" * 100, BODY_IDLE_S / 2, stop), daemon=True
+        ),
+        threading.Thread(
+            target=_dribble,
+            args=(api_sock, b"GET /healthz HTTP/1.1\r\n" * 9, 2.0, stop),
+            daemon=True,
+        ),
     ]
     for thread in dribblers:
         thread.start()
@@ -169,14 +173,18 @@ def _never_sending(stop: threading.Event) -> Iterator[bytes]:
 
 
 def test_grpc_calls_that_send_no_message_cannot_take_every_slot(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors(*SLOW)
     stop = threading.Event()
     # a client of its own (gRPC shares a connection between channels alike)
-    channel = grpc.insecure_channel(running.target(),
-                                    (*NO_PROXY, ("grpc.use_local_subchannel_pool", 1)))
-    stuck = [channel.stream_unary(TRACE_EXPORT).future(_never_sending(stop), timeout=120)
-             for _ in range(32)]
+    channel = grpc.insecure_channel(
+        running.target(), (*NO_PROXY, ("grpc.use_local_subchannel_pool", 1))
+    )
+    stuck = [
+        channel.stream_unary(TRACE_EXPORT).future(_never_sending(stop), timeout=120)
+        for _ in range(32)
+    ]
     try:
         time.sleep(1.0)  # the calls are open on the server
         for _ in range(5):
@@ -186,8 +194,9 @@ def test_grpc_calls_that_send_no_message_cannot_take_every_slot(
         # refused (RST_STREAM REFUSED_STREAM, UNAVAILABLE): also not held.
         for call in stuck[:STREAMS_PER_CONNECTION]:
             assert call.exception(timeout=DEADLINE_S) is not None
-            assert call.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), \
+            assert call.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), (
                 call.details()
+            )
     finally:
         stop.set()
         channel.close()
@@ -195,14 +204,19 @@ def test_grpc_calls_that_send_no_message_cannot_take_every_slot(
 
 
 def test_calls_without_the_token_are_refused_before_taking_anything(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors("--token", "s3cret", *SLOW)
     stop = threading.Event()
-    channels = [grpc.insecure_channel(running.target(),
-                                      (*NO_PROXY, ("grpc.use_local_subchannel_pool", 1)))
-                for _ in range(8)]  # 8 clients, 5 calls each: more than the 32 slots
-    calls = [channel.stream_unary(TRACE_EXPORT).future(_never_sending(stop), timeout=120)
-             for channel in channels for _ in range(5)]
+    channels = [
+        grpc.insecure_channel(running.target(), (*NO_PROXY, ("grpc.use_local_subchannel_pool", 1)))
+        for _ in range(8)
+    ]  # 8 clients, 5 calls each: more than the 32 slots
+    calls = [
+        channel.stream_unary(TRACE_EXPORT).future(_never_sending(stop), timeout=120)
+        for channel in channels
+        for _ in range(5)
+    ]
     try:
         for call in calls:  # answered without waiting for their message
             assert call.exception(timeout=DEADLINE_S) is not None
@@ -215,7 +229,8 @@ def test_calls_without_the_token_are_refused_before_taking_anything(
 
 
 def test_a_big_query_stays_within_the_memory_limit_while_exports_go_on(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     """An ORDER BY over 12M rows takes about 800 MiB unbounded; under --memory-limit
     256MiB DuckDB spills to <db>.tmp, and gives the memory back after."""
     running = collectors("--memory-limit", "256MiB")
@@ -231,11 +246,17 @@ def test_a_big_query_stays_within_the_memory_limit_while_exports_go_on(
     sampler = threading.Thread(target=sample)
     sampler.start()
     answers: list = []
-    query = threading.Thread(target=lambda: answers.append(http(
-        f"{running.note['api']}/sql",
-        b'{"sql": "SELECT count(*) FROM (SELECT range, md5(range::VARCHAR) m '
-        b'FROM range(12000000) ORDER BY m)"}',
-        headers={"Content-Type": "application/json"}, timeout=DEADLINE_S)))
+    query = threading.Thread(
+        target=lambda: answers.append(
+            http(
+                f"{running.note['api']}/sql",
+                b'{"sql": "SELECT count(*) FROM (SELECT range, md5(range::VARCHAR) m '
+                b'FROM range(12000000) ORDER BY m)"}',
+                headers={"Content-Type": "application/json"},
+                timeout=DEADLINE_S,
+            )
+        )
+    )
     query.start()
     try:
         while query.is_alive():  # ingest is not starved meanwhile
@@ -255,19 +276,32 @@ def test_at_most_two_sql_statements_run_at_once(collectors: Callable[..., Runnin
     """A third /sql statement waits for a slot, then gets a 503 saying why; ingest goes
     on meanwhile."""
     running = collectors(*SLOW)
-    slow = (b'{"sql": "SELECT sum(hash(a::VARCHAR)) FROM range(10000000000) t(a)"}')
+    slow = b'{"sql": "SELECT sum(hash(a::VARCHAR)) FROM range(10000000000) t(a)"}'
     answers: list = []
-    queries = [threading.Thread(target=lambda: answers.append(http(
-        f"{running.note['api']}/sql", slow, headers={"Content-Type": "application/json"},
-        timeout=DEADLINE_S))) for _ in range(2)]
+    queries = [
+        threading.Thread(
+            target=lambda: answers.append(
+                http(
+                    f"{running.note['api']}/sql",
+                    slow,
+                    headers={"Content-Type": "application/json"},
+                    timeout=DEADLINE_S,
+                )
+            )
+        )
+        for _ in range(2)
+    ]
     for query in queries:
         query.start()
     try:
         deadline = time.monotonic() + DEADLINE_S
         while True:  # both running: the third is turned away once its wait is over
             status, headers, body = http(
-                f"{running.note['api']}/sql", b'{"sql": "SELECT 1"}',
-                headers={"Content-Type": "application/json"}, timeout=DEADLINE_S)
+                f"{running.note['api']}/sql",
+                b'{"sql": "SELECT 1"}',
+                headers={"Content-Type": "application/json"},
+                timeout=DEADLINE_S,
+            )
             if status == 503:
                 break
             assert status == 200 and time.monotonic() < deadline, (status, body)

@@ -42,8 +42,9 @@ try:
 except ImportError:
     _speedups = None
 
-needs_speedups = pytest.mark.skipif(_speedups is None,
-                                    reason="otel_threads.otlp._speedups not built")
+needs_speedups = pytest.mark.skipif(
+    _speedups is None, reason="otel_threads.otlp._speedups not built"
+)
 
 # --- the tests of test_decode.py, with the accelerator off -------------------------
 

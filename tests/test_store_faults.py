@@ -88,8 +88,7 @@ class Exports:
         self.refused = 0
 
     def one(self) -> int:
-        status, _, body = post_traces(self.running,
-                                      encode_spans(self.pending).SerializeToString())
+        status, _, body = post_traces(self.running, encode_spans(self.pending).SerializeToString())
         if status == 200:
             self.acked += [span_id(s) for s in self.pending]
             self.pending = next(self.batches)
@@ -102,8 +101,10 @@ class Exports:
         deadline = time.monotonic() + DEADLINE_S
         while self.one() != status:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no export answered {status} ({what}) within "
-                                     f"{DEADLINE_S}s: {self.running.log.read_text()}")
+                raise AssertionError(
+                    f"no export answered {status} ({what}) within "
+                    f"{DEADLINE_S}s: {self.running.log.read_text()}"
+                )
             time.sleep(0.1)
 
 
@@ -119,8 +120,10 @@ def wait_health(running: Running, status: int, what: str) -> dict:
         if got == status:
             return body
         if time.monotonic() > deadline:
-            raise AssertionError(f"/healthz never answered {status} ({what}), last {got} "
-                                 f"{body}: {running.log.read_text()}")
+            raise AssertionError(
+                f"/healthz never answered {status} ({what}), last {got} "
+                f"{body}: {running.log.read_text()}"
+            )
         time.sleep(0.05)
 
 
@@ -155,7 +158,8 @@ def fill(directory: Path, leave: int) -> Path:
 
 
 def test_a_fatal_error_on_a_full_disk_heals_once_there_is_space(
-        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     with tmpfs(tmp_path / "fs", "24m") as fs:
         running = collectors(db=fs / "x.duckdb")
         exports = Exports(running)
@@ -185,7 +189,8 @@ def test_a_fatal_error_on_a_full_disk_heals_once_there_is_space(
 
 
 def test_a_store_deleted_under_the_collector_is_written_back(
-        collectors: Callable[..., Running]) -> None:
+    collectors: Callable[..., Running],
+) -> None:
     running = collectors()
     exports = Exports(running)
     for _ in range(20):
@@ -205,7 +210,8 @@ def test_a_store_deleted_under_the_collector_is_written_back(
 
 
 def test_a_store_replaced_under_the_collector_refuses_exports_until_it_is_gone(
-        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     running = collectors()
     exports = Exports(running)
     for _ in range(10):
@@ -214,8 +220,7 @@ def test_a_store_replaced_under_the_collector_refuses_exports_until_it_is_gone(
     with connect(other) as con:
         con.execute("CHECKPOINT")
     os.replace(other, running.db)
-    assert wait_health(running, 503, "replaced") == {"status": "unavailable",
-                                                      "store": "replaced"}
+    assert wait_health(running, 503, "replaced") == {"status": "unavailable", "store": "replaced"}
     assert exports.one() == 503
     running.db.unlink()  # the cause goes away: the collector writes back what it holds
     wait_health(running, 200, "written back")
@@ -225,7 +230,8 @@ def test_a_store_replaced_under_the_collector_refuses_exports_until_it_is_gone(
 
 
 def test_a_store_made_read_only_refuses_exports_until_writable(
-        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     with ext4(tmp_path / "fs", tmp_path / "fs.img") as fs:
         running = collectors(db=fs / "x.duckdb")
         exports = Exports(running)
@@ -242,7 +248,8 @@ def test_a_store_made_read_only_refuses_exports_until_writable(
 
 
 def test_a_store_that_cannot_open_at_start_is_opened_once_it_can(
-        collectors: Callable[..., Running], tmp_path: Path) -> None:
+    collectors: Callable[..., Running], tmp_path: Path
+) -> None:
     first = collectors()
     exports = Exports(first)
     for _ in range(10):
@@ -280,8 +287,10 @@ def test_no_checkpoint_runs_while_derivation_writes(tmp_path: Path) -> None:
     db = tmp_path / "x.duckdb"
     writer = Writer(str(db), idle_checkpoint_s=0.05).start()
     try:
-        batches = [decode_traces_protobuf(encode_spans(b).SerializeToString()).table
-                   for b in span_batches(4, 5)]
+        batches = [
+            decode_traces_protobuf(encode_spans(b).SerializeToString()).table
+            for b in span_batches(4, 5)
+        ]
         writer.write("spans", batches[0])
         assert writer.sync(30)
         wait(lambda: _wal_bytes(db) == 0, "the idle checkpoint")
@@ -303,13 +312,15 @@ def wait(condition: Callable[[], bool], what: str) -> None:
 
 
 def test_a_commit_out_of_memory_waits_for_derivation_and_goes_through(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ingest comes first: a commit that runs out of memory while derivation holds it is
     tried again once derivation lets go (`checkpoint_lock`), not refused as a fault."""
     writer = Writer(str(tmp_path / "x.duckdb")).start()
     try:
         batch = decode_traces_protobuf(
-            encode_spans(span_batches(1, 3)[0]).SerializeToString()).table
+            encode_spans(span_batches(1, 3)[0]).SerializeToString()
+        ).table
         real_commit, calls, test_holds = writer._commit, [], [True]
 
         def commit(items: list) -> None:  # (does the test hold the lock, is it held)

@@ -24,10 +24,10 @@ def _spans(clock: FixedClock | None):
 def test_a_fixed_clock_gives_the_same_times_every_run_in_the_same_order():
     clock = FixedClock(start_ns=1_000, step_ns=10)
     first, second = _spans(clock), _spans(clock)
-    times = [(s.name, s.start_time, s.end_time, [e.timestamp for e in s.events])
-             for s in first]
-    assert times == [(s.name, s.start_time, s.end_time, [e.timestamp for e in s.events])
-                     for s in second]
+    times = [(s.name, s.start_time, s.end_time, [e.timestamp for e in s.events]) for s in first]
+    assert times == [
+        (s.name, s.start_time, s.end_time, [e.timestamp for e in s.events]) for s in second
+    ]
     # turn starts, its event, the child starts and ends, the turn ends: 5 instants
     assert times == [("child", 1_020, 1_030, []), ("turn", 1_000, 1_040, [1_010])]
     assert dict(first[1].attributes) == dict(_spans(None)[1].attributes)

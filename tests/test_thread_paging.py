@@ -25,15 +25,23 @@ TURNS = 25
 
 def llm_turn(app: App, thread_id: str, i: int, previous: str | None = None) -> str:
     """One turn: a span with an LLM call under it, a user question and an answer."""
-    with thread(thread_id, previous_turn_id=previous) as t, app.tracer.start_as_current_span(
-            f"turn {i}"):
-        with app.tracer.start_as_current_span("chat", attributes={
-                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+    with (
+        thread(thread_id, previous_turn_id=previous) as t,
+        app.tracer.start_as_current_span(f"turn {i}"),
+    ):
+        with app.tracer.start_as_current_span(
+            "chat",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
                 "gen_ai.input.messages": json.dumps(
-                    [{"role": "user", "parts": [{"type": "text", "content": f"question {i}"}]}]),
+                    [{"role": "user", "parts": [{"type": "text", "content": f"question {i}"}]}]
+                ),
                 "gen_ai.output.messages": json.dumps(
-                    [{"role": "assistant", "parts": [{"type": "text",
-                                                      "content": f"answer {i}"}]}])}):
+                    [{"role": "assistant", "parts": [{"type": "text", "content": f"answer {i}"}]}]
+                ),
+            },
+        ):
             pass
     return t.last_turn_id
 
@@ -42,8 +50,9 @@ def llm_turn(app: App, thread_id: str, i: int, previous: str | None = None) -> s
 def served(tmp_path):
     """A collector holding ``long`` (25 turns, a question and an answer each) and
     ``forked`` (a turn answered twice, then one more turn on the newer answer)."""
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY))
+    c = Collector(
+        Config(parse_workers=0, db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY)
+    )
     c.start()
     app = App()
     for i in range(TURNS):
@@ -85,9 +94,16 @@ def test_pages_of_turns_with_their_transcript_totals_and_the_next_page(served):
     assert first["branch"] == [t["turn_id"] for t in first["turns"]]
     assert first["thread"]["turn_count"] == TURNS  # the thread row is the whole thread's
     assert first["page"] == {
-        "turn_offset": 0, "turn_limit": 10, "transcript_limit": 5000, "turns_total": TURNS,
-        "branch_total": TURNS, "transcript_total": 2 * TURNS, "transcript_after": None,
-        "next": {"turn_offset": 10}, "more": True}
+        "turn_offset": 0,
+        "turn_limit": 10,
+        "transcript_limit": 5000,
+        "turns_total": TURNS,
+        "branch_total": TURNS,
+        "transcript_total": 2 * TURNS,
+        "transcript_after": None,
+        "next": {"turn_offset": 10},
+        "more": True,
+    }
     assert first["truncated"] is True
     assert first["turns"][3]["first_input"] == "question 3"
 
@@ -133,16 +149,19 @@ def test_a_page_ends_at_a_turn_when_the_transcript_would_be_too_long(served):
     assert rest["page"]["next"] == {"turn_offset": 1}
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("turn_offset=-1", "turn_offset must be an integer of at least 0"),
-    ("turn_limit=0", "turn_limit must be an integer from 1 to 1000"),
-    ("turn_limit=1001", "turn_limit must be an integer from 1 to 1000"),
-    ("turn_limit=ten", "turn_limit must be an integer, got 'ten'"),
-    ("transcript_limit=0", "transcript_limit must be an integer from 1 to 20000"),
-    ("transcript_after=-5", "transcript_after must be an integer of at least 0"),
-    ("through_turn=00000000000000ff", "is not a turn of this thread"),
-    ("page=2", "unknown parameter(s) ['page']"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("turn_offset=-1", "turn_offset must be an integer of at least 0"),
+        ("turn_limit=0", "turn_limit must be an integer from 1 to 1000"),
+        ("turn_limit=1001", "turn_limit must be an integer from 1 to 1000"),
+        ("turn_limit=ten", "turn_limit must be an integer, got 'ten'"),
+        ("transcript_limit=0", "transcript_limit must be an integer from 1 to 20000"),
+        ("transcript_after=-5", "transcript_after must be an integer of at least 0"),
+        ("through_turn=00000000000000ff", "is not a turn of this thread"),
+        ("page=2", "unknown parameter(s) ['page']"),
+    ],
+)
 def test_bad_parameters_get_a_400_in_one_line(served, query, message):
     status, _, body = get(served, "/threads/long?" + query)
     error = json.loads(body)["error"]
@@ -159,8 +178,9 @@ def test_an_unchanged_thread_is_304_and_a_new_turn_changes_it(served):
     # another page of the same version is another answer: its own tag
     other = get(served, "/threads/long?turn_limit=10&turn_offset=10")[1]["ETag"]
     assert other != tag
-    assert get(served, "/threads/long?turn_limit=10&turn_offset=10",
-               {"If-None-Match": tag})[0] == 200
+    assert (
+        get(served, "/threads/long?turn_limit=10&turn_offset=10", {"If-None-Match": tag})[0] == 200
+    )
     list_tag = get(served, "/ui/threads")[1]["ETag"]
     assert get(served, "/ui/threads", {"If-None-Match": list_tag})[0] == 304
     forked_tag = get(served, "/threads/forked")[1]["ETag"]

@@ -14,12 +14,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_threads import (
-    ThreadSpanProcessor,
-    current_thread_id,
-    current_turn_id,
-    thread,
-)
+from otel_threads import ThreadSpanProcessor, current_thread_id, current_turn_id, thread
 from otel_threads.testing import SequentialIdGenerator, capture
 
 CONV = "gen_ai.conversation.id"
@@ -110,7 +105,10 @@ def test_same_thread_reentered_inside_its_turn_starts_no_new_turn(cap):
         with tr.start_as_current_span("c"):  # 4
             pass
     assert cap.thread_attributes() == {
-        "b": child("t", 1), "a": child("t", 1), "c": child("t", 1), "turn": turn("t", 1),
+        "b": child("t", 1),
+        "a": child("t", 1),
+        "c": child("t", 1),
+        "turn": turn("t", 1),
     }
 
 
@@ -123,7 +121,9 @@ def test_thread_none_inside_a_turn_then_a_child_is_in_the_outer_turn(cap):
         with tr.start_as_current_span("child"):  # 3
             pass
     assert cap.thread_attributes() == {
-        "untracked": {}, "child": child("t", 1), "turn": turn("t", 1),
+        "untracked": {},
+        "child": child("t", 1),
+        "turn": turn("t", 1),
     }
 
 
@@ -168,8 +168,11 @@ def test_pool_worker_with_an_explicit_parent_context_stays_in_the_turn(cap, how)
 
     with ThreadPoolExecutor(1) as pool, thread("t"):
         with tr.start_as_current_span("turn") as span:  # 1
-            ctx = context.get_current() if how == "whole context" else (
-                trace.set_span_in_context(span, context.Context()))
+            ctx = (
+                context.get_current()
+                if how == "whole context"
+                else (trace.set_span_in_context(span, context.Context()))
+            )
             assert pool.submit(work, ctx).result() == "t"
     assert cap.thread_attributes() == {"worker": child("t", 1), "turn": turn("t", 1)}
 
@@ -304,8 +307,11 @@ def test_thread_none_cannot_take_a_previous_turn_id():
 @pytest.mark.parametrize(
     ("compat", "turn_extra", "child_extra"),
     [
-        (("weave",), {"wandb.thread_id": "t", "wandb.is_turn": True},
-         {"wandb.thread_id": "t", "wandb.is_turn": False}),
+        (
+            ("weave",),
+            {"wandb.thread_id": "t", "wandb.is_turn": True},
+            {"wandb.thread_id": "t", "wandb.is_turn": False},
+        ),
         (("openinference",), {"session.id": "t"}, {"session.id": "t"}),
         (("langfuse",), {"langfuse.session.id": "t"}, {"langfuse.session.id": "t"}),
     ],

@@ -24,22 +24,40 @@ def collector(tmp_path):
 
 def test_mlflow_session_id_is_decoded_and_its_provider_is_the_message_format(collector):
     app = App(marks=False)
-    with app.tracer.start_as_current_span("Completions", attributes={
-            "mlflow.spanType": '"CHAT_MODEL"', "mlflow.message.format": '"openai"',
+    with app.tracer.start_as_current_span(
+        "Completions",
+        attributes={
+            "mlflow.spanType": '"CHAT_MODEL"',
+            "mlflow.message.format": '"openai"',
             "session.id": '"mlflow-session-1"',
-            "mlflow.spanInputs": json.dumps({"model": "gpt-4o-mini", "messages": [
-                {"role": "user", "content": ASK}]}),
-            "mlflow.spanOutputs": json.dumps({"model": "gpt-4o-mini-2024-07-18", "choices": [
-                {"index": 0, "finish_reason": "stop",
-                 "message": {"role": "assistant", "content": "Shipped."}}]}),
-            "mlflow.chat.tokenUsage": json.dumps({"input_tokens": 5, "output_tokens": 1})}):
+            "mlflow.spanInputs": json.dumps(
+                {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": ASK}]}
+            ),
+            "mlflow.spanOutputs": json.dumps(
+                {
+                    "model": "gpt-4o-mini-2024-07-18",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "Shipped."},
+                        }
+                    ],
+                }
+            ),
+            "mlflow.chat.tokenUsage": json.dumps({"input_tokens": 5, "output_tokens": 1}),
+        },
+    ):
         pass
     app.send(collector)
-    assert sql(collector, "SELECT thread_id, provider, request_model, input_tokens, "
-                          "output_tokens FROM llm_calls") == [
-        ("mlflow-session-1", "openai", "gpt-4o-mini", 5, 1)]
+    assert sql(
+        collector,
+        "SELECT thread_id, provider, request_model, input_tokens, output_tokens FROM llm_calls",
+    ) == [("mlflow-session-1", "openai", "gpt-4o-mini", 5, 1)]
     assert sql(collector, "SELECT role, content FROM transcript ORDER BY seq") == [
-        ("user", ASK), ("assistant", "Shipped.")]
+        ("user", ASK),
+        ("assistant", "Shipped."),
+    ]
 
 
 def test_litellm_tool_call_only_in_flat_keys_is_read(collector):
@@ -47,34 +65,50 @@ def test_litellm_tool_call_only_in_flat_keys_is_read(collector):
 
     app = App()
     with thread("lite"), app.tracer.start_as_current_span("turn"):
-        with app.tracer.start_as_current_span("litellm_request", attributes={
-                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+        with app.tracer.start_as_current_span(
+            "litellm_request",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "openai",
                 "gen_ai.request.model": "gpt-4o-mini",
-                "gen_ai.input.messages": json.dumps([
-                    {"role": "user", "parts": [{"type": "text", "content": ASK}]}]),
-                "gen_ai.output.messages": json.dumps([
-                    {"role": "assistant", "parts": [], "finish_reason": "tool_call"}]),
+                "gen_ai.input.messages": json.dumps(
+                    [{"role": "user", "parts": [{"type": "text", "content": ASK}]}]
+                ),
+                "gen_ai.output.messages": json.dumps(
+                    [{"role": "assistant", "parts": [], "finish_reason": "tool_call"}]
+                ),
                 "gen_ai.completion.0.function_call.name": "get_order_status",
                 "gen_ai.completion.0.function_call.arguments": '{"order_id": "A-1042"}',
-                "gen_ai.completion.0.finish_reason": "tool_calls"}):
+                "gen_ai.completion.0.finish_reason": "tool_calls",
+            },
+        ):
             pass
     app.send(collector)
-    assert sql(collector, "SELECT direction, role, content, tool_calls::VARCHAR, finish_reason "
-                          "FROM messages ORDER BY direction, position") == [
+    assert sql(
+        collector,
+        "SELECT direction, role, content, tool_calls::VARCHAR, finish_reason "
+        "FROM messages ORDER BY direction, position",
+    ) == [
         ("input", "user", ASK, None, None),
-        ("output", "assistant", None,
-         '[{"id":null,"name":"get_order_status","arguments":{"order_id":"A-1042"}}]',
-         "tool_call")]
+        (
+            "output",
+            "assistant",
+            None,
+            '[{"id":null,"name":"get_order_status","arguments":{"order_id":"A-1042"}}]',
+            "tool_call",
+        ),
+    ]
 
 
 def test_vercel_ai_v7_runtime_context_names_the_thread(collector):
     app = App(marks=False)
     for key, value in (("sessionId", "v7-s"), ("conversationId", "v7-c"), ("threadId", "v7-t")):
-        with app.tracer.start_as_current_span("invoke_agent gpt-4o-mini", attributes={
-                f"ai.settings.context.{key}": value}):
+        with app.tracer.start_as_current_span(
+            "invoke_agent gpt-4o-mini", attributes={f"ai.settings.context.{key}": value}
+        ):
             with app.tracer.start_as_current_span("chat gpt-4o-mini"):
                 pass
     app.send(collector)
-    assert sql(collector, "SELECT thread_id, turn_count, span_count FROM threads "
-                          "ORDER BY thread_id") == [("v7-c", 1, 2), ("v7-s", 1, 2),
-                                                    ("v7-t", 1, 2)]
+    assert sql(
+        collector, "SELECT thread_id, turn_count, span_count FROM threads ORDER BY thread_id"
+    ) == [("v7-c", 1, 2), ("v7-s", 1, 2), ("v7-t", 1, 2)]

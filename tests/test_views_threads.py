@@ -38,22 +38,28 @@ def test_turns_and_threads_from_marked_spans(collector):
     with tr.start_as_current_span("no-thread"):  # 5
         pass
     app.send(collector)
-    assert sql(collector, "SELECT thread_id, turn_id, turn_index, name, span_count, "
-                          "status_code, has_error, is_running FROM turns ORDER BY turn_id") == [
+    assert sql(
+        collector,
+        "SELECT thread_id, turn_id, turn_index, name, span_count, "
+        "status_code, has_error, is_running FROM turns ORDER BY turn_id",
+    ) == [
         ("t1", sid(1), 1, "turn-a", 2, "UNSET", False, False),
         ("t1", sid(3), 2, "turn-b", 1, "ERROR", True, False),
         ("t2", sid(4), 1, "only", 1, "UNSET", False, False),
     ]
-    assert sql(collector, "SELECT thread_id, turn_count, first_turn_id, last_turn_id, span_count,"
-                          " error_turn_count, running_turn_count, service_name "
-                          "FROM threads ORDER BY thread_id") == [
-        ("t1", 2, sid(1), sid(3), 3, 1, 0, "app"),
-        ("t2", 1, sid(4), sid(4), 1, 0, 0, "app"),
-    ]
-    (last, start, end_b) = sql(collector, """
+    assert sql(
+        collector,
+        "SELECT thread_id, turn_count, first_turn_id, last_turn_id, span_count,"
+        " error_turn_count, running_turn_count, service_name "
+        "FROM threads ORDER BY thread_id",
+    ) == [("t1", 2, sid(1), sid(3), 3, 1, 0, "app"), ("t2", 1, sid(4), sid(4), 1, 0, 0, "app")]
+    (last, start, end_b) = sql(
+        collector,
+        """
         SELECT th.last_updated, th.start_time, tu.end_time FROM threads th
         JOIN turns tu ON tu.thread_id = th.thread_id AND tu.turn_id = th.last_turn_id
-        WHERE th.thread_id = 't1'""")[0]
+        WHERE th.thread_id = 't1'""",
+    )[0]
     assert last == end_b and start < last
 
 
@@ -66,16 +72,20 @@ def test_a_turn_still_running_counts_and_keeps_its_thread_listed(collector):
         with tr.start_as_current_span("child-b"):  # 3
             pass
     app.send(collector, ["child-a", "child-b"])  # the turn span has not ended "yet"
-    assert sql(collector, "SELECT turn_id, span_id, is_running, span_count, end_time "
-                          "FROM turns") == [(sid(1), None, True, 2, None)]
-    (row,) = sql(collector, "SELECT turn_count, running_turn_count, last_updated, start_time "
-                            "FROM threads WHERE thread_id = 't'")
+    assert sql(
+        collector, "SELECT turn_id, span_id, is_running, span_count, end_time FROM turns"
+    ) == [(sid(1), None, True, 2, None)]
+    (row,) = sql(
+        collector,
+        "SELECT turn_count, running_turn_count, last_updated, start_time "
+        "FROM threads WHERE thread_id = 't'",
+    )
     assert row[:2] == (1, 1) and row[2] == row[3]  # last_updated: the running turn's start
-    assert sql(collector, "SELECT is_turn, count(*) FROM span_threads GROUP BY ALL") == [
-        (False, 2)]
+    assert sql(collector, "SELECT is_turn, count(*) FROM span_threads GROUP BY ALL") == [(False, 2)]
     app.send(collector, ["turn"])  # it arrives: the same turn, now finished
     assert sql(collector, "SELECT turn_id, span_id, is_running, span_count FROM turns") == [
-        (sid(1), sid(1), False, 3)]
+        (sid(1), sid(1), False, 3)
+    ]
 
 
 def test_redelivered_spans_never_count_twice(collector):
@@ -102,9 +112,9 @@ def test_producers_without_marks_get_turns_from_the_stored_tree(collector):
         with tr.start_as_current_span("turn-by-wandb", attributes={"wandb.is_turn": True}):
             pass
     app.send(collector)
-    assert sql(collector, "SELECT thread_id, name, span_count FROM turns "
-                          "ORDER BY thread_id, turn_index") == [
-        ("s1", "request-0", 3), ("s1", "request-1", 3), ("w", "turn-by-wandb", 1)]
+    assert sql(
+        collector, "SELECT thread_id, name, span_count FROM turns ORDER BY thread_id, turn_index"
+    ) == [("s1", "request-0", 3), ("s1", "request-1", 3), ("w", "turn-by-wandb", 1)]
 
 
 def test_a_called_service_continues_the_callers_turn_in_the_stored_tree(collector):
@@ -125,9 +135,12 @@ def test_a_called_service_continues_the_callers_turn_in_the_stored_tree(collecto
         context.detach(token)
     back.send(collector)  # the called service's spans may well arrive first
     front.send(collector)
-    assert sql(collector, "SELECT s.service_name, s.name, t.thread_id, t.turn_id, t.is_turn "
-                          "FROM span_threads t JOIN spans s USING (trace_id, span_id) "
-                          "ORDER BY s.start_time_unix_nano") == [
+    assert sql(
+        collector,
+        "SELECT s.service_name, s.name, t.thread_id, t.turn_id, t.is_turn "
+        "FROM span_threads t JOIN spans s USING (trace_id, span_id) "
+        "ORDER BY s.start_time_unix_nano",
+    ) == [
         ("front", "turn", "t", sid(1), True),
         ("front", "call-back", "t", sid(1), False),
         ("back", "server", "t", sid(1), False),
@@ -185,8 +198,7 @@ def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tm
     try:
         assert writer.sync(30)
         with writer.cursor() as cur:
-            assert cur.execute("SELECT thread_id, turn_count FROM threads").fetchall() == [
-                ("t", 1)]
+            assert cur.execute("SELECT thread_id, turn_count FROM threads").fetchall() == [("t", 1)]
             assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     finally:
         writer.close()
@@ -199,31 +211,48 @@ def test_thread_statistics_from_llm_calls(collector):
 
     def chat(question: str, answer: str, tokens: tuple[int, int]) -> dict:
         return {
-            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
-            "gen_ai.request.model": "gpt-4o-mini", "gen_ai.response.model": "gpt-4o-mini-2024",
-            "gen_ai.usage.input_tokens": tokens[0], "gen_ai.usage.output_tokens": tokens[1],
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.response.model": "gpt-4o-mini-2024",
+            "gen_ai.usage.input_tokens": tokens[0],
+            "gen_ai.usage.output_tokens": tokens[1],
             "gen_ai.input.messages": json.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": question}]}]),
+                [{"role": "user", "parts": [{"type": "text", "content": question}]}]
+            ),
             "gen_ai.output.messages": json.dumps(
-                [{"role": "assistant", "finish_reason": "stop",
-                  "parts": [{"type": "text", "content": answer}]}]),
+                [
+                    {
+                        "role": "assistant",
+                        "finish_reason": "stop",
+                        "parts": [{"type": "text", "content": answer}],
+                    }
+                ]
+            ),
         }
 
     with thread("t"):
         with app.tracer.start_as_current_span("turn-1"):
-            with app.tracer.start_as_current_span("chat gpt-4o-mini",
-                                                  attributes=chat("Hi?", "Hello.", (10, 3))):
+            with app.tracer.start_as_current_span(
+                "chat gpt-4o-mini", attributes=chat("Hi?", "Hello.", (10, 3))
+            ):
                 pass
         with app.tracer.start_as_current_span("turn-2"):
-            with app.tracer.start_as_current_span("chat gpt-4o-mini",
-                                                  attributes=chat("Bye?", "Goodbye.", (20, 4))):
+            with app.tracer.start_as_current_span(
+                "chat gpt-4o-mini", attributes=chat("Bye?", "Goodbye.", (20, 4))
+            ):
                 pass
     app.send(collector)
-    assert sql(collector, "SELECT turn_index, llm_call_count, input_tokens, output_tokens "
-                          "FROM turns ORDER BY turn_index") == [(1, 1, 10, 3), (2, 1, 20, 4)]
-    assert sql(collector, "SELECT llm_call_count, input_tokens, output_tokens, first_input, "
-                          "last_output, models FROM threads") == [
-        (2, 30, 7, "Hi?", "Goodbye.", ["gpt-4o-mini-2024"])]
+    assert sql(
+        collector,
+        "SELECT turn_index, llm_call_count, input_tokens, output_tokens "
+        "FROM turns ORDER BY turn_index",
+    ) == [(1, 1, 10, 3), (2, 1, 20, 4)]
+    assert sql(
+        collector,
+        "SELECT llm_call_count, input_tokens, output_tokens, first_input, "
+        "last_output, models FROM threads",
+    ) == [(2, 30, 7, "Hi?", "Goodbye.", ["gpt-4o-mini-2024"])]
 
 
 def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_views(tmp_path):
@@ -242,8 +271,10 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
     connect(path).close()
     with duckdb.connect(path, read_only=True) as con:
         for view in ("span_threads", "turns", "transcript", "threads"):
-            assert con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == \
-                con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
+            assert (
+                con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+                == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
+            ), view
         names = [r[0] for r in con.execute("DESCRIBE transcript_mat").fetchall()]
         assert "on_current_branch" in names and "stale" not in names
         assert con.execute("SELECT thread_id, turn_count FROM threads").fetchall() == [("t", 1)]
@@ -279,8 +310,7 @@ def test_views_are_created_once_each_after_what_they_read(tmp_path):
     path = str(tmp_path / "x.duckdb")
     with connect(path) as con:
         assert apply_views(con) == []  # connect created them; nothing changed since
-        con.execute("UPDATE otel_threads_derived SET version = 'earlier' "
-                    "WHERE name = '(views)'")
+        con.execute("UPDATE otel_threads_derived SET version = 'earlier' WHERE name = '(views)'")
         assert apply_views(con) == files.order
         con.execute("DROP VIEW forks")
         assert apply_views(con) == files.order  # one missing: created again
@@ -296,8 +326,10 @@ def test_the_derived_tables_migrations_create_have_their_views_columns(tmp_path)
 
     with connect(str(tmp_path / "x.duckdb")) as con:
         for table, view, _ in DERIVED:
-            assert con.execute(f"DESCRIBE {table}").fetchall() == \
-                con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall(), table
+            assert (
+                con.execute(f"DESCRIBE {table}").fetchall()
+                == con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()
+            ), table
 
 
 def test_only_the_store_and_its_public_views_read_the_derived_tables():
@@ -311,7 +343,13 @@ def test_only_the_store_and_its_public_views_read_the_derived_tables():
 
     tables = {t for t, _, _ in DERIVED}
     assert {name for name, names in sql_files().names.items() if names & tables} == {
-        "span_threads", "turns", "transcript", "threads", "turn_io", "transcript_branches"}
+        "span_threads",
+        "turns",
+        "transcript",
+        "threads",
+        "turn_io",
+        "transcript_branches",
+    }
     root = Path(otel_threads.__file__).parent
     readers = [p for p in root.rglob("*.py") if p.parent.name != "store"]
     assert len(readers) > 20

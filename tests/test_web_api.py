@@ -19,9 +19,16 @@ ANY = ("127.0.0.1", 0)
 
 @pytest.fixture
 def collector(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "w.duckdb"), grpc=ANY, http=None, api=ANY,
-                         token="s3cret"))
+    c = Collector(
+        Config(
+            parse_workers=0,
+            db=str(tmp_path / "w.duckdb"),
+            grpc=ANY,
+            http=None,
+            api=ANY,
+            token="s3cret",
+        )
+    )
     c.start()
     app = App()
     for n, name in ((3, "a"), (1, "b"), (2, "c")):
@@ -73,12 +80,14 @@ def test_the_page_list_sorts_by_any_column_and_filters(collector):
     assert ids("sort=thread_id:asc&limit=2&offset=1") == ["b", "c"]
     body = json.loads(get(collector, "/ui/threads?limit=1")[2])
     assert body["total"] == 3 and len(body["threads"]) == 1
-    for query, message in [("sort=nope:asc", "cannot sort by 'nope'"),
-                           ("sort=turn_count:up", "cannot sort by 'turn_count' 'up'"),
-                           ("limit=x", "limit must be an integer"),
-                           ("limit=0", "limit must be an integer from 1"),
-                           ("after=yesterday", "must be an ISO 8601 datetime"),
-                           ("bogus=1", "unknown parameter(s) ['bogus']")]:
+    for query, message in [
+        ("sort=nope:asc", "cannot sort by 'nope'"),
+        ("sort=turn_count:up", "cannot sort by 'turn_count' 'up'"),
+        ("limit=x", "limit must be an integer"),
+        ("limit=0", "limit must be an integer from 1"),
+        ("after=yesterday", "must be an ISO 8601 datetime"),
+        ("bogus=1", "unknown parameter(s) ['bogus']"),
+    ]:
         status, _, body = get(collector, "/ui/threads?" + query)
         assert status == 400 and message in json.loads(body)["error"], (query, body)
 
@@ -106,18 +115,23 @@ def test_a_turns_spans_with_attributes_as_json(collector):
 def test_a_read_chooses_how_long_it_waits_for_derivation(collector):
     """?wait=SECONDS (0 to 2) bounds each read's wait for derivation; anything else is a
     one-line 400, on every reading endpoint."""
-    for path in ("/ui/threads?wait=0", "/ui/threads?wait=1.5", "/threads/a?wait=0",
-                 "/threads/a/turns/x/spans?wait=0"):
+    for path in (
+        "/ui/threads?wait=0",
+        "/ui/threads?wait=1.5",
+        "/threads/a?wait=0",
+        "/threads/a/turns/x/spans?wait=0",
+    ):
         assert get(collector, path)[0] in (200, 404), path
     assert json.loads(get(collector, "/ui/threads?wait=0")[2])["total"] == 3
     for bad in ("abc", "3", "-1", "nan"):
         status, _, body = get(collector, f"/ui/threads?wait={bad}")
         assert status == 400 and b"wait must be a number of seconds from 0 to 2" in body, bad
         assert get(collector, f"/threads/a?wait={bad}")[0] == 400
-    req = urllib.request.Request(collector.endpoints.api + "/sql?wait=0",
-                                 data=b'{"sql": "SELECT count(*) FROM threads"}',
-                                 headers={"Authorization": "Bearer s3cret",
-                                          "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        collector.endpoints.api + "/sql?wait=0",
+        data=b'{"sql": "SELECT count(*) FROM threads"}',
+        headers={"Authorization": "Bearer s3cret", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["rows"] == [[3]]
     req.full_url = collector.endpoints.api + "/sql?other=1"

@@ -28,8 +28,9 @@ def collector(tmp_path):
         yield c
 
 
-def request(url: str, method: str, path: str, body: bytes | None = None,
-            **headers: str) -> tuple[int, dict[str, str], bytes]:
+def request(
+    url: str, method: str, path: str, body: bytes | None = None, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
     host, port = url.split("://", 1)[1].rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
@@ -46,19 +47,23 @@ def request(url: str, method: str, path: str, body: bytes | None = None,
 
 
 SQL = json.dumps({"sql": "SELECT count(*) FROM spans"}).encode()
-API_REQUESTS = [("POST", "/sql", SQL), ("POST", "/threads/query", b"{}"),
-                ("GET", "/ui/threads", None), ("GET", "/threads/x", None),
-                ("GET", "/metrics", None)]
+API_REQUESTS = [
+    ("POST", "/sql", SQL),
+    ("POST", "/threads/query", b"{}"),
+    ("GET", "/ui/threads", None),
+    ("GET", "/threads/x", None),
+    ("GET", "/metrics", None),
+]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), API_REQUESTS,
-                         ids=[p for _, p, _ in API_REQUESTS])
+@pytest.mark.parametrize(
+    ("method", "path", "body"), API_REQUESTS, ids=[p for _, p, _ in API_REQUESTS]
+)
 def test_a_dns_rebinding_page_is_refused(collector, method, path, body):
     api = collector.endpoints.api
     port = api.rsplit(":", 1)[1]
     headers = {"Content_Type": "application/json"} if body else {}
-    status, answer, text = request(api, method, path, body, Host=f"evil.example:{port}",
-                                   **headers)
+    status, answer, text = request(api, method, path, body, Host=f"evil.example:{port}", **headers)
     assert status == 403 and b"--allowed-hosts" in text, text
     assert "access-control-allow-origin" not in answer
     status, _, _ = request(api, method, path, body, Host=f"localhost:{port}", **headers)
@@ -69,12 +74,24 @@ def test_a_rebinding_page_cannot_inject_spans(collector):
     url = collector.endpoints.http
     port = url.rsplit(":", 1)[1]
     body = spans_body(1)
-    status, _, _ = request(url, "POST", "/v1/traces", body, Host=f"evil.example:{port}",
-                           Content_Type="application/x-protobuf")
+    status, _, _ = request(
+        url,
+        "POST",
+        "/v1/traces",
+        body,
+        Host=f"evil.example:{port}",
+        Content_Type="application/x-protobuf",
+    )
     assert status == 403
-    status, _, _ = request(url, "POST", "/v1/traces", body,
-                           Content_Type="application/x-protobuf",
-                           Origin="https://evil.example", Sec_Fetch_Site="cross-site")
+    status, _, _ = request(
+        url,
+        "POST",
+        "/v1/traces",
+        body,
+        Content_Type="application/x-protobuf",
+        Origin="https://evil.example",
+        Sec_Fetch_Site="cross-site",
+    )
     assert status == 403
     with collector.writer.cursor() as cur:
         assert cur.execute("SELECT count(*) FROM spans_raw").fetchall() == [(0,)]
@@ -83,22 +100,31 @@ def test_a_rebinding_page_cannot_inject_spans(collector):
 def test_cross_site_requests_are_refused(collector):
     api = collector.endpoints.api
     # a "no-cors" form-like POST: text/plain JSON, from another site
-    status, answer, _ = request(api, "POST", "/sql", SQL, Content_Type="text/plain",
-                                Origin="https://evil.example", Sec_Fetch_Site="cross-site",
-                                Sec_Fetch_Mode="no-cors")
+    status, answer, _ = request(
+        api,
+        "POST",
+        "/sql",
+        SQL,
+        Content_Type="text/plain",
+        Origin="https://evil.example",
+        Sec_Fetch_Site="cross-site",
+        Sec_Fetch_Mode="no-cors",
+    )
     assert status == 403 and "access-control-allow-origin" not in answer
     # the same body without the browser's headers still needs JSON's media type
     status, _, text = request(api, "POST", "/sql", SQL, Content_Type="text/plain")
     assert status == 415 and b"application/json" in text
     # a page on another localhost port is same-site, not same-origin
-    status, _, _ = request(api, "GET", "/ui/threads", Origin="http://127.0.0.1:3000",
-                           Sec_Fetch_Site="same-site")
+    status, _, _ = request(
+        api, "GET", "/ui/threads", Origin="http://127.0.0.1:3000", Sec_Fetch_Site="same-site"
+    )
     assert status == 403
     status, _, _ = request(api, "GET", "/ui/threads", Sec_Fetch_Site="same-site")
     assert status == 403
     # preflight gets no CORS answer
-    status, answer, _ = request(api, "OPTIONS", "/sql", Origin="https://evil.example",
-                                Access_Control_Request_Method="POST")
+    status, answer, _ = request(
+        api, "OPTIONS", "/sql", Origin="https://evil.example", Access_Control_Request_Method="POST"
+    )
     assert status in (403, 501) and "access-control-allow-origin" not in answer
 
 
@@ -106,8 +132,14 @@ def test_the_collectors_own_page_and_plain_clients_work(collector):
     api = collector.endpoints.api
     host = api.split("://", 1)[1]
     # what the browser sends for the page's own calls
-    status, _, _ = request(api, "GET", "/ui/threads", Origin=f"http://{host}",
-                           Sec_Fetch_Site="same-origin", Sec_Fetch_Mode="cors")
+    status, _, _ = request(
+        api,
+        "GET",
+        "/ui/threads",
+        Origin=f"http://{host}",
+        Sec_Fetch_Site="same-origin",
+        Sec_Fetch_Mode="cors",
+    )
     assert status == 200
     status, _, _ = request(api, "GET", "/", Sec_Fetch_Site="none", Sec_Fetch_Mode="navigate")
     assert status == 200
@@ -116,18 +148,29 @@ def test_the_collectors_own_page_and_plain_clients_work(collector):
 
 
 def test_allowed_hosts(tmp_path):
-    c = Collector(Config(parse_workers=0,
-                         db=str(tmp_path / "a.duckdb"), grpc=None, http=ANY, api=ANY,
-                         allowed_hosts=("threads.internal",)))
+    c = Collector(
+        Config(
+            parse_workers=0,
+            db=str(tmp_path / "a.duckdb"),
+            grpc=None,
+            http=ANY,
+            api=ANY,
+            allowed_hosts=("threads.internal",),
+        )
+    )
     c.start()
     try:
         port = c.endpoints.api.rsplit(":", 1)[1]
-        assert request(c.endpoints.api, "GET", "/ui/threads",
-                       Host=f"threads.internal:{port}")[0] == 200
+        assert (
+            request(c.endpoints.api, "GET", "/ui/threads", Host=f"threads.internal:{port}")[0]
+            == 200
+        )
         assert request(c.endpoints.api, "GET", "/ui/threads", Host=f"other:{port}")[0] == 403
     finally:
         c.stop()
     assert Config.load({"allowed_hosts": "a.example, B.example"}, env={}).allowed_hosts == (
-        "a.example", "b.example")
+        "a.example",
+        "b.example",
+    )
     with pytest.raises(ConfigError, match="without ports"):
         Config.load({"allowed_hosts": "a.example:8080"}, env={})

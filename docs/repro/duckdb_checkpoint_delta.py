@@ -60,14 +60,17 @@ def once(path: str) -> str | None:
     con.execute("CREATE TABLE t (k INTEGER, v VARCHAR)")
     con.execute("CREATE INDEX t_v ON t (v)")
     key = "NULL" if NULLS else "'x' || i"
-    con.execute(f"INSERT INTO t SELECT i, CASE WHEN i % 2 = 0 THEN {key} ELSE 'v' || i END "
-                "FROM range(10) r(i)")
+    con.execute(
+        f"INSERT INTO t SELECT i, CASE WHEN i % 2 = 0 THEN {key} ELSE 'v' || i END "
+        "FROM range(10) r(i)"
+    )
     con.execute("CHECKPOINT")
     con.execute("CREATE TABLE u AS SELECT md5(1::VARCHAR) AS x")  # checkpointed after t
     if not DEBUG_SLEEP:  # about a second of checkpoint work instead
         for j in range(20):
-            con.execute(f"INSERT INTO u SELECT md5((i + {j * 100_000})::VARCHAR) "
-                        "FROM range(100000) r(i)")
+            con.execute(
+                f"INSERT INTO u SELECT md5((i + {j * 100_000})::VARCHAR) FROM range(100000) r(i)"
+            )
     w = con.cursor()
     w.execute("BEGIN")
     if ONE_COMMIT:  # as otel_threads' derivation did: DELETE, INSERT, one COMMIT
@@ -93,8 +96,10 @@ def main() -> int:
     errors = [e for e in (once(path) for _ in range(LOOPS)) if e]
     if errors:
         print(errors[0])
-    print(f"duckdb {duckdb.__version__}: {len(errors)} failures in {LOOPS} loops "
-          f"(null keys={NULLS}, one commit={ONE_COMMIT}, debug sleep={DEBUG_SLEEP})")
+    print(
+        f"duckdb {duckdb.__version__}: {len(errors)} failures in {LOOPS} loops "
+        f"(null keys={NULLS}, one commit={ONE_COMMIT}, debug sleep={DEBUG_SLEEP})"
+    )
     return 1 if errors else 0
 
 

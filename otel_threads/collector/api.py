@@ -25,12 +25,14 @@ from typing import Any
 import duckdb
 
 from otel_threads.collector.httpbase import BaseHandler
-from otel_threads.query import (
+from otel_threads.paging import (
     TRANSCRIPT_LIMIT,
     TURN_LIMIT,
+    query_thread_page,
+)
+from otel_threads.query import (
     ThreadsQueryReq,
     etag,
-    query_thread_page,
     query_threads,
     query_turn_spans,
     thread_version,
@@ -76,9 +78,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str,
-                     max_rows: int = SQL_MAX_ROWS, timeout_s: float = SQL_TIMEOUT_S,
-                     max_bytes: int = SQL_MAX_BYTES) -> dict[str, Any]:
+def run_readonly_sql(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    max_rows: int = SQL_MAX_ROWS,
+    timeout_s: float = SQL_TIMEOUT_S,
+    max_bytes: int = SQL_MAX_BYTES,
+) -> dict[str, Any]:
     """One statement in a READ ONLY transaction; ValueError for anything refused. The
     answer holds at most ``max_rows`` rows and about ``max_bytes`` of values;
     ``truncated`` says when it was cut."""
@@ -90,8 +96,10 @@ def run_readonly_sql(con: duckdb.DuckDBPyConnection, sql: str,
         raise ValueError(f"send exactly one SQL statement, got {len(statements)}")
     tables = _table_refs(con, sql)
     if tables > SQL_MAX_TABLES:
-        raise ValueError(f"the statement names {tables} tables; /sql plans at most "
-                         f"{SQL_MAX_TABLES} (planning is not interruptible)")
+        raise ValueError(
+            f"the statement names {tables} tables; /sql plans at most "
+            f"{SQL_MAX_TABLES} (planning is not interruptible)"
+        )
     timer = threading.Timer(timeout_s, con.interrupt)
     con.execute("BEGIN TRANSACTION READ ONLY")
     timer.start()
@@ -135,13 +143,17 @@ def _table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> int:
 
 #: The web page: static files shipped in otel_threads/collector/web, served as they are.
 WEB_DIR = Path(__file__).resolve().parent / "web"
-_WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-              ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+_WEB_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
 #: Nothing on the page runs but its own script: text from spans can never execute.
 WEB_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-                               "img-src 'self' data:; connect-src 'self'; "
-                               "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
@@ -150,8 +162,15 @@ WEB_HEADERS = {
 
 def _web_files() -> dict[str, Path]:
     """URL path -> file: / is index.html, the others under /static/."""
-    files = {f"/static/{p.name}": p for p in WEB_DIR.iterdir()
-             if p.is_file() and p.suffix in _WEB_TYPES} if WEB_DIR.is_dir() else {}
+    files = (
+        {
+            f"/static/{p.name}": p
+            for p in WEB_DIR.iterdir()
+            if p.is_file() and p.suffix in _WEB_TYPES
+        }
+        if WEB_DIR.is_dir()
+        else {}
+    )
     if "/static/index.html" in files:
         files["/"] = files.pop("/static/index.html")
     return files
@@ -169,8 +188,9 @@ def _wait_s(query: dict[str, list[str]]) -> float:
     except ValueError:
         wait_s = -1.0
     if not 0 <= wait_s <= READ_SYNC_S:  # (NaN too)
-        raise ValueError(f"wait must be a number of seconds from 0 to {READ_SYNC_S:g}, "
-                         f"got {values[-1][:40]!r}")
+        raise ValueError(
+            f"wait must be a number of seconds from 0 to {READ_SYNC_S:g}, got {values[-1][:40]!r}"
+        )
     return wait_s
 
 
@@ -192,24 +212,34 @@ def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tupl
             raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
     field, _, direction = (one("sort") or "last_updated:desc").partition(":")
-    req = ThreadsQueryReq(limit=integer("limit", 50), offset=integer("offset", 0),
-                          sortable_datetime_after=one("after") or None,
-                          sortable_datetime_before=one("before") or None,
-                          thread_id_contains=one("q") or None)
+    req = ThreadsQueryReq(
+        limit=integer("limit", 50),
+        offset=integer("offset", 0),
+        sortable_datetime_after=one("after") or None,
+        sortable_datetime_before=one("before") or None,
+        thread_id_contains=one("q") or None,
+    )
     return req, [(field, direction or "desc")]
 
 
 #: What GET /threads/{id} takes, with defaults (None: not given).
-_THREAD_PARAMS = {"through_turn": None, "turn_offset": 0, "turn_limit": TURN_LIMIT,
-                  "transcript_after": None, "transcript_limit": TRANSCRIPT_LIMIT}
+_THREAD_PARAMS = {
+    "through_turn": None,
+    "turn_offset": 0,
+    "turn_limit": TURN_LIMIT,
+    "transcript_after": None,
+    "transcript_limit": TRANSCRIPT_LIMIT,
+}
 
 
 def _thread_query(query: dict[str, list[str]]) -> dict[str, Any]:
     """GET /threads/{id} parameters (see `query_thread_page`); ValueError, one line."""
     unknown = set(query) - set(_THREAD_PARAMS)
     if unknown:
-        raise ValueError(f"unknown parameter(s) {sorted(unknown)}; GET /threads/{{id}} takes "
-                         f"{', '.join(_THREAD_PARAMS)}")
+        raise ValueError(
+            f"unknown parameter(s) {sorted(unknown)}; GET /threads/{{id}} takes "
+            f"{', '.join(_THREAD_PARAMS)}"
+        )
     out = dict(_THREAD_PARAMS)
     for name, values in query.items():
         raw = values[-1]
@@ -318,7 +348,7 @@ class ApiHandler(BaseHandler):
                 return
             self._send(200, {"threads": res.threads, "total": res.total}, tag)
         elif path.startswith("/threads/") and "/turns/" in path and path.endswith("/spans"):
-            thread_id, _, turn_id = path[len("/threads/"):-len("/spans")].rpartition("/turns/")
+            thread_id, _, turn_id = path[len("/threads/") : -len("/spans")].rpartition("/turns/")
             thread_id, turn_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(turn_id)
             try:
                 wait_s = _wait_s(query)
@@ -332,10 +362,9 @@ class ApiHandler(BaseHandler):
             else:
                 self._send(200, {"thread_id": thread_id, "turn_id": turn_id, "spans": spans})
         elif path == "/metrics":
-            self.reply(200, self.metrics().encode(),
-                       "text/plain; version=0.0.4; charset=utf-8")
+            self.reply(200, self.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif path.startswith("/threads/") and len(path) > len("/threads/"):
-            thread_id = urllib.parse.unquote(path[len("/threads/"):])
+            thread_id = urllib.parse.unquote(path[len("/threads/") :])
             try:
                 wait_s = _wait_s(query)
                 params = _thread_query(query)
@@ -345,8 +374,7 @@ class ApiHandler(BaseHandler):
                     if tag and _not_modified(self.headers.get("If-None-Match"), tag):
                         self._not_modified(tag)
                         return
-                    detail = query_thread_page(con, thread_id, params.pop("through_turn"),
-                                               **params)
+                    detail = query_thread_page(con, thread_id, params.pop("through_turn"), **params)
             except (ValueError, TypeError) as exc:
                 self._send(400, {"error": str(exc)})
                 return
@@ -382,9 +410,14 @@ class ApiHandler(BaseHandler):
                         raise ValueError('send {"sql": "SELECT ..."}')
                     slots = self.sql_slots
                     if not slots.acquire(timeout=SQL_QUEUE_S):
-                        self.reply_json(503, {"error": f"{SQL_CONCURRENCY} /sql statements "
-                                                       "are running; retry later"},
-                                        {"Retry-After": "1"})
+                        self.reply_json(
+                            503,
+                            {
+                                "error": f"{SQL_CONCURRENCY} /sql statements "
+                                "are running; retry later"
+                            },
+                            {"Retry-After": "1"},
+                        )
                         return
                     try:
                         payload = run_readonly_sql(con, body["sql"])

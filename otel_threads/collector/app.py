@@ -24,8 +24,8 @@ import duckdb
 from otel_threads.collector.api import SQL_CONCURRENCY, ApiHandler
 from otel_threads.collector.config import Config
 from otel_threads.collector.grpc_server import GrpcReceiver
+from otel_threads.collector.http_listener import HttpListener
 from otel_threads.collector.http_server import OtlpHttpHandler
-from otel_threads.collector.httpbase import HttpListener
 from otel_threads.collector.ingest import Ingest
 from otel_threads.collector.malloc import tune_malloc
 from otel_threads.collector.metrics import render_metrics
@@ -63,8 +63,9 @@ def _raise_open_files_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE,
-                               (hard if hard != resource.RLIM_INFINITY else 65536, hard))
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard)
+            )
 
 
 def _harden(con: duckdb.DuckDBPyConnection, config: Config) -> None:
@@ -83,19 +84,24 @@ def _harden(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.writer = Writer(config.db, max_pending_rows=config.max_pending_rows,
-                             on_fork=config.on_fork,
-                             on_open=lambda con: _harden(con, config))
+        self.writer = Writer(
+            config.db,
+            max_pending_rows=config.max_pending_rows,
+            on_fork=config.on_fork,
+            on_open=lambda con: _harden(con, config),
+        )
         #: what the API and the demo read through
         self.reads = Reads(self.writer)
-        self.ingest = Ingest(self.writer, parse_workers=config.parse_workers,
-                             max_request_bytes=config.max_request_bytes,
-                             max_inflight_bytes=config.max_ingest_memory)
+        self.ingest = Ingest(
+            self.writer,
+            parse_workers=config.parse_workers,
+            max_request_bytes=config.max_request_bytes,
+            max_inflight_bytes=config.max_ingest_memory,
+        )
         self._grpc: GrpcReceiver | None = None
         self._http: HttpListener | None = None
         self._api: HttpListener | None = None
-        self.retention = (RetentionTask(self.writer, config.retention)
-                          if config.retention else None)
+        self.retention = RetentionTask(self.writer, config.retention) if config.retention else None
         self.endpoints = Endpoints(None, None, None)
         #: /sql statements running at once (collector.api.SQL_CONCURRENCY)
         self.sql_slots = threading.BoundedSemaphore(SQL_CONCURRENCY)
@@ -113,13 +119,21 @@ class Collector:
             self.ingest.start()
             api_port = http_port = grpc_port = None
             if cfg.api:
-                self._api = HttpListener(cfg, cfg.api, ApiHandler, "api", "--api",
-                                         reads=self.reads, sql_slots=self.sql_slots,
-                                         metrics=functools.partial(render_metrics, self))
+                self._api = HttpListener(
+                    cfg,
+                    cfg.api,
+                    ApiHandler,
+                    "api",
+                    "--api",
+                    reads=self.reads,
+                    sql_slots=self.sql_slots,
+                    metrics=functools.partial(render_metrics, self),
+                )
                 api_port = self._api.start()
             if cfg.http:
-                self._http = HttpListener(cfg, cfg.http, OtlpHttpHandler, "otlp-http", "--http",
-                                          ingest=self.ingest)
+                self._http = HttpListener(
+                    cfg, cfg.http, OtlpHttpHandler, "otlp-http", "--http", ingest=self.ingest
+                )
                 http_port = self._http.start()
             if cfg.grpc:
                 self._grpc = GrpcReceiver(cfg, self.ingest)
@@ -131,17 +145,24 @@ class Collector:
             self.retention.start()
         self._started = True
         self.endpoints = Endpoints(
-            grpc=_url(scheme, cfg.grpc, grpc_port), http=_url(scheme, cfg.http, http_port),
+            grpc=_url(scheme, cfg.grpc, grpc_port),
+            http=_url(scheme, cfg.http, http_port),
             api=_url(scheme, cfg.api, api_port),
         )
         if self.endpoints.api:
-            write_holder(cfg.db, self.endpoints.api, grpc=self.endpoints.grpc,
-                         http=self.endpoints.http)
+            write_holder(
+                cfg.db, self.endpoints.api, grpc=self.endpoints.grpc, http=self.endpoints.http
+            )
         _logger.info(
             "otel-threads collector started in %.2fs: db=%s grpc=%s http=%s api=%s "
-            "decode_workers=%d auth=%s tls=%s", time.monotonic() - started, cfg.db,
-            self.endpoints.grpc or "off", self.endpoints.http or "off",
-            self.endpoints.api or "off", cfg.parse_workers, "token" if cfg.token else "none",
+            "decode_workers=%d auth=%s tls=%s",
+            time.monotonic() - started,
+            cfg.db,
+            self.endpoints.grpc or "off",
+            self.endpoints.http or "off",
+            self.endpoints.api or "off",
+            cfg.parse_workers,
+            "token" if cfg.token else "none",
             "on" if cfg.tls_cert else "off",
         )
         return self.endpoints
@@ -169,8 +190,11 @@ class Collector:
             _logger.info(
                 "otel-threads collector stopped%s: wrote %d spans and %d log records "
                 "(%d duplicates dropped) in %d commits",
-                "" if drained else " (some exports were cut off)", s.written["spans"],
-                s.written["logs"], s.duplicates["spans"] + s.duplicates["logs"], s.commits,
+                "" if drained else " (some exports were cut off)",
+                s.written["spans"],
+                s.written["logs"],
+                s.duplicates["spans"] + s.duplicates["logs"],
+                s.commits,
             )
 
     def serve_forever(self) -> None:
@@ -186,8 +210,11 @@ class Collector:
             if not stop.is_set():
                 stop.set()
                 return
-            os.write(2, b"otel-threads collector: stopping now, without waiting "
-                        b"(everything acknowledged is on disk)\n")
+            os.write(
+                2,
+                b"otel-threads collector: stopping now, without waiting "
+                b"(everything acknowledged is on disk)\n",
+            )
             remove_holder(self.config.db)
             os._exit(128 + signum)
 
@@ -196,8 +223,7 @@ class Collector:
             self.start()
             while not stop.wait(0.5):
                 pass
-            _logger.info("otel-threads collector stopping... (press Ctrl-C again to stop at "
-                         "once)")
+            _logger.info("otel-threads collector stopping... (press Ctrl-C again to stop at once)")
         finally:
             self.stop()
             for s, handler in previous.items():

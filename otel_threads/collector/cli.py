@@ -19,7 +19,10 @@ def _settings_options(fn: Any) -> Any:
     for s in reversed(SETTINGS):
         default = "none" if s.default is None else s.default
         fn = click.option(
-            s.flag, s.name, default=None, metavar="VALUE",
+            s.flag,
+            s.name,
+            default=None,
+            metavar="VALUE",
             help=f"{s.help} [env {s.env}; default: {default}]",
         )(fn)
     return fn
@@ -43,8 +46,11 @@ def collect(**values: str | None) -> None:
         config = Config.load(values)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     import duckdb
 
     from otel_threads.collector.app import Collector  # heavy imports only once the config is good

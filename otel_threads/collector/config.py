@@ -70,8 +70,15 @@ def _workers(value: str) -> int:
 
 def _size(value: str) -> int:
     text = str(value).strip().upper().replace("_", "")
-    units = {"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "K": 1 << 10, "M": 1 << 20,
-             "G": 1 << 30, "B": 1}
+    units = {
+        "KIB": 1 << 10,
+        "MIB": 1 << 20,
+        "GIB": 1 << 30,
+        "K": 1 << 10,
+        "M": 1 << 20,
+        "G": 1 << 30,
+        "B": 1,
+    }
     for unit, factor in units.items():
         if text.endswith(unit):
             text, mult = text[: -len(unit)], factor
@@ -118,10 +125,12 @@ def _text(value: str) -> str:
 def _hosts(value: str) -> tuple[str, ...]:
     names = tuple(h.strip().lower() for h in value.split(",") if h.strip())
     for name in names:
-        if name != "*" and ((":" in name.strip("[]") and not name.startswith("["))
-                            or "/" in name or " " in name):
-            raise ConfigError(f"expected host names or addresses separated by commas, "
-                              f"without ports, got {name!r}")
+        if name != "*" and (
+            (":" in name.strip("[]") and not name.startswith("[")) or "/" in name or " " in name
+        ):
+            raise ConfigError(
+                f"expected host names or addresses separated by commas, without ports, got {name!r}"
+            )
     return names
 
 
@@ -149,48 +158,136 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "--db", DB_ENV, _text, DEFAULT_DB, "DuckDB file to write."),
-    Setting("grpc", "--grpc", "OTEL_THREADS_GRPC", parse_address, "127.0.0.1:4317",
-            "OTLP/gRPC listen address (TraceService, LogsService), or 'off'."),
-    Setting("http", "--http", "OTEL_THREADS_HTTP", parse_address, "127.0.0.1:4318",
-            "OTLP/HTTP listen address (/v1/traces, /v1/logs), or 'off'."),
-    Setting("api", "--api", "OTEL_THREADS_API", parse_address, "127.0.0.1:4319",
-            "Query API, /healthz, /metrics and the web page, or 'off'."),
-    Setting("token", "--token", env.TOKEN.name, _text, None,
-            "Require 'Authorization: Bearer TOKEN' on every listener.", secret=True),
-    Setting("allowed_hosts", "--allowed-hosts", "OTEL_THREADS_ALLOWED_HOSTS", _hosts, "",
-            "Host names (comma-separated) the HTTP listeners answer to besides their own "
-            "address and loopback names, e.g. a name behind a proxy; '*' for any. Other "
-            "Host headers (DNS rebinding) are refused."),
-    Setting("tls_cert", "--tls-cert", "OTEL_THREADS_TLS_CERT", _existing_file, None,
-            "PEM certificate: serve TLS on every listener (needs --tls-key)."),
-    Setting("tls_key", "--tls-key", "OTEL_THREADS_TLS_KEY", _existing_file, None,
-            "PEM private key for --tls-cert."),
-    Setting("parse_workers", "--parse-workers", "OTEL_THREADS_PARSE_WORKERS", _workers, "auto",
-            "Processes that decode OTLP requests ('auto' = one per CPU; 0 = in the "
-            "receiving thread)."),
-    Setting("client_timeout", "--client-timeout", "OTEL_THREADS_CLIENT_TIMEOUT", _seconds,
-            "30s", "Longest a client may take to send a whole request (an HTTP body, a gRPC "
-            "message); request headers, and each pause within a body, get a third of it. "
-            "A slower client is cut off (HTTP 408), so it cannot hold a slot."),
-    Setting("max_request_bytes", "--max-request-bytes", "OTEL_THREADS_MAX_REQUEST_BYTES", _size,
-            f"{MAX_REQUEST_BYTES >> 20}MiB", "Largest request accepted, after gzip inflation."),
-    Setting("max_pending_rows", "--max-pending-rows", "OTEL_THREADS_MAX_PENDING_ROWS",
-            _positive_int, str(MAX_PENDING_ROWS),
-            "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503."),
-    Setting("max_ingest_memory", "--max-ingest-memory", "OTEL_THREADS_MAX_INGEST_MEMORY",
-            _size, f"{DEFAULT_INFLIGHT_BYTES >> 20}MiB",
-            "Memory the exports under way may hold: request bytes as they arrive, a JSON "
-            "request's parse (about 15x its size) and decoded rows until committed; past "
-            "it, exports get UNAVAILABLE/503."),
-    Setting("memory_limit", "--memory-limit", "OTEL_THREADS_MEMORY_LIMIT", _size, "1GiB",
-            "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
-            "queries and derivation spill to <db>.tmp."),
-    Setting("retention", "--retention", "OTEL_THREADS_RETENTION", _retention, "off",
-            "Delete threads last active longer ago than this (30d, 12h), whole, and reuse "
-            "their space; 'off' keeps everything."),
-    Setting("on_fork", "--on-fork", "OTEL_THREADS_ON_FORK", _on_fork, "allow",
-            "A turn that answers a turn another turn already answers (regenerate, edit): "
-            "'allow' stores it as a fork; 'reject' refuses its spans (partial_success)."),
+    Setting(
+        "grpc",
+        "--grpc",
+        "OTEL_THREADS_GRPC",
+        parse_address,
+        "127.0.0.1:4317",
+        "OTLP/gRPC listen address (TraceService, LogsService), or 'off'.",
+    ),
+    Setting(
+        "http",
+        "--http",
+        "OTEL_THREADS_HTTP",
+        parse_address,
+        "127.0.0.1:4318",
+        "OTLP/HTTP listen address (/v1/traces, /v1/logs), or 'off'.",
+    ),
+    Setting(
+        "api",
+        "--api",
+        "OTEL_THREADS_API",
+        parse_address,
+        "127.0.0.1:4319",
+        "Query API, /healthz, /metrics and the web page, or 'off'.",
+    ),
+    Setting(
+        "token",
+        "--token",
+        env.TOKEN.name,
+        _text,
+        None,
+        "Require 'Authorization: Bearer TOKEN' on every listener.",
+        secret=True,
+    ),
+    Setting(
+        "allowed_hosts",
+        "--allowed-hosts",
+        "OTEL_THREADS_ALLOWED_HOSTS",
+        _hosts,
+        "",
+        "Host names (comma-separated) the HTTP listeners answer to besides their own "
+        "address and loopback names, e.g. a name behind a proxy; '*' for any. Other "
+        "Host headers (DNS rebinding) are refused.",
+    ),
+    Setting(
+        "tls_cert",
+        "--tls-cert",
+        "OTEL_THREADS_TLS_CERT",
+        _existing_file,
+        None,
+        "PEM certificate: serve TLS on every listener (needs --tls-key).",
+    ),
+    Setting(
+        "tls_key",
+        "--tls-key",
+        "OTEL_THREADS_TLS_KEY",
+        _existing_file,
+        None,
+        "PEM private key for --tls-cert.",
+    ),
+    Setting(
+        "parse_workers",
+        "--parse-workers",
+        "OTEL_THREADS_PARSE_WORKERS",
+        _workers,
+        "auto",
+        "Processes that decode OTLP requests ('auto' = one per CPU; 0 = in the receiving thread).",
+    ),
+    Setting(
+        "client_timeout",
+        "--client-timeout",
+        "OTEL_THREADS_CLIENT_TIMEOUT",
+        _seconds,
+        "30s",
+        "Longest a client may take to send a whole request (an HTTP body, a gRPC "
+        "message); request headers, and each pause within a body, get a third of it. "
+        "A slower client is cut off (HTTP 408), so it cannot hold a slot.",
+    ),
+    Setting(
+        "max_request_bytes",
+        "--max-request-bytes",
+        "OTEL_THREADS_MAX_REQUEST_BYTES",
+        _size,
+        f"{MAX_REQUEST_BYTES >> 20}MiB",
+        "Largest request accepted, after gzip inflation.",
+    ),
+    Setting(
+        "max_pending_rows",
+        "--max-pending-rows",
+        "OTEL_THREADS_MAX_PENDING_ROWS",
+        _positive_int,
+        str(MAX_PENDING_ROWS),
+        "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503.",
+    ),
+    Setting(
+        "max_ingest_memory",
+        "--max-ingest-memory",
+        "OTEL_THREADS_MAX_INGEST_MEMORY",
+        _size,
+        f"{DEFAULT_INFLIGHT_BYTES >> 20}MiB",
+        "Memory the exports under way may hold: request bytes as they arrive, a JSON "
+        "request's parse (about 15x its size) and decoded rows until committed; past "
+        "it, exports get UNAVAILABLE/503.",
+    ),
+    Setting(
+        "memory_limit",
+        "--memory-limit",
+        "OTEL_THREADS_MEMORY_LIMIT",
+        _size,
+        "1GiB",
+        "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
+        "queries and derivation spill to <db>.tmp.",
+    ),
+    Setting(
+        "retention",
+        "--retention",
+        "OTEL_THREADS_RETENTION",
+        _retention,
+        "off",
+        "Delete threads last active longer ago than this (30d, 12h), whole, and reuse "
+        "their space; 'off' keeps everything.",
+    ),
+    Setting(
+        "on_fork",
+        "--on-fork",
+        "OTEL_THREADS_ON_FORK",
+        _on_fork,
+        "allow",
+        "A turn that answers a turn another turn already answers (regenerate, edit): "
+        "'allow' stores it as a fork; 'reject' refuses its spans (partial_success).",
+    ),
 )
 
 
@@ -240,8 +337,9 @@ class Config:
             raise ConfigError("--grpc, --http and --api must listen on different addresses")
 
     @classmethod
-    def load(cls, values: dict[str, str | None] | None = None,
-             env: dict[str, str] | None = None) -> Config:
+    def load(
+        cls, values: dict[str, str | None] | None = None, env: dict[str, str] | None = None
+    ) -> Config:
         """Parse raw strings: ``values`` (flags) > ``env`` > defaults."""
         values = values or {}
         env = dict(os.environ) if env is None else env

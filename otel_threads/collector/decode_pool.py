@@ -94,7 +94,8 @@ class DecodePool:
         self.size = size
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: queue.SimpleQueue[tuple[Connection, multiprocessing.process.BaseProcess]] = (
-            queue.SimpleQueue())
+            queue.SimpleQueue()
+        )
         self._procs: list[multiprocessing.process.BaseProcess] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -103,8 +104,9 @@ class DecodePool:
 
     def _spawn(self) -> tuple[Connection, multiprocessing.process.BaseProcess]:
         parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(target=_worker_main, args=(child, os.getpid()),
-                                 name="otel-threads-decode", daemon=True)
+        proc = self._ctx.Process(
+            target=_worker_main, args=(child, os.getpid()), name="otel-threads-decode", daemon=True
+        )
         proc.start()
         child.close()
         with self._lock:
@@ -142,8 +144,9 @@ class DecodePool:
             conn.close()
             proc.join(1)
             if not self._closed:
-                _logger.error("a decode worker died (exit code %s); starting another",
-                              proc.exitcode)
+                _logger.error(
+                    "a decode worker died (exit code %s); starting another", proc.exitcode
+                )
                 self._idle.put(self._spawn())
             raise WorkerDied("a decode worker died; retry") from None
         self._idle.put((conn, proc))

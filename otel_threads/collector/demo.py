@@ -24,8 +24,10 @@ DEMO_DB = "otel-threads-demo.duckdb"
 EXAMPLE = "customer_service.py"
 THREAD_ID = "support_thread_42"
 #: What the example needs beyond otel-threads itself.
-NEEDS = {"openai": "openai", "opentelemetry.instrumentation.openai_v2":
-         "opentelemetry-instrumentation-openai-v2"}
+NEEDS = {
+    "openai": "openai",
+    "opentelemetry.instrumentation.openai_v2": "opentelemetry-instrumentation-openai-v2",
+}
 
 
 def example_path() -> Path:
@@ -57,8 +59,13 @@ def _step(number: int, text: str) -> None:
 
 
 @click.command("demo")
-@click.option("--db", default=DEMO_DB, show_default=True, metavar="PATH",
-              help="The DuckDB file to write (a file already there is replaced).")
+@click.option(
+    "--db",
+    default=DEMO_DB,
+    show_default=True,
+    metavar="PATH",
+    help="The DuckDB file to write (a file already there is replaced).",
+)
 def demo(db: str) -> None:
     """Run the customer-service example end to end, offline, and show its thread.
 
@@ -83,11 +90,14 @@ def demo(db: str) -> None:
     if missing:
         raise click.ClickException(
             f"the demo runs the examples, which need {', '.join(missing)}: "
-            "pip install 'otel-threads[examples]' (or pip install -e '.[examples]')")
+            "pip install 'otel-threads[examples]' (or pip install -e '.[examples]')"
+        )
     example = example_path()
     path = Path(db)
-    click.echo("otel-threads demo: a support bot's conversation, three visits, traced with "
-               "OpenTelemetry and grouped into one thread. Offline.\n")
+    click.echo(
+        "otel-threads demo: a support bot's conversation, three visits, traced with "
+        "OpenTelemetry and grouped into one thread. Offline.\n"
+    )
     for stale in (path, Path(f"{path}.wal")):
         stale.unlink(missing_ok=True)
 
@@ -106,8 +116,13 @@ def demo(db: str) -> None:
         _step(2, f"running examples/{EXAMPLE} over OTLP: three visits, three processes")
         env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = ends.grpc
-        with subprocess.Popen([sys.executable, str(example)], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as run:
+        with subprocess.Popen(
+            [sys.executable, str(example)],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as run:
             assert run.stdout is not None
             for line in run.stdout:
                 click.echo(f"      {line.rstrip()}")
@@ -132,11 +147,13 @@ def demo(db: str) -> None:
 
     quoted = f"'{db}'" if " " in db else db
     click.echo(f"\ndone in {time.monotonic() - started:.1f}s. Explore further:")
-    for command in (f"otel-threads threads --db {quoted}",
-                    f"otel-threads show {THREAD_ID} --db {quoted}",
-                    f"otel-threads sql \"SELECT name, span_count, llm_call_count FROM turns "
-                    f"WHERE thread_id = '{THREAD_ID}'\" --db {quoted}",
-                    f"otel-threads collect --db {quoted}    # then open http://127.0.0.1:4319/"
-                    " and point your app's OTEL_EXPORTER_OTLP_ENDPOINT at "
-                    "http://127.0.0.1:4317"):
+    for command in (
+        f"otel-threads threads --db {quoted}",
+        f"otel-threads show {THREAD_ID} --db {quoted}",
+        f'otel-threads sql "SELECT name, span_count, llm_call_count FROM turns '
+        f"WHERE thread_id = '{THREAD_ID}'\" --db {quoted}",
+        f"otel-threads collect --db {quoted}    # then open http://127.0.0.1:4319/"
+        " and point your app's OTEL_EXPORTER_OTLP_ENDPOINT at "
+        "http://127.0.0.1:4317",
+    ):
         click.echo(f"  {command}")

@@ -88,20 +88,28 @@ class GrpcReceiver:
             # retry) instead of queueing: with max_request_bytes, memory stays bounded
             maximum_concurrent_rpcs=max_threads,
         )
-        self._server.add_generic_rpc_handlers((
-            grpc.method_handlers_generic_handler(_TRACE_SERVICE, {
-                "Export": grpc.stream_unary_rpc_method_handler(
-                    self._export_traces,
-                    response_serializer=trace_service_pb2.ExportTraceServiceResponse
-                    .SerializeToString),
-            }),
-            grpc.method_handlers_generic_handler(_LOGS_SERVICE, {
-                "Export": grpc.stream_unary_rpc_method_handler(
-                    self._export_logs,
-                    response_serializer=logs_service_pb2.ExportLogsServiceResponse
-                    .SerializeToString),
-            }),
-        ))
+        self._server.add_generic_rpc_handlers(
+            (
+                grpc.method_handlers_generic_handler(
+                    _TRACE_SERVICE,
+                    {
+                        "Export": grpc.stream_unary_rpc_method_handler(
+                            self._export_traces,
+                            response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString,
+                        )
+                    },
+                ),
+                grpc.method_handlers_generic_handler(
+                    _LOGS_SERVICE,
+                    {
+                        "Export": grpc.stream_unary_rpc_method_handler(
+                            self._export_logs,
+                            response_serializer=logs_service_pb2.ExportLogsServiceResponse.SerializeToString,
+                        )
+                    },
+                ),
+            )
+        )
 
     def start(self) -> int:
         assert self.config.grpc is not None
@@ -109,9 +117,14 @@ class GrpcReceiver:
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if self.config.tls_cert and self.config.tls_key:
-                creds = grpc.ssl_server_credentials([(
-                    Path(self.config.tls_key).read_bytes(),
-                    Path(self.config.tls_cert).read_bytes())])
+                creds = grpc.ssl_server_credentials(
+                    [
+                        (
+                            Path(self.config.tls_key).read_bytes(),
+                            Path(self.config.tls_cert).read_bytes(),
+                        )
+                    ]
+                )
                 self.port = self._server.add_secure_port(address, creds)
             else:
                 self.port = self._server.add_insecure_port(address)
@@ -132,8 +145,7 @@ class GrpcReceiver:
     def _export_logs(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
         return self._export("logs", requests, context)
 
-    def _export(self, signal: str, requests: Iterator[bytes],
-                context: grpc.ServicerContext) -> Any:
+    def _export(self, signal: str, requests: Iterator[bytes], context: grpc.ServicerContext) -> Any:
         """Export is unary; it is served as client-streaming (the wire is the same) so
         that reading the message has a deadline (--client-timeout)."""
         timer = threading.Timer(self.config.client_timeout, context.cancel)

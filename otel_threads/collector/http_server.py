@@ -21,8 +21,11 @@ from otel_threads.otlp.decode import DecodeError
 __all__ = ["OtlpHttpHandler", "inflate"]
 
 _PATHS = {"/v1/traces": "traces", "/v1/logs": "logs"}
-_MEDIA = {"application/x-protobuf": "protobuf", "application/protobuf": "protobuf",
-          "application/json": "json"}
+_MEDIA = {
+    "application/x-protobuf": "protobuf",
+    "application/protobuf": "protobuf",
+    "application/json": "json",
+}
 
 
 def inflate(data: bytes, limit: int) -> bytes:
@@ -57,8 +60,13 @@ class OtlpHttpHandler(BaseHandler):
         media = self.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         fmt = _MEDIA.get(media)
         if fmt is None:
-            self.reply_json(415, {"error": f"unsupported Content-Type {media!r}: use "
-                                           "application/x-protobuf or application/json"})
+            self.reply_json(
+                415,
+                {
+                    "error": f"unsupported Content-Type {media!r}: use "
+                    "application/x-protobuf or application/json"
+                },
+            )
             return
         encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip"):
@@ -103,15 +111,27 @@ class OtlpHttpHandler(BaseHandler):
         if st.retry_after_s is not None:
             headers["Retry-After"] = str(max(1, math.ceil(st.retry_after_s)))
         code = st.grpc_code.value[0]
-        self._message(fmt, st.http_status, status_pb2.Status(code=code, message=st.message),
-                      headers, close=st.http_status in (413, 503))
+        self._message(
+            fmt,
+            st.http_status,
+            status_pb2.Status(code=code, message=st.message),
+            headers,
+            close=st.http_status in (413, 503),
+        )
 
-    def _message(self, fmt: str, http_status: int, msg: Any,
-                 headers: dict[str, str] | None = None, close: bool = False) -> None:
+    def _message(
+        self,
+        fmt: str,
+        http_status: int,
+        msg: Any,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
         # `close`: the body may be unread (refused before reading): end the connection.
         if fmt == "json":
             body = json_format.MessageToJson(msg, indent=None).encode()
             self.reply(http_status, body, "application/json", headers, close)
         else:
-            self.reply(http_status, msg.SerializeToString(), "application/x-protobuf", headers,
-                       close)
+            self.reply(
+                http_status, msg.SerializeToString(), "application/x-protobuf", headers, close
+            )

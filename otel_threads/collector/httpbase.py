@@ -1,5 +1,6 @@
-"""What the two HTTP listeners (OTLP/HTTP and the API) share: the server, TLS, the
-token, replies.
+"""What the two HTTP listeners' handlers (OTLP/HTTP and the API) share: the body,
+the token, the Host and Origin checks, replies. The server itself is
+otel_threads.collector.http_listener.
 
 Each listener is a uvicorn server (HTTP/1.1 parsed by h11) on its own thread and event
 loop. The loop takes connections, parses requests and moves bodies, so any valid
@@ -19,36 +20,13 @@ import asyncio
 import contextlib
 import hmac
 import json
-import socket
-import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 from typing import Any
 
-import h11
-import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
-
 from otel_threads.collector.config import Config
 
-__all__ = ["BaseHandler", "HttpListener"]
-
-#: Seconds a keep-alive connection may sit idle between requests before it is closed.
-KEEP_ALIVE_S = 30
-#: Most handlers running at once per listener; more requests wait for a thread.
-HANDLER_THREADS = 64
-# Deadlines for slow clients, from --client-timeout (Config.client_timeout, 30 s):
-#   - a whole body must arrive within it once its handler reads it;
-#   - a body may pause between two pieces for a third of it (a client dribbling bytes
-#     is cut off: 408);
-#   - a connection's first byte (or its opening) to the end of a request's headers
-#     takes at most a third of it: a client that sends nothing, or dribbles its
-#     headers, is disconnected.
-#: Most connections one listener holds; past it a new one gets a 503 and is closed
-#: (each listener has its own, so a flood of one cannot starve the others).
-MAX_CONNECTIONS = 256
+__all__ = ["BaseHandler"]
 
 
 class _BodyTooLarge(Exception):
@@ -87,8 +65,9 @@ class BaseHandler:
 
     # -- the body ---------------------------------------------------------------------
 
-    async def _read(self, limit: int, keep: bool = True,
-                    charge: Callable[[int], None] | None = None) -> bytes:
+    async def _read(
+        self, limit: int, keep: bool = True, charge: Callable[[int], None] | None = None
+    ) -> bytes:
         """The rest of the body (dropped as it comes unless ``keep``); `_BodyTooLarge`
         past ``limit`` bytes (read no further), `_TooSlow` after a pause of a third of
         --client-timeout.
@@ -96,8 +75,7 @@ class BaseHandler:
         chunks, size = [], 0
         while self._more_body:
             try:
-                message = await asyncio.wait_for(self._receive(),
-                                                 self.config.client_timeout / 3)
+                message = await asyncio.wait_for(self._receive(), self.config.client_timeout / 3)
             except TimeoutError:
                 raise _TooSlow from None
             if message["type"] == "http.disconnect":
@@ -113,8 +91,9 @@ class BaseHandler:
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    def _await(self, limit: int, keep: bool = True,
-               charge: Callable[[int], None] | None = None) -> bytes:
+    def _await(
+        self, limit: int, keep: bool = True, charge: Callable[[int], None] | None = None
+    ) -> bytes:
         future = asyncio.run_coroutine_threadsafe(self._read(limit, keep, charge), self._loop)
         try:
             return future.result(self.config.client_timeout)
@@ -122,8 +101,7 @@ class BaseHandler:
             future.cancel()  # stop reading: the connection is closed after the reply
             raise
 
-    def read_body(self, limit: int, charge: Callable[[int], None] | None = None
-                  ) -> bytes | None:
+    def read_body(self, limit: int, charge: Callable[[int], None] | None = None) -> bytes | None:
         """The request body, or None after replying 413 (over ``limit`` bytes: a declared
         length is refused before reading, a chunked body once it passes the limit), 408
         (the body paused too long, or took over --client-timeout) or 400 (the client
@@ -139,18 +117,26 @@ class BaseHandler:
         except _BodyTooLarge:
             self._too_large(None, limit)
         except (_TooSlow, TimeoutError):
-            self.reply(408, b'{"error": "the request body came too slowly"}',
-                       "application/json", close=True)
+            self.reply(
+                408,
+                b'{"error": "the request body came too slowly"}',
+                "application/json",
+                close=True,
+            )
         except _Disconnected:
-            self.reply(400, b'{"error": "the request body ended early"}', "application/json",
-                       close=True)
+            self.reply(
+                400, b'{"error": "the request body ended early"}', "application/json", close=True
+            )
         return None
 
     def _too_large(self, size: int | None, limit: int) -> None:
         said = f"is {size} bytes" if size is not None else "goes"
-        self.reply(413, json.dumps(
-            {"error": f"request body {said} over the limit of {limit}"}).encode(),
-            "application/json", close=True)
+        self.reply(
+            413,
+            json.dumps({"error": f"request body {said} over the limit of {limit}"}).encode(),
+            "application/json",
+            close=True,
+        )
 
     @property
     def body_pending(self) -> bool:
@@ -184,10 +170,16 @@ class BaseHandler:
         if host is not None:
             name = _host_name(host)
             allowed = self.config.allowed_hosts or ()
-            if (name not in self._LOOPBACK and name != self.listener_host.lower()
-                    and name not in allowed and "*" not in allowed):
-                return (f"Host {host!r} is not this collector's address: add it with "
-                        "--allowed-hosts to serve it under that name")
+            if (
+                name not in self._LOOPBACK
+                and name != self.listener_host.lower()
+                and name not in allowed
+                and "*" not in allowed
+            ):
+                return (
+                    f"Host {host!r} is not this collector's address: add it with "
+                    "--allowed-hosts to serve it under that name"
+                )
         origin = self.headers.get("Origin")
         if origin is not None and host is not None:
             own = {f"http://{host}".lower(), f"https://{host}".lower()}
@@ -208,21 +200,34 @@ class BaseHandler:
         given = self.headers.get("Authorization", "")
         if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return True
-        self.reply(401, b'{"error": "missing or wrong bearer token"}', "application/json",
-                   {"WWW-Authenticate": "Bearer"})
+        self.reply(
+            401,
+            b'{"error": "missing or wrong bearer token"}',
+            "application/json",
+            {"WWW-Authenticate": "Bearer"},
+        )
         return False
 
-    def reply(self, status: int, body: bytes, content_type: str,
-              headers: dict[str, str] | None = None, close: bool = False) -> None:
-        out = [(b"content-type", content_type.encode()),
-               (b"content-length", str(len(body)).encode())]
+    def reply(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        out = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ]
         out += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
         if close:
             out.append((b"connection", b"close"))
         self.response = (status, out, b"" if self.command == "HEAD" else body)
 
-    def reply_json(self, status: int, payload: Any, headers: dict[str, str] | None = None,
-                   close: bool = False) -> None:
+    def reply_json(
+        self, status: int, payload: Any, headers: dict[str, str] | None = None, close: bool = False
+    ) -> None:
         body = json.dumps(payload, default=str, ensure_ascii=False).encode()
         self.reply(status, body, "application/json", headers, close)
 
@@ -232,8 +237,9 @@ class BaseHandler:
         disagree on where the next request starts; the connection is closed), and any
         request a web page could have made (`refused_by_origin`)."""
         if "Transfer-Encoding" in self.headers and "Content-Length" in self.headers:
-            self.reply_json(400, {"error": "send Content-Length or Transfer-Encoding, "
-                                           "not both"}, close=True)
+            self.reply_json(
+                400, {"error": "send Content-Length or Transfer-Encoding, not both"}, close=True
+            )
             return
         refusal = self.refused_by_origin()
         if refusal is not None:
@@ -250,158 +256,5 @@ def _host_name(host: str) -> str:
     """The name of a Host header, without its port ('[::1]:4319' -> '[::1]')."""
     host = host.strip().lower()
     if host.startswith("["):
-        return host[:host.find("]") + 1] if "]" in host else host
+        return host[: host.find("]") + 1] if "]" in host else host
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-
-
-_TOO_MANY = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
-             b"retry-after: 1\r\nconnection: close\r\ncontent-length: 64\r\n\r\n"
-             b'{"error": "too many connections to this listener; retry later"}\n')
-
-
-class _Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 connection, with what it lacks against slow and idle clients:
-    a cap on connections (`MAX_CONNECTIONS`) and a deadline for request headers
-    (``headers_s``, from the connection's opening, or from the first byte of a request
-    on a kept-alive connection)."""
-
-    _headers_timer: asyncio.TimerHandle | None = None
-    headers_s = 10.0  # set per listener (`HttpListener`): a third of --client-timeout
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if len(self.connections) > MAX_CONNECTIONS:
-            transport.write(_TOO_MANY)
-            transport.close()
-            return
-        self._arm_headers()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            if self._headers_timer is None and self.conn.our_state is h11.IDLE:
-                self._arm_headers()  # the next request on a kept-alive connection began
-        else:
-            self._disarm_headers()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_headers()
-        super().connection_lost(exc)
-
-    def _arm_headers(self) -> None:
-        self._headers_timer = self.loop.call_later(self.headers_s, self._headers_late)
-
-    def _disarm_headers(self) -> None:
-        if self._headers_timer is not None:
-            self._headers_timer.cancel()
-            self._headers_timer = None
-
-    def _headers_late(self) -> None:
-        self._headers_timer = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
-            self.transport.close()
-
-
-class _App:
-    """The ASGI app: each request's handler on the listener's thread pool."""
-
-    def __init__(self, handler: type[BaseHandler], pool: ThreadPoolExecutor) -> None:
-        self.handler = handler
-        self.pool = pool
-        self.errors = 0
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":  # lifespan is off; websockets are not served
-            return
-        loop = asyncio.get_running_loop()
-        exchange = self.handler(scope, receive, loop)
-        try:
-            await loop.run_in_executor(self.pool, exchange.handle)
-        except Exception:  # a bug of ours: answer it, count it, never log per request
-            self.errors += 1
-            exchange.response = None
-        if exchange.response is None:
-            exchange.reply_json(500, {"error": "internal error"})
-        status, headers, body = exchange.response
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-class HttpListener:
-    """An HTTP server on its own thread. `start` returns the bound port."""
-
-    def __init__(self, config: Config, address: tuple[str, int], handler: type[BaseHandler],
-                 name: str, flag: str, **attrs: Any) -> None:
-        self.config = config
-        self.address = address
-        self.name = name
-        self.flag = flag
-        self._handler = type(handler.__name__, (handler,), {
-            "config": config, "listener_host": (f"[{address[0]}]" if ":" in address[0]
-                                                 else address[0]).lower(), **attrs})
-        self._pool: ThreadPoolExecutor | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self.port: int | None = None
-
-    def _bind(self) -> socket.socket:
-        host, port = self.address
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(1024)
-        except OSError as exc:
-            sock.close()
-            raise OSError(f"cannot listen on {host}:{port} ({self.flag}): "
-                          f"{exc.strerror or exc}") from None
-        return sock
-
-    def start(self) -> int:
-        sock = self._bind()
-        self.port = sock.getsockname()[1]
-        self._pool = ThreadPoolExecutor(HANDLER_THREADS, thread_name_prefix=f"otel-threads-"
-                                                                           f"{self.name}")
-        cfg = self.config
-        self._server = uvicorn.Server(uvicorn.Config(
-            _App(self._handler, self._pool),
-            http=type("_Protocol", (_Protocol,), {"headers_s": cfg.client_timeout / 3}),
-            lifespan="off", log_config=None,
-            log_level="error", access_log=False, server_header=False,
-            timeout_keep_alive=KEEP_ALIVE_S, timeout_graceful_shutdown=5,
-            ssl_certfile=cfg.tls_cert, ssl_keyfile=cfg.tls_key))
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                asyncio.run(self._server.serve(sockets=[sock]))
-            except BaseException as exc:  # reported by start(), or at stop
-                failed.append(exc)
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name=f"otel-threads-{self.name}",
-                                        daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 30
-        while not self._server.started:
-            if failed or not self._thread.is_alive():
-                raise OSError(f"cannot serve on {self.address[0]}:{self.port} ({self.flag}): "
-                              f"{failed[0] if failed else 'the server stopped'}")
-            if time.monotonic() > deadline:
-                raise OSError(f"{self.flag} did not start within 30s")
-            time.sleep(0.01)
-        return self.port
-
-    def stop(self) -> None:
-        """Stop accepting, let requests under way finish; idempotent, safe before `start`."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.should_exit = True
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=False)
-            self._pool = None

@@ -30,8 +30,16 @@ from otel_threads.otlp.split import split_request
 from otel_threads.otlp.tables import DecodedBatch
 from otel_threads.store.writer import Overloaded, StoreUnavailable, Writer
 
-__all__ = ["DEFAULT_INFLIGHT_BYTES", "MAX_REQUEST_BYTES", "ExportResult", "Hold", "Ingest",
-           "RequestTooLarge", "Status", "status_for"]
+__all__ = [
+    "DEFAULT_INFLIGHT_BYTES",
+    "MAX_REQUEST_BYTES",
+    "ExportResult",
+    "Hold",
+    "Ingest",
+    "RequestTooLarge",
+    "Status",
+    "status_for",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -132,9 +140,14 @@ class Ingest:
     unless its JSON alone would take more to parse than the budget (`RequestTooLarge`).
     """
 
-    def __init__(self, writer: Writer, *, parse_workers: int = 0,
-                 max_request_bytes: int = MAX_REQUEST_BYTES,
-                 max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        *,
+        parse_workers: int = 0,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES,
+    ) -> None:
         self.writer = writer
         self.parse_workers = parse_workers
         self.max_request_bytes = max_request_bytes
@@ -205,28 +218,33 @@ class Ingest:
         with self._lock:
             if n > 0:
                 if not self._accepting:
-                    raise ShuttingDown("the collector is shutting down; retry against the "
-                                       "next one")
+                    raise ShuttingDown("the collector is shutting down; retry against the next one")
                 # the oldest export under way always goes on: bodies arriving side by
                 # side cannot all be refused in turn, each for the bytes of the others
                 oldest = next(iter(self._holds.values())) is hold
                 if not oldest and self._inflight + n > self.max_inflight_bytes:
                     self.overloaded += 1
-                    raise Overloaded(self._inflight, self.max_inflight_bytes,
-                                     self.writer.retry_after_s,
-                                     unit="bytes of exports under way")
+                    raise Overloaded(
+                        self._inflight,
+                        self.max_inflight_bytes,
+                        self.writer.retry_after_s,
+                        unit="bytes of exports under way",
+                    )
                 if not oldest and wire and self._wire + n > self.max_wire_bytes:
                     self.overloaded += 1
-                    raise Overloaded(self._wire, self.max_wire_bytes,
-                                     self.writer.retry_after_s, unit="bytes of requests")
+                    raise Overloaded(
+                        self._wire,
+                        self.max_wire_bytes,
+                        self.writer.retry_after_s,
+                        unit="bytes of requests",
+                    )
             self._inflight += n
             hold.held += n
             if wire:
                 self._wire += n
                 hold.wire += n
 
-    def export(self, signal: str, fmt: str, data: bytes, hold: Hold | None = None
-               ) -> ExportResult:
+    def export(self, signal: str, fmt: str, data: bytes, hold: Hold | None = None) -> ExportResult:
         """Decode and store one export request; returns after the commit. ``hold``:
         the caller's `admit` block, which holds the request's bytes already; without
         one, the request is admitted here.
@@ -260,8 +278,9 @@ class Ingest:
                     self.rejected[signal] += rejected
             return ExportResult(accepted, rejected, error)
 
-    def _decode(self, signal: str, fmt: str, data: bytes, charge: Callable[[int], None]
-                ) -> DecodedBatch:
+    def _decode(
+        self, signal: str, fmt: str, data: bytes, charge: Callable[[int], None]
+    ) -> DecodedBatch:
         """Decode a request, charging the budget with what decoding holds: a protobuf
         one in pieces of about PIECE_BYTES (otel_threads.otlp.split; a small one is
         one piece), each piece's rows charged as it is decoded, so decoding holds one
@@ -275,7 +294,8 @@ class Ingest:
                 raise RequestTooLarge(
                     f"this JSON request would take about {parse >> 20} MiB to parse, over "
                     f"the limit of {self.max_inflight_bytes >> 20} MiB (--max-ingest-memory); "
-                    f"send smaller batches, or protobuf")
+                    f"send smaller batches, or protobuf"
+                )
             charge(parse)
             try:
                 out = decode(signal, fmt, data)

@@ -32,7 +32,9 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                    and libc.mallopt(_M_ARENA_MAX, ARENA_MAX))
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            and libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
+        )
     except (OSError, AttributeError):
         return False

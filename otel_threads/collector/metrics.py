@@ -40,63 +40,122 @@ def render_metrics(collector: Collector) -> str:
         lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
 
     kinds = ("spans", "logs")
-    metric("otel_threads_received_total", "counter", "Rows decoded and handed to the writer.",
-           [(f'{{signal="{k}"}}', w.received[k]) for k in kinds])
-    metric("otel_threads_rejected_total", "counter",
-           "Rows rejected through partial_success (e.g. malformed ids).",
-           [('{signal="spans"}', ingest.rejected["traces"]),
-            ('{signal="logs"}', ingest.rejected["logs"])])
-    metric("otel_threads_invalid_requests_total", "counter",
-           "Requests refused as undecodable (INVALID_ARGUMENT / 400).",
-           [("", ingest.invalid_requests)])
-    metric("otel_threads_written_total", "counter", "Rows committed to the database.",
-           [(f'{{signal="{k}"}}', w.written[k]) for k in kinds])
-    metric("otel_threads_duplicates_total", "counter",
-           "Redelivered rows that were already stored and dropped.",
-           [(f'{{signal="{k}"}}', w.duplicates[k]) for k in kinds])
-    metric("otel_threads_overloaded_total", "counter",
-           "Exports answered UNAVAILABLE / 503 because the writer queue was full.",
-           [("", w.overloaded + ingest.overloaded)])
-    metric("otel_threads_failed_batches_total", "counter", "Commits that failed.",
-           [("", w.failed_batches)])
-    metric("otel_threads_store_up", "gauge",
-           "1 while the store commits durably; 0 while exports are refused (see the log).",
-           [("", 0 if collector.writer.fault else 1)])
-    metric("otel_threads_store_faults_total", "counter",
-           "Times the store could not commit durably (deleted, read-only, fatal error...).",
-           [("", collector.writer.faults)])
-    metric("otel_threads_queue_rows", "gauge", "Rows waiting for a commit.",
-           [("", w.pending_rows)])
-    metric("otel_threads_inflight_bytes", "gauge",
-           "Memory held by exports under way: request bytes, JSON parses, decoded rows "
-           "(at most --max-ingest-memory).", [("", ingest.inflight_bytes)])
-    memory = [('{part="collector"}', resident_bytes(os.getpid())),
-              ('{part="decode_workers"}', sum(resident_bytes(p) for p in ingest.worker_pids()))]
+    metric(
+        "otel_threads_received_total",
+        "counter",
+        "Rows decoded and handed to the writer.",
+        [(f'{{signal="{k}"}}', w.received[k]) for k in kinds],
+    )
+    metric(
+        "otel_threads_rejected_total",
+        "counter",
+        "Rows rejected through partial_success (e.g. malformed ids).",
+        [
+            ('{signal="spans"}', ingest.rejected["traces"]),
+            ('{signal="logs"}', ingest.rejected["logs"]),
+        ],
+    )
+    metric(
+        "otel_threads_invalid_requests_total",
+        "counter",
+        "Requests refused as undecodable (INVALID_ARGUMENT / 400).",
+        [("", ingest.invalid_requests)],
+    )
+    metric(
+        "otel_threads_written_total",
+        "counter",
+        "Rows committed to the database.",
+        [(f'{{signal="{k}"}}', w.written[k]) for k in kinds],
+    )
+    metric(
+        "otel_threads_duplicates_total",
+        "counter",
+        "Redelivered rows that were already stored and dropped.",
+        [(f'{{signal="{k}"}}', w.duplicates[k]) for k in kinds],
+    )
+    metric(
+        "otel_threads_overloaded_total",
+        "counter",
+        "Exports answered UNAVAILABLE / 503 because the writer queue was full.",
+        [("", w.overloaded + ingest.overloaded)],
+    )
+    metric(
+        "otel_threads_failed_batches_total",
+        "counter",
+        "Commits that failed.",
+        [("", w.failed_batches)],
+    )
+    metric(
+        "otel_threads_store_up",
+        "gauge",
+        "1 while the store commits durably; 0 while exports are refused (see the log).",
+        [("", 0 if collector.writer.fault else 1)],
+    )
+    metric(
+        "otel_threads_store_faults_total",
+        "counter",
+        "Times the store could not commit durably (deleted, read-only, fatal error...).",
+        [("", collector.writer.faults)],
+    )
+    metric("otel_threads_queue_rows", "gauge", "Rows waiting for a commit.", [("", w.pending_rows)])
+    metric(
+        "otel_threads_inflight_bytes",
+        "gauge",
+        "Memory held by exports under way: request bytes, JSON parses, decoded rows "
+        "(at most --max-ingest-memory).",
+        [("", ingest.inflight_bytes)],
+    )
+    memory = [
+        ('{part="collector"}', resident_bytes(os.getpid())),
+        ('{part="decode_workers"}', sum(resident_bytes(p) for p in ingest.worker_pids())),
+    ]
     with contextlib.suppress(StoreClosed, duckdb.Error), collector.writer.cursor() as cur:
-        row = cur.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
-                          ).fetchone()
+        row = cur.execute(
+            "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+        ).fetchone()
         memory.append(('{part="duckdb"}', row[0] if row else 0))
-    metric("otel_threads_memory_bytes", "gauge",
-           "Resident memory of the collector process and of its decode workers, and "
-           "DuckDB's buffer (part of the collector's, at most --memory-limit).", memory)
+    metric(
+        "otel_threads_memory_bytes",
+        "gauge",
+        "Resident memory of the collector process and of its decode workers, and "
+        "DuckDB's buffer (part of the collector's, at most --memory-limit).",
+        memory,
+    )
     queued, errors_now, set_aside, derive_failures = collector.writer.derive_health()
-    metric("otel_threads_derive_queue_traces", "gauge",
-           "Traces stored but not derived yet (threads, turns and transcripts lag by them).",
-           [("", queued)])
-    metric("otel_threads_derive_errors", "gauge",
-           "Traces whose derivation fails, set aside (the table derive_errors lists them).",
-           [("", errors_now)])
-    metric("otel_threads_derive_set_aside_total", "counter",
-           "Times a trace was set aside because its derivation failed.", [("", set_aside)])
-    metric("otel_threads_derive_failures_total", "counter",
-           "Derivation runs that failed on an error of the store (retried).",
-           [("", derive_failures)])
+    metric(
+        "otel_threads_derive_queue_traces",
+        "gauge",
+        "Traces stored but not derived yet (threads, turns and transcripts lag by them).",
+        [("", queued)],
+    )
+    metric(
+        "otel_threads_derive_errors",
+        "gauge",
+        "Traces whose derivation fails, set aside (the table derive_errors lists them).",
+        [("", errors_now)],
+    )
+    metric(
+        "otel_threads_derive_set_aside_total",
+        "counter",
+        "Times a trace was set aside because its derivation failed.",
+        [("", set_aside)],
+    )
+    metric(
+        "otel_threads_derive_failures_total",
+        "counter",
+        "Derivation runs that failed on an error of the store (retried).",
+        [("", derive_failures)],
+    )
     if collector.retention is not None:
-        metric("otel_threads_pruned_threads_total", "counter",
-               "Threads deleted by --retention since start.",
-               [("", collector.retention.pruned_threads)])
-    buckets = [(f'{{le="{b:g}"}}', n) for b, n in zip(LATENCY_BUCKETS, w.commit_buckets,
-                                                       strict=True)]
+        metric(
+            "otel_threads_pruned_threads_total",
+            "counter",
+            "Threads deleted by --retention since start.",
+            [("", collector.retention.pruned_threads)],
+        )
+    buckets = [
+        (f'{{le="{b:g}"}}', n) for b, n in zip(LATENCY_BUCKETS, w.commit_buckets, strict=True)
+    ]
     buckets.append(('{le="+Inf"}', w.commits))
     lines.append("# HELP otel_threads_commit_seconds Time to write and commit one group.")
     lines.append("# TYPE otel_threads_commit_seconds histogram")

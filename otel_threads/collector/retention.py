@@ -24,8 +24,7 @@ _logger = logging.getLogger("otel_threads.collector")
 class RetentionTask:
     """Prunes ``writer``'s store of what is older than ``retention``, every `interval`."""
 
-    def __init__(self, writer: Writer, retention: dt.timedelta,
-                 first_after_s: float = 5.0) -> None:
+    def __init__(self, writer: Writer, retention: dt.timedelta, first_after_s: float = 5.0) -> None:
         self.writer = writer
         self.retention = retention
         self.interval_s = max(60.0, min(3600.0, retention.total_seconds() / 24))
@@ -41,8 +40,9 @@ class RetentionTask:
         return self._failures.count
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="otel-threads-retention",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="otel-threads-retention", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -58,9 +58,16 @@ class RetentionTask:
             res = prune(con, before)
         self.pruned_threads += res.threads
         if res.threads or res.traces or res.spans or res.logs:
-            _logger.info("retention %s: deleted %d threads, %d whole traces, %d spans and %d "
-                         "log records last active before %s UTC", self.retention, res.threads,
-                         res.traces, res.spans, res.logs, before.isoformat(timespec="seconds"))
+            _logger.info(
+                "retention %s: deleted %d threads, %d whole traces, %d spans and %d "
+                "log records last active before %s UTC",
+                self.retention,
+                res.threads,
+                res.traces,
+                res.spans,
+                res.logs,
+                before.isoformat(timespec="seconds"),
+            )
         return res
 
     def _run(self) -> None:
@@ -70,5 +77,9 @@ class RetentionTask:
             try:
                 self.run_once()
             except Exception:
-                self._failures("pruning old threads failed; trying again in %.0fs (further "
-                               "failures are only counted)", self.interval_s, exc_info=True)
+                self._failures(
+                    "pruning old threads failed; trying again in %.0fs (further "
+                    "failures are only counted)",
+                    self.interval_s,
+                    exc_info=True,
+                )

@@ -31,8 +31,13 @@ LOOPBACK = ("127.0.0.1", 0)
 @contextlib.contextmanager
 def running(db: str | os.PathLike[str], **config: Any) -> Iterator[Collector]:
     """A started collector on ``db`` (``Config`` fields in ``config``), stopped on exit."""
-    settings: dict[str, Any] = {"parse_workers": 0, "grpc": LOOPBACK, "http": LOOPBACK,
-                                "api": LOOPBACK, **config}
+    settings: dict[str, Any] = {
+        "parse_workers": 0,
+        "grpc": LOOPBACK,
+        "http": LOOPBACK,
+        "api": LOOPBACK,
+        **config,
+    }
     collector = Collector(Config(db=str(db), **settings))
     collector.start()
     try:

@@ -57,13 +57,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from otel_threads.otlp import jsonformat as _json
 from otel_threads.otlp import protobuf as _protobuf
-from otel_threads.otlp.tables import (
-    LOG_SCHEMA,
-    SPAN_SCHEMA,
-    DecodedBatch,
-    log_table,
-    span_table,
-)
+from otel_threads.otlp.tables import LOG_SCHEMA, SPAN_SCHEMA, DecodedBatch, log_table, span_table
 from otel_threads.otlp.values import MAX_DEPTH, THREAD_ID_KEYS, DecodeError, Rejections
 
 __all__ = [

@@ -91,8 +91,14 @@ def json_parse_bytes(data: bytes) -> int:
     keys = data.count(b'":')
     value_strings = max(data.count(b'"') // 2 - keys, 0)
     digits = sum(data.count(d) for d in b"0123456789")
-    tree = (200 * data.count(b"{") + 80 * data.count(b"[") + 16 * data.count(b",")
-            + 8 * keys + 60 * value_strings + 12 * digits)
+    tree = (
+        200 * data.count(b"{")
+        + 80 * data.count(b"[")
+        + 16 * data.count(b",")
+        + 8 * keys
+        + 60 * value_strings
+        + 12 * digits
+    )
     if b'"resource_spans"' in data or b'"resource_logs"' in data:
         tree *= 2  # read twice (renaming keys), the first tree held meanwhile
     return (2 * width + 1) * len(data) + tree

@@ -83,8 +83,9 @@ def _split(data: memoryview, levels: tuple[int, ...], limit: int) -> Iterator[by
     Two passes over the fields, holding no object per child: the first gathers the
     other fields (they may come after the children), the second shares out the
     children, as runs of the request's own bytes where they are contiguous."""
-    head = b"".join(bytes(data[start:stop]) for start, value, stop in _fields(data, levels[0])
-                    if value < 0)
+    head = b"".join(
+        bytes(data[start:stop]) for start, value, stop in _fields(data, levels[0]) if value < 0
+    )
     tag = _encode_varint(levels[0] << 3 | 2)
     parts: list[bytes | memoryview] = []
     size = len(head)

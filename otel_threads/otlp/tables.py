@@ -115,9 +115,12 @@ class DecodedBatch:
         for batch in batches:
             if batch.error and batch.error not in errors:
                 errors.append(batch.error)
-        return cls(pa.concat_tables([b.table for b in batches], promote_options="default"),
-                   sum(b.accepted for b in batches), sum(b.rejected for b in batches),
-                   "; ".join(errors) or None)
+        return cls(
+            pa.concat_tables([b.table for b in batches], promote_options="default"),
+            sum(b.accepted for b in batches),
+            sum(b.rejected for b in batches),
+            "; ".join(errors) or None,
+        )
 
     def to_bytes(self) -> bytes:
         """The batch as bytes (counts, error, the table as Arrow IPC): what a decode
@@ -126,8 +129,11 @@ class DecodedBatch:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, self.table.schema) as out:
             out.write_table(self.table)
-        return (_BATCH_HEADER.pack(self.accepted, self.rejected, len(error)) + error
-                + sink.getvalue().to_pybytes())
+        return (
+            _BATCH_HEADER.pack(self.accepted, self.rejected, len(error))
+            + error
+            + sink.getvalue().to_pybytes()
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> DecodedBatch:
@@ -135,9 +141,8 @@ class DecodedBatch:
         view = memoryview(data)
         accepted, rejected, length = _BATCH_HEADER.unpack_from(view)
         start = _BATCH_HEADER.size
-        error = bytes(view[start:start + length]).decode() or None
-        return cls(pa.ipc.open_stream(view[start + length:]).read_all(), accepted, rejected,
-                   error)
+        error = bytes(view[start : start + length]).decode() or None
+        return cls(pa.ipc.open_stream(view[start + length :]).read_all(), accepted, rejected, error)
 
 
 _BATCH_HEADER = struct.Struct("<III")  # accepted, rejected, error length

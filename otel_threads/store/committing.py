@@ -129,9 +129,11 @@ class Committing:
             self.stats.written[kind] += inserted[kind]
             self.stats.duplicates[kind] += rows - inserted[kind]
 
-    def _insert(self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table,
-                received_at_us: int) -> int:
-        inserted = insert_batch(con, kind, table, self._seq + 1, received_at_us,
-                                queue_derive=self._derive is not None)
+    def _insert(
+        self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, received_at_us: int
+    ) -> int:
+        inserted = insert_batch(
+            con, kind, table, self._seq + 1, received_at_us, queue_derive=self._derive is not None
+        )
         self._seq += table.num_rows
         return inserted

@@ -73,10 +73,17 @@ _LOGGED_SET_ASIDES = 10
 #: aside for them (every trace would fail alike); the queue keeps the traces. Running
 #: out of memory (DuckDB's --memory-limit) is not one of them: the thread that needs
 #: more is set aside (derive_errors says so), and every other goes on.
-_STORE_ERRORS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException,
-                 duckdb.InterruptException,
-                 duckdb.TransactionException, duckdb.ConnectionException,
-                 duckdb.CatalogException, duckdb.BinderException, duckdb.ParserException)
+_STORE_ERRORS = (
+    duckdb.IOException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.InterruptException,
+    duckdb.TransactionException,
+    duckdb.ConnectionException,
+    duckdb.CatalogException,
+    duckdb.BinderException,
+    duckdb.ParserException,
+)
 
 
 def data_error(exc: BaseException) -> bool:
@@ -96,8 +103,12 @@ class Deriver(Links, SharedViews):
     # -- whole-store builds ---------------------------------------------------------
 
     def _tables(self) -> set[str]:
-        return {r[0] for r in self.con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        return {
+            r[0]
+            for r in self.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'"
+            ).fetchall()
+        }
 
     def enabled(self) -> bool:
         """Whether this store has derived tables to keep up to date."""
@@ -106,8 +117,7 @@ class Deriver(Links, SharedViews):
     def stale(self) -> list[tuple[str, str]]:
         """(table, view) of the derived tables whose rows other SQL than this version's
         derived (or none yet: migration 0007 creates them empty), in dependency order."""
-        have = dict(self.con.execute("SELECT name, version FROM otel_threads_derived"
-                                     ).fetchall())
+        have = dict(self.con.execute("SELECT name, version FROM otel_threads_derived").fetchall())
         files = sql_files()
         return [(t, v) for t, v, _ in DERIVED if have.get(t) != files.version(v)]
 
@@ -124,15 +134,17 @@ class Deriver(Links, SharedViews):
         except duckdb.Error as exc:
             if not data_error(exc):
                 raise
-            _logger.warning("deriving %s from the whole store failed (%s); deriving it trace "
-                            "by trace instead, setting aside what fails", table,
-                            " ".join(str(exc).split())[:500])
+            _logger.warning(
+                "deriving %s from the whole store failed (%s); deriving it trace "
+                "by trace instead, setting aside what fails",
+                table,
+                " ".join(str(exc).split())[:500],
+            )
             self._fill(table, view, whole=False)
             return
         took = time.monotonic() - started
         # worth a line only when it was a real build over stored data (an upgrade)
-        _logger.log(logging.INFO if took >= 1 else logging.DEBUG, "built %s in %.1fs", table,
-                    took)
+        _logger.log(logging.INFO if took >= 1 else logging.DEBUG, "built %s in %.1fs", table, took)
 
     def _fill(self, table: str, view: str, whole: bool) -> None:
         """Replace ``table``'s rows in one transaction: by ``view`` over everything stored
@@ -144,12 +156,15 @@ class Deriver(Links, SharedViews):
                 con.execute(f"DELETE FROM {db}.{table}")
             if whole and not empty_store:  # (a view over nothing derives nothing)
                 con.execute(f"INSERT INTO {db}.{table} BY NAME SELECT * FROM {view}")
-            con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
-                        [table, sql_files().version(view)])
+            con.execute(
+                "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                [table, sql_files().version(view)],
+            )
             self._stamp_build()
             if not whole:
-                con.execute(f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM "
-                            f"{db}.spans_raw")
+                con.execute(
+                    f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM {db}.spans_raw"
+                )
             elif table == DERIVED[0][0]:  # everything queued so far is covered from here on
                 con.execute("DELETE FROM derive_queue")
                 con.execute("DELETE FROM derive_errors")
@@ -193,14 +208,19 @@ class Deriver(Links, SharedViews):
         """The oldest queued traces, at most ``limit`` and ``max_bytes`` of content (at
         least one)."""
         con, db = self.con, self.db
-        queued = [r[0] for r in con.execute(
-            "SELECT trace_id FROM derive_queue GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
-            [max(1, limit)]).fetchall()]
+        queued = [
+            r[0]
+            for r in con.execute(
+                "SELECT trace_id FROM derive_queue GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
+                [max(1, limit)],
+            ).fetchall()
+        ]
         if len(queued) <= 1:
             return queued
         in_queued = self._in("trace_id", queued)
         try:
-            sizes = dict(con.execute(f"""
+            sizes = dict(
+                con.execute(f"""
                 SELECT trace_id, sum(n) FROM (
                     SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
                                      + coalesce(strlen(events::VARCHAR), 0) AS n
@@ -209,7 +229,8 @@ class Deriver(Links, SharedViews):
                     SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
                                      + coalesce(strlen(attributes::VARCHAR), 0)
                     FROM {db}.logs WHERE {in_queued})
-                GROUP BY trace_id""").fetchall())
+                GROUP BY trace_id""").fetchall()
+            )
         finally:
             self._drop_temps()
         batch, total = [], 0
@@ -226,12 +247,16 @@ class Deriver(Links, SharedViews):
             return []
         in_traces = self._in("trace_id", traces)
         try:
-            return [r[0] for r in self.con.execute(
-                f"SELECT trace_id FROM derive_errors WHERE {in_traces} UNION "
-                f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_traces} AND thread_id IN "
-                f"(SELECT thread_id FROM derive_errors) UNION "
-                f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
-                f"AND thread_id IN (SELECT thread_id FROM derive_errors)").fetchall()]
+            return [
+                r[0]
+                for r in self.con.execute(
+                    f"SELECT trace_id FROM derive_errors WHERE {in_traces} UNION "
+                    f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_traces} AND thread_id IN "
+                    f"(SELECT thread_id FROM derive_errors) UNION "
+                    f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
+                    f"AND thread_id IN (SELECT thread_id FROM derive_errors)"
+                ).fetchall()
+            ]
         finally:
             self._drop_temps()
 
@@ -255,9 +280,13 @@ class Deriver(Links, SharedViews):
             derived = self._refresh(traces)
             queued = sorted(derived - set(traces))
             if queued:
-                queued = [r[0] for r in con.execute(
-                    f"SELECT DISTINCT trace_id FROM derive_queue WHERE "
-                    f"{self._in('trace_id', queued)}").fetchall()]
+                queued = [
+                    r[0]
+                    for r in con.execute(
+                        f"SELECT DISTINCT trace_id FROM derive_queue WHERE "
+                        f"{self._in('trace_id', queued)}"
+                    ).fetchall()
+                ]
             done = self._in("trace_id", sorted(set(traces) | set(queued)))
             con.execute(f"DELETE FROM derive_queue WHERE {done}")
             con.execute(f"DELETE FROM derive_errors WHERE {done}")
@@ -267,7 +296,8 @@ class Deriver(Links, SharedViews):
         the derived tables stay as they were until new data for it arrives."""
         message = " ".join(str(exc).split())[:2000]
         with self._transaction() as con:
-            con.execute(f"""
+            con.execute(
+                f"""
                 CREATE TEMP TABLE _failed AS
                 SELECT ?::VARCHAR AS trace_id,
                        (SELECT min(thread_id) FROM {self.db}.span_threads_mat
@@ -277,19 +307,28 @@ class Deriver(Links, SharedViews):
                        (SELECT min(first_failed_at) FROM derive_errors
                         WHERE trace_id = $1) AS first_failed_at,
                        (SELECT coalesce(sum(failures), 0) FROM derive_errors
-                        WHERE trace_id = $1) AS failures""", [trace])
+                        WHERE trace_id = $1) AS failures""",
+                [trace],
+            )
             con.execute("DELETE FROM derive_errors WHERE trace_id = ?", [trace])
-            con.execute("""
+            con.execute(
+                """
                 INSERT INTO derive_errors
                 SELECT trace_id, coalesce(derived_thread, own_thread), ?,
                        coalesce(first_failed_at, now()::TIMESTAMP), now()::TIMESTAMP,
                        failures + 1
-                FROM temp._failed""", [message])
+                FROM temp._failed""",
+                [message],
+            )
             con.execute("DELETE FROM derive_queue WHERE trace_id = ?", [trace])
         self.set_aside_total += 1
         log = _logger.warning if self.set_aside_total <= _LOGGED_SET_ASIDES else _logger.debug
-        log("trace %s does not derive and is set aside (the table derive_errors lists it; "
-            "it is tried again when new data for it arrives): %s", trace, message)
+        log(
+            "trace %s does not derive and is set aside (the table derive_errors lists it; "
+            "it is tried again when new data for it arrives): %s",
+            trace,
+            message,
+        )
 
     def _refresh(self, traces: list[str]) -> set[str]:
         """Re-derive ``traces``; returns the traces whose rows are now derived as a
@@ -322,26 +361,36 @@ class Deriver(Links, SharedViews):
         if not threads:
             return
         in_threads = self._in("thread_id", threads)
-        scope = sorted({r[0] for r in con.execute(
-            f"SELECT DISTINCT trace_id FROM {self.db}.span_threads_mat WHERE {in_threads}"
-        ).fetchall()} | set(traces))
+        scope = sorted(
+            {
+                r[0]
+                for r in con.execute(
+                    f"SELECT DISTINCT trace_id FROM {self.db}.span_threads_mat WHERE {in_threads}"
+                ).fetchall()
+            }
+            | set(traces)
+        )
         in_scope = self._in("trace_id", scope)
         extra = sorted(set(scope) - set(traces))  # TEMP spans_raw and logs hold ``traces``
         if extra:
             in_extra = self._in("trace_id", extra)
             for name in ("spans_raw", "logs"):
-                con.execute(f"INSERT INTO temp.{name} SELECT * FROM {self.db}.{name} "
-                            f"WHERE {in_extra}")
-        con.execute(f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
-                    f"{self.db}.span_threads_mat WHERE {in_scope}")
+                con.execute(
+                    f"INSERT INTO temp.{name} SELECT * FROM {self.db}.{name} WHERE {in_extra}"
+                )
+        con.execute(
+            f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
+            f"{self.db}.span_threads_mat WHERE {in_scope}"
+        )
         self._shared_views()
         for table, view, _ in DERIVED[1:]:
             if table not in self._tables():
                 continue
             con.execute(f"DELETE FROM {self.db}.{table} WHERE {in_threads}")
             if table in _TEXT_TABLES:  # the views after it read the file's table, as kept
-                con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM {view} "
-                            f"WHERE {in_threads}")
+                con.execute(
+                    f"INSERT INTO {self.db}.{table} SELECT * FROM {view} WHERE {in_threads}"
+                )
                 continue
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
             con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
@@ -360,18 +409,25 @@ class Deriver(Links, SharedViews):
         con.execute(f"DELETE FROM {db}.thread_versions WHERE {in_threads}")
         self.con.register("__stamped", pa.table({"thread_id": pa.array(threads, pa.string())}))
         try:
-            con.execute(f"INSERT INTO {db}.thread_versions SELECT thread_id, ? "
-                        "FROM __stamped", [version])
+            con.execute(
+                f"INSERT INTO {db}.thread_versions SELECT thread_id, ? FROM __stamped", [version]
+            )
         finally:
             self.con.unregister("__stamped")
 
     def _stamp_build(self) -> None:
         """A derived table was built from scratch: every thread may read differently."""
         if self._has_versions():
-            self.con.execute(f"INSERT INTO {self.db}.derive_builds (version) "
-                             f"SELECT nextval('{self.db}.derive_version_seq')")
+            self.con.execute(
+                f"INSERT INTO {self.db}.derive_builds (version) "
+                f"SELECT nextval('{self.db}.derive_version_seq')"
+            )
 
     def _threads_of(self, in_traces: str) -> set[str]:
-        return {r[0] for r in self.con.execute(
-            f"SELECT DISTINCT thread_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
-            "AND thread_id IS NOT NULL").fetchall()}
+        return {
+            r[0]
+            for r in self.con.execute(
+                f"SELECT DISTINCT thread_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
+                "AND thread_id IS NOT NULL"
+            ).fetchall()
+        }

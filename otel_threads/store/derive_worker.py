@@ -28,9 +28,14 @@ class DeriveWorker:
     commit reported so far is derived.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, busy: Callable[[], bool],
-                 max_lag_s: float = 5.0, lock: threading.Lock | None = None,
-                 on_error: Callable[[BaseException], None] | None = None) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        busy: Callable[[], bool],
+        max_lag_s: float = 5.0,
+        lock: threading.Lock | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self._deriver = Deriver(con)
         self._con = con
         self._busy = busy
@@ -46,8 +51,7 @@ class DeriveWorker:
         self._closing = False
         if self._deriver.pending():  # left over by a process that stopped (or was killed)
             self._reported, self._oldest = 1, time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="otel-threads-derive",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="otel-threads-derive", daemon=True)
         self._thread.start()
 
     @property
@@ -68,8 +72,7 @@ class DeriveWorker:
         with self._cond:
             target = self._reported
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._derived >= target or self._closing,
-                                       timeout)
+            return self._cond.wait_for(lambda: self._derived >= target or self._closing, timeout)
 
     def close(self) -> None:
         """Derive what is left, then stop. Idempotent."""
@@ -106,10 +109,13 @@ class DeriveWorker:
                 if self._on_error is not None:
                     self._on_error(exc)
                 log = _logger.error if self.failures == 1 else _logger.debug
-                log("deriving threads failed on an error of the store (%s); the data is "
+                log(
+                    "deriving threads failed on an error of the store (%s); the data is "
                     "stored, the derived views lag until the next try (further failures are "
-                    "counted)", " ".join(str(exc).split())[:300],
-                    exc_info=classify(exc) is None)  # a bug of ours: the traceback too
+                    "counted)",
+                    " ".join(str(exc).split())[:300],
+                    exc_info=classify(exc) is None,
+                )  # a bug of ours: the traceback too
             with self._cond:
                 self._derived = target
                 if self._derived < self._reported:

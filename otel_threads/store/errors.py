@@ -22,8 +22,9 @@ class StoreUnavailable(StoreClosed):
     """The store cannot commit durably now (a `Fault`): nothing was stored; retry later."""
 
     def __init__(self, fault: Fault, retry_after_s: float) -> None:
-        super().__init__(f"the store is unavailable: {FAULT_KINDS[fault.kind]}; "
-                         f"retry in {retry_after_s:g}s")
+        super().__init__(
+            f"the store is unavailable: {FAULT_KINDS[fault.kind]}; retry in {retry_after_s:g}s"
+        )
         self.fault = fault
         self.retry_after_s = retry_after_s
 
@@ -31,11 +32,15 @@ class StoreUnavailable(StoreClosed):
 class Overloaded(RuntimeError):
     """Too many rows are waiting for a commit; retry later."""
 
-    def __init__(self, pending: int, limit: int, retry_after_s: float,
-                 unit: str = "rows waiting for a commit") -> None:
+    def __init__(
+        self,
+        pending: int,
+        limit: int,
+        retry_after_s: float,
+        unit: str = "rows waiting for a commit",
+    ) -> None:
         super().__init__(
-            f"the collector holds {pending} {unit} (limit {limit}); retry in "
-            f"{retry_after_s:g}s"
+            f"the collector holds {pending} {unit} (limit {limit}); retry in {retry_after_s:g}s"
         )
         self.retry_after_s = retry_after_s
 

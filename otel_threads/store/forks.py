@@ -68,8 +68,9 @@ class ForkGate:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.refused = {r[0] for r in con.execute("SELECT turn_id FROM rejected_turns").fetchall()}
 
-    def screen(self, con: duckdb.DuckDBPyConnection, tables: list[pa.Table],
-               received_at_us: int) -> tuple[pa.Table, list[tuple[int, str | None]], set[str]]:
+    def screen(
+        self, con: duckdb.DuckDBPyConnection, tables: list[pa.Table], received_at_us: int
+    ) -> tuple[pa.Table, list[tuple[int, str | None]], set[str]]:
         """Screen a group of span tables (in arrival order), inside the transaction
         that stores them: records the new refusals in ``rejected_turns``. Returns the
         rows to store, per table (rows refused, why), and the turns newly refused
@@ -78,8 +79,12 @@ class ForkGate:
         forks: list[tuple[str, str, str, str]] = []
         if table.column("previous_turn_id").null_count < table.num_rows:
             arrival = pa.array(range(table.num_rows), pa.int64())
-            con.register("__forks", table.select(
-                ["trace_id", "span_id", "previous_turn_id"]).append_column("arrival", arrival))
+            con.register(
+                "__forks",
+                table.select(["trace_id", "span_id", "previous_turn_id"]).append_column(
+                    "arrival", arrival
+                ),
+            )
             try:
                 forks = con.execute(_FORKS).fetchall()
             finally:
@@ -89,35 +94,50 @@ class ForkGate:
         if not refused:
             return table, nothing, set()
         value_set = pa.array(sorted(refused), pa.string())
-        drop = pc.fill_null(pc.or_(pc.or_(
-            pc.is_in(table.column("span_id"), value_set=value_set),
-            pc.is_in(table.column("turn_id"), value_set=value_set)),
-            pc.is_in(table.column("parent_span_id"), value_set=value_set)), False)
+        drop = pc.fill_null(
+            pc.or_(
+                pc.or_(
+                    pc.is_in(table.column("span_id"), value_set=value_set),
+                    pc.is_in(table.column("turn_id"), value_set=value_set),
+                ),
+                pc.is_in(table.column("parent_span_id"), value_set=value_set),
+            ),
+            False,
+        )
         if not pc.any(drop).as_py():
             return table, nothing, set()
         if forks:
             at = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=received_at_us)
-            con.executemany("INSERT INTO rejected_turns VALUES (?, ?, ?, ?, ?)",
-                            [[t, s, p, a, at] for t, s, p, a in forks])
+            con.executemany(
+                "INSERT INTO rejected_turns VALUES (?, ?, ?, ?, ?)",
+                [[t, s, p, a, at] for t, s, p, a in forks],
+            )
         reasons = {s: (p, a) for _, s, p, a in forks}
         outcomes, start = [], 0
         for part in tables:
             mask = drop.slice(start, part.num_rows)
             start += part.num_rows
             rejected = pc.sum(pc.cast(mask, pa.int64())).as_py() or 0
-            outcomes.append((rejected, self._why(part.filter(mask), rejected, reasons)
-                             if rejected else None))
+            outcomes.append(
+                (rejected, self._why(part.filter(mask), rejected, reasons) if rejected else None)
+            )
         return table.filter(pc.invert(drop)), outcomes, set(reasons)
 
     def committed(self, refused: set[str]) -> None:
         self.refused |= refused
 
-    def _why(self, dropped: pa.Table, rejected: int,
-             reasons: dict[str, tuple[str, str]]) -> str:
-        ids = {v for name in ("span_id", "turn_id", "parent_span_id")
-               for v in dropped.column(name).to_pylist() if v}
-        notes = [f"turn {turn} names previous turn {p}, which turn {a} already answers"
-                 for turn, (p, a) in sorted(reasons.items()) if turn in ids]
+    def _why(self, dropped: pa.Table, rejected: int, reasons: dict[str, tuple[str, str]]) -> str:
+        ids = {
+            v
+            for name in ("span_id", "turn_id", "parent_span_id")
+            for v in dropped.column(name).to_pylist()
+            if v
+        }
+        notes = [
+            f"turn {turn} names previous turn {p}, which turn {a} already answers"
+            for turn, (p, a) in sorted(reasons.items())
+            if turn in ids
+        ]
         earlier = sorted((ids & self.refused) - reasons.keys())
         if earlier:
             notes.append("spans of turns refused earlier: " + ", ".join(earlier))

@@ -40,8 +40,11 @@ class Healing:
         with self._cond:
             previous, self.fault = self.fault, None
         if previous is not None:
-            _logger.warning("the store %s commits again%s: exports resume", self.path,
-                            f" ({how})" if how else "")
+            _logger.warning(
+                "the store %s commits again%s: exports resume",
+                self.path,
+                f" ({how})" if how else "",
+            )
 
     def _store_error(self, exc: BaseException) -> None:
         """Derivation met an error of the store: a fatal one stops ingest too, until the
@@ -62,8 +65,9 @@ class Healing:
         found = check_file(self.path, self._identity)
         current = self.fault
         if found is not None:
-            if current is None or (current.kind in ("read-only", "replaced", "write")
-                                   and current.kind != found.kind):
+            if current is None or (
+                current.kind in ("read-only", "replaced", "write") and current.kind != found.kind
+            ):
                 self._set_fault(found)
                 self._retry_at = now  # a deleted file is written back at once
         elif current is not None and current.kind in ("read-only", "replaced"):
@@ -110,7 +114,9 @@ class Healing:
             if isinstance(exc, FileExistsError):
                 self._set_fault(Fault("replaced"))
             return False
-        _logger.warning("wrote the store back to %s (%.1f MiB) from the copy the collector "
-                        "held open", self.path, size / (1 << 20))
+        _logger.warning(
+            "wrote the store back to %s (%.1f MiB) from the copy the collector held open",
+            self.path,
+            size / (1 << 20),
+        )
         return True
-

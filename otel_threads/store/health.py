@@ -58,19 +58,19 @@ class Fault:
         """The one log line that says what happened and what the collector does."""
         said = {
             "deleted": f"the store file {path} was deleted while the collector ran: exports "
-                       "are refused until the data it holds is written back to it",
+            "are refused until the data it holds is written back to it",
             "replaced": f"{path} was replaced by another file while the collector ran: exports "
-                        "are refused (the data the collector holds is written back if that "
-                        "file is removed)",
+            "are refused (the data the collector holds is written back if that "
+            "file is removed)",
             "read-only": f"the store {path} (or its directory) is read-only: exports are "
-                         "refused until it is writable again",
+            "refused until it is writable again",
             "fatal": f"DuckDB stopped the store {path} after a fatal error: exports are "
-                     "refused until it opens again and takes a checkpoint (tried at once, "
-                     "then at least every 30 s)",
+            "refused until it opens again and takes a checkpoint (tried at once, "
+            "then at least every 30 s)",
             "write": f"committing to the store {path} fails: exports are refused and "
-                     "retried every second",
+            "retried every second",
             "open": f"cannot open the store {path}: exports are refused until it opens "
-                    "(tried again at once, then at least every 30 s)",
+            "(tried again at once, then at least every 30 s)",
         }[self.kind]
         return f"{said} ({self.detail})" if self.detail else said
 
@@ -83,8 +83,10 @@ def classify(exc: BaseException) -> Fault | None:
     """The fault ``exc`` shows in the store itself, or None for an error of the data
     (a value DuckDB cannot take: the other rows of the batch still commit)."""
     text = str(exc)
-    if (isinstance(exc, (duckdb.FatalException, duckdb.InternalException))
-            or "database has been invalidated" in text):
+    if (
+        isinstance(exc, (duckdb.FatalException, duckdb.InternalException))
+        or "database has been invalidated" in text
+    ):
         return Fault("fatal", _one_line(exc))
     if isinstance(exc, (duckdb.IOException, duckdb.OutOfMemoryException, OSError)):
         return Fault("write", _one_line(exc))
@@ -159,4 +161,3 @@ def write_back(path: str) -> int:
     finally:
         os.close(directory)
     return os.path.getsize(path)
-

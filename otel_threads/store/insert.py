@@ -47,29 +47,37 @@ _KEY = {"spans": ("trace_id", "span_id"), "logs": ("record_id",)}
 # Columns holding JSON text. The decoder only ever writes valid JSON, so they go in
 # typed as Arrow's JSON extension, which DuckDB takes without parsing every value
 # again (a sixth of the insert cost).
-_JSON_COLUMNS = {"spans": ("attributes", "events", "links", "resource_attributes",
-                           "scope_attributes"),
-                 "logs": ("body", "attributes", "resource_attributes")}
+_JSON_COLUMNS = {
+    "spans": ("attributes", "events", "links", "resource_attributes", "scope_attributes"),
+    "logs": ("body", "attributes", "resource_attributes"),
+}
 _JSON = pa.json_(pa.string())
 _DEDUPED_BATCH = (
     "(SELECT * FROM __batch QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY ingest_seq) = 1)"
 )
 _RANGE_COLUMN = {"spans": "start_time_unix_nano", "logs": "time"}
-_FULL_RANGE = {"spans": (-(2**63), 2**63 - 1),
-               "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31))}
+_FULL_RANGE = {
+    "spans": (-(2**63), 2**63 - 1),
+    "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31)),
+}
 #: Stored times are naive UTC.
 EPOCH = dt.datetime(1970, 1, 1)
 
 
-def insert_batch(con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, first_seq: int,
-                 received_at_us: int, queue_derive: bool) -> int:
+def insert_batch(
+    con: duckdb.DuckDBPyConnection,
+    kind: str,
+    table: pa.Table,
+    first_seq: int,
+    received_at_us: int,
+    queue_derive: bool,
+) -> int:
     """Insert the rows of ``table`` not stored yet, numbering them ``ingest_seq`` from
     ``first_seq``; returns how many were inserted."""
     n = table.num_rows
     if n == 0:
         return 0
-    table = table.append_column("ingest_seq", pa.array(range(first_seq, first_seq + n),
-                                                       pa.int64()))
+    table = table.append_column("ingest_seq", pa.array(range(first_seq, first_seq + n), pa.int64()))
     for name in _JSON_COLUMNS[kind]:
         i = table.schema.get_field_index(name)
         table = table.set_column(i, pa.field(name, _JSON), table.column(i).cast(_JSON))
@@ -85,14 +93,15 @@ def insert_batch(con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, fir
     try:
         row = con.execute(
             _INSERT[kind].format(source=source),
-            {"received_at": EPOCH + dt.timedelta(microseconds=received_at_us),
-             "lo": lo, "hi": hi},
+            {"received_at": EPOCH + dt.timedelta(microseconds=received_at_us), "lo": lo, "hi": hi},
         ).fetchone()
         if kind == "spans" and table.column("previous_turn_id").null_count < n:
             con.execute(RECORD_LINKS)
         if queue_derive:  # re-derive these traces (same transaction)
-            con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
-                        "WHERE trace_id IS NOT NULL")
+            con.execute(
+                "INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
+                "WHERE trace_id IS NOT NULL"
+            )
     finally:
         con.unregister("__batch")
     return int(row[0]) if row else 0

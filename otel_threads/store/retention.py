@@ -49,8 +49,9 @@ def parse_before(text: str, now: dt.datetime | None = None) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise ValueError(f"expected a time like 2026-11-01T00:00 or an age like 30d, got "
-                         f"{text!r}") from None
+        raise ValueError(
+            f"expected a time like 2026-11-01T00:00 or an age like 30d, got {text!r}"
+        ) from None
     if when.tzinfo is not None:
         when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return when
@@ -83,10 +84,14 @@ def prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
 
 
 def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
-    con.execute("CREATE TEMP TABLE _old_threads AS SELECT thread_id FROM threads_mat "
-                "WHERE last_updated < ?", [before])
+    con.execute(
+        "CREATE TEMP TABLE _old_threads AS SELECT thread_id FROM threads_mat "
+        "WHERE last_updated < ?",
+        [before],
+    )
     # a trace lives on while it holds a span of a live thread, or a span started since
-    con.execute("""
+    con.execute(
+        """
         CREATE TEMP TABLE _live_traces AS
         SELECT DISTINCT trace_id FROM span_threads_mat
         WHERE thread_id IS NOT NULL AND thread_id NOT IN (SELECT thread_id FROM _old_threads)
@@ -97,7 +102,8 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
         SELECT DISTINCT trace_id FROM spans_raw s
         WHERE NOT EXISTS (SELECT 1 FROM span_threads_mat t
                           WHERE t.trace_id = s.trace_id AND t.span_id = s.span_id)""",
-                [before])
+        [before],
+    )
     con.execute("""
         CREATE TEMP TABLE _dead_traces AS
         SELECT DISTINCT trace_id FROM spans_raw
@@ -114,18 +120,23 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
     logs = _count_deleted(con, f"DELETE FROM logs WHERE {dead} OR {old}")
     con.execute(f"DELETE FROM span_threads_mat WHERE {dead} OR {old}")
     for table in ("linked_turns", "rejected_turns"):
-        con.execute(f"DELETE FROM {table} WHERE {dead} OR (trace_id, turn_id) IN "
-                    "(SELECT (trace_id, span_id) FROM _old_spans)")
+        con.execute(
+            f"DELETE FROM {table} WHERE {dead} OR (trace_id, turn_id) IN "
+            "(SELECT (trace_id, span_id) FROM _old_spans)"
+        )
     for table in ("derive_queue", "derive_errors"):
         con.execute(f"DELETE FROM {table} WHERE {dead}")
     for table in ("turns_mat", "transcript_mat", "threads_mat", "thread_versions"):
         con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT thread_id FROM _old_threads)")
     # log records of no stored span (none sent, or gone), older than the time
-    logs += _count_deleted(con, """
+    logs += _count_deleted(
+        con,
+        """
         DELETE FROM logs
         WHERE coalesce(time, make_timestamp(observed_time_unix_nano // 1000)) < ?
           AND (trace_id IS NULL OR trace_id NOT IN (SELECT trace_id FROM spans_raw))""",
-                           [before])
+        [before],
+    )
     threads = con.execute("SELECT count(*) FROM _old_threads").fetchall()[0][0]
     traces = con.execute("SELECT count(*) FROM _dead_traces").fetchall()[0][0]
     return PruneResult(threads=int(threads), traces=int(traces), spans=spans, logs=logs)

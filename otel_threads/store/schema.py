@@ -113,11 +113,16 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     from otel_threads.store.derive import Deriver
 
     files = sql_files()
-    have = {r[0] for r in con.execute(
-        "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
-        "AND database_name = current_database()").fetchall()}
-    recorded = con.execute("SELECT version FROM otel_threads_derived WHERE name = ?",
-                           [VIEWS_RECORD]).fetchall()
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
+            "AND database_name = current_database()"
+        ).fetchall()
+    }
+    recorded = con.execute(
+        "SELECT version FROM otel_threads_derived WHERE name = ?", [VIEWS_RECORD]
+    ).fetchall()
     created: list[str] = []
     if recorded != [(files.all_version,)] or not have >= files.texts.keys():
         for name in files.order:
@@ -126,8 +131,10 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
             except duckdb.Error as exc:
                 raise RuntimeError(f"could not create the view {name}: {exc}") from exc
             created.append(name)
-        con.execute("INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
-                    [VIEWS_RECORD, files.all_version])
+        con.execute(
+            "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+            [VIEWS_RECORD, files.all_version],
+        )
     deriver = Deriver(con)
     for table, view in deriver.stale():
         deriver.build(table, view)

@@ -36,8 +36,9 @@ class Scoped:
         con.execute("DROP TABLE IF EXISTS temp.spans_raw")
         con.execute("DROP TABLE IF EXISTS temp.logs")
         db = self.db
-        con.execute(f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
-                    f"WHERE {in_traces}")
+        con.execute(
+            f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw WHERE {in_traces}"
+        )
         con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM {db}.logs WHERE {in_traces}")
 
     @contextlib.contextmanager
@@ -74,6 +75,7 @@ class Scoped:
 
     def _drop_temps(self) -> None:
         for (name,) in self.con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall():
+            "SELECT table_name FROM duckdb_tables() WHERE temporary"
+        ).fetchall():
             self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
         self._scopes = 0

@@ -20,8 +20,14 @@ _SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
 #: memory_limit: under a small limit the chunks are smaller, not set aside.
 PARSE_CHUNK_BYTES = 16 << 20
 PARSE_MEMORY_RATIO = 64
-_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40,
-          "PiB": 1 << 50}
+_UNITS = {
+    "bytes": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+    "PiB": 1 << 50,
+}
 
 
 class SharedViews(Scoped):
@@ -63,14 +69,17 @@ class SharedViews(Scoped):
         for i, chunk in enumerate(chunks):
             in_chunk = self._in("trace_id", chunk)
             for name in ("spans_raw", "logs"):
-                con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM temp._all_{name} "
-                            f"WHERE {in_chunk}")
+                con.execute(
+                    f"CREATE TEMP TABLE {name} AS SELECT * FROM temp._all_{name} WHERE {in_chunk}"
+                )
             for view in _SHARED_VIEWS:
                 con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
             for view in kept:
-                con.execute(f"CREATE TEMP TABLE _all_{view} AS SELECT * FROM temp.{view}"
-                            if i == 0 else f"INSERT INTO temp._all_{view} SELECT * FROM "
-                                           f"temp.{view}")
+                con.execute(
+                    f"CREATE TEMP TABLE _all_{view} AS SELECT * FROM temp.{view}"
+                    if i == 0
+                    else f"INSERT INTO temp._all_{view} SELECT * FROM temp.{view}"
+                )
             for name in (*_SHARED_VIEWS, "spans_raw", "logs"):
                 con.execute(f"DROP TABLE temp.{name}")
         for name in ("spans_raw", "logs", *kept):
@@ -83,4 +92,3 @@ class SharedViews(Scoped):
         if not match or match.group(2) not in _UNITS:
             return PARSE_CHUNK_BYTES * PARSE_MEMORY_RATIO  # unknown form: no tighter bound
         return int(float(match.group(1)) * _UNITS[match.group(2)])
-

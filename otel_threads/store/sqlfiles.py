@@ -26,6 +26,7 @@ DERIVED: tuple[tuple[str, str, str], ...] = (
     ("threads_mat", "derive_threads", "thread_id"),
 )
 
+
 class SqlFiles:
     """The view definitions: their text, what each reads, their creation order."""
 
@@ -34,12 +35,14 @@ class SqlFiles:
         via = {table: view for table, view, _ in DERIVED}
         #: view -> the views and tables it reads directly
         self.names: dict[str, set[str]] = {
-            name: set(duckdb.get_table_names(text)) - {name} for name, text in self.texts.items()}
+            name: set(duckdb.get_table_names(text)) - {name} for name, text in self.texts.items()
+        }
         #: view -> the views its rows come from directly (a derived table counts as the
         #: view that derives it)
         self.reads: dict[str, set[str]] = {
             name: {via.get(n, n) for n in names} & self.texts.keys()
-            for name, names in self.names.items()}
+            for name, names in self.names.items()
+        }
         #: every view, each after the views it reads (`ValueError` on a cycle)
         self.order: list[str] = self._order()
         #: a hash of every view's SQL
@@ -87,5 +90,10 @@ class SqlFiles:
 def sql_files() -> SqlFiles:
     """The view definitions that ship with this version (read once)."""
     sql_dir = resources.files("otel_threads").joinpath("sql")
-    return SqlFiles({e.name[:-4]: e.read_text(encoding="utf-8")
-                     for e in sql_dir.iterdir() if e.name.endswith(".sql")})
+    return SqlFiles(
+        {
+            e.name[:-4]: e.read_text(encoding="utf-8")
+            for e in sql_dir.iterdir()
+            if e.name.endswith(".sql")
+        }
+    )

@@ -50,8 +50,18 @@ from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, classify, file_identity
 from otel_threads.store.stats import KINDS, LATENCY_BUCKETS, WriterStats
 
-__all__ = ["FORK_POLICIES", "LATENCY_BUCKETS", "MAX_PENDING_ROWS", "Fault", "Overloaded",
-           "StoreClosed", "StoreUnavailable", "Writer", "WriterStats", "Written"]
+__all__ = [
+    "FORK_POLICIES",
+    "LATENCY_BUCKETS",
+    "MAX_PENDING_ROWS",
+    "Fault",
+    "Overloaded",
+    "StoreClosed",
+    "StoreUnavailable",
+    "Writer",
+    "WriterStats",
+    "Written",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -64,8 +74,13 @@ MAX_PENDING_ROWS = 262_144
 WAL_CHECKPOINT_BYTES = 256 << 20
 #: What opening an existing file can raise that may go away (a truncated or unreadable
 #: file, one made read-only): the writer starts anyway and keeps trying.
-_OPEN_FAULTS = (duckdb.IOException, duckdb.FatalException, duckdb.InternalException,
-                duckdb.SerializationException, PermissionError)
+_OPEN_FAULTS = (
+    duckdb.IOException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+    PermissionError,
+)
 
 
 class Writer(Healing, Committing):
@@ -178,12 +193,23 @@ class Writer(Healing, Committing):
             if self._on_open is not None:
                 self._on_open(con)
             forks = ForkGate(con) if self.on_fork == "reject" else None
-            seq = max(con.execute(
-                "SELECT coalesce(max(ingest_seq), 0) FROM spans_raw UNION ALL "
-                "SELECT coalesce(max(ingest_seq), 0) FROM logs").fetchall())[0]
-            derive = (DeriveWorker(con.cursor(), self.busy, self.derive_max_lag_s,
-                                   lock=self.checkpoint_lock, on_error=self._store_error)
-                      if Deriver(con).enabled() else None)
+            seq = max(
+                con.execute(
+                    "SELECT coalesce(max(ingest_seq), 0) FROM spans_raw UNION ALL "
+                    "SELECT coalesce(max(ingest_seq), 0) FROM logs"
+                ).fetchall()
+            )[0]
+            derive = (
+                DeriveWorker(
+                    con.cursor(),
+                    self.busy,
+                    self.derive_max_lag_s,
+                    lock=self.checkpoint_lock,
+                    on_error=self._store_error,
+                )
+                if Deriver(con).enabled()
+                else None
+            )
         except BaseException:
             con.close()
             raise
@@ -221,8 +247,9 @@ class Writer(Healing, Committing):
                 fault = self.fault
                 if fault is not None and not self._closing:
                     raise StoreUnavailable(fault, self.heal_interval_s)
-                raise StoreClosed("the store is closed" if self._con is None
-                                  else "the store is closing")
+                raise StoreClosed(
+                    "the store is closed" if self._con is None else "the store is closing"
+                )
             cur = self._con.cursor()
             self._readers.add(cur)
         try:
@@ -240,8 +267,9 @@ class Writer(Healing, Committing):
             for cur in self._readers:
                 cur.interrupt()
             if not self._readers_lock.wait_for(lambda: not self._readers, timeout):
-                _logger.warning("%d reads did not stop when interrupted; closing anyway",
-                                len(self._readers))
+                _logger.warning(
+                    "%d reads did not stop when interrupted; closing anyway", len(self._readers)
+                )
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit everything accepted so far, then close the file. Idempotent."""
@@ -308,8 +336,11 @@ class Writer(Healing, Committing):
         while True:
             if self.fault is not None and time.monotonic() >= self._retry_at:
                 self._heal()
-            wait = self.idle_checkpoint_s if self.fault is None else min(
-                self.idle_checkpoint_s, self.heal_interval_s)
+            wait = (
+                self.idle_checkpoint_s
+                if self.fault is None
+                else min(self.idle_checkpoint_s, self.heal_interval_s)
+            )
             items = self._take(wait)
             if items is None:
                 return  # closing and drained
@@ -344,8 +375,7 @@ class Writer(Healing, Committing):
     def busy(self) -> bool:
         """Rows are waiting for a commit, or the last commit ended under ``quiet_s`` ago
         (exports are arriving): derivation waits for a quiet moment."""
-        return (self.stats.pending_rows > 0
-                or time.monotonic() - self._last_commit < self.quiet_s)
+        return self.stats.pending_rows > 0 or time.monotonic() - self._last_commit < self.quiet_s
 
     def derive_health(self) -> tuple[int, int, int, int]:
         """(traces waiting to be derived, traces set aside now, traces set aside since
@@ -355,7 +385,8 @@ class Writer(Healing, Committing):
             with self.cursor() as cur:
                 queued, now = cur.execute(
                     "SELECT (SELECT count(*) FROM derive_queue), "
-                    "(SELECT count(*) FROM derive_errors)").fetchall()[0]
+                    "(SELECT count(*) FROM derive_errors)"
+                ).fetchall()[0]
         except StoreClosed:  # being opened again
             queued, now = 0, 0
         if self._derive is None:
@@ -366,8 +397,9 @@ class Writer(Healing, Committing):
         """Wait until everything submitted so far is committed and derived."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            if not self._cond.wait_for(lambda: not self._queue and self.stats.pending_rows == 0,
-                                       timeout):
+            if not self._cond.wait_for(
+                lambda: not self._queue and self.stats.pending_rows == 0, timeout
+            ):
                 return False
         if self._derive is None:
             return True
@@ -391,7 +423,6 @@ class Writer(Healing, Committing):
                 _logger.warning("checkpoint failed; retried when next idle", exc_info=True)
         finally:
             self.checkpoint_lock.release()
-
 
 
 def _wal_bytes(path: str) -> int:

@@ -57,29 +57,46 @@ class FixedClock:
     (and their events) started or ended becomes ``start_ns + k * step_ns``. Order,
     nesting and ties are kept; only the real clock's values go (they differ per run)."""
 
-    def __init__(self, start_ns: int = 1_700_000_000_000_000_000,
-                 step_ns: int = 1_000_000) -> None:
+    def __init__(self, start_ns: int = 1_700_000_000_000_000_000, step_ns: int = 1_000_000) -> None:
         self.start_ns = start_ns
         self.step_ns = step_ns
 
     def apply(self, spans: list[ReadableSpan]) -> list[ReadableSpan]:
         """``spans`` again, with their times (and their events') on this clock."""
-        instants = sorted({t for s in spans for t in (
-            s.start_time, s.end_time, *(e.timestamp for e in s.events)) if t is not None})
+        instants = sorted(
+            {
+                t
+                for s in spans
+                for t in (s.start_time, s.end_time, *(e.timestamp for e in s.events))
+                if t is not None
+            }
+        )
         at = {t: self.start_ns + k * self.step_ns for k, t in enumerate(instants)}
-        return [ReadableSpan(
-            name=s.name, context=s.context, parent=s.parent, resource=s.resource,
-            attributes=s.attributes, kind=s.kind, status=s.status, links=s.links,
-            events=[Event(e.name, e.attributes, at[e.timestamp]) for e in s.events],
-            start_time=at.get(s.start_time), end_time=at.get(s.end_time),  # type: ignore[arg-type]
-            instrumentation_scope=s.instrumentation_scope) for s in spans]
+        return [
+            ReadableSpan(
+                name=s.name,
+                context=s.context,
+                parent=s.parent,
+                resource=s.resource,
+                attributes=s.attributes,
+                kind=s.kind,
+                status=s.status,
+                links=s.links,
+                events=[Event(e.name, e.attributes, at[e.timestamp]) for e in s.events],
+                start_time=at.get(s.start_time),
+                end_time=at.get(s.end_time),  # type: ignore[arg-type]
+                instrumentation_scope=s.instrumentation_scope,
+            )
+            for s in spans
+        ]
 
 
 class Capture:
     """A TracerProvider with ThreadSpanProcessor and an in-memory exporter."""
 
-    def __init__(self, compat: Iterable[str] = (), first_span_id: int = 1,
-                 clock: FixedClock | None = None) -> None:
+    def __init__(
+        self, compat: Iterable[str] = (), first_span_id: int = 1, clock: FixedClock | None = None
+    ) -> None:
         self.clock = clock
         self.provider = TracerProvider(id_generator=SequentialIdGenerator(first_span_id))
         self.processor = ThreadSpanProcessor(compat=compat)
@@ -102,8 +119,12 @@ class Capture:
 
     def thread_attributes(self) -> dict[str, dict[str, object]]:
         """{span name: its thread/turn attributes} for every finished span."""
-        keys = ("gen_ai.conversation.id", "otel_threads.turn_id", "otel_threads.is_turn",
-                "otel_threads.previous_turn_id")
+        keys = (
+            "gen_ai.conversation.id",
+            "otel_threads.turn_id",
+            "otel_threads.is_turn",
+            "otel_threads.previous_turn_id",
+        )
         out: dict[str, dict[str, object]] = {}
         for span in self.spans():
             attrs = span.attributes or {}
@@ -115,8 +136,9 @@ class Capture:
 
 
 @contextmanager
-def capture(compat: Iterable[str] = (), first_span_id: int = 1,
-            clock: FixedClock | None = None) -> Iterator[Capture]:
+def capture(
+    compat: Iterable[str] = (), first_span_id: int = 1, clock: FixedClock | None = None
+) -> Iterator[Capture]:
     """A fresh `Capture`, shut down on exit."""
     cap = Capture(compat=compat, first_span_id=first_span_id, clock=clock)
     try:

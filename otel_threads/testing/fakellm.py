@@ -93,8 +93,9 @@ class FakeLLM:
     out the deterministic rules apply. `stop` is idempotent and safe before `start`.
     """
 
-    def __init__(self, replies: Iterable[str | dict] = (), *, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, replies: Iterable[str | dict] = (), *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.host, self.port = host, port
         self.requests: list[dict] = []
         self._replies = list(replies)
@@ -121,8 +122,9 @@ class FakeLLM:
 
             self._server = ThreadingHTTPServer((self.host, self.port), Handler)
             self._server.daemon_threads = True
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            name="fakellm", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, name="fakellm", daemon=True
+            )
             self._thread.start()
         return self.base_url
 
@@ -163,35 +165,43 @@ class FakeLLM:
             message["content"] = scripted.get("content")
             calls = scripted.get("tool_calls") or []
             if calls:
-                message["tool_calls"] = [self._tool_call(c["name"], c.get("arguments", {}))
-                                         for c in calls]
+                message["tool_calls"] = [
+                    self._tool_call(c["name"], c.get("arguments", {})) for c in calls
+                ]
             finish = scripted.get("finish_reason") or ("tool_calls" if calls else "stop")
         elif tools and last.get("role") == "user":
             names = [(t.get("function") or {}).get("name") for t in tools]
-            tool = tools[names.index("get_order_status")] if "get_order_status" in names \
-                else tools[0]
+            tool = (
+                tools[names.index("get_order_status")] if "get_order_status" in names else tools[0]
+            )
             args = _example_arguments(tool, _text(last.get("content")))
             message["tool_calls"] = [self._tool_call(tool["function"]["name"], args)]
             finish = "tool_calls"
         elif last.get("role") == "tool":
             message["content"] = f"Here is what I found: {_text(last.get('content'))}"
         else:
-            said = next((_text(m.get("content")) for m in reversed(messages)
-                         if m.get("role") == "user"), "")
+            said = next(
+                (_text(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
+            )
             message["content"] = f"You said: {said}"
         prompt = sum(_words(_text(m.get("content"))) for m in messages)
         completion = _words(message["content"] or "") + sum(
-            _words(c["function"]["arguments"]) for c in message.get("tool_calls", []))
+            _words(c["function"]["arguments"]) for c in message.get("tool_calls", [])
+        )
         return {
             "id": f"chatcmpl-fake-{number}",
             "object": "chat.completion",
             "created": _CREATED,
             "model": RESPONSE_MODELS.get(model, model),
             "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": message, "logprobs": None,
-                         "finish_reason": finish}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
         }
 
     def _tool_call(self, name: str, arguments: Any) -> dict:
@@ -200,8 +210,11 @@ class FakeLLM:
             number = self._tool_calls
         if not isinstance(arguments, str):
             arguments = json.dumps(arguments)
-        return {"id": f"call_{number}", "type": "function",
-                "function": {"name": name, "arguments": arguments}}
+        return {
+            "id": f"call_{number}",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
 
 
 def _chunks(completion: dict, include_usage: bool) -> Iterable[dict]:
@@ -212,8 +225,10 @@ def _chunks(completion: dict, include_usage: bool) -> Iterable[dict]:
     message = choice["message"]
 
     def chunk(delta: dict, finish: str | None = None) -> dict:
-        out = {**base, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                    "finish_reason": finish}]}
+        out = {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         if include_usage:
             out["usage"] = None
         return out
@@ -225,9 +240,18 @@ def _chunks(completion: dict, include_usage: bool) -> Iterable[dict]:
             yield chunk({"content": word if i == 0 else " " + word})
     for index, call in enumerate(message.get("tool_calls", [])):
         args = call["function"]["arguments"]
-        yield chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
-                                     "function": {"name": call["function"]["name"],
-                                                  "arguments": ""}}]})
+        yield chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": index,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
         half = len(args) // 2
         for piece in (args[:half], args[half:]):
             yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
@@ -253,9 +277,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") in ("/v1/models", "/models"):
-            self._send(200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": _CREATED, "owned_by": "fakellm"}
-                for m in RESPONSE_MODELS]})
+            self._send(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": _CREATED, "owned_by": "fakellm"}
+                        for m in RESPONSE_MODELS
+                    ],
+                },
+            )
         else:
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
@@ -264,16 +295,23 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             request = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
-            self._send(400, {"error": {"message": "body is not JSON",
-                                       "type": "invalid_request_error"}})
+            self._send(
+                400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}}
+            )
             return
-        if self.path.split("?")[0].rstrip("/") not in ("/v1/chat/completions",
-                                                        "/chat/completions"):
+        if self.path.split("?")[0].rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
-            self._send(400, {"error": {"message": "'messages' must be a list",
-                                       "type": "invalid_request_error"}})
+            self._send(
+                400,
+                {
+                    "error": {
+                        "message": "'messages' must be a list",
+                        "type": "invalid_request_error",
+                    }
+                },
+            )
             return
         completion = self.llm.reply(request)
         if not request.get("stream"):
@@ -294,9 +332,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m otel_threads.testing.fakellm [--host H] [--port P]``: serve until Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m otel_threads.testing.fakellm",
-                                     description="A deterministic OpenAI-compatible chat "
-                                                 "server (POST /v1/chat/completions).")
+    parser = argparse.ArgumentParser(
+        prog="python -m otel_threads.testing.fakellm",
+        description="A deterministic OpenAI-compatible chat server (POST /v1/chat/completions).",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
