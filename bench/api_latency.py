@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -30,11 +28,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from collector_process import start_collector
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-ROOT = Path(__file__).resolve().parents[1]
 READS = ("/ui/threads", "/ui/threads?wait=0", "/threads/{id}?wait=0")
 
 
@@ -145,30 +143,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
         log = (Path(tmp) / "log").open("w")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "otel_threads.collector",
-                "--db",
-                str(db),
-                "--grpc",
-                "off",
-                "--http",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-            ],
-            cwd=ROOT,
-            stderr=log,
-        )
+        proc, note = start_collector(db, log)
         try:
-            note: dict = {}
-            while note.get("pid") != proc.pid:
-                try:
-                    note = json.loads(Path(f"{db}.collector.json").read_text())
-                except (OSError, ValueError):
-                    time.sleep(0.05)
             api, http = note["api"], note["http"]
             # a store with something in it before the clock starts
             counter = iter(range(1 << 30))

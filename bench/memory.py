@@ -24,6 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from collector_process import start_collector
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -95,30 +96,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.duckdb"
         log = (Path(tmp) / "log").open("w")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "otel_threads.collector",
-                "--db",
-                str(db),
-                "--grpc",
-                "off",
-                "--http",
-                "127.0.0.1:0",
-                "--api",
-                "127.0.0.1:0",
-            ],
-            cwd=ROOT,
-            stderr=log,
-        )
+        proc, note = start_collector(db, log)
         try:
-            note: dict = {}
-            while note.get("pid") != proc.pid:
-                try:
-                    note = json.loads(Path(f"{db}.collector.json").read_text())
-                except (OSError, ValueError):
-                    time.sleep(0.05)
             time.sleep(1)
             base = rss_mib(proc.pid)
             base_workers = sum(rss_mib(c) for c in children(proc.pid))
