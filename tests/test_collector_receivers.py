@@ -50,7 +50,7 @@ def collector(tmp_path):
 
 
 def rows(c: Collector, sql: str) -> list[tuple]:
-    with c.writer.cursor() as cur:
+    with c.store.cursor() as cur:
         return cur.execute(sql).fetchall()
 
 

@@ -26,6 +26,7 @@ from otel_threads.query import query_thread
 from otel_threads.store import connect, shared_views
 from otel_threads.store.derive import Deriver
 from otel_threads.store.insert import insert_batch
+from otel_threads.store.store import Store as FileStore
 from otel_threads.store.writer import Writer
 from otel_threads.testing import capture
 
@@ -153,15 +154,15 @@ def test_an_ordinary_thread_is_derived_while_a_30k_turn_loop_of_links_is_pending
         c.writer.write("spans", spans_table(ordinary(10**9, "other")))
         deadline = time.monotonic() + 120  # generous: a slow machine only waits longer
         while True:
-            with c.writer.cursor() as cur:
+            with c.store.cursor() as cur:
                 if cur.execute(
                     "SELECT turn_count FROM threads WHERE thread_id = 'other'"
                 ).fetchall() == [(1,)]:
                     break
             assert time.monotonic() < deadline, "the ordinary thread was never derived"
             time.sleep(0.05)
-        assert c.writer.sync(120), "derivation did not finish"
-        with c.writer.cursor() as cur:
+        assert c.store.sync(120), "derivation did not finish"
+        with c.store.cursor() as cur:
             assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
             # the loop's turns have no thread, and nothing walks in circles
             assert cur.execute(
@@ -400,19 +401,21 @@ def test_a_thread_too_large_for_the_memory_limit_is_set_aside_and_the_others_der
         with thread("small"), cap.tracer.start_as_current_span("hello"):
             pass
         spans = cap.spans()
-    writer = Writer(
+    store = FileStore(
         str(tmp_path / "x.duckdb"), on_open=lambda con: con.execute("SET memory_limit = '96MB'")
-    ).start()
+    )
+    writer = Writer(store).start()
     try:
         for span in spans:
             writer.write(
                 "spans", decode_traces_protobuf(encode_spans([span]).SerializeToString()).table
             )
-        assert writer.sync(600)
-        with writer.cursor() as con:
+        assert writer.store.sync(600)
+        with writer.store.cursor() as con:
             assert con.execute("SELECT thread_id FROM threads").fetchall() == [("small",)]
             errors = con.execute("SELECT DISTINCT thread_id, error FROM derive_errors").fetchall()
             assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     finally:
         writer.close()
+        store.close()
     assert errors and all(t == "huge" and "Out of Memory" in e for t, e in errors), errors

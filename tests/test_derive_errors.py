@@ -91,7 +91,7 @@ def poison(c: Collector, view: str) -> str:
     """Make ``view`` (as stored in the file) fail whenever what it derives from holds a
     span named 'poison' (the scope of a refresh: a trace, or a thread's traces); returns
     the SQL that restores it."""
-    with c.writer.cursor() as cur:
+    with c.store.cursor() as cur:
         (body,) = cur.execute(
             "SELECT sql FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main'", [view]
         ).fetchone()
@@ -146,7 +146,7 @@ def test_a_trace_that_does_not_derive_is_set_aside_and_the_others_go_on(collecto
     assert sql(collector, "SELECT turn_count FROM threads WHERE thread_id = 'after'") == [(3,)]
 
     # once the cause is gone (here: the view restored), new data derives it, error cleared
-    with collector.writer.cursor() as cur:
+    with collector.store.cursor() as cur:
         cur.execute(restore)
     with app.tracer.start_as_current_span(
         "later", context=_child_of(app, "poison"), attributes={"gen_ai.conversation.id": "bad"}

@@ -40,12 +40,12 @@ def run(c: Collector, example: str, *args: str) -> str:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert c.writer.sync(30)
+    assert c.store.sync(30)
     return done.stdout
 
 
 def rows(c: Collector, query: str, *params: object) -> list[tuple]:
-    with c.writer.cursor() as cur:
+    with c.store.cursor() as cur:
         return cur.execute(query, list(params)).fetchall()
 
 

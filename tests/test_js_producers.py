@@ -84,8 +84,8 @@ def converse(c: Collector, llm_url: str, sdk: str, traces: str, logs: str, sessi
 
 
 def rows(c: Collector, sql: str, *params: object) -> list[tuple]:
-    assert c.writer.sync(30), "derivation did not finish"
-    with c.writer.cursor() as cur:
+    assert c.store.sync(30), "derivation did not finish"
+    with c.store.cursor() as cur:
         return cur.execute(sql, list(params)).fetchall()
 
 

@@ -42,7 +42,7 @@ def served(tmp_path_factory):
                 with tracer.start_as_current_span(f"{name}-turn-{i}"):
                     pass
     provider.shutdown()
-    c.writer.sync(30)
+    c.store.sync(30)
     yield c, db
     c.stop()
 

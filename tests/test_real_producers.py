@@ -148,8 +148,8 @@ def llm():
 
 
 def rows(collector, sql: str) -> list[tuple]:
-    collector.writer.sync(30)  # the derived views follow the commits
-    with collector.writer.cursor() as cur:
+    collector.store.sync(30)  # the derived views follow the commits
+    with collector.store.cursor() as cur:
         return cur.execute(sql).fetchall()
 
 

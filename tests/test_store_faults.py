@@ -292,9 +292,9 @@ def test_no_checkpoint_runs_while_derivation_writes(tmp_path: Path) -> None:
             for b in span_batches(4, 5)
         ]
         writer.write("spans", batches[0])
-        assert writer.sync(30)
+        assert writer.store.sync(30)
         wait(lambda: _wal_bytes(db) == 0, "the idle checkpoint")
-        with writer.checkpoint_lock:  # as a derivation does while it writes
+        with writer.store.checkpoint_lock:  # as a derivation does while it writes
             writer.write("spans", batches[1])
             for _ in range(10):  # many idle periods pass: no checkpoint
                 time.sleep(0.05)
@@ -324,13 +324,13 @@ def test_a_commit_out_of_memory_waits_for_derivation_and_goes_through(
         real_commit, calls, test_holds = writer._commit, [], [True]
 
         def commit(items: list) -> None:  # (does the test hold the lock, is it held)
-            calls.append((test_holds[0], writer.checkpoint_lock.locked()))
+            calls.append((test_holds[0], writer.store.checkpoint_lock.locked()))
             if len(calls) == 1:
                 raise duckdb.OutOfMemoryException("Out of Memory Error: as derivation held it")
             real_commit(items)
 
         monkeypatch.setattr(writer, "_commit", commit)
-        with writer.checkpoint_lock:  # as a derivation does while it runs
+        with writer.store.checkpoint_lock:  # as a derivation does while it runs
             future = writer.submit("spans", batch)
             wait(lambda: len(calls) == 1, "the first commit")
             time.sleep(0.2)
@@ -338,6 +338,6 @@ def test_a_commit_out_of_memory_waits_for_derivation_and_goes_through(
             test_holds[0] = False
         assert future.result(DEADLINE_S).rows == 3
         # tried again once the test let go, with the writer holding the lock
-        assert calls == [(True, True), (False, True)] and writer.fault is None
+        assert calls == [(True, True), (False, True)] and writer.store.fault is None
     finally:
         writer.close()

@@ -127,7 +127,7 @@ def test_by_default_a_small_thread_is_whole_as_before(served):
     assert len(whole["turns"]) == TURNS and len(whole["transcript"]) == 2 * TURNS
     assert whole["truncated"] is False and whole["page"]["more"] is False
     assert whole["page"]["turn_limit"] == 200
-    with served.writer.cursor() as con:
+    with served.store.cursor() as con:
         direct = query_thread(con, "long")
     as_json = json.loads(json.dumps(dataclasses.asdict(direct), default=str))
     for key in ("turns", "transcript", "branch", "forks"):
@@ -225,7 +225,7 @@ def test_the_client_and_show_page_through_a_whole_thread(served, monkeypatch):
         seen.clear()
         paged = client.thread(thread_id)
         assert len(seen) >= 3  # pages of at most 4 turns and 3 rows
-        with served.writer.cursor() as con:
+        with served.store.cursor() as con:
             direct = query_thread(con, thread_id)
         assert paged.thread == direct.thread
         assert paged.turns == direct.turns
@@ -233,7 +233,7 @@ def test_the_client_and_show_page_through_a_whole_thread(served, monkeypatch):
         assert paged.branch == direct.branch and paged.forks == direct.forks
         assert paged.truncated is False and paged.page is None
     older = direct.forks[0].child_turn_ids[0]
-    with served.writer.cursor() as con:
+    with served.store.cursor() as con:
         direct = query_thread(con, "forked", older)
     assert client.thread("forked", older).transcript == direct.transcript
     one = client.thread_page("long", turn_offset=3, turn_limit=2)

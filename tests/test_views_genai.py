@@ -63,8 +63,8 @@ def db(tmp_path_factory):
             assert (path.name, resp.status, resp.read()) == (path.name, 200, b"{}")
 
     def query(sql: str, *params: object) -> list[tuple]:
-        c.writer.sync(30)  # the derived views follow the commits
-        with c.writer.cursor() as cur:
+        c.store.sync(30)  # the derived views follow the commits
+        with c.store.cursor() as cur:
             return cur.execute(sql, list(params)).fetchall()
 
     yield query

@@ -196,8 +196,8 @@ def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tm
         con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM spans")
     writer = Writer(path).start()
     try:
-        assert writer.sync(30)
-        with writer.cursor() as cur:
+        assert writer.store.sync(30)
+        with writer.store.cursor() as cur:
             assert cur.execute("SELECT thread_id, turn_count FROM threads").fetchall() == [("t", 1)]
             assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     finally:

@@ -154,9 +154,9 @@ def test_a_read_without_waiting_sees_what_is_derived_now(tmp_path):
         pass
     table = decode_traces_protobuf(encode_spans(app.spans()).SerializeToString()).table
     writer = Writer(str(tmp_path / "r.duckdb")).start()
-    reads = Reads(writer)
+    reads = Reads(writer.store)
     try:
-        with writer.checkpoint_lock:  # derivation cannot run meanwhile
+        with writer.store.checkpoint_lock:  # derivation cannot run meanwhile
             writer.write("spans", table)
             for wait_s in (0, 0.1):
                 with reads.read(wait_s) as con:

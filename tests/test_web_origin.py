@@ -93,7 +93,7 @@ def test_a_rebinding_page_cannot_inject_spans(collector):
         Sec_Fetch_Site="cross-site",
     )
     assert status == 403
-    with collector.writer.cursor() as cur:
+    with collector.store.cursor() as cur:
         assert cur.execute("SELECT count(*) FROM spans_raw").fetchall() == [(0,)]
 
 

@@ -38,8 +38,8 @@ from otel_threads.query import (
     thread_version,
     threads_version,
 )
+from otel_threads.store.errors import StoreClosed
 from otel_threads.store.reads import Reads
-from otel_threads.store.writer import StoreClosed
 
 __all__ = ["ApiHandler"]
 

@@ -32,6 +32,7 @@ from otel_threads.collector.metrics import render_metrics
 from otel_threads.collector.retention import RetentionTask
 from otel_threads.store import remove_holder, write_holder
 from otel_threads.store.reads import Reads
+from otel_threads.store.store import Store
 from otel_threads.store.writer import Writer
 
 __all__ = ["Collector", "Endpoints"]
@@ -84,14 +85,13 @@ def _harden(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
+        #: the database file: its connection, reads, derivation, health
+        self.store = Store(config.db, on_open=lambda con: _harden(con, config))
         self.writer = Writer(
-            config.db,
-            max_pending_rows=config.max_pending_rows,
-            on_fork=config.on_fork,
-            on_open=lambda con: _harden(con, config),
+            self.store, max_pending_rows=config.max_pending_rows, on_fork=config.on_fork
         )
         #: what the API and the demo read through
-        self.reads = Reads(self.writer)
+        self.reads = Reads(self.store)
         self.ingest = Ingest(
             self.writer,
             parse_workers=config.parse_workers,
@@ -101,7 +101,7 @@ class Collector:
         self._grpc: GrpcReceiver | None = None
         self._http: HttpListener | None = None
         self._api: HttpListener | None = None
-        self.retention = RetentionTask(self.writer, config.retention) if config.retention else None
+        self.retention = RetentionTask(self.store, config.retention) if config.retention else None
         self.endpoints = Endpoints(None, None, None)
         #: /sql statements running at once (collector.api.SQL_CONCURRENCY)
         self.sql_slots = threading.BoundedSemaphore(SQL_CONCURRENCY)
@@ -114,6 +114,7 @@ class Collector:
         _raise_open_files_limit()
         tune_malloc()
         scheme = "https" if cfg.tls_cert else "http"
+        self.store.open()
         self.writer.start()
         try:
             self.ingest.start()
@@ -181,6 +182,7 @@ class Collector:
             self._http.stop()
         drained = self.ingest.drain(max(0.0, deadline - time.monotonic()))
         self.writer.close(timeout=max(1.0, deadline - time.monotonic()))
+        self.store.close()
         self.ingest.close()
         if self._api is not None:
             self._api.stop()

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from otel_threads.store.writer import LATENCY_BUCKETS, StoreClosed
+from otel_threads.store.errors import StoreClosed
+from otel_threads.store.stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
     from otel_threads.collector.app import Collector
@@ -89,13 +90,13 @@ def render_metrics(collector: Collector) -> str:
         "otel_threads_store_up",
         "gauge",
         "1 while the store commits durably; 0 while exports are refused (see the log).",
-        [("", 0 if collector.writer.fault else 1)],
+        [("", 0 if collector.store.fault else 1)],
     )
     metric(
         "otel_threads_store_faults_total",
         "counter",
         "Times the store could not commit durably (deleted, read-only, fatal error...).",
-        [("", collector.writer.faults)],
+        [("", collector.store.faults)],
     )
     metric("otel_threads_queue_rows", "gauge", "Rows waiting for a commit.", [("", w.pending_rows)])
     metric(
@@ -109,7 +110,7 @@ def render_metrics(collector: Collector) -> str:
         ('{part="collector"}', resident_bytes(os.getpid())),
         ('{part="decode_workers"}', sum(resident_bytes(p) for p in ingest.worker_pids())),
     ]
-    with contextlib.suppress(StoreClosed, duckdb.Error), collector.writer.cursor() as cur:
+    with contextlib.suppress(StoreClosed, duckdb.Error), collector.store.cursor() as cur:
         row = cur.execute(
             "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
         ).fetchone()
@@ -121,7 +122,7 @@ def render_metrics(collector: Collector) -> str:
         "DuckDB's buffer (part of the collector's, at most --memory-limit).",
         memory,
     )
-    queued, errors_now, set_aside, derive_failures = collector.writer.derive_health()
+    queued, errors_now, set_aside, derive_failures = collector.store.derive_health()
     metric(
         "otel_threads_derive_queue_traces",
         "gauge",

@@ -14,7 +14,7 @@ import threading
 
 from otel_threads.counted import Counted
 from otel_threads.store.retention import PruneResult, prune
-from otel_threads.store.writer import Writer
+from otel_threads.store.store import Store
 
 __all__ = ["RetentionTask"]
 
@@ -22,10 +22,10 @@ _logger = logging.getLogger("otel_threads.collector")
 
 
 class RetentionTask:
-    """Prunes ``writer``'s store of what is older than ``retention``, every `interval`."""
+    """Prunes ``store`` of what is older than ``retention``, every `interval`."""
 
-    def __init__(self, writer: Writer, retention: dt.timedelta, first_after_s: float = 5.0) -> None:
-        self.writer = writer
+    def __init__(self, store: Store, retention: dt.timedelta, first_after_s: float = 5.0) -> None:
+        self.store = store
         self.retention = retention
         self.interval_s = max(60.0, min(3600.0, retention.total_seconds() / 24))
         self.first_after_s = first_after_s
@@ -54,7 +54,7 @@ class RetentionTask:
 
     def run_once(self) -> PruneResult:
         before = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - self.retention
-        with self.writer.cursor() as con, self.writer.checkpoint_lock:
+        with self.store.cursor() as con, self.store.checkpoint_lock:
             res = prune(con, before)
         self.pruned_threads += res.threads
         if res.threads or res.traces or res.spans or res.logs:

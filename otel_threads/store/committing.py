@@ -4,8 +4,8 @@ screened (otel_threads.store.forks), rows inserted without redeliveries
 had the bad data or which fault of the store it was.
 
 A mixin of `otel_threads.store.writer.Writer`, on the writer's thread: it uses the
-writer's ``_con``, ``_forks``, ``_seq``, ``_derive``, ``_cond``, ``stats``,
-``checkpoint_lock``, ``heal_interval_s`` and ``retry_after_s``.
+writer's ``store``, ``_forks``, ``_seq``, ``_cond``, ``stats``, ``_last_commit`` and
+``retry_after_s``.
 """
 
 from __future__ import annotations
@@ -50,8 +50,7 @@ class Committing:
             fault = classify(exc)
             if fault is not None:
                 self.stats.failed_batches += 1
-                self._set_fault(fault)
-                self._retry_at = time.monotonic() + self.heal_interval_s
+                self.store.commit_failed(fault)
                 for item in items:
                     if not item.future.done():
                         item.future.set_exception(StoreUnavailable(fault, self.retry_after_s))
@@ -74,12 +73,12 @@ class Committing:
         """Ingest comes first: a commit that ran out of memory while derivation (or
         retention) held it is tried once more when they are done, with them kept out
         (for at most OOM_WAIT_S). False when they did not finish in time."""
-        if not self.checkpoint_lock.acquire(timeout=OOM_WAIT_S):
+        if not self.store.checkpoint_lock.acquire(timeout=OOM_WAIT_S):
             return False
         try:
             self._commit(items)
         finally:
-            self.checkpoint_lock.release()
+            self.store.checkpoint_lock.release()
         return True
 
     def _fail(self, items: list[_Item], exc: Exception) -> None:
@@ -90,7 +89,7 @@ class Committing:
                 item.future.set_exception(exc)
 
     def _commit(self, items: list[_Item]) -> None:
-        con = self._con
+        con = self.store.con
         assert con is not None
         started = time.perf_counter()
         received_at = time.time_ns() // 1000
@@ -115,10 +114,8 @@ class Committing:
             con.execute("COMMIT")
             if self._forks is not None:
                 self._forks.committed(refused)
-            self._dirty = True
             self._last_commit = time.monotonic()
-            if self._derive is not None:
-                self._derive.committed()
+            self.store.committed()
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
@@ -133,7 +130,7 @@ class Committing:
         self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, received_at_us: int
     ) -> int:
         inserted = insert_batch(
-            con, kind, table, self._seq + 1, received_at_us, queue_derive=self._derive is not None
+            con, kind, table, self._seq + 1, received_at_us, queue_derive=self.store.derives
         )
         self._seq += table.num_rows
         return inserted

@@ -1,11 +1,12 @@
-"""`Healing`: how the writer notices that the store cannot commit durably, refuses
-exports meanwhile, and recovers by itself (otel_threads.store.health says what each
-fault is and how it is found).
+"""`Healing`: how the store notices that it cannot commit durably, refuses exports
+meanwhile, and recovers by itself (otel_threads.store.health says what each fault is
+and how it is found).
 
-A mixin of `otel_threads.store.writer.Writer`, on the writer's thread: it reads and
-sets the writer's ``fault``, ``faults``, ``path``, ``_con``, ``_identity``, ``_cond``,
-``_checked_at``, ``_retry_at``, ``_backoff_s``, ``heal_interval_s`` and
-``checkpoint_lock``, and calls its ``_open`` and ``_close_store``.
+A mixin of `otel_threads.store.store.Store`. `watch`, `heal_if_due` and
+`commit_failed` run on the writer's thread; it reads and sets the store's ``fault``,
+``faults``, ``path``, ``_con``, ``_identity``, ``_fault_cond``, ``_checked_at``,
+``_retry_at``, ``_backoff_s``, ``heal_interval_s`` and ``checkpoint_lock``, and calls
+its ``_open``, ``_close`` and ``_wake``.
 """
 
 from __future__ import annotations
@@ -29,15 +30,34 @@ class Healing:
     """Faults of the store: set, cleared, watched for, healed."""
 
     def _set_fault(self, fault: Fault) -> None:
-        with self._cond:
+        with self._fault_cond:
             previous, self.fault = self.fault, fault
-            self._cond.notify_all()
+            self._fault_cond.notify_all()
+        self._wake()
         if previous is None or previous.kind != fault.kind:
             self.faults += 1
             _logger.error("%s", fault.line(self.path))
 
+    def writes_refused(self) -> Fault | None:
+        """The fault that refuses an export now, or None: after a failed commit
+        ("write"), the next export past the retry time is let through to try."""
+        fault = self.fault
+        if fault is not None and (fault.kind != "write" or time.monotonic() < self._retry_at):
+            return fault
+        return None
+
+    def commit_failed(self, fault: Fault) -> None:
+        """A commit failed for a fault of the store: refuse, and try again later."""
+        self._set_fault(fault)
+        self._retry_at = time.monotonic() + self.heal_interval_s
+
+    def commit_retried(self, fault: Fault) -> None:
+        """A commit went through while ``fault`` (a failed commit) was the fault."""
+        if self.fault is fault:
+            self._clear_fault()
+
     def _clear_fault(self, how: str = "") -> None:
-        with self._cond:
+        with self._fault_cond:
             previous, self.fault = self.fault, None
         if previous is not None:
             _logger.warning(
@@ -53,7 +73,7 @@ class Healing:
         if fault is not None and fault.kind == "fatal":
             self._set_fault(fault)
 
-    def _watch(self, force: bool = False) -> None:
+    def watch(self, force: bool = False) -> None:
         """Check (every WATCH_S, or now if ``force``) that the open file is still at its
         path and writable; start or end a fault accordingly."""
         if self._identity is None or self._con is None:
@@ -73,10 +93,12 @@ class Healing:
         elif current is not None and current.kind in ("read-only", "replaced"):
             self._clear_fault()
 
-    def _heal(self) -> None:
-        """One try at recovering from the fault (the next one after heal_interval_s)."""
+    def heal_if_due(self) -> None:
+        """One try at recovering from the fault, when one is due (the next one after
+        heal_interval_s)."""
         fault = self.fault
-        assert fault is not None
+        if fault is None or time.monotonic() < self._retry_at:
+            return
         self._retry_at = time.monotonic() + self.heal_interval_s
         if fault.kind == "deleted":
             if self._write_back():
@@ -84,12 +106,12 @@ class Healing:
         elif fault.kind in ("fatal", "open"):
             self._reopen("opened again")
         else:  # read-only, replaced: they end when the file is back as it was
-            self._watch(force=True)
+            self.watch(force=True)
 
     def _reopen(self, how: str) -> None:
         """Close and open the file; if it cannot take a checkpoint yet (the disk is still
         full), try again later, waiting longer each time (up to 30 s)."""
-        self._close_store(checkpoint=False)
+        self._close(checkpoint=False)
         try:
             self._open(checkpoint=True)
         except Exception as exc:

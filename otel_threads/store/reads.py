@@ -1,7 +1,7 @@
-"""`Reads`: the reading side of a store that a `Writer` writes, and all the API (and
-the demo) get of it: whether the store is healthy, and cursors of their own.
+"""`Reads`: the reading side of a `Store`, and all the API (and the demo) get of it:
+whether the store is healthy, and cursors of their own.
 
-Derivation runs behind the writer (otel_threads.store.derive_worker): a read may find
+Derivation runs behind the writer's commits (otel_threads.store.derive_worker): a read may find
 the derived views a little behind what was acknowledged. Whether to wait for them is
 the caller's choice, per read, and bounded: ``read(wait_s=...)``.
 """
@@ -14,26 +14,26 @@ from collections.abc import Iterator
 import duckdb
 
 from otel_threads.store.health import Fault
-from otel_threads.store.writer import Writer
+from otel_threads.store.store import Store
 
 __all__ = ["Reads"]
 
 
 class Reads:
-    """Read a store that ``writer`` writes: `fault`, `read`, `sync`."""
+    """Read ``store``: `fault`, `read`, `sync` (and nothing that writes)."""
 
-    def __init__(self, writer: Writer) -> None:
-        self._writer = writer
+    def __init__(self, store: Store) -> None:
+        self._store = store
 
     @property
     def fault(self) -> Fault | None:
         """Why the store cannot commit now, or None when it can."""
-        return self._writer.fault
+        return self._store.fault
 
     def sync(self, timeout: float | None) -> bool:
         """Wait up to ``timeout`` seconds until every acknowledged write is derived;
         whether it was."""
-        return self._writer.sync(timeout)
+        return self._store.sync(timeout)
 
     @contextlib.contextmanager
     def read(self, wait_s: float = 0.0) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -41,6 +41,6 @@ class Reads:
         ``wait_s`` > 0 it first waits up to that long for derivation to catch up with
         what was acknowledged (read your writes); with 0 it reads what is derived now."""
         if wait_s > 0:
-            self._writer.sync(wait_s)
-        with self._writer.cursor() as con:
+            self._store.sync(wait_s)
+        with self._store.cursor() as con:
             yield con

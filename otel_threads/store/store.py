@@ -1,0 +1,311 @@
+"""`Store`: one DuckDB file and everything about it but the writing: the connection
+(opened, migrated and given its views by `otel_threads.store.schema.connect`), the
+cursors of readers, derivation (scheduled here, run by
+otel_threads.store.derive_worker), checkpoints, and the store's health (faults, and
+healing from them: otel_threads.store.healing).
+
+The `Writer` (otel_threads.store.writer) writes into an open store; readers take
+`cursor` (or the narrower `otel_threads.store.reads.Reads`). A store is used by one
+writer: it tells the store when it is busy, how to wait for what it accepted, and what
+it needs to know of each connection opened (`attach`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import duckdb
+
+from otel_threads.store.derive import Deriver
+from otel_threads.store.derive_worker import DeriveWorker
+from otel_threads.store.errors import StoreClosed, StoreUnavailable
+from otel_threads.store.healing import Healing
+from otel_threads.store.health import Fault, file_identity
+from otel_threads.store.schema import connect
+
+__all__ = ["Store"]
+
+_logger = logging.getLogger("otel_threads.store.writer")
+
+#: What opening an existing file can raise that may go away (a truncated or unreadable
+#: file, one made read-only): the store opens anyway, with a fault, and keeps trying.
+_OPEN_FAULTS = (
+    duckdb.IOException,
+    duckdb.FatalException,
+    duckdb.InternalException,
+    duckdb.SerializationException,
+    PermissionError,
+)
+
+Hook = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+class Store(Healing):
+    """One DuckDB file; see the module docstring.
+
+    ``connection_factory`` opens it (default `connect`: migrations and views);
+    ``on_open`` is run on each connection opened (settings of the caller's). Derived
+    tables follow the writer's commits on their own thread, yielding to ingest for at
+    most ``derive_max_lag_s``. While a `Fault` lasts, healing is tried every
+    ``heal_interval_s`` (by the writer's thread: `heal_if_due`).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        connection_factory: Callable[[str], duckdb.DuckDBPyConnection] = connect,
+        on_open: Hook | None = None,
+        derive_max_lag_s: float = 5.0,
+        heal_interval_s: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.derive_max_lag_s = derive_max_lag_s
+        self.heal_interval_s = heal_interval_s
+        self._connection_factory = connection_factory
+        self._hooks: list[Hook] = [on_open] if on_open is not None else []
+        self._busy: Callable[[], bool] = lambda: False
+        self._drain: Callable[[float | None], bool] = lambda timeout: True
+        self._wake: Callable[[], None] = lambda: None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._derive: DeriveWorker | None = None
+        self._readers: set[duckdb.DuckDBPyConnection] = set()
+        self._readers_lock = threading.Condition()
+        self._readers_closed = False
+        self._opened = False
+        self._closed = False
+        self._dirty = False
+        #: Held by whatever writes besides the writer (derivation, retention) and by
+        #: checkpoints: in DuckDB 2.0.1 a commit that appends to an indexed table and
+        #: deletes rows with a NULL key from it while a checkpoint runs beside it fails
+        #: ("IndexEntry::RemoveFromIndex - partially deleted from the checkpoint delta")
+        #: and invalidates the database (docs/repro/duckdb_checkpoint_delta.py).
+        self.checkpoint_lock = threading.Lock()
+        #: Why the store cannot commit durably now (otel_threads.store.health), or None.
+        self.fault: Fault | None = None
+        #: Faults met since opened (each one is logged once).
+        self.faults = 0
+        self._fault_cond = threading.Condition()
+        self._retry_at = 0.0
+        self._backoff_s = 0.0
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the open file
+        self._checked_at = 0.0
+
+    # -- what the writer tells the store ----------------------------------------------
+
+    def attach(
+        self,
+        *,
+        busy: Callable[[], bool],
+        drain: Callable[[float | None], bool],
+        wake: Callable[[], None],
+        on_open: Hook,
+    ) -> None:
+        """The writer of this store: ``busy()`` while exports arrive (derivation waits),
+        ``drain(timeout)`` waits for its accepted rows to commit, ``wake()`` when a fault
+        starts (its thread refuses and heals), ``on_open`` learns each connection opened
+        (before derivation starts on it)."""
+        self._busy, self._drain, self._wake = busy, drain, wake
+        self._hooks.append(on_open)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection | None:
+        """The writer's connection while open (None while closed or faulted shut)."""
+        return self._con
+
+    def open(self) -> Store:
+        """Open (and migrate) the file and start derivation; idempotent.
+
+        A file that exists but cannot be opened (unreadable, truncated, read-only) is a
+        `Fault`: the store stays closed and the writer's thread opens it as soon as it
+        can (`heal_if_due`). Anything else that keeps it from opening is raised.
+        """
+        if self._opened:
+            return self
+        try:
+            self._open()
+        except Exception as exc:
+            if not isinstance(exc, _OPEN_FAULTS) or not os.path.isfile(self.path):
+                raise
+            self._set_fault(Fault("open", " ".join(str(exc).split())[:300]))
+            self._retry_at = time.monotonic() + self.heal_interval_s
+        self._opened = True
+        return self
+
+    def _open(self, checkpoint: bool = False) -> None:
+        """Open the file: the connection, its settings, derivation. With ``checkpoint``,
+        the file must also take a checkpoint first (after a fatal error: the WAL
+        replayed, then written into the file), or this raises."""
+        con = self._connection_factory(self.path)
+        try:
+            if checkpoint:
+                con.execute("CHECKPOINT")
+            # Checkpoints (folding the WAL into the file) run inside a commit and cost
+            # more than the commit: the store checkpoints when the writer asks (idle, or
+            # a large WAL), never while derivation writes.
+            con.execute("SET checkpoint_threshold = '1TB'")
+            # a long derivation must not draw DuckDB's progress bar on the service's stdout
+            con.execute("SET enable_progress_bar = false")
+            for hook in self._hooks:
+                hook(con)
+            derive = (
+                DeriveWorker(
+                    con.cursor(),
+                    self._busy,
+                    self.derive_max_lag_s,
+                    lock=self.checkpoint_lock,
+                    on_error=self._store_error,
+                )
+                if Deriver(con).enabled()
+                else None
+            )
+        except BaseException:
+            con.close()
+            raise
+        with self._readers_lock:
+            self._con, self._derive = con, derive
+            self._identity = file_identity(self.path)
+            self._readers_closed = False
+        self._checked_at = time.monotonic()
+
+    def _close(self, checkpoint: bool) -> None:
+        """Stop derivation and reads, then close the file (checkpointed first if asked)."""
+        derive, self._derive = self._derive, None
+        if derive is not None:
+            derive.close()
+        if self._con is None:
+            return
+        self._close_readers(timeout=5.0)
+        with self._readers_lock:
+            con, self._con = self._con, None
+        if checkpoint:
+            try:
+                con.execute("CHECKPOINT")
+            except duckdb.Error:
+                _logger.warning("checkpoint at close failed", exc_info=True)
+        with contextlib.suppress(duckdb.Error):
+            con.close()
+
+    def close(self) -> None:
+        """Close the file (derivation finished, reads interrupted). Idempotent. Call it
+        after the writer has closed: a deleted file is written back here, the last
+        chance for what it holds."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.fault is not None and self.fault.kind == "deleted" and self._con is not None:
+            self._write_back()
+        self._close(checkpoint=self.fault is None)
+
+    # -- reading -------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A new connection to the same database, for readers in this process, for the
+        length of a ``with`` block. `close` interrupts the reads still running, so a
+        read never keeps the store from closing."""
+        with self._readers_lock:
+            if self._con is None or self._readers_closed:
+                fault = self.fault
+                if fault is not None and not self._closed:
+                    raise StoreUnavailable(fault, self.heal_interval_s)
+                raise StoreClosed(
+                    "the store is closed" if self._con is None else "the store is closing"
+                )
+            cur = self._con.cursor()
+            self._readers.add(cur)
+        try:
+            yield cur
+        finally:
+            with self._readers_lock:
+                self._readers.discard(cur)
+                self._readers_lock.notify_all()
+            cur.close()
+
+    def _close_readers(self, timeout: float) -> None:
+        """Refuse new reads, interrupt those running, wait (up to ``timeout``) for them."""
+        with self._readers_lock:
+            self._readers_closed = True
+            for cur in self._readers:
+                cur.interrupt()
+            if not self._readers_lock.wait_for(lambda: not self._readers, timeout):
+                _logger.warning(
+                    "%d reads did not stop when interrupted; closing anyway", len(self._readers)
+                )
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until everything the writer accepted so far is committed and derived;
+        whether it was, within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._drain(timeout):
+            return False
+        derive = self._derive
+        if derive is None:
+            return True
+        return derive.sync(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # -- derivation and checkpoints --------------------------------------------------
+
+    @property
+    def derives(self) -> bool:
+        """Whether commits queue their traces for derivation (the derived tables exist)."""
+        return self._derive is not None
+
+    def committed(self) -> None:
+        """The writer committed a batch: the WAL has something to fold, derivation work."""
+        self._dirty = True
+        if self._derive is not None:
+            self._derive.committed()
+
+    def derive_health(self) -> tuple[int, int, int, int]:
+        """(traces waiting to be derived, traces set aside now, traces set aside since
+        opened, failed refreshes since opened): how derivation fares
+        (otel_threads.store.derive; the table derive_errors says which traces and why)."""
+        try:
+            with self.cursor() as cur:
+                queued, now = cur.execute(
+                    "SELECT (SELECT count(*) FROM derive_queue), "
+                    "(SELECT count(*) FROM derive_errors)"
+                ).fetchall()[0]
+        except StoreClosed:  # being opened again
+            queued, now = 0, 0
+        derive = self._derive
+        if derive is None:
+            return int(queued), int(now), 0, 0
+        return int(queued), int(now), derive.set_aside_total, derive.failures
+
+    def needs_checkpoint(self) -> bool:
+        """Whether the WAL has something to fold into the file."""
+        return self._dirty or self.wal_bytes() > 0
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the file, unless derivation (or retention) is writing now:
+        then it stays dirty, for the next try."""
+        con = self._con
+        if con is None:
+            return
+        if not self.checkpoint_lock.acquire(blocking=False):
+            return
+        try:
+            con.execute("CHECKPOINT")
+            self._dirty = False
+        except duckdb.Error as exc:
+            self._store_error(exc)
+            if self.fault is None or self.fault.kind != "fatal":
+                _logger.warning("checkpoint failed; retried when next idle", exc_info=True)
+        finally:
+            self.checkpoint_lock.release()
+
+    def wal_bytes(self) -> int:
+        """The size of the file's write-ahead log (0 when there is none)."""
+        try:
+            return os.path.getsize(f"{self.path}.wal")
+        except OSError:
+            return 0
