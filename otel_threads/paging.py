@@ -111,15 +111,7 @@ def query_thread_page(
         params: dict[str, Any] = {"thread": thread_id}
     else:
         through_turn = through_turn.lower()
-        skeleton = _rows_to(
-            TurnSchema,
-            con.execute(
-                "SELECT thread_id, turn_id, turn_index, parent_turn_id FROM turns "
-                "WHERE thread_id = ?",
-                [thread_id],
-            ),
-        )
-        whole_branch = branch_through(skeleton, through_turn)
+        whole_branch = branch_through(con, thread_id, through_turn)
         on_branch = set(whole_branch) & {t.turn_id for t in turns}
         branch_total = len(whole_branch)
         rows_sql = (

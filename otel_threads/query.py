@@ -65,30 +65,20 @@ def _rows_to(cls: type, cursor: duckdb.DuckDBPyConnection) -> list[Any]:
     ]
 
 
-def branch_through(turns: list[TurnSchema], turn_id: str) -> list[str]:
+def branch_through(con: duckdb.DuckDBPyConnection, thread_id: str, turn_id: str) -> list[str]:
     """The turn ids of the branch through ``turn_id``, first to last: its ancestors,
-    itself, and on down to the newest turn below it (at each fork, the child whose
-    branch holds the newest turn). ValueError when it is not one of ``turns``."""
-    by_id = {t.turn_id: t for t in turns}
-    if turn_id not in by_id:
+    itself, and on down to the newest turn below it (the table macro
+    ``branch_through``, sql/branch_through.sql). ValueError when it is not a turn of
+    the thread."""
+    path = [
+        r[0]
+        for r in con.execute(
+            "SELECT turn_id FROM branch_through(?, ?) ORDER BY position", [thread_id, turn_id]
+        ).fetchall()
+    ]
+    if not path:
         raise ValueError(f"through_turn {turn_id!r} is not a turn of this thread")
-    children: dict[str, list[str]] = {}
-    for t in turns:
-        if t.parent_turn_id in by_id:
-            children.setdefault(t.parent_turn_id, []).append(t.turn_id)
-    newest, stack, seen = turn_id, [turn_id], {turn_id}
-    while stack:  # the subtree of turn_id (parents never loop; `seen` guards anyway)
-        for child in children.get(stack.pop(), ()):
-            if child not in seen:
-                seen.add(child)
-                stack.append(child)
-                if by_id[child].turn_index > by_id[newest].turn_index:
-                    newest = child
-    path, at = [], newest
-    while at in by_id and at not in path:
-        path.append(at)
-        at = by_id[at].parent_turn_id
-    return path[::-1]
+    return path
 
 
 #: Longest first_input / last_output a threads list carries (a preview: the thread's
@@ -177,7 +167,7 @@ def query_thread(
             con.execute("SELECT * FROM transcript WHERE thread_id = ? ORDER BY seq", [thread_id]),
         )
     else:
-        branch = branch_through(turns, through_turn.lower())
+        branch = branch_through(con, thread_id, through_turn.lower())
         transcript = _rows_to(
             TranscriptMessage,
             con.execute(

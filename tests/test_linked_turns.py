@@ -329,8 +329,8 @@ def bounded(c: Collector, query: str) -> list[tuple]:
     """Run a query that must finish: interrupted (and failed) after 20 s."""
     import threading
 
-    assert c.writer.sync(30), "derivation did not finish"
-    with c.writer.cursor() as cur:
+    assert c.store.sync(30), "derivation did not finish"
+    with c.store.cursor() as cur:
         timer = threading.Timer(20, cur.interrupt)
         timer.start()
         try:
@@ -509,11 +509,37 @@ def test_kept_rows_equal_a_derivation_from_scratch_whatever_the_arrival_order(co
         collector, "SELECT thread_id, turn_count, fork_count FROM threads ORDER BY thread_id"
     ) == [("A", 4, 1), ("B", 2, 0)]
     assert sql(collector, "SELECT turn_id, status FROM unresolved_turns") == [(loop, "cycle")]
-    # the branch the SQL keeps current is the one branch_through finds from the newest turn
+    # the branch the SQL keeps current is the branch through the newest turn and through
+    # the first; the table macro branch_through walks as a plain walk of the tree does
     from otel_threads.query import branch_through, query_thread
 
-    with collector.writer.cursor() as cur:
+    with collector.store.cursor() as cur:
         for thread_id in ("A", "B"):
             detail = query_thread(cur, thread_id)
-            newest = max(detail.turns, key=lambda t: t.turn_index).turn_id
-            assert detail.branch == branch_through(detail.turns, newest)
+            by_index = sorted(detail.turns, key=lambda t: t.turn_index)
+            assert detail.branch == branch_through(cur, thread_id, by_index[-1].turn_id)
+            assert detail.branch == branch_through(cur, thread_id, by_index[0].turn_id)
+            for t in detail.turns:
+                assert branch_through(cur, thread_id, t.turn_id) == _walk(detail.turns, t.turn_id)
+        with pytest.raises(ValueError, match="not a turn of this thread"):
+            branch_through(cur, "A", by_index[0].turn_id)
+
+
+def _walk(turns: list, turn_id: str) -> list[str]:
+    """The branch through ``turn_id`` walked in Python: the newest turn of its subtree,
+    then up to the root (the reference the SQL macro is checked against)."""
+    by_id = {t.turn_id: t for t in turns}
+    children: dict[str, list[str]] = {}
+    for t in turns:
+        children.setdefault(t.parent_turn_id, []).append(t.turn_id)
+    newest, stack = turn_id, [turn_id]
+    while stack:
+        for child in children.get(stack.pop(), ()):
+            stack.append(child)
+            if by_id[child].turn_index > by_id[newest].turn_index:
+                newest = child
+    path, at = [], newest
+    while at in by_id:
+        path.append(at)
+        at = by_id[at].parent_turn_id
+    return path[::-1]

@@ -105,7 +105,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 
 def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """`CREATE OR REPLACE VIEW` every ``sql/<name>.sql``, each after the views it reads
+    """`CREATE OR REPLACE VIEW` (or MACRO) every ``sql/<name>.sql``, each after the views it reads
     (`SqlFiles.order`), then derive anew the derived tables whose rows other SQL derived
     (otel_threads.store.derive). Returns the views created: none when the file already
     has these views (``otel_threads_derived`` records the version of their SQL), so a
@@ -117,7 +117,9 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
         r[0]
         for r in con.execute(
             "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
-            "AND database_name = current_database()"
+            "AND database_name = current_database() UNION ALL "
+            "SELECT function_name FROM duckdb_functions() WHERE function_type = 'table_macro' "
+            "AND schema_name = 'main' AND database_name = current_database()"
         ).fetchall()
     }
     recorded = con.execute(
@@ -127,7 +129,7 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
     if recorded != [(files.all_version,)] or not have >= files.texts.keys():
         for name in files.order:
             try:
-                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS\n{files.texts[name]}')
+                con.execute(files.create(name))
             except duckdb.Error as exc:
                 raise RuntimeError(f"could not create the view {name}: {exc}") from exc
             created.append(name)

@@ -1,5 +1,8 @@
 """The views' SQL (``otel_threads/sql/<view>.sql``) and what each one reads.
 
+A file whose header has a line ``-- macro parameters: a, b`` is a table macro instead
+(a view that takes arguments: ``SELECT * FROM name(x, y)``).
+
 Read once per process: the order in which the views are created (each after what it
 reads) and the version of each derived table (a hash of the SQL its rows come from)
 both follow from the tables and views each file reads, as DuckDB's parser finds them
@@ -10,12 +13,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Mapping
 from importlib import resources
 
 import duckdb
 
 __all__ = ["DERIVED", "SqlFiles", "sql_files"]
+
+_MACRO = re.compile(r"^-- macro parameters: (\w+(?:, \w+)*)$", re.MULTILINE)
 
 #: (derived table, the view that derives it, what its rows are keyed by), in dependency
 #: order. The tables are created by migration 0007; otel_threads.store.derive keeps them.
@@ -47,6 +53,17 @@ class SqlFiles:
         self.order: list[str] = self._order()
         #: a hash of every view's SQL
         self.all_version = self._hash(self.order)
+        #: table macro -> its parameters (the other files are views)
+        self.macros: dict[str, str] = {
+            name: m.group(1) for name, text in self.texts.items() if (m := _MACRO.search(text))
+        }
+
+    def create(self, name: str) -> str:
+        """The statement that creates the view (or table macro) ``name``."""
+        if name in self.macros:
+            params = self.macros[name]
+            return f'CREATE OR REPLACE MACRO "{name}"({params}) AS TABLE\n{self.texts[name]}'
+        return f'CREATE OR REPLACE VIEW "{name}" AS\n{self.texts[name]}'
 
     def _order(self) -> list[str]:
         # A derived table is a table by then (migration 0007): only the views a view
