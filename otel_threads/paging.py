@@ -107,7 +107,7 @@ def query_thread_page(
         transcript_total = _count(
             con, "SELECT count(*) FROM transcript WHERE thread_id = ?", [thread_id]
         )
-        rows_sql = "(SELECT * FROM transcript WHERE thread_id = $thread)"
+        rows_sql = "SELECT * FROM transcript WHERE thread_id = $thread"
         params: dict[str, Any] = {"thread": thread_id}
     else:
         through_turn = through_turn.lower()
@@ -115,19 +115,19 @@ def query_thread_page(
         on_branch = set(whole_branch) & {t.turn_id for t in turns}
         branch_total = len(whole_branch)
         rows_sql = (
-            "(SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
+            "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
             "FROM transcript_branches WHERE thread_id = $thread "
-            "AND (turn_id IS NULL OR list_contains($branch, turn_id)))"
+            "AND (turn_id IS NULL OR turn_id = ANY($branch::VARCHAR[]))"
         )
         params = {"thread": thread_id, "branch": whole_branch}
-        transcript_total = _count(con, f"SELECT count(*) FROM {rows_sql}", params)
+        transcript_total = _count(con, f"SELECT count(*) FROM ({rows_sql})", params)
     branch = [t.turn_id for t in turns if t.turn_id in on_branch]
     # the page's groups of rows, in turn order: each turn, then the rows of no turn
     counts = dict(
         con.execute(
-            f"SELECT turn_id, count(*) FROM {rows_sql} "
-            "WHERE (list_contains($turns, turn_id) OR ($end AND turn_id IS NULL)) AND seq > $after "
-            "GROUP BY turn_id",
+            f"{_rows(rows_sql)} SELECT turn_id, count(*) FROM rows "
+            "WHERE (turn_id = ANY($turns::VARCHAR[]) OR ($end AND turn_id IS NULL)) "
+            "AND seq > $after GROUP BY turn_id",
             {**params, "turns": branch, "end": reaches_end, "after": after},
         ).fetchall()
     )
@@ -148,7 +148,7 @@ def query_thread_page(
     transcript = _rows_to(
         TranscriptMessage,
         con.execute(
-            f"SELECT * FROM {rows_sql} WHERE (list_contains($turns, turn_id) "
+            f"{_rows(rows_sql)} SELECT * FROM rows WHERE (turn_id = ANY($turns::VARCHAR[]) "
             "OR ($orphans AND turn_id IS NULL)) AND seq > $after ORDER BY seq LIMIT $limit",
             {
                 **params,
@@ -202,7 +202,7 @@ def _page_forks(
     forks = _rows_to(
         ForkSchema,
         con.execute(
-            "SELECT * FROM forks WHERE thread_id = ? AND list_contains(?, parent_turn_id) "
+            "SELECT * FROM forks WHERE thread_id = ? AND parent_turn_id = ANY(?::VARCHAR[]) "
             "ORDER BY forked_at, parent_turn_id",
             [thread_id, parents],
         ),
@@ -214,7 +214,7 @@ def _page_forks(
         index = dict(
             con.execute(
                 "SELECT turn_id, turn_index FROM turns WHERE thread_id = ? "
-                "AND list_contains(?, turn_id)",
+                "AND turn_id = ANY(?::VARCHAR[])",
                 [thread_id, wanted],
             ).fetchall()
         )
@@ -222,3 +222,9 @@ def _page_forks(
             f.parent_turn_index = index.get(f.parent_turn_id)
             f.child_turn_indexes = [index.get(c) for c in f.child_turn_ids]
     return forks
+
+
+def _rows(rows_sql: str) -> str:
+    """The thread's transcript rows as a CTE read once: a filter on turns or seq next to
+    the thread's would turn DuckDB's index lookup of the thread into a scan of all."""
+    return f"WITH rows AS MATERIALIZED ({rows_sql})"

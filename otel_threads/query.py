@@ -107,7 +107,7 @@ def query_threads(
         where.append("project = ?")
         params.append(req.project_id)
     if req.thread_ids is not None:
-        where.append("list_contains(?, thread_id)")
+        where.append("thread_id = ANY(?::VARCHAR[])")
         params.append(req.thread_ids)
     if req.sortable_datetime_after is not None:  # active at or after the window start
         where.append("last_updated >= ?")
@@ -171,9 +171,9 @@ def query_thread(
         transcript = _rows_to(
             TranscriptMessage,
             con.execute(
-                "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
-                "FROM transcript_branches WHERE thread_id = ? "
-                "AND (turn_id IS NULL OR list_contains(?, turn_id)) ORDER BY thread_seq",
+                "WITH rows AS MATERIALIZED (FROM transcript_branches WHERE thread_id = ?) "
+                "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq FROM rows "
+                "WHERE turn_id IS NULL OR turn_id = ANY(?::VARCHAR[]) ORDER BY thread_seq",
                 [thread_id, branch],
             ),
         )
@@ -198,7 +198,7 @@ def _fill_io(con: duckdb.DuckDBPyConnection, thread_id: str, turns: list[TurnSch
         t: (i, o)
         for t, i, o in con.execute(
             "SELECT turn_id, first_input, last_output FROM turn_io "
-            "WHERE thread_id = ? AND list_contains(?, turn_id)",
+            "WHERE thread_id = ? AND turn_id = ANY(?::VARCHAR[])",
             [thread_id, [t.turn_id for t in turns]],
         ).fetchall()
     }
