@@ -47,7 +47,7 @@ while True:
 """
 WHOLE = """
 import json, sys, time
-from otel_threads.collector.api import _jsonable
+from otel_threads.collector.readonly_sql import jsonable as _jsonable
 from otel_threads.query import query_thread
 from otel_threads.store import connect
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from otel_threads.collector.api import SQL_CONCURRENCY, ApiHandler
+from otel_threads.collector.api import ApiHandler
 from otel_threads.collector.config import Config
 from otel_threads.collector.grpc_server import GrpcReceiver
 from otel_threads.collector.http_listener import HttpListener
@@ -29,6 +29,7 @@ from otel_threads.collector.http_server import OtlpHttpHandler
 from otel_threads.collector.ingest import Ingest
 from otel_threads.collector.malloc import tune_malloc
 from otel_threads.collector.metrics import render_metrics
+from otel_threads.collector.readonly_sql import SQL_CONCURRENCY
 from otel_threads.collector.retention import RetentionTask
 from otel_threads.store import remove_holder, write_holder
 from otel_threads.store.reads import Reads
@@ -103,7 +104,7 @@ class Collector:
         self._api: HttpListener | None = None
         self.retention = RetentionTask(self.store, config.retention) if config.retention else None
         self.endpoints = Endpoints(None, None, None)
-        #: /sql statements running at once (collector.api.SQL_CONCURRENCY)
+        #: /sql statements running at once (collector.readonly_sql.SQL_CONCURRENCY)
         self.sql_slots = threading.BoundedSemaphore(SQL_CONCURRENCY)
         self._started = False
         self._stopped = threading.Event()

@@ -49,6 +49,7 @@ import duckdb
 import pyarrow as pa
 
 from otel_threads.store.links import Links
+from otel_threads.store.set_aside import SettingAside, data_error
 from otel_threads.store.shared_views import SharedViews
 from otel_threads.store.sqlfiles import DERIVED, sql_files
 
@@ -67,32 +68,9 @@ BATCH_BYTES = 64 << 20
 #: Rounds of widening a refresh's traces to what their links reach: when they close
 #: within it, every queued trace derived on the way is taken off the queue too.
 _CLOSURE_ROUNDS = 4
-#: Traces set aside that are logged as warnings; later ones are counted (and debug-logged).
-_LOGGED_SET_ASIDES = 10
-#: Errors of the store itself rather than of the data being derived: nothing is set
-#: aside for them (every trace would fail alike); the queue keeps the traces. Running
-#: out of memory (DuckDB's --memory-limit) is not one of them: the thread that needs
-#: more is set aside (derive_errors says so), and every other goes on.
-_STORE_ERRORS = (
-    duckdb.IOException,
-    duckdb.FatalException,
-    duckdb.InternalException,
-    duckdb.InterruptException,
-    duckdb.TransactionException,
-    duckdb.ConnectionException,
-    duckdb.CatalogException,
-    duckdb.BinderException,
-    duckdb.ParserException,
-)
 
 
-def data_error(exc: BaseException) -> bool:
-    """Whether a failed derivation failed on the data it read (a cast, a JSON path, a
-    value out of range): a trace that raises it is set aside, the others go on."""
-    return isinstance(exc, duckdb.Error) and not isinstance(exc, _STORE_ERRORS)
-
-
-class Deriver(Links, SharedViews):
+class Deriver(Links, SharedViews, SettingAside):
     """Derives into the ``*_mat`` tables on a connection that may write."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -241,38 +219,6 @@ class Deriver(Links, SharedViews):
             batch.append(trace)
         return batch
 
-    def _suspects(self, traces: list[str]) -> list[str]:
-        """Those of ``traces`` set aside before, or of a thread that has a trace set aside."""
-        if not self.con.execute("SELECT 1 FROM derive_errors LIMIT 1").fetchall():
-            return []
-        in_traces = self._in("trace_id", traces)
-        try:
-            return [
-                r[0]
-                for r in self.con.execute(
-                    f"SELECT trace_id FROM derive_errors WHERE {in_traces} UNION "
-                    f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_traces} AND thread_id IN "
-                    f"(SELECT thread_id FROM derive_errors) UNION "
-                    f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
-                    f"AND thread_id IN (SELECT thread_id FROM derive_errors)"
-                ).fetchall()
-            ]
-        finally:
-            self._drop_temps()
-
-    def _derive_or_split(self, traces: list[str]) -> None:
-        try:
-            self._derive(traces)
-        except duckdb.Error as exc:
-            if not data_error(exc):
-                raise
-            if len(traces) == 1:
-                self.set_aside(traces[0], exc)
-                return
-            half = len(traces) // 2
-            self._derive_or_split(traces[:half])
-            self._derive_or_split(traces[half:])
-
     def _derive(self, traces: list[str]) -> None:
         """Re-derive ``traces`` and take them off the queue, in one transaction; with them
         the queued traces that their links reached, when those were derived in full."""
@@ -290,45 +236,6 @@ class Deriver(Links, SharedViews):
             done = self._in("trace_id", sorted(set(traces) | set(queued)))
             con.execute(f"DELETE FROM derive_queue WHERE {done}")
             con.execute(f"DELETE FROM derive_errors WHERE {done}")
-
-    def set_aside(self, trace: str, exc: Exception) -> None:
-        """Record that ``trace`` does not derive, and take it off the queue: its rows in
-        the derived tables stay as they were until new data for it arrives."""
-        message = " ".join(str(exc).split())[:2000]
-        with self._transaction() as con:
-            con.execute(
-                f"""
-                CREATE TEMP TABLE _failed AS
-                SELECT ?::VARCHAR AS trace_id,
-                       (SELECT min(thread_id) FROM {self.db}.span_threads_mat
-                        WHERE trace_id = $1) AS derived_thread,
-                       (SELECT min(thread_id) FROM {self.db}.spans_raw
-                        WHERE trace_id = $1) AS own_thread,
-                       (SELECT min(first_failed_at) FROM derive_errors
-                        WHERE trace_id = $1) AS first_failed_at,
-                       (SELECT coalesce(sum(failures), 0) FROM derive_errors
-                        WHERE trace_id = $1) AS failures""",
-                [trace],
-            )
-            con.execute("DELETE FROM derive_errors WHERE trace_id = ?", [trace])
-            con.execute(
-                """
-                INSERT INTO derive_errors
-                SELECT trace_id, coalesce(derived_thread, own_thread), ?,
-                       coalesce(first_failed_at, now()::TIMESTAMP), now()::TIMESTAMP,
-                       failures + 1
-                FROM temp._failed""",
-                [message],
-            )
-            con.execute("DELETE FROM derive_queue WHERE trace_id = ?", [trace])
-        self.set_aside_total += 1
-        log = _logger.warning if self.set_aside_total <= _LOGGED_SET_ASIDES else _logger.debug
-        log(
-            "trace %s does not derive and is set aside (the table derive_errors lists it; "
-            "it is tried again when new data for it arrives): %s",
-            trace,
-            message,
-        )
 
     def _refresh(self, traces: list[str]) -> set[str]:
         """Re-derive ``traces``; returns the traces whose rows are now derived as a
