@@ -457,11 +457,16 @@ def test_a_long_thread_loads_in_pages_and_is_not_fetched_again_unchanged(browser
         loaded = thread_answers(200)
         assert len(loaded) == 1 and "turn_offset=0&turn_limit=100" in loaded[0][0], loaded
         assert all(size == 0 for _, _, size in thread_answers(304))
+        # a live refresh reads what is derived now (wait=0); what the user opens waits
+        assert all("wait=0" in url for url, _, _ in thread_answers(304))
+        assert "wait=" not in loaded[0][0]
         assert page.evaluate(f"() => {count}") == 100
         wait_for(
             lambda: any(s[1] == 304 for s in seen if "/ui/threads" in s[0]),
             "the list's refresh to be a 304",
         )
+        assert "wait=" not in next(s[0] for s in seen if "/ui/threads" in s[0])
+        assert all("wait=0" in s[0] for s in seen if "/ui/threads" in s[0] and s[1] == 304)
 
         # scrolling the turns to the end of the first page brings the second
         page.evaluate(

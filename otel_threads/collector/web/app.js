@@ -89,8 +89,11 @@ function showError(message) {
 // -- the API (a bearer token, when the collector wants one, is asked once) ----------
 
 // GET path; with etag, a conditional request: {notModified: true} when the answer
-// would be the same (HTTP 304, no body). Else {body, etag}.
-async function request(path, etag = null) {
+// would be the same (HTTP 304, no body). Else {body, etag}. A live refresh asks with
+// wait=0: what is derived now, without waiting for derivation to catch up (the next
+// refresh shows the rest); what the user asks for waits (the API's default).
+async function request(path, etag = null, live = false) {
+  if (live) path += `${path.includes("?") ? "&" : "?"}wait=0`;
   for (let attempt = 0; attempt < 2; attempt++) {
     const headers = { Accept: "application/json" };
     const token = sessionStorage.getItem("otel-threads-token");
@@ -132,12 +135,12 @@ function listParams() {
   return p;
 }
 
-async function loadList() {
+async function loadList(live = false) {
   const url = `/ui/threads?${listParams()}`;
   let res;
   try {
     // unchanged since the last answer to the same question: a 304, nothing to redo
-    const got = await request(url, url === state.listUrl ? state.listEtag : null);
+    const got = await request(url, url === state.listUrl ? state.listEtag : null, live);
     if (got.notModified) {
       showError("");
       refreshTimes();
@@ -254,9 +257,9 @@ function segUrl(v, seg, after = null) {
 
 // One page, conditional on the ETag of its last answer when it has one. A turn whose
 // transcript is longer than a page holds goes on in the answers that follow.
-async function fetchSeg(v, seg, conditional) {
+async function fetchSeg(v, seg, conditional, live = false) {
   const url = segUrl(v, seg);
-  const got = await request(url, conditional && seg.url === url ? seg.etag : null);
+  const got = await request(url, conditional && seg.url === url ? seg.etag : null, live);
   if (got.notModified) return null;
   const res = got.body;
   let next = res.page.next;
@@ -639,7 +642,7 @@ async function refreshThread() {
   v.refreshing = true;
   let got;
   try {
-    got = await fetchSeg(v, probe, true);
+    got = await fetchSeg(v, probe, true, true);
   } catch (err) {
     showError(`Could not refresh thread ${v.id}: ${err.message}`);
     return;
@@ -942,7 +945,7 @@ function init() {
   loadList();
   setInterval(() => {
     if (!$("live").checked || document.hidden) return;
-    loadList();
+    loadList(true);
     if (state.selected && state.spansOf === null) refreshThread();
   }, 3000);
 }
