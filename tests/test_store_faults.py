@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -301,6 +302,55 @@ def test_no_checkpoint_runs_while_derivation_writes(tmp_path: Path) -> None:
                 assert _wal_bytes(db) > 0
         wait(lambda: _wal_bytes(db) == 0, "the checkpoint once the lock is free")
     finally:
+        writer.close()
+
+
+def test_derivation_back_to_back_does_not_starve_a_due_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under sustained ingest derivation refreshes back to back, holding
+    `checkpoint_lock` nearly all the time: a checkpoint that is due (a large WAL) must
+    still run, or the WAL grows without end (seen: 1.7 GB in ten minutes)."""
+    import otel_threads.store.writer as writer_module
+    from otel_threads.store.derive import Deriver
+
+    monkeypatch.setattr(writer_module, "WAL_CHECKPOINT_BYTES", 1)
+    busy = threading.Event()
+    refreshes = [0]
+
+    def refresh(self, *args, **kwargs) -> int:  # as a refresh of a long queue: no gap
+        if not busy.is_set():
+            return 0
+        refreshes[0] += 1
+        time.sleep(0.05)
+        return 1
+
+    monkeypatch.setattr(Deriver, "refresh", refresh)
+    db = tmp_path / "x.duckdb"
+    # never idle (so only the due checkpoint after a commit can fold the WAL)
+    writer = Writer(str(db), idle_checkpoint_s=3600).start()
+    try:
+        batches = [
+            decode_traces_protobuf(encode_spans(b).SerializeToString()).table
+            for b in span_batches(30, 5)
+        ]
+        busy.set()
+        writer.write("spans", batches[0])  # derivation now refreshes without a pause
+        wait(lambda: refreshes[0] >= 3, "derivation to run back to back")
+        # each commit finds a checkpoint due; it runs after the commit is acknowledged
+        folded = False
+        for batch in batches[1:]:
+            writer.write("spans", batch)
+            settle = time.monotonic() + 1.0
+            while not (folded := _wal_bytes(db) == 0) and time.monotonic() < settle:
+                time.sleep(0.02)
+            if folded:
+                break
+        assert folded, "no due checkpoint ran while derivation refreshed back to back"
+        at = refreshes[0]
+        wait(lambda: refreshes[0] > at, "derivation to go on after the checkpoint")
+    finally:
+        busy.clear()
         writer.close()
 
 

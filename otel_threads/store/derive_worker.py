@@ -34,6 +34,7 @@ class DeriveWorker:
         busy: Callable[[], bool],
         max_lag_s: float = 5.0,
         lock: threading.Lock | None = None,
+        yield_to: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._deriver = Deriver(con)
@@ -42,6 +43,9 @@ class DeriveWorker:
         self.max_lag_s = max_lag_s
         #: held for each refresh (the writer checkpoints only while it is free)
         self._lock = lock or threading.Lock()
+        #: called before each refresh: waits while a checkpoint is due (see
+        #: `Store.yield_to_checkpoint`), so back-to-back refreshes never starve it
+        self._yield_to = yield_to
         self._on_error = on_error
         self.failures = 0
         self._cond = threading.Condition()
@@ -90,6 +94,8 @@ class DeriveWorker:
         return time.monotonic() - self._oldest >= self.max_lag_s
 
     def _refresh(self) -> int:
+        if self._yield_to is not None:
+            self._yield_to()
         with self._lock:
             return self._deriver.refresh()
 

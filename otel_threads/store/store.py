@@ -44,6 +44,10 @@ _OPEN_FAULTS = (
 
 Hook = Callable[[duckdb.DuckDBPyConnection], None]
 
+#: Longest a refresh waits for a due checkpoint (`Store.yield_to_checkpoint`): the
+#: writer tries one after every commit, and at least every second when idle.
+CHECKPOINT_YIELD_S = 30.0
+
 
 class Store(Healing):
     """One DuckDB file; see the module docstring.
@@ -86,6 +90,10 @@ class Store(Healing):
         #: ("IndexEntry::RemoveFromIndex - partially deleted from the checkpoint delta")
         #: and invalidates the database (docs/repro/duckdb_checkpoint_delta.py).
         self.checkpoint_lock = threading.Lock()
+        #: A checkpoint is due (the WAL is large) but derivation held the lock: no new
+        #: refresh starts until it has run (`yield_to_checkpoint`).
+        self._checkpoint_due = False
+        self._checkpoint_cond = threading.Condition()
         #: Why the store cannot commit durably now (otel_threads.store.health), or None.
         self.fault: Fault | None = None
         #: Faults met since opened (each one is logged once).
@@ -161,6 +169,7 @@ class Store(Healing):
                     self._busy,
                     self.derive_max_lag_s,
                     lock=self.checkpoint_lock,
+                    yield_to=self.yield_to_checkpoint,
                     on_error=self._store_error,
                 )
                 if Deriver(con).enabled()
@@ -285,12 +294,17 @@ class Store(Healing):
         """Whether the WAL has something to fold into the file."""
         return self._dirty or self.wal_bytes() > 0
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, due: bool = False) -> None:
         """Fold the WAL into the file, unless derivation (or retention) is writing now:
-        then it stays dirty, for the next try."""
+        then it stays dirty, for the next try. With ``due`` (the WAL is large), no new
+        refresh starts until a try has gone through, so derivation running back to back
+        cannot starve checkpoints (the WAL would grow without end)."""
         con = self._con
         if con is None:
             return
+        if due:
+            with self._checkpoint_cond:
+                self._checkpoint_due = True
         if not self.checkpoint_lock.acquire(blocking=False):
             return
         try:
@@ -302,6 +316,15 @@ class Store(Healing):
                 _logger.warning("checkpoint failed; retried when next idle", exc_info=True)
         finally:
             self.checkpoint_lock.release()
+            with self._checkpoint_cond:
+                self._checkpoint_due = False
+                self._checkpoint_cond.notify_all()
+
+    def yield_to_checkpoint(self, timeout: float = CHECKPOINT_YIELD_S) -> None:
+        """Wait (at most ``timeout``) while a checkpoint is due; derivation calls it
+        before each refresh."""
+        with self._checkpoint_cond:
+            self._checkpoint_cond.wait_for(lambda: not self._checkpoint_due, timeout)
 
     def wal_bytes(self) -> int:
         """The size of the file's write-ahead log (0 when there is none)."""

@@ -239,7 +239,7 @@ class Writer(Committing):
             for item in committed:
                 item.future.set_result(Written(item.rows, item.rejected, item.error))
             if store.fault is None and store.wal_bytes() > WAL_CHECKPOINT_BYTES:
-                store.checkpoint()
+                store.checkpoint(due=True)
 
     def _refuse(self, items: list[_Item], exc: Exception) -> None:
         """Fail ``items`` (never acknowledged: their senders retry)."""

@@ -1,0 +1,464 @@
+"""Sustained load until the store is large: does the cost per span stay flat?
+
+    python bench/soak.py [--exporters 4,32] [--spans 10000000] [--minute 60]
+
+For each count of concurrent exporters, a fresh `python -m otel_threads.collector`
+(default settings) on a new file is fed OTLP/gRPC requests of 512 spans (128 turns of
+4 spans, 10 attributes each, an LLM call with messages in every turn) until it has
+acknowledged ``--spans`` spans. Exporters run as threads in ``--processes`` sender
+processes; each keeps 32 conversations going at once, of 10, 100 and 2,000 turns
+(60/30/10 % of the threads started), and retries a refused request (503 /
+UNAVAILABLE) with the same bytes, as real exporters do.
+
+Every ``--minute`` seconds it prints one line:
+  - acknowledged spans/s over that minute;
+  - derivation lag p50/p99: a probe appends a turn to a thread of 2,000+ turns every
+    second and times from its acknowledgement until `turns` has it (read with
+    ``?wait=0``); and the traces waiting to be derived (/metrics);
+  - API p50/p99 while ingest runs: ``POST /threads/query?wait=0`` (the first 50) and
+    ``GET /threads/{id}?wait=0`` (the probe's long thread, and a 100-turn one);
+  - the collector's peak RSS, and file bytes per acknowledged span.
+At the end: the last minute's rate over the first's, and the exact-count check once
+derivation has caught up: spans, turns and threads stored equal those acknowledged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import random
+import struct
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+from collector_process import start_collector
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+TURNS_PER_REQUEST = 128
+SPANS_PER_TURN = 4
+ACTIVE_THREADS = 32
+LENGTHS = ((10, 0.6), (100, 0.3), (2000, 0.1))
+
+
+# -- OTLP protobuf, encoded by hand (the bench's own CPU must not be the limit) -------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _len(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _attr(key: str, value: str | int | bool) -> bytes:
+    if isinstance(value, bool):
+        any_value = _varint(2 << 3) + _varint(int(value))
+    elif isinstance(value, int):
+        any_value = _varint(3 << 3) + _varint(value)
+    else:
+        any_value = _len(1, value.encode())
+    return _len(9, _len(1, key.encode()) + _len(2, any_value))
+
+
+def _span(
+    trace_id: bytes, span_id: bytes, parent: bytes | None, name: bytes, start: int, attrs: bytes
+) -> bytes:
+    body = (
+        b"\x0a\x10"
+        + trace_id
+        + b"\x12\x08"
+        + span_id
+        + (b"\x22\x08" + parent if parent else b"")
+        + _len(5, name)
+        + b"\x39"
+        + struct.pack("<Q", start)
+        + b"\x41"
+        + struct.pack("<Q", start + 50_000_000)
+        + attrs
+    )
+    return _len(2, body)
+
+
+_COMMON = b"".join(
+    _attr(k, v)
+    for k, v in (
+        ("app.tenant", "acme"),
+        ("app.plan", "pro"),
+        ("deployment.region", "eu-west-1"),
+        ("http.route", "/chat"),
+        ("app.version", "1.2.3"),
+        ("app.feature_flag", False),
+        ("app.shard", 7),
+    )
+)
+
+
+def _resource() -> bytes:
+    kv = _len(1, b"service.name") + _len(2, _len(1, b"soak"))
+    return _len(1, _len(1, kv))  # ResourceSpans.resource = Resource{attributes=[kv]}
+
+
+class Conversation:
+    __slots__ = ("attrs", "clock", "length", "thread_id", "turns")
+
+    def __init__(self, thread_id: str, length: int) -> None:
+        self.thread_id, self.length, self.turns = thread_id, length, 0
+        self.clock = time.time_ns()
+        self.attrs = _attr("gen_ai.conversation.id", thread_id)
+
+
+def turn_spans(conv: Conversation, ids: Ids) -> bytes:
+    """One turn: the turn span, an LLM call with messages, two tool calls."""
+    conv.clock = max(conv.clock + 1_000_000, time.time_ns())
+    start, n = conv.clock, conv.turns
+    trace_id = ids.trace()
+    root, llm, tool_a, tool_b = ids.span(), ids.span(), ids.span(), ids.span()
+    turn_attrs = conv.attrs + _COMMON + _attr("otel_threads.is_turn", True) + _attr("turn.n", n)
+    llm_attrs = (
+        conv.attrs
+        + _attr("gen_ai.operation.name", "chat")
+        + _attr("gen_ai.request.model", "gpt-4o-mini")
+        + _attr("gen_ai.usage.input_tokens", 120)
+        + _attr("gen_ai.usage.output_tokens", 40)
+        + _attr(
+            "gen_ai.input.messages",
+            f'[{{"role":"user","parts":[{{"type":"text","content":"question {n} of '
+            f'{conv.thread_id}: where is my order?"}}]}}]',
+        )
+        + _attr(
+            "gen_ai.output.messages",
+            f'[{{"role":"assistant","finish_reason":"stop","parts":[{{"type":"text",'
+            f'"content":"answer {n}: it ships tomorrow."}}]}}]',
+        )
+        + _attr("app.tenant", "acme")
+    )
+    tool_attrs = conv.attrs + _COMMON + _attr("gen_ai.tool.name", "lookup_order")
+    conv.turns += 1
+    return (
+        _span(trace_id, root, None, b"handle_message", start, turn_attrs)
+        + _span(trace_id, llm, root, b"chat gpt-4o-mini", start + 1_000_000, llm_attrs)
+        + _span(trace_id, tool_a, llm, b"execute_tool lookup_order", start + 2_000_000, tool_attrs)
+        + _span(trace_id, tool_b, root, b"execute_tool reply", start + 3_000_000, tool_attrs)
+    )
+
+
+def request(spans: bytes) -> bytes:
+    scope = _len(1, _len(1, b"soak")) + spans  # ScopeSpans{scope, spans...}
+    return _len(1, _resource() + _len(2, scope))
+
+
+class Ids:
+    """Unique trace and span ids of one sender thread."""
+
+    def __init__(self, prefix: int) -> None:
+        self.prefix, self.n = prefix, 0
+
+    def trace(self) -> bytes:
+        self.n += 1
+        return struct.pack(">QQ", self.prefix, self.n)
+
+    def span(self) -> bytes:
+        self.n += 1
+        return struct.pack(">II", self.prefix & 0xFFFFFFFF, self.n)
+
+
+# -- the senders -----------------------------------------------------------------------
+
+
+def _send(stub, payload: bytes, stop_at: list[float]) -> bool:
+    """Send until acknowledged (True), or give up 120 s after the stop (False)."""
+    while True:
+        try:
+            stub(payload, timeout=120)
+            return True
+        except grpc.RpcError as exc:
+            if exc.code() not in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                raise
+            if stop_at[0] and time.monotonic() > stop_at[0] + 120:
+                return False
+            time.sleep(0.2 + random.random() * 0.3)
+
+
+def exporter(target: str, prefix: int, counts, stop, stop_at: list[float]) -> None:
+    """One exporter: keeps ACTIVE_THREADS conversations going until ``stop``."""
+    rnd = random.Random(prefix)
+    channel = grpc.insecure_channel(target)
+    stub = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+    ids = Ids(prefix)
+    started = [0]
+
+    def new() -> Conversation:
+        started[0] += 1
+        length = rnd.choices([n for n, _ in LENGTHS], [w for _, w in LENGTHS])[0]
+        return Conversation(f"soak-{prefix}-{started[0]}", length)
+
+    active = [new() for _ in range(ACTIVE_THREADS)]
+    begun: set[str] = set()
+    while not stop.is_set():
+        parts, threads_new = [], 0
+        for i in range(TURNS_PER_REQUEST):
+            conv = active[i % ACTIVE_THREADS]
+            if conv.turns >= conv.length:
+                conv = active[i % ACTIVE_THREADS] = new()
+            if conv.turns == 0 and conv.thread_id not in begun:
+                begun.add(conv.thread_id)
+                threads_new += 1
+            parts.append(turn_spans(conv, ids))
+        if not _send(stub, request(b"".join(parts)), stop_at):
+            break
+        with counts.get_lock():
+            counts[0] += TURNS_PER_REQUEST * SPANS_PER_TURN
+            counts[1] += TURNS_PER_REQUEST
+            counts[2] += threads_new
+    channel.close()
+
+
+def sender_process(target: str, first: int, n: int, counts, stop) -> None:
+    stop_at = [0.0]
+    threads = [
+        threading.Thread(target=exporter, args=(target, first + i, counts, stop, stop_at))
+        for i in range(n)
+    ]
+    for t in threads:
+        t.start()
+    stop.wait()
+    stop_at[0] = time.monotonic()
+    for t in threads:
+        t.join()
+
+
+# -- what is measured --------------------------------------------------------------------
+
+
+def http_json(url: str, body: dict | None = None) -> tuple[float, object]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        payload = resp.read()
+    return time.perf_counter() - started, json.loads(payload)
+
+
+def sql(api: str, statement: str, wait: float = 0) -> list:
+    return http_json(f"{api}/sql?wait={wait:g}", {"sql": statement})[1]["rows"]
+
+
+def metric(api: str, name: str) -> float:
+    with urllib.request.urlopen(f"{api}/metrics", timeout=120) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise RuntimeError(f"no {name} in /metrics")
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+class Probe:
+    """Appends a turn to a long thread each second and times until `turns` has it."""
+
+    def __init__(self, target: str, api: str) -> None:
+        self.api = api
+        self.channel = grpc.insecure_channel(target)
+        self.stub = self.channel.unary_unary(
+            EXPORT, request_serializer=None, response_deserializer=None
+        )
+        self.ids = Ids(1 << 40)
+        self.long = Conversation("probe-long", 1 << 30)
+        self.medium = Conversation("probe-medium", 100)
+        self.lags: list[float] = []
+        self.spans = self.turns = 0
+
+    def fill(self) -> None:
+        """The long thread gets 2,000 turns and the medium one 100, before the clock."""
+        for conv, turns in ((self.long, 2000), (self.medium, 100)):
+            for at in range(0, turns, TURNS_PER_REQUEST):
+                k = min(TURNS_PER_REQUEST, turns - at)
+                self._send(b"".join(turn_spans(conv, self.ids) for _ in range(k)), k)
+
+    def derived(self) -> None:
+        """Wait until both threads are derived whole (the clock starts after)."""
+        want = "SELECT count(*) FROM turns WHERE thread_id IN ('probe-long', 'probe-medium')"
+        while sql(self.api, want, wait=2)[0][0] < self.turns:
+            time.sleep(0.5)
+
+    def _send(self, spans: bytes, turns: int) -> None:
+        _send(self.stub, request(spans), [0.0])
+        self.spans += turns * SPANS_PER_TURN
+        self.turns += turns
+
+    def once(self) -> None:
+        n = self.long.turns
+        self._send(turn_spans(self.long, self.ids), 1)
+        acked = time.monotonic()
+        turn_sql = f"SELECT count(*) FROM turns WHERE thread_id = 'probe-long' AND turn_index > {n}"
+        while sql(self.api, turn_sql)[0][0] == 0:
+            time.sleep(0.05)
+        self.lags.append(time.monotonic() - acked)
+
+
+def soak(args: argparse.Namespace, exporters: int) -> dict:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        db = Path(tmp) / "soak.duckdb"
+        log = (Path(tmp) / "collector.log").open("w")
+        proc, note = start_collector(db, log, "--grpc", "127.0.0.1:0")
+        target = note["grpc"].split("://")[-1]
+        api = note["api"]
+        try:
+            probe = Probe(target, api)
+            probe.fill()
+            probe.derived()
+            counts = mp.Array("q", 3)  # spans, turns, threads acknowledged
+            stop = mp.Event()
+            per = [
+                exporters // args.processes + (i < exporters % args.processes)
+                for i in range(args.processes)
+            ]
+            ctx = mp.get_context("fork")
+            senders = [
+                ctx.Process(target=sender_process, args=(target, 1000 * (i + 1), n, counts, stop))
+                for i, n in enumerate(per)
+                if n
+            ]
+            for p in senders:
+                p.start()
+            done = threading.Event()
+            lat: dict[str, list[float]] = {"query": [], "thread": []}
+            peak = [0]
+            errors: list[str] = []
+
+            def reader() -> None:
+                ids = ("probe-long", "probe-medium")
+                i = 0
+                while not done.is_set():
+                    try:
+                        took, _ = http_json(f"{api}/threads/query?wait=0", {"limit": 50})
+                        lat["query"].append(took)
+                        took, _ = http_json(f"{api}/threads/{ids[i % 2]}?wait=0")
+                        lat["thread"].append(took)
+                    except OSError as exc:  # counted, and said at the end
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        time.sleep(0.5)
+                    i += 1
+
+            def prober() -> None:
+                while not done.is_set():
+                    probe.once()
+                    done.wait(1.0)
+
+            def rss() -> None:
+                while not done.is_set():
+                    peak[0] = max(peak[0], rss_bytes(proc.pid))
+                    done.wait(0.5)
+
+            helpers = [threading.Thread(target=f, daemon=True) for f in (reader, prober, rss)]
+            for t in helpers:
+                t.start()
+            print(f"\n{exporters} exporters ({len(senders)} processes), to {args.spans:,} spans")
+            print(
+                f"{'min':>4}{'spans':>12}{'acked/s':>10}{'lag p50/p99 s':>16}{'queued':>9}"
+                f"{'query p50/p99 ms':>19}{'thread p50/p99 ms':>20}{'RSS MiB':>9}{'B/span':>8}"
+            )
+            started = time.monotonic()
+            minute, last_spans, rates = 0, 0, []
+            while counts[0] < args.spans and minute < args.max_minutes:
+                time.sleep(args.minute)
+                minute += 1
+                spans = counts[0]
+                rate = (spans - last_spans) / args.minute
+                rates.append(rate)
+                last_spans = spans
+                lags, probe.lags = probe.lags, []
+                q, lat["query"] = lat["query"], []
+                th, lat["thread"] = lat["thread"], []
+                size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
+                print(
+                    f"{minute:>4}{spans:>12,}{rate:>10,.0f}"
+                    f"{pct(lags, 0.5):>8.2f}/{pct(lags, 0.99):<7.2f}"
+                    f"{metric(api, 'otel_threads_derive_queue_traces'):>9,.0f}"
+                    f"{pct(q, 0.5) * 1e3:>10.0f}/{pct(q, 0.99) * 1e3:<8.0f}"
+                    f"{pct(th, 0.5) * 1e3:>11.0f}/{pct(th, 0.99) * 1e3:<8.0f}"
+                    f"{peak[0] / (1 << 20):>9,.0f}{size / max(1, spans + probe.spans):>8.0f}",
+                    flush=True,
+                )
+                peak[0] = 0
+            stop.set()
+            for p in senders:
+                p.join()
+            done.set()
+            for t in helpers:
+                t.join()
+            elapsed = time.monotonic() - started
+            spans, turns, threads = counts[0], counts[1], counts[2]
+            caught = time.monotonic()
+            while metric(api, "otel_threads_derive_queue_traces") > 0:
+                time.sleep(1)
+            stored = sql(
+                api,
+                "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM turns), "
+                "(SELECT count(*) FROM threads)",
+                wait=2,
+            )[0]
+            expected = [spans + probe.spans, turns + probe.turns, threads + 2]
+            ok = stored == expected
+            print(
+                f"acknowledged {spans:,} spans in {elapsed:.0f}s ({spans / elapsed:,.0f}/s); "
+                f"derivation caught up {time.monotonic() - caught:.0f}s after the stop"
+            )
+            if errors:
+                print(f"{len(errors)} API reads failed while ingest ran, e.g. {errors[0]}")
+            if len(rates) >= 2:
+                print(f"last minute / first minute: {rates[-1] / rates[0]:.2f}")
+            print(
+                f"exact counts (spans, turns, threads): stored {stored}, acknowledged "
+                f"{expected}: {'OK' if ok else 'MISMATCH'}"
+            )
+            return {"rates": rates, "ok": ok}
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--exporters", default="4,32", help="comma-separated counts, one run each")
+    ap.add_argument("--spans", type=int, default=10_000_000)
+    ap.add_argument("--minute", type=float, default=60.0, help="seconds per printed line")
+    ap.add_argument("--max-minutes", type=int, default=120)
+    ap.add_argument("--processes", type=int, default=2, help="sender processes")
+    ap.add_argument("--dir", default=None, help="where the store goes (default: the temp dir)")
+    args = ap.parse_args()
+    results = [soak(args, int(n)) for n in args.exporters.split(",")]
+    raise SystemExit(0 if all(r["ok"] for r in results) else 1)
+
+
+if __name__ == "__main__":
+    main()
