@@ -24,7 +24,7 @@ from otel_threads.collector import Collector, Config
 from otel_threads.otlp.decode import decode_traces_json, decode_traces_protobuf
 from otel_threads.query import query_thread
 from otel_threads.store import connect, shared_views
-from otel_threads.store.derive import Deriver
+from otel_threads.store.derive import WIDEN, Deriver
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.store import Store as FileStore
 from otel_threads.store.writer import Writer
@@ -256,7 +256,8 @@ def test_a_chain_is_resolved_in_a_bounded_number_of_statements(tmp_path, length)
 
 def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_scratch(tmp_path):
     """Threads and linked chains arrive spread over many traces; refreshes of at most 7
-    traces and 3 kB (one trace at least) derive them as a derivation from scratch does."""
+    traces (and the queued traces of their threads, WIDEN times that in all) and 3 kB
+    (one trace at least) derive them as a derivation from scratch does."""
     store = Store(tmp_path / "s.duckdb")
     rnd = random.Random(5)
     spans = []
@@ -279,7 +280,7 @@ def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_sc
         queued = store.rows("SELECT count(DISTINCT trace_id) FROM derive_queue")[0][0]
         taken = store.deriver.refresh(7, 3000)
         sizes.append(taken)
-        assert 1 <= taken <= min(7, queued)
+        assert 1 <= taken <= min(WIDEN * 7, queued)
         store.assert_kept_equals_scratch() if store.deriver.pending() == 0 else None
     while store.deriver.refresh(7, 3000):
         pass
@@ -288,6 +289,36 @@ def test_a_refresh_takes_a_bounded_batch_and_the_rows_match_a_derivation_from_sc
     assert store.rows("SELECT thread_id, turn_count FROM threads ORDER BY 1") == [
         (f"thread-{n}", 5) for n in range(8)
     ]
+
+
+def test_a_refresh_takes_the_queued_traces_of_its_threads_along(tmp_path):
+    """A thread is derived once for all of its waiting turns: a batch of one trace takes
+    the other queued traces of its thread (not those of other threads), and the rows
+    match a derivation from scratch."""
+    store = Store(tmp_path / "s.duckdb")
+    for t in range(18):  # 3 threads of 6 turns, each turn its own commit
+        trace = 3000 + t
+        store.insert(
+            [
+                span(
+                    trace,
+                    10 * trace,
+                    "turn",
+                    T0 + t * 10**6,
+                    {
+                        "gen_ai.conversation.id": f"thread-{t % 3}",
+                        "otel_threads.is_turn": True,
+                    },
+                ),
+            ]
+        )
+    assert store.rows("SELECT count(*) FROM derive_queue WHERE thread_id = 'thread-0'") == [(6,)]
+    assert WIDEN >= 6
+    assert store.deriver.refresh(1) == 6  # the oldest trace, and its thread's 5 others
+    assert store.rows("SELECT thread_id, turn_count FROM threads") == [("thread-0", 6)]
+    assert store.deriver.refresh(1) == 6 and store.deriver.refresh(1) == 6
+    assert store.deriver.pending() == 0
+    store.assert_kept_equals_scratch()
 
 
 def llm_turn(i: int, thread_id: str, size: int) -> tuple[list[dict], str, str]:

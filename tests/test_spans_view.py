@@ -104,7 +104,7 @@ def test_a_store_of_the_earlier_schema_opens_with_spans_as_a_view(tmp_path):
                 i,
             ],
         )
-    con.execute("INSERT INTO derive_queue VALUES (?)", ["ab" * 16])
+    con.execute("INSERT INTO derive_queue (trace_id) VALUES (?)", ["ab" * 16])
     con.close()
 
     con = connect(path)  # migrates, creates the views, derives

@@ -193,7 +193,7 @@ def test_traces_left_queued_by_a_stopped_writer_are_derived_at_the_next_start(tm
     with duckdb.connect(path) as con:  # as if the process died before deriving these
         con.execute("DELETE FROM turns_mat")
         con.execute("DELETE FROM threads_mat")
-        con.execute("INSERT INTO derive_queue SELECT DISTINCT trace_id FROM spans")
+        con.execute("INSERT INTO derive_queue (trace_id) SELECT DISTINCT trace_id FROM spans")
     writer = Writer(path).start()
     try:
         assert writer.store.sync(30)

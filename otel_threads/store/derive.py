@@ -20,13 +20,15 @@ nothing), and `refresh` re-derives exactly what those traces can affect:
    to before or belong to now, over all the traces of those threads.
 
 A refresh takes a bounded batch off the queue (`BATCH_TRACES`, `BATCH_BYTES`), so its
-work follows the batch: the rest waits for the next refresh. Chains of links are
-resolved set-wise, in a few statements however long they are (a loop of links in bad
-data ends where it closes), and traces whose resolution walks links derive apart from
-the others, which never wait behind a long chain. When the traces a batch's links reach
-close within a few rounds, the queued ones among them are derived and taken off the
-queue with it, so a chain that arrives in many commits is derived once, not once per
-commit. LLM calls and messages are parsed a chunk of traces at a time
+work follows the batch: the rest waits for the next refresh. The batch takes along the
+other queued traces of its threads (`WIDEN`): a thread is re-derived over all of its
+traces, so under a backlog it is derived once for many new turns, not once per turn.
+Chains of links are resolved set-wise, in a few statements however long they are (a loop
+of links in bad data ends where it closes), and traces whose resolution walks links
+derive apart from the others, which never wait behind a long chain. When the traces a
+batch's links reach close within a few rounds, the queued ones among them are derived
+and taken off the queue with it, so a chain that arrives in many commits is derived
+once, not once per commit. LLM calls and messages are parsed a chunk of traces at a time
 (otel_threads.store.shared_views): huge calls cost their texts, not many copies of them.
 
 It evaluates the same ``derive_*`` views, scoped: for the duration of a refresh,
@@ -65,6 +67,9 @@ _TEXT_TABLES = ("transcript_mat",)
 #: waits for the next refresh, so one huge thread or chain never holds the others long.
 BATCH_TRACES = 2000
 BATCH_BYTES = 64 << 20
+#: A batch takes along the other queued traces of its threads, up to WIDEN times
+#: BATCH_TRACES in all (and BATCH_BYTES still): see `Deriver._same_threads`.
+WIDEN = 8
 #: Rounds of widening a refresh's traces to what their links reach: when they close
 #: within it, every queued trace derived on the way is taken off the queue too.
 _CLOSURE_ROUNDS = 4
@@ -141,7 +146,8 @@ class Deriver(Links, SharedViews, SettingAside):
             self._stamp_build()
             if not whole:
                 con.execute(
-                    f"INSERT INTO derive_queue SELECT DISTINCT trace_id FROM {db}.spans_raw"
+                    f"INSERT INTO derive_queue (trace_id, thread_id) SELECT trace_id, "
+                    f"max(thread_id) FROM {db}.spans_raw GROUP BY trace_id"
                 )
             elif table == DERIVED[0][0]:  # everything queued so far is covered from here on
                 con.execute("DELETE FROM derive_queue")
@@ -157,9 +163,10 @@ class Deriver(Links, SharedViews, SettingAside):
         """Re-derive what a batch of queued traces affects; returns the traces taken off
         the queue (0 when it is empty).
 
-        The batch is the oldest queued traces, at most ``limit`` of them and ``max_bytes``
-        of content (at least one trace): a refresh's work follows its batch, and the
-        rest waits for the next refresh. Traces whose turns take part in chains of links
+        The batch is the oldest queued traces, at most ``limit`` of them, with the other
+        queued traces of their threads (`WIDEN` times ``limit`` in all), and at most
+        ``max_bytes`` of content (at least one trace): a refresh's work follows its batch,
+        and the rest waits for the next refresh. Traces whose turns take part in chains of links
         without a thread id are derived after the others, in a transaction of their own,
         so a long chain (or a loop of links in bad data) keeps no other thread waiting.
 
@@ -183,8 +190,8 @@ class Deriver(Links, SharedViews, SettingAside):
         return len(traces)
 
     def _batch(self, limit: int, max_bytes: int) -> list[str]:
-        """The oldest queued traces, at most ``limit`` and ``max_bytes`` of content (at
-        least one)."""
+        """The oldest queued traces, at most ``limit``, then the other queued traces of
+        their threads; in all at most ``max_bytes`` of content (at least one trace)."""
         con, db = self.con, self.db
         queued = [
             r[0]
@@ -193,6 +200,7 @@ class Deriver(Links, SharedViews, SettingAside):
                 [max(1, limit)],
             ).fetchall()
         ]
+        queued += self._same_threads(queued, WIDEN * max(1, limit) - len(queued))
         if len(queued) <= 1:
             return queued
         in_queued = self._in("trace_id", queued)
@@ -218,6 +226,26 @@ class Deriver(Links, SharedViews, SettingAside):
                 break
             batch.append(trace)
         return batch
+
+    def _same_threads(self, traces: list[str], limit: int) -> list[str]:
+        """Other queued traces of the threads ``traces`` name (at most ``limit``, the
+        oldest first): deriving a thread reads all of its traces, so its waiting turns
+        cost little more in the same refresh, and a lot in the next one."""
+        if limit <= 0:
+            return []
+        in_traces = self._in("trace_id", traces)
+        try:
+            return [
+                r[0]
+                for r in self.con.execute(
+                    f"SELECT trace_id FROM derive_queue WHERE thread_id IN "
+                    f"(SELECT thread_id FROM derive_queue WHERE {in_traces}) "
+                    f"AND NOT {in_traces} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
+                    [limit],
+                ).fetchall()
+            ]
+        finally:
+            self._drop_temps()
 
     def _derive(self, traces: list[str]) -> None:
         """Re-derive ``traces`` and take them off the queue, in one transaction; with them

@@ -60,6 +60,13 @@ _FULL_RANGE = {
     "spans": (-(2**63), 2**63 - 1),
     "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31)),
 }
+#: The batch's traces into derive_queue, with the thread their spans name.
+_QUEUE = {
+    "spans": "INSERT INTO derive_queue (trace_id, thread_id) SELECT trace_id, max(thread_id) "
+    "FROM __batch WHERE trace_id IS NOT NULL GROUP BY trace_id",
+    "logs": "INSERT INTO derive_queue (trace_id) SELECT DISTINCT trace_id FROM __batch "
+    "WHERE trace_id IS NOT NULL",
+}
 #: Stored times are naive UTC.
 EPOCH = dt.datetime(1970, 1, 1)
 
@@ -98,10 +105,7 @@ def insert_batch(
         if kind == "spans" and table.column("previous_turn_id").null_count < n:
             con.execute(RECORD_LINKS)
         if queue_derive:  # re-derive these traces (same transaction)
-            con.execute(
-                "INSERT INTO derive_queue SELECT DISTINCT trace_id FROM __batch "
-                "WHERE trace_id IS NOT NULL"
-            )
+            con.execute(_QUEUE[kind])
     finally:
         con.unregister("__batch")
     return int(row[0]) if row else 0
