@@ -321,6 +321,31 @@ def test_a_refresh_takes_the_queued_traces_of_its_threads_along(tmp_path):
     store.assert_kept_equals_scratch()
 
 
+def test_a_new_turn_rewrites_only_the_rows_it_changes(tmp_path):
+    """A thread is re-derived whole, but only rows that differ are written: the earlier
+    turns of a long thread keep their rows (same rowid), the thread's row is replaced,
+    and the rows match a derivation from scratch."""
+    store = Store(tmp_path / "s.duckdb")
+
+    def add(t: int) -> None:
+        trace = 5000 + t
+        attrs = {"gen_ai.conversation.id": "long", "otel_threads.is_turn": True}
+        store.insert([span(trace, 10 * trace, "turn", T0 + t * 10**6, attrs)])
+
+    for t in range(40):
+        add(t)
+    store.derive_all()
+    before = dict(store.rows("SELECT turn_id, rowid FROM turns_mat"))
+    thread_row = store.rows("SELECT rowid FROM threads_mat")
+    add(40)
+    store.derive_all()
+    after = dict(store.rows("SELECT turn_id, rowid FROM turns_mat"))
+    assert len(after) == 41 and {t: after[t] for t in before} == before
+    assert store.rows("SELECT rowid FROM threads_mat") != thread_row
+    assert store.rows("SELECT turn_count FROM threads") == [(41,)]
+    store.assert_kept_equals_scratch()
+
+
 def llm_turn(i: int, thread_id: str, size: int) -> tuple[list[dict], str, str]:
     """Turn ``i`` of ``thread_id`` (its own trace): a turn span and an LLM call span whose
     input is one user message of ``size`` bytes and whose output one of ``size`` bytes."""

@@ -15,7 +15,8 @@ WITH t AS (
            arg_max(turn_id, [epoch_us(start_time), turn_index]) AS last_turn_id,
            quantile_cont(duration_ms, 0.5) AS p50_turn_duration_ms,
            quantile_cont(duration_ms, 0.99) AS p99_turn_duration_ms,
-           sum(duration_ms) AS total_turn_duration_ms,
+           -- summed exactly (a sum of doubles depends on the order of the rows)
+           sum(duration_ms::DECIMAL(38, 6))::DOUBLE AS total_turn_duration_ms,
            sum(llm_call_count) AS llm_call_count,
            count(*) FILTER (WHERE has_error) AS error_turn_count,
            count(*) FILTER (WHERE is_running) AS running_turn_count,

@@ -59,9 +59,6 @@ __all__ = ["DERIVED", "Deriver", "data_error"]
 
 _logger = logging.getLogger(__name__)
 
-#: Derived tables that hold whole texts: written straight into the file's table, not
-#: through a TEMP copy of the scope's rows (one copy of every text fewer).
-_TEXT_TABLES = ("transcript_mat",)
 #: What one refresh takes off the queue at most: traces, and bytes of their content
 #: (span attributes and events, log bodies and attributes), at least one trace. The rest
 #: waits for the next refresh, so one huge thread or chain never holds the others long.
@@ -287,7 +284,9 @@ class Deriver(Links, SharedViews, SettingAside):
 
     def _derive_scope(self, traces: list[str], in_traces: str) -> None:
         """Derive the span threads of ``traces`` (whose spans are in TEMP ``spans_raw``),
-        then every turn, transcript and thread row of the threads they were in or are in."""
+        then every turn, transcript and thread row of the threads they were in or are in
+        (into TEMP tables named like the derived tables, which the views after read;
+        the file's tables get the rows that changed, `_write_changed`)."""
         con = self.con
         before = self._threads_of(in_traces)
         con.execute(f"DELETE FROM {self.db}.span_threads_mat WHERE {in_traces}")
@@ -321,15 +320,25 @@ class Deriver(Links, SharedViews, SettingAside):
         for table, view, _ in DERIVED[1:]:
             if table not in self._tables():
                 continue
-            con.execute(f"DELETE FROM {self.db}.{table} WHERE {in_threads}")
-            if table in _TEXT_TABLES:  # the views after it read the file's table, as kept
-                con.execute(
-                    f"INSERT INTO {self.db}.{table} SELECT * FROM {view} WHERE {in_threads}"
-                )
-                continue
             con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
-            con.execute(f"INSERT INTO {self.db}.{table} SELECT * FROM temp.{table}")
+            self._write_changed(table, in_threads)
         self._stamp_threads(in_threads, threads)
+
+    def _write_changed(self, table: str, in_threads: str) -> None:
+        """Make the file's ``table`` rows of the threads in scope those of TEMP ``table``,
+        writing only the rows that differ: a new turn of a long thread changes a few rows
+        of it, and rewriting all of them (with their indexes) cost most of a refresh."""
+        con, db = self.con, self.db
+        columns = [r[0] for r in con.execute(f"DESCRIBE temp.{table}").fetchall()]
+        same = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in columns)
+        con.execute(
+            f"DELETE FROM {db}.{table} WHERE rowid IN (SELECT o.rowid FROM {db}.{table} o "
+            f"WHERE o.{in_threads} AND NOT EXISTS (SELECT 1 FROM temp.{table} n WHERE {same}))"
+        )
+        con.execute(
+            f"INSERT INTO {db}.{table} SELECT * FROM temp.{table} n WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {db}.{table} o WHERE o.{in_threads} AND {same})"
+        )
 
     def _has_versions(self) -> bool:
         return "thread_versions" in self._tables()
