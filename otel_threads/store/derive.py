@@ -231,18 +231,12 @@ class Deriver(Links, SharedViews, SettingAside):
         if limit <= 0:
             return []
         in_traces = self._in("trace_id", traces)
-        try:
-            return [
-                r[0]
-                for r in self.con.execute(
-                    f"SELECT trace_id FROM derive_queue WHERE thread_id IN "
-                    f"(SELECT thread_id FROM derive_queue WHERE {in_traces}) "
-                    f"AND NOT {in_traces} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
-                    [limit],
-                ).fetchall()
-            ]
-        finally:
-            self._drop_temps()
+        return self._first_column(
+            f"SELECT trace_id FROM derive_queue WHERE thread_id IN "
+            f"(SELECT thread_id FROM derive_queue WHERE {in_traces}) "
+            f"AND NOT {in_traces} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
+            [limit],
+        )
 
     def _derive(self, traces: list[str]) -> None:
         """Re-derive ``traces`` and take them off the queue, in one transaction; with them

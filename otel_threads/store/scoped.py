@@ -73,6 +73,14 @@ class Scoped:
             self.con.unregister("__scope_values")
         return name
 
+    def _first_column(self, sql: str, params: list | None = None) -> list[str]:
+        """The first column of ``sql``'s rows (a query that may use `_in`'s TEMP tables,
+        dropped after)."""
+        try:
+            return [r[0] for r in self.con.execute(sql, params or []).fetchall()]
+        finally:
+            self._drop_temps()
+
     def _drop_temps(self) -> None:
         for (name,) in self.con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE temporary"

@@ -55,19 +55,13 @@ class SettingAside(Scoped):
         if not self.con.execute("SELECT 1 FROM derive_errors LIMIT 1").fetchall():
             return []
         in_traces = self._in("trace_id", traces)
-        try:
-            return [
-                r[0]
-                for r in self.con.execute(
-                    f"SELECT trace_id FROM derive_errors WHERE {in_traces} UNION "
-                    f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_traces} AND thread_id IN "
-                    f"(SELECT thread_id FROM derive_errors) UNION "
-                    f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
-                    f"AND thread_id IN (SELECT thread_id FROM derive_errors)"
-                ).fetchall()
-            ]
-        finally:
-            self._drop_temps()
+        return self._first_column(
+            f"SELECT trace_id FROM derive_errors WHERE {in_traces} UNION "
+            f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_traces} AND thread_id IN "
+            f"(SELECT thread_id FROM derive_errors) UNION "
+            f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
+            f"AND thread_id IN (SELECT thread_id FROM derive_errors)"
+        )
 
     def _derive_or_split(self, traces: list[str]) -> None:
         try:
