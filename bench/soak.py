@@ -315,13 +315,14 @@ class Probe:
         self.spans += turns * SPANS_PER_TURN
         self.turns += turns
 
-    def once(self) -> None:
+    def once(self, done: threading.Event) -> None:
         n = self.long.turns
         self._send(turn_spans(self.long, self.ids), 1)
         acked = time.monotonic()
         turn_sql = f"SELECT count(*) FROM turns WHERE thread_id = 'probe-long' AND turn_index > {n}"
         while sql(self.api, turn_sql)[0][0] == 0:
-            time.sleep(0.05)
+            if done.wait(0.05):
+                return  # the run ended: a lag not seen is not counted
         self.lags.append(time.monotonic() - acked)
 
 
@@ -371,7 +372,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
 
             def prober() -> None:
                 while not done.is_set():
-                    probe.once()
+                    probe.once(done)
                     done.wait(1.0)
 
             def rss() -> None:
@@ -413,10 +414,10 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             stop.set()
             for p in senders:
                 p.join()
+            elapsed = time.monotonic() - started
             done.set()
             for t in helpers:
                 t.join()
-            elapsed = time.monotonic() - started
             spans, turns, threads = counts[0], counts[1], counts[2]
             caught = time.monotonic()
             while metric(api, "otel_threads_derive_queue_traces") > 0:
