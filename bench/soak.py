@@ -295,6 +295,7 @@ class Probe:
         self.long = Conversation("probe-long", 1 << 30)
         self.medium = Conversation("probe-medium", 100)
         self.lags: list[float] = []
+        self.waiting_since: float | None = None  # an acknowledged turn not seen yet
         self.spans = self.turns = 0
 
     def fill(self) -> None:
@@ -318,12 +319,21 @@ class Probe:
     def once(self, done: threading.Event) -> None:
         n = self.long.turns
         self._send(turn_spans(self.long, self.ids), 1)
-        acked = time.monotonic()
+        acked = self.waiting_since = time.monotonic()
         turn_sql = f"SELECT count(*) FROM turns WHERE thread_id = 'probe-long' AND turn_index > {n}"
         while sql(self.api, turn_sql)[0][0] == 0:
             if done.wait(0.05):
                 return  # the run ended: a lag not seen is not counted
         self.lags.append(time.monotonic() - acked)
+        self.waiting_since = None
+
+    def lag_text(self) -> str:
+        """This minute's lags as p50/p99, or how long the probe has waited so far."""
+        lags, self.lags = self.lags, []
+        if lags:
+            return f"{pct(lags, 0.5):>8.2f}/{pct(lags, 0.99):<7.2f}"
+        since = self.waiting_since
+        return f"{'> %.0f s' % (time.monotonic() - since) if since else '-':>16}"
 
 
 def soak(args: argparse.Namespace, exporters: int) -> dict:
@@ -397,13 +407,12 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 rate = (spans - last_spans) / args.minute
                 rates.append(rate)
                 last_spans = spans
-                lags, probe.lags = probe.lags, []
                 q, lat["query"] = lat["query"], []
                 th, lat["thread"] = lat["thread"], []
                 size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
                 print(
                     f"{minute:>4}{spans:>12,}{rate:>10,.0f}"
-                    f"{pct(lags, 0.5):>8.2f}/{pct(lags, 0.99):<7.2f}"
+                    f"{probe.lag_text()}"
                     f"{metric(api, 'otel_threads_derive_queue_traces'):>9,.0f}"
                     f"{pct(q, 0.5) * 1e3:>10.0f}/{pct(q, 0.99) * 1e3:<8.0f}"
                     f"{pct(th, 0.5) * 1e3:>11.0f}/{pct(th, 0.99) * 1e3:<8.0f}"
