@@ -135,12 +135,18 @@ function listParams() {
   return p;
 }
 
+let listAsked = 0; // loadList calls so far
+
 async function loadList(live = false) {
   const url = `/ui/threads?${listParams()}`;
+  // answers may come back out of order (a live refresh, then a click on a header):
+  // only the answer to the latest question is shown
+  const asked = ++listAsked;
   let res;
   try {
     // unchanged since the last answer to the same question: a 304, nothing to redo
     const got = await request(url, url === state.listUrl ? state.listEtag : null, live);
+    if (asked !== listAsked) return;
     if (got.notModified) {
       showError("");
       refreshTimes();
@@ -151,7 +157,7 @@ async function loadList(live = false) {
     state.listUrl = url;
     state.listEtag = got.etag;
   } catch (err) {
-    showError(`Could not load threads: ${err.message}`);
+    if (asked === listAsked) showError(`Could not load threads: ${err.message}`);
     return;
   }
   showError("");
