@@ -52,7 +52,7 @@ import pyarrow as pa
 
 from otel_threads.store.links import Links
 from otel_threads.store.set_aside import SettingAside, data_error
-from otel_threads.store.shared_views import SharedViews
+from otel_threads.store.shared_views import PARSED_RECORD, SharedViews, parsed_version
 from otel_threads.store.sqlfiles import DERIVED, sql_files
 
 __all__ = ["DERIVED", "Deriver", "data_error"]
@@ -94,6 +94,17 @@ class Deriver(Links, SharedViews, SettingAside):
         """Whether this store has derived tables to keep up to date."""
         return DERIVED[0][0] in self._tables()
 
+    def forget_stale_parses(self) -> None:
+        """Empty the kept parses of LLM calls and messages when other SQL than this
+        version's made them (`SharedViews._forget_parsed`)."""
+        if "parsed_traces" not in self._tables():  # a file of an older schema
+            return
+        recorded = self.con.execute(
+            "SELECT version FROM otel_threads_derived WHERE name = ?", [PARSED_RECORD]
+        ).fetchall()
+        if recorded != [(parsed_version(),)]:
+            self._forget_parsed()
+
     def stale(self) -> list[tuple[str, str]]:
         """(table, view) of the derived tables whose rows other SQL than this version's
         derived (or none yet: migration 0007 creates them empty), in dependency order."""
@@ -134,6 +145,8 @@ class Deriver(Links, SharedViews, SettingAside):
             empty_store = not con.execute(f"SELECT 1 FROM {db}.spans_raw LIMIT 1").fetchall()
             if con.execute(f"SELECT 1 FROM {db}.{table} LIMIT 1").fetchall():
                 con.execute(f"DELETE FROM {db}.{table}")
+            if table == DERIVED[0][0] and "parsed_traces" in self._tables():
+                self._forget_parsed()  # kept parses carry each trace's span threads
             if whole and not empty_store:  # (a view over nothing derives nothing)
                 con.execute(f"INSERT INTO {db}.{table} BY NAME SELECT * FROM {view}")
             con.execute(
@@ -310,7 +323,7 @@ class Deriver(Links, SharedViews, SettingAside):
             f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
             f"{self.db}.span_threads_mat WHERE {in_scope}"
         )
-        self._shared_views()
+        self._shared_views(traces)
         for table, view, _ in DERIVED[1:]:
             if table not in self._tables():
                 continue

@@ -138,6 +138,7 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
             [VIEWS_RECORD, files.all_version],
         )
     deriver = Deriver(con)
+    deriver.forget_stale_parses()
     for table, view in deriver.stale():
         deriver.build(table, view)
     return created
