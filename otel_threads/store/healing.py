@@ -4,7 +4,7 @@ and how it is found).
 
 A mixin of `otel_threads.store.store.Store`. `watch`, `heal_if_due` and
 `commit_failed` run on the writer's thread; it reads and sets the store's ``fault``,
-``faults``, ``path``, ``_con``, ``_identity``, ``_fault_cond``, ``_checked_at``,
+``faults``, ``path``, ``_con``, ``_identity``, ``_fault_lock``, ``_checked_at``,
 ``_retry_at``, ``_backoff_s``, ``heal_interval_s`` and ``checkpoint_lock``, and calls
 its ``_open``, ``_close`` and ``_wake``.
 """
@@ -30,9 +30,8 @@ class Healing:
     """Faults of the store: set, cleared, watched for, healed."""
 
     def _set_fault(self, fault: Fault) -> None:
-        with self._fault_cond:
+        with self._fault_lock:
             previous, self.fault = self.fault, fault
-            self._fault_cond.notify_all()
         self._wake()
         if previous is None or previous.kind != fault.kind:
             self.faults += 1
@@ -57,7 +56,7 @@ class Healing:
             self._clear_fault()
 
     def _clear_fault(self, how: str = "") -> None:
-        with self._fault_cond:
+        with self._fault_lock:
             previous, self.fault = self.fault, None
         if previous is not None:
             _logger.warning(

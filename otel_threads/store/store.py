@@ -98,7 +98,7 @@ class Store(Healing):
         self.fault: Fault | None = None
         #: Faults met since opened (each one is logged once).
         self.faults = 0
-        self._fault_cond = threading.Condition()
+        self._fault_lock = threading.Lock()
         self._retry_at = 0.0
         self._backoff_s = 0.0
         self._identity: tuple[int, int] | None = None  # (device, inode) of the open file
