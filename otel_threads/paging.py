@@ -115,12 +115,13 @@ def query_thread_page(
         on_branch = set(whole_branch) & {t.turn_id for t in turns}
         branch_total = len(whole_branch)
         rows_sql = (
-            "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq "
-            "FROM transcript_branches WHERE thread_id = $thread "
-            "AND (turn_id IS NULL OR turn_id = ANY($branch::VARCHAR[]))"
+            "WITH thread_rows AS MATERIALIZED "
+            "(FROM transcript_branches WHERE thread_id = $thread) "
+            "SELECT *, row_number() OVER (ORDER BY thread_seq) AS seq FROM thread_rows "
+            "WHERE turn_id IS NULL OR turn_id = ANY($branch::VARCHAR[])"
         )
         params = {"thread": thread_id, "branch": whole_branch}
-        transcript_total = _count(con, f"SELECT count(*) FROM ({rows_sql})", params)
+        transcript_total = _count(con, f"{_rows(rows_sql)} SELECT count(*) FROM rows", params)
     branch = [t.turn_id for t in turns if t.turn_id in on_branch]
     # the page's groups of rows, in turn order: each turn, then the rows of no turn
     counts = dict(
