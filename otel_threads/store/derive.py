@@ -243,11 +243,11 @@ class Deriver(Links, SharedViews, SettingAside):
         cost little more in the same refresh, and a lot in the next one."""
         if limit <= 0:
             return []
-        in_traces = self._in("trace_id", traces)
         return self._first_column(
             f"SELECT trace_id FROM derive_queue WHERE thread_id IN "
-            f"(SELECT thread_id FROM derive_queue WHERE {in_traces}) "
-            f"AND NOT {in_traces} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
+            f"(SELECT thread_id FROM derive_queue WHERE {self._in('trace_id', traces)}) "
+            f"AND {self._not_in('trace_id', traces)} GROUP BY trace_id ORDER BY min(rowid) "
+            f"LIMIT ?",
             [limit],
         )
 

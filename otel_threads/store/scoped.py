@@ -62,6 +62,15 @@ class Scoped:
             return f"{column} IN ({', '.join(map(_quote, values)) or 'NULL'})"
         return f"{column} IN (SELECT v FROM temp.{self._values(values)})"
 
+    def _not_in(self, column: str, values: Iterable[str]) -> str:
+        """``column`` is none of ``values``: always through a TEMP table (DuckDB tests a
+        NOT IN list of constants one by one on every row: 0.8 s for 2,000 of them over a
+        queue of 250k rows, 25 ms through a table)."""
+        values = list(values)
+        if not values:
+            return "true"
+        return f"{column} NOT IN (SELECT v FROM temp.{self._values(values)})"
+
     def _values(self, values: Iterable[str]) -> str:
         """A TEMP table holding ``values`` (column ``v``); returns its name."""
         self._scopes += 1

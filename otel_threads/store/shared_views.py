@@ -57,7 +57,7 @@ class SharedViews(Scoped):
         memory limit), so that parsing holds one chunk's intermediate results rather than
         the whole scope's, and their rows are kept for the next refresh."""
         con, db = self.con, self.db
-        not_changed = f"NOT {self._in('trace_id', changed)}" if changed else "true"
+        not_changed = self._not_in("trace_id", changed)
         con.execute(
             "CREATE TEMP TABLE _scope_traces AS SELECT DISTINCT trace_id FROM ("
             "SELECT trace_id FROM temp.spans_raw UNION ALL "
