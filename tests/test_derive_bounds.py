@@ -33,7 +33,7 @@ from otel_threads.testing import capture
 ANY = ("127.0.0.1", 0)
 T0 = 1_790_000_000 * 10**9
 CHAIN = 30_000
-VIEWS = ("span_threads", "turns", "transcript", "threads")
+VIEWS = ("span_threads", "message_keys", "turns", "transcript", "threads")
 
 
 def _kv(key: str, value: object) -> dict:
@@ -422,8 +422,10 @@ def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path
 
     store.deriver._shared_views, store.deriver._keep_parsed = watch, kept
     store.derive_all()
-    assert chunks == [8]  # every message of the thread, parsed a chunk at a time
-    # calls over half a parse chunk are parsed whenever their thread is, never kept
+    # the two new turns' messages, a chunk at a time: the first two turns' transcript rows
+    # stay as written, their texts not parsed again (nor kept: see below)
+    assert chunks == [4]
+    # calls over half a parse chunk are parsed whenever their trace is, never kept
     assert parsed == [0] and store.rows("SELECT count(*) FROM parsed_traces") == [(0,)]
     detail = query_thread(store.con, "big")
     assert [(m.role, m.content) for m in detail.transcript] == texts  # whole

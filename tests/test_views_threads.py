@@ -149,7 +149,7 @@ def test_a_called_service_continues_the_callers_turn_in_the_stored_tree(collecto
     assert sql(collector, "SELECT turn_count, span_count FROM threads") == [(1, 4)]
 
 
-@pytest.mark.parametrize("view", ["span_threads", "turns", "transcript", "threads"])
+@pytest.mark.parametrize("view", ["span_threads", "message_keys", "turns", "transcript", "threads"])
 def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     """Deliver in an awkward order (children first, a late parent, redeliveries, two
     services), then compare each view with its derive_* view evaluated over everything."""
@@ -169,7 +169,7 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     kept = sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL")
     scratch = sql(collector, f"SELECT * FROM derive_{view} ORDER BY ALL")
     assert kept == scratch
-    assert view == "transcript" or kept
+    assert view in ("transcript", "message_keys") or kept
 
 
 def one_turn_store(path: str) -> None:
@@ -270,7 +270,7 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
         con.execute("CREATE OR REPLACE VIEW derive_transcript AS SELECT 1 AS stale")
     connect(path).close()
     with duckdb.connect(path, read_only=True) as con:
-        for view in ("span_threads", "turns", "transcript", "threads"):
+        for view in ("span_threads", "message_keys", "turns", "transcript", "threads"):
             assert (
                 con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
                 == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
@@ -285,8 +285,11 @@ def test_derived_tables_are_stale_only_when_sql_they_read_changes():
 
     reads = {table: sql_files().closure(view) for table, view, _ in DERIVED}
     assert reads["span_threads_mat"] == {"derive_span_threads"}
-    assert {"derive_span_threads", "span_threads", "llm_calls"} <= reads["turns_mat"]
-    assert {"derive_turns", "turns", "messages"} <= reads["transcript_mat"]
+    assert {"derive_span_threads", "span_threads", "llm_calls", "turn_facts"} <= reads["turns_mat"]
+    assert {"derive_span_threads", "messages"} <= reads["message_keys_mat"]
+    assert {"derive_turns", "turns", "messages", "derive_message_keys", "transcript_rows"} <= (
+        reads["transcript_mat"]
+    )
     assert {"derive_transcript", "transcript", "derive_turns"} <= reads["threads_mat"]
     for views in reads.values():  # views nothing derives from never force a rebuild
         assert not views & {"forks", "unresolved_turns", "threads"}
@@ -346,6 +349,7 @@ def test_only_the_store_and_its_public_views_read_the_derived_tables():
     tables = {t for t, _, _ in DERIVED}
     assert {name for name, names in sql_files().names.items() if names & tables} == {
         "span_threads",
+        "message_keys",
         "turns",
         "transcript",
         "threads",

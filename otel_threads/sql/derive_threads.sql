@@ -1,11 +1,14 @@
 -- derive_threads: one row per thread (CONTRACT.md section 2). Statistics always cover the
 -- whole thread. last_updated is the latest end of any turn, or its start while it
--- still runs, so threads whose turns all still run are listed too.
+-- still runs, so threads whose turns all still run are listed too. user_id is the first
+-- turn's that names one; models are those of its turns' LLM calls.
 --
 -- Scoped: this view derives the rows of threads_mat. It runs over the whole store when
 -- that table is built anew, and over a scoped subset on every refresh
 -- (otel_threads.store.derive): TEMP tables named like its inputs then hold only the
--- threads in scope, so each row must follow from the rows of its own thread alone.
+-- threads in scope, so each row must follow from the rows of its own thread alone (of
+-- transcript, the refresh holds only the rows io reads: each thread's first user
+-- message and last assistant message).
 WITH t AS (
     SELECT thread_id,
            count(*) AS turn_count,
@@ -23,40 +26,15 @@ WITH t AS (
            sum(input_tokens) AS input_tokens,
            sum(output_tokens) AS output_tokens,
            arg_min(project, start_time) AS project,
-           arg_min(service_name, start_time) AS service_name
+           arg_min(service_name, start_time) AS service_name,
+           arg_min(user_id, [epoch_us(start_time), turn_index]) FILTER (WHERE user_id IS NOT NULL) AS user_id,
+           list_sort(list_distinct(flatten(list(models)))) AS models
     FROM turns
     GROUP BY thread_id
 ),
 spans_per_thread AS (
     SELECT thread_id, count(*) AS span_count
     FROM span_threads
-    WHERE thread_id IS NOT NULL
-    GROUP BY thread_id
-),
--- the user is named on the turn span: its attributes are read in one parse, and only the
--- turn spans' (a filter on them pushed into the scan of spans_raw would parse every
--- span's attributes, LLM calls holding whole conversations included, once per key)
-users AS (
-    SELECT thread_id,
-           arg_min(user_id, start_time_unix_nano) FILTER (WHERE user_id IS NOT NULL)
-               AS user_id
-    FROM (SELECT st.thread_id, s.start_time_unix_nano,
-                 list_filter(json_extract_string(s.attributes, [
-                     '$."user.id"', '$."enduser.id"', '$."langfuse.user.id"',
-                     '$."traceloop.association.properties.user_id"',
-                     '$."ai.telemetry.metadata.userId"', '$."langsmith.metadata.user_id"']),
-                     lambda v: v IS NOT NULL)[1] AS user_id
-          FROM span_threads st
-          JOIN spans_raw s ON s.trace_id = st.trace_id AND s.span_id = st.span_id
-          WHERE st.thread_id IS NOT NULL AND st.is_turn)
-    GROUP BY thread_id
-),
-models AS (
-    SELECT thread_id,
-           list(DISTINCT coalesce(response_model, request_model) ORDER BY
-                coalesce(response_model, request_model))
-               FILTER (WHERE coalesce(response_model, request_model) IS NOT NULL) AS models
-    FROM llm_calls
     WHERE thread_id IS NOT NULL
     GROUP BY thread_id
 ),
@@ -104,14 +82,12 @@ SELECT t.thread_id,
        t.running_turn_count,
        (epoch_us(t.last_updated) - epoch_us(t.start_time)) / 1000.0 AS duration_ms,
        t.total_turn_duration_ms,
-       u.user_id,
-       coalesce(m.models, []) AS models,
+       t.user_id,
+       t.models,
        t.service_name,
        coalesce(cy.cycle_turn_count, 0) AS cycle_turn_count
 FROM t
 LEFT JOIN spans_per_thread sp USING (thread_id)
-LEFT JOIN users u USING (thread_id)
-LEFT JOIN models m USING (thread_id)
 LEFT JOIN io USING (thread_id)
 LEFT JOIN fork_counts f USING (thread_id)
 LEFT JOIN cycles cy USING (thread_id)

@@ -1,13 +1,13 @@
 -- derive_turns: one row per turn of a thread (CONTRACT.md section 2).
--- A turn is known from its turn span, or -- while that span still runs and so is not
--- exported yet -- from the spans that already carry its turn id; such a turn has
--- end_time NULL and is_running true. Statistics cover every stored span of the turn;
--- a redelivered span is stored once, so nothing counts twice.
+-- What a turn is and holds (its span, statistics, tokens, user, models) is turn_facts';
+-- this view gives each turn its place in the thread: turn_index, its parent, its link
+-- and whether it is on the current branch.
 --
 -- Scoped: this view derives the rows of turns_mat. It runs over the whole store when
 -- that table is built anew, and over a scoped subset on every refresh
--- (otel_threads.store.derive): TEMP tables named like its inputs then hold only the
--- threads in scope, so each row must follow from the rows of its own thread alone.
+-- (otel_threads.store.derive): a TEMP table turn_facts then holds the facts of every
+-- turn of the threads in scope (those of the turns a refresh did not touch read back
+-- from turns_mat), so each row must follow from the facts of its own thread alone.
 --
 -- Branches. Each turn has a parent_turn_id: the turn it names as previous_turn_id when
 -- that is a turn of the same thread, else the turn that started just before it. Two
@@ -19,58 +19,13 @@
 -- (bad data: its chain of links loops -- a self-link, or a cycle -- or leads into such a
 -- loop; the turn is then ordered by start time instead, so nothing walks in circles).
 WITH RECURSIVE
-members AS (
-    SELECT t.thread_id, t.turn_id, s.trace_id, s.span_id, s.start_time, s.end_time,
-           s.status_code, t.is_turn AND s.span_id = t.turn_id AS is_turn_span
-    FROM span_threads t
-    JOIN spans_raw s ON s.trace_id = t.trace_id AND s.span_id = t.span_id
-    WHERE t.thread_id IS NOT NULL AND t.turn_id IS NOT NULL
-),
-per_turn AS (
-    SELECT thread_id, turn_id,
-           count(*) AS span_count,
-           count(*) FILTER (WHERE status_code = 'ERROR') AS error_span_count,
-           min(start_time) AS first_span_start,
-           max(end_time) AS last_span_end,
-           any_value(trace_id) AS any_trace_id
-    FROM members
-    GROUP BY thread_id, turn_id
-),
-llm AS (
-    SELECT thread_id, turn_id, count(*) AS llm_call_count,
-           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens
-    FROM llm_calls
-    WHERE turn_id IS NOT NULL
-    GROUP BY thread_id, turn_id
-),
+-- each turn's own facts (turn_facts), numbered in the thread by start time
 base AS (
-    SELECT p.thread_id,
-           p.turn_id,
+    SELECT f.*,
            row_number() OVER by_start AS turn_index,
-           lag(p.turn_id) OVER by_start AS time_prev,
-           coalesce(s.trace_id, p.any_trace_id) AS trace_id,
-           s.span_id,
-           s.name,
-           coalesce(s.start_time, p.first_span_start) AS start_time,
-           s.end_time,
-           s.duration_ms,
-           coalesce(s.status_code, 'UNSET') AS status_code,
-           s.status_message,
-           s.previous_turn_id,
-           p.span_count,
-           coalesce(l.llm_call_count, 0) AS llm_call_count,
-           coalesce(l.input_tokens, 0) AS input_tokens,
-           coalesce(l.output_tokens, 0) AS output_tokens,
-           p.error_span_count,
-           p.error_span_count > 0 AS has_error,
-           s.span_id IS NULL AS is_running,
-           s.service_name,
-           s.project
-    FROM per_turn p
-    LEFT JOIN spans_raw s ON s.trace_id = p.any_trace_id AND s.span_id = p.turn_id
-    LEFT JOIN llm l ON l.thread_id = p.thread_id AND l.turn_id = p.turn_id
-    WINDOW by_start AS (PARTITION BY p.thread_id
-                        ORDER BY coalesce(s.start_time, p.first_span_start), p.turn_id)
+           lag(f.turn_id) OVER by_start AS time_prev
+    FROM turn_facts f
+    WINDOW by_start AS (PARTITION BY f.thread_id ORDER BY f.start_time, f.turn_id)
 ),
 -- turns whose previous_turn_id is a turn of their own thread
 by_link AS (
@@ -149,7 +104,9 @@ SELECT b.thread_id,
             WHEN p.in_cycle THEN 'cycle'
             WHEN p.is_linked THEN 'linked'
             ELSE 'missing' END AS link_status,
-       NOT p.thread_linked OR c.turn_id IS NOT NULL AS on_current_branch
+       NOT p.thread_linked OR c.turn_id IS NOT NULL AS on_current_branch,
+       b.user_id,
+       b.models
 FROM base b
 JOIN parents p ON p.thread_id = b.thread_id AND p.turn_id = b.turn_id
 LEFT JOIN (SELECT DISTINCT thread_id, turn_id FROM branch) c

@@ -48,12 +48,12 @@ import logging
 import time
 
 import duckdb
-import pyarrow as pa
 
 from otel_threads.store.links import Links
 from otel_threads.store.set_aside import SettingAside, data_error
-from otel_threads.store.shared_views import PARSED_RECORD, SharedViews, parsed_version
+from otel_threads.store.shared_views import PARSED_RECORD, parsed_version
 from otel_threads.store.sqlfiles import DERIVED, sql_files
+from otel_threads.store.thread_rows import ThreadRows
 
 __all__ = ["DERIVED", "Deriver", "data_error"]
 
@@ -72,7 +72,7 @@ WIDEN = 8
 _CLOSURE_ROUNDS = 4
 
 
-class Deriver(Links, SharedViews, SettingAside):
+class Deriver(Links, ThreadRows, SettingAside):
     """Derives into the ``*_mat`` tables on a connection that may write."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -291,94 +291,30 @@ class Deriver(Links, SharedViews, SettingAside):
 
     def _derive_scope(self, traces: list[str], in_traces: str) -> None:
         """Derive the span threads of ``traces`` (whose spans are in TEMP ``spans_raw``),
-        then every turn, transcript and thread row of the threads they were in or are in
-        (into TEMP tables named like the derived tables, which the views after read;
-        the file's tables get the rows that changed, `_write_changed`)."""
-        con = self.con
-        before = self._threads_of(in_traces)
-        con.execute(f"DELETE FROM {self.db}.span_threads_mat WHERE {in_traces}")
-        con.execute(f"INSERT INTO {self.db}.span_threads_mat SELECT * FROM derive_span_threads")
-        threads = sorted(before | self._threads_of(in_traces))
-        if not threads:
-            return
-        in_threads = self._in("thread_id", threads)
-        scope = sorted(
-            {
-                r[0]
-                for r in con.execute(
-                    f"SELECT DISTINCT trace_id FROM {self.db}.span_threads_mat WHERE {in_threads}"
-                ).fetchall()
-            }
-            | set(traces)
-        )
-        in_scope = self._in("trace_id", scope)
-        extra = sorted(set(scope) - set(traces))  # TEMP spans_raw and logs hold ``traces``
-        if extra:
-            in_extra = self._in("trace_id", extra)
-            for name in ("spans_raw", "logs"):
-                con.execute(
-                    f"INSERT INTO temp.{name} SELECT * FROM {self.db}.{name} WHERE {in_extra}"
-                )
-        con.execute(
-            f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM "
-            f"{self.db}.span_threads_mat WHERE {in_scope}"
-        )
-        self._shared_views(traces)
-        for table, view, _ in DERIVED[1:]:
-            if table not in self._tables():
-                continue
-            con.execute(f"CREATE TEMP TABLE {table} AS SELECT * FROM {view} WHERE {in_threads}")
-            self._write_changed(table, in_threads)
-        self._stamp_threads(in_threads, threads)
-
-    def _write_changed(self, table: str, in_threads: str) -> None:
-        """Make the file's ``table`` rows of the threads in scope those of TEMP ``table``,
-        writing only the rows that differ: a new turn of a long thread changes a few rows
-        of it, and rewriting all of them (with their indexes) cost most of a refresh."""
+        then the rows of the threads they were in or are in (`ThreadRows`)."""
         con, db = self.con, self.db
-        columns = [r[0] for r in con.execute(f"DESCRIBE temp.{table}").fetchall()]
-        same = " AND ".join(f'n."{c}" IS NOT DISTINCT FROM o."{c}"' for c in columns)
-        con.execute(
-            f"DELETE FROM {db}.{table} WHERE rowid IN (SELECT o.rowid FROM {db}.{table} o "
-            f"WHERE o.{in_threads} AND NOT EXISTS (SELECT 1 FROM temp.{table} n WHERE {same}))"
-        )
-        con.execute(
-            f"INSERT INTO {db}.{table} SELECT * FROM temp.{table} n WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {db}.{table} o WHERE o.{in_threads} AND {same})"
-        )
-
-    def _has_versions(self) -> bool:
-        return "thread_versions" in self._tables()
-
-    def _stamp_threads(self, in_threads: str, threads: list[str]) -> None:
-        """Give the threads just re-derived (and those that lost traces) a new version
-        stamp, one number for the whole refresh (`thread_version` reads it)."""
-        if not self._has_versions():  # a file migrated by an older otel-threads
-            return
-        con, db = self.con, self.db
-        version = con.execute(f"SELECT nextval('{db}.derive_version_seq')").fetchall()[0][0]
-        con.execute(f"DELETE FROM {db}.thread_versions WHERE {in_threads}")
-        self.con.register("__stamped", pa.table({"thread_id": pa.array(threads, pa.string())}))
-        try:
-            con.execute(
-                f"INSERT INTO {db}.thread_versions SELECT thread_id, ? FROM __stamped", [version]
-            )
-        finally:
-            self.con.unregister("__stamped")
+        before = self._turns_of(in_traces)
+        con.execute(f"DELETE FROM {db}.span_threads_mat WHERE {in_traces}")
+        con.execute(f"INSERT INTO {db}.span_threads_mat SELECT * FROM derive_span_threads")
+        touched = sorted(before | self._turns_of(in_traces), key=lambda p: (p[0], p[1] or ""))
+        if touched:
+            self._derive_threads(traces, touched)
 
     def _stamp_build(self) -> None:
         """A derived table was built from scratch: every thread may read differently."""
-        if self._has_versions():
+        if "thread_versions" in self._tables():
             self.con.execute(
                 f"INSERT INTO {self.db}.derive_builds (version) "
                 f"SELECT nextval('{self.db}.derive_version_seq')"
             )
 
-    def _threads_of(self, in_traces: str) -> set[str]:
+    def _turns_of(self, in_traces: str) -> set[tuple[str, str | None]]:
+        """(thread, turn) of the spans of the traces (turn None: spans of the thread in no
+        turn), as span_threads_mat holds them now."""
         return {
-            r[0]
+            (r[0], r[1])
             for r in self.con.execute(
-                f"SELECT DISTINCT thread_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
-                "AND thread_id IS NOT NULL"
+                f"SELECT DISTINCT thread_id, turn_id FROM {self.db}.span_threads_mat "
+                f"WHERE {in_traces} AND thread_id IS NOT NULL"
             ).fetchall()
         }

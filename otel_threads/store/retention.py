@@ -118,7 +118,8 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
     old = "(trace_id, span_id) IN (SELECT (trace_id, span_id) FROM _old_spans)"
     spans = _count_deleted(con, f"DELETE FROM spans_raw WHERE {dead} OR {old}")
     logs = _count_deleted(con, f"DELETE FROM logs WHERE {dead} OR {old}")
-    con.execute(f"DELETE FROM span_threads_mat WHERE {dead} OR {old}")
+    for table in ("span_threads_mat", "message_keys_mat"):
+        con.execute(f"DELETE FROM {table} WHERE {dead} OR {old}")
     for table in ("linked_turns", "rejected_turns"):
         con.execute(
             f"DELETE FROM {table} WHERE {dead} OR (trace_id, turn_id) IN "

@@ -1,0 +1,195 @@
+"""Derivation is incremental inside a thread (issue 14): a new turn of a long thread is
+derived from its own trace, the thread's earlier turns and messages read back narrow
+from the derived tables; data late or out of order still gives the rows of a derivation
+from scratch, long threads included."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from test_derive_bounds import T0, Store, span
+
+from otel_threads.query import query_thread
+from otel_threads.store import shared_views
+
+SYSTEM = "You are a helpful assistant."
+
+
+def chat_turn(
+    i: int,
+    thread_id: str,
+    inputs: list[tuple[str, str]],
+    answer: str,
+    *,
+    at: int | None = None,
+    previous: int | None = None,
+) -> list[dict]:
+    """Turn ``i`` of ``thread_id``, its own trace (ids from ``i``), started at minute
+    ``at`` (default ``i``): a turn span and one LLM call of ``inputs`` ((role, text)) that
+    answers ``answer``; ``previous`` names turn ``previous`` as the one it answers."""
+    trace, turn = 7000 + i, 16 * (7000 + i)
+    start = T0 + (i if at is None else at) * 60 * 10**9
+    attrs: dict = {
+        "gen_ai.conversation.id": thread_id,
+        "otel_threads.is_turn": True,
+        "user.id": f"user-{i % 2}",
+    }
+    if previous is not None:
+        attrs["otel_threads.previous_turn_id"] = format(16 * (7000 + previous), "016x")
+    messages = [{"role": r, "parts": [{"type": "text", "content": t}]} for r, t in inputs]
+    output = [
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": answer}],
+            "finish_reason": "stop",
+        }
+    ]
+    call = {
+        "gen_ai.conversation.id": thread_id,
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": f"model-{i % 3}",
+        "gen_ai.input.messages": json.dumps(messages),
+        "gen_ai.output.messages": json.dumps(output),
+    }
+    return [
+        span(trace, turn, "handle_message", start, attrs),
+        span(trace, turn + 1, "chat", start + 10**6, call, parent=turn),
+    ]
+
+
+def scope_sizes(store: Store) -> list[tuple[int, int]]:
+    """Wraps the store's deriver: (spans, messages) in scope each time a refresh derives
+    the rows of its threads."""
+    seen: list[tuple[int, int]] = []
+    derive = store.deriver._derive_threads
+
+    def watch(traces, touched):
+        derive(traces, touched)
+        seen.append(
+            (
+                store.rows("SELECT count(*) FROM temp.spans_raw")[0][0],
+                store.rows("SELECT count(*) FROM temp.messages")[0][0],
+            )
+        )
+
+    store.deriver._derive_threads = watch
+    return seen
+
+
+def test_a_new_turn_of_a_long_thread_reads_only_its_own_trace(tmp_path):
+    """Turn 301 of a 300-turn thread: the refresh holds that turn's 2 spans and 2
+    messages, not the thread's 600 and 600; the thread's rows are still whole."""
+    store = Store(tmp_path / "s.duckdb")
+    for i in range(300):  # stateless: each call holds the system prompt and the question
+        store.insert(chat_turn(i, "long", [("system", SYSTEM), ("user", f"q{i}")], f"a{i}"))
+    store.derive_all()
+    seen = scope_sizes(store)
+    store.insert(chat_turn(300, "long", [("system", SYSTEM), ("user", "q300")], "a300"))
+    store.derive_all()
+    assert seen == [(2, 3)]  # the turn span and its call; system, question, answer
+    assert store.rows("SELECT turn_count, span_count, llm_call_count FROM threads") == [
+        (301, 602, 301)
+    ]
+    assert store.rows("SELECT turn_index, user_id, models FROM turns ORDER BY turn_index DESC")[
+        0
+    ] == (301, "user-0", ["model-0"])
+    assert store.rows("SELECT user_id, models FROM threads") == [
+        ("user-0", ["model-0", "model-1", "model-2"])
+    ]
+    detail = query_thread(store.con, "long")
+    assert [(m.role, m.content) for m in detail.transcript][:2] == [
+        ("system", SYSTEM),
+        ("user", "q0"),
+    ]
+    assert [(m.role, m.content) for m in detail.transcript][-2:] == [
+        ("user", "q300"),
+        ("assistant", "a300"),
+    ]
+    assert len(detail.transcript) == 1 + 2 * 301  # the system prompt shows once
+    store.assert_kept_equals_scratch()
+
+
+def test_a_late_turn_moves_hides_and_shows_the_later_rows_as_from_scratch(tmp_path, monkeypatch):
+    """A turn that arrives late, earlier in time than a turn already derived, changes
+    that turn's rows: they move down (seq), a question the late one already asked
+    becomes history, and the system prompt it changed shows again after it. The rows are
+    those of a derivation from scratch, the texts of the later calls read again even when
+    their calls are too large to keep."""
+    monkeypatch.setattr(shared_views, "PARSE_CHUNK_BYTES", 8 << 10)  # > 4 KiB: never kept
+    big = "x" * (5 << 10)
+    store = Store(tmp_path / "s.duckdb")
+    shown_again: list[list[str]] = []
+    add = store.deriver._add_to_scope
+
+    def watch(traces):
+        shown_again.append(traces)
+        add(traces)
+
+    store.deriver._add_to_scope = watch
+    store.insert(chat_turn(0, "t", [("system", SYSTEM), ("user", "hello")], "hi"))
+    # minute 4: the same system prompt; its question repeats the one of minute 2
+    asked = [("system", SYSTEM), ("user", "same question " + big), ("user", "new question")]
+    store.insert(chat_turn(2, "t", asked, "b", at=4))
+    store.derive_all()
+    before = [(m.role, m.content[:13]) for m in query_thread(store.con, "t").transcript]
+    assert before == [
+        ("system", SYSTEM[:13]),
+        ("user", "hello"),
+        ("assistant", "hi"),
+        ("user", "same question"),
+        ("user", "new question"),
+        ("assistant", "b"),
+    ]
+    # minute 2, late: another system prompt, and the question turn 2 asks again
+    store.insert(
+        chat_turn(1, "t", [("system", "Be brief."), ("user", "same question " + big)], "a", at=2)
+    )
+    store.derive_all()
+    after = [(m.role, m.content[:13]) for m in query_thread(store.con, "t").transcript]
+    assert after == [
+        ("system", SYSTEM[:13]),
+        ("user", "hello"),
+        ("assistant", "hi"),
+        ("system", "Be brief."),
+        ("user", "same question"),
+        ("assistant", "a"),
+        ("system", SYSTEM[:13]),  # changed back: shown again (turn 2's, read again)
+        ("user", "new question"),  # (turn 2's first question is history now)
+        ("assistant", "b"),
+    ]
+    assert shown_again == [[format(7002, "032x")]]
+    assert store.rows("SELECT count(*) FROM parsed_traces") == [(1,)]  # only turn 0's
+    store.assert_kept_equals_scratch()
+
+
+def test_a_long_thread_in_shuffled_batches_with_forks_derives_as_from_scratch(tmp_path):
+    """200 turns of a thread that replays its history (each call holds the conversation
+    so far), with regenerated turns (forks) and links, delivered in shuffled batches of
+    one to twenty turns, each batch derived before the next arrives: after every batch
+    the kept rows are those of a derivation from scratch."""
+    rnd = random.Random(14)
+    turns: list[list[dict]] = []
+    history: list[tuple[str, str]] = [("system", SYSTEM)]
+    parent = None
+    for i in range(200):
+        question = f"question {i}" if i % 17 else "yes"  # a repeated message, now and then
+        inputs = [*history, ("user", question)]
+        fork = i % 23 == 22  # a regenerated turn: answers the turn before the last again
+        previous = parent if fork else (i - 1 if i else None)
+        turns.append(chat_turn(i, "hist", inputs, f"answer {i}", previous=previous))
+        if not fork:
+            history = [*inputs, ("assistant", f"answer {i}")]
+            parent = i - 1 if i else None
+    order = list(range(200))
+    rnd.shuffle(order)
+    store = Store(tmp_path / "s.duckdb")
+    while order:
+        k = rnd.randint(1, 20)
+        batch, order = order[:k], order[k:]
+        for i in batch:
+            store.insert(turns[i])
+        store.derive_all()
+        store.assert_kept_equals_scratch()
+    assert store.rows("SELECT turn_count, fork_count > 0 FROM threads") == [(200, True)]
