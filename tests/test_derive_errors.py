@@ -170,9 +170,9 @@ def test_sid_helper_is_the_span_id_format():
     assert sid(2) == "0000000000000002"
 
 
-def test_a_whole_store_build_that_fails_on_the_data_derives_trace_by_trace(tmp_path):
-    """An upgrade rebuilds the derived tables from everything stored; one trace that
-    does not derive must not keep the store from opening."""
+def test_a_rebuild_that_fails_on_the_data_derives_the_rest_and_sets_that_aside(tmp_path):
+    """An upgrade rebuilds the derived tables from everything stored, a batch of traces at
+    a time; one trace that does not derive must not keep the others from deriving."""
     from otel_threads.exporter import DuckDBSpanExporter
     from otel_threads.store import connect
     from otel_threads.store.derive import Deriver
@@ -198,7 +198,7 @@ def test_a_whole_store_build_that_fails_on_the_data_derives_trace_by_trace(tmp_p
                 SELECT CAST(error('poisoned') AS VARCHAR) AS thread_id
                 FROM spans_raw WHERE name = 'poison'""")
         deriver = Deriver(con)
-        deriver.build("turns_mat", "derive_turns")  # fails whole: falls back, queues all
+        deriver.rebuild([("turns_mat", "derive_turns")])  # emptied, every trace queued
         assert con.execute("SELECT count(*) FROM turns_mat").fetchall() == [(0,)]
         assert deriver.pending() == 3
         while deriver.refresh():

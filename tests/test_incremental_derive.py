@@ -193,3 +193,55 @@ def test_a_long_thread_in_shuffled_batches_with_forks_derives_as_from_scratch(tm
         store.derive_all()
         store.assert_kept_equals_scratch()
     assert store.rows("SELECT turn_count, fork_count > 0 FROM threads") == [(200, True)]
+
+
+def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
+    """Derived tables made by other SQL (an upgrade) are derived anew from the queue: a
+    plain connect works it off before it returns; a Store opens at once and its
+    derivation works it off behind ingest (here held back while the writer is busy),
+    a bounded batch at a time, into the rows of a derivation from scratch."""
+    from otel_threads.store import connect
+    from otel_threads.store.store import Store as FileStore
+
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    for i in range(30):
+        store.insert(chat_turn(i, f"t{i % 3}", [("user", f"q{i}")], f"a{i}"))
+    store.derive_all()
+    before = {v: store.rows(f"SELECT * FROM {v}_mat ORDER BY ALL") for v in ("turns", "threads")}
+    mark = "UPDATE otel_threads_derived SET version = 'other' WHERE name LIKE '%_mat'"
+    store.con.execute(mark)
+    store.con.close()
+
+    con = connect(str(path))  # works the queue off before it returns
+    assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
+    for view, rows in before.items():
+        assert con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == rows
+    con.execute(mark)
+    con.close()
+
+    busy = [True]
+    opened = FileStore(str(path), derive_max_lag_s=3600)
+    opened.attach(
+        busy=lambda: busy[0],
+        drain=lambda timeout: True,
+        wake=lambda: None,
+        on_open=lambda con: None,
+    )
+    opened.open()
+    try:
+        with opened.cursor() as cur:  # open returned with everything queued, nothing derived
+            assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(30,)]
+            assert cur.execute("SELECT count(*) FROM turns_mat").fetchall() == [(0,)]
+        busy[0] = False
+        assert opened.sync(60)
+        with opened.cursor() as cur:
+            for view, rows in before.items():
+                assert cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == rows
+            for view in ("span_threads", "message_keys", "transcript"):
+                assert (
+                    cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+                    == cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
+                )
+    finally:
+        opened.close()

@@ -37,7 +37,8 @@ marked AS (
 ),
 trace_marks AS (
     SELECT trace_id,
-           bool_or(turn_id IS NOT NULL OR previous_turn_id IS NOT NULL) AS marked
+           bool_or(turn_id IS NOT NULL OR previous_turn_id IS NOT NULL) AS marked,
+           bool_or(thread_id IS NULL) AS unthreaded
     FROM spans_raw
     GROUP BY trace_id
 ),
@@ -59,7 +60,7 @@ trace_thread AS (
                    true), 99),
                s.start_time_unix_nano]) AS thread_id
     FROM spans_raw s
-    JOIN trace_marks m ON m.trace_id = s.trace_id AND NOT m.marked
+    JOIN trace_marks m ON m.trace_id = s.trace_id AND NOT m.marked AND m.unthreaded
     WHERE s.thread_id IS NOT NULL
     GROUP BY s.trace_id
 ),

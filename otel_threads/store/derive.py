@@ -45,7 +45,6 @@ version of otel-threads), as ``otel_threads_derived`` records.
 from __future__ import annotations
 
 import logging
-import time
 
 import duckdb
 
@@ -112,56 +111,39 @@ class Deriver(Links, ThreadRows, SettingAside):
         files = sql_files()
         return [(t, v) for t, v, _ in DERIVED if have.get(t) != files.version(v)]
 
-    def build(self, table: str, view: str) -> None:
-        """Derive one table anew from everything stored (one transaction).
-
-        When that fails on the data (a producer's span the views cannot read), the
-        table is left empty and every stored trace is queued instead: the incremental
-        path derives them, setting aside only the traces that fail (`refresh`).
-        """
-        started = time.monotonic()
-        try:
-            self._fill(table, view, whole=True)
-        except duckdb.Error as exc:
-            if not data_error(exc):
-                raise
-            _logger.warning(
-                "deriving %s from the whole store failed (%s); deriving it trace "
-                "by trace instead, setting aside what fails",
-                table,
-                " ".join(str(exc).split())[:500],
-            )
-            self._fill(table, view, whole=False)
+    def rebuild(self, stale: list[tuple[str, str]]) -> None:
+        """Derive the ``stale`` tables anew, streamed (one transaction to start it): their
+        rows are deleted, and every stored trace is queued, in thread order, for `refresh`
+        to derive a bounded batch at a time. So a rebuild holds one batch's memory at any
+        store size, sets aside only the traces that fail, and (on the collector, whose
+        derivation works the queue off behind ingest) stops neither ingest nor reads: the
+        threads fill in as their batches are derived."""
+        if not stale:
             return
-        took = time.monotonic() - started
-        # worth a line only when it was a real build over stored data (an upgrade)
-        _logger.log(logging.INFO if took >= 1 else logging.DEBUG, "built %s in %.1fs", table, took)
-
-    def _fill(self, table: str, view: str, whole: bool) -> None:
-        """Replace ``table``'s rows in one transaction: by ``view`` over everything stored
-        (``whole``), or none with every stored trace queued for `refresh`."""
         db = self.db
         with self._transaction() as con:
-            empty_store = not con.execute(f"SELECT 1 FROM {db}.spans_raw LIMIT 1").fetchall()
-            if con.execute(f"SELECT 1 FROM {db}.{table} LIMIT 1").fetchall():
-                con.execute(f"DELETE FROM {db}.{table}")
-            if table == DERIVED[0][0] and "parsed_traces" in self._tables():
-                self._forget_parsed()  # kept parses carry each trace's span threads
-            if whole and not empty_store:  # (a view over nothing derives nothing)
-                con.execute(f"INSERT INTO {db}.{table} BY NAME SELECT * FROM {view}")
-            con.execute(
-                "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
-                [table, sql_files().version(view)],
-            )
-            self._stamp_build()
-            if not whole:
+            for table, view in stale:
+                if con.execute(f"SELECT 1 FROM {db}.{table} LIMIT 1").fetchall():
+                    con.execute(f"DELETE FROM {db}.{table}")
                 con.execute(
-                    f"INSERT INTO derive_queue (trace_id, thread_id) SELECT trace_id, "
-                    f"max(thread_id) FROM {db}.spans_raw GROUP BY trace_id"
+                    "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                    [table, sql_files().version(view)],
                 )
-            elif table == DERIVED[0][0]:  # everything queued so far is covered from here on
-                con.execute("DELETE FROM derive_queue")
-                con.execute("DELETE FROM derive_errors")
+            if DERIVED[0][0] in {t for t, _ in stale} and "parsed_traces" in self._tables():
+                self._forget_parsed()  # kept parses carry each trace's span threads
+            self._stamp_build()
+            con.execute("DELETE FROM derive_queue")
+            con.execute(
+                f"INSERT INTO derive_queue (trace_id, thread_id) SELECT trace_id, thread_id "
+                f"FROM (SELECT trace_id, max(thread_id) AS thread_id, "
+                f"min(start_time_unix_nano) AS started FROM {db}.spans_raw GROUP BY trace_id) "
+                f"ORDER BY thread_id NULLS LAST, started, trace_id"
+            )
+        _logger.info(
+            "derived tables %s come from other SQL: deriving them anew, %d traces queued",
+            ", ".join(t for t, _ in stale),
+            self.pending(),
+        )
 
     # -- incremental -------------------------------------------------------------------
 

@@ -104,12 +104,13 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
-def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
+def apply_views(con: duckdb.DuckDBPyConnection, derive_now: bool = True) -> list[str]:
     """`CREATE OR REPLACE VIEW` (or MACRO) every ``sql/<name>.sql``, each after the views it reads
     (`SqlFiles.order`), then derive anew the derived tables whose rows other SQL derived
-    (otel_threads.store.derive). Returns the views created: none when the file already
-    has these views (``otel_threads_derived`` records the version of their SQL), so a
-    file opens again without binding every view anew."""
+    (`Deriver.rebuild`: their traces queued), working the queue off here unless not
+    ``derive_now`` (a `Store` derives it behind ingest). Returns the views created: none
+    when the file already has these views (``otel_threads_derived`` records the version
+    of their SQL), so a file opens again without binding every view anew."""
     from otel_threads.store.derive import Deriver
 
     files = sql_files()
@@ -139,8 +140,11 @@ def apply_views(con: duckdb.DuckDBPyConnection) -> list[str]:
         )
     deriver = Deriver(con)
     deriver.forget_stale_parses()
-    for table, view in deriver.stale():
-        deriver.build(table, view)
+    stale = deriver.stale()
+    if stale:
+        deriver.rebuild(stale)
+        while derive_now and deriver.refresh():
+            pass
     return created
 
 
@@ -148,9 +152,14 @@ _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
 def connect(
-    path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    path: str | os.PathLike[str] | None = None,
+    *,
+    read_only: bool = False,
+    derive_now: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """Open the store; a writable open also migrates it and (re)creates the views.
+    """Open the store; a writable open also migrates it and (re)creates the views. When
+    this version derives a table otherwise, its rows are derived anew (`apply_views`),
+    before this returns unless not ``derive_now``.
 
     Raises `StoreLockedError` when another process holds the file, naming it,
     and `FileNotFoundError` for a read-only open of a file that does not exist.
@@ -165,7 +174,7 @@ def connect(
     if not read_only:
         try:
             migrate(con)
-            apply_views(con)
+            apply_views(con, derive_now)
         except Exception:
             con.close()
             raise

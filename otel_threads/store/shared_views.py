@@ -13,7 +13,7 @@ __all__ = ["KEPT", "PARSE_CHUNK_BYTES", "PARSE_MEMORY_RATIO", "SharedViews"]
 
 #: Views that several derived tables read: evaluated once per refresh, into TEMP
 #: tables of the same name (in dependency order: the later ones read the earlier).
-_SHARED_VIEWS = ("genai_spans", "llm_calls", "messages")
+_SHARED_VIEWS = ("genai_llm_spans", "genai_spans", "llm_calls", "messages")
 #: What the derived views read of them, kept per trace in ``<view>_mat`` (migration
 #: 0009) with ``parsed_traces``: a refresh parses only the traces not parsed before.
 KEPT = ("llm_calls", "messages")

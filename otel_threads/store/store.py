@@ -49,10 +49,17 @@ Hook = Callable[[duckdb.DuckDBPyConnection], None]
 CHECKPOINT_YIELD_S = 30.0
 
 
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    """`connect`, leaving a rebuild of the derived tables to the store's derivation (which
+    works it off behind ingest and reads)."""
+    return connect(path, derive_now=False)
+
+
 class Store(Healing):
     """One DuckDB file; see the module docstring.
 
-    ``connection_factory`` opens it (default `connect`: migrations and views);
+    ``connection_factory`` opens it (default `connect`: migrations and views; derived
+    tables to rebuild are derived behind ingest);
     ``on_open`` is run on each connection opened (settings of the caller's). Derived
     tables follow the writer's commits on their own thread, yielding to ingest for at
     most ``derive_max_lag_s``. While a `Fault` lasts, healing is tried every
@@ -63,7 +70,7 @@ class Store(Healing):
         self,
         path: str,
         *,
-        connection_factory: Callable[[str], duckdb.DuckDBPyConnection] = connect,
+        connection_factory: Callable[[str], duckdb.DuckDBPyConnection] | None = None,
         on_open: Hook | None = None,
         derive_max_lag_s: float = 5.0,
         heal_interval_s: float = 1.0,
@@ -71,7 +78,7 @@ class Store(Healing):
         self.path = path
         self.derive_max_lag_s = derive_max_lag_s
         self.heal_interval_s = heal_interval_s
-        self._connection_factory = connection_factory
+        self._connection_factory = connection_factory or _connect
         self._hooks: list[Hook] = [on_open] if on_open is not None else []
         self._busy: Callable[[], bool] = lambda: False
         self._drain: Callable[[float | None], bool] = lambda timeout: True
