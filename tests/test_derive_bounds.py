@@ -127,11 +127,6 @@ class Store:
             assert self.rows(f"SELECT * FROM {view}_mat ORDER BY ALL") == self.rows(
                 f"SELECT * FROM derive_{view} ORDER BY ALL"
             ), view
-        parsed = "trace_id IN (SELECT trace_id FROM parsed_traces)"
-        for view in ("llm_calls", "messages"):  # kept parses: as the views give them
-            assert self.rows(f"SELECT * FROM {view}_mat ORDER BY ALL") == self.rows(
-                f"SELECT * FROM {view} WHERE {parsed} ORDER BY ALL"
-            ), view
 
 
 class Counting:
@@ -409,24 +404,18 @@ def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path
         store.insert(spans)
         if i == 1:
             store.derive_all()  # the first two derived before the others arrive
-    chunks, parsed = [], []
-    shared, keep = store.deriver._shared_views, store.deriver._keep_parsed
+    chunks = []
+    shared = store.deriver._shared_views
 
-    def watch(changed):
-        shared(changed)
+    def watch():
+        shared()
         chunks.append(store.rows("SELECT count(*) FROM temp.messages")[0][0])
 
-    def kept(fresh, traces):
-        parsed.append(len(traces))
-        keep(fresh, traces)
-
-    store.deriver._shared_views, store.deriver._keep_parsed = watch, kept
+    store.deriver._shared_views = watch
     store.derive_all()
     # the two new turns' messages, a chunk at a time: the first two turns' transcript rows
-    # stay as written, their texts not parsed again (nor kept: see below)
+    # stay as written, their texts not parsed again
     assert chunks == [4]
-    # calls over half a parse chunk are parsed whenever their trace is, never kept
-    assert parsed == [0] and store.rows("SELECT count(*) FROM parsed_traces") == [(0,)]
     detail = query_thread(store.con, "big")
     assert [(m.role, m.content) for m in detail.transcript] == texts  # whole
     assert detail.thread.turn_count == 4 and detail.thread.llm_call_count == 4
@@ -436,31 +425,29 @@ def test_huge_llm_calls_derive_in_chunks_with_whole_texts_in_the_detail(tmp_path
     store.assert_kept_equals_scratch()
 
 
-def test_a_refresh_parses_only_the_traces_it_has_not_parsed_before(tmp_path):
-    """Each trace's LLM calls and messages are parsed once and kept: a new turn of a
-    thread parses that turn's calls, not the thread's; the rows are the views' rows."""
+def test_a_refresh_parses_only_its_own_traces(tmp_path):
+    """A new turn of a thread parses that turn's calls, not the thread's."""
     store = Store(tmp_path / "s.duckdb")
     parsed = []
-    keep = store.deriver._keep_parsed
+    shared = store.deriver._shared_views
 
-    def kept(fresh, traces):
-        parsed.append(len(traces))
-        keep(fresh, traces)
+    def watch():
+        shared()
+        parsed.append(store.rows("SELECT count(DISTINCT trace_id) FROM temp.llm_calls")[0][0])
 
-    store.deriver._keep_parsed = kept
+    store.deriver._shared_views = watch
     for i in range(3):
         store.insert(llm_turn(i, "chat", 200)[0])
         store.derive_all()
     assert parsed == [1, 1, 1]
-    assert store.rows("SELECT count(*) FROM parsed_traces") == [(3,)]
     assert store.rows("SELECT turn_count, llm_call_count FROM threads") == [(3, 3)]
-    store.assert_kept_equals_scratch()  # the kept parses included
+    store.assert_kept_equals_scratch()
 
 
-def test_a_kept_parse_follows_its_trace_to_the_thread_it_joins_later(tmp_path):
+def test_a_call_follows_its_trace_to_the_thread_it_joins_later(tmp_path):
     """A linked turn's call arrives before the turn it names (no thread yet); when that
-    turn arrives, the trace joins its thread and is parsed with it: the kept rows carry
-    the thread, stay the views' rows, and the thread counts both calls."""
+    turn arrives, the trace joins its thread and is parsed with it: its message keys
+    carry the thread, the kept rows are the views', and the thread counts both calls."""
     store = Store(tmp_path / "s.duckdb")
     first, _, _ = llm_turn(0, "A", 50)
     second, _, _ = llm_turn(1, "A", 50)
@@ -472,7 +459,7 @@ def test_a_kept_parse_follows_its_trace_to_the_thread_it_joins_later(tmp_path):
     assert store.rows("SELECT count(*) FROM threads") == [(0,)]  # no thread known yet
     store.insert(first)
     store.derive_all()
-    assert store.rows("SELECT DISTINCT thread_id FROM messages_mat") == [("A",)]
+    assert store.rows("SELECT DISTINCT thread_id FROM message_keys_mat") == [("A",)]
     assert store.rows("SELECT turn_count, llm_call_count FROM threads") == [(2, 2)]
     store.assert_kept_equals_scratch()
 

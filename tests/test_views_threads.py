@@ -322,15 +322,13 @@ def test_views_are_created_once_each_after_what_they_read(tmp_path):
 
 
 def test_the_derived_tables_migrations_create_have_their_views_columns(tmp_path):
-    """Migrations 0007 and 0009 write each derived table's columns out; they must be the
-    columns (names, order and types) of the view that derives its rows (the kept parses
-    of LLM calls and messages too)."""
+    """Migrations 0007, 0010 write each derived table's columns out; they must be the
+    columns (names, order and types) of the view that derives its rows."""
     from otel_threads.store import connect
-    from otel_threads.store.shared_views import KEPT
     from otel_threads.store.sqlfiles import DERIVED
 
     with connect(str(tmp_path / "x.duckdb")) as con:
-        for table, view in [(t, v) for t, v, _ in DERIVED] + [(f"{v}_mat", v) for v in KEPT]:
+        for table, view in [(t, v) for t, v, _ in DERIVED]:
             assert (
                 con.execute(f"DESCRIBE {table}").fetchall()
                 == con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()

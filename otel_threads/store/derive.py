@@ -50,7 +50,6 @@ import duckdb
 
 from otel_threads.store.links import Links
 from otel_threads.store.set_aside import SettingAside, data_error
-from otel_threads.store.shared_views import PARSED_RECORD, parsed_version
 from otel_threads.store.sqlfiles import DERIVED, sql_files
 from otel_threads.store.thread_rows import ThreadRows
 
@@ -93,17 +92,6 @@ class Deriver(Links, ThreadRows, SettingAside):
         """Whether this store has derived tables to keep up to date."""
         return DERIVED[0][0] in self._tables()
 
-    def forget_stale_parses(self) -> None:
-        """Empty the kept parses of LLM calls and messages when other SQL than this
-        version's made them (`SharedViews._forget_parsed`)."""
-        if "parsed_traces" not in self._tables():  # a file of an older schema
-            return
-        recorded = self.con.execute(
-            "SELECT version FROM otel_threads_derived WHERE name = ?", [PARSED_RECORD]
-        ).fetchall()
-        if recorded != [(parsed_version(),)]:
-            self._forget_parsed()
-
     def stale(self) -> list[tuple[str, str]]:
         """(table, view) of the derived tables whose rows other SQL than this version's
         derived (or none yet: migration 0007 creates them empty), in dependency order."""
@@ -129,14 +117,13 @@ class Deriver(Links, ThreadRows, SettingAside):
                     "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
                     [table, sql_files().version(view)],
                 )
-            if DERIVED[0][0] in {t for t, _ in stale} and "parsed_traces" in self._tables():
-                self._forget_parsed()  # kept parses carry each trace's span threads
             self._stamp_build()
             con.execute("DELETE FROM derive_queue")
             con.execute(
-                f"INSERT INTO derive_queue (trace_id, thread_id) SELECT trace_id, thread_id "
-                f"FROM (SELECT trace_id, max(thread_id) AS thread_id, "
-                f"min(start_time_unix_nano) AS started FROM {db}.spans_raw GROUP BY trace_id) "
+                f"INSERT INTO derive_queue (trace_id, thread_id, first_seq) SELECT trace_id, "
+                f"thread_id, first_seq FROM (SELECT trace_id, max(thread_id) AS thread_id, "
+                f"min(ingest_seq) AS first_seq, min(start_time_unix_nano) AS started "
+                f"FROM {db}.spans_raw GROUP BY trace_id) "
                 f"ORDER BY thread_id NULLS LAST, started, trace_id"
             )
         _logger.info(
@@ -258,29 +245,32 @@ class Deriver(Links, ThreadRows, SettingAside):
         batch = set(traces)
         derived = set(batch)
         for _ in range(_CLOSURE_ROUNDS):
-            in_traces = self._in("trace_id", sorted(derived))
-            self._scope(in_traces)
+            old = self._scope(sorted(derived))
             linked = self._linked_traces(derived)
             if not linked:
-                self._derive_scope(sorted(derived), in_traces)
+                self._derive_scope(sorted(derived), old)
                 return derived
             derived |= linked
         # still widening: derive what was reached, and count only the batch as done
-        in_traces = self._in("trace_id", sorted(derived))
-        self._scope(in_traces)
-        self._derive_scope(sorted(derived), in_traces)
+        old = self._scope(sorted(derived))
+        self._derive_scope(sorted(derived), old)
         return batch
 
-    def _derive_scope(self, traces: list[str], in_traces: str) -> None:
-        """Derive the span threads of ``traces`` (whose spans are in TEMP ``spans_raw``),
-        then the rows of the threads they were in or are in (`ThreadRows`)."""
+    def _derive_scope(self, traces: list[str], old: list[str]) -> None:
+        """Derive the span threads of ``traces`` (whose spans are in TEMP ``spans_raw``;
+        ``old``: those that may have derived rows), then the rows of the threads they were
+        in or are in (`ThreadRows`)."""
         con, db = self.con, self.db
-        before = self._turns_of(in_traces)
-        con.execute(f"DELETE FROM {db}.span_threads_mat WHERE {in_traces}")
-        con.execute(f"INSERT INTO {db}.span_threads_mat SELECT * FROM derive_span_threads")
-        touched = sorted(before | self._turns_of(in_traces), key=lambda p: (p[0], p[1] or ""))
+        before: set[tuple[str, str | None]] = set()
+        if old:
+            in_old = self._in("trace_id", old)
+            before = self._turns_of(f"{db}.span_threads_mat", in_old)
+            con.execute(f"DELETE FROM {db}.span_threads_mat WHERE {in_old}")
+        con.execute("CREATE TEMP TABLE _span_threads AS SELECT * FROM derive_span_threads")
+        con.execute(f"INSERT INTO {db}.span_threads_mat SELECT * FROM temp._span_threads")
+        touched = before | self._turns_of("temp._span_threads", "true")
         if touched:
-            self._derive_threads(traces, touched)
+            self._derive_threads(traces, sorted(touched, key=lambda p: (p[0], p[1] or "")), old)
 
     def _stamp_build(self) -> None:
         """A derived table was built from scratch: every thread may read differently."""
@@ -290,13 +280,13 @@ class Deriver(Links, ThreadRows, SettingAside):
                 f"SELECT nextval('{self.db}.derive_version_seq')"
             )
 
-    def _turns_of(self, in_traces: str) -> set[tuple[str, str | None]]:
-        """(thread, turn) of the spans of the traces (turn None: spans of the thread in no
-        turn), as span_threads_mat holds them now."""
+    def _turns_of(self, table: str, where: str) -> set[tuple[str, str | None]]:
+        """(thread, turn) of the span threads in ``table`` (``where``; turn None: spans of
+        the thread in no turn)."""
         return {
             (r[0], r[1])
             for r in self.con.execute(
-                f"SELECT DISTINCT thread_id, turn_id FROM {self.db}.span_threads_mat "
-                f"WHERE {in_traces} AND thread_id IS NOT NULL"
+                f"SELECT DISTINCT thread_id, turn_id FROM {table} "
+                f"WHERE {where} AND thread_id IS NOT NULL"
             ).fetchall()
         }

@@ -127,10 +127,6 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
         )
     for table in ("derive_queue", "derive_errors"):
         con.execute(f"DELETE FROM {table} WHERE {dead}")
-    # kept parses of the traces that lose spans: parsed again if ever needed
-    touched = f"{dead} OR trace_id IN (SELECT trace_id FROM _old_spans)"
-    for table in ("parsed_traces", "llm_calls_mat", "messages_mat"):
-        con.execute(f"DELETE FROM {table} WHERE {touched}")
     for table in ("turns_mat", "transcript_mat", "threads_mat", "thread_versions"):
         con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT thread_id FROM _old_threads)")
     # log records of no stored span (none sent, or gone), older than the time

@@ -139,7 +139,6 @@ def apply_views(con: duckdb.DuckDBPyConnection, derive_now: bool = True) -> list
             [VIEWS_RECORD, files.all_version],
         )
     deriver = Deriver(con)
-    deriver.forget_stale_parses()
     stale = deriver.stale()
     if stale:
         deriver.rebuild(stale)

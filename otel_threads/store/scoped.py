@@ -30,16 +30,48 @@ class Scoped:
         name = con.execute("SELECT current_database()").fetchall()[0][0]
         self.db = '"' + name.replace('"', '""') + '".main'
 
-    def _scope(self, in_traces: str) -> None:
-        """TEMP ``spans_raw`` and ``logs`` holding only the traces in scope."""
-        con = self.con
-        con.execute("DROP TABLE IF EXISTS temp.spans_raw")
-        con.execute("DROP TABLE IF EXISTS temp.logs")
-        db = self.db
-        con.execute(
-            f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw WHERE {in_traces}"
+    def _scope(self, traces: list[str]) -> list[str]:
+        """TEMP ``spans_raw`` and ``logs`` holding only the spans and log records of
+        ``traces``; returns those of them that may have derived rows already (derived
+        before, set aside, or queued without a first span: the others are new).
+
+        A new trace (queued, never derived) has every span in the commits that queued it,
+        so its spans are read from the first of those on: ``ingest_seq`` grows with each
+        commit, and DuckDB's zone maps skip the row groups before it, so the read costs
+        the recent end of the table, not the whole store. The others' are looked up whole.
+        """
+        con, db = self.con, self.db
+        for name in ("spans_raw", "logs", "_derived_before"):
+            con.execute(f"DROP TABLE IF EXISTS temp.{name}")
+        in_traces = self._in("trace_id", traces)
+        first = dict(
+            con.execute(
+                f"SELECT trace_id, min(first_seq) FROM derive_queue WHERE {in_traces} "
+                "AND first_seq IS NOT NULL GROUP BY trace_id"
+            ).fetchall()
         )
+        seen = {
+            r[0]
+            for r in con.execute(
+                f"SELECT DISTINCT trace_id FROM {db}.span_threads_mat WHERE {in_traces} "
+                f"UNION SELECT trace_id FROM {db}.derive_errors WHERE {in_traces}"
+            ).fetchall()
+        }
+        new = [t for t in traces if t in first and t not in seen]
+        old = [t for t in traces if t not in first or t in seen]
+        since = min((first[t] for t in new), default=0)
+        con.execute(
+            f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
+            f"WHERE ingest_seq >= ? AND {self._in('trace_id', new)}",
+            [since],
+        )
+        if old:
+            con.execute(
+                f"INSERT INTO temp.spans_raw SELECT * FROM {db}.spans_raw "
+                f"WHERE {self._in('trace_id', old)}"
+            )
         con.execute(f"CREATE TEMP TABLE logs AS SELECT * FROM {db}.logs WHERE {in_traces}")
+        return old
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -42,10 +42,13 @@ def _match(columns: tuple[str, ...], a: str = "n", b: str = "o") -> str:
 class ThreadRows(SharedViews):
     """Derives the turn, transcript and thread rows of a refresh's threads."""
 
-    def _derive_threads(self, traces: list[str], touched: list[tuple[str, str | None]]) -> None:
+    def _derive_threads(
+        self, traces: list[str], touched: list[tuple[str, str | None]], old: list[str]
+    ) -> None:
         """Derive the rows of the threads in ``touched`` ((thread, turn) pairs that spans of
         ``traces`` were in before or are in now; TEMP ``spans_raw`` and ``logs`` hold
-        ``traces``, and ``span_threads_mat`` their span threads as just derived)."""
+        ``traces``, TEMP ``_span_threads`` their span threads as just derived, and ``old``
+        are those of them that may have derived rows from before)."""
         con, db = self.con, self.db
         threads = sorted({thread for thread, _ in touched})
         in_threads = self._in("thread_id", threads)
@@ -78,21 +81,24 @@ class ThreadRows(SharedViews):
         )
         if extra:
             self._add_to_scope(extra)
-        scope = traces + extra
-        in_scope = self._in("trace_id", scope)
+        in_scope = self._in("trace_id", traces + extra)
         con.execute(
             f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM {db}.span_threads_mat "
-            f"WHERE {in_threads} OR {in_scope}"
+            f"WHERE {in_threads} UNION ALL SELECT * FROM temp._span_threads "
+            f"WHERE thread_id IS NULL"
         )
-        self._shared_views(traces)
-        con.execute(f"DELETE FROM {db}.message_keys_mat WHERE {in_scope}")
+        self._shared_views()
+        if old or extra:
+            con.execute(
+                f"DELETE FROM {db}.message_keys_mat WHERE {self._in('trace_id', old + extra)}"
+            )
         con.execute(f"INSERT INTO {db}.message_keys_mat SELECT * FROM derive_message_keys")
         con.execute(
             f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
             f"WHERE {in_threads}"
         )
         self._turns(in_threads)
-        self._transcript(traces, in_threads, in_scope)
+        self._transcript(in_threads, in_scope)
         self._threads(in_threads)
         self._stamp_threads(in_threads, threads)
 
@@ -122,10 +128,10 @@ class ThreadRows(SharedViews):
         con.execute(f"CREATE TEMP TABLE turns_mat AS SELECT * FROM derive_turns WHERE {in_threads}")
         self._write_changed("turns_mat", in_threads)
 
-    def _transcript(self, traces: list[str], in_threads: str, in_scope: str) -> None:
+    def _transcript(self, in_threads: str, in_scope: str) -> None:
         """The threads' transcript rows: the rows of the scope's traces written anew (their
         messages were just parsed), the others' moved in place, deleted when no longer
-        shown, and written when newly shown (then their traces' messages are read too)."""
+        shown, and written when newly shown (then their traces' messages are parsed too)."""
         con, db = self.con, self.db
         con.execute(
             f"CREATE TEMP TABLE transcript_rows AS SELECT * FROM {db}.transcript_rows "
@@ -156,9 +162,9 @@ class ThreadRows(SharedViews):
         ]
         if shown:  # an earlier message shown now (data out of order): its text is needed
             self._add_to_scope(shown)
-            for name in ("llm_calls", "messages", "_scope_traces", "_kept_traces"):
+            for name in ("llm_calls", "messages"):
                 con.execute(f"DROP TABLE temp.{name}")
-            self._shared_views(traces)
+            self._shared_views()
         con.execute("DROP TABLE temp.transcript_rows")
         con.execute("ALTER TABLE temp._new_rows RENAME TO transcript_rows")
         con.execute(f"INSERT INTO {db}.transcript_mat SELECT * FROM derive_transcript")
