@@ -244,3 +244,31 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
                 )
     finally:
         opened.close()
+
+
+def test_a_new_trace_is_read_from_its_first_commit_on_and_an_old_one_whole(tmp_path):
+    """A trace never derived is read from the first commit that queued it on (its spans
+    in two commits, both found); a trace derived before that gets a late span is read
+    whole: the rows are those of a derivation from scratch."""
+    store = Store(tmp_path / "s.duckdb")
+    store.insert(chat_turn(0, "a", [("user", "q0")], "a0"))  # derived first, alone
+    store.derive_all()
+    turn = chat_turn(1, "a", [("user", "q1")], "a1")
+    root, call = turn
+    late = span(7000, 16 * 7000 + 9, "late step", T0 + 10**6, {}, parent=16 * 7000)
+    store.insert([call])  # turn 1 in two commits, its root last; a late span for turn 0
+    store.insert([late])
+    store.insert([root])
+    scopes = []
+    scope = store.deriver._scope
+
+    def watch(traces):
+        old = scope(traces)
+        scopes.append((len(traces), old, store.rows("SELECT count(*) FROM temp.spans_raw")[0][0]))
+        return old
+
+    store.deriver._scope = watch
+    store.derive_all()
+    assert scopes == [(2, [format(7000, "032x")], 5)]  # turn 0's 3 spans, turn 1's 2
+    assert store.rows("SELECT turn_index, span_count FROM turns ORDER BY 1") == [(1, 3), (2, 2)]
+    store.assert_kept_equals_scratch()

@@ -67,11 +67,9 @@ class SharedViews(Scoped):
                 if view not in _RESULTS:
                     con.execute(f"DROP TABLE temp.{view}")
             return
-        for view in _RESULTS:
-            con.execute(f"CREATE TEMP TABLE _all_{view} AS SELECT * FROM {db}.{view} LIMIT 0")
         for name in ("spans_raw", "logs"):
             con.execute(f"ALTER TABLE temp.{name} RENAME TO _all_{name}")
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
             in_chunk = self._in("trace_id", chunk)
             for name in ("spans_raw", "logs"):
                 con.execute(
@@ -80,9 +78,13 @@ class SharedViews(Scoped):
             for view in _SHARED_VIEWS:
                 con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
             for view in _RESULTS:
-                con.execute(f"INSERT INTO temp._all_{view} SELECT * FROM temp.{view}")
+                if i == 0:  # (a view's columns, without planning it for no rows)
+                    con.execute(f"ALTER TABLE temp.{view} RENAME TO _all_{view}")
+                else:
+                    con.execute(f"INSERT INTO temp._all_{view} SELECT * FROM temp.{view}")
             for name in (*_SHARED_VIEWS, "spans_raw", "logs"):
-                con.execute(f"DROP TABLE temp.{name}")
+                if i > 0 or name not in _RESULTS:
+                    con.execute(f"DROP TABLE temp.{name}")
         for name in ("spans_raw", "logs", *_RESULTS):
             con.execute(f"ALTER TABLE temp._all_{name} RENAME TO {name}")
 
