@@ -354,6 +354,54 @@ def test_derivation_back_to_back_does_not_starve_a_due_checkpoint(
         writer.close()
 
 
+def test_an_idle_writer_folds_a_large_wal_while_derivation_works_off_a_backlog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest stopped, derivation works off its backlog back to back, writing: the WAL
+    it grows must still be folded when large (seen: 1.4 GB after ten minutes of
+    draining, with DuckDB spilling to disk), not only after a commit of the writer's."""
+    import otel_threads.store.writer as writer_module
+    from otel_threads.store.derive import Deriver
+    from otel_threads.store.store import Store
+
+    monkeypatch.setattr(writer_module, "WAL_CHECKPOINT_BYTES", 1)
+    draining = threading.Event()
+    refreshes = [0]
+
+    def refresh(self, *args, **kwargs) -> int:  # a long backlog: no gap, and writes
+        if not draining.is_set():
+            return 0
+        refreshes[0] += 1
+        self.con.execute("INSERT INTO derive_builds (version) VALUES (0)")
+        time.sleep(0.05)
+        return 1
+
+    folds = []
+    checkpoint = Store.checkpoint
+
+    def counted(self, due: bool = False) -> None:
+        before = self.wal_bytes()
+        checkpoint(self, due)
+        if before > 0 and self.wal_bytes() < before:
+            folds.append(due)
+
+    monkeypatch.setattr(Deriver, "refresh", refresh)
+    monkeypatch.setattr(Store, "checkpoint", counted)
+    db = tmp_path / "x.duckdb"
+    writer = Writer(str(db), idle_checkpoint_s=0.05).start()
+    try:
+        (spans,) = span_batches(1, 5)
+        batch = decode_traces_protobuf(encode_spans(spans).SerializeToString()).table
+        draining.set()
+        writer.write("spans", batch)  # the last commit; derivation then never pauses
+        wait(lambda: refreshes[0] >= 3, "derivation to run back to back")
+        at = len(folds)
+        wait(lambda: len(folds) >= at + 2, "the WAL folded while the writer is idle")
+    finally:
+        draining.clear()
+        writer.close()
+
+
 def wait(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + DEADLINE_S
     while not condition():

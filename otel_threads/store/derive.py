@@ -16,13 +16,19 @@ nothing), and `refresh` re-derives exactly what those traces can affect:
    ``previous_turn_id`` links, so the traces up that chain (to a turn whose thread
    is known) are evaluated with it, and the traces of turns that wait on a turn
    that just arrived are re-resolved (``linked_turns`` indexes the links);
-2. every turn, transcript and thread row of the threads those traces belonged
-   to before or belong to now, over all the traces of those threads.
+2. the turn, transcript and thread rows of the threads those traces belonged to
+   before or belong to now (otel_threads.store.thread_rows): what the traces add is
+   derived from them alone, and what depends on the whole thread (numbering,
+   branches, the transcript's order, totals) from the thread's kept narrow rows, so
+   a new turn of a long thread costs about what a turn of a short one does.
+
+A new trace's spans are read from the commit that first queued it on (``first_seq``:
+the recent end of spans_raw, whatever the store's size, `Scoped._scope`).
 
 A refresh takes a bounded batch off the queue (`BATCH_TRACES`, `BATCH_BYTES`), so its
 work follows the batch: the rest waits for the next refresh. The batch takes along the
-other queued traces of its threads (`WIDEN`): a thread is re-derived over all of its
-traces, so under a backlog it is derived once for many new turns, not once per turn.
+other queued traces of its threads (`WIDEN`): the rows of a thread that depend on all of
+it are derived once for all of its waiting turns, not once per turn.
 Chains of links are resolved set-wise, in a few statements however long they are (a loop
 of links in bad data ends where it closes), and traces whose resolution walks links
 derive apart from the others, which never wait behind a long chain. When the traces a
@@ -37,9 +43,9 @@ hold only the rows in scope, and DuckDB resolves the views' unqualified table
 names to them first (this module names the file's own tables through its
 catalog for that reason). So no derivation SQL is written twice.
 
-The tables themselves are the schema's (migration 0007). `build` derives a table's
-rows anew; `apply_views` calls it for tables whose rows other SQL derived (a new
-version of otel-threads), as ``otel_threads_derived`` records.
+The tables themselves are the schema's (migrations 0007, 0010). `rebuild` derives
+tables anew, streamed through the queue; `apply_views` calls it for tables whose rows
+other SQL derived (a new version of otel-threads), as ``otel_threads_derived`` records.
 """
 
 from __future__ import annotations
@@ -120,10 +126,11 @@ class Deriver(Links, ThreadRows, SettingAside):
             self._stamp_build()
             con.execute("DELETE FROM derive_queue")
             con.execute(
-                f"INSERT INTO derive_queue (trace_id, thread_id, first_seq) SELECT trace_id, "
-                f"thread_id, first_seq FROM (SELECT trace_id, max(thread_id) AS thread_id, "
-                f"min(ingest_seq) AS first_seq, min(start_time_unix_nano) AS started "
-                f"FROM {db}.spans_raw GROUP BY trace_id) "
+                f"INSERT INTO derive_queue (trace_id, thread_id, first_seq, bytes) SELECT "
+                f"trace_id, thread_id, first_seq, bytes FROM (SELECT trace_id, max(thread_id) "
+                f"AS thread_id, min(ingest_seq) AS first_seq, sum(coalesce(strlen("
+                f"attributes::VARCHAR), 0) + coalesce(strlen(events::VARCHAR), 0)) AS bytes, "
+                f"min(start_time_unix_nano) AS started FROM {db}.spans_raw GROUP BY trace_id) "
                 f"ORDER BY thread_id NULLS LAST, started, trace_id"
             )
         _logger.info(
@@ -170,8 +177,9 @@ class Deriver(Links, ThreadRows, SettingAside):
 
     def _batch(self, limit: int, max_bytes: int) -> list[str]:
         """The oldest queued traces, at most ``limit``, then the other queued traces of
-        their threads; in all at most ``max_bytes`` of content (at least one trace)."""
-        con, db = self.con, self.db
+        their threads; in all at most ``max_bytes`` of content (at least one trace), as
+        the queue counts it (what their commits brought)."""
+        con = self.con
         queued = [
             r[0]
             for r in con.execute(
@@ -182,22 +190,13 @@ class Deriver(Links, ThreadRows, SettingAside):
         queued += self._same_threads(queued, WIDEN * max(1, limit) - len(queued))
         if len(queued) <= 1:
             return queued
-        in_queued = self._in("trace_id", queued)
-        try:
-            sizes = dict(
-                con.execute(f"""
-                SELECT trace_id, sum(n) FROM (
-                    SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
-                                     + coalesce(strlen(events::VARCHAR), 0) AS n
-                    FROM {db}.spans_raw WHERE {in_queued}
-                    UNION ALL
-                    SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
-                                     + coalesce(strlen(attributes::VARCHAR), 0)
-                    FROM {db}.logs WHERE {in_queued})
-                GROUP BY trace_id""").fetchall()
-            )
-        finally:
-            self._drop_temps()
+        sizes = dict(
+            con.execute(
+                f"SELECT trace_id, sum(bytes) FROM derive_queue WHERE "
+                f"{self._in('trace_id', queued)} GROUP BY trace_id"
+            ).fetchall()
+        )
+        self._drop_temps()
         batch, total = [], 0
         for trace in queued:
             total += int(sizes.get(trace) or 0)

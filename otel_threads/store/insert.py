@@ -60,13 +60,17 @@ _FULL_RANGE = {
     "spans": (-(2**63), 2**63 - 1),
     "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31)),
 }
-#: The batch's traces into derive_queue, with the thread their spans name and the first
-#: ingest_seq of their spans in it (a trace never derived has every span from there on).
+#: The batch's traces into derive_queue, with the thread their spans name, the first
+#: ingest_seq of their spans in it (a trace never derived has every span from there on),
+#: and the bytes of content they brought (which bound a refresh's batch).
 _QUEUE = {
-    "spans": "INSERT INTO derive_queue (trace_id, thread_id, first_seq) SELECT trace_id, "
-    "max(thread_id), min(ingest_seq) FROM __batch WHERE trace_id IS NOT NULL GROUP BY trace_id",
-    "logs": "INSERT INTO derive_queue (trace_id) SELECT DISTINCT trace_id FROM __batch "
-    "WHERE trace_id IS NOT NULL",
+    "spans": "INSERT INTO derive_queue (trace_id, thread_id, first_seq, bytes) SELECT trace_id, "
+    "max(thread_id), min(ingest_seq), sum(coalesce(strlen(attributes::VARCHAR), 0) "
+    "+ coalesce(strlen(events::VARCHAR), 0)) FROM __batch WHERE trace_id IS NOT NULL "
+    "GROUP BY trace_id",
+    "logs": "INSERT INTO derive_queue (trace_id, bytes) SELECT trace_id, "
+    "sum(coalesce(strlen(body::VARCHAR), 0) + coalesce(strlen(attributes::VARCHAR), 0)) "
+    "FROM __batch WHERE trace_id IS NOT NULL GROUP BY trace_id",
 }
 #: Stored times are naive UTC.
 EPOCH = dt.datetime(1970, 1, 1)

@@ -41,7 +41,7 @@ class Scoped:
         the recent end of the table, not the whole store. The others' are looked up whole.
         """
         con, db = self.con, self.db
-        for name in ("spans_raw", "logs", "_derived_before"):
+        for name in ("spans_raw", "logs"):
             con.execute(f"DROP TABLE IF EXISTS temp.{name}")
         in_traces = self._in("trace_id", traces)
         first = dict(

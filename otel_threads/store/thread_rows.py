@@ -88,11 +88,17 @@ class ThreadRows(SharedViews):
             f"WHERE thread_id IS NULL"
         )
         self._shared_views()
+        # the message keys of the threads in scope (an extra trace may hold spans of
+        # other threads too: theirs stay as they are)
         if old or extra:
             con.execute(
-                f"DELETE FROM {db}.message_keys_mat WHERE {self._in('trace_id', old + extra)}"
+                f"DELETE FROM {db}.message_keys_mat WHERE {self._in('trace_id', old + extra)} "
+                f"AND {in_threads}"
             )
-        con.execute(f"INSERT INTO {db}.message_keys_mat SELECT * FROM derive_message_keys")
+        con.execute(
+            f"INSERT INTO {db}.message_keys_mat SELECT * FROM derive_message_keys "
+            f"WHERE {in_threads}"
+        )
         con.execute(
             f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
             f"WHERE {in_threads}"

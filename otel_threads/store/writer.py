@@ -227,7 +227,8 @@ class Writer(Committing):
                 if store.fault is None and store.needs_checkpoint():
                     store.watch(force=True)  # a read-only file would make it a fatal error
                     if store.fault is None:
-                        store.checkpoint()
+                        # a large WAL must not wait for derivation to run out of work
+                        store.checkpoint(due=store.wal_bytes() > WAL_CHECKPOINT_BYTES)
                 continue
             fault = store.fault
             if fault is not None and fault.kind != "write":
