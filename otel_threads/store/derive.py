@@ -118,7 +118,7 @@ class Deriver(Links, ThreadRows, SettingAside):
         with self._transaction() as con:
             for table, view in stale:
                 if con.execute(f"SELECT 1 FROM {db}.{table} LIMIT 1").fetchall():
-                    con.execute(f"DELETE FROM {db}.{table}")
+                    self._empty(table)
                 con.execute(
                     "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
                     [table, sql_files().version(view)],
@@ -126,10 +126,11 @@ class Deriver(Links, ThreadRows, SettingAside):
             self._stamp_build()
             con.execute("DELETE FROM derive_queue")
             con.execute(
-                f"INSERT INTO derive_queue (trace_id, thread_id, first_seq, bytes) SELECT "
-                f"trace_id, thread_id, first_seq, bytes FROM (SELECT trace_id, max(thread_id) "
-                f"AS thread_id, min(ingest_seq) AS first_seq, sum(coalesce(strlen("
-                f"attributes::VARCHAR), 0) + coalesce(strlen(events::VARCHAR), 0)) AS bytes, "
+                # (no bytes: reading every span's content would keep the store from
+                # opening for minutes; `_batch` reads the sizes of the batch's traces)
+                f"INSERT INTO derive_queue (trace_id, thread_id, first_seq) SELECT "
+                f"trace_id, thread_id, first_seq FROM (SELECT trace_id, max(thread_id) "
+                f"AS thread_id, min(ingest_seq) AS first_seq, "
                 f"min(start_time_unix_nano) AS started FROM {db}.spans_raw GROUP BY trace_id) "
                 f"ORDER BY thread_id NULLS LAST, started, trace_id"
             )
@@ -138,6 +139,27 @@ class Deriver(Links, ThreadRows, SettingAside):
             ", ".join(t for t, _ in stale),
             self.pending(),
         )
+
+    def _empty(self, table: str) -> None:
+        """Empty the file's ``table``: dropped and made again, with its indexes (a DELETE of
+        every row of a large indexed table took minutes to commit: 13 s for 1.5M rows)."""
+        con = self.con
+        (ddl,) = con.execute(
+            "SELECT sql FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name = ?",
+            [table],
+        ).fetchone()
+        indexes = [
+            r[0]
+            for r in con.execute(
+                "SELECT sql FROM duckdb_indexes() WHERE database_name = current_database() "
+                "AND schema_name = 'main' AND table_name = ?",
+                [table],
+            ).fetchall()
+        ]
+        con.execute(f"DROP TABLE {self.db}.{table}")
+        for sql in (ddl, *indexes):
+            con.execute(sql)
 
     # -- incremental -------------------------------------------------------------------
 
@@ -178,7 +200,8 @@ class Deriver(Links, ThreadRows, SettingAside):
     def _batch(self, limit: int, max_bytes: int) -> list[str]:
         """The oldest queued traces, at most ``limit``, then the other queued traces of
         their threads; in all at most ``max_bytes`` of content (at least one trace), as
-        the queue counts it (what their commits brought)."""
+        the queue counts it (what their commits brought), or as stored when it does not
+        (traces queued by a rebuild)."""
         con = self.con
         queued = [
             r[0]
@@ -190,13 +213,19 @@ class Deriver(Links, ThreadRows, SettingAside):
         queued += self._same_threads(queued, WIDEN * max(1, limit) - len(queued))
         if len(queued) <= 1:
             return queued
-        sizes = dict(
-            con.execute(
-                f"SELECT trace_id, sum(bytes) FROM derive_queue WHERE "
-                f"{self._in('trace_id', queued)} GROUP BY trace_id"
-            ).fetchall()
-        )
-        self._drop_temps()
+        try:
+            sizes = dict(
+                con.execute(
+                    f"SELECT trace_id, sum(bytes) FROM derive_queue WHERE "
+                    f"{self._in('trace_id', queued)} GROUP BY trace_id "
+                    f"HAVING count(bytes) = count(*)"
+                ).fetchall()
+            )
+            unknown = [t for t in queued if t not in sizes]  # queued by a rebuild
+            if unknown:
+                sizes.update(self._content_bytes(unknown))
+        finally:
+            self._drop_temps()
         batch, total = [], 0
         for trace in queued:
             total += int(sizes.get(trace) or 0)
@@ -204,6 +233,23 @@ class Deriver(Links, ThreadRows, SettingAside):
                 break
             batch.append(trace)
         return batch
+
+    def _content_bytes(self, traces: list[str]) -> dict[str, int]:
+        """Bytes of content of ``traces`` as stored: span attributes and events, log
+        bodies and attributes."""
+        db, in_traces = self.db, self._in("trace_id", traces)
+        return dict(
+            self.con.execute(f"""
+            SELECT trace_id, sum(n) FROM (
+                SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
+                                 + coalesce(strlen(events::VARCHAR), 0) AS n
+                FROM {db}.spans_raw WHERE {in_traces}
+                UNION ALL
+                SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
+                                 + coalesce(strlen(attributes::VARCHAR), 0)
+                FROM {db}.logs WHERE {in_traces})
+            GROUP BY trace_id""").fetchall()
+        )
 
     def _same_threads(self, traces: list[str], limit: int) -> list[str]:
         """Other queued traces of the threads ``traces`` name (at most ``limit``, the
