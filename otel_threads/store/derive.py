@@ -134,10 +134,12 @@ class Deriver(Links, ThreadRows, SettingAside):
                 f"min(start_time_unix_nano) AS started FROM {db}.spans_raw GROUP BY trace_id) "
                 f"ORDER BY thread_id NULLS LAST, started, trace_id"
             )
-        _logger.info(
+        queued = self.pending()
+        _logger.log(  # worth a line only over stored data (an upgrade), not a new file
+            logging.INFO if queued else logging.DEBUG,
             "derived tables %s come from other SQL: deriving them anew, %d traces queued",
             ", ".join(t for t, _ in stale),
-            self.pending(),
+            queued,
         )
 
     def _empty(self, table: str) -> None:
