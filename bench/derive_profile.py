@@ -1,0 +1,76 @@
+"""Where a refresh's time goes: each statement of `Deriver.refresh`, timed and summed.
+
+    python bench/derive_profile.py STORE.duckdb [--refreshes 3] [--top 30]
+
+Works on a copy of STORE (a store with traces queued for derivation, e.g. one that
+`bench/soak.py --dir DIR` left behind when stopped while derivation lagged: kill the
+soak, then its collector, and copy its file and WAL). Prints each refresh (traces
+derived, seconds), then the statements that took the most time in all, with how many
+times each ran (literals folded, so the same statement counts once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from otel_threads.store.derive import Deriver
+from otel_threads.store.schema import connect
+
+
+class Timed:
+    """A connection whose statements are timed, by their text without literals."""
+
+    def __init__(self, con, totals: dict) -> None:
+        self._con, self._totals = con, totals
+
+    def execute(self, sql: str, *args):
+        started = time.perf_counter()
+        try:
+            return self._con.execute(sql, *args)
+        finally:
+            key = re.sub(r"'[^']*'", "?", " ".join(sql.split()))[:110]
+            entry = self._totals[key]
+            entry[0] += 1
+            entry[1] += time.perf_counter() - started
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("store")
+    ap.add_argument("--refreshes", type=int, default=3)
+    ap.add_argument("--top", type=int, default=30)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "profile.duckdb"
+        shutil.copy(args.store, db)
+        if Path(f"{args.store}.wal").exists():
+            shutil.copy(f"{args.store}.wal", f"{db}.wal")
+        con = connect(str(db), derive_now=False)
+        con.execute("SET checkpoint_threshold = '1TB'")
+        totals: dict = collections.defaultdict(lambda: [0, 0.0])
+        deriver = Deriver(Timed(con.cursor(), totals))
+        print(f"queued: {deriver.pending():,} traces")
+        total = 0.0
+        for i in range(args.refreshes):
+            started = time.perf_counter()
+            n = deriver.refresh()
+            took = time.perf_counter() - started
+            total += took
+            print(f"refresh {i}: {n:,} traces in {took:.2f}s")
+        print(f"total {total:.2f}s")
+        for key, (count, seconds) in sorted(totals.items(), key=lambda kv: -kv[1][1])[: args.top]:
+            print(f"{seconds:7.3f}s {count:5d}  {key}")
+        con.close()
+
+
+if __name__ == "__main__":
+    main()
