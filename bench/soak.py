@@ -265,6 +265,16 @@ def sql(api: str, statement: str, wait: float = 0) -> list:
     return http_json(f"{api}/sql?wait={wait:g}", {"sql": statement})[1]["rows"]
 
 
+def stored_counts(api: str) -> list:
+    """(spans, turns, threads) stored, derivation caught up."""
+    return sql(
+        api,
+        "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM turns), "
+        "(SELECT count(*) FROM threads)",
+        wait=2,
+    )[0]
+
+
 def metric(api: str, name: str) -> float:
     with urllib.request.urlopen(f"{api}/metrics", timeout=120) as resp:
         for line in resp.read().decode().splitlines():
@@ -437,12 +447,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             caught = time.monotonic()
             while metric(api, "otel_threads_derive_queue_traces") > 0:
                 time.sleep(1)
-            stored = sql(
-                api,
-                "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM turns), "
-                "(SELECT count(*) FROM threads)",
-                wait=2,
-            )[0]
+            stored = stored_counts(api)
             expected = [spans + probe.spans, turns + probe.turns, threads + 2]
             ok = stored == expected
             print(
@@ -512,12 +517,7 @@ def rebuild(db: Path, log, proc, expected: list[int]) -> subprocess.Popen:
     watcher.join()
     while metric(api, "otel_threads_derive_queue_traces") > 0:  # the sender's last turns
         time.sleep(0.5)
-    stored = sql(
-        api,
-        "SELECT (SELECT count(*) FROM spans), (SELECT count(*) FROM turns), "
-        "(SELECT count(*) FROM threads)",
-        wait=2,
-    )[0]
+    stored = stored_counts(api)
     want = [expected[0] + counts[0], expected[1] + counts[1], expected[2] + counts[2]]
     print(
         f"rebuild of every derived table: opened in {opened:.1f}s, {queued:,.0f} traces "

@@ -225,7 +225,7 @@ class Deriver(Links, ThreadRows, SettingAside):
             )
             unknown = [t for t in queued if t not in sizes]  # queued by a rebuild
             if unknown:
-                sizes.update(self._content_bytes(unknown))
+                sizes.update(self._content_bytes(self.db, self._in("trace_id", unknown)))
         finally:
             self._drop_temps()
         batch, total = [], 0
@@ -235,23 +235,6 @@ class Deriver(Links, ThreadRows, SettingAside):
                 break
             batch.append(trace)
         return batch
-
-    def _content_bytes(self, traces: list[str]) -> dict[str, int]:
-        """Bytes of content of ``traces`` as stored: span attributes and events, log
-        bodies and attributes."""
-        db, in_traces = self.db, self._in("trace_id", traces)
-        return dict(
-            self.con.execute(f"""
-            SELECT trace_id, sum(n) FROM (
-                SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
-                                 + coalesce(strlen(events::VARCHAR), 0) AS n
-                FROM {db}.spans_raw WHERE {in_traces}
-                UNION ALL
-                SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
-                                 + coalesce(strlen(attributes::VARCHAR), 0)
-                FROM {db}.logs WHERE {in_traces})
-            GROUP BY trace_id""").fetchall()
-        )
 
     def _same_threads(self, traces: list[str], limit: int) -> list[str]:
         """Other queued traces of the threads ``traces`` name (at most ``limit``, the

@@ -107,12 +107,32 @@ class Scoped:
         """A TEMP table holding ``values`` (column ``v``); returns its name."""
         self._scopes += 1
         name = f"_scope_{self._scopes}"
-        self.con.register("__scope_values", pa.table({"v": pa.array(list(values), pa.string())}))
-        try:
-            self.con.execute(f"CREATE TEMP TABLE {name} AS SELECT v FROM __scope_values")
-        finally:
-            self.con.unregister("__scope_values")
+        self._temp_table(name, pa.table({"v": pa.array(list(values), pa.string())}))
         return name
+
+    def _temp_table(self, name: str, rows: pa.Table) -> None:
+        """A TEMP table ``name`` holding ``rows``."""
+        self.con.register("__rows", rows)
+        try:
+            self.con.execute(f"CREATE TEMP TABLE {name} AS SELECT * FROM __rows")
+        finally:
+            self.con.unregister("__rows")
+
+    def _content_bytes(self, schema: str, where: str = "true") -> dict[str, int]:
+        """Bytes of content per trace of ``schema``'s spans_raw and logs (``where``): span
+        attributes and events, log bodies and attributes (what parsing a trace reads)."""
+        return dict(
+            self.con.execute(f"""
+            SELECT trace_id, sum(n) FROM (
+                SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
+                                 + coalesce(strlen(events::VARCHAR), 0) AS n
+                FROM {schema}.spans_raw WHERE {where}
+                UNION ALL
+                SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
+                                 + coalesce(strlen(attributes::VARCHAR), 0)
+                FROM {schema}.logs WHERE trace_id IS NOT NULL AND {where})
+            GROUP BY trace_id""").fetchall()
+        )
 
     def _first_column(self, sql: str, params: list | None = None) -> list[str]:
         """The first column of ``sql``'s rows (a query that may use `_in`'s TEMP tables,

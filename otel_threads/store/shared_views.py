@@ -45,16 +45,7 @@ class SharedViews(Scoped):
         chunk_bytes = min(PARSE_CHUNK_BYTES, self._memory_limit() // PARSE_MEMORY_RATIO)
         chunks: list[list[str]] = []
         size = 0
-        for trace, n in con.execute("""
-                SELECT trace_id, sum(n) FROM (
-                    SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
-                                     + coalesce(strlen(events::VARCHAR), 0) AS n
-                    FROM temp.spans_raw
-                    UNION ALL
-                    SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
-                                     + coalesce(strlen(attributes::VARCHAR), 0)
-                    FROM temp.logs WHERE trace_id IS NOT NULL)
-                GROUP BY trace_id ORDER BY trace_id""").fetchall():
+        for trace, n in sorted(self._content_bytes("temp").items()):
             if not chunks or (chunks[-1] and size + int(n or 0) > chunk_bytes):
                 chunks.append([])
                 size = 0

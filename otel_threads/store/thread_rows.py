@@ -52,20 +52,14 @@ class ThreadRows(SharedViews):
         con, db = self.con, self.db
         threads = sorted({thread for thread, _ in touched})
         in_threads = self._in("thread_id", threads)
-        con.register(
-            "__touched",
+        pairs = [(thread, turn) for thread, turn in touched if turn is not None]
+        self._temp_table(
+            "_touched",
             pa.table(
-                {
-                    "thread_id": pa.array([t for t, turn in touched if turn is not None]),
-                    "turn_id": pa.array([turn for _, turn in touched if turn is not None]),
-                },
+                {"thread_id": [t for t, _ in pairs], "turn_id": [turn for _, turn in pairs]},
                 schema=pa.schema([("thread_id", pa.string()), ("turn_id", pa.string())]),
             ),
         )
-        try:
-            con.execute("CREATE TEMP TABLE _touched AS SELECT * FROM __touched")
-        finally:
-            con.unregister("__touched")
         # a turn's facts follow from all of its spans: the traces that hold the other spans
         # of the touched turns come into scope too (mostly none: a turn is one trace)
         extra = sorted(
@@ -215,10 +209,7 @@ class ThreadRows(SharedViews):
         con, db = self.con, self.db
         version = con.execute(f"SELECT nextval('{db}.derive_version_seq')").fetchall()[0][0]
         con.execute(f"DELETE FROM {db}.thread_versions WHERE {in_threads}")
-        con.register("__stamped", pa.table({"thread_id": pa.array(threads, pa.string())}))
-        try:
-            con.execute(
-                f"INSERT INTO {db}.thread_versions SELECT thread_id, ? FROM __stamped", [version]
-            )
-        finally:
-            con.unregister("__stamped")
+        self._temp_table("_stamped", pa.table({"thread_id": pa.array(threads, pa.string())}))
+        con.execute(
+            f"INSERT INTO {db}.thread_versions SELECT thread_id, ? FROM temp._stamped", [version]
+        )
