@@ -1,6 +1,6 @@
 """Where a refresh's time goes: each statement of `Deriver.refresh`, timed and summed.
 
-    python bench/derive_profile.py STORE.duckdb [--refreshes 3] [--top 30]
+    python bench/derive_profile.py STORE.duckdb [--refreshes 3] [--top 30] [--limit N]
 
 Works on a copy of STORE (a store with traces queued for derivation, e.g. one that
 `bench/soak.py --dir DIR` left behind when stopped while derivation lagged: kill the
@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("store")
     ap.add_argument("--refreshes", type=int, default=3)
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument(
+        "--limit", type=int, default=None, help="traces a refresh takes (default: BATCH_TRACES)"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "profile.duckdb"
@@ -62,7 +65,7 @@ def main() -> None:
         total = 0.0
         for i in range(args.refreshes):
             started = time.perf_counter()
-            n = deriver.refresh()
+            n = deriver.refresh() if args.limit is None else deriver.refresh(args.limit)
             took = time.perf_counter() - started
             total += took
             print(f"refresh {i}: {n:,} traces in {took:.2f}s")

@@ -65,8 +65,8 @@ def scope_sizes(store: Store) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     derive = store.deriver._derive_threads
 
-    def watch(traces, touched, old):
-        derive(traces, touched, old)
+    def watch(traces, touched, old, renewed):
+        derive(traces, touched, old, renewed)
         seen.append(
             (
                 store.rows("SELECT count(*) FROM temp.spans_raw")[0][0],
@@ -272,3 +272,91 @@ def test_a_new_trace_is_read_from_its_first_commit_on_and_an_old_one_whole(tmp_p
     assert scopes == [(2, [format(7000, "032x")], 5)]  # turn 0's 3 spans, turn 1's 2
     assert store.rows("SELECT turn_index, span_count FROM turns ORDER BY 1") == [(1, 3), (2, 2)]
     store.assert_kept_equals_scratch()
+
+
+def tool_turn(i: int, thread_id: str, history: list[tuple[str, str]], question: str) -> list[dict]:
+    """Turn ``i``: a tool loop, two LLM calls in one trace (the question, a tool call;
+    then the tool's result and the answer), each call holding ``history`` first."""
+    trace, turn = 7000 + i, 16 * (7000 + i)
+    start = T0 + i * 60 * 10**9
+    text = [{"type": "text", "content": question}]
+    asked = [*({"role": r, "parts": [{"type": "text", "content": t}]} for r, t in history)]
+    asked.append({"role": "user", "parts": text})
+    tool_call = {"type": "tool_call", "id": f"c{i}", "name": "lookup", "arguments": {"n": i}}
+    call_msg = {"role": "assistant", "parts": [tool_call]}
+    result = {
+        "role": "tool",
+        "parts": [{"type": "tool_call_response", "id": f"c{i}", "response": "found"}],
+    }
+    answer = {"role": "assistant", "parts": [{"type": "text", "content": f"done {i}"}]}
+
+    def call(k: int, inputs: list, output: dict) -> dict:
+        attrs = {
+            "gen_ai.conversation.id": thread_id,
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": "m",
+            "gen_ai.input.messages": json.dumps(inputs),
+            "gen_ai.output.messages": json.dumps([output]),
+        }
+        return span(trace, turn + 1 + k, "chat", start + (1 + k) * 10**6, attrs, parent=turn)
+
+    root = {"gen_ai.conversation.id": thread_id, "otel_threads.is_turn": True}
+    return [
+        span(trace, turn, "handle_message", start, root),
+        call(0, asked, call_msg),
+        call(1, [*asked, call_msg, result], answer),
+    ]
+
+
+def test_a_thread_that_only_grows_is_derived_from_its_tail_as_from_scratch(tmp_path):
+    """Turns that arrive in order, each derived before the next, are derived from the
+    thread's tail (its new turns and calls, the turn and call before them, and how often
+    each of their messages was held before): the thread's earlier rows are neither read
+    whole nor rewritten, and after every turn the kept rows are those of a derivation from
+    scratch, through replayed history, a repeated "yes", a changed system prompt, a
+    stateless turn that only replays, a message held by an earlier call but not the last
+    one, tool loops, and a link or a late turn (those derive whole)."""
+    store = Store(tmp_path / "s.duckdb")
+    tails = store.deriver._tails
+    taken: list[int] = []
+
+    def watch(candidates):
+        found = tails(candidates)
+        taken.append(len(found))
+        return found
+
+    store.deriver._tails = watch
+    history: list[tuple[str, str]] = [("system", SYSTEM)]
+    for i in range(40):
+        if i % 9 == 4:
+            turn = tool_turn(i, "t", history, f"look up {i}")
+            history = [*history, ("user", f"look up {i}"), ("assistant", f"done {i}")]
+        elif i % 9 == 7:  # stateless: the turn replays the history and asks nothing new
+            turn = chat_turn(i, "t", list(history), f"again {i}")
+        elif i == 30:  # quotes a reply of turn 7, which no call since held: not new
+            turn = chat_turn(i, "t", [*history, ("assistant", "again 7"), ("user", "so?")], "x")
+        else:
+            question = "yes" if i % 5 == 2 else f"question {i}"
+            if i == 20:  # the system prompt changes, then changes back
+                history = [("system", "Be brief."), *history[1:]]
+            if i == 23:
+                history = [("system", SYSTEM), *history[1:]]
+            inputs = [*history, ("user", question)]
+            turn = chat_turn(i, "t", inputs, f"answer {i}")
+            history = [*inputs, ("assistant", f"answer {i}")]
+        store.insert(turn)
+        store.derive_all()
+        store.assert_kept_equals_scratch()
+    assert taken == [1] * 40  # (a new thread's first turn too: nothing before it)
+    # a turn that links to an earlier one, and a late turn: the thread derives whole
+    for turn in (
+        chat_turn(40, "t", [("user", "again")], "a", previous=38),
+        chat_turn(41, "t", [("user", "late")], "b", at=3),
+        chat_turn(42, "t", [("user", "after")], "c"),
+    ):
+        taken.clear()
+        store.insert(turn)
+        store.derive_all()
+        store.assert_kept_equals_scratch()
+        assert taken in ([0], [])
+    assert store.rows("SELECT turn_count FROM threads") == [(43,)]

@@ -292,15 +292,20 @@ class Deriver(Links, ThreadRows, SettingAside):
         in or are in (`ThreadRows`)."""
         con, db = self.con, self.db
         before: set[tuple[str, str | None]] = set()
+        renewed: set[str] = set()  # threads that old traces were in or are in
         if old:
             in_old = self._in("trace_id", old)
             before = self._turns_of(f"{db}.span_threads_mat", in_old)
             con.execute(f"DELETE FROM {db}.span_threads_mat WHERE {in_old}")
         con.execute("CREATE TEMP TABLE _span_threads AS SELECT * FROM derive_span_threads")
         con.execute(f"INSERT INTO {db}.span_threads_mat SELECT * FROM temp._span_threads")
+        if old:
+            renewed = {t for t, _ in before | self._turns_of("temp._span_threads", in_old)}
         touched = before | self._turns_of("temp._span_threads", "true")
         if touched:
-            self._derive_threads(traces, sorted(touched, key=lambda p: (p[0], p[1] or "")), old)
+            self._derive_threads(
+                traces, sorted(touched, key=lambda p: (p[0], p[1] or "")), old, renewed
+            )
 
     def _stamp_build(self) -> None:
         """A derived table was built from scratch: every thread may read differently."""

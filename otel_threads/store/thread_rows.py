@@ -33,6 +33,16 @@ __all__ = ["ThreadRows"]
 _MESSAGE = ("thread_id", "trace_id", "span_id", "direction", "position")
 #: What transcript_rows decides about a message: written in place when it changes.
 _PLACE = ("seq", "turn_id", "role", "thread_seq", "on_current_branch")
+#: The order of a thread's turns (derive_turns: start_time, then turn_id, NULLs last) and
+#: of its LLM calls (transcript_rows: start, end, trace, span), as values that compare so.
+_TURN_ORDER = (
+    "struct_pack(n := start_time IS NULL, s := coalesce(start_time, TIMESTAMP '1970-01-01'), "
+    "t := turn_id)"
+)
+_CALL_ORDER = (
+    "struct_pack(s := {p}call_start_unix_nano, n := {p}call_end_unix_nano IS NULL, "
+    "e := coalesce({p}call_end_unix_nano, 0), t := {p}trace_id, i := {p}span_id)"
+)
 
 
 def _match(columns: tuple[str, ...], a: str = "n", b: str = "o") -> str:
@@ -43,12 +53,17 @@ class ThreadRows(SharedViews):
     """Derives the turn, transcript and thread rows of a refresh's threads."""
 
     def _derive_threads(
-        self, traces: list[str], touched: list[tuple[str, str | None]], old: list[str]
+        self,
+        traces: list[str],
+        touched: list[tuple[str, str | None]],
+        old: list[str],
+        renewed: set[str] = frozenset(),
     ) -> None:
         """Derive the rows of the threads in ``touched`` ((thread, turn) pairs that spans of
         ``traces`` were in before or are in now; TEMP ``spans_raw`` and ``logs`` hold
-        ``traces``, TEMP ``_span_threads`` their span threads as just derived, and ``old``
-        are those of them that may have derived rows from before)."""
+        ``traces``, TEMP ``_span_threads`` their span threads as just derived, ``old`` are
+        those of them that may have derived rows from before, and ``renewed`` the threads
+        those were in or are in)."""
         con, db = self.con, self.db
         threads = sorted({thread for thread, _ in touched})
         in_threads = self._in("thread_id", threads)
@@ -62,17 +77,13 @@ class ThreadRows(SharedViews):
         )
         # a turn's facts follow from all of its spans: the traces that hold the other spans
         # of the touched turns come into scope too (mostly none: a turn is one trace)
-        extra = sorted(
-            {
-                r[0]
-                for r in con.execute(
-                    f"SELECT DISTINCT s.trace_id FROM {db}.span_threads_mat s "
-                    f"SEMI JOIN temp._touched t ON t.thread_id = s.thread_id "
-                    f"AND t.turn_id = s.turn_id WHERE s.{in_threads}"
-                ).fetchall()
-            }
-            - set(traces)
-        )
+        reached = con.execute(
+            f"SELECT DISTINCT s.trace_id, s.thread_id FROM {db}.span_threads_mat s "
+            f"SEMI JOIN temp._touched t ON t.thread_id = s.thread_id "
+            f"AND t.turn_id = s.turn_id WHERE s.{in_threads}"
+        ).fetchall()
+        scope = set(traces)
+        extra = sorted({trace for trace, _ in reached} - scope)
         if extra:
             self._add_to_scope(extra)
         in_scope = self._in("trace_id", traces + extra)
@@ -82,6 +93,20 @@ class ThreadRows(SharedViews):
             f"WHERE thread_id IS NULL"
         )
         self._shared_views()
+        con.execute(
+            f"CREATE TEMP TABLE _new_keys AS SELECT * FROM derive_message_keys WHERE {in_threads}"
+        )
+        con.execute(
+            f"CREATE TEMP TABLE turn_facts AS SELECT f.* FROM {db}.turn_facts f "
+            f"SEMI JOIN temp._touched t ON t.thread_id = f.thread_id AND t.turn_id = f.turn_id"
+        )
+        # threads whose traces in scope are all new to them and add turns after all of
+        # theirs: derived from their tails (`_tails`), the others whole
+        grown = renewed | {thread for trace, thread in reached if trace not in scope}
+        grown |= {thread for thread, turn in touched if turn is None}
+        tails = self._tails([t for t in threads if t not in grown])
+        whole = [t for t in threads if t not in set(tails)]
+        in_whole = self._in("thread_id", whole)
         # the message keys of the threads in scope (an extra trace may hold spans of
         # other threads too: theirs stay as they are)
         if old or extra:
@@ -90,17 +115,108 @@ class ThreadRows(SharedViews):
                 f"AND {in_threads}"
             )
         con.execute(
-            f"INSERT INTO {db}.message_keys_mat SELECT * FROM derive_message_keys "
-            f"WHERE {in_threads}"
+            f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
+            f"WHERE {in_whole}"
+        )
+        if tails:
+            self._tail_keys()
+        con.execute(f"INSERT INTO {db}.message_keys_mat SELECT * FROM temp._new_keys")
+        con.execute(
+            f"INSERT INTO temp.message_keys_mat SELECT * FROM temp._new_keys WHERE {in_whole}"
+        )
+        self._turns(in_whole, bool(tails))
+        self._transcript(in_whole, in_scope, bool(tails))
+        self._threads(in_threads, bool(tails))
+        self._stamp_threads(in_threads, threads)
+
+    def _tails(self, candidates: list[str]) -> list[str]:
+        """Of ``candidates`` (threads none of whose derived rows the refresh's traces held),
+        those that the refresh only adds to: its turns (none of them linked) all start
+        after the thread's derived ones, none linked either, and its LLM calls, each in one
+        of those turns, all come after the thread's derived ones in the transcript's
+        order. The new rows of such a thread follow from its new turns and calls with the
+        last turn and call before them, and each message key's most copies in one call
+        before them (`_tail_keys`); the rows it has stay as they are. TEMP ``_tails`` holds
+        them: the last turn and call before, and where the new rows' numbers go on from."""
+        con, db = self.con, self.db
+        if not candidates:
+            return []
+        in_cand = self._in("thread_id", candidates)
+        con.execute(
+            f"""
+            CREATE TEMP TABLE _tails AS
+            WITH new_turns AS (
+                SELECT thread_id, min({_TURN_ORDER}) AS first,
+                       bool_or(previous_turn_id IS NOT NULL) AS linked
+                FROM temp.turn_facts WHERE {in_cand} GROUP BY thread_id
+            ), kept_turns AS (
+                SELECT thread_id, max({_TURN_ORDER}) AS last,
+                       arg_max(turn_id, {_TURN_ORDER}) AS last_turn_id,
+                       arg_max(turn_index, {_TURN_ORDER}) AS last_index,
+                       bool_or(previous_turn_id IS NOT NULL) AS linked
+                FROM {db}.turns_mat WHERE {in_cand} GROUP BY thread_id
+            ), new_calls AS (
+                SELECT n.thread_id, min({_CALL_ORDER.format(p="n.")}) AS first,
+                       bool_and(t.turn_id IS NOT NULL) AS in_new_turns
+                FROM temp._new_keys n LEFT JOIN temp._touched t
+                    ON t.thread_id = n.thread_id AND t.turn_id = n.turn_id
+                WHERE n.{in_cand} GROUP BY n.thread_id
+            ), kept_calls AS (
+                SELECT thread_id, max({_CALL_ORDER.format(p="")}) AS last
+                FROM {db}.message_keys_mat WHERE {in_cand} GROUP BY thread_id
+            ), kept_rows AS (
+                SELECT thread_id, max(seq) AS seq, max(thread_seq) AS thread_seq,
+                       bool_and(on_current_branch) AS on_branch
+                FROM {db}.transcript_mat WHERE {in_cand} GROUP BY thread_id
+            )
+            SELECT c.thread_id, kt.last_turn_id, coalesce(kt.last_index - 1, 0) AS index_offset,
+                   kc.last.t AS last_trace_id, kc.last.i AS last_span_id,
+                   coalesce(kr.seq, 0) AS seq_offset,
+                   coalesce(kr.thread_seq, 0) AS thread_seq_offset
+            FROM (SELECT unnest(?::VARCHAR[]) AS thread_id) c
+            LEFT JOIN new_turns nt USING (thread_id)
+            LEFT JOIN kept_turns kt USING (thread_id)
+            LEFT JOIN new_calls nc USING (thread_id)
+            LEFT JOIN kept_calls kc USING (thread_id)
+            LEFT JOIN kept_rows kr USING (thread_id)
+            WHERE NOT coalesce(nt.linked, false) AND NOT coalesce(kt.linked, false)
+              AND (nt.first IS NULL OR kt.last IS NULL OR nt.first > kt.last)
+              AND coalesce(nc.in_new_turns, true)
+              AND (nc.first IS NULL OR kc.last IS NULL OR nc.first > kc.last)
+              AND coalesce(kr.on_branch, true)
+              AND coalesce(kr.seq, 0) = coalesce(kr.thread_seq, 0)""",
+            [candidates],
+        )
+        return [r[0] for r in con.execute("SELECT thread_id FROM temp._tails").fetchall()]
+
+    def _tail_keys(self) -> None:
+        """What the transcript of a thread in ``_tails`` compares its new messages with, into
+        TEMP ``message_keys_mat`` beside them: the messages of its last call before, and
+        for each key of its new messages, a call before that one holding that key as many
+        times as the most copies of it one of its calls held (what transcript_rows asks
+        of the calls before: the most copies of a key, and the previous call's)."""
+        con, db = self.con, self.db
+        con.execute(
+            "INSERT INTO temp.message_keys_mat SELECT n.* FROM temp._new_keys n "
+            "SEMI JOIN temp._tails t ON t.thread_id = n.thread_id"
         )
         con.execute(
-            f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
-            f"WHERE {in_threads}"
+            f"INSERT INTO temp.message_keys_mat SELECT o.* FROM {db}.message_keys_mat o "
+            f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id "
+            f"AND t.last_trace_id = o.trace_id AND t.last_span_id = o.span_id"
         )
-        self._turns(in_threads)
-        self._transcript(in_threads, in_scope)
-        self._threads(in_threads)
-        self._stamp_threads(in_threads, threads)
+        con.execute(f"""
+            INSERT INTO temp.message_keys_mat
+            SELECT thread_id, NULL, '', '', 'output', unnest(range(copies)), NULL,
+                   -9223372036854775808, -9223372036854775808, k
+            FROM (SELECT thread_id, k, max(copies) AS copies FROM (
+                      SELECT o.thread_id, o.k, count(*) AS copies
+                      FROM {db}.message_keys_mat o
+                      SEMI JOIN (SELECT DISTINCT n.thread_id, n.k FROM temp._new_keys n
+                                 SEMI JOIN temp._tails t ON t.thread_id = n.thread_id) n
+                          ON n.thread_id = o.thread_id AND n.k = o.k
+                      GROUP BY o.thread_id, o.trace_id, o.span_id, o.k)
+                  GROUP BY thread_id, k)""")
 
     def _add_to_scope(self, traces: list[str]) -> None:
         """The spans and log records of ``traces`` into TEMP ``spans_raw`` and ``logs``."""
@@ -110,49 +226,83 @@ class ThreadRows(SharedViews):
                 f"INSERT INTO temp.{name} SELECT * FROM {self.db}.{name} WHERE {in_traces}"
             )
 
-    def _turns(self, in_threads: str) -> None:
-        """Every turn of the threads: the touched ones' facts derived, the others' kept."""
+    def _turns(self, in_whole: str, tails: bool) -> None:
+        """Every turn of the threads derived whole: the touched ones' facts derived, the
+        others' kept; and the new turns of the threads in ``_tails``, numbered on from the
+        turn before them."""
         con, db = self.con, self.db
-        con.execute(
-            f"CREATE TEMP TABLE turn_facts AS SELECT f.* FROM {db}.turn_facts f "
-            f"SEMI JOIN temp._touched t ON t.thread_id = f.thread_id AND t.turn_id = f.turn_id"
-        )
         columns = ", ".join(
             f'o."{r[0]}"' for r in con.execute("DESCRIBE temp.turn_facts").fetchall()
         )
         con.execute(
             f"INSERT INTO temp.turn_facts SELECT {columns} FROM {db}.turns_mat o "
-            f"WHERE o.{in_threads} AND NOT EXISTS (SELECT 1 FROM temp._touched t "
+            f"WHERE o.{in_whole} AND NOT EXISTS (SELECT 1 FROM temp._touched t "
             f"WHERE t.thread_id = o.thread_id AND t.turn_id = o.turn_id)"
         )
-        con.execute(f"CREATE TEMP TABLE turns_mat AS SELECT * FROM derive_turns WHERE {in_threads}")
-        self._write_changed("turns_mat", in_threads)
+        if tails:
+            con.execute(
+                f"INSERT INTO temp.turn_facts SELECT {columns} FROM {db}.turns_mat o "
+                f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id "
+                f"AND t.last_turn_id = o.turn_id"
+            )
+        con.execute("CREATE TEMP TABLE turns_mat AS SELECT * FROM derive_turns")
+        if tails:
+            con.execute(
+                "DELETE FROM temp.turns_mat o WHERE EXISTS (SELECT 1 FROM temp._tails t "
+                "WHERE t.thread_id = o.thread_id AND t.last_turn_id = o.turn_id)"
+            )
+            con.execute(
+                "UPDATE temp.turns_mat AS o SET turn_index = o.turn_index + t.index_offset "
+                "FROM temp._tails t WHERE t.thread_id = o.thread_id"
+            )
+            con.execute(
+                f"INSERT INTO {db}.turns_mat SELECT * FROM temp.turns_mat o "
+                f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id"
+            )
+        self._write_changed("turns_mat", in_whole)
 
-    def _transcript(self, in_threads: str, in_scope: str) -> None:
-        """The threads' transcript rows: the rows of the scope's traces written anew (their
-        messages were just parsed), the others' moved in place, deleted when no longer
-        shown, and written when newly shown (then their traces' messages are parsed too)."""
+    def _transcript(self, in_whole: str, in_scope: str, tails: bool) -> None:
+        """The threads' transcript rows. Of a thread derived whole: the rows of the scope's
+        traces written anew (their messages were just parsed), the others' moved in place,
+        deleted when no longer shown, and written when newly shown (then their traces'
+        messages are parsed too). Of a thread in ``_tails``: its new rows, numbered on."""
         con, db = self.con, self.db
-        con.execute(
-            f"CREATE TEMP TABLE transcript_rows AS SELECT * FROM {db}.transcript_rows "
-            f"WHERE {in_threads}"
-        )
+        con.execute(f"CREATE TEMP TABLE transcript_rows AS SELECT * FROM {db}.transcript_rows")
+        tail_rows = "SELECT * FROM temp.transcript_rows WHERE false"
+        if tails:
+            con.execute(f"""
+                CREATE TEMP TABLE _tail_rows AS
+                SELECT r.thread_id,
+                       CASE WHEN r.on_current_branch THEN t.seq_offset + row_number() OVER
+                           (PARTITION BY r.thread_id, r.on_current_branch ORDER BY r.thread_seq)
+                       END AS seq,
+                       r.turn_id, r.role, r.trace_id, r.span_id, r.direction, r.position,
+                       t.thread_seq_offset + row_number() OVER
+                           (PARTITION BY r.thread_id ORDER BY r.thread_seq) AS thread_seq,
+                       r.on_current_branch
+                FROM temp.transcript_rows r JOIN temp._tails t ON t.thread_id = r.thread_id
+                WHERE r.{in_scope}""")
+            con.execute(
+                "DELETE FROM temp.transcript_rows r WHERE EXISTS "
+                "(SELECT 1 FROM temp._tails t WHERE t.thread_id = r.thread_id)"
+            )
+            tail_rows = "SELECT * FROM temp._tail_rows"
         same_message = _match(_MESSAGE)
         con.execute(
             f"DELETE FROM {db}.transcript_mat WHERE rowid IN (SELECT o.rowid FROM "
-            f"{db}.transcript_mat o WHERE o.{in_threads} AND (o.{in_scope} OR NOT EXISTS "
+            f"{db}.transcript_mat o WHERE o.{in_whole} AND (o.{in_scope} OR NOT EXISTS "
             f"(SELECT 1 FROM temp.transcript_rows n WHERE {same_message})))"
         )
         con.execute(
             f"UPDATE {db}.transcript_mat AS o SET "
             + ", ".join(f"{c} = n.{c}" for c in _PLACE)
-            + f" FROM temp.transcript_rows n WHERE o.{in_threads} AND {same_message} "
+            + f" FROM temp.transcript_rows n WHERE o.{in_whole} AND {same_message} "
             f"AND NOT ({_match(_PLACE)})"
         )
         con.execute(
             f"CREATE TEMP TABLE _new_rows AS SELECT * FROM temp.transcript_rows n "
             f"WHERE NOT EXISTS (SELECT 1 FROM {db}.transcript_mat o "
-            f"WHERE o.{in_threads} AND {same_message})"
+            f"WHERE o.{in_whole} AND {same_message}) UNION ALL {tail_rows}"
         )
         shown = [
             r[0]
@@ -169,10 +319,19 @@ class ThreadRows(SharedViews):
         con.execute("ALTER TABLE temp._new_rows RENAME TO transcript_rows")
         con.execute(f"INSERT INTO {db}.transcript_mat SELECT * FROM derive_transcript")
 
-    def _threads(self, in_threads: str) -> None:
+    def _threads(self, in_threads: str, tails: bool) -> None:
         """The threads' rows, reading of their transcripts only what derive_threads reads:
         each thread's first user message and last reply of the current branch."""
         con, db = self.con, self.db
+        if tails:  # (their turns in scope were only the new ones)
+            con.execute(
+                "DELETE FROM temp.turns_mat o WHERE EXISTS "
+                "(SELECT 1 FROM temp._tails t WHERE t.thread_id = o.thread_id)"
+            )
+            con.execute(
+                f"INSERT INTO temp.turns_mat SELECT o.* FROM {db}.turns_mat o "
+                f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id"
+            )
         first_last = " UNION ALL ".join(
             f"SELECT {agg}(rowid, seq) FILTER (WHERE role = '{role}' AND content IS NOT NULL "
             f"AND seq IS NOT NULL) FROM {db}.transcript_mat WHERE {in_threads} GROUP BY thread_id"
@@ -199,8 +358,8 @@ class ThreadRows(SharedViews):
             f"WHERE o.{in_threads} AND NOT EXISTS (SELECT 1 FROM temp.{table} n WHERE {same}))"
         )
         con.execute(
-            f"INSERT INTO {db}.{table} SELECT * FROM temp.{table} n WHERE NOT EXISTS "
-            f"(SELECT 1 FROM {db}.{table} o WHERE o.{in_threads} AND {same})"
+            f"INSERT INTO {db}.{table} SELECT * FROM temp.{table} n WHERE n.{in_threads} "
+            f"AND NOT EXISTS (SELECT 1 FROM {db}.{table} o WHERE o.{in_threads} AND {same})"
         )
 
     def _stamp_threads(self, in_threads: str, threads: list[str]) -> None:
