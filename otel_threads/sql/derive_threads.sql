@@ -8,7 +8,8 @@
 -- (otel_threads.store.derive): TEMP tables named like its inputs then hold only the
 -- threads in scope, so each row must follow from the rows of its own thread alone (of
 -- transcript, the refresh holds only the rows io reads: each thread's first user
--- message and last assistant message).
+-- message and last assistant message; of span_threads, the spans of its traces and
+-- the thread's spans in no turn: a turn counts its own).
 WITH t AS (
     SELECT thread_id,
            count(*) AS turn_count,
@@ -20,6 +21,7 @@ WITH t AS (
            quantile_cont(duration_ms, 0.99) AS p99_turn_duration_ms,
            -- summed exactly (a sum of doubles depends on the order of the rows)
            sum(duration_ms::DECIMAL(38, 6))::DOUBLE AS total_turn_duration_ms,
+           sum(span_count) AS turn_span_count,
            sum(llm_call_count) AS llm_call_count,
            count(*) FILTER (WHERE has_error) AS error_turn_count,
            count(*) FILTER (WHERE is_running) AS running_turn_count,
@@ -32,10 +34,11 @@ WITH t AS (
     FROM turns
     GROUP BY thread_id
 ),
+-- the thread's spans: its turns' (turns.span_count) and those in no turn
 spans_per_thread AS (
     SELECT thread_id, count(*) AS span_count
     FROM span_threads
-    WHERE thread_id IS NOT NULL
+    WHERE thread_id IS NOT NULL AND turn_id IS NULL
     GROUP BY thread_id
 ),
 io AS (
@@ -71,7 +74,7 @@ SELECT t.thread_id,
        t.last_turn_id,
        t.p50_turn_duration_ms,
        t.p99_turn_duration_ms,
-       coalesce(sp.span_count, 0) AS span_count,
+       (t.turn_span_count + coalesce(sp.span_count, 0))::BIGINT AS span_count,
        t.llm_call_count,
        t.error_turn_count,
        t.input_tokens,

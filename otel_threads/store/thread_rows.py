@@ -87,10 +87,14 @@ class ThreadRows(SharedViews):
         if extra:
             self._add_to_scope(extra)
         in_scope = self._in("trace_id", traces + extra)
+        # the span threads of the scope's traces, and the threads' spans in no turn (what
+        # derive_threads counts besides its turns' spans)
         con.execute(
-            f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM {db}.span_threads_mat "
-            f"WHERE {in_threads} UNION ALL SELECT * FROM temp._span_threads "
-            f"WHERE thread_id IS NULL"
+            f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM temp._span_threads "
+            f"UNION ALL SELECT * FROM {db}.span_threads_mat o WHERE o.{in_threads} AND "
+            f"(o.turn_id IS NULL OR o.{self._in('trace_id', extra)}) AND NOT EXISTS "
+            f"(SELECT 1 FROM temp._span_threads n WHERE n.trace_id = o.trace_id "
+            f"AND n.span_id = o.span_id)"
         )
         self._shared_views()
         con.execute(
@@ -106,7 +110,7 @@ class ThreadRows(SharedViews):
         grown |= {thread for thread, turn in touched if turn is None}
         tails = self._tails([t for t in threads if t not in grown])
         whole = [t for t in threads if t not in set(tails)]
-        in_whole = self._in("thread_id", whole)
+        in_whole = self._in("thread_id", whole) if whole else ""
         # the message keys of the threads in scope (an extra trace may hold spans of
         # other threads too: theirs stay as they are)
         if old or extra:
@@ -116,14 +120,15 @@ class ThreadRows(SharedViews):
             )
         con.execute(
             f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
-            f"WHERE {in_whole}"
+            f"WHERE {in_whole or 'false'}"
         )
         if tails:
             self._tail_keys()
         con.execute(f"INSERT INTO {db}.message_keys_mat SELECT * FROM temp._new_keys")
-        con.execute(
-            f"INSERT INTO temp.message_keys_mat SELECT * FROM temp._new_keys WHERE {in_whole}"
-        )
+        if whole:
+            con.execute(
+                f"INSERT INTO temp.message_keys_mat SELECT * FROM temp._new_keys WHERE {in_whole}"
+            )
         self._turns(in_whole, bool(tails))
         self._transcript(in_whole, in_scope, bool(tails))
         self._threads(in_threads, bool(tails))
@@ -227,18 +232,19 @@ class ThreadRows(SharedViews):
             )
 
     def _turns(self, in_whole: str, tails: bool) -> None:
-        """Every turn of the threads derived whole: the touched ones' facts derived, the
-        others' kept; and the new turns of the threads in ``_tails``, numbered on from the
-        turn before them."""
+        """Every turn of the threads derived whole (``in_whole``, '' for none): the touched
+        ones' facts derived, the others' kept; and the new turns of the threads in
+        ``_tails`` (when ``tails``), numbered on from the turn before them."""
         con, db = self.con, self.db
         columns = ", ".join(
             f'o."{r[0]}"' for r in con.execute("DESCRIBE temp.turn_facts").fetchall()
         )
-        con.execute(
-            f"INSERT INTO temp.turn_facts SELECT {columns} FROM {db}.turns_mat o "
-            f"WHERE o.{in_whole} AND NOT EXISTS (SELECT 1 FROM temp._touched t "
-            f"WHERE t.thread_id = o.thread_id AND t.turn_id = o.turn_id)"
-        )
+        if in_whole:
+            con.execute(
+                f"INSERT INTO temp.turn_facts SELECT {columns} FROM {db}.turns_mat o "
+                f"WHERE o.{in_whole} AND NOT EXISTS (SELECT 1 FROM temp._touched t "
+                f"WHERE t.thread_id = o.thread_id AND t.turn_id = o.turn_id)"
+            )
         if tails:
             con.execute(
                 f"INSERT INTO temp.turn_facts SELECT {columns} FROM {db}.turns_mat o "
@@ -259,13 +265,15 @@ class ThreadRows(SharedViews):
                 f"INSERT INTO {db}.turns_mat SELECT * FROM temp.turns_mat o "
                 f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id"
             )
-        self._write_changed("turns_mat", in_whole)
+        if in_whole:
+            self._write_changed("turns_mat", in_whole)
 
     def _transcript(self, in_whole: str, in_scope: str, tails: bool) -> None:
-        """The threads' transcript rows. Of a thread derived whole: the rows of the scope's
-        traces written anew (their messages were just parsed), the others' moved in place,
-        deleted when no longer shown, and written when newly shown (then their traces'
-        messages are parsed too). Of a thread in ``_tails``: its new rows, numbered on."""
+        """The threads' transcript rows. Of a thread derived whole (``in_whole``, '' for
+        none): the rows of the scope's traces written anew (their messages were just
+        parsed), the others' moved in place, deleted when no longer shown, and written when
+        newly shown (then their traces' messages are parsed too). Of a thread in ``_tails``
+        (when ``tails``): its new rows, numbered on."""
         con, db = self.con, self.db
         con.execute(f"CREATE TEMP TABLE transcript_rows AS SELECT * FROM {db}.transcript_rows")
         tail_rows = "SELECT * FROM temp.transcript_rows WHERE false"
@@ -288,22 +296,24 @@ class ThreadRows(SharedViews):
             )
             tail_rows = "SELECT * FROM temp._tail_rows"
         same_message = _match(_MESSAGE)
-        con.execute(
-            f"DELETE FROM {db}.transcript_mat WHERE rowid IN (SELECT o.rowid FROM "
-            f"{db}.transcript_mat o WHERE o.{in_whole} AND (o.{in_scope} OR NOT EXISTS "
-            f"(SELECT 1 FROM temp.transcript_rows n WHERE {same_message})))"
-        )
-        con.execute(
-            f"UPDATE {db}.transcript_mat AS o SET "
-            + ", ".join(f"{c} = n.{c}" for c in _PLACE)
-            + f" FROM temp.transcript_rows n WHERE o.{in_whole} AND {same_message} "
-            f"AND NOT ({_match(_PLACE)})"
-        )
-        con.execute(
-            f"CREATE TEMP TABLE _new_rows AS SELECT * FROM temp.transcript_rows n "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {db}.transcript_mat o "
-            f"WHERE o.{in_whole} AND {same_message}) UNION ALL {tail_rows}"
-        )
+        whole_rows = "SELECT * FROM temp.transcript_rows WHERE false"
+        if in_whole:
+            con.execute(
+                f"DELETE FROM {db}.transcript_mat WHERE rowid IN (SELECT o.rowid FROM "
+                f"{db}.transcript_mat o WHERE o.{in_whole} AND (o.{in_scope} OR NOT EXISTS "
+                f"(SELECT 1 FROM temp.transcript_rows n WHERE {same_message})))"
+            )
+            con.execute(
+                f"UPDATE {db}.transcript_mat AS o SET "
+                + ", ".join(f"{c} = n.{c}" for c in _PLACE)
+                + f" FROM temp.transcript_rows n WHERE o.{in_whole} AND {same_message} "
+                f"AND NOT ({_match(_PLACE)})"
+            )
+            whole_rows = (
+                f"SELECT * FROM temp.transcript_rows n WHERE NOT EXISTS (SELECT 1 FROM "
+                f"{db}.transcript_mat o WHERE o.{in_whole} AND {same_message})"
+            )
+        con.execute(f"CREATE TEMP TABLE _new_rows AS {whole_rows} UNION ALL {tail_rows}")
         shown = [
             r[0]
             for r in con.execute(
@@ -312,6 +322,12 @@ class ThreadRows(SharedViews):
         ]
         if shown:  # an earlier message shown now (data out of order): its text is needed
             self._add_to_scope(shown)
+            in_shown = self._in("trace_id", shown)
+            con.execute(f"DELETE FROM temp.span_threads_mat WHERE {in_shown}")
+            con.execute(
+                f"INSERT INTO temp.span_threads_mat SELECT * FROM {db}.span_threads_mat "
+                f"WHERE {in_shown}"
+            )
             for name in ("llm_calls", "messages"):
                 con.execute(f"DROP TABLE temp.{name}")
             self._shared_views()
