@@ -16,7 +16,8 @@ Every ``--minute`` seconds it prints one line:
     second and times from its acknowledgement until `turns` has it (read with
     ``?wait=0``); and the traces waiting to be derived (/metrics);
   - API p50/p99 while ingest runs: ``POST /threads/query?wait=0`` (the first 50) and
-    ``GET /threads/{id}?wait=0`` (the probe's long thread, and a 100-turn one);
+    ``GET /threads/{id}?wait=0`` (the probe's long thread, and a 100-turn one), a pair
+    every ``--read-every`` seconds on average (a person reading, not a read load);
   - the collector's peak RSS, and file bytes per acknowledged span.
 At the end: the last minute's rate over the first's, and the exact-count check once
 derivation has caught up: spans, turns and threads stored equal those acknowledged.
@@ -386,6 +387,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 ids = ("probe-long", "probe-medium")
                 i = 0
                 while not done.is_set():
+                    done.wait(args.read_every * random.random() * 2)  # (a person, paced)
                     try:
                         took, _ = http_json(f"{api}/threads/query?wait=0", {"limit": 50})
                         lat["query"].append(took)
@@ -546,6 +548,13 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=int, default=120)
     ap.add_argument("--processes", type=int, default=2, help="sender processes")
     ap.add_argument("--dir", default=None, help="where the store goes (default: the temp dir)")
+    ap.add_argument(
+        "--read-every",
+        type=float,
+        default=1.0,
+        help="mean seconds between the API reads of one list query and one thread (0: back "
+        "to back, a read load of its own)",
+    )
     ap.add_argument(
         "--rebuild",
         action=argparse.BooleanOptionalAction,

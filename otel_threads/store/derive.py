@@ -22,8 +22,8 @@ nothing), and `refresh` re-derives exactly what those traces can affect:
    branches, the transcript's order, totals) from the thread's kept narrow rows, so
    a new turn of a long thread costs about what a turn of a short one does.
 
-A new trace's spans are read from the commit that first queued it on (``first_seq``:
-the recent end of spans_raw, whatever the store's size, `Scoped._scope`).
+A new trace's spans are read between the commits that queued it (``first_seq``,
+``last_seq``: a stretch of spans_raw, whatever the store's size, `Scoped._scope`).
 
 A refresh takes a bounded batch off the queue (`BATCH_TRACES`, `BATCH_BYTES`), so its
 work follows the batch: the rest waits for the next refresh. The batch takes along the
@@ -128,9 +128,10 @@ class Deriver(Links, ThreadRows, SettingAside):
             con.execute(
                 # (no bytes: reading every span's content would keep the store from
                 # opening for minutes; `_batch` reads the sizes of the batch's traces)
-                f"INSERT INTO derive_queue (trace_id, thread_id, first_seq) SELECT "
-                f"trace_id, thread_id, first_seq FROM (SELECT trace_id, max(thread_id) "
-                f"AS thread_id, min(ingest_seq) AS first_seq, "
+                f"INSERT INTO derive_queue (trace_id, thread_id, first_seq, last_seq) SELECT "
+                f"trace_id, thread_id, first_seq, last_seq FROM (SELECT trace_id, "
+                f"max(thread_id) AS thread_id, min(ingest_seq) AS first_seq, "
+                f"max(ingest_seq) AS last_seq, "
                 f"min(start_time_unix_nano) AS started FROM {db}.spans_raw GROUP BY trace_id) "
                 f"ORDER BY thread_id NULLS LAST, started, trace_id"
             )

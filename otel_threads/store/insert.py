@@ -60,12 +60,14 @@ _FULL_RANGE = {
     "spans": (-(2**63), 2**63 - 1),
     "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31)),
 }
-#: The batch's traces into derive_queue, with the thread their spans name, the first
-#: ingest_seq of their spans in it (a trace never derived has every span from there on),
-#: and the bytes of content they brought (which bound a refresh's batch).
+#: The batch's traces into derive_queue, with the thread their spans name, the first and
+#: last ingest_seq of their spans in it (a trace never derived has every span between its
+#: commits' first and last), and the bytes of content they brought (which bound a
+#: refresh's batch).
 _QUEUE = {
-    "spans": "INSERT INTO derive_queue (trace_id, thread_id, first_seq, bytes) SELECT trace_id, "
-    "max(thread_id), min(ingest_seq), sum(coalesce(strlen(attributes::VARCHAR), 0) "
+    "spans": "INSERT INTO derive_queue (trace_id, thread_id, first_seq, last_seq, bytes) SELECT "
+    "trace_id, max(thread_id), min(ingest_seq), max(ingest_seq), "
+    "sum(coalesce(strlen(attributes::VARCHAR), 0) "
     "+ coalesce(strlen(events::VARCHAR), 0)) FROM __batch WHERE trace_id IS NOT NULL "
     "GROUP BY trace_id",
     "logs": "INSERT INTO derive_queue (trace_id, bytes) SELECT trace_id, "

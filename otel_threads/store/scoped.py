@@ -36,20 +36,22 @@ class Scoped:
         before, set aside, or queued without a first span: the others are new).
 
         A new trace (queued, never derived) has every span in the commits that queued it,
-        so its spans are read from the first of those on: ``ingest_seq`` grows with each
-        commit, and DuckDB's zone maps skip the row groups before it, so the read costs
-        the recent end of the table, not the whole store. The others' are looked up whole.
+        so its spans are read between the first of those and the last: ``ingest_seq`` grows
+        with each commit, and DuckDB's zone maps skip the row groups outside, so the read
+        costs the batch's stretch of the table, not the whole store (nor, while derivation
+        works off a backlog, the whole backlog). The others' are looked up whole.
         """
         con, db = self.con, self.db
         for name in ("spans_raw", "logs"):
             con.execute(f"DROP TABLE IF EXISTS temp.{name}")
         in_traces = self._in("trace_id", traces)
-        first = dict(
-            con.execute(
-                f"SELECT trace_id, min(first_seq) FROM derive_queue WHERE {in_traces} "
-                "AND first_seq IS NOT NULL GROUP BY trace_id"
-            ).fetchall()
-        )
+        first, last = {}, {}
+        for trace, lo, hi in con.execute(
+            f"SELECT trace_id, min(first_seq), CASE WHEN count(last_seq) = count(*) "
+            f"THEN max(last_seq) END FROM derive_queue WHERE {in_traces} "
+            "AND first_seq IS NOT NULL GROUP BY trace_id"
+        ).fetchall():
+            first[trace], last[trace] = lo, hi
         seen = {
             r[0]
             for r in con.execute(
@@ -60,10 +62,13 @@ class Scoped:
         new = [t for t in traces if t in first and t not in seen]
         old = [t for t in traces if t not in first or t in seen]
         since = min((first[t] for t in new), default=0)
+        until = max((last[t] for t in new), default=0)
+        if any(last[t] is None for t in new):  # queued before 0012: no last commit known
+            until = 2**63 - 1
         con.execute(
             f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
-            f"WHERE ingest_seq >= ? AND {self._in('trace_id', new)}",
-            [since],
+            f"WHERE ingest_seq BETWEEN ? AND ? AND {self._in('trace_id', new)}",
+            [since, until],
         )
         if old:
             con.execute(
