@@ -1,6 +1,6 @@
 """Where a refresh's time goes: each statement of `Deriver.refresh`, timed and summed.
 
-    python bench/derive_profile.py STORE.duckdb [--refreshes 3] [--top 30] [--limit N]
+    python bench/derive_profile.py STORE.duckdb [--refreshes 3] [--top 30] [--limit N] [--widen W]
 
 Works on a copy of STORE (a store with traces queued for derivation, e.g. one that
 `bench/soak.py --dir DIR` left behind when stopped while derivation lagged: kill the
@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from otel_threads.store import derive
 from otel_threads.store.derive import Deriver
 from otel_threads.store.schema import connect
 
@@ -51,7 +52,10 @@ def main() -> None:
     ap.add_argument(
         "--limit", type=int, default=None, help="traces a refresh takes (default: BATCH_TRACES)"
     )
+    ap.add_argument("--widen", type=int, default=None, help="WIDEN (default: the module's)")
     args = ap.parse_args()
+    if args.widen is not None:
+        derive.WIDEN = args.widen
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "profile.duckdb"
         shutil.copy(args.store, db)

@@ -202,8 +202,11 @@ def _send(stub, payload: bytes, stop_at: list[float]) -> bool:
             time.sleep(0.2 + random.random() * 0.3)
 
 
-def exporter(target: str, prefix: int, counts, stop, stop_at: list[float]) -> None:
-    """One exporter: keeps ACTIVE_THREADS conversations going until ``stop``."""
+def exporter(
+    target: str, prefix: int, counts, stop, stop_at: list[float], rate: float = 0.0
+) -> None:
+    """One exporter: keeps ACTIVE_THREADS conversations going until ``stop``, sending
+    ``rate`` spans/s at most (0: as fast as it is acknowledged)."""
     rnd = random.Random(prefix)
     channel = grpc.insecure_channel(target)
     stub = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
@@ -217,7 +220,12 @@ def exporter(target: str, prefix: int, counts, stop, stop_at: list[float]) -> No
 
     active = [new() for _ in range(ACTIVE_THREADS)]
     begun: set[str] = set()
+    due = time.monotonic()
     while not stop.is_set():
+        if rate:  # paced: one request every TURNS_PER_REQUEST * SPANS_PER_TURN / rate s
+            due += TURNS_PER_REQUEST * SPANS_PER_TURN / rate
+            if stop.wait(max(0.0, due - time.monotonic())):
+                break
         parts, threads_new = [], 0
         for i in range(TURNS_PER_REQUEST):
             conv = active[i % ACTIVE_THREADS]
@@ -236,10 +244,10 @@ def exporter(target: str, prefix: int, counts, stop, stop_at: list[float]) -> No
     channel.close()
 
 
-def sender_process(target: str, first: int, n: int, counts, stop) -> None:
+def sender_process(target: str, first: int, n: int, counts, stop, rate: float = 0.0) -> None:
     stop_at = [0.0]
     threads = [
-        threading.Thread(target=exporter, args=(target, first + i, counts, stop, stop_at))
+        threading.Thread(target=exporter, args=(target, first + i, counts, stop, stop_at, rate))
         for i in range(n)
     ]
     for t in threads:
@@ -372,7 +380,10 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             ]
             ctx = mp.get_context("fork")
             senders = [
-                ctx.Process(target=sender_process, args=(target, 1000 * (i + 1), n, counts, stop))
+                ctx.Process(
+                    target=sender_process,
+                    args=(target, 1000 * (i + 1), n, counts, stop, args.rate / exporters),
+                )
                 for i, n in enumerate(per)
                 if n
             ]
@@ -548,6 +559,13 @@ def main() -> None:
     ap.add_argument("--max-minutes", type=int, default=120)
     ap.add_argument("--processes", type=int, default=2, help="sender processes")
     ap.add_argument("--dir", default=None, help="where the store goes (default: the temp dir)")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="spans/s all exporters send together at most (0: as fast as acknowledged); "
+        "a rate the derivation keeps up with shows the lag it keeps",
+    )
     ap.add_argument(
         "--read-every",
         type=float,
