@@ -11,7 +11,8 @@ processes; each keeps 32 conversations going at once, of 10, 100 and 2,000 turns
 UNAVAILABLE) with the same bytes, as real exporters do.
 
 Every ``--minute`` seconds it prints one line:
-  - acknowledged spans/s over that minute;
+  - acknowledged spans/s over that minute, and spans/s derived (the traces acknowledged
+    less the growth of the derivation queue, in spans);
   - derivation lag p50/p99: a probe appends a turn to a thread of 2,000+ turns every
     second and times from its acknowledgement until `turns` has it (read with
     ``?wait=0``); and the traces waiting to be derived (/metrics);
@@ -424,25 +425,32 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 t.start()
             print(f"\n{exporters} exporters ({len(senders)} processes), to {args.spans:,} spans")
             print(
-                f"{'min':>4}{'spans':>12}{'acked/s':>10}{'lag p50/p99 s':>16}{'queued':>9}"
+                f"{'min':>4}{'spans':>12}{'acked/s':>10}{'derived/s':>10}{'lag p50/p99 s':>16}"
+                f"{'queued':>9}"
                 f"{'query p50/p99 ms':>19}{'thread p50/p99 ms':>20}{'RSS MiB':>9}{'B/span':>8}"
             )
             started = time.monotonic()
             minute, last_spans, rates = 0, 0, []
+            last_turns, last_queued = 0, metric(api, "otel_threads_derive_queue_traces")
             while counts[0] < args.spans and minute < args.max_minutes:
                 time.sleep(args.minute)
                 minute += 1
-                spans = counts[0]
+                spans, turns = counts[0], counts[1]
                 rate = (spans - last_spans) / args.minute
                 rates.append(rate)
                 last_spans = spans
+                # traces derived: those acknowledged (a turn is a trace) less the growth of
+                # the queue, in spans (SPANS_PER_TURN a trace), to compare with acked/s
+                queued = metric(api, "otel_threads_derive_queue_traces")
+                derived = (turns - last_turns - (queued - last_queued)) * SPANS_PER_TURN
+                last_turns, last_queued = turns, queued
                 q, lat["query"] = lat["query"], []
                 th, lat["thread"] = lat["thread"], []
                 size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
                 print(
-                    f"{minute:>4}{spans:>12,}{rate:>10,.0f}"
+                    f"{minute:>4}{spans:>12,}{rate:>10,.0f}{derived / args.minute:>10,.0f}"
                     f"{probe.lag_text()}"
-                    f"{metric(api, 'otel_threads_derive_queue_traces'):>9,.0f}"
+                    f"{queued:>9,.0f}"
                     f"{pct(q, 0.5) * 1e3:>10.0f}/{pct(q, 0.99) * 1e3:<8.0f}"
                     f"{pct(th, 0.5) * 1e3:>11.0f}/{pct(th, 0.99) * 1e3:<8.0f}"
                     f"{peak[0] / (1 << 20):>9,.0f}{size / max(1, spans + probe.spans):>8.0f}",
