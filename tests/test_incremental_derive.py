@@ -246,10 +246,11 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
         opened.close()
 
 
-def test_a_new_trace_is_read_from_its_first_commit_on_and_an_old_one_whole(tmp_path):
-    """A trace never derived is read from the first commit that queued it on (its spans
-    in two commits, both found); a trace derived before that gets a late span is read
-    whole: the rows are those of a derivation from scratch."""
+def test_a_new_trace_is_read_between_its_commits_and_an_old_one_whole(tmp_path):
+    """A trace never derived is read between the first and the last commit that queued it
+    (its spans in two commits with another between them, both found); a trace derived
+    before that gets a late span is read whole: the rows are those of a derivation from
+    scratch."""
     store = Store(tmp_path / "s.duckdb")
     store.insert(chat_turn(0, "a", [("user", "q0")], "a0"))  # derived first, alone
     store.derive_all()
@@ -360,3 +361,17 @@ def test_a_thread_that_only_grows_is_derived_from_its_tail_as_from_scratch(tmp_p
         store.assert_kept_equals_scratch()
         assert taken in ([0], [])
     assert store.rows("SELECT turn_count FROM threads") == [(43,)]
+
+
+def test_traces_queued_before_the_last_commit_was_recorded_derive(tmp_path):
+    """Queue rows from before migration 0012 name no last commit: such a new trace is
+    read from its first commit on, and derives as from scratch."""
+    store = Store(tmp_path / "s.duckdb")
+    store.insert(chat_turn(0, "a", [("user", "q0")], "a0"))
+    store.insert(chat_turn(1, "a", [("user", "q1")], "a1"))
+    store.con.execute(
+        "UPDATE derive_queue SET last_seq = NULL WHERE trace_id = ?", [format(7000, "032x")]
+    )
+    store.derive_all()
+    assert store.rows("SELECT turn_index, span_count FROM turns ORDER BY 1") == [(1, 2), (2, 2)]
+    store.assert_kept_equals_scratch()

@@ -62,9 +62,10 @@ class Scoped:
         new = [t for t in traces if t in first and t not in seen]
         old = [t for t in traces if t not in first or t in seen]
         since = min((first[t] for t in new), default=0)
-        until = max((last[t] for t in new), default=0)
         if any(last[t] is None for t in new):  # queued before 0012: no last commit known
             until = 2**63 - 1
+        else:
+            until = max((last[t] for t in new), default=0)
         con.execute(
             f"CREATE TEMP TABLE spans_raw AS SELECT * FROM {db}.spans_raw "
             f"WHERE ingest_seq BETWEEN ? AND ? AND {self._in('trace_id', new)}",

@@ -12,8 +12,16 @@ back from the derived tables, narrow, never from its spans again:
   numbers the thread's messages from them, and only the rows that are new or moved are
   written: new ones with their texts (``derive_transcript``, over the messages of the
   refresh's traces), moved ones (renumbered, another branch) updated in place;
-- threads: ``derive_threads`` over the thread's turns and span threads, and of its
+- threads: ``derive_threads`` over the thread's turns, its spans in no turn, and of its
   transcript only the two rows it reads (the first user message, the last reply).
+
+Most refreshes only add to a thread: new turns after its last one, new calls after its
+last one, nothing linked (`ThreadRows._tails`). Such a thread is derived from its tail:
+``derive_turns`` and ``transcript_rows`` run over the new turns and calls with the turn and
+call before them and, for each new message, how many copies of it one earlier call held at
+most (all that the transcript's rules ask of the calls before), and the new rows are
+numbered on from the thread's last ones; its earlier rows are neither read whole nor
+rewritten. Any other thread is derived whole, as below.
 
 Late and out-of-order data gives the rows a derivation from scratch gives: a turn's facts
 are derived whole whenever any of its spans is in the refresh (with every trace that holds
@@ -57,7 +65,7 @@ class ThreadRows(SharedViews):
         traces: list[str],
         touched: list[tuple[str, str | None]],
         old: list[str],
-        renewed: set[str] = frozenset(),
+        renewed: set[str],
     ) -> None:
         """Derive the rows of the threads in ``touched`` ((thread, turn) pairs that spans of
         ``traces`` were in before or are in now; TEMP ``spans_raw`` and ``logs`` hold
