@@ -516,3 +516,36 @@ def test_a_thread_too_large_for_the_memory_limit_is_set_aside_and_the_others_der
         writer.close()
         store.close()
     assert errors and all(t == "huge" and "Out of Memory" in e for t, e in errors), errors
+
+
+def test_the_oldest_queued_traces_are_found_among_the_oldest_rows_or_in_the_whole_queue(
+    tmp_path,
+):
+    """A refresh's oldest traces are looked for among the queue's oldest rows: they are
+    those a grouping of the whole queue gives, whether those rows hold enough traces (one
+    row each) or not (a trace queued by many commits fills them), after the front of the
+    queue was taken off and with rows taken from its middle."""
+    store = Store(tmp_path / "s.duckdb")
+    con = store.con
+    con.execute("DELETE FROM derive_queue")
+    rows = [f"t{i:03d}" for i in range(50)] + ["many"] * 30 + [f"u{i:03d}" for i in range(50)]
+    rows += [f"t{i:03d}" for i in range(0, 50, 7)]  # queued again later: still as old
+    for trace in rows:
+        con.execute("INSERT INTO derive_queue (trace_id) VALUES (?)", [trace])
+
+    def whole(limit: int) -> list[str]:
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT trace_id FROM derive_queue GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
+                [limit],
+            ).fetchall()
+        ]
+
+    for limit in (1, 5, 60, 200):
+        assert store.deriver._oldest(limit) == whole(limit)
+    con.execute("DELETE FROM derive_queue WHERE trace_id < 't049' OR trace_id = 'u007'")
+    for limit in (1, 2, 5, 40):  # 'many' fills the first rows: fewer traces than asked
+        assert store.deriver._oldest(limit) == whole(limit)
+    con.execute("DELETE FROM derive_queue")
+    assert store.deriver._oldest(5) == []

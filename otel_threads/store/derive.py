@@ -206,13 +206,7 @@ class Deriver(Links, ThreadRows, SettingAside):
         the queue counts it (what their commits brought), or as stored when it does not
         (traces queued by a rebuild)."""
         con = self.con
-        queued = [
-            r[0]
-            for r in con.execute(
-                "SELECT trace_id FROM derive_queue GROUP BY trace_id ORDER BY min(rowid) LIMIT ?",
-                [max(1, limit)],
-            ).fetchall()
-        ]
+        queued = self._oldest(max(1, limit))
         queued += self._same_threads(queued, WIDEN * max(1, limit) - len(queued))
         if len(queued) <= 1:
             return queued
@@ -236,6 +230,25 @@ class Deriver(Links, ThreadRows, SettingAside):
                 break
             batch.append(trace)
         return batch
+
+    def _oldest(self, limit: int) -> list[str]:
+        """The ``limit`` oldest queued traces (by their first queue row). Looked for first
+        among the queue's oldest 4 x ``limit`` rows (a range of rowids, which DuckDB reads
+        alone), so a backlog of a million traces costs a refresh what a short queue does:
+        a trace with a row there has its first row there too, and any other is younger.
+        Only when those rows hold fewer traces is the whole queue grouped."""
+        oldest = (
+            "SELECT trace_id FROM derive_queue {} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?"
+        )
+        (first,) = self.con.execute("SELECT min(rowid) FROM derive_queue").fetchall()[0]
+        if first is None:
+            return []
+        traces = self._first_column(
+            oldest.format("WHERE rowid BETWEEN ? AND ?"), [first, first + 4 * limit, limit]
+        )
+        if len(traces) < limit:
+            traces = self._first_column(oldest.format(""), [limit])
+        return traces
 
     def _same_threads(self, traces: list[str], limit: int) -> list[str]:
         """Other queued traces of the threads ``traces`` name (at most ``limit``, the
