@@ -549,3 +549,14 @@ def test_the_oldest_queued_traces_are_found_among_the_oldest_rows_or_in_the_whol
         assert store.deriver._oldest(limit) == whole(limit)
     con.execute("DELETE FROM derive_queue")
     assert store.deriver._oldest(5) == []
+
+
+def test_the_queue_counts_the_bytes_of_content_a_refresh_reads(tmp_path):
+    """What the queue counts for a trace (per commit, at ingest) is what a refresh reads
+    of it when the queue did not count it (a rebuild's traces): one measure bounds both."""
+    store = Store(tmp_path / "s.duckdb")
+    store.insert([span(1, 10, "turn", T0, {"a": "x" * 300}), span(2, 20, "t", T0, {"b": 1})])
+    store.insert([span(1, 11, "step", T0 + 5, {"c": "y" * 40}, parent=10)])
+    queued = dict(store.rows("SELECT trace_id, sum(bytes) FROM derive_queue GROUP BY trace_id"))
+    stored = store.deriver._content_bytes(store.deriver.db)
+    assert queued == stored and queued[format(1, "032x")] > 340

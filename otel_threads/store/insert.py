@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from otel_threads.store.forks import RECORD_LINKS
 
-__all__ = ["EPOCH", "insert_batch"]
+__all__ = ["CONTENT_BYTES", "EPOCH", "insert_batch"]
 
 # Rows of the batch that are not stored yet. `{source}` is the batch itself, or
 # the batch with in-batch duplicates removed (a window over the batch costs more
@@ -60,19 +60,24 @@ _FULL_RANGE = {
     "spans": (-(2**63), 2**63 - 1),
     "logs": (dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31)),
 }
+#: The bytes of content of a stored span or log record: what parsing its trace reads (span
+#: attributes and events, log bodies and attributes). The queue counts them per commit
+#: (`_QUEUE`) and a refresh bounds its batch and its parse chunks by them
+#: (`Scoped._content_bytes` for traces the queue did not count).
+CONTENT_BYTES = {
+    "spans": "coalesce(strlen(attributes::VARCHAR), 0) + coalesce(strlen(events::VARCHAR), 0)",
+    "logs": "coalesce(strlen(body::VARCHAR), 0) + coalesce(strlen(attributes::VARCHAR), 0)",
+}
 #: The batch's traces into derive_queue, with the thread their spans name, the first and
 #: last ingest_seq of their spans in it (a trace never derived has every span between its
 #: commits' first and last), and the bytes of content they brought (which bound a
 #: refresh's batch).
 _QUEUE = {
     "spans": "INSERT INTO derive_queue (trace_id, thread_id, first_seq, last_seq, bytes) SELECT "
-    "trace_id, max(thread_id), min(ingest_seq), max(ingest_seq), "
-    "sum(coalesce(strlen(attributes::VARCHAR), 0) "
-    "+ coalesce(strlen(events::VARCHAR), 0)) FROM __batch WHERE trace_id IS NOT NULL "
-    "GROUP BY trace_id",
-    "logs": "INSERT INTO derive_queue (trace_id, bytes) SELECT trace_id, "
-    "sum(coalesce(strlen(body::VARCHAR), 0) + coalesce(strlen(attributes::VARCHAR), 0)) "
+    f"trace_id, max(thread_id), min(ingest_seq), max(ingest_seq), sum({CONTENT_BYTES['spans']}) "
     "FROM __batch WHERE trace_id IS NOT NULL GROUP BY trace_id",
+    "logs": f"INSERT INTO derive_queue (trace_id, bytes) SELECT trace_id, "
+    f"sum({CONTENT_BYTES['logs']}) FROM __batch WHERE trace_id IS NOT NULL GROUP BY trace_id",
 }
 #: Stored times are naive UTC.
 EPOCH = dt.datetime(1970, 1, 1)

@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator
 import duckdb
 import pyarrow as pa
 
+from otel_threads.store.insert import CONTENT_BYTES
+
 __all__ = ["Scoped"]
 
 #: Above this many keys a scope is a temp table join instead of an IN list.
@@ -125,17 +127,15 @@ class Scoped:
             self.con.unregister("__rows")
 
     def _content_bytes(self, schema: str, where: str = "true") -> dict[str, int]:
-        """Bytes of content per trace of ``schema``'s spans_raw and logs (``where``): span
-        attributes and events, log bodies and attributes (what parsing a trace reads)."""
+        """Bytes of content (`CONTENT_BYTES`, as the queue counts them) per trace of
+        ``schema``'s spans_raw and logs (``where``)."""
         return dict(
             self.con.execute(f"""
             SELECT trace_id, sum(n) FROM (
-                SELECT trace_id, coalesce(strlen(attributes::VARCHAR), 0)
-                                 + coalesce(strlen(events::VARCHAR), 0) AS n
+                SELECT trace_id, {CONTENT_BYTES["spans"]} AS n
                 FROM {schema}.spans_raw WHERE {where}
                 UNION ALL
-                SELECT trace_id, coalesce(strlen(body::VARCHAR), 0)
-                                 + coalesce(strlen(attributes::VARCHAR), 0)
+                SELECT trace_id, {CONTENT_BYTES["logs"]}
                 FROM {schema}.logs WHERE trace_id IS NOT NULL AND {where})
             GROUP BY trace_id""").fetchall()
         )

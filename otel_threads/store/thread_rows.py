@@ -178,14 +178,13 @@ class ThreadRows(SharedViews):
                 SELECT thread_id, max({_CALL_ORDER.format(p="")}) AS last
                 FROM {db}.message_keys_mat WHERE {in_cand} GROUP BY thread_id
             ), kept_rows AS (
-                SELECT thread_id, max(seq) AS seq, max(thread_seq) AS thread_seq,
+                SELECT thread_id, max(thread_seq) AS thread_seq,
                        bool_and(on_current_branch) AS on_branch
                 FROM {db}.transcript_mat WHERE {in_cand} GROUP BY thread_id
             )
             SELECT c.thread_id, kt.last_turn_id, coalesce(kt.last_index - 1, 0) AS index_offset,
                    kc.last.t AS last_trace_id, kc.last.i AS last_span_id,
-                   coalesce(kr.seq, 0) AS seq_offset,
-                   coalesce(kr.thread_seq, 0) AS thread_seq_offset
+                   coalesce(kr.thread_seq, 0) AS seq_offset
             FROM (SELECT unnest(?::VARCHAR[]) AS thread_id) c
             LEFT JOIN new_turns nt USING (thread_id)
             LEFT JOIN kept_turns kt USING (thread_id)
@@ -196,8 +195,7 @@ class ThreadRows(SharedViews):
               AND (nt.first IS NULL OR kt.last IS NULL OR nt.first > kt.last)
               AND coalesce(nc.in_new_turns, true)
               AND (nc.first IS NULL OR kc.last IS NULL OR nc.first > kc.last)
-              AND coalesce(kr.on_branch, true)
-              AND coalesce(kr.seq, 0) = coalesce(kr.thread_seq, 0)""",
+              AND coalesce(kr.on_branch, true)""",
             [candidates],
         )
         return [r[0] for r in con.execute("SELECT thread_id FROM temp._tails").fetchall()]
@@ -288,16 +286,15 @@ class ThreadRows(SharedViews):
         if tails:
             con.execute(f"""
                 CREATE TEMP TABLE _tail_rows AS
-                SELECT r.thread_id,
-                       CASE WHEN r.on_current_branch THEN t.seq_offset + row_number() OVER
-                           (PARTITION BY r.thread_id, r.on_current_branch ORDER BY r.thread_seq)
-                       END AS seq,
-                       r.turn_id, r.role, r.trace_id, r.span_id, r.direction, r.position,
-                       t.thread_seq_offset + row_number() OVER
-                           (PARTITION BY r.thread_id ORDER BY r.thread_seq) AS thread_seq,
-                       r.on_current_branch
-                FROM temp.transcript_rows r JOIN temp._tails t ON t.thread_id = r.thread_id
-                WHERE r.{in_scope}""")
+                -- (no links: every row is on the current branch, seq and thread_seq agree)
+                SELECT * REPLACE (seq AS thread_seq) FROM (
+                    SELECT r.thread_id,
+                           t.seq_offset + row_number() OVER
+                               (PARTITION BY r.thread_id ORDER BY r.thread_seq) AS seq,
+                           r.turn_id, r.role, r.trace_id, r.span_id, r.direction, r.position,
+                           r.thread_seq, r.on_current_branch
+                    FROM temp.transcript_rows r JOIN temp._tails t ON t.thread_id = r.thread_id
+                    WHERE r.{in_scope})""")
             con.execute(
                 "DELETE FROM temp.transcript_rows r WHERE EXISTS "
                 "(SELECT 1 FROM temp._tails t WHERE t.thread_id = r.thread_id)"
