@@ -197,7 +197,7 @@ class Collector:
                 s.written["spans"],
                 s.written["logs"],
                 s.duplicates["spans"] + s.duplicates["logs"],
-                s.commits,
+                s.commit_seconds.count,
             )
 
     def serve_forever(self) -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from otel_threads.store.errors import StoreClosed
-from otel_threads.store.stats import LATENCY_BUCKETS
+from otel_threads.store.stats import LATENCY_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from otel_threads.collector.app import Collector
@@ -39,6 +39,15 @@ def render_metrics(collector: Collector) -> str:
         lines.append(f"# HELP {name} {help_text}")
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+    def histogram(name: str, help_text: str, h: Histogram) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} histogram")
+        for bound, n in zip(LATENCY_BUCKETS, h.buckets, strict=True):
+            lines.append(f'{name}_bucket{{le="{bound:g}"}} {n}')
+        lines.append(f'{name}_bucket{{le="+Inf"}} {h.count}')
+        lines.append(f"{name}_sum {h.seconds_sum:g}")
+        lines.append(f"{name}_count {h.count}")
 
     kinds = ("spans", "logs")
     metric(
@@ -154,13 +163,19 @@ def render_metrics(collector: Collector) -> str:
             "Threads deleted by --retention since start.",
             [("", collector.retention.pruned_threads)],
         )
-    buckets = [
-        (f'{{le="{b:g}"}}', n) for b, n in zip(LATENCY_BUCKETS, w.commit_buckets, strict=True)
-    ]
-    buckets.append(('{le="+Inf"}', w.commits))
-    lines.append("# HELP otel_threads_commit_seconds Time to write and commit one group.")
-    lines.append("# TYPE otel_threads_commit_seconds histogram")
-    lines.extend(f"otel_threads_commit_seconds_bucket{lb} {n}" for lb, n in buckets)
-    lines.append(f"otel_threads_commit_seconds_sum {w.commit_seconds_sum:g}")
-    lines.append(f"otel_threads_commit_seconds_count {w.commits}")
+    histogram(
+        "otel_threads_commit_seconds", "Time to write and commit one group.", w.commit_seconds
+    )
+    histogram(
+        "otel_threads_checkpoint_seconds",
+        "Time of one checkpoint (the WAL folded into the file); reads of the store wait "
+        "while one runs.",
+        collector.store.checkpoint_seconds,
+    )
+    metric(
+        "otel_threads_checkpoint_max_seconds",
+        "gauge",
+        "The longest checkpoint since start.",
+        [("", collector.store.checkpoint_seconds.seconds_max)],
+    )
     return "\n".join(lines) + "\n"

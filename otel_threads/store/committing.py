@@ -120,7 +120,7 @@ class Committing:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
             raise
-        self.stats.observe_commit(time.perf_counter() - started)
+        self.stats.commit_seconds.observe(time.perf_counter() - started)
         for kind, group in by_kind.items():
             rows = sum(i.rows - i.rejected for i in group)
             self.stats.written[kind] += inserted[kind]

@@ -325,8 +325,7 @@ class Deriver(Links, ThreadRows, SettingAside):
         """A derived table was built from scratch: every thread may read differently."""
         if "thread_versions" in self._tables():
             self.con.execute(
-                f"INSERT INTO {self.db}.derive_builds (version) "
-                f"SELECT nextval('{self.db}.derive_version_seq')"
+                f"INSERT INTO {self.db}.derive_builds (version) SELECT nextval({self.version_seq})"
             )
 
     def _turns_of(self, table: str, where: str) -> set[tuple[str, str | None]]:

@@ -31,6 +31,8 @@ class Scoped:
         # them, "main.x" would resolve to temp.main.x.
         name = con.execute("SELECT current_database()").fetchall()[0][0]
         self.db = '"' + name.replace('"', '""') + '".main'
+        #: the sequence of derive versions, as a string literal (nextval takes its name)
+        self.version_seq = "'" + f"{self.db}.derive_version_seq".replace("'", "''") + "'"
 
     def _scope(self, traces: list[str]) -> list[str]:
         """TEMP ``spans_raw`` and ``logs`` holding only the spans and log records of

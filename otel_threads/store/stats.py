@@ -4,12 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["KINDS", "LATENCY_BUCKETS", "WriterStats"]
+__all__ = ["KINDS", "LATENCY_BUCKETS", "Histogram", "WriterStats"]
 
 KINDS = ("spans", "logs")
 
-# Buckets (seconds) of the commit latency histogram exported on /metrics.
+# Buckets (seconds) of the latency histograms exported on /metrics.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass
+class Histogram:
+    """Durations (seconds) in `LATENCY_BUCKETS` (counts of those at most each bound),
+    their count, sum and the largest. Updated by one thread; read anywhere."""
+
+    count: int = 0
+    seconds_sum: float = 0.0
+    seconds_max: float = 0.0
+    buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.seconds_sum += seconds
+        self.seconds_max = max(self.seconds_max, seconds)
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.buckets[i] += 1
 
 
 @dataclass
@@ -21,14 +40,5 @@ class WriterStats:
     duplicates: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     overloaded: int = 0
     failed_batches: int = 0
-    commits: int = 0
-    commit_seconds_sum: float = 0.0
-    commit_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS))
+    commit_seconds: Histogram = field(default_factory=Histogram)
     pending_rows: int = 0
-
-    def observe_commit(self, seconds: float) -> None:
-        self.commits += 1
-        self.commit_seconds_sum += seconds
-        for i, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.commit_buckets[i] += 1

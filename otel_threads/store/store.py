@@ -27,6 +27,7 @@ from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
 from otel_threads.store.schema import connect
+from otel_threads.store.stats import Histogram
 
 __all__ = ["Store"]
 
@@ -97,6 +98,8 @@ class Store(Healing):
         #: ("IndexEntry::RemoveFromIndex - partially deleted from the checkpoint delta")
         #: and invalidates the database (docs/repro/duckdb_checkpoint_delta.py).
         self.checkpoint_lock = threading.Lock()
+        #: how long the checkpoints took (/metrics)
+        self.checkpoint_seconds = Histogram()
         #: A checkpoint is due (the WAL is large) but derivation held the lock: no new
         #: refresh starts until it has run (`yield_to_checkpoint`).
         self._checkpoint_due = False
@@ -315,7 +318,9 @@ class Store(Healing):
         if not self.checkpoint_lock.acquire(blocking=False):
             return
         try:
+            started = time.perf_counter()
             con.execute("CHECKPOINT")
+            self.checkpoint_seconds.observe(time.perf_counter() - started)
             self._dirty = False
         except duckdb.Error as exc:
             self._store_error(exc)

@@ -387,7 +387,7 @@ class ThreadRows(SharedViews):
         """Give the threads just re-derived (and those that lost traces) a new version
         stamp, one number for the whole refresh (`thread_version` reads it)."""
         con, db = self.con, self.db
-        version = con.execute(f"SELECT nextval('{db}.derive_version_seq')").fetchall()[0][0]
+        version = con.execute(f"SELECT nextval({self.version_seq})").fetchall()[0][0]
         con.execute(f"DELETE FROM {db}.thread_versions WHERE {in_threads}")
         self._temp_table("_stamped", pa.table({"thread_id": pa.array(threads, pa.string())}))
         con.execute(

@@ -1,0 +1,143 @@
+"""How long a checkpoint holds the readers, by the row-group size of the store's file.
+
+    python bench/checkpoint.py [--threads 5000] [--seconds 40] [--sizes 122880,16384]
+
+A DuckDB checkpoint (the WAL folded into the file) holds every reader of the file until
+it ends, even one inside a transaction begun before it. The collector checkpoints
+whenever its WAL passes 32 MiB, so the longest checkpoint is the floor of the API's
+latency while ingest runs. This builds one synthetic store (bench/synth.py), then, for
+each row-group size in turn (the same seed file, copied), appends 2,048-span commits
+of spans like the store's own, checkpointing after every ``--checkpoint-rows``, while
+a reader runs the threads list (the API's query) every 20 ms. It prints, per size:
+spans appended/s, checkpoint ms (median and max) and seconds spent checkpointing per
+100k spans, the reader's latency p50/p99/max, and bytes per span appended. Rounds
+alternate the sizes (``--rounds``); the figures are the medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+
+from synth import build
+
+from otel_threads.query import query_threads
+from otel_threads.schemas import ThreadsQueryReq
+from otel_threads.store import connect
+
+BATCH = 2_048
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
+
+
+def one_round(seed: str, work: str, size: int, seconds: float, every_rows: int) -> dict:
+    for suffix in ("", ".wal"):
+        if os.path.exists(seed + suffix):
+            shutil.copyfile(seed + suffix, work + suffix)
+    con = connect(work, row_group_size=size)
+    con.execute("SET checkpoint_threshold = '1TB'")
+    base_bytes = os.path.getsize(work)
+    seed_rows = con.execute("SELECT max(rowid) + 1 FROM spans_raw").fetchone()[0]
+    reads: list[float] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        cur = con.cursor()
+        while not stop.is_set():
+            t = time.perf_counter()
+            query_threads(cur, ThreadsQueryReq(limit=50))
+            reads.append(time.perf_counter() - t)
+            time.sleep(0.02)
+        cur.close()
+
+    th = threading.Thread(target=reader)
+    th.start()
+    w = con.cursor()
+    checkpoints: list[float] = []
+    appended = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        first = appended % (seed_rows - BATCH)
+        w.execute(
+            "INSERT INTO spans_raw SELECT * FROM spans_raw WHERE rowid BETWEEN ? AND ?",
+            [first, first + BATCH - 1],
+        )
+        appended += BATCH
+        if appended % every_rows == 0:
+            t = time.perf_counter()
+            w.execute("CHECKPOINT")
+            checkpoints.append(time.perf_counter() - t)
+    w.execute("CHECKPOINT")
+    elapsed = time.perf_counter() - started
+    stop.set()
+    th.join()
+    w.close()
+    con.close()
+    return {
+        "spans/s": appended / elapsed,
+        "ckpt p50 ms": statistics.median(checkpoints) * 1e3,
+        "ckpt max ms": max(checkpoints) * 1e3,
+        "ckpt s/100k": sum(checkpoints) / appended * 1e5,
+        "read p50 ms": _pct(reads, 0.5) * 1e3,
+        "read p99 ms": _pct(reads, 0.99) * 1e3,
+        "read max ms": max(reads) * 1e3,
+        "B/span": (os.path.getsize(work) - base_bytes) / appended,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=5_000, help="seed store: threads of 10x10")
+    ap.add_argument("--seconds", type=float, default=40.0, help="per round and size")
+    ap.add_argument("--sizes", default="122880,16384", help="row-group sizes, comma-separated")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--checkpoint-rows", type=int, default=32_768)
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        seed = os.path.join(tmp, "seed.duckdb")
+        secs = build(seed, args.threads, 10, 10)
+        print(f"seed store: {args.threads * 100:,} spans, built in {secs:.0f}s", flush=True)
+        results: dict[int, list[dict]] = {s: [] for s in sizes}
+        for r in range(args.rounds):
+            for size in sizes:
+                work = os.path.join(tmp, f"work-{size}.duckdb")
+                res = one_round(seed, work, size, args.seconds, args.checkpoint_rows)
+                results[size].append(res)
+                print(
+                    f"round {r + 1}, row groups of {size:,}: "
+                    + ", ".join(f"{k} {v:,.1f}" for k, v in res.items()),
+                    flush=True,
+                )
+                for suffix in ("", ".wal"):
+                    if os.path.exists(work + suffix):
+                        os.remove(work + suffix)
+    keys = list(results[sizes[0]][0])
+    print("\nmedians over rounds")
+    print(f"{'row group':>10} " + " ".join(f"{k:>12}" for k in keys))
+    for size in sizes:
+        med = {k: statistics.median(x[k] for x in results[size]) for k in keys}
+        print(f"{size:>10,} " + " ".join(f"{med[k]:>12,.1f}" for k in keys))
+    if len(sizes) > 1:
+        a, b = sizes[0], sizes[-1]
+        ma = {k: statistics.median(x[k] for x in results[a]) for k in keys}
+        mb = {k: statistics.median(x[k] for x in results[b]) for k in keys}
+        print(
+            f"\n{b:,} vs {a:,}: checkpoint max {mb['ckpt max ms'] / ma['ckpt max ms']:.2f}x, "
+            f"checkpoint s/100k {mb['ckpt s/100k'] / ma['ckpt s/100k']:.2f}x, "
+            f"read p99 {mb['read p99 ms'] / ma['read p99 ms']:.2f}x, "
+            f"spans/s {mb['spans/s'] / ma['spans/s']:.2f}x, "
+            f"B/span {mb['B/span'] / ma['B/span']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

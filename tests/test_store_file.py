@@ -1,0 +1,60 @@
+"""How a writable open attaches the file: row groups of ROW_GROUP_SIZE rows (DuckDB does
+not keep the size in the file), and a connection whose cursors see the store's tables
+as a plain ``duckdb.connect`` would."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from otel_threads.store import connect
+from otel_threads.store.schema import ROW_GROUP_SIZE
+
+
+def _row_groups(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(
+        f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{table}')"
+    ).fetchone()[0]
+
+
+def test_a_writable_open_appends_small_row_groups_every_time(tmp_path):
+    path = str(tmp_path / "rg.duckdb")
+    rows = 3 * ROW_GROUP_SIZE + 100
+    con = connect(path)
+    con.execute("CREATE TABLE t AS SELECT range AS i FROM range(?)", [rows])
+    con.execute("CHECKPOINT")
+    assert _row_groups(con, "t") == 4
+    con.close()
+    with duckdb.connect(path) as plain:  # DuckDB's default size would merge them...
+        assert _row_groups(plain, "t") == 4  # ...once written; reading leaves them
+    con = connect(path)  # a later open appends small groups again
+    con.execute("INSERT INTO t SELECT range FROM range(?)", [rows])
+    con.execute("CHECKPOINT")
+    assert _row_groups(con, "t") == 8
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (2 * rows,)
+    con.close()
+    big = connect(path, row_group_size=122_880)  # the default, for comparison
+    big.execute("CREATE TABLE u AS SELECT range AS i FROM range(?)", [rows])
+    big.execute("CHECKPOINT")
+    assert _row_groups(big, "u") == 1
+    big.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "catalog"),
+    [("threads.duckdb", "threads"), ("memory.duckdb", "store"), ('it\'s a "store".db', None)],
+)
+def test_cursors_see_the_store_as_a_plain_connection_would(tmp_path, name, catalog):
+    path = str(tmp_path / name)
+    con = connect(path)
+    cur = con.cursor()  # a new connection to the same database: it must see the file
+    assert cur.execute("SELECT count(*) FROM otel_threads_migrations").fetchone()[0] > 0
+    assert cur.execute("SELECT count(*) FROM threads").fetchone() == (0,)
+    names = {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+    assert "memory" not in names  # nothing else to write into by mistake
+    if catalog is not None:
+        assert cur.execute("SELECT current_database()").fetchone() == (catalog,)
+    cur.close()
+    con.close()
+    with duckdb.connect(path, read_only=True) as plain:  # plain DuckDB reads what it wrote
+        assert plain.execute("SELECT count(*) FROM threads").fetchone() == (0,)
