@@ -30,22 +30,23 @@ from otel_threads.query import query_threads
 from otel_threads.schemas import ThreadsQueryReq
 from otel_threads.store import connect
 
-BATCH = 2_048
-
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * q))] if xs else float("nan")
 
 
-def one_round(seed: str, work: str, size: int, seconds: float, every_rows: int) -> dict:
+def one_round(
+    seed: str, work: str, size: int, seconds: float, every_rows: int, memory_limit: str, batch: int
+) -> dict:
     for suffix in ("", ".wal"):
         if os.path.exists(seed + suffix):
             shutil.copyfile(seed + suffix, work + suffix)
     con = connect(work, row_group_size=size)
-    con.execute("SET checkpoint_threshold = '1TB'")
+    con.execute("SET checkpoint_threshold = '1TB'")  # as the collector: checkpoints by hand
+    con.execute(f"SET memory_limit = '{memory_limit}'")
     base_bytes = os.path.getsize(work)
-    seed_rows = con.execute("SELECT max(rowid) + 1 FROM spans_raw").fetchone()[0]
+    seed_rows = con.execute("SELECT max(rowid) + 1 FROM spans_raw").fetchall()[0][0]
     reads: list[float] = []
     stop = threading.Event()
 
@@ -65,12 +66,12 @@ def one_round(seed: str, work: str, size: int, seconds: float, every_rows: int) 
     appended = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        first = appended % (seed_rows - BATCH)
+        first = appended % (seed_rows - batch)
         w.execute(
             "INSERT INTO spans_raw SELECT * FROM spans_raw WHERE rowid BETWEEN ? AND ?",
-            [first, first + BATCH - 1],
+            [first, first + batch - 1],
         )
-        appended += BATCH
+        appended += batch
         if appended % every_rows == 0:
             t = time.perf_counter()
             w.execute("CHECKPOINT")
@@ -100,17 +101,29 @@ def main() -> None:
     ap.add_argument("--sizes", default="122880,16384", help="row-group sizes, comma-separated")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--checkpoint-rows", type=int, default=32_768)
+    ap.add_argument("--batch", type=int, default=4_096, help="spans a commit")
+    ap.add_argument("--memory-limit", default="1GiB", help="DuckDB's, as the collector's")
+    ap.add_argument("--seed", help="start from a copy of this store instead (not changed)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        seed = os.path.join(tmp, "seed.duckdb")
-        secs = build(seed, args.threads, 10, 10)
-        print(f"seed store: {args.threads * 100:,} spans, built in {secs:.0f}s", flush=True)
+        seed = args.seed or os.path.join(tmp, "seed.duckdb")
+        if not args.seed:
+            secs = build(seed, args.threads, 10, 10)
+            print(f"seed store: {args.threads * 100:,} spans, built in {secs:.0f}s", flush=True)
         results: dict[int, list[dict]] = {s: [] for s in sizes}
         for r in range(args.rounds):
             for size in sizes:
                 work = os.path.join(tmp, f"work-{size}.duckdb")
-                res = one_round(seed, work, size, args.seconds, args.checkpoint_rows)
+                res = one_round(
+                    seed,
+                    work,
+                    size,
+                    args.seconds,
+                    args.checkpoint_rows,
+                    args.memory_limit,
+                    args.batch,
+                )
                 results[size].append(res)
                 print(
                     f"round {r + 1}, row groups of {size:,}: "

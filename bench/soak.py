@@ -19,7 +19,8 @@ Every ``--minute`` seconds it prints one line:
   - API p50/p99 while ingest runs: ``POST /threads/query?wait=0`` (the first 50) and
     ``GET /threads/{id}?wait=0`` (the probe's long thread, and a 100-turn one), a pair
     every ``--read-every`` seconds on average (a person reading, not a read load);
-  - the collector's peak RSS, and file bytes per acknowledged span.
+  - the collector's peak RSS, file bytes per acknowledged span, and the checkpoints of
+    the minute (reads wait while one runs): how many, and their mean duration.
 At the end: the last minute's rate over the first's, and the exact-count check once
 derivation has caught up: spans, turns and threads stored equal those acknowledged.
 After the first run (unless ``--no-rebuild``): the collector is restarted on its file
@@ -428,10 +429,12 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 f"{'min':>4}{'spans':>12}{'acked/s':>10}{'derived/s':>10}{'lag p50/p99 s':>16}"
                 f"{'queued':>9}"
                 f"{'query p50/p99 ms':>19}{'thread p50/p99 ms':>20}{'RSS MiB':>9}{'B/span':>8}"
+                f"{'ckpt n/mean ms':>16}"
             )
             started = time.monotonic()
             minute, last_spans, rates = 0, 0, []
             last_turns, last_queued = 0, metric(api, "otel_threads_derive_queue_traces")
+            last_ckpt = (0.0, 0.0)  # checkpoints: count, seconds
             while counts[0] < args.spans and minute < args.max_minutes:
                 time.sleep(args.minute)
                 minute += 1
@@ -447,13 +450,21 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 q, lat["query"] = lat["query"], []
                 th, lat["thread"] = lat["thread"], []
                 size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
+                ckpt = (
+                    metric(api, "otel_threads_checkpoint_seconds_count"),
+                    metric(api, "otel_threads_checkpoint_seconds_sum"),
+                )
+                n_ckpt = ckpt[0] - last_ckpt[0]
+                ckpt_ms = (ckpt[1] - last_ckpt[1]) / max(1, n_ckpt) * 1e3
+                last_ckpt = ckpt
                 print(
                     f"{minute:>4}{spans:>12,}{rate:>10,.0f}{derived / args.minute:>10,.0f}"
                     f"{probe.lag_text()}"
                     f"{queued:>9,.0f}"
                     f"{pct(q, 0.5) * 1e3:>10.0f}/{pct(q, 0.99) * 1e3:<8.0f}"
                     f"{pct(th, 0.5) * 1e3:>11.0f}/{pct(th, 0.99) * 1e3:<8.0f}"
-                    f"{peak[0] / (1 << 20):>9,.0f}{size / max(1, spans + probe.spans):>8.0f}",
+                    f"{peak[0] / (1 << 20):>9,.0f}{size / max(1, spans + probe.spans):>8.0f}"
+                    f"{n_ckpt:>9.0f}/{ckpt_ms:<6.0f}",
                     flush=True,
                 )
                 peak[0] = 0
