@@ -4,14 +4,16 @@
 
 A DuckDB checkpoint (the WAL folded into the file) holds every reader of the file until
 it ends, even one inside a transaction begun before it. The collector checkpoints
-whenever its WAL passes 32 MiB, so the longest checkpoint is the floor of the API's
-latency while ingest runs. This builds one synthetic store (bench/synth.py), then, for
-each row-group size in turn (the same seed file, copied), appends 2,048-span commits
-of spans like the store's own, checkpointing after every ``--checkpoint-rows``, while
-a reader runs the threads list (the API's query) every 20 ms. It prints, per size:
-spans appended/s, checkpoint ms (median and max) and seconds spent checkpointing per
-100k spans, the reader's latency p50/p99/max, and bytes per span appended. Rounds
-alternate the sizes (``--rounds``); the figures are the medians over rounds.
+whenever its WAL passes 32 MiB, so a read that meets a checkpoint waits as long as the
+checkpoint runs. This builds one synthetic store (bench/synth.py), then, for each
+row-group size in turn (the same seed file, copied), appends commits of ``--batch``
+spans copied from the store's own, checkpointing after every ``--checkpoint-rows``,
+under the collector's memory limit, while a reader runs the threads list (the API's
+query) every 20 ms. ``--seed STORE`` starts from a copy of a real store instead (e.g.
+one `bench/soak.py --dir` left). It prints, per size: spans appended/s, checkpoint ms
+(median and max) and seconds spent checkpointing per 100k spans, the reader's latency
+p50/p99/max, and bytes per span appended. Rounds alternate the sizes (``--rounds``);
+the figures are the medians over rounds.
 """
 
 from __future__ import annotations

@@ -47,11 +47,12 @@ VIEWS_RECORD = "(views)"
 _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 #: Rows per row group of the tables a writable open appends to (DuckDB's default is
-#: 122,880). A checkpoint holds every reader of the file until it ends, and one that
-#: completes a default row group of spans_raw took 0.9-1.2 s; with row groups of
-#: 16,384 rows each checkpoint writes whole small groups and took ~55 ms, and the
-#: checkpoints of the same rows cost about a sixth (bench/checkpoint.py). DuckDB does
-#: not keep this in the file: it is given each time the file is attached.
+#: 122,880). A checkpoint holds every reader of the file until it ends, and on a copy
+#: of a soak's store (3.2M spans) one that completed a default row group of spans_raw
+#: took 1.2-1.6 s. With row groups of 16,384 rows the same appends checkpointed in a
+#: sixth of the time (longest 0.3 s), readers waited a twelfth as long (p99), and the
+#: file took 1.1-1.2x the bytes (`python bench/checkpoint.py --seed STORE`). DuckDB
+#: does not keep this in the file: it is given each time the file is attached.
 ROW_GROUP_SIZE = 16_384
 
 #: Names DuckDB gives its own catalogs: a file with one of these stems is attached as
