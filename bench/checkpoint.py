@@ -74,11 +74,11 @@ def one_round(
             [first, first + batch - 1],
         )
         appended += batch
-        if appended % every_rows == 0:
+        last = time.perf_counter() - started >= seconds
+        if appended % every_rows == 0 or last:  # the last one too: at least one each round
             t = time.perf_counter()
             w.execute("CHECKPOINT")
             checkpoints.append(time.perf_counter() - t)
-    w.execute("CHECKPOINT")
     elapsed = time.perf_counter() - started
     stop.set()
     th.join()

@@ -54,6 +54,9 @@ def test_cursors_see_the_store_as_a_plain_connection_would(tmp_path, name, catal
     assert "memory" not in names  # nothing else to write into by mistake
     if catalog is not None:
         assert cur.execute("SELECT current_database()").fetchone() == (catalog,)
+    # past the memory limit it spills beside the file, as DuckDB does for a file it opens
+    spill = cur.execute("SELECT current_setting('temp_directory')").fetchone()[0]
+    assert spill == f"{path}.tmp"
     cur.close()
     con.close()
     with duckdb.connect(path, read_only=True) as plain:  # plain DuckDB reads what it wrote

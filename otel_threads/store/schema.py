@@ -200,12 +200,13 @@ def _attach(db: str, row_group_size: int) -> duckdb.DuckDBPyConnection:
     database attaches the file, makes it the default and lets the in-memory one go, so
     the connection and every cursor of it see the file's tables as
     ``duckdb.connect(db)`` would (the catalog named after the file's stem, as DuckDB
-    names it)."""
+    names it; spills to ``<db>.tmp``, where DuckDB puts them for a file it opens, not
+    to the ``.tmp`` of the working directory it uses for an in-memory database)."""
     alias = Path(db).stem
     if not alias or alias.lower() in _RESERVED_CATALOGS:
         alias = "store"
     name = '"' + alias.replace('"', '""') + '"'
-    con = duckdb.connect(":memory:")
+    con = duckdb.connect(":memory:", config={"temp_directory": f"{db}.tmp"})
     try:
         target = "'" + db.replace("'", "''") + "'"
         con.execute(f"ATTACH {target} AS {name} (ROW_GROUP_SIZE {int(row_group_size)})")
