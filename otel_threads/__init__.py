@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from otel_threads.bootstrap import Configured, configure
     from otel_threads.client import ThreadsClient
     from otel_threads.exporter import DuckDBLogExporter, DuckDBSpanExporter
+    from otel_threads.filters import ThreadFilter
     from otel_threads.schemas import (
         ForkSchema,
         SortBy,
@@ -43,6 +44,7 @@ __all__ = [
     "StoreLockedError",
     "ThreadContext",
     "ThreadDetail",
+    "ThreadFilter",
     "ThreadSchema",
     "ThreadSpanProcessor",
     "ThreadsClient",
@@ -64,6 +66,7 @@ _LAZY = {
     "DuckDBLogExporter": "otel_threads.exporter",
     "StoreLockedError": "otel_threads.store",
     "ThreadsClient": "otel_threads.client",
+    "ThreadFilter": "otel_threads.filters",
     **dict.fromkeys(
         (
             "ForkSchema",

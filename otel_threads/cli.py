@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from otel_threads import __version__
+from otel_threads.cli_filters import filter_options, thread_filter
 
 #: Commands of the collector (name: "module:attribute"): the library's own commands
 #: never load its servers, so they are imported when one of these runs.
@@ -102,7 +103,8 @@ def _json_out(payload: Any) -> None:
     multiple=True,
     metavar="FIELD[:asc|:desc]",
     help="Sort field (repeatable): thread_id, turn_count, start_time, "
-    "last_updated, p50_turn_duration_ms, p99_turn_duration_ms. "
+    "last_updated, p50_turn_duration_ms, p99_turn_duration_ms, llm_call_count, "
+    "input_tokens, output_tokens, error_turn_count, fork_count. "
     "Default last_updated:desc.",
 )
 @click.option("--limit", type=int, default=50, show_default=True)
@@ -112,6 +114,7 @@ def _json_out(payload: Any) -> None:
 )
 @click.option("--before", metavar="TIME", help="Only threads started at or before TIME.")
 @click.option("--project", help="Only this project.")
+@filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def threads_cmd(
     db: str | None,
@@ -123,16 +126,22 @@ def threads_cmd(
     before: str | None,
     project: str | None,
     as_json: bool,
+    **filters: Any,
 ) -> None:
-    """List threads, most recently updated first.
+    """List threads, most recently updated first; the filters narrow them (all given
+    must hold).
 
     \b
     Example:
         otel-threads threads --db chats.duckdb --sort turn_count:desc --limit 10
         otel-threads threads --url http://127.0.0.1:4319 --after 2026-11-20T00:00 --json
+        otel-threads threads --search refund --role user --tool lookup_order
+        otel-threads threads --errors --model 'gpt-4o*' --attr tenant=acme
     """
     from otel_threads.query import SortBy, ThreadsQueryReq
     from otel_threads.render import thread_rows
+
+    found = thread_filter(**filters)
 
     def run() -> Any:
         sort_by = []
@@ -146,6 +155,7 @@ def threads_cmd(
             sort_by=sort_by or [SortBy()],
             sortable_datetime_after=after,
             sortable_datetime_before=before,
+            filter=found,
         )
         return _client(db, url).threads_query(req)
 
@@ -154,7 +164,12 @@ def threads_cmd(
         _json_out({"threads": res.threads, "total": res.total})
         return
     if not res.threads:
-        click.echo("no threads" + (f" (of {res.total})" if res.total else ""))
+        if res.total:
+            click.echo(f"no threads past --offset {offset} (of {res.total})")
+        elif found is not None or project is not None:
+            click.echo("no threads match these filters")
+        else:
+            click.echo("no threads")
         return
     click.echo(thread_rows(res.threads))
     shown = f"{offset + 1}-{offset + len(res.threads)}"

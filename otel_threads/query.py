@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from otel_threads.filters import ThreadFilter
 from otel_threads.schemas import (
     MAX_LIMIT,
     PAGE_SORT,
@@ -40,6 +41,7 @@ __all__ = [
     "ForkSchema",
     "SortBy",
     "ThreadDetail",
+    "ThreadFilter",
     "ThreadPage",
     "ThreadSchema",
     "ThreadsQueryReq",
@@ -115,6 +117,10 @@ def query_threads(
     if req.sortable_datetime_before is not None:  # started before the window end
         where.append("start_time <= ?")
         params.append(req.sortable_datetime_before)
+    if req.filter is not None:
+        conds, values = req.filter.where()
+        where += conds
+        params += values
     cond = f"WHERE {' AND '.join(where)}" if where else ""
     sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
     for name, direction in sorts:

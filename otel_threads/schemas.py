@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from otel_threads.filters import ThreadFilter
+
 __all__ = [
     "MAX_LIMIT",
     "PAGE_SORT",
@@ -32,6 +34,11 @@ SORT_FIELDS = (
     "last_updated",
     "p50_turn_duration_ms",
     "p99_turn_duration_ms",
+    "llm_call_count",
+    "input_tokens",
+    "output_tokens",
+    "error_turn_count",
+    "fork_count",
 )
 MAX_LIMIT = 1000
 #: What the web page's list may be sorted by (GET /ui/threads): every column it shows.
@@ -39,12 +46,9 @@ MAX_LIMIT = 1000
 PAGE_SORT = {
     **{f: f for f in SORT_FIELDS},
     "total_tokens": "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",
-    "error_turn_count": "error_turn_count",
-    "fork_count": "fork_count",
     "first_input": "first_input",
     "last_output": "last_output",
     "span_count": "span_count",
-    "llm_call_count": "llm_call_count",
 }
 
 
@@ -90,6 +94,8 @@ class ThreadsQueryReq:
     thread_ids: list[str] | None = None
     #: only threads whose id contains this text (case-insensitive)
     thread_id_contains: str | None = None
+    #: only threads that meet these conditions (a ThreadFilter, or its JSON object)
+    filter: ThreadFilter | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -129,6 +135,10 @@ class ThreadsQueryReq:
             ):
                 raise ValueError("thread_ids must be a list of strings")
             self.thread_ids = list(self.thread_ids)
+        if self.filter is not None:
+            self.filter = ThreadFilter.from_json(self.filter)
+            if self.filter.is_empty():
+                self.filter = None
 
     @classmethod
     def from_json(cls, body: Any) -> ThreadsQueryReq:
@@ -146,6 +156,7 @@ class ThreadsQueryReq:
         for key in ("sortable_datetime_after", "sortable_datetime_before"):
             if out[key] is not None:
                 out[key] = out[key].isoformat()
+        out["filter"] = self.filter.to_json() if self.filter is not None else None
         return out
 
 

@@ -33,7 +33,7 @@ from otel_threads.testing import capture
 ANY = ("127.0.0.1", 0)
 T0 = 1_790_000_000 * 10**9
 CHAIN = 30_000
-VIEWS = ("span_threads", "message_keys", "turns", "transcript", "threads")
+VIEWS = ("span_threads", "message_keys", "thread_attributes", "turns", "transcript", "threads")
 
 
 def _kv(key: str, value: object) -> dict:

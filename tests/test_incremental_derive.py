@@ -237,7 +237,7 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
         with opened.cursor() as cur:
             for view, rows in before.items():
                 assert cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == rows
-            for view in ("span_threads", "message_keys", "transcript"):
+            for view in ("span_threads", "message_keys", "thread_attributes", "transcript"):
                 assert (
                     cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
                     == cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()

@@ -501,7 +501,14 @@ def test_kept_rows_equal_a_derivation_from_scratch_whatever_the_arrival_order(co
     random.Random(seed).shuffle(spans)
     for i in range(0, len(spans), 3):
         assert app.export(collector, spans[i : i + 3]).partial_success.rejected_spans == 0
-        for view in ("span_threads", "message_keys", "turns", "transcript", "threads"):
+        for view in (
+            "span_threads",
+            "message_keys",
+            "thread_attributes",
+            "turns",
+            "transcript",
+            "threads",
+        ):
             assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
                 collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
             ), (view, i)

@@ -27,7 +27,14 @@ from otel_threads.store.retention import parse_before, prune
 ANY = ("127.0.0.1", 0)
 NOW = dt.datetime.now(dt.timezone.utc)
 OLD = NOW - dt.timedelta(days=40)
-DERIVED = ("span_threads", "message_keys", "turns", "transcript", "threads")
+DERIVED = (
+    "span_threads",
+    "message_keys",
+    "thread_attributes",
+    "turns",
+    "transcript",
+    "threads",
+)
 
 
 def ns(when: dt.datetime) -> int:

@@ -149,7 +149,9 @@ def test_a_called_service_continues_the_callers_turn_in_the_stored_tree(collecto
     assert sql(collector, "SELECT turn_count, span_count FROM threads") == [(1, 4)]
 
 
-@pytest.mark.parametrize("view", ["span_threads", "message_keys", "turns", "transcript", "threads"])
+@pytest.mark.parametrize(
+    "view", ["span_threads", "message_keys", "thread_attributes", "turns", "transcript", "threads"]
+)
 def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     """Deliver in an awkward order (children first, a late parent, redeliveries, two
     services), then compare each view with its derive_* view evaluated over everything."""
@@ -270,7 +272,14 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
         con.execute("CREATE OR REPLACE VIEW derive_transcript AS SELECT 1 AS stale")
     connect(path).close()
     with duckdb.connect(path, read_only=True) as con:
-        for view in ("span_threads", "message_keys", "turns", "transcript", "threads"):
+        for view in (
+            "span_threads",
+            "message_keys",
+            "thread_attributes",
+            "turns",
+            "transcript",
+            "threads",
+        ):
             assert (
                 con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
                 == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
@@ -353,6 +362,7 @@ def test_only_the_store_and_its_public_views_read_the_derived_tables():
         "threads",
         "turn_io",
         "transcript_branches",
+        "threads_with_attribute",
     }
     root = Path(otel_threads.__file__).parent
     readers = [p for p in root.rglob("*.py") if p.parent.name != "store"]

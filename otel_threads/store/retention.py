@@ -120,6 +120,10 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
     logs = _count_deleted(con, f"DELETE FROM logs WHERE {dead} OR {old}")
     for table in ("span_threads_mat", "message_keys_mat"):
         con.execute(f"DELETE FROM {table} WHERE {dead} OR {old}")
+    con.execute(
+        f"DELETE FROM thread_attributes_mat WHERE {dead} "
+        "OR thread_id IN (SELECT thread_id FROM _old_threads)"
+    )
     for table in ("linked_turns", "rejected_turns"):
         con.execute(
             f"DELETE FROM {table} WHERE {dead} OR (trace_id, turn_id) IN "

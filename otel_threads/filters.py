@@ -1,0 +1,205 @@
+"""`ThreadFilter`: which threads a threads query keeps (`ThreadsQueryReq.filter`), the
+same semantics for the Python API, ``POST /threads/query`` (JSON object ``"filter"``),
+the command line (``otel-threads threads --search ...``) and the web page.
+
+Every field is optional; all the fields given must hold. Each compiles to a condition
+on the `threads` view (`ThreadFilter.where`), reading only public views: the thread's
+own columns, its `turns`, its `transcript`, and ``threads_with_attribute`` (the table
+macro over the attribute values each thread's spans carry, kept as they are derived).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ROLES", "ThreadFilter"]
+
+#: The roles `ThreadFilter.role` may name.
+ROLES = ("user", "assistant", "system", "tool")
+#: Longest text, tool, model, user, project, service, attribute key or value a filter takes.
+MAX_CHARS = 256
+#: Longest `ThreadFilter.text`.
+MAX_TEXT_CHARS = 1000
+#: The span attributes that name a tool a span ran (GenAI semconv, OpenInference).
+TOOL_ATTRIBUTES = ("gen_ai.tool.name", "tool.name")
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` as a LIKE pattern that matches it literally (escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _attribute_text(value: Any) -> str:
+    """An attribute value as the store keeps it: a string as is, a number or boolean as
+    JSON writes it (``true``, ``42``, ``0.5``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    raise ValueError(
+        f"attribute values must be strings, numbers or booleans, got {type(value).__name__}"
+    )
+
+
+@dataclass
+class ThreadFilter:
+    """Conditions a thread must meet (all that are given). Validated on construction
+    (ValueError with what to give instead)."""
+
+    #: a transcript message of the thread contains this text (case-insensitive)
+    text: str | None = None
+    #: limits `text` to messages of this role: user, assistant, system or tool
+    role: str | None = None
+    #: True: a turn of the thread failed; False: none did
+    has_error: bool | None = None
+    #: the thread called this tool (an LLM's tool call, or a span that ran it)
+    tool: str | None = None
+    #: a model of the thread's LLM calls matches (``*`` matches any run of characters)
+    model: str | None = None
+    #: a turn of the thread names this user (``user.id``, ``enduser.id``, ...)
+    user_id: str | None = None
+    #: the thread's project
+    project: str | None = None
+    #: a span of the thread came from this service (resource ``service.name``)
+    service_name: str | None = None
+    min_turns: int | None = None
+    max_turns: int | None = None
+    #: {key: value}: for each, some span of the thread carries that attribute value
+    #: (span or resource attribute; a number or boolean compares as JSON writes it)
+    attributes: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.text is not None:
+            if not isinstance(self.text, str) or not self.text.strip():
+                raise ValueError("filter text must be a non-empty string")
+            if len(self.text) > MAX_TEXT_CHARS:
+                raise ValueError(f"filter text must be at most {MAX_TEXT_CHARS} characters")
+        if self.role is not None:
+            if self.role not in ROLES:
+                raise ValueError(
+                    f"filter role must be one of {', '.join(ROLES)}, got {self.role!r}"
+                )
+            if self.text is None:
+                raise ValueError("filter role limits the text search: give text too")
+        if self.has_error is not None and not isinstance(self.has_error, bool):
+            raise ValueError(f"filter has_error must be true or false, got {self.has_error!r}")
+        for name in ("tool", "model", "user_id", "project", "service_name"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, str) or not value or len(value) > MAX_CHARS
+            ):
+                raise ValueError(
+                    f"filter {name} must be a string of 1 to {MAX_CHARS} characters, got {value!r}"
+                )
+        for name in ("min_turns", "max_turns"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(f"filter {name} must be a non-negative integer, got {value!r}")
+        if (
+            self.min_turns is not None
+            and self.max_turns is not None
+            and self.min_turns > self.max_turns
+        ):
+            raise ValueError(
+                f"filter min_turns ({self.min_turns}) is more than max_turns ({self.max_turns})"
+            )
+        if self.attributes is not None:
+            if not isinstance(self.attributes, dict):
+                raise ValueError("filter attributes must be an object of key: value")
+            attributes = {}
+            for key, value in self.attributes.items():
+                if not isinstance(key, str) or not key or len(key) > MAX_CHARS:
+                    raise ValueError(
+                        f"filter attribute keys must be 1 to {MAX_CHARS} characters, got {key!r}"
+                    )
+                text = _attribute_text(value)
+                if len(text) > MAX_CHARS:
+                    raise ValueError(
+                        f"filter attribute {key!r}: values longer than {MAX_CHARS} "
+                        "characters are not kept, so none would match"
+                    )
+                attributes[key] = value
+            self.attributes = attributes
+
+    @classmethod
+    def from_json(cls, body: Any) -> ThreadFilter:
+        """From a JSON object (the HTTP API's ``"filter"``); unknown fields are an error."""
+        if isinstance(body, ThreadFilter):
+            return body
+        if not isinstance(body, dict):
+            raise ValueError("filter must be a JSON object")
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(body) - set(known))
+        if unknown:
+            raise ValueError(f"unknown filter field(s) {unknown}; known: {known}")
+        return cls(**body)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are set (what `from_json` takes back)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def is_empty(self) -> bool:
+        return not self.to_json()
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        """Conditions on the `threads` view (all must hold) and their parameters, in order."""
+        conds: list[str] = []
+        params: list[Any] = []
+
+        def add(cond: str, *values: Any) -> None:
+            conds.append(cond)
+            params.extend(values)
+
+        if self.text is not None:
+            role = " AND role = ?" if self.role is not None else ""
+            add(
+                "thread_id IN (SELECT thread_id FROM transcript WHERE content ILIKE ? "
+                f"ESCAPE '\\'{role})",
+                f"%{_like_escaped(self.text)}%",
+                *([self.role] if self.role is not None else []),
+            )
+        if self.has_error is not None:
+            conds.append("error_turn_count > 0" if self.has_error else "error_turn_count = 0")
+        if self.tool is not None:
+            by_span = " UNION ALL ".join(
+                "SELECT thread_id FROM threads_with_attribute(?, ?)" for _ in TOOL_ATTRIBUTES
+            )
+            add(
+                "thread_id IN (SELECT thread_id FROM transcript WHERE tool_calls IS NOT NULL "
+                "AND list_contains(json_extract_string(tool_calls, '$[*].name'), ?) "
+                f"UNION ALL {by_span})",
+                self.tool,
+                *[v for key in TOOL_ATTRIBUTES for v in (key, self.tool)],
+            )
+        if self.model is not None:
+            pattern = _like_escaped(self.model).replace("*", "%")
+            add(
+                "EXISTS (SELECT 1 FROM unnest(models) AS m(model) "
+                "WHERE m.model ILIKE ? ESCAPE '\\')",
+                pattern,
+            )
+        if self.user_id is not None:
+            add("thread_id IN (SELECT thread_id FROM turns WHERE user_id = ?)", self.user_id)
+        if self.project is not None:
+            add("project = ?", self.project)
+        if self.service_name is not None:
+            add(
+                "thread_id IN (SELECT thread_id FROM threads_with_attribute('service.name', ?))",
+                self.service_name,
+            )
+        if self.min_turns is not None:
+            add("turn_count >= ?", self.min_turns)
+        if self.max_turns is not None:
+            add("turn_count <= ?", self.max_turns)
+        for key, value in (self.attributes or {}).items():
+            add(
+                "thread_id IN (SELECT thread_id FROM threads_with_attribute(?, ?))",
+                key,
+                _attribute_text(value),
+            )
+        return conds, params

@@ -1,0 +1,286 @@
+"""Finding threads (issue 15): `ThreadFilter` through its doors (ThreadsClient on a file
+and on a collector's API, POST /threads/query, the CLI), each field alone and together,
+with `total` counting the matches; bad filters are one-line errors; the attribute values
+a filter matches are kept exactly as a derivation from scratch keeps them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.error
+import urllib.request
+
+import pytest
+from click.testing import CliRunner
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
+from test_derive_bounds import T0, Store, span
+
+from otel_threads import ThreadFilter, ThreadsClient, ThreadSpanProcessor, ThreadsQueryReq, thread
+from otel_threads.cli import main as cli
+from otel_threads.collector import Collector, Config
+
+ANY = ("127.0.0.1", 0)
+
+
+def _messages(*pairs: tuple[str, str]) -> str:
+    return json.dumps([{"role": r, "parts": [{"type": "text", "content": t}]} for r, t in pairs])
+
+
+def _call(tracer, model: str, asked: str, answer: str, tool: str | None = None) -> None:
+    output: list[dict] = [{"type": "text", "content": answer}]
+    if tool:
+        output.append({"type": "tool_call", "id": "call_1", "name": tool, "arguments": {"n": 1}})
+    with tracer.start_as_current_span(
+        f"chat {model}",
+        attributes={
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": model.split("-2024")[0],
+            "gen_ai.response.model": model,
+            "gen_ai.usage.input_tokens": 10,
+            "gen_ai.usage.output_tokens": 5,
+            "gen_ai.input.messages": _messages(("system", "Be kind."), ("user", asked)),
+            "gen_ai.output.messages": json.dumps(
+                [{"role": "assistant", "parts": output, "finish_reason": "stop"}]
+            ),
+        },
+    ):
+        pass
+
+
+def _provider(endpoint: str, service: str) -> TracerProvider:
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": service, "otel_threads.project": "shop"})
+    )
+    provider.add_span_processor(ThreadSpanProcessor())
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
+    )
+    return provider
+
+
+def converse(endpoint: str) -> None:
+    """Four threads:
+    - refund-tool: a user asks for a REFUND, gpt-4o calls lookup_order, a tool span runs
+      it (service tools); tenant acme, tags vip and beta, user u1;
+    - refund-error: a user asks about a refund; claude; the turn fails; tenant globex;
+    - chat: three turns, the assistant says "refund" (the user never does); tenant acme,
+      tier 3, user u2;
+    - quiet: one turn, no LLM call, no attributes."""
+    front, tools = _provider(endpoint, "front"), _provider(endpoint, "tools")
+    ft, tt = front.get_tracer("t"), tools.get_tracer("t")
+    meta = {"tenant": "acme", "tags": ("vip", "beta"), "user.id": "u1"}
+    with thread("refund-tool"), ft.start_as_current_span("turn", attributes=meta):
+        _call(ft, "gpt-4o-2024-08-06", "I want a REFUND for order 7", "Looking.", "lookup_order")
+        with tt.start_as_current_span("execute_tool lookup_order") as s:
+            s.set_attribute("gen_ai.tool.name", "lookup_order")
+    with thread("refund-error"), ft.start_as_current_span("turn") as turn:
+        turn.set_attribute("tenant", "globex")
+        _call(ft, "claude-3-5-sonnet-20241022", "Where is my refund?", "Sorry.")
+        turn.set_status(Status(StatusCode.ERROR, "upstream failed"))
+    for i in range(3):
+        attrs = {"tenant": "acme", "tier": 3, "beta": True, "user.id": "u2"}
+        with thread("chat"), ft.start_as_current_span("turn", attributes=attrs):
+            _call(ft, "gpt-4o-mini-2024-07-18", f"hello {i}", "No refund talk here.")
+    with thread("quiet"), ft.start_as_current_span("turn"):
+        pass
+    front.shutdown()
+    tools.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(a collector serving the four threads, a copy of its file that no collector holds)"""
+    root = tmp_path_factory.mktemp("f")
+    db, copy = str(root / "f.duckdb"), str(root / "copy.duckdb")
+    config = Config(parse_workers=0, db=db, grpc=ANY, http=None, api=ANY)
+    c = Collector(config)
+    c.start()
+    converse(c.endpoints.grpc)
+    c.store.sync(60)
+    c.stop()
+    shutil.copy(db, copy)
+    c = Collector(config)
+    c.start()
+    yield c, copy
+    c.stop()
+
+
+CASES = [
+    ({"text": "refund"}, ["chat", "refund-error", "refund-tool"]),
+    ({"text": "REFUND", "role": "user"}, ["refund-error", "refund-tool"]),
+    ({"text": "refund", "role": "assistant"}, ["chat"]),
+    ({"text": "be kind", "role": "system"}, ["chat", "refund-error", "refund-tool"]),
+    ({"text": "100%"}, []),  # LIKE's wildcards are literal
+    ({"text": "order_7"}, []),
+    ({"has_error": True}, ["refund-error"]),
+    ({"has_error": False}, ["chat", "quiet", "refund-tool"]),
+    ({"tool": "lookup_order"}, ["refund-tool"]),
+    ({"tool": "lookup"}, []),
+    ({"model": "gpt-4o*"}, ["chat", "refund-tool"]),
+    ({"model": "GPT-4O-2024-08-06"}, ["refund-tool"]),
+    ({"model": "*sonnet*"}, ["refund-error"]),
+    ({"model": "gpt"}, []),
+    ({"user_id": "u2"}, ["chat"]),
+    ({"project": "shop"}, ["chat", "quiet", "refund-error", "refund-tool"]),
+    ({"project": "other"}, []),
+    ({"service_name": "tools"}, ["refund-tool"]),
+    ({"service_name": "front"}, ["chat", "quiet", "refund-error", "refund-tool"]),
+    ({"min_turns": 2}, ["chat"]),
+    ({"max_turns": 1}, ["quiet", "refund-error", "refund-tool"]),
+    ({"attributes": {"tenant": "acme"}}, ["chat", "refund-tool"]),
+    ({"attributes": {"tenant": "acme", "tags": "vip"}}, ["refund-tool"]),
+    ({"attributes": {"tags": "beta"}}, ["refund-tool"]),
+    ({"attributes": {"tier": 3}}, ["chat"]),
+    ({"attributes": {"tier": "3"}}, ["chat"]),
+    ({"attributes": {"beta": True}}, ["chat"]),
+    ({"attributes": {"gen_ai.tool.name": "lookup_order"}}, ["refund-tool"]),
+    ({"attributes": {"tenant": "ACME"}}, []),
+    (
+        {"text": "refund", "has_error": False, "attributes": {"tenant": "acme"}},
+        ["chat", "refund-tool"],
+    ),
+    ({"text": "refund", "role": "user", "tool": "lookup_order"}, ["refund-tool"]),
+]
+
+
+@pytest.mark.parametrize(("given", "expected"), CASES)
+def test_each_filter_on_a_file_and_through_the_api(served, given, expected):
+    c, db = served
+    for client in (ThreadsClient(db), ThreadsClient(c.endpoints.api)):
+        res = client.threads_query(
+            ThreadsQueryReq(filter=given, sort_by=[{"field": "thread_id", "direction": "asc"}])
+        )
+        assert [t.thread_id for t in res.threads] == expected, (client, given)
+        assert res.total == len(expected)
+
+
+def test_total_counts_every_match_and_the_window_composes(served):
+    c, _ = served
+    client = ThreadsClient(c.endpoints.api)
+    res = client.threads_query(ThreadsQueryReq(filter=ThreadFilter(project="shop"), limit=1))
+    assert (len(res.threads), res.total) == (1, 4)
+    page = client.threads_query(
+        ThreadsQueryReq(
+            filter={"text": "refund"},
+            limit=2,
+            offset=1,
+            sort_by=[{"field": "thread_id", "direction": "asc"}],
+        )
+    )
+    assert ([t.thread_id for t in page.threads], page.total) == (["refund-error", "refund-tool"], 3)
+    later = client.threads_query(
+        ThreadsQueryReq(filter={"text": "refund"}, sortable_datetime_after="2999-01-01T00:00:00Z")
+    )
+    assert (later.threads, later.total) == ([], 0)
+
+
+def test_the_new_sort_fields(served):
+    _, db = served
+    res = ThreadsClient(db).threads_query(
+        ThreadsQueryReq(sort_by=[{"field": "llm_call_count", "direction": "desc"}], limit=1)
+    )
+    assert [t.thread_id for t in res.threads] == ["chat"]
+    res = ThreadsClient(db).threads_query(
+        ThreadsQueryReq(sort_by=[{"field": "error_turn_count", "direction": "desc"}], limit=1)
+    )
+    assert [t.thread_id for t in res.threads] == ["refund-error"]
+
+
+def _post(c: Collector, body: object) -> tuple[int, object]:
+    req = urllib.request.Request(
+        c.endpoints.api + "/threads/query",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"filter": {"txt": "x"}}, "unknown filter field(s) ['txt']"),
+        ({"filter": {"role": "user"}}, "give text too"),
+        ({"filter": {"text": "x", "role": "robot"}}, "user, assistant, system, tool"),
+        ({"filter": {"text": " "}}, "non-empty"),
+        ({"filter": {"has_error": "yes"}}, "true or false"),
+        ({"filter": {"min_turns": 3, "max_turns": 2}}, "more than max_turns"),
+        ({"filter": {"min_turns": -1}}, "non-negative"),
+        ({"filter": {"attributes": ["tenant"]}}, "key: value"),
+        ({"filter": {"attributes": {"tenant": {"a": 1}}}}, "strings, numbers or booleans"),
+        ({"filter": {"attributes": {"k": "v" * 300}}}, "not kept"),
+        ({"filter": "refund"}, "filter must be a JSON object"),
+        ({"sort_by": [{"field": "cost"}]}, "cannot sort by 'cost'"),
+    ],
+)
+def test_bad_filters_are_one_line_400s(served, body, says):
+    c, _ = served
+    status, answer = _post(c, body)
+    assert status == 400
+    message = answer["error"] if isinstance(answer, dict) else str(answer)
+    assert says in message and "\n" not in message
+
+
+def test_the_command_line_spells_each_filter(served):
+    _, db = served
+
+    def ids(*args: str) -> list[str]:
+        result = CliRunner().invoke(cli, ["threads", "--db", db, "--json", *args])
+        assert result.exit_code == 0, result.output
+        return sorted(t["thread_id"] for t in json.loads(result.output)["threads"])
+
+    assert ids("--search", "refund", "--role", "user") == ["refund-error", "refund-tool"]
+    assert ids("--errors") == ["refund-error"]
+    assert ids("--no-errors", "--min-turns", "1", "--max-turns", "1") == ["quiet", "refund-tool"]
+    assert ids("--tool", "lookup_order") == ["refund-tool"]
+    assert ids("--model", "gpt-4o*", "--user", "u2") == ["chat"]
+    assert ids("--project", "shop", "--service", "tools") == ["refund-tool"]
+    assert ids("--attr", "tenant=acme", "--attr", "tags=vip") == ["refund-tool"]
+    assert ids("--attr", "tier=3") == ["chat"]
+    bad = CliRunner().invoke(cli, ["threads", "--db", db, "--attr", "tenant"])
+    assert bad.exit_code == 2 and "--attr takes KEY=VALUE" in bad.output
+    bad = CliRunner().invoke(cli, ["threads", "--db", db, "--role", "user"])
+    assert bad.exit_code != 0 and "give text too" in bad.output
+
+
+def _matching(store: Store, **given) -> list[str]:
+    conds, params = ThreadFilter(**given).where()
+    query = f"SELECT thread_id FROM threads WHERE {' AND '.join(conds)} ORDER BY 1"
+    return [r[0] for r in store.rows(query, *params)]
+
+
+def test_kept_attribute_values_follow_late_and_moved_spans(tmp_path):
+    """A turn whose child comes first, and a trace that moves to another thread when the
+    span that names its thread arrives late: what the filter reads is what deriving
+    from scratch gives, and the thread the trace left no longer matches."""
+    store = Store(tmp_path / "a.duckdb")
+    turn = span(1, 16, "turn", T0, {"gen_ai.conversation.id": "t1", "tenant": "acme"})
+    child = span(1, 17, "step", T0 + 10, {"plan": "pro"}, parent=16)
+    store.insert([child])
+    store.derive_all()
+    store.insert([turn])
+    store.derive_all()
+    store.assert_kept_equals_scratch()
+    assert _matching(store, attributes={"tenant": "acme", "plan": "pro"}) == ["t1"]
+    # trace 2: c names t2; a (under a root not sent yet) and its child b take the trace's
+    # thread, t2; then the root arrives naming t3, and a and b move there
+    c = span(2, 21, "c", T0 + 10**9, {"session.id": "t2"})
+    a = span(2, 22, "a", T0 + 10**9, {}, parent=999)
+    b = span(2, 23, "b", T0 + 10**9, {"x": "y"}, parent=22)
+    store.insert([c, a, b])
+    store.derive_all()
+    assert _matching(store, attributes={"x": "y"}) == ["t2"]
+    store.insert([span(2, 999, "root", T0 + 10**9 - 5, {"gen_ai.conversation.id": "t3"})])
+    store.derive_all()
+    store.assert_kept_equals_scratch()
+    assert _matching(store, attributes={"x": "y"}) == ["t3"]
+    assert _matching(store, attributes={"session.id": "t2"}) == ["t2"]
