@@ -104,7 +104,7 @@ def _json_out(payload: Any) -> None:
     metavar="FIELD[:asc|:desc]",
     help="Sort field (repeatable): thread_id, turn_count, start_time, "
     "last_updated, p50_turn_duration_ms, p99_turn_duration_ms, llm_call_count, "
-    "input_tokens, output_tokens, error_turn_count, fork_count. "
+    "input_tokens, output_tokens, error_turn_count, fork_count, cost_usd. "
     "Default last_updated:desc.",
 )
 @click.option("--limit", type=int, default=50, show_default=True)

@@ -37,6 +37,14 @@ _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (("--min-turns", "min_turns"), {"type": int, "metavar": "N", "help": "At least N turns."}),
     (("--max-turns", "max_turns"), {"type": int, "metavar": "N", "help": "At most N turns."}),
     (
+        ("--min-cost", "min_cost_usd"),
+        {"type": float, "metavar": "USD", "help": "Known cost at least USD."},
+    ),
+    (
+        ("--max-cost", "max_cost_usd"),
+        {"type": float, "metavar": "USD", "help": "Known cost at most USD."},
+    ),
+    (
         ("--attr", "attrs"),
         {
             "multiple": True,

@@ -67,6 +67,10 @@ class ThreadFilter:
     service_name: str | None = None
     min_turns: int | None = None
     max_turns: int | None = None
+    #: the thread's known cost (USD) is at least / at most this; a thread of no known
+    #: cost matches neither
+    min_cost_usd: float | None = None
+    max_cost_usd: float | None = None
     #: {key: value}: for each, some span of the thread carries that attribute value
     #: (span or resource attribute; a number or boolean compares as JSON writes it)
     attributes: dict[str, Any] | None = None
@@ -100,14 +104,16 @@ class ThreadFilter:
                 isinstance(value, bool) or not isinstance(value, int) or value < 0
             ):
                 raise ValueError(f"filter {name} must be a non-negative integer, got {value!r}")
-        if (
-            self.min_turns is not None
-            and self.max_turns is not None
-            and self.min_turns > self.max_turns
-        ):
-            raise ValueError(
-                f"filter min_turns ({self.min_turns}) is more than max_turns ({self.max_turns})"
-            )
+        for name in ("min_cost_usd", "max_cost_usd"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+            ):
+                raise ValueError(f"filter {name} must be a non-negative number, got {value!r}")
+        for low, high in (("min_turns", "max_turns"), ("min_cost_usd", "max_cost_usd")):
+            a, b = getattr(self, low), getattr(self, high)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"filter {low} ({a}) is more than {high} ({b})")
         if self.attributes is not None:
             if not isinstance(self.attributes, dict):
                 raise ValueError("filter attributes must be an object of key: value")
@@ -196,6 +202,10 @@ class ThreadFilter:
             add("turn_count >= ?", self.min_turns)
         if self.max_turns is not None:
             add("turn_count <= ?", self.max_turns)
+        if self.min_cost_usd is not None:
+            add("cost_usd >= ?", self.min_cost_usd)
+        if self.max_cost_usd is not None:
+            add("cost_usd <= ?", self.max_cost_usd)
         for key, value in (self.attributes or {}).items():
             add(
                 "thread_id IN (SELECT thread_id FROM threads_with_attribute(?, ?))",

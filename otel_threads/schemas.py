@@ -39,6 +39,7 @@ SORT_FIELDS = (
     "output_tokens",
     "error_turn_count",
     "fork_count",
+    "cost_usd",
 )
 MAX_LIMIT = 1000
 #: What the web page's list may be sorted by (GET /ui/threads): every column it shows.
@@ -203,6 +204,10 @@ class ThreadSchema:
     models: list[str] = field(default_factory=list)
     service_name: str | None = None
     cycle_turn_count: int = 0
+    #: the thread's LLM calls' known costs, summed (None when no call's cost is known)
+    cost_usd: float | None = None
+    #: its LLM calls of no known cost (an unknown model, or no tokens reported)
+    unpriced_call_count: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadSchema:
@@ -239,6 +244,10 @@ class TurnSchema:
     parent_turn_id: str | None = None
     link_status: str | None = None
     on_current_branch: bool = True
+    #: the turn's LLM calls' known costs, summed (None when no call's cost is known)
+    cost_usd: float | None = None
+    #: its LLM calls of no known cost
+    unpriced_call_count: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnSchema:

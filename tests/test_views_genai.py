@@ -84,7 +84,11 @@ def transcript(db, thread: str) -> list[tuple]:
 
 
 def llm_calls(db, thread: str) -> list[tuple]:
-    return db("SELECT * FROM llm_calls WHERE thread_id = ? ORDER BY start_time", thread)
+    """The thread's calls (without cost_usd: tests/test_cost.py checks it)."""
+    return db(
+        "SELECT * EXCLUDE (cost_usd) FROM llm_calls WHERE thread_id = ? ORDER BY start_time",
+        thread,
+    )
 
 
 # --- the same tool loop in every convention --------------------------------------------

@@ -31,6 +31,7 @@ from otel_threads.collector.malloc import tune_malloc
 from otel_threads.collector.metrics import render_metrics
 from otel_threads.collector.readonly_sql import SQL_CONCURRENCY
 from otel_threads.collector.retention import RetentionTask
+from otel_threads.prices import reprice
 from otel_threads.store import remove_holder, write_holder
 from otel_threads.store.reads import Reads
 from otel_threads.store.store import Store
@@ -81,6 +82,8 @@ def _harden(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     # more than the insert needs parallelism (measured: less CPU per row).
     con.execute("SET threads = 1")
     con.execute("SET lock_configuration = true")
+    # the price file's entries (none without --prices): costs follow them
+    reprice(con, list(config.prices) if config.prices else None)
 
 
 class Collector:

@@ -16,6 +16,7 @@ from typing import Any
 
 from otel_threads import env
 from otel_threads.collector.ingest import DEFAULT_INFLIGHT_BYTES, MAX_REQUEST_BYTES
+from otel_threads.prices import PriceEntry, PriceFileError, load_price_file
 from otel_threads.store import DB_ENV, DEFAULT_DB
 from otel_threads.store.forks import FORK_POLICIES
 from otel_threads.store.retention import parse_duration
@@ -132,6 +133,13 @@ def _hosts(value: str) -> tuple[str, ...]:
                 f"expected host names or addresses separated by commas, without ports, got {name!r}"
             )
     return names
+
+
+def _prices(value: str) -> tuple[PriceEntry, ...]:
+    try:
+        return tuple(load_price_file(value))
+    except PriceFileError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _retention(value: str) -> dt.timedelta | None:
@@ -280,6 +288,17 @@ SETTINGS: tuple[Setting, ...] = (
         "their space; 'off' keeps everything.",
     ),
     Setting(
+        "prices",
+        "--prices",
+        "OTEL_THREADS_PRICES",
+        _prices,
+        None,
+        "A JSON file of model prices that add to or override the genai-prices data "
+        '(a list of {"provider", "model" with * wildcards, "input_mtok", "output_mtok", '
+        '"cache_read_mtok", "cache_write_mtok"}, USD per million tokens); without it, '
+        "the genai-prices data alone.",
+    ),
+    Setting(
         "on_fork",
         "--on-fork",
         "OTEL_THREADS_ON_FORK",
@@ -318,6 +337,8 @@ class Config:
     memory_limit: int = _default("memory_limit")
     on_fork: str = _default("on_fork")
     retention: dt.timedelta | None = _default("retention")  # noqa: RUF009 (immutable)
+    #: a price file's entries (None: no file; the genai-prices data alone)
+    prices: tuple[PriceEntry, ...] | None = None
 
     def __post_init__(self) -> None:
         self.validate()

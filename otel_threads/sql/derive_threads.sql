@@ -1,7 +1,8 @@
 -- derive_threads: one row per thread (CONTRACT.md section 2). Statistics always cover the
 -- whole thread. last_updated is the latest end of any turn, or its start while it
 -- still runs, so threads whose turns all still run are listed too. user_id is the first
--- turn's that names one; models are those of its turns' LLM calls.
+-- turn's that names one; models are those of its turns' LLM calls; cost_usd the sum of its
+-- turns' known costs (NULL when none is known), unpriced_call_count its calls of none.
 --
 -- Scoped: this view derives the rows of threads_mat. It runs over the whole store when
 -- that table is built anew, and over a scoped subset on every refresh
@@ -30,7 +31,10 @@ WITH t AS (
            arg_min(project, start_time) AS project,
            arg_min(service_name, start_time) AS service_name,
            arg_min(user_id, [epoch_us(start_time), turn_index]) FILTER (WHERE user_id IS NOT NULL) AS user_id,
-           list_sort(list_distinct(flatten(list(models)))) AS models
+           list_sort(list_distinct(flatten(list(models)))) AS models,
+           -- (summed exactly: a sum of doubles depends on the order of the rows)
+           sum(cost_usd::DECIMAL(38, 12))::DOUBLE AS cost_usd,
+           sum(unpriced_call_count)::BIGINT AS unpriced_call_count
     FROM turns
     GROUP BY thread_id
 ),
@@ -88,7 +92,9 @@ SELECT t.thread_id,
        t.user_id,
        t.models,
        t.service_name,
-       coalesce(cy.cycle_turn_count, 0) AS cycle_turn_count
+       coalesce(cy.cycle_turn_count, 0) AS cycle_turn_count,
+       t.cost_usd,
+       t.unpriced_call_count
 FROM t
 LEFT JOIN spans_per_thread sp USING (thread_id)
 LEFT JOIN io USING (thread_id)

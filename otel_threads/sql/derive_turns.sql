@@ -106,7 +106,9 @@ SELECT b.thread_id,
             ELSE 'missing' END AS link_status,
        NOT p.thread_linked OR c.turn_id IS NOT NULL AS on_current_branch,
        b.user_id,
-       b.models
+       b.models,
+       b.cost_usd,
+       b.unpriced_call_count
 FROM base b
 JOIN parents p ON p.thread_id = b.thread_id AND p.turn_id = b.turn_id
 LEFT JOIN (SELECT DISTINCT thread_id, turn_id FROM branch) c

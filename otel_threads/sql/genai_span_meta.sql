@@ -12,6 +12,8 @@
 --   conventions' keys (gen_ai.usage.*, llm.usage.*, llm.token_count.*, ai.usage.*,
 --   mlflow.chat.tokenUsage, the response payload's usage / usage_metadata, Langfuse's
 --   usage_details); total_tokens defaults to input + output.
+-- producer_cost_usd: a cost the producer put on the span (gen_ai.usage.cost, OpenLIT;
+--   llm.cost.total, OpenInference; Langfuse's cost_details total), in USD.
 -- finish_reasons: gen_ai.response.finish_reasons, else the single finish reason the span
 --   names (llm.finish_reason, ai.response.finishReason, the first completion's or the
 --   response payload's), normalised (genai_aliases).
@@ -64,7 +66,9 @@ WITH keyed AS (
                "gcp.vertex.agent.llm_response": "VARCHAR",
                "output.value": "VARCHAR", "mlflow.spanOutputs": "VARCHAR",
                "mlflow.spanInputs": "VARCHAR",
-               "gen_ai.completion": "VARCHAR"}') AS k
+               "gen_ai.completion": "VARCHAR", "gen_ai.usage.cost": "DOUBLE",
+               "llm.cost.total": "DOUBLE",
+               "langfuse.observation.cost_details": "VARCHAR"}') AS k
     FROM genai_llm_spans g
 ),
 payloads AS (
@@ -185,7 +189,10 @@ meta AS (
                    response->'generations'->0->'generation_info'->>'finish_reason',
                    response->>'stop_reason', response->>'finish_reason',
                    response->>'finishReason')], lambda f: f IS NOT NULL)
-           END AS finish_reasons_raw
+           END AS finish_reasons_raw,
+           coalesce(k."gen_ai.usage.cost", k."llm.cost.total",
+                    TRY_CAST(try(json(k."langfuse.observation.cost_details"))->>'total' AS DOUBLE))
+               AS producer_cost_usd
     FROM payloads
     CROSS JOIN genai_aliases x
 )
@@ -197,6 +204,7 @@ SELECT trace_id, span_id, operation, provider, request_model, response_model, re
        CASE WHEN len(finish_reasons_raw) > 0 THEN list_transform(
            finish_reasons_raw,
            lambda f: coalesce(x.finish_reasons[replace(lower(f), '-', '_')], lower(f)))
-       END AS finish_reasons
+       END AS finish_reasons,
+       producer_cost_usd
 FROM meta
 CROSS JOIN genai_aliases x

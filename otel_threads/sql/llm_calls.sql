@@ -11,6 +11,9 @@
 -- convention: where its messages are read (see messages), else the convention its span
 --   matched (family in genai_llm_spans).
 -- message_span_id: the span of the nest whose messages the messages view reads.
+-- cost_usd: the producer's cost for the call (genai_span_meta), else its tokens at the
+--   price model_prices holds for its provider and response model (else request model);
+--   NULL when neither is known (otel_threads.prices resolves the prices).
 WITH carriers AS (
     SELECT thread_id, trace_id, span_id, priority, any_value(convention) AS convention,
            list(coalesce(msg->>'finish_reason', msg->>'finishReason',
@@ -60,6 +63,8 @@ per_call AS (
                AS cache_write_input_tokens,
            arg_min(reasoning_output_tokens, depth) FILTER (WHERE has_tokens)
                AS reasoning_output_tokens,
+           arg_min(producer_cost_usd, depth) FILTER (WHERE producer_cost_usd IS NOT NULL)
+               AS producer_cost_usd,
            arg_min(convention, depth) FILTER (WHERE message_span_id IS NOT NULL)
                AS convention,
            arg_min(message_span_id, depth) FILTER (WHERE message_span_id IS NOT NULL)
@@ -68,6 +73,27 @@ per_call AS (
            any_value(call) FILTER (WHERE call IS NOT NULL) AS call
     FROM members
     GROUP BY thread_id, trace_id, call_span_id
+),
+-- the price of the call's model: its response model's, else its request model's
+priced AS (
+    SELECT p.*,
+           CASE WHEN r.source IS NOT NULL THEN r WHEN q.source IS NOT NULL THEN q END AS price,
+           coalesce(p.input_tokens, 0) AS n_in
+    FROM per_call p
+    LEFT JOIN model_prices r
+        ON r.provider IS NOT DISTINCT FROM p.provider AND r.model = p.response_model
+    LEFT JOIN model_prices q
+        ON q.provider IS NOT DISTINCT FROM p.provider AND q.model = p.request_model
+),
+-- each price at the call's tier (the last tier whose start its input tokens pass)
+rates AS (
+    SELECT *,
+           list_transform(
+               [price.input_mtok, price.cache_read_mtok, price.cache_write_mtok,
+                price.output_mtok],
+               lambda r: coalesce(list_last(list_filter(r.tiers, lambda t: n_in > t.start)).price,
+                                  r.base)) AS rate
+    FROM priced
 )
 SELECT p.thread_id, p.call.turn_id, p.trace_id, p.call_span_id AS span_id, p.call.name,
        p.operation, p.provider, p.request_model, p.response_model, p.response_id,
@@ -79,6 +105,22 @@ SELECT p.thread_id, p.call.turn_id, p.trace_id, p.call_span_id AS span_id, p.cal
            AS finish_reasons,
        p.call.start_time, p.call.end_time, p.call.duration_ms, p.call.status_code,
        p.call.service_name, coalesce(p.convention, p.call.family) AS convention,
-       p.message_span_id
-FROM per_call p
+       p.message_span_id,
+       -- cost: the producer's, else tokens at the model's price (NULL when no price is
+       -- known, or the call reported no tokens). Input tokens include cached ones: those
+       -- read or written at a price of their own are charged at it, the rest at input's.
+       coalesce(p.producer_cost_usd, CASE
+           WHEN p.price IS NULL OR (p.input_tokens IS NULL AND p.output_tokens IS NULL)
+               THEN NULL
+           ELSE (coalesce(p.rate[1], 0) * (p.n_in
+                     - CASE WHEN p.rate[2] IS NULL THEN 0
+                            ELSE coalesce(p.cache_read_input_tokens, 0) END
+                     - CASE WHEN p.rate[3] IS NULL THEN 0
+                            ELSE coalesce(p.cache_write_input_tokens, 0) END)
+                 + coalesce(p.rate[2] * p.cache_read_input_tokens, 0)
+                 + coalesce(p.rate[3] * p.cache_write_input_tokens, 0)
+                 + coalesce(p.rate[4] * p.output_tokens, 0)) / 1e6
+                + coalesce(p.price.requests_kcount / 1e3, 0)
+       END) AS cost_usd
+FROM rates p
 CROSS JOIN genai_aliases x

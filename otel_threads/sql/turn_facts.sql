@@ -5,7 +5,9 @@
 -- end_time NULL and is_running true. Statistics cover every stored span of the turn;
 -- a redelivered span is stored once, so nothing counts twice.
 -- user_id: named on the turn span (the first of these attributes present); models: the
--- distinct models of the turn's LLM calls (the response's, else the request's), sorted.
+-- distinct models of the turn's LLM calls (the response's, else the request's), sorted;
+-- cost_usd: the sum of its calls' known costs (NULL when none is known), and
+-- unpriced_call_count its calls of no known cost.
 --
 -- Scoped: a refresh (otel_threads.store.derive) evaluates it over the spans of the turns
 -- its traces touch, and keeps the other turns' facts as turns_mat holds them; so each
@@ -32,7 +34,10 @@ llm AS (
            sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
            list(DISTINCT coalesce(response_model, request_model)
                 ORDER BY coalesce(response_model, request_model))
-               FILTER (WHERE coalesce(response_model, request_model) IS NOT NULL) AS models
+               FILTER (WHERE coalesce(response_model, request_model) IS NOT NULL) AS models,
+           -- (summed exactly: a sum of doubles depends on the order of the rows)
+           sum(cost_usd::DECIMAL(38, 12))::DOUBLE AS cost_usd,
+           count(*) FILTER (WHERE cost_usd IS NULL) AS unpriced_call_count
     FROM llm_calls
     WHERE turn_id IS NOT NULL
     GROUP BY thread_id, turn_id
@@ -62,7 +67,9 @@ SELECT p.thread_id,
            '$."traceloop.association.properties.user_id"',
            '$."ai.telemetry.metadata.userId"', '$."langsmith.metadata.user_id"']),
            lambda v: v IS NOT NULL)[1] AS user_id,
-       coalesce(l.models, []) AS models
+       coalesce(l.models, []) AS models,
+       l.cost_usd,
+       coalesce(l.unpriced_call_count, 0) AS unpriced_call_count
 FROM per_turn p
 LEFT JOIN spans_raw s ON s.trace_id = p.any_trace_id AND s.span_id = p.turn_id
 LEFT JOIN llm l ON l.thread_id = p.thread_id AND l.turn_id = p.turn_id

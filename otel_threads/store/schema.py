@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 
 from otel_threads import env
+from otel_threads.prices import reprice
 from otel_threads.store.holder import read_holder
 from otel_threads.store.sqlfiles import sql_files
 
@@ -151,6 +152,7 @@ def apply_views(con: duckdb.DuckDBPyConnection, derive_now: bool = True) -> list
             "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
             [VIEWS_RECORD, files.all_version],
         )
+    reprice(con)  # (a newer genai-prices, say: the costs it changes are derived again)
     deriver = Deriver(con)
     stale = deriver.stale()
     if stale:

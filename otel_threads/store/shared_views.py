@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from otel_threads.prices import price_new_models
 from otel_threads.store.scoped import Scoped
 
 __all__ = ["PARSE_CHUNK_BYTES", "PARSE_MEMORY_RATIO", "SharedViews"]
@@ -36,6 +37,16 @@ class SharedViews(Scoped):
     """Evaluates the views several derived views read into TEMP tables of their name."""
 
     def _shared_views(self) -> None:
+        """`_parse` the LLM calls and messages in scope; when their calls name a model
+        whose price has not been looked up yet (`otel_threads.prices`), look it up and
+        parse again, so their costs are priced (once per model a store ever sees)."""
+        self._parse()
+        if price_new_models(self.con, "temp.llm_calls"):
+            for view in _RESULTS:
+                self.con.execute(f"DROP TABLE temp.{view}")
+            self._parse()
+
+    def _parse(self) -> None:
         """The LLM calls and messages in scope (TEMP ``spans_raw`` and ``logs``) into TEMP
         tables named like their views, for all the derived views (each would otherwise
         parse them again), parsed a chunk of traces at a time (`PARSE_CHUNK_BYTES`, at most
