@@ -185,9 +185,22 @@ def threads_cmd(
     metavar="TURN",
     help="Show the branch through this turn (after a fork) instead of the current one.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown", "json"]),
+    default="text",
+    show_default=True,
+    help="text for a terminal, markdown to share the conversation, json for programs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (--format json).")
 def show_cmd(
-    thread_id: str, db: str | None, url: str | None, through: str | None, as_json: bool
+    thread_id: str,
+    db: str | None,
+    url: str | None,
+    through: str | None,
+    fmt: str,
+    as_json: bool,
 ) -> None:
     """One thread: its turns and forks, then its transcript as a chat.
 
@@ -199,7 +212,9 @@ def show_cmd(
     Example:
         otel-threads show support_thread_42 --db chats.duckdb
         otel-threads show support_thread_42 --through 00f067aa0ba902b7
+        otel-threads show support_thread_42 --format markdown > thread.md
     """
+    from otel_threads.markdown import thread_markdown
     from otel_threads.render import thread_detail
 
     def run() -> Any:
@@ -209,10 +224,67 @@ def show_cmd(
             raise ValueError(f"no thread {thread_id!r}") from None
 
     detail = _domain_errors(run)
-    if as_json:
+    if as_json or fmt == "json":
         _json_out(detail)
-        return
-    click.echo(thread_detail(detail))
+    elif fmt == "markdown":
+        click.echo(thread_markdown(detail), nl=False)
+    else:
+        click.echo(thread_detail(detail))
+
+
+@main.command("export")
+@click.argument("directory", metavar="DIR")
+@_source
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv", "jsonl"]),
+    default="parquet",
+    show_default=True,
+    help="File format of each view.",
+)
+@click.option("--after", metavar="TIME", help="Only threads active at or after TIME.")
+@click.option("--before", metavar="TIME", help="Only threads started at or before TIME.")
+@click.option("--project", help="Only this project.")
+@filter_options
+def export_cmd(
+    directory: str,
+    db: str | None,
+    url: str | None,
+    fmt: str,
+    after: str | None,
+    before: str | None,
+    project: str | None,
+    **filters: Any,
+) -> None:
+    """Write the views (threads, turns, llm_calls, messages, transcript) of the
+    threads the filters select into DIR, one file per view (DIR/<view>.<format>,
+    replaced if there). Works whether a collector holds the store or not.
+
+    \b
+    Example:
+        otel-threads export out/ --db chats.duckdb
+        otel-threads export refunds/ --search refund --format jsonl
+        duckdb -c "SELECT count(*) FROM 'out/turns.parquet'"
+    """
+    from otel_threads.export import export
+    from otel_threads.query import ThreadsQueryReq
+
+    found = thread_filter(**filters)
+
+    def run() -> Any:
+        req = ThreadsQueryReq(
+            project_id=project,
+            sortable_datetime_after=after,
+            sortable_datetime_before=before,
+            filter=found,
+        )
+        client = _client(db, url)
+        return export(client.arrow, directory, req, fmt)
+
+    counts = _domain_errors(run)
+    for view, rows in counts.items():
+        click.echo(f"{Path(directory) / f'{view}.{fmt}'}: {rows} rows")
 
 
 @main.command("sql")

@@ -19,6 +19,7 @@ import urllib.request
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from otel_threads import env
 from otel_threads.paging import (
@@ -38,7 +39,10 @@ from otel_threads.query import (
 )
 from otel_threads.store import connect, default_db_path, read_holder
 
-__all__ = ["ThreadsClient", "ThreadsClientError"]
+__all__ = ["ARROW_STREAM", "ThreadsClient", "ThreadsClientError"]
+
+#: The media type of an Arrow IPC stream (the API's ``POST /arrow`` answers with one).
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
 class ThreadsClientError(RuntimeError):
@@ -81,16 +85,21 @@ class ThreadsClient:
         return connect(self.path, read_only=True)
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
+        return json.loads(self._request_bytes(method, path, body))
+
+    def _request_bytes(
+        self, method: str, path: str, body: Any = None, accept: str = "application/json"
+    ) -> bytes:
         api = self._api()
         assert api is not None
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": "application/json", "Accept": accept}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(api + path, data=data, headers=headers, method=method)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
+                return resp.read()
         except urllib.error.HTTPError as err:
             try:
                 message = json.loads(err.read()).get("error", err.reason)
@@ -219,6 +228,29 @@ class ThreadsClient:
                 return [d[0] for d in cur.description or []], [list(r) for r in cur.fetchall()]
             except duckdb.Error as exc:  # read-only connection: writes are refused here
                 raise ValueError(str(exc)) from None
+
+    def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
+        """Read-only SQL, whole, as an Arrow table (``params`` for its ``?``). Through a
+        collector's API (``POST /arrow``) the answer is refused, not cut, past its size
+        limit (ValueError: narrow the statement). ``.to_pandas()`` makes a DataFrame."""
+        if self._api() is not None:
+            data = self._request_bytes(
+                "POST", "/arrow", {"sql": sql, "params": params or []}, ARROW_STREAM
+            )
+            return pa.ipc.open_stream(data).read_all()
+        with self._connection() as con:
+            try:
+                return con.sql(sql, params=params or None).to_arrow_table()
+            except duckdb.Error as exc:  # read-only connection: writes are refused here
+                raise ValueError(str(exc)) from None
+
+    def df(self, sql: str, params: list[Any] | None = None) -> Any:
+        """`arrow` as a pandas DataFrame (pandas must be installed)."""
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            raise ImportError("ThreadsClient.df needs pandas: pip install pandas") from None
+        return self.arrow(sql, params).to_pandas()
 
 
 def _join_pages(pages: list[ThreadDetail]) -> ThreadDetail:

@@ -55,6 +55,7 @@ __all__ = [
     "query_turn_spans",
     "thread_version",
     "threads_version",
+    "threads_where",
 ]
 
 
@@ -93,14 +94,9 @@ _PREVIEW = ", ".join(
 )
 
 
-def query_threads(
-    con: duckdb.DuckDBPyConnection,
-    req: ThreadsQueryReq,
-    page_sort: list[tuple[str, str]] | None = None,
-) -> ThreadsQueryRes:
-    """Run a threads query on a connection (read-only use). ``page_sort``, (field,
-    direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list).
-    first_input and last_output are previews of at most `PREVIEW_CHARS` characters."""
+def threads_where(req: ThreadsQueryReq) -> tuple[str, list[Any]]:
+    """The WHERE clause on the `threads` view that selects the threads ``req`` asks for
+    (all of them: '' ), and its parameters, in order."""
     where, params = [], []
     if req.thread_id_contains:
         where.append("strpos(lower(thread_id), lower(?)) > 0")
@@ -121,7 +117,18 @@ def query_threads(
         conds, values = req.filter.where()
         where += conds
         params += values
-    cond = f"WHERE {' AND '.join(where)}" if where else ""
+    return (f"WHERE {' AND '.join(where)}" if where else ""), params
+
+
+def query_threads(
+    con: duckdb.DuckDBPyConnection,
+    req: ThreadsQueryReq,
+    page_sort: list[tuple[str, str]] | None = None,
+) -> ThreadsQueryRes:
+    """Run a threads query on a connection (read-only use). ``page_sort``, (field,
+    direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list).
+    first_input and last_output are previews of at most `PREVIEW_CHARS` characters."""
+    cond, params = threads_where(req)
     sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
     for name, direction in sorts:
         if name not in PAGE_SORT or direction not in ("asc", "desc"):

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from otel_threads.markdown import cost_text
 from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage
 
 __all__ = [
@@ -77,6 +78,7 @@ def thread_rows(threads: Sequence[ThreadSchema], now: dt.datetime | None = None)
         "P50",
         "P99",
         "TOKENS",
+        "COST",
         "ERRORS",
         "FIRST INPUT",
     ]
@@ -89,12 +91,13 @@ def thread_rows(threads: Sequence[ThreadSchema], now: dt.datetime | None = None)
             duration(t.p50_turn_duration_ms),
             duration(t.p99_turn_duration_ms),
             (t.input_tokens or 0) + (t.output_tokens or 0),
+            cost_text(t.cost_usd, t.unpriced_call_count),
             t.error_turn_count,
             clip(t.first_input, 40),
         ]
         for t in threads
     ]
-    return table(headers, rows, right=(1, 4, 5, 6, 7))
+    return table(headers, rows, right=(1, 4, 5, 6, 7, 8))
 
 
 def turn_rows(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
@@ -202,7 +205,8 @@ def thread_detail(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
         f"thread {t.thread_id}  ·  {t.turn_count} turns  ·  started "
         f"{ago(t.start_time, now)}  ·  updated {ago(t.last_updated, now)}  ·  "
         f"p50 {duration(t.p50_turn_duration_ms)}  ·  "
-        f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens",
+        f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens  ·  "
+        f"cost {cost_text(t.cost_usd, t.unpriced_call_count)}",
         "",
         turn_rows(detail, now),
         "",

@@ -3,9 +3,10 @@ by collector.metrics), the web page.
 
 Reads run on their own cursors of the collector's database, next to the writer
 (`otel_threads.store.reads.Reads`: the handler gets that, not the collector).
-`/sql` runs one statement in a READ ONLY transaction on a database whose
-external access (files, ATTACH, extensions) is switched off: the database
-refuses writes, we do not parse SQL to guess them.
+`/sql` (JSON rows, cut to a size) and `/arrow` (an Arrow IPC stream, whole or
+refused; ``params`` for its ``?``) run one statement in a READ ONLY transaction on
+a database whose external access (files, ATTACH, extensions) is switched off: the
+database refuses writes, we do not parse SQL to guess them.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from otel_threads.client import ARROW_STREAM
 from otel_threads.collector.httpbase import BaseHandler
 from otel_threads.collector.readonly_sql import (
     SQL_CONCURRENCY,
     SQL_QUEUE_S,
     jsonable,
+    run_readonly_arrow,
     run_readonly_sql,
 )
 from otel_threads.paging import (
@@ -297,7 +300,7 @@ class ApiHandler(BaseHandler):
         if not self.authorized():
             return
         path = self.path.split("?", 1)[0]
-        if path not in ("/threads/query", "/sql"):
+        if path not in ("/threads/query", "/sql", "/arrow"):
             self._send(404, {"error": f"no such endpoint {path}"})
             return
         ok, body = self._json_body()
@@ -315,6 +318,12 @@ class ApiHandler(BaseHandler):
                 else:
                     if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
                         raise ValueError('send {"sql": "SELECT ..."}')
+                    unknown = sorted(set(body) - {"sql", "params"})
+                    if unknown or (path == "/sql" and "params" in body):
+                        raise ValueError(
+                            f"unknown field(s) {unknown or ['params']}; {path} takes sql"
+                            + (" and params" if path == "/arrow" else "")
+                        )
                     slots = self.sql_slots
                     if not slots.acquire(timeout=SQL_QUEUE_S):
                         self.reply_json(
@@ -327,9 +336,15 @@ class ApiHandler(BaseHandler):
                         )
                         return
                     try:
-                        payload = run_readonly_sql(con, body["sql"])
+                        if path == "/arrow":
+                            arrow = run_readonly_arrow(con, body["sql"], body.get("params"))
+                        else:
+                            payload = run_readonly_sql(con, body["sql"])
                     finally:
                         slots.release()
+                    if path == "/arrow":
+                        self.reply(200, arrow, ARROW_STREAM)
+                        return
         except (ValueError, TypeError) as exc:
             self._send(400, {"error": str(exc)})
             return

@@ -1,6 +1,7 @@
-"""Read-only SQL for `POST /sql`: one statement in a READ ONLY transaction, with a
-deadline that interrupts it, a cap on the tables it may plan, and an answer cut to a
-number of rows and bytes (the API listener, otel_threads.collector.api, serves it)."""
+"""Read-only SQL for `POST /sql` and `POST /arrow`: one statement in a READ ONLY
+transaction, with a deadline that interrupts it and a cap on the tables it may plan;
+/sql's answer (JSON rows) is cut to a number of rows and bytes, /arrow's (an Arrow IPC
+stream) is whole or refused (the API listener, otel_threads.collector.api, serves them)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import datetime as dt
 import decimal
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from otel_threads.store.errors import StoreClosed
 
 __all__ = [
+    "ARROW_MAX_BYTES",
     "SQL_CONCURRENCY",
     "SQL_MAX_BYTES",
     "SQL_MAX_ROWS",
@@ -24,6 +28,7 @@ __all__ = [
     "SQL_QUEUE_S",
     "SQL_TIMEOUT_S",
     "jsonable",
+    "run_readonly_arrow",
     "run_readonly_sql",
 ]
 
@@ -40,6 +45,9 @@ SQL_TIMEOUT_S = 30.0
 #: spilling past it); the next one waits up to SQL_QUEUE_S, then gets a 503.
 SQL_CONCURRENCY = 2
 SQL_QUEUE_S = 5.0
+#: Largest answer `/arrow` gives (whole: it is never cut); larger ones are refused.
+ARROW_MAX_BYTES = 256 << 20
+ARROW_BATCH_ROWS = 8192
 
 
 def jsonable(value: Any) -> Any:
@@ -59,16 +67,8 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def run_readonly_sql(
-    con: duckdb.DuckDBPyConnection,
-    sql: str,
-    max_rows: int = SQL_MAX_ROWS,
-    timeout_s: float = SQL_TIMEOUT_S,
-    max_bytes: int = SQL_MAX_BYTES,
-) -> dict[str, Any]:
-    """One statement in a READ ONLY transaction; ValueError for anything refused. The
-    answer holds at most ``max_rows`` rows and about ``max_bytes`` of values;
-    ``truncated`` says when it was cut."""
+def _checked(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """ValueError unless ``sql`` is one statement naming at most `SQL_MAX_TABLES` tables."""
     try:
         statements = con.extract_statements(sql)
     except duckdb.Error as exc:
@@ -81,12 +81,44 @@ def run_readonly_sql(
             f"the statement names {tables} tables; /sql plans at most "
             f"{SQL_MAX_TABLES} (planning is not interruptible)"
         )
+
+
+@contextlib.contextmanager
+def _read_only(con: duckdb.DuckDBPyConnection, sql: str, timeout_s: float) -> Iterator[None]:
+    """A READ ONLY transaction for ``sql`` (checked first), interrupted after
+    ``timeout_s``; DuckDB's errors come out as ValueError (StoreClosed when the store
+    closing stopped it)."""
+    _checked(con, sql)
     timer = threading.Timer(timeout_s, con.interrupt)
     con.execute("BEGIN TRANSACTION READ ONLY")
     timer.start()
+    try:
+        yield
+    except duckdb.InterruptException:
+        if not timer.finished.is_set():  # interrupted by the store closing, not the timer
+            raise StoreClosed("the query was stopped: the collector is stopping") from None
+        raise ValueError(f"the query ran longer than {timeout_s:g}s and was stopped") from None
+    except duckdb.Error as exc:
+        raise ValueError(str(exc)) from None
+    finally:
+        timer.cancel()
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+
+
+def run_readonly_sql(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    max_rows: int = SQL_MAX_ROWS,
+    timeout_s: float = SQL_TIMEOUT_S,
+    max_bytes: int = SQL_MAX_BYTES,
+) -> dict[str, Any]:
+    """One statement in a READ ONLY transaction; ValueError for anything refused. The
+    answer holds at most ``max_rows`` rows and about ``max_bytes`` of values;
+    ``truncated`` says when it was cut."""
     rows: list[list[Any]] = []
     truncated, size = False, 0
-    try:
+    with _read_only(con, sql, timeout_s):
         cur = con.execute(sql)
         columns = [d[0] for d in cur.description or []]
         while not truncated:
@@ -99,17 +131,46 @@ def run_readonly_sql(
                     truncated = True
                     break
                 rows.append(list(row))
-    except duckdb.InterruptException:
-        if not timer.finished.is_set():  # interrupted by the store closing, not the timer
-            raise StoreClosed("the query was stopped: the collector is stopping") from None
-        raise ValueError(f"the query ran longer than {timeout_s:g}s and was stopped") from None
-    except duckdb.Error as exc:
-        raise ValueError(str(exc)) from None
-    finally:
-        timer.cancel()
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
     return {"columns": columns, "rows": rows, "truncated": truncated}
+
+
+def _params(params: Any) -> list[Any]:
+    if params is None:
+        return []
+    if not isinstance(params, list):
+        raise ValueError("params must be a JSON list")
+    for value in params:
+        items = value if isinstance(value, list) else [value]
+        if not all(v is None or isinstance(v, str | int | float | bool) for v in items):
+            raise ValueError(
+                "each of params must be a string, number, boolean, null or a list of them"
+            )
+    return params
+
+
+def run_readonly_arrow(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: Any = None,
+    timeout_s: float = SQL_TIMEOUT_S,
+    max_bytes: int = ARROW_MAX_BYTES,
+) -> bytes:
+    """One statement (with ``params`` for its ``?``) in a READ ONLY transaction, whole, as
+    an Arrow IPC stream; ValueError for anything refused, or an answer past
+    ``max_bytes`` (nothing is cut: the caller narrows the statement)."""
+    values = _params(params)
+    sink = pa.BufferOutputStream()
+    with _read_only(con, sql, timeout_s):
+        reader = con.sql(sql, params=values or None).to_arrow_reader(ARROW_BATCH_ROWS)
+        with pa.ipc.new_stream(sink, reader.schema) as stream:
+            for batch in reader:
+                stream.write_batch(batch)
+                if sink.tell() > max_bytes:
+                    raise ValueError(
+                        f"the answer is larger than {max_bytes >> 20} MiB; narrow it "
+                        "(fewer threads or columns)"
+                    )
+    return sink.getvalue().to_pybytes()
 
 
 def _table_refs(con: duckdb.DuckDBPyConnection, sql: str) -> int:
