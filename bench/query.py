@@ -107,6 +107,44 @@ def main() -> None:
     print(f"one thread's transcript         {transcript:7.1f} ms")
     print(f"spans WHERE thread_id = ?       {thread_spans:7.1f} ms   (every span of a thread)")
     print(f"spans WHERE trace_id = ?        {trace_spans:7.1f} ms   (one turn's span tree)")
+    filters(con, args.rounds)
+
+
+#: (what, the filter, target ms): each measured as the web page and the CLI ask, the
+#: first 50 threads by last_updated with the total that match. The synthetic store's
+#: threads: user-N on every turn (5,000 users), app.version and db.system on every
+#: thread, one turn in 97 failed, LLM calls of gpt-4o-mini, no tools.
+FILTERS = [
+    ("text, common (every thread)", {"text": "answer"}, 300),
+    ("text, rare (one thread)", {"text": "Question 7 of thread 4242"}, 300),
+    ("text, none", {"text": "refund"}, 300),
+    ("text by role user", {"text": "question 3 ", "role": "user"}, 300),
+    ("has_error", {"has_error": True}, 100),
+    ("tool (none)", {"tool": "lookup_order"}, 100),
+    ("model gpt-4o*", {"model": "gpt-4o*"}, 100),
+    ("user_id (1 in 5,000)", {"user_id": "user-42"}, 100),
+    ("project", {"project": "bench"}, 100),
+    ("service_name", {"service_name": "bench-app"}, 100),
+    ("min_turns 5", {"min_turns": 5}, 100),
+    ("min_cost_usd", {"min_cost_usd": 0.0001}, 100),
+    ("attribute, every thread", {"attributes": {"app.version": "1.4.2"}}, 100),
+    ("attribute, 1 in 5,000", {"attributes": {"user.id": "user-42"}}, 100),
+    (
+        "three together",
+        {"has_error": True, "model": "gpt*", "attributes": {"db.system": "postgresql"}},
+        100,
+    ),
+]
+
+
+def filters(con: duckdb.DuckDBPyConnection, rounds: int) -> None:
+    """The threads filters (`ThreadFilter`), the first 50 matches and their total."""
+    print("\nfilters (first 50 by last_updated, and the total that match):")
+    for what, given, target in FILTERS:
+        req = ThreadsQueryReq(limit=50, filter=given)
+        total = query_threads(con, req).total
+        ms = median_ms(lambda req=req: query_threads(con, req), rounds)
+        print(f"  {what:32s} {ms:7.1f} ms  (target <= {target} ms)  {total:>7,} threads")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ROLES", "ThreadFilter"]
+__all__ = ["PARAMS", "ROLES", "ThreadFilter"]
 
 #: The roles `ThreadFilter.role` may name.
 ROLES = ("user", "assistant", "system", "tool")
@@ -25,6 +25,33 @@ MAX_CHARS = 256
 MAX_TEXT_CHARS = 1000
 #: The span attributes that name a tool a span ran (GenAI semconv, OpenInference).
 TOOL_ATTRIBUTES = ("gen_ai.tool.name", "tool.name")
+
+
+def _boolean(raw: str) -> bool:
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(raw)
+
+
+_PARSE = {"text": str, "true or false": _boolean, "an integer": int, "a number": float}
+#: URL parameter -> (ThreadFilter field, what it takes): the web page's list filters.
+PARAMS = {
+    "search": ("text", "text"),
+    "role": ("role", "text"),
+    "errors": ("has_error", "true or false"),
+    "tool": ("tool", "text"),
+    "model": ("model", "text"),
+    "user": ("user_id", "text"),
+    "project": ("project", "text"),
+    "service": ("service_name", "text"),
+    "min_turns": ("min_turns", "an integer"),
+    "max_turns": ("max_turns", "an integer"),
+    "min_cost": ("min_cost_usd", "a number"),
+    "max_cost": ("max_cost_usd", "a number"),
+    "attr": ("attributes", "KEY=VALUE"),
+}
 
 
 def _like_escaped(text: str) -> str:
@@ -144,6 +171,29 @@ class ThreadFilter:
         if unknown:
             raise ValueError(f"unknown filter field(s) {unknown}; known: {known}")
         return cls(**body)
+
+    @classmethod
+    def from_params(cls, query: dict[str, list[str]]) -> ThreadFilter | None:
+        """From URL parameters (the web page's list, `PARAMS`: the CLI's flags without
+        their dashes), taking them out of ``query``; None when none is given."""
+        fields: dict[str, Any] = {}
+        for param, (name, kind) in PARAMS.items():
+            values = query.pop(param, None)
+            if not values:
+                continue
+            if name == "attributes":
+                pairs = [v.partition("=") for v in values]
+                bad = [k for k, sep, _ in pairs if not sep or not k]
+                if bad:
+                    raise ValueError(f"attr takes KEY=VALUE, got {values[0][:80]!r}")
+                fields[name] = {k: v for k, _, v in pairs}
+                continue
+            raw = values[-1]
+            try:
+                fields[name] = _PARSE[kind](raw)
+            except ValueError:
+                raise ValueError(f"{param} must be {kind}, got {raw[:40]!r}") from None
+        return cls(**fields) if fields else None
 
     def to_json(self) -> dict[str, Any]:
         """The fields that are set (what `from_json` takes back)."""

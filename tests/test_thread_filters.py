@@ -284,3 +284,39 @@ def test_kept_attribute_values_follow_late_and_moved_spans(tmp_path):
     store.assert_kept_equals_scratch()
     assert _matching(store, attributes={"x": "y"}) == ["t3"]
     assert _matching(store, attributes={"session.id": "t2"}) == ["t2"]
+
+
+def _get(c: Collector, path: str, etag: str | None = None) -> tuple[int, object, str | None]:
+    headers = {"If-None-Match": etag} if etag else {}
+    req = urllib.request.Request(c.endpoints.api + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read()), resp.headers.get("ETag")
+    except urllib.error.HTTPError as e:
+        body = e.read()
+        return e.code, json.loads(body) if body else None, e.headers.get("ETag")
+
+
+def test_the_pages_list_takes_the_filters_as_url_parameters(served):
+    c, _ = served
+    status, body, tag = _get(c, "/ui/threads?search=refund&role=user&sort=thread_id:asc")
+    assert status == 200 and [t["thread_id"] for t in body["threads"]] == [
+        "refund-error",
+        "refund-tool",
+    ]
+    assert _get(c, "/ui/threads?search=refund&role=user&sort=thread_id:asc", tag)[0] == 304
+    # another filter is another answer, whatever the ETag sent
+    status, body, _ = _get(c, "/ui/threads?search=refund&role=assistant", tag)
+    assert status == 200 and [t["thread_id"] for t in body["threads"]] == ["chat"]
+    status, body, _ = _get(c, "/ui/threads?attr=tenant%3Dacme&attr=tags%3Dvip&errors=false")
+    assert [t["thread_id"] for t in body["threads"]] == ["refund-tool"]
+    status, body, _ = _get(c, "/ui/threads?min_turns=2&max_cost=100&model=gpt*&user=u2")
+    assert [t["thread_id"] for t in body["threads"]] == ["chat"]
+    for bad, says in [
+        ("errors=maybe", "errors must be true or false"),
+        ("min_turns=x", "min_turns must be an integer"),
+        ("attr=tenant", "attr takes KEY=VALUE"),
+        ("colour=red", "unknown parameter(s) ['colour']"),
+    ]:
+        status, body, _ = _get(c, f"/ui/threads?{bad}")
+        assert status == 400 and says in body["error"], bad

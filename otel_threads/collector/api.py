@@ -27,6 +27,7 @@ from otel_threads.collector.readonly_sql import (
     run_readonly_arrow,
     run_readonly_sql,
 )
+from otel_threads.filters import ThreadFilter
 from otel_threads.paging import (
     TRANSCRIPT_LIMIT,
     TURN_LIMIT,
@@ -105,8 +106,11 @@ def _wait_s(query: dict[str, list[str]]) -> float:
 
 
 def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tuple[str, str]]]:
-    """GET /ui/threads parameters: limit, offset, sort=FIELD:asc|desc, after, before, q."""
-    unknown = set(query) - {"limit", "offset", "sort", "after", "before", "q"}
+    """GET /ui/threads parameters: limit, offset, sort=FIELD:asc|desc, after, before, q
+    (in the thread id), and the threads filters (`ThreadFilter.from_params`)."""
+    rest = dict(query)  # (the ETag is of every parameter)
+    found = ThreadFilter.from_params(rest)
+    unknown = set(rest) - {"limit", "offset", "sort", "after", "before", "q"}
     if unknown:
         raise ValueError(f"unknown parameter(s) {sorted(unknown)}")
 
@@ -128,6 +132,7 @@ def _page_query(query: dict[str, list[str]]) -> tuple[ThreadsQueryReq, list[tupl
         sortable_datetime_after=one("after") or None,
         sortable_datetime_before=one("before") or None,
         thread_id_contains=one("q") or None,
+        filter=found,
     )
     return req, [(field, direction or "desc")]
 
