@@ -50,6 +50,8 @@ PAGE_SORT = {
     "first_input": "first_input",
     "last_output": "last_output",
     "span_count": "span_count",
+    "user_id": "user_id",
+    "project": "project",
 }
 
 

@@ -26,6 +26,14 @@ const state = {
 
 // -- small helpers ------------------------------------------------------------------
 
+// The URL follows the page's state (find.js syncUrl), at most every 300 ms: scrolling
+// the chat moves the active turn often, and browsers throttle history updates.
+let urlTimer = null;
+function syncUrlSoon() {
+  clearTimeout(urlTimer);
+  urlTimer = setTimeout(syncUrl, 300);
+}
+
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
@@ -132,7 +140,7 @@ function listParams() {
   if (state.windowSecs) {
     p.set("after", new Date(Date.now() - Number(state.windowSecs) * 1000).toISOString());
   }
-  return p;
+  return findParams(p); // the search and filter chips (find.js)
 }
 
 let listAsked = 0; // loadList calls so far
@@ -188,11 +196,27 @@ function threadRow(t) {
     el("td", { class: "num" }, duration(t.p50_turn_duration_ms)),
     el("td", { class: "num" }, duration(t.p99_turn_duration_ms)),
     el("td", { class: "num" }, number(tokens)),
+    costCell(t),
     el("td", { class: "num" + (t.error_turn_count ? " err" : " dim") }, number(t.error_turn_count)),
     el("td", { class: "num" + (t.fork_count ? "" : " dim") }, number(t.fork_count)),
+    el("td", { class: "dim", title: t.user_id || "" }, t.user_id || ""),
+    el("td", { class: "dim", title: t.project || "" }, t.project || ""),
     el("td", { title: oneLine(t.first_input, 2000) }, oneLine(t.first_input)),
     el("td", { title: oneLine(t.last_output, 2000), class: "dim" }, oneLine(t.last_output)),
   );
+}
+
+// A thread's known cost: "$0.0123" ("+": some calls have no known price), "—" for none.
+function costCell(t) {
+  if (t.cost_usd === null || t.cost_usd === undefined) {
+    const why = t.llm_call_count ? "no known price for its models" : "no LLM calls";
+    return el("td", { class: "num dim", title: why }, "—");
+  }
+  const text = t.cost_usd < 1 ? `$${t.cost_usd.toFixed(4)}` : `$${t.cost_usd.toFixed(2)}`;
+  const more = t.unpriced_call_count
+    ? `; ${t.unpriced_call_count} calls of no known price not counted` : "";
+  return el("td", { class: "num", title: `$${t.cost_usd}${more}` },
+    text + (t.unpriced_call_count ? "+" : ""));
 }
 
 function renderList(threads) {
@@ -202,7 +226,7 @@ function renderList(threads) {
   body.replaceChildren(...threads.map(threadRow));
   for (const row of body.rows) row.classList.toggle("selected", row.dataset.id === state.selected);
   wrap.scrollTop = scroll;
-  $("empty").hidden = threads.length > 0 || state.total > 0;
+  renderEmpty(threads.length);
 }
 
 function refreshTimes() {
@@ -367,6 +391,7 @@ async function openThread(id, through = null, keepView = false) {
   markTurn(state.turn);
   if (changed || !keepView) chat.scrollTop = 0;
   ensureVisible();
+  syncUrlSoon();
 }
 
 function closeDrawer() {
@@ -377,6 +402,7 @@ function closeDrawer() {
   for (const row of document.querySelectorAll("#threads tbody tr.selected")) {
     row.classList.remove("selected");
   }
+  syncUrlSoon();
 }
 
 function renderHeader(v) {
@@ -690,6 +716,7 @@ async function goToTurn(id, index) {
 
 function markTurn(id, reveal = true) {
   state.turn = id;
+  syncUrlSoon();
   for (const li of document.querySelectorAll("#d-turns .turn.active, #d-chat .turn-sec.active")) {
     li.classList.remove("active");
   }
@@ -785,6 +812,7 @@ function showThreadView() {
   $("d-thread").hidden = false;
   state.spansOf = null;
   ensureVisible();
+  syncUrlSoon();
 }
 
 async function openSpans(turnId) {
@@ -806,6 +834,7 @@ async function openSpans(turnId) {
   $("d-thread").hidden = true;
   $("d-spans").hidden = false;
   $("s-back").focus();
+  syncUrlSoon();
 }
 
 function renderSpanTree(spans) {
@@ -895,6 +924,7 @@ function toggleTheme() {
 }
 
 function onKey(event) {
+  if (onFindKey(event)) return; // /, j, k (find.js)
   const target = event.target;
   if (target && (target.tagName === "INPUT" || target.tagName === "SELECT")) return;
   if ($("drawer").hidden) return;
@@ -916,12 +946,14 @@ function init() {
   for (const th of document.querySelectorAll("#threads th")) {
     th.addEventListener("click", () => {
       const field = th.dataset.sort;
-      const textual = ["thread_id", "first_input", "last_output"].includes(field);
+      const textual = ["thread_id", "first_input", "last_output", "user_id", "project"]
+        .includes(field);
       state.sort = state.sort.field === field
         ? { field, dir: state.sort.dir === "desc" ? "asc" : "desc" }
         : { field, dir: textual ? "asc" : "desc" };
       state.offset = 0;
       loadList();
+      syncUrl();
     });
   }
   document.querySelector("#threads tbody").addEventListener("click", (event) => {
@@ -934,21 +966,27 @@ function init() {
   });
   $("q").addEventListener("input", () => {
     clearTimeout(typing);
-    typing = setTimeout(() => { state.q = $("q").value.trim(); state.offset = 0; loadList(); }, 200);
+    typing = setTimeout(() => {
+      state.q = $("q").value.trim(); state.offset = 0; loadList(); syncUrl();
+    }, 200);
   });
   $("window").addEventListener("change", () => {
-    state.windowSecs = $("window").value; state.offset = 0; loadList();
+    state.windowSecs = $("window").value; state.offset = 0; loadList(); syncUrl();
   });
   $("prev").addEventListener("click", () => {
-    state.offset = Math.max(0, state.offset - state.limit); loadList();
+    state.offset = Math.max(0, state.offset - state.limit); loadList(); syncUrl();
   });
-  $("next").addEventListener("click", () => { state.offset += state.limit; loadList(); });
+  $("next").addEventListener("click", () => {
+    state.offset += state.limit; loadList(); syncUrl();
+  });
   $("d-close").addEventListener("click", closeDrawer);
   $("s-back").addEventListener("click", showThreadView);
   $("d-chat").addEventListener("scroll", onChatScroll, { passive: true });
   $("d-turns").parentElement.addEventListener("scroll", onTurnsScroll, { passive: true });
   document.addEventListener("keydown", onKey);
+  const open = initFind(); // the state the URL holds (find.js)
   loadList();
+  reopen(open);
   setInterval(() => {
     if (!$("live").checked || document.hidden) return;
     loadList(true);
