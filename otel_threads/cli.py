@@ -9,9 +9,7 @@ running collector holds, they ask that collector. `collect` and `demo` live in
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
-import json
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -87,12 +85,9 @@ def _domain_errors(fn: Callable[[], Any]) -> Any:
 
 
 def _json_out(payload: Any) -> None:
-    def default(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
-        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    from otel_threads.json_out import dumps  # times in UTC with a Z, as the API's
 
-    click.echo(json.dumps(payload, default=default, ensure_ascii=False, indent=2))
+    click.echo(dumps(payload, indent=2))
 
 
 @main.command("threads")

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from otel_threads import env
+from otel_threads.json_out import dumps
 from otel_threads.paging import (
     MAX_TRANSCRIPT_LIMIT,
     MAX_TURN_LIMIT,
@@ -83,7 +84,7 @@ class ThreadsClient:
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         api = self._api()
         assert api is not None
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

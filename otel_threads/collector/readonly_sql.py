@@ -5,11 +5,7 @@ number of rows and bytes (the API listener, otel_threads.collector.api, serves i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as dt
-import decimal
 import threading
-import uuid
 from typing import Any
 
 import duckdb
@@ -23,7 +19,6 @@ __all__ = [
     "SQL_MAX_TABLES",
     "SQL_QUEUE_S",
     "SQL_TIMEOUT_S",
-    "jsonable",
     "run_readonly_sql",
 ]
 
@@ -40,23 +35,6 @@ SQL_TIMEOUT_S = 30.0
 #: spilling past it); the next one waits up to SQL_QUEUE_S, then gets a 503.
 SQL_CONCURRENCY = 2
 SQL_QUEUE_S = 5.0
-
-
-def jsonable(value: Any) -> Any:
-    """A value of a DuckDB row as JSON can carry it."""
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return str(value)
 
 
 def run_readonly_sql(

@@ -1,0 +1,98 @@
+"""The command line as a newcomer meets it: each mistake a new user made is one line
+that says what to do (no traceback, no DuckDB catalog error, no internal name), and
+the same answer whether the command reads a file or asks a collector."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from opentelemetry.trace import Status, StatusCode
+from stored_app import App
+
+from otel_threads import ThreadsClient, thread
+from otel_threads.cli import main as cli
+from otel_threads.collector.testing import running, sql
+from otel_threads.store import connect
+
+
+def one_line_error(result: Result) -> str:
+    """The error a command ended with: handled (no traceback), one line."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1, result.output
+    assert "Traceback" not in result.output and "Catalog Error" not in result.output
+    return errors[0]
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def empty_store(path: Path) -> str:
+    connect(str(path)).close()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A collector with one thread of three turns: ok, failed, still running."""
+    db = tmp_path_factory.mktemp("newcomer") / "served.duckdb"
+    with running(db, http=None) as c:
+        app = App()
+        with thread("t1"):
+            with app.tracer.start_as_current_span("ask"):
+                pass
+            with app.tracer.start_as_current_span("fail") as span:
+                span.set_status(Status(StatusCode.ERROR, "boom"))
+            with app.tracer.start_as_current_span("wait"):
+                with app.tracer.start_as_current_span("step"):
+                    pass
+        app.send(c, ["ask", "fail", "step"])  # "wait" not exported: its turn runs
+        assert sql(c, "SELECT count(*) FROM turns") == [(3,)]
+        yield c
+
+
+# 11: times in JSON carry their zone ----------------------------------------------------------
+
+
+def _zoned(text: str) -> bool:
+    return text.endswith("Z") and dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_json_times_carry_the_utc_zone_and_read_back_the_same(served):
+    url = served.endpoints.api
+    listed = json.loads(run("threads", "--url", url, "--json").output)["threads"][0]
+    assert _zoned(listed["start_time"]) and _zoned(listed["last_updated"])
+    shown = json.loads(run("show", "t1", "--url", url, "--json").output)
+    assert all(_zoned(t["start_time"]) for t in shown["turns"])
+    rows = json.loads(
+        run("sql", "SELECT max(start_time) AS t FROM turns", "--url", url, "--json").output
+    )
+    assert _zoned(rows[0]["t"])
+
+    def get(path: str, body: object = None) -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            url + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    assert _zoned(get("/threads/query", {})["threads"][0]["start_time"])
+    assert _zoned(get("/ui/threads")["threads"][0]["last_updated"])
+    detail = get("/threads/t1")
+    assert _zoned(detail["thread"]["start_time"]) and _zoned(detail["turns"][0]["end_time"])
+    turn = detail["turns"][0]["turn_id"]
+    assert _zoned(get(f"/threads/t1/turns/{turn}/spans")["spans"][0]["start_time"])
+    assert _zoned(get("/sql", {"sql": "SELECT max(end_time) AS t FROM turns"})["rows"][0][0])
+    # the client reads them back as the store holds them: naive UTC
+    stored = sql(served, "SELECT start_time, last_updated FROM threads")[0]
+    (thread_row,) = ThreadsClient(url).threads_query().threads
+    assert (thread_row.start_time, thread_row.last_updated) == stored
+    assert ThreadsClient(url).thread("t1").turns[0].start_time.tzinfo is None
