@@ -72,16 +72,37 @@ def _client(db: str | None, url: str | None):
     return ThreadsClient(url or db)
 
 
+def _no_store(path: str) -> str:
+    """The error for a store file that is not there: where to look instead."""
+    from otel_threads.store import DEFAULT_DB, DEMO_DB
+
+    missing = f"no otel-threads database at {path!r}"
+    if path == DEFAULT_DB and Path(DEMO_DB).is_file():
+        # `otel-threads demo` keeps its own file: it replaces it on every run
+        return f"{missing}; the demo wrote {DEMO_DB} here: add --db {DEMO_DB}"
+    return (
+        f"{missing}: start a collector that writes it (otel-threads collect --db {path}), "
+        "or give --db the file yours writes"
+    )
+
+
 def _domain_errors(fn: Callable[[], Any]) -> Any:
+    """``fn()``, with what can go wrong for a reader as one-line errors."""
+    import duckdb
+
     from otel_threads.client import ThreadsClientError
     from otel_threads.store import StoreLockedError
 
     try:
         return fn()
     except FileNotFoundError as exc:
+        if exc.filename:
+            raise click.ClickException(_no_store(str(exc.filename))) from None
         raise click.ClickException(exc.args[0] if exc.args else str(exc)) from None
     except (StoreLockedError, ThreadsClientError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except duckdb.Error as exc:  # what DuckDB says, on one line
+        raise click.ClickException(" ".join(str(exc).split())) from None
 
 
 def _json_out(payload: Any) -> None:
@@ -270,14 +291,14 @@ def prune_cmd(before: str, db: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None
     path = default_db_path(db)
-    if not Path(path).is_file():
-        raise click.ClickException(f"no otel-threads database at {path!r}")
     holder = read_holder(path)
     if holder is not None:
         raise click.ClickException(
             f"{path} is held by an otel-threads collector, PID {holder.pid}: it prunes its "
             "own file with --retention (or stop it first)"
         )
+    # a file that is no store is refused as it is (a writable open would make it one)
+    _domain_errors(lambda: connect(path, read_only=True).close())
     try:
         con = connect(path)
     except StoreLockedError as exc:

@@ -9,6 +9,7 @@ import json
 import urllib.request
 from pathlib import Path
 
+import duckdb
 import pytest
 from click.testing import CliRunner, Result
 from opentelemetry.trace import Status, StatusCode
@@ -56,6 +57,56 @@ def served(tmp_path_factory):
         app.send(c, ["ask", "fail", "step"])  # "wait" not exported: its turn runs
         assert sql(c, "SELECT count(*) FROM turns") == [(3,)]
         yield c
+
+
+# 1, 2: a file that is not a store ---------------------------------------------------
+
+
+READERS = [["threads"], ["show", "t1"], ["sql", "SELECT 1"], ["prune", "--before", "30d"]]
+
+
+@pytest.mark.parametrize("command", READERS)
+def test_a_duckdb_file_of_other_tables_is_not_a_store(tmp_path, command):
+    path = tmp_path / "other.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE orders (id INTEGER)")
+    error = one_line_error(run(*command, "--db", str(path)))
+    assert str(path) in error and "not an otel-threads store" in error
+    with duckdb.connect(str(path), read_only=True) as con:  # left as it was
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("orders",)]
+
+
+@pytest.mark.parametrize("content", [b"hello\n", b""])
+@pytest.mark.parametrize("command", READERS)
+def test_a_file_that_is_not_duckdb_is_one_line(tmp_path, command, content):
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    error = one_line_error(run(*command, "--db", str(path)))
+    assert str(path) in error and "not a DuckDB file" in error
+
+
+def test_a_folder_is_not_a_store(tmp_path):
+    error = one_line_error(run("threads", "--db", str(tmp_path)))
+    assert str(tmp_path) in error and "folder" in error
+
+
+# 5: the demo's file -------------------------------------------------------------------
+
+
+def test_without_a_store_threads_names_the_demos_file_when_there_is_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("OTEL_THREADS_DB", raising=False)
+    error = one_line_error(run("threads"))
+    assert "otel-threads.duckdb" in error and "otel-threads collect" in error
+    empty_store(tmp_path / "otel-threads-demo.duckdb")  # what `otel-threads demo` writes
+    for command in (["threads"], ["show", "support_thread_42"], ["sql", "SELECT 1"]):
+        error = one_line_error(run(*command))
+        assert "--db otel-threads-demo.duckdb" in error, error
+    assert not (tmp_path / "otel-threads.duckdb").exists()
+    assert run("threads", "--db", "otel-threads-demo.duckdb").exit_code == 0
+    # a file named on purpose gets no hint about the demo
+    error = one_line_error(run("threads", "--db", "mine.duckdb"))
+    assert "mine.duckdb" in error and "demo" not in error
 
 
 # 11: times in JSON carry their zone ----------------------------------------------------------
