@@ -34,6 +34,7 @@ from otel_threads.query import (
     ThreadSchema,
     ThreadsQueryReq,
     ThreadsQueryRes,
+    one_statement,
     query_thread,
     query_threads,
 )
@@ -210,11 +211,13 @@ class ThreadsClient:
         raise AssertionError("unreachable")
 
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
-        """Read-only SQL: (column names, rows). Writes are refused by the database."""
+        """One read-only SQL statement: (column names, rows). Writes are refused by the
+        database; none or several statements are a ValueError (`one_statement`)."""
         if self._api() is not None:
             out = self._request("POST", "/sql", {"sql": sql})
             return out["columns"], out["rows"]
         with self._connection() as con:
+            one_statement(con, sql)
             try:
                 cur = con.execute(sql)
                 return [d[0] for d in cur.description or []], [list(r) for r in cur.fetchall()]

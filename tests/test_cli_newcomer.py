@@ -90,6 +90,33 @@ def test_a_folder_is_not_a_store(tmp_path):
     assert str(tmp_path) in error and "folder" in error
 
 
+# 3, 4: SQL that is not one statement --------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "   ", ";"])
+def test_empty_sql_is_one_line_from_a_file_and_a_collector(tmp_path, served, text):
+    db = empty_store(tmp_path / "s.duckdb")
+    errors = {
+        one_line_error(run("sql", text, "--db", db)),
+        one_line_error(run("sql", text, "--url", served.endpoints.api)),
+    }
+    assert len(errors) == 1, errors
+    assert "no SQL statement" in errors.pop()
+
+
+def test_two_statements_are_refused_alike_from_a_file_and_a_collector(tmp_path, served):
+    db = empty_store(tmp_path / "s.duckdb")
+    errors = {
+        one_line_error(run("sql", "SELECT 1; SELECT 2", "--db", db)),
+        one_line_error(run("sql", "SELECT 1; SELECT 2", "--url", served.endpoints.api)),
+        one_line_error(run("sql", "SELECT 1; SELECT 2", "--db", served.config.db)),  # held
+    }
+    assert len(errors) == 1, errors
+    assert "one statement at a time" in errors.pop()
+    ok = run("sql", "SELECT 1 AS one;", "--db", db)  # one statement, a trailing ;
+    assert ok.exit_code == 0 and "1 row" in ok.output
+
+
 # 5: the demo's file -------------------------------------------------------------------
 
 

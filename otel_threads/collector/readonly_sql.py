@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from otel_threads.query import one_statement
 from otel_threads.store.errors import StoreClosed
 
 __all__ = [
@@ -47,12 +48,7 @@ def run_readonly_sql(
     """One statement in a READ ONLY transaction; ValueError for anything refused. The
     answer holds at most ``max_rows`` rows and about ``max_bytes`` of values;
     ``truncated`` says when it was cut."""
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise ValueError(f"SQL does not parse: {exc}") from None
-    if len(statements) != 1:
-        raise ValueError(f"send exactly one SQL statement, got {len(statements)}")
+    one_statement(con, sql)
     tables = _table_refs(con, sql)
     if tables > SQL_MAX_TABLES:
         raise ValueError(
