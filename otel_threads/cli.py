@@ -9,6 +9,7 @@ running collector holds, they ask that collector. `collect` and `demo` live in
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import sys
 from collections.abc import Callable
@@ -111,6 +112,21 @@ def _json_out(payload: Any) -> None:
     click.echo(dumps(payload, indent=2))
 
 
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """--after/--before: a time (ISO 8601, UTC unless it names a zone) or an age."""
+    if value is None:
+        return None
+    from otel_threads.store.retention import parse_before
+
+    try:
+        return parse_before(value)
+    except ValueError:
+        raise click.BadParameter(
+            "expected a time like 2026-11-20T00:00 or 2026-11-20 (ISO 8601, UTC unless it "
+            f"ends in Z or +01:00) or an age like 2d or 12h (that long ago), got {value!r}"
+        ) from None
+
+
 @main.command("threads")
 @_source
 @click.option(
@@ -126,9 +142,18 @@ def _json_out(payload: Any) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 @click.option(
-    "--after", metavar="TIME", help="Only threads active at or after TIME (ISO 8601, UTC)."
+    "--after",
+    metavar="TIME|AGE",
+    callback=_time,
+    help="Only threads active at or after TIME (ISO 8601, UTC: 2026-11-20T00:00) or "
+    "AGE ago (2d, 12h, 90m).",
 )
-@click.option("--before", metavar="TIME", help="Only threads started at or before TIME.")
+@click.option(
+    "--before",
+    metavar="TIME|AGE",
+    callback=_time,
+    help="Only threads started at or before TIME, or AGE ago.",
+)
 @click.option("--project", help="Only this project.")
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -138,8 +163,8 @@ def threads_cmd(
     sorts: tuple[str, ...],
     limit: int,
     offset: int,
-    after: str | None,
-    before: str | None,
+    after: dt.datetime | None,
+    before: dt.datetime | None,
     project: str | None,
     as_json: bool,
     **filters: Any,
@@ -151,6 +176,7 @@ def threads_cmd(
     Example:
         otel-threads threads --db chats.duckdb --sort turn_count:desc --limit 10
         otel-threads threads --url http://127.0.0.1:4319 --after 2026-11-20T00:00 --json
+        otel-threads threads --after 2d --sort turn_count:desc
         otel-threads threads --search refund --role user --tool lookup_order
         otel-threads threads --errors --model 'gpt-4o*' --attr tenant=acme
     """

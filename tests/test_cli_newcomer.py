@@ -136,6 +136,28 @@ def test_without_a_store_threads_names_the_demos_file_when_there_is_one(tmp_path
     assert "mine.duckdb" in error and "demo" not in error
 
 
+# 6: --after / --before ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--after", "--before"])
+def test_a_bad_time_names_the_flag_and_the_format(tmp_path, flag):
+    db = empty_store(tmp_path / "s.duckdb")
+    error = one_line_error(run("threads", "--db", db, flag, "yesterday"))
+    assert flag in error and "2026-11-20T00:00" in error and "'yesterday'" in error
+    assert "sortable_datetime" not in error
+
+
+def test_after_takes_an_iso_time_with_a_zone_or_an_age(served):
+    url = served.endpoints.api
+    for after in ("2000-01-01T00:00:00Z", "2000-01-01", "7d"):
+        out = run("threads", "--url", url, "--after", after, "--json")
+        assert out.exit_code == 0 and json.loads(out.output)["total"] == 1, out.output
+    assert json.loads(run("threads", "--url", url, "--before", "1d", "--json").output) == {
+        "threads": [],
+        "total": 0,
+    }
+
+
 # 11: times in JSON carry their zone ----------------------------------------------------------
 
 
