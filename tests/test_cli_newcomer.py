@@ -158,6 +158,27 @@ def test_after_takes_an_iso_time_with_a_zone_or_an_age(served):
     }
 
 
+# 8: collect --help -----------------------------------------------------------------------
+
+
+def test_collect_help_names_what_each_option_takes():
+    out = run("collect", "--help").output
+    assert "VALUE" not in out
+    for option in (
+        "--db PATH",
+        "--grpc HOST:PORT",
+        "--http HOST:PORT",
+        "--api HOST:PORT",
+        "--tls-cert PATH",
+        "--max-request-bytes SIZE",
+        "--memory-limit SIZE",
+        "--client-timeout SECONDS",
+        "--retention AGE",
+    ):
+        assert option in out, option
+    assert "port 0 picks a free one" in " ".join(out.split())
+
+
 # 11: times in JSON carry their zone ----------------------------------------------------------
 
 
