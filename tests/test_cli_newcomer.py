@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -156,6 +160,66 @@ def test_after_takes_an_iso_time_with_a_zone_or_an_age(served):
         "threads": [],
         "total": 0,
     }
+
+
+# 7: collect on an address in use -------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["--grpc", "--http", "--api"])
+def test_collect_on_an_address_in_use_is_one_line_and_leaves_no_file(tmp_path, flag):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        listen = {"--grpc": "127.0.0.1:0", "--http": "off", "--api": "off", flag: address}
+        db = tmp_path / "new.duckdb"
+        args = ["--db", str(db), *[x for kv in listen.items() for x in kv]]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        done = subprocess.run(
+            [sys.executable, "-m", "otel_threads.cli", "collect", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert address in lines[0] and flag in lines[0] and "in use" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("taken_by", ["grpc", "http"])
+def test_a_start_that_fails_after_the_check_removes_the_file_it_made(
+    tmp_path, monkeypatch, taken_by
+):
+    """The port taken between the check and the listener's bind: the listener's own
+    error, in the same words, and the file just made is gone."""
+    from otel_threads.collector import Collector, Config
+    from otel_threads.collector import app as collector_app
+
+    monkeypatch.setattr(collector_app, "check_free", lambda address, flag: None)
+    db = tmp_path / "new.duckdb"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = {"grpc": ("127.0.0.1", 0), "http": None, taken_by: taken.getsockname()}
+        collector = Collector(Config(db=str(db), parse_workers=0, api=None, **listen))
+        with pytest.raises(OSError, match=f"--{taken_by}\\): the address is in use"):
+            collector.start()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_failed_start_keeps_a_store_that_was_there(tmp_path):
+    db = empty_store(tmp_path / "mine.duckdb")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        out = run("collect", "--db", db, "--grpc", address, "--http", "off", "--api", "off")
+    assert "in use" in one_line_error(out)
+    assert Path(db).is_file()
 
 
 # 8: collect --help -----------------------------------------------------------------------
