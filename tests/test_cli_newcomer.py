@@ -243,6 +243,23 @@ def test_collect_help_names_what_each_option_takes():
     assert "port 0 picks a free one" in " ".join(out.split())
 
 
+# 9: the status of a turn -----------------------------------------------------------------
+
+
+def test_show_says_ok_error_running_and_the_json_keeps_the_stored_status(served):
+    url = served.endpoints.api
+    out = run("show", "t1", "--url", url)
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    header = next(line for line in lines if line.startswith("#"))
+    rows = lines[lines.index(header) + 1 : lines.index(header) + 4]
+    column = header.index("STATUS")
+    assert [row[column:].split()[0] for row in rows] == ["ok", "error", "running"], out.output
+    assert "UNSET" not in out.output
+    turns = json.loads(run("show", "t1", "--url", url, "--json").output)["turns"]
+    assert [t["status_code"] for t in turns[:2]] == ["UNSET", "ERROR"]
+
+
 # 11: times in JSON carry their zone ----------------------------------------------------------
 
 
