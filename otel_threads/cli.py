@@ -242,13 +242,14 @@ def show_cmd(
         otel-threads show support_thread_42 --db chats.duckdb
         otel-threads show support_thread_42 --through 00f067aa0ba902b7
     """
+    from otel_threads.client import ThreadNotFoundError
     from otel_threads.render import thread_detail
 
     def run() -> Any:
         try:
             return _client(db, url).thread(thread_id, through_turn=through)
-        except KeyError:
-            raise ValueError(f"no thread {thread_id!r}") from None
+        except ThreadNotFoundError as exc:
+            raise ValueError(f"{exc}: otel-threads threads lists the threads there") from None
 
     detail = _domain_errors(run)
     if as_json:

@@ -2,7 +2,7 @@
 
     client = ThreadsClient("otel-threads.duckdb")     # or "http://127.0.0.1:4319"
     res = client.threads_query(ThreadsQueryReq(limit=20))
-    detail = client.thread("support_thread_42")
+    detail = client.thread("support_thread_42")     # ThreadNotFoundError if unknown
 
 Given a file that a running collector holds, the client asks that collector's API
 (DuckDB allows one writing process per file, and readers must not block it).
@@ -40,7 +40,7 @@ from otel_threads.query import (
 )
 from otel_threads.store import connect, default_db_path, read_holder
 
-__all__ = ["ThreadsClient", "ThreadsClientError"]
+__all__ = ["ThreadNotFoundError", "ThreadsClient", "ThreadsClientError"]
 
 
 class ThreadsClientError(RuntimeError):
@@ -49,6 +49,20 @@ class ThreadsClientError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ThreadNotFoundError(ThreadsClientError, KeyError):
+    """No thread has the id asked for: raised alike from a file and over HTTP (where
+    ``GET /threads/{id}`` answers 404). A `ThreadsClientError` (``status`` 404) and a
+    `KeyError` (so a `LookupError`); ``thread_id`` is the id, the message one line:
+    "no thread 'x' in otel-threads.duckdb"."""
+
+    def __init__(self, thread_id: str, where: str) -> None:
+        super().__init__(f"no thread {thread_id!r} in {where}", 404)
+        self.thread_id = thread_id
+
+    def __str__(self) -> str:  # the message as it is (KeyError's would quote it)
+        return str(self.args[0])
 
 
 class ThreadsClient:
@@ -118,7 +132,8 @@ class ThreadsClient:
             return query_threads(con, req)
 
     def thread(self, thread_id: str, through_turn: str | None = None) -> ThreadDetail:
-        """One thread: its row, turns, forks and transcript. KeyError when unknown.
+        """One thread: its row, turns, forks and transcript. `ThreadNotFoundError` (a
+        `KeyError`) when no thread has this id, from a file and over HTTP alike.
 
         The transcript follows the current branch (the one ending at the newest
         turn), or the branch through ``through_turn`` (ValueError when that is not
@@ -129,7 +144,7 @@ class ThreadsClient:
         with self._connection() as con:
             detail = query_thread(con, thread_id, through_turn)
         if detail is None:
-            raise KeyError(thread_id)
+            raise ThreadNotFoundError(thread_id, str(self.path))
         return detail
 
     def thread_page(
@@ -144,7 +159,8 @@ class ThreadsClient:
     ) -> ThreadDetail:
         """A page of one thread (``GET /threads/{id}``; `query_thread_page` says what it
         holds): ``.page`` has the totals and, in ``.page.next``, the parameters of the
-        next page. KeyError when the thread is unknown, ValueError for a bad parameter."""
+        next page. `ThreadNotFoundError` (a `KeyError`) when the thread is unknown,
+        ValueError for a bad parameter."""
         if self._api() is not None:
             params: dict[str, Any] = {
                 "turn_offset": turn_offset,
@@ -163,7 +179,7 @@ class ThreadsClient:
                 return ThreadDetail.from_dict(self._request("GET", path))
             except ThreadsClientError as err:
                 if err.status == 404:
-                    raise KeyError(thread_id) from None
+                    raise ThreadNotFoundError(thread_id, str(self.url or self.path)) from None
                 raise
         with self._connection() as con:
             detail = query_thread_page(
@@ -176,7 +192,7 @@ class ThreadsClient:
                 transcript_limit=transcript_limit,
             )
         if detail is None:
-            raise KeyError(thread_id)
+            raise ThreadNotFoundError(thread_id, str(self.path))
         return detail
 
     def _whole_thread(

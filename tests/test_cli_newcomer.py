@@ -260,6 +260,28 @@ def test_show_says_ok_error_running_and_the_json_keeps_the_stored_status(served)
     assert [t["status_code"] for t in turns[:2]] == ["UNSET", "ERROR"]
 
 
+# 10: a thread that is not there ------------------------------------------------------------
+
+
+def test_an_unknown_thread_is_the_same_documented_error_from_a_file_and_a_url(tmp_path, served):
+    from otel_threads import ThreadNotFoundError, ThreadsClientError
+
+    db = empty_store(tmp_path / "s.duckdb")
+    for client in (ThreadsClient(db), ThreadsClient(served.endpoints.api)):
+        for read in (client.thread, client.thread_page):
+            with pytest.raises(ThreadNotFoundError) as caught:
+                read("nope")
+            err = caught.value
+            assert isinstance(err, KeyError) and isinstance(err, LookupError)
+            assert isinstance(err, ThreadsClientError)
+            assert err.thread_id == "nope" and err.status == 404
+            assert str(err).startswith("no thread 'nope'") and "\n" not in str(err)
+    assert "ThreadNotFoundError" in (ThreadsClient.thread.__doc__ or "")
+    for source in (["--db", db], ["--url", served.endpoints.api]):
+        error = one_line_error(run("show", "nope", *source))
+        assert "no thread 'nope'" in error and "otel-threads threads" in error
+
+
 # 11: times in JSON carry their zone ----------------------------------------------------------
 
 
