@@ -47,7 +47,7 @@ while True:
 """
 WHOLE = """
 import json, sys, time
-from otel_threads.collector.readonly_sql import jsonable as _jsonable
+from otel_threads.json_out import dumps
 from otel_threads.query import query_thread
 from otel_threads.store import connect
 
@@ -64,8 +64,7 @@ for _ in range(int(sys.argv[2])):
         f.write("5")
     before = rss("VmRSS")
     started = time.perf_counter()
-    body = json.dumps(query_thread(con, sys.argv[3]), default=_jsonable,
-                      ensure_ascii=False).encode()
+    body = dumps(query_thread(con, sys.argv[3])).encode()
     took = time.perf_counter() - started
     out.append([took, len(body), rss("VmHWM") - before])
     del body

@@ -19,7 +19,7 @@ from otel_threads.processor import ThreadSpanProcessor
 
 if TYPE_CHECKING:
     from otel_threads.bootstrap import Configured, configure
-    from otel_threads.client import ThreadsClient
+    from otel_threads.client import ThreadNotFoundError, ThreadsClient, ThreadsClientError
     from otel_threads.exporter import DuckDBLogExporter, DuckDBSpanExporter
     from otel_threads.filters import ThreadFilter
     from otel_threads.schemas import (
@@ -45,9 +45,11 @@ __all__ = [
     "ThreadContext",
     "ThreadDetail",
     "ThreadFilter",
+    "ThreadNotFoundError",
     "ThreadSchema",
     "ThreadSpanProcessor",
     "ThreadsClient",
+    "ThreadsClientError",
     "ThreadsQueryReq",
     "ThreadsQueryRes",
     "TranscriptMessage",
@@ -66,6 +68,8 @@ _LAZY = {
     "DuckDBLogExporter": "otel_threads.exporter",
     "StoreLockedError": "otel_threads.store",
     "ThreadsClient": "otel_threads.client",
+    "ThreadsClientError": "otel_threads.client",
+    "ThreadNotFoundError": "otel_threads.client",
     "ThreadFilter": "otel_threads.filters",
     **dict.fromkeys(
         (

@@ -9,9 +9,8 @@ running collector holds, they ask that collector. `collect` and `demo` live in
 from __future__ import annotations
 
 import csv
-import dataclasses
+import datetime as dt
 import io
-import json
 import sys
 from collections.abc import Callable
 from importlib import import_module
@@ -74,25 +73,58 @@ def _client(db: str | None, url: str | None):
     return ThreadsClient(url or db)
 
 
+def _no_store(path: str) -> str:
+    """The error for a store file that is not there: where to look instead."""
+    from otel_threads.store import DEFAULT_DB, DEMO_DB
+
+    missing = f"no otel-threads database at {path!r}"
+    if path == DEFAULT_DB and Path(DEMO_DB).is_file():
+        # `otel-threads demo` keeps its own file: it replaces it on every run
+        return f"{missing}; the demo wrote {DEMO_DB} here: add --db {DEMO_DB}"
+    return (
+        f"{missing}: start a collector that writes it (otel-threads collect --db {path}), "
+        "or give --db the file yours writes"
+    )
+
+
 def _domain_errors(fn: Callable[[], Any]) -> Any:
+    """``fn()``, with what can go wrong for a reader as one-line errors."""
+    import duckdb
+
     from otel_threads.client import ThreadsClientError
     from otel_threads.store import StoreLockedError
 
     try:
         return fn()
     except FileNotFoundError as exc:
+        if exc.filename:
+            raise click.ClickException(_no_store(str(exc.filename))) from None
         raise click.ClickException(exc.args[0] if exc.args else str(exc)) from None
     except (StoreLockedError, ThreadsClientError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    except duckdb.Error as exc:  # what DuckDB says, on one line
+        raise click.ClickException(" ".join(str(exc).split())) from None
 
 
 def _json_out(payload: Any) -> None:
-    def default(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
-        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    from otel_threads.json_out import dumps  # times in UTC with a Z, as the API's
 
-    click.echo(json.dumps(payload, default=default, ensure_ascii=False, indent=2))
+    click.echo(dumps(payload, indent=2))
+
+
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """--after/--before: a time (ISO 8601, UTC unless it names a zone) or an age."""
+    if value is None:
+        return None
+    from otel_threads.store.retention import parse_before
+
+    try:
+        return parse_before(value)
+    except ValueError:
+        raise click.BadParameter(
+            "expected a time like 2026-11-20T00:00 or 2026-11-20 (ISO 8601, UTC unless it "
+            f"ends in Z or +01:00) or an age like 2d or 12h (that long ago), got {value!r}"
+        ) from None
 
 
 @main.command("threads")
@@ -110,9 +142,18 @@ def _json_out(payload: Any) -> None:
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
 @click.option(
-    "--after", metavar="TIME", help="Only threads active at or after TIME (ISO 8601, UTC)."
+    "--after",
+    metavar="TIME|AGE",
+    callback=_time,
+    help="Only threads active at or after TIME (ISO 8601, UTC: 2026-11-20T00:00) or "
+    "AGE ago (2d, 12h, 90m).",
 )
-@click.option("--before", metavar="TIME", help="Only threads started at or before TIME.")
+@click.option(
+    "--before",
+    metavar="TIME|AGE",
+    callback=_time,
+    help="Only threads started at or before TIME, or AGE ago.",
+)
 @click.option("--project", help="Only this project.")
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -122,8 +163,8 @@ def threads_cmd(
     sorts: tuple[str, ...],
     limit: int,
     offset: int,
-    after: str | None,
-    before: str | None,
+    after: dt.datetime | None,
+    before: dt.datetime | None,
     project: str | None,
     as_json: bool,
     **filters: Any,
@@ -135,6 +176,7 @@ def threads_cmd(
     Example:
         otel-threads threads --db chats.duckdb --sort turn_count:desc --limit 10
         otel-threads threads --url http://127.0.0.1:4319 --after 2026-11-20T00:00 --json
+        otel-threads threads --after 2d --sort turn_count:desc
         otel-threads threads --search refund --role user --tool lookup_order
         otel-threads threads --errors --model 'gpt-4o*' --attr tenant=acme
     """
@@ -214,14 +256,15 @@ def show_cmd(
         otel-threads show support_thread_42 --through 00f067aa0ba902b7
         otel-threads show support_thread_42 --format markdown > thread.md
     """
+    from otel_threads.client import ThreadNotFoundError
     from otel_threads.markdown import thread_markdown
     from otel_threads.render import thread_detail
 
     def run() -> Any:
         try:
             return _client(db, url).thread(thread_id, through_turn=through)
-        except KeyError:
-            raise ValueError(f"no thread {thread_id!r}") from None
+        except ThreadNotFoundError as exc:
+            raise ValueError(f"{exc}: otel-threads threads lists the threads there") from None
 
     detail = _domain_errors(run)
     if as_json or fmt == "json":
@@ -347,14 +390,14 @@ def prune_cmd(before: str, db: str | None) -> None:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--before") from None
     path = default_db_path(db)
-    if not Path(path).is_file():
-        raise click.ClickException(f"no otel-threads database at {path!r}")
     holder = read_holder(path)
     if holder is not None:
         raise click.ClickException(
             f"{path} is held by an otel-threads collector, PID {holder.pid}: it prunes its "
             "own file with --retention (or stop it first)"
         )
+    # a file that is no store is refused as it is (a writable open would make it one)
+    _domain_errors(lambda: connect(path, read_only=True).close())
     try:
         con = connect(path)
     except StoreLockedError as exc:

@@ -2,7 +2,7 @@
 
     client = ThreadsClient("otel-threads.duckdb")     # or "http://127.0.0.1:4319"
     res = client.threads_query(ThreadsQueryReq(limit=20))
-    detail = client.thread("support_thread_42")
+    detail = client.thread("support_thread_42")     # ThreadNotFoundError if unknown
 
 Given a file that a running collector holds, the client asks that collector's API
 (DuckDB allows one writing process per file, and readers must not block it).
@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from otel_threads import env
+from otel_threads.json_out import dumps
 from otel_threads.paging import (
     MAX_TRANSCRIPT_LIMIT,
     MAX_TURN_LIMIT,
@@ -34,12 +35,13 @@ from otel_threads.query import (
     ThreadSchema,
     ThreadsQueryReq,
     ThreadsQueryRes,
+    one_statement,
     query_thread,
     query_threads,
 )
 from otel_threads.store import connect, default_db_path, read_holder
 
-__all__ = ["ARROW_STREAM", "ThreadsClient", "ThreadsClientError"]
+__all__ = ["ARROW_STREAM", "ThreadNotFoundError", "ThreadsClient", "ThreadsClientError"]
 
 #: The media type of an Arrow IPC stream (the API's ``POST /arrow`` answers with one).
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -51,6 +53,20 @@ class ThreadsClientError(RuntimeError):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ThreadNotFoundError(ThreadsClientError, KeyError):
+    """No thread has the id asked for: raised alike from a file and over HTTP (where
+    ``GET /threads/{id}`` answers 404). A `ThreadsClientError` (``status`` 404) and a
+    `KeyError` (so a `LookupError`); ``thread_id`` is the id, the message one line:
+    "no thread 'x' in otel-threads.duckdb"."""
+
+    def __init__(self, thread_id: str, where: str) -> None:
+        super().__init__(f"no thread {thread_id!r} in {where}", 404)
+        self.thread_id = thread_id
+
+    def __str__(self) -> str:  # the message as it is (KeyError's would quote it)
+        return str(self.args[0])
 
 
 class ThreadsClient:
@@ -92,7 +108,7 @@ class ThreadsClient:
     ) -> bytes:
         api = self._api()
         assert api is not None
-        data = None if body is None else json.dumps(body).encode()
+        data = None if body is None else dumps(body).encode()
         headers = {"Content-Type": "application/json", "Accept": accept}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
@@ -125,7 +141,8 @@ class ThreadsClient:
             return query_threads(con, req)
 
     def thread(self, thread_id: str, through_turn: str | None = None) -> ThreadDetail:
-        """One thread: its row, turns, forks and transcript. KeyError when unknown.
+        """One thread: its row, turns, forks and transcript. `ThreadNotFoundError` (a
+        `KeyError`) when no thread has this id, from a file and over HTTP alike.
 
         The transcript follows the current branch (the one ending at the newest
         turn), or the branch through ``through_turn`` (ValueError when that is not
@@ -136,7 +153,7 @@ class ThreadsClient:
         with self._connection() as con:
             detail = query_thread(con, thread_id, through_turn)
         if detail is None:
-            raise KeyError(thread_id)
+            raise ThreadNotFoundError(thread_id, str(self.path))
         return detail
 
     def thread_page(
@@ -151,7 +168,8 @@ class ThreadsClient:
     ) -> ThreadDetail:
         """A page of one thread (``GET /threads/{id}``; `query_thread_page` says what it
         holds): ``.page`` has the totals and, in ``.page.next``, the parameters of the
-        next page. KeyError when the thread is unknown, ValueError for a bad parameter."""
+        next page. `ThreadNotFoundError` (a `KeyError`) when the thread is unknown,
+        ValueError for a bad parameter."""
         if self._api() is not None:
             params: dict[str, Any] = {
                 "turn_offset": turn_offset,
@@ -170,7 +188,7 @@ class ThreadsClient:
                 return ThreadDetail.from_dict(self._request("GET", path))
             except ThreadsClientError as err:
                 if err.status == 404:
-                    raise KeyError(thread_id) from None
+                    raise ThreadNotFoundError(thread_id, str(self.url or self.path)) from None
                 raise
         with self._connection() as con:
             detail = query_thread_page(
@@ -183,7 +201,7 @@ class ThreadsClient:
                 transcript_limit=transcript_limit,
             )
         if detail is None:
-            raise KeyError(thread_id)
+            raise ThreadNotFoundError(thread_id, str(self.path))
         return detail
 
     def _whole_thread(
@@ -218,11 +236,13 @@ class ThreadsClient:
         raise AssertionError("unreachable")
 
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
-        """Read-only SQL: (column names, rows). Writes are refused by the database."""
+        """One read-only SQL statement: (column names, rows). Writes are refused by the
+        database; none or several statements are a ValueError (`one_statement`)."""
         if self._api() is not None:
             out = self._request("POST", "/sql", {"sql": sql})
             return out["columns"], out["rows"]
         with self._connection() as con:
+            one_statement(con, sql)
             try:
                 cur = con.execute(sql)
                 return [d[0] for d in cur.description or []], [list(r) for r in cur.fetchall()]

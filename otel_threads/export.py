@@ -12,8 +12,6 @@ In CSV a list or struct value is written as JSON; in CSV and JSON Lines a time i
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from otel_threads.json_out import dumps, utc_iso
 from otel_threads.query import ThreadsQueryReq, threads_where
 
 __all__ = ["FORMATS", "VIEWS", "export"]
@@ -123,22 +122,7 @@ class _Writer:
             if self._file is None:
                 self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 (closed on exit)
             for row in table.to_pylist():
-                self._file.write(json.dumps(row, default=_json_value, ensure_ascii=False) + "\n")
-
-
-def _iso(value: dt.datetime) -> str:
-    """A stored time (naive UTC) in ISO 8601 with its zone."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return _iso(value)
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    return str(value)
+                self._file.write(dumps(row) + "\n")
 
 
 def _flat(table: pa.Table) -> pa.Table:
@@ -147,14 +131,11 @@ def _flat(table: pa.Table) -> pa.Table:
     for field, column in zip(table.schema, table.columns, strict=True):
         kind = field.type
         if pa.types.is_nested(kind):
-            values = [
-                None if v is None else json.dumps(v, default=_json_value, ensure_ascii=False)
-                for v in column.to_pylist()
-            ]
+            values = [None if v is None else dumps(v) for v in column.to_pylist()]
             column = pa.array(values, pa.string())
         elif pa.types.is_timestamp(kind):
             column = pa.array(
-                [None if v is None else _iso(v) for v in column.to_pylist()], pa.string()
+                [None if v is None else utc_iso(v) for v in column.to_pylist()], pa.string()
             )
         elif isinstance(kind, pa.ExtensionType):  # JSON text
             column = column.cast(kind.storage_type)

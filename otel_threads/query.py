@@ -50,6 +50,7 @@ __all__ = [
     "TurnSchema",
     "branch_through",
     "etag",
+    "one_statement",
     "query_thread",
     "query_threads",
     "query_turn_spans",
@@ -246,6 +247,21 @@ def threads_version(con: duckdb.DuckDBPyConnection) -> str | None:
     except duckdb.CatalogException:
         return None
     return f"{build}.{version}.{count}"
+
+
+def one_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Check that ``sql`` is one SQL statement: ValueError, one line, for none (empty,
+    blank, only ``;``), for several, and for text that does not parse. Ad-hoc SQL runs
+    one statement at a time from a file and over HTTP alike (`ThreadsClient.sql`,
+    ``POST /sql``): several would answer only the last one's rows."""
+    try:
+        count = len(con.extract_statements(sql))
+    except duckdb.Error as exc:
+        raise ValueError(f"SQL does not parse: {exc}") from None
+    if count == 0:
+        raise ValueError("no SQL statement given: give one, e.g. SELECT count(*) FROM threads")
+    if count > 1:
+        raise ValueError(f"{count} SQL statements given: run one statement at a time")
 
 
 def etag(version: str, *request: Any) -> str:

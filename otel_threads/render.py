@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from otel_threads.markdown import cost_text
-from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage
+from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage, TurnSchema
 
 __all__ = [
     "ago",
@@ -20,6 +20,7 @@ __all__ = [
     "thread_detail",
     "thread_rows",
     "turn_rows",
+    "turn_status",
 ]
 
 
@@ -100,6 +101,15 @@ def thread_rows(threads: Sequence[ThreadSchema], now: dt.datetime | None = None)
     return table(headers, rows, right=(1, 4, 5, 6, 7, 8))
 
 
+def turn_status(turn: TurnSchema) -> str:
+    """What a person reads for a turn's status: running (no end time yet), error (a
+    span of it failed), else ok. The stored ``status_code`` (UNSET, OK, ERROR: the turn
+    span's own) stays as it is in the JSON."""
+    if turn.is_running or turn.end_time is None:
+        return "running"
+    return "error" if turn.has_error or turn.status_code == "ERROR" else "ok"
+
+
 def turn_rows(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
     """The turns; in a thread with forks, a BRANCH column marks the turns of the branch
     shown (●) and the others (○), and where each fork is (⑂ N: N answers)."""
@@ -110,13 +120,12 @@ def turn_rows(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
         headers.insert(2, "BRANCH")
     rows = []
     for t in detail.turns:
-        status = "running" if t.is_running else ("error" if t.has_error else t.status_code)
         row: list[Any] = [
             t.turn_index,
             t.turn_id,
             ago(t.start_time, now),
             duration(t.duration_ms),
-            status,
+            turn_status(t),
             t.span_count,
             t.llm_call_count,
             (t.input_tokens or 0) + (t.output_tokens or 0),

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otel_threads.filters import ThreadFilter
+from otel_threads.json_out import parse_utc, utc_iso
 
 __all__ = [
     "MAX_LIMIT",
@@ -74,7 +75,7 @@ def _as_datetime(value: Any, name: str) -> dt.datetime | None:
         result = value
     elif isinstance(value, str):
         try:
-            result = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            return parse_utc(value)
         except ValueError:
             raise ValueError(f"{name} must be an ISO 8601 datetime, got {value!r}") from None
     else:
@@ -158,7 +159,7 @@ class ThreadsQueryReq:
         out = dataclasses.asdict(self)
         for key in ("sortable_datetime_after", "sortable_datetime_before"):
             if out[key] is not None:
-                out[key] = out[key].isoformat()
+                out[key] = utc_iso(out[key])
         out["filter"] = self.filter.to_json() if self.filter is not None else None
         return out
 
@@ -167,13 +168,14 @@ _DATETIMES = frozenset({"start_time", "end_time", "last_updated", "forked_at"})
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """From JSON (the HTTP API): ISO strings back to datetimes; unknown keys ignored."""
+    """From JSON (the HTTP API): ISO strings back to datetimes (naive UTC, as stored);
+    unknown keys ignored."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
             value = data[f.name]
             if f.name in _DATETIMES and isinstance(value, str):
-                value = dt.datetime.fromisoformat(value)
+                value = parse_utc(value)
             out[f.name] = value
     return cls(**out)
 
@@ -275,8 +277,7 @@ class ForkSchema:
     def from_dict(cls, data: dict[str, Any]) -> ForkSchema:
         fork = _from_dict(cls, data)
         fork.child_start_times = [
-            dt.datetime.fromisoformat(v) if isinstance(v, str) else v
-            for v in fork.child_start_times
+            parse_utc(v) if isinstance(v, str) else v for v in fork.child_start_times
         ]
         return fork
 

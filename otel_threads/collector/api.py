@@ -23,11 +23,11 @@ from otel_threads.collector.httpbase import BaseHandler
 from otel_threads.collector.readonly_sql import (
     SQL_CONCURRENCY,
     SQL_QUEUE_S,
-    jsonable,
     run_readonly_arrow,
     run_readonly_sql,
 )
 from otel_threads.filters import ThreadFilter
+from otel_threads.json_out import dumps
 from otel_threads.paging import (
     TRANSCRIPT_LIMIT,
     TURN_LIMIT,
@@ -195,7 +195,7 @@ class ApiHandler(BaseHandler):
         self.reply(200, file.read_bytes(), _WEB_TYPES[file.suffix], WEB_HEADERS)
 
     def _send(self, status: int, payload: Any, tag: str | None = None) -> None:
-        body = json.dumps(payload, default=jsonable, ensure_ascii=False).encode()
+        body = dumps(payload).encode()  # times in UTC with a Z (otel_threads.json_out)
         # an answer with an ETag: caches revalidate it (If-None-Match) before reuse
         headers = {"ETag": tag, "Cache-Control": "no-cache"} if tag else None
         self.reply(status, body, "application/json", headers)

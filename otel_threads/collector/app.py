@@ -1,7 +1,9 @@
 """The collector: receivers, decode workers and the writer, started and stopped together.
 
-Start order: writer (opens the file), decode workers, API, receivers; then a note
-next to the file (`<db>.collector.json`) says who holds it and where its API is.
+Start order: the listen addresses are checked (one in use is an error before the file
+is touched), writer (opens the file), decode workers, API, receivers; then a note
+next to the file (`<db>.collector.json`) says who holds it and where its API is. A
+start that fails leaves no file it created and wrote nothing to.
 Stop order is the reverse, and nothing acknowledged is lost: receivers stop
 taking calls, exports under way finish, the writer commits what it accepted,
 the file is checkpointed and closed. `stop` is idempotent and safe before `start`.
@@ -29,10 +31,11 @@ from otel_threads.collector.http_server import OtlpHttpHandler
 from otel_threads.collector.ingest import Ingest
 from otel_threads.collector.malloc import tune_malloc
 from otel_threads.collector.metrics import render_metrics
+from otel_threads.collector.ports import check_free
 from otel_threads.collector.readonly_sql import SQL_CONCURRENCY
 from otel_threads.collector.retention import RetentionTask
 from otel_threads.prices import reprice
-from otel_threads.store import remove_holder, write_holder
+from otel_threads.store import read_holder, remove_holder, write_holder
 from otel_threads.store.reads import Reads
 from otel_threads.store.store import Store
 from otel_threads.store.writer import Writer
@@ -118,6 +121,11 @@ class Collector:
         _raise_open_files_limit()
         tune_malloc()
         scheme = "https" if cfg.tls_cert else "http"
+        if read_holder(cfg.db) is None:  # a held file: the store's error names its holder
+            for address, flag in ((cfg.grpc, "--grpc"), (cfg.http, "--http"), (cfg.api, "--api")):
+                if address is not None:
+                    check_free(address, flag)
+        created = not os.path.exists(cfg.db)
         self.store.open()
         self.writer.start()
         try:
@@ -145,6 +153,8 @@ class Collector:
                 grpc_port = self._grpc.start()
         except BaseException:
             self.stop()
+            if created:
+                self._remove_unused_file()
             raise
         if self.retention is not None:
             self.retention.start()
@@ -171,6 +181,18 @@ class Collector:
             "on" if cfg.tls_cert else "off",
         )
         return self.endpoints
+
+    def _remove_unused_file(self) -> None:
+        """After a failed start: the file this start created, unless something was
+        written to it (an export a listener acknowledged before another failed)."""
+        if any(self.writer.stats.written.values()):
+            return
+        db = self.config.db
+        for path in (db, f"{db}.wal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(f"{db}.tmp")  # DuckDB's spill folder, if it made one (empty)
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop everything; what was acknowledged is on disk when this returns."""

@@ -17,12 +17,12 @@ __all__ = ["collect"]
 
 def _settings_options(fn: Any) -> Any:
     for s in reversed(SETTINGS):
-        default = "none" if s.default is None else s.default
+        default = s.default or "none"
         fn = click.option(
             s.flag,
             s.name,
             default=None,
-            metavar="VALUE",
+            metavar=s.metavar,
             help=f"{s.help} [env {s.env}; default: {default}]",
         )(fn)
     return fn
@@ -36,6 +36,9 @@ def collect(**values: str | None) -> None:
     Serves the query API, /healthz and /metrics too. Every option can also be set
     with its environment variable; a flag wins over the environment. Stops
     cleanly on Ctrl-C or SIGTERM with everything acknowledged on disk.
+
+    HOST:PORT with port 0 picks a free port (the start-up line says which); a SIZE
+    is bytes or KiB, MiB, GiB (16MiB); SECONDS are 30 or 7.5s; an AGE is 30d, 12h.
 
     \b
     Example:

@@ -153,7 +153,7 @@ def _retention(value: str) -> dt.timedelta | None:
 
 @dataclass(frozen=True)
 class Setting:
-    """One row of the table."""
+    """One row of the table: ``metavar`` is what ``--help`` shows the flag takes."""
 
     name: str
     flag: str
@@ -161,18 +161,21 @@ class Setting:
     parse: Callable[[str], Any]
     default: str | None
     help: str
+    metavar: str
     secret: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("db", "--db", DB_ENV, _text, DEFAULT_DB, "DuckDB file to write."),
+    Setting("db", "--db", DB_ENV, _text, DEFAULT_DB, "DuckDB file to write.", "PATH"),
     Setting(
         "grpc",
         "--grpc",
         "OTEL_THREADS_GRPC",
         parse_address,
         "127.0.0.1:4317",
-        "OTLP/gRPC listen address (TraceService, LogsService), or 'off'.",
+        "OTLP/gRPC listen address (TraceService, LogsService); port 0 picks a free one; "
+        "'off' turns it off.",
+        "HOST:PORT",
     ),
     Setting(
         "http",
@@ -180,7 +183,9 @@ SETTINGS: tuple[Setting, ...] = (
         "OTEL_THREADS_HTTP",
         parse_address,
         "127.0.0.1:4318",
-        "OTLP/HTTP listen address (/v1/traces, /v1/logs), or 'off'.",
+        "OTLP/HTTP listen address (/v1/traces, /v1/logs); port 0 picks a free one; "
+        "'off' turns it off.",
+        "HOST:PORT",
     ),
     Setting(
         "api",
@@ -188,7 +193,9 @@ SETTINGS: tuple[Setting, ...] = (
         "OTEL_THREADS_API",
         parse_address,
         "127.0.0.1:4319",
-        "Query API, /healthz, /metrics and the web page, or 'off'.",
+        "Query API, /healthz, /metrics and the web page; port 0 picks a free one; "
+        "'off' turns it off.",
+        "HOST:PORT",
     ),
     Setting(
         "token",
@@ -197,6 +204,7 @@ SETTINGS: tuple[Setting, ...] = (
         _text,
         None,
         "Require 'Authorization: Bearer TOKEN' on every listener.",
+        "TOKEN",
         secret=True,
     ),
     Setting(
@@ -208,6 +216,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Host names (comma-separated) the HTTP listeners answer to besides their own "
         "address and loopback names, e.g. a name behind a proxy; '*' for any. Other "
         "Host headers (DNS rebinding) are refused.",
+        "HOSTS",
     ),
     Setting(
         "tls_cert",
@@ -216,6 +225,7 @@ SETTINGS: tuple[Setting, ...] = (
         _existing_file,
         None,
         "PEM certificate: serve TLS on every listener (needs --tls-key).",
+        "PATH",
     ),
     Setting(
         "tls_key",
@@ -224,6 +234,7 @@ SETTINGS: tuple[Setting, ...] = (
         _existing_file,
         None,
         "PEM private key for --tls-cert.",
+        "PATH",
     ),
     Setting(
         "parse_workers",
@@ -232,6 +243,7 @@ SETTINGS: tuple[Setting, ...] = (
         _workers,
         "auto",
         "Processes that decode OTLP requests ('auto' = one per CPU; 0 = in the receiving thread).",
+        "N|auto",
     ),
     Setting(
         "client_timeout",
@@ -242,6 +254,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Longest a client may take to send a whole request (an HTTP body, a gRPC "
         "message); request headers, and each pause within a body, get a third of it. "
         "A slower client is cut off (HTTP 408), so it cannot hold a slot.",
+        "SECONDS",
     ),
     Setting(
         "max_request_bytes",
@@ -250,6 +263,7 @@ SETTINGS: tuple[Setting, ...] = (
         _size,
         f"{MAX_REQUEST_BYTES >> 20}MiB",
         "Largest request accepted, after gzip inflation.",
+        "SIZE",
     ),
     Setting(
         "max_pending_rows",
@@ -258,6 +272,7 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_int,
         str(MAX_PENDING_ROWS),
         "Rows accepted but not yet committed; past this, exports get UNAVAILABLE/503.",
+        "N",
     ),
     Setting(
         "max_ingest_memory",
@@ -268,6 +283,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Memory the exports under way may hold: request bytes as they arrive, a JSON "
         "request's parse (about 15x its size) and decoded rows until committed; past "
         "it, exports get UNAVAILABLE/503.",
+        "SIZE",
     ),
     Setting(
         "memory_limit",
@@ -277,6 +293,7 @@ SETTINGS: tuple[Setting, ...] = (
         "1GiB",
         "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
         "queries and derivation spill to <db>.tmp.",
+        "SIZE",
     ),
     Setting(
         "retention",
@@ -286,6 +303,7 @@ SETTINGS: tuple[Setting, ...] = (
         "off",
         "Delete threads last active longer ago than this (30d, 12h), whole, and reuse "
         "their space; 'off' keeps everything.",
+        "AGE|off",
     ),
     Setting(
         "prices",
@@ -297,6 +315,7 @@ SETTINGS: tuple[Setting, ...] = (
         '(a list of {"provider", "model" with * wildcards, "input_mtok", "output_mtok", '
         '"cache_read_mtok", "cache_write_mtok"}, USD per million tokens); without it, '
         "the genai-prices data alone.",
+        "PATH",
     ),
     Setting(
         "on_fork",
@@ -306,6 +325,7 @@ SETTINGS: tuple[Setting, ...] = (
         "allow",
         "A turn that answers a turn another turn already answers (regenerate, edit): "
         "'allow' stores it as a fork; 'reject' refuses its spans (partial_success).",
+        "allow|reject",
     ),
 )
 

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import click
 
+from otel_threads.store import DEMO_DB
+
 __all__ = ["demo"]
 
-DEMO_DB = "otel-threads-demo.duckdb"
 EXAMPLE = "customer_service.py"
 THREAD_ID = "support_thread_42"
 #: What the example needs beyond otel-threads itself.

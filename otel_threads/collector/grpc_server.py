@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from otel_threads.collector.config import Config
 from otel_threads.collector.ingest import Ingest, status_for
+from otel_threads.collector.ports import in_use
 
 __all__ = ["GrpcReceiver"]
 
@@ -129,9 +130,11 @@ class GrpcReceiver:
             else:
                 self.port = self._server.add_insecure_port(address)
         except RuntimeError as exc:
+            if "Failed to bind" in str(exc):  # gRPC's words for an address in use
+                raise OSError(in_use(host, port, "--grpc")) from None
             raise OSError(f"cannot listen on {address} (--grpc): {exc}") from None
         if not self.port:
-            raise OSError(f"cannot listen on {address} (--grpc): address in use?")
+            raise OSError(in_use(host, port, "--grpc"))
         self._server.start()
         return self.port
 

@@ -6,6 +6,7 @@ thread pool."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from otel_threads.collector.config import Config
 from otel_threads.collector.httpbase import BaseHandler
+from otel_threads.collector.ports import in_use
 
 __all__ = ["MAX_CONNECTIONS", "HttpListener"]
 
@@ -152,6 +154,8 @@ class HttpListener:
             sock.listen(1024)
         except OSError as exc:
             sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(in_use(host, port, self.flag)) from None
             raise OSError(
                 f"cannot listen on {host}:{port} ({self.flag}): {exc.strerror or exc}"
             ) from None

@@ -6,17 +6,14 @@ stream) is whole or refused (the API listener, otel_threads.collector.api, serve
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as dt
-import decimal
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from otel_threads.query import one_statement
 from otel_threads.store.errors import StoreClosed
 
 __all__ = [
@@ -27,7 +24,6 @@ __all__ = [
     "SQL_MAX_TABLES",
     "SQL_QUEUE_S",
     "SQL_TIMEOUT_S",
-    "jsonable",
     "run_readonly_arrow",
     "run_readonly_sql",
 ]
@@ -50,31 +46,9 @@ ARROW_MAX_BYTES = 256 << 20
 ARROW_BATCH_ROWS = 8192
 
 
-def jsonable(value: Any) -> Any:
-    """A value of a DuckDB row as JSON can carry it."""
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).hex()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return str(value)
-
-
 def _checked(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """ValueError unless ``sql`` is one statement naming at most `SQL_MAX_TABLES` tables."""
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise ValueError(f"SQL does not parse: {exc}") from None
-    if len(statements) != 1:
-        raise ValueError(f"send exactly one SQL statement, got {len(statements)}")
+    one_statement(con, sql)
     tables = _table_refs(con, sql)
     if tables > SQL_MAX_TABLES:
         raise ValueError(

@@ -15,6 +15,8 @@ from otel_threads.store.holder import HolderInfo, read_holder, remove_holder, wr
 from otel_threads.store.schema import (
     DB_ENV,
     DEFAULT_DB,
+    DEMO_DB,
+    NotAStoreError,
     StoreLockedError,
     apply_views,
     connect,
@@ -25,7 +27,9 @@ from otel_threads.store.schema import (
 __all__ = [
     "DB_ENV",
     "DEFAULT_DB",
+    "DEMO_DB",
     "HolderInfo",
+    "NotAStoreError",
     "StoreLockedError",
     "apply_views",
     "connect",

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import duckdb
 
+from otel_threads.json_out import parse_utc
+
 __all__ = ["PruneResult", "parse_before", "parse_duration", "prune"]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$", re.IGNORECASE)
@@ -47,14 +49,11 @@ def parse_before(text: str, now: dt.datetime | None = None) -> dt.datetime:
     except ValueError:
         pass
     try:
-        when = dt.datetime.fromisoformat(text.strip())
+        return parse_utc(text)
     except ValueError:
         raise ValueError(
             f"expected a time like 2026-11-01T00:00 or an age like 30d, got {text!r}"
         ) from None
-    if when.tzinfo is not None:
-        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return when
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ from otel_threads.store.sqlfiles import sql_files
 __all__ = [
     "DB_ENV",
     "DEFAULT_DB",
+    "DEMO_DB",
+    "NotAStoreError",
     "StoreLockedError",
     "apply_views",
     "connect",
@@ -40,6 +42,9 @@ __all__ = [
 DB_ENV = env.DB.name
 #: The database file used when neither an argument nor `OTEL_THREADS_DB` names one.
 DEFAULT_DB: str = env.DB.default or ""
+#: The file `otel-threads demo` writes, in the current folder: never `DEFAULT_DB`, since
+#: the demo replaces its file, and the default file may be a real store.
+DEMO_DB = "otel-threads-demo.duckdb"
 
 #: The row of ``otel_threads_derived`` that holds the version of the views' SQL (the
 #: other rows: each derived table's).
@@ -63,6 +68,11 @@ _RESERVED_CATALOGS = frozenset({"memory", "system", "temp", "main"})
 
 class StoreLockedError(RuntimeError):
     """Another process holds the database file for writing."""
+
+
+class NotAStoreError(ValueError):
+    """The path names no otel-threads store: a folder, a file that is not DuckDB, or a
+    DuckDB file without the store's tables. The message names it, in one line."""
 
 
 def default_db_path(path: str | os.PathLike[str] | None = None) -> str:
@@ -177,23 +187,55 @@ def connect(
     before this returns unless not ``derive_now``. A writable open appends row groups of
     ``row_group_size`` rows (a multiple of 2,048; see `ROW_GROUP_SIZE`).
 
-    Raises `StoreLockedError` when another process holds the file, naming it,
-    and `FileNotFoundError` for a read-only open of a file that does not exist.
+    Raises `StoreLockedError` when another process holds the file, naming it. A
+    read-only open raises `FileNotFoundError` for a file that does not exist (its
+    ``filename`` is the path) and `NotAStoreError` for one that is no store.
     """
     db = default_db_path(path)
-    if read_only and not Path(db).exists():
-        raise FileNotFoundError(f"no otel-threads database at {db!r}")
+    if read_only:
+        return _open_read_only(db)
     try:
-        con = duckdb.connect(db, read_only=True) if read_only else _attach(db, row_group_size)
+        con = _attach(db, row_group_size)
     except duckdb.IOException as exc:
         raise _locked_error(db, exc) from exc
-    if not read_only:
-        try:
-            migrate(con)
-            apply_views(con, derive_now)
-        except Exception:
-            con.close()
-            raise
+    try:
+        migrate(con)
+        apply_views(con, derive_now)
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
+_GIVE_A_STORE = "name the file a collector writes (otel-threads collect --db FILE)"
+
+
+def _open_read_only(db: str) -> duckdb.DuckDBPyConnection:
+    """Open an existing store read-only (nothing migrated, nothing written)."""
+    if Path(db).is_dir():
+        raise NotAStoreError(f"{db} is a folder, not an otel-threads store: {_GIVE_A_STORE}")
+    if not Path(db).exists():
+        missing = FileNotFoundError(f"no otel-threads database at {db!r}")
+        missing.filename = db
+        raise missing
+    try:
+        con = duckdb.connect(db, read_only=True)
+    except duckdb.IOException as exc:
+        if "not a valid DuckDB database file" in str(exc):
+            raise NotAStoreError(
+                f"{db} is not a DuckDB file, so not an otel-threads store: {_GIVE_A_STORE}"
+            ) from None
+        raise _locked_error(db, exc) from exc
+    # every store has the migrations' record from its first open on
+    found = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'otel_threads_migrations' "
+        "AND schema_name = 'main' AND database_name = current_database()"
+    ).fetchall()[0][0]
+    if not found:
+        con.close()
+        raise NotAStoreError(
+            f"{db} is a DuckDB file but not an otel-threads store: {_GIVE_A_STORE}"
+        )
     return con
 
 
