@@ -71,6 +71,9 @@ PROVIDERS = {
 #: The price keys a model_prices row holds (each per million tokens).
 _TOKEN_KEYS = ("input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok")
 _KEYS = (*_TOKEN_KEYS, "requests_kcount")
+#: The highest price a price file may give (USD per million tokens, or per thousand
+#: requests): past it a number is a mistake, and sums of it would overflow.
+MAX_PRICE = 1_000_000
 #: The row of otel_threads_derived that records the price sources.
 _RECORD = "(prices)"
 
@@ -133,10 +136,13 @@ def load_price_file(path: str | os.PathLike[str]) -> list[PriceEntry]:
         for key in _KEYS:
             value = item.get(key)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= MAX_PRICE
             ):
                 raise PriceFileError(
-                    f"price file {where}: {key!r} must be a non-negative number, got {value!r}"
+                    f"price file {where}: {key!r} must be a number from 0 to {MAX_PRICE:,}, "
+                    f"got {value!r}"
                 )
             prices[key] = None if value is None else float(value)
         if prices["input_mtok"] is None and prices["output_mtok"] is None:

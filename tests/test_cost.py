@@ -184,7 +184,8 @@ def test_threads_sort_and_filter_by_cost(store):
         ("{}", "must hold a JSON list"),
         ("[1]", "entry 1: each entry must be a JSON object"),
         ('[{"model": "m"}]', "give input_mtok or output_mtok"),
-        ('[{"model": "m", "input_mtok": -1}]', "'input_mtok' must be a non-negative number"),
+        ('[{"model": "m", "input_mtok": -1}]', "'input_mtok' must be a number from 0 to"),
+        ('[{"model": "m", "input_mtok": 1e300}]', "'input_mtok' must be a number from 0 to"),
         ('[{"model": "m", "input": 1}]', "unknown field(s) ['input']"),
         ("not json", "is not JSON"),
     ],
@@ -232,3 +233,16 @@ def test_each_producers_cost_attribute_wins(store, extra):
     store.derive_all()
     assert store.rows("SELECT cost_usd FROM llm_calls") == [(0.5,)]
     assert store.rows("SELECT cost_usd FROM threads") == [(0.5,)]
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1", "1e300"])
+def test_a_producers_cost_that_is_no_cost_falls_back_to_the_price(store, bad):
+    """(NaN or an overflow summed into a turn would set its trace aside)"""
+    store.insert(
+        llm_span(0, "t", "openai", "gpt-4o", None, (100, 10, None, None), {"llm.cost.total": bad})
+    )
+    store.derive_all()
+    want = expected("openai", "gpt-4o", None, (100, 10, None, None))
+    assert store.rows("SELECT cost_usd FROM llm_calls") == [(pytest.approx(want),)]
+    assert store.rows("SELECT cost_usd FROM threads") == [(pytest.approx(want),)]
+    assert store.rows("SELECT count(*) FROM derive_errors") == [(0,)]

@@ -109,7 +109,10 @@ SELECT p.thread_id, p.call.turn_id, p.trace_id, p.call_span_id AS span_id, p.cal
        -- cost: the producer's, else tokens at the model's price (NULL when no price is
        -- known, or the call reported no tokens). Input tokens include cached ones: those
        -- read or written at a price of their own are charged at it, the rest at input's.
-       coalesce(p.producer_cost_usd, CASE
+       -- (a producer's cost that is not a number of dollars a call can cost -- negative,
+       -- NaN, infinite, absurd -- is not taken: it falls back to the price)
+       coalesce(CASE WHEN p.producer_cost_usd BETWEEN 0 AND 1e9 THEN p.producer_cost_usd END,
+                CASE
            WHEN p.price IS NULL OR (p.input_tokens IS NULL AND p.output_tokens IS NULL)
                THEN NULL
            ELSE (coalesce(p.rate[1], 0) * (p.n_in
