@@ -1,0 +1,270 @@
+"""The web page explains what it shows: a failed turn's error in the chat, an LLM span's
+detail as a conversation, and why a thread has no messages; the API gives it what it
+needs (each failed turn's error, which spans are LLM calls, an LLM span's messages,
+the setting that captures content). Over real HTTP, and in a real browser (Playwright
+driving Debian's chromium, as tests/test_web.py), against a real collector fed by the
+official OpenAI instrumentation through the real OTLP exporter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+
+import pytest
+from stored_app import App
+
+from otel_threads import ThreadsClient, thread
+from otel_threads.collector import Collector, Config
+from otel_threads.collector.testing import sql
+from otel_threads.schemas import ERROR_TEXT_CHARS, TurnError
+
+ANY = ("127.0.0.1", 0)
+HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+CAPTURE = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_order_status",
+        "description": "Where an order is.",
+        "parameters": {
+            "type": "object",
+            "required": ["order_id"],
+            "properties": {"order_id": {"type": "string"}},
+        },
+    },
+}
+
+
+def _support_turn(client, tracer) -> None:
+    """A turn with a tool loop: a tool call, its result, the answer (two LLM calls)."""
+    history = [{"role": "user", "content": "Where is order A-1042?"}]
+    with tracer.start_as_current_span("handle_message"):
+        reply = (
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=history, tools=[TOOL], temperature=0.3, max_tokens=200
+            )
+            .choices[0]
+            .message
+        )
+        history.append(reply.model_dump(exclude_none=True))
+        history.append(
+            {"role": "tool", "tool_call_id": reply.tool_calls[0].id, "content": "A-1042: shipped"}
+        )
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=history, tools=[TOOL], temperature=0.3, max_tokens=200
+        )
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A collector holding:
+    - ``failing``: a turn with a tool loop; a turn whose model answered, then a step
+      below it raised ValueError (two lines); a turn that failed by its status only;
+      a turn whose exception message is hostile HTML; a turn whose message is huge;
+    - ``quiet``: two turns of the OpenAI instrumentation without content capture;
+    - ``flat`` and ``oi``: LLM spans of OpenLLMetry <= 0.54 and OpenInference, without
+      their messages (spans made by hand with those libraries' attributes)."""
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    from opentelemetry.trace import Status, StatusCode
+
+    from otel_threads.testing.fakellm import FakeLLM
+
+    db = tmp_path_factory.mktemp("read") / "read.duckdb"
+    c = Collector(Config(parse_workers=0, db=str(db), grpc=ANY, http=None, api=ANY))
+    c.start()
+    saved = {k: os.environ.get(k) for k in ("OTEL_SEMCONV_STABILITY_OPT_IN", CAPTURE)}
+    os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+    os.environ[CAPTURE] = "SPAN_ONLY"
+    app = App()
+    tracer = app.tracer
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=app.provider)
+    try:
+        import openai
+
+        with FakeLLM() as llm:
+            client = openai.OpenAI(base_url=llm.base_url, api_key="x", max_retries=0)
+            with thread("failing"):
+                _support_turn(client, tracer)
+            try:
+                with thread("failing"), tracer.start_as_current_span("handle_message"):
+                    client.chat.completions.create(
+                        model="gpt-4o-mini", messages=[{"role": "user", "content": "Cancel it"}]
+                    )
+                    with tracer.start_as_current_span("cancel_order"):
+                        raise ValueError("order A-1042 cannot be cancelled\nit has shipped")
+            except ValueError:
+                pass
+            with thread("failing"), tracer.start_as_current_span("handle_message") as sp:
+                sp.set_status(Status(StatusCode.ERROR, "quota exceeded"))
+            for text in (HOSTILE, "x" * (ERROR_TEXT_CHARS + 5000)):
+                try:
+                    with thread("failing"), tracer.start_as_current_span("handle_message"):
+                        raise RuntimeError(text)
+                except RuntimeError:
+                    pass
+            instrumentor.uninstrument()
+            os.environ.pop(CAPTURE)  # the instrumentation's default: no content
+            instrumentor = OpenAIInstrumentor()
+            instrumentor.instrument(tracer_provider=app.provider)
+            for text in ("hi", "and again"):
+                with thread("quiet"), tracer.start_as_current_span("ask"):
+                    client.chat.completions.create(
+                        model="gpt-4o-mini", messages=[{"role": "user", "content": text}]
+                    )
+        for thread_id, marks in (
+            ("flat", {"llm.request.type": "chat", "gen_ai.system": "openai"}),
+            ("oi", {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-mini"}),
+        ):
+            with thread(thread_id), tracer.start_as_current_span("turn"):
+                with tracer.start_as_current_span("llm call", attributes=marks):
+                    pass
+        app.send(c)
+        assert sql(c, "SELECT count(*) FROM threads") == [(4,)]
+        yield c
+    finally:
+        instrumentor.uninstrument()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        c.stop()
+
+
+def get(c: Collector, path: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(c.endpoints.api + path, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, json.loads(err.read())
+
+
+def detail(c: Collector, thread_id: str) -> dict:
+    status, body = get(c, f"/threads/{thread_id}")
+    assert status == 200, body
+    return body
+
+
+def spans(c: Collector, thread_id: str, turn_id: str) -> list[dict]:
+    status, body = get(c, f"/threads/{thread_id}/turns/{turn_id}/spans")
+    assert status == 200, body
+    return body["spans"]
+
+
+# -- the API ------------------------------------------------------------------------------
+
+
+def test_each_failed_turn_says_why(site):
+    turns = detail(site, "failing")["turns"]
+    assert [t["has_error"] for t in turns] == [False, True, True, True, True]
+    assert turns[0]["error"] is None
+    raised = turns[1]["error"]
+    assert raised["type"] == "ValueError"
+    assert raised["message"] == "order A-1042 cannot be cancelled\nit has shipped"
+    assert raised["stacktrace"].startswith("Traceback (most recent call last):")
+    assert 'raise ValueError("order A-1042' in raised["stacktrace"]
+    # the span where it arose, not the turn span it went through
+    assert raised["span_name"] == "cancel_order" and raised["error_span_count"] == 2
+    names = {s["span_id"]: s["name"] for s in spans(site, "failing", turns[1]["turn_id"])}
+    assert names[raised["span_id"]] == "cancel_order"
+    # no exception recorded: the status message
+    assert turns[2]["error"] == {
+        "span_id": turns[2]["span_id"],
+        "span_name": "handle_message",
+        "type": None,
+        "message": "quota exceeded",
+        "stacktrace": None,
+        "error_span_count": 1,
+    }
+    assert turns[3]["error"]["message"] == HOSTILE
+    huge = turns[4]["error"]["message"]
+    assert len(huge) == ERROR_TEXT_CHARS and huge.endswith("…")
+
+
+def test_the_client_reads_the_errors_back(site):
+    turns = ThreadsClient(site.endpoints.api).thread("failing").turns
+    assert turns[0].error is None
+    assert isinstance(turns[1].error, TurnError) and turns[1].error.type == "ValueError"
+    assert turns[2].error.message == "quota exceeded"
+
+
+def test_llm_spans_are_marked_in_a_turns_spans(site):
+    turn = detail(site, "failing")["turns"][0]["turn_id"]
+    tree = spans(site, "failing", turn)
+    assert [(s["name"], s["llm_call_span_id"]) for s in tree] == [
+        ("handle_message", None),
+        ("chat gpt-4o-mini", tree[1]["span_id"]),
+        ("chat gpt-4o-mini", tree[2]["span_id"]),
+    ]
+
+
+def test_an_llm_spans_messages(site):
+    turn = detail(site, "failing")["turns"][0]["turn_id"]
+    tree = spans(site, "failing", turn)
+    status, body = get(site, f"/threads/failing/turns/{turn}/spans/{tree[2]['span_id']}/messages")
+    assert status == 200, body
+    call = body["llm_call"]
+    assert (call["request_model"], call["response_model"]) == (
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
+    )
+    assert call["convention"] == "semconv-1.37" and call["input_tokens"] > 0
+    said = [(m["direction"], m["role"]) for m in body["messages"]]
+    assert said == [
+        ("input", "user"),
+        ("input", "assistant"),
+        ("input", "tool"),
+        ("output", "assistant"),
+    ]
+    asked = body["messages"][1]["tool_calls"][0]
+    assert asked["name"] == "get_order_status" and asked["arguments"] == {"order_id": "A-1042"}
+    assert body["messages"][2]["content"] == "A-1042: shipped"
+    assert body["content_hint"] is None
+    # a span that is no LLM call
+    status, body = get(site, f"/threads/failing/turns/{turn}/spans/{tree[0]['span_id']}/messages")
+    assert status == 200 and body["llm_call"] is None and body["messages"] == []
+    # unknown span, or a span of another turn
+    other = detail(site, "failing")["turns"][1]["turn_id"]
+    for path in (
+        f"/threads/failing/turns/{turn}/spans/00000000000000ff/messages",
+        f"/threads/failing/turns/{other}/spans/{tree[2]['span_id']}/messages",
+        f"/threads/quiet/turns/{turn}/spans/{tree[2]['span_id']}/messages",
+    ):
+        status, body = get(site, path)
+        assert status == 404 and "no span" in body["error"], path
+    status, body = get(
+        site, f"/threads/failing/turns/{turn}/spans/{tree[2]['span_id']}/messages?wait=9"
+    )
+    assert status == 400 and "wait must be" in body["error"]
+
+
+def test_a_thread_without_messages_says_what_to_set(site):
+    quiet = detail(site, "quiet")
+    assert quiet["transcript"] == [] and quiet["thread"]["llm_call_count"] == 2
+    [hint] = quiet["content_hints"]
+    assert hint["convention"] == "semconv-1.37"
+    assert hint["scope_name"] == "opentelemetry.util.genai.handler"
+    assert hint["llm_call_count"] == 2
+    assert hint["setting"] == f"{CAPTURE}=SPAN_ONLY"
+    assert "OTEL_SEMCONV_STABILITY_OPT_IN" in hint["note"]
+    assert detail(site, "failing")["content_hints"] == []  # it has messages
+    # the producer seen names its own setting
+    assert [h["setting"] for h in detail(site, "flat")["content_hints"]] == [
+        "TRACELOOP_TRACE_CONTENT=true"
+    ]
+    [oi] = detail(site, "oi")["content_hints"]
+    assert oi["convention"] == "openinference" and "OPENINFERENCE_HIDE_INPUTS" in oi["setting"]
+    # the client too, and an LLM span without messages says it
+    assert ThreadsClient(site.endpoints.api).thread("quiet").content_hints[0].setting == (
+        f"{CAPTURE}=SPAN_ONLY"
+    )
+    turn = quiet["turns"][0]["turn_id"]
+    call = spans(site, "quiet", turn)[1]
+    status, body = get(site, f"/threads/quiet/turns/{turn}/spans/{call['span_id']}/messages")
+    assert status == 200 and body["messages"] == []
+    assert body["content_hint"]["setting"] == f"{CAPTURE}=SPAN_ONLY"
