@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from stored_app import App
@@ -268,3 +271,170 @@ def test_a_thread_without_messages_says_what_to_set(site):
     status, body = get(site, f"/threads/quiet/turns/{turn}/spans/{call['span_id']}/messages")
     assert status == 200 and body["messages"] == []
     assert body["content_hint"]["setting"] == f"{CAPTURE}=SPAN_ONLY"
+
+
+# -- the page, in a real browser ------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(os.environ.get("OTEL_THREADS_ARTIFACTS", ROOT / "test-artifacts")) / "web"
+CHROMIUM = (
+    os.environ.get("OTEL_THREADS_CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
+)
+UTC_TIME = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC$"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: .ci/run installs Debian's package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, site, request):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(site.endpoints.api + "/")
+    page.wait_for_selector("#threads tbody tr")
+    yield page
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"))
+    context.close()
+    assert errors == [], errors
+
+
+def open_thread(page, thread_id: str) -> None:
+    page.locator(f'#threads tbody tr[data-id="{thread_id}"] td').first.click()
+    page.wait_for_function(
+        "id => document.querySelector('#d-title').textContent === id", arg=thread_id
+    )
+    page.wait_for_selector("#d-chat .turn-sec")
+
+
+def open_spans(page, turn: int) -> None:
+    page.locator("#d-turns .turn").nth(turn).locator("button.spans-btn").click()
+    page.wait_for_selector("#d-spans:not([hidden]) .span-row")
+
+
+def test_an_error_turn_explains_itself_in_the_chat(page):
+    open_thread(page, "failing")
+    section = page.locator("#d-chat .turn-sec").nth(1)
+    # the turn's own output, then the error where the next reply would be
+    roles = section.locator(".msg").evaluate_all("ms => ms.map(m => m.className)")
+    assert roles == ["msg user", "msg assistant", "msg error"]
+    error = section.locator(".msg.error")
+    assert error.locator(".err-type").text_content() == "ValueError"
+    assert "cancel_order" in error.locator(".role").text_content()
+    message = error.locator(".err-msg")
+    assert message.text_content() == "order A-1042 cannot be cancelled\nit has shipped"
+    assert message.evaluate("m => m.innerText") == (  # the line break shows as one
+        "order A-1042 cannot be cancelled\nit has shipped"
+    )
+    stack = error.locator("details.stack")
+    assert stack.evaluate("d => d.open") is False  # folded
+    assert not stack.locator("pre").is_visible()
+    stack.locator("summary").click()
+    assert stack.locator("pre").is_visible()
+    assert stack.locator("pre").text_content().startswith("Traceback (most recent call last):")
+    # the turns list says it in a line
+    line = page.locator("#d-turns .turn").nth(1).locator(".io.err").text_content()
+    assert line == "✕ ValueError: order A-1042 cannot be cancelled"
+    # a turn that failed by its status only: the status message, nothing to unfold
+    status_only = page.locator("#d-chat .turn-sec").nth(2)
+    assert status_only.locator(".err-msg").text_content() == "quota exceeded"
+    assert status_only.locator("details.stack").count() == 0
+    assert status_only.locator(".no-msgs").count() == 0
+    # an exception message of HTML is shown as those characters
+    hostile = page.locator("#d-chat .turn-sec").nth(3).locator(".err-msg")
+    assert hostile.text_content() == HOSTILE
+    assert page.locator("#d-chat img, #d-chat script").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
+
+
+def test_an_llm_spans_detail_reads_like_the_conversation(page):
+    open_thread(page, "failing")
+    open_spans(page, 0)
+    assert page.locator(".span-row .badge.llm").count() == 2
+    page.locator(".span-row").nth(2).click()  # the second LLM call of the tool loop
+    detail = page.locator(".span-detail")
+    detail.locator(".llm").wait_for()
+    inputs, output = detail.locator(".span-chat").nth(0), detail.locator(".span-chat").nth(1)
+    assert inputs.locator(".msg.user .bubble").text_content() == "Where is order A-1042?"
+    call = inputs.locator(".msg.assistant .call")
+    assert "get_order_status" in call.text_content() and "A-1042" in call.text_content()
+    assert inputs.locator(".msg.tool .bubble").text_content() == "A-1042: shipped"
+    assert output.locator(".msg.assistant .bubble").text_content() == (
+        "Here is what I found: A-1042: shipped"
+    )
+    params = dict(
+        detail.locator(".llm tr").evaluate_all(
+            "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"
+        )
+    )
+    assert params["request model"] == "gpt-4o-mini"
+    assert params["temperature"] == "0.3" and params["max_tokens"] == "200"
+    assert "input" in detail.locator(".tokens").text_content()
+    facts = dict(
+        detail.locator(".readable > section")
+        .first.locator("tr")
+        .evaluate_all("rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])")
+    )
+    assert re.match(UTC_TIME, facts["start"]) and re.match(UTC_TIME, facts["end"])
+    # a JSON value is folded
+    messages = detail.locator("tr", has_text="gen_ai.input.messages").locator("details.json")
+    assert messages.locator("summary").first.text_content() == "[…] 3 items"
+    assert messages.first.evaluate("d => d.open") is False
+    messages.locator("summary").first.click()  # opens one level: the 3 messages, folded
+    first = messages.first.locator(".j-member > details.json").first
+    assert first.locator("summary").first.text_content() == "{…} 2 keys"
+    first.locator("summary").first.click()
+    assert "role: user" in first.text_content()
+    # Raw: the span's JSON, and back
+    raw = detail.locator("pre.raw")
+    assert not raw.is_visible()
+    detail.locator("button.raw-btn").click()
+    assert raw.is_visible() and not detail.locator(".readable").is_visible()
+    span = json.loads(raw.text_content())
+    assert span["name"] == "chat gpt-4o-mini" and span["attributes"]["gen_ai.request.model"]
+    detail.locator("button.raw-btn").click()
+    assert detail.locator(".readable").is_visible() and not raw.is_visible()
+
+
+def test_a_failed_spans_events_are_listed_apart(page):
+    open_thread(page, "failing")
+    open_spans(page, 1)
+    page.locator(".span-row", has_text="cancel_order").click()
+    detail = page.locator(".span-detail")
+    assert detail.locator(".msg.error .err-type").text_content() == "ValueError"
+    events = detail.locator("ol.events > li")
+    assert events.count() == 1 and events.locator("b").text_content() == "exception"
+    assert re.match(UTC_TIME, events.locator(".dim").first.text_content())
+    assert detail.locator(".llm-slot, .llm").count() == 0  # no LLM call
+
+
+def test_no_messages_says_what_to_set(page):
+    open_thread(page, "quiet")
+    hint = page.locator("#d-hint")
+    assert hint.is_visible()
+    assert "2 LLM calls carry no message content" in hint.text_content()
+    assert hint.locator("code").text_content() == f"{CAPTURE}=SPAN_ONLY"
+    open_spans(page, 0)  # an LLM span without messages says it too
+    page.locator(".span-row").nth(1).click()
+    page.locator(".span-detail .llm .hint-box").wait_for()
+    assert f"{CAPTURE}=SPAN_ONLY" in page.text_content(".span-detail .hint-box code")
+    page.keyboard.press("Escape")
+    open_thread(page, "flat")  # OpenLLMetry names its own
+    assert page.locator("#d-hint code").text_content() == "TRACELOOP_TRACE_CONTENT=true"
+    open_thread(page, "failing")  # a thread with messages: nothing to say
+    assert page.locator("#d-hint").is_hidden()
