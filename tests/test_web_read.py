@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from stored_app import App
 
 from otel_threads import ThreadsClient, thread
 from otel_threads.collector import Collector, Config
-from otel_threads.collector.testing import sql
+from otel_threads.collector.testing import running, sql
 from otel_threads.schemas import ERROR_TEXT_CHARS, TurnError
 
 ANY = ("127.0.0.1", 0)
@@ -271,6 +272,58 @@ def test_a_thread_without_messages_says_what_to_set(site):
     status, body = get(site, f"/threads/quiet/turns/{turn}/spans/{call['span_id']}/messages")
     assert status == 200 and body["messages"] == []
     assert body["content_hint"]["setting"] == f"{CAPTURE}=SPAN_ONLY"
+
+
+def test_the_new_reads_need_the_token_and_the_page_script_does_not(tmp_path):
+    with running(tmp_path / "t.duckdb", http=None, token="s3cret") as c:
+        path = "/threads/x/turns/00/spans/01/messages"
+        for token, status in ((None, 401), ("s3cret", 404)):
+            req = urllib.request.Request(c.endpoints.api + path)
+            if token:
+                req.add_header("Authorization", f"Bearer {token}")
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=10)
+            err.value.close()
+            assert err.value.code == status
+        with urllib.request.urlopen(c.endpoints.api + "/static/explain.js", timeout=10) as resp:
+            assert resp.headers["Content-Type"].startswith("text/javascript")
+            assert b"function spanDetail" in resp.read()
+
+
+def test_spans_built_to_break_the_views_are_explained_without_error(tmp_path):
+    """tests/hostile.py's LLM spans of every convention, every odd value in every key the
+    views read, made to fail with an exception event of those values: each thread's
+    page, its spans and its LLM span's messages are answered, never a 500."""
+    import grpc
+    from hostile import hostile_requests
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+    from opentelemetry.proto.trace.v1.trace_pb2 import Status
+
+    traces, logs, threads = hostile_requests(5000, "h-")
+    for span in traces.resource_spans[0].scope_spans[0].spans:
+        if span.parent_span_id:  # the LLM span: failed, with an odd exception
+            span.status.code = Status.STATUS_CODE_ERROR
+            event = span.events.add(name="exception", time_unix_nano=span.end_time_unix_nano)
+            odd = span.attributes[-1].value
+            for key in ("exception.type", "exception.message", "exception.stacktrace"):
+                event.attributes.add(key=key).value.CopyFrom(odd)
+    with running(tmp_path / "h.duckdb", grpc=ANY, http=None, api=ANY) as c:
+        with grpc.insecure_channel(c.endpoints.grpc.split("://", 1)[-1]) as channel:
+            trace_service_pb2_grpc.TraceServiceStub(channel).Export(traces, timeout=60)
+            logs_service_pb2_grpc.LogsServiceStub(channel).Export(logs, timeout=60)
+        assert sql(c, "SELECT count(*) FROM derive_errors") == [(0,)]
+        for thread_id in threads[::11]:  # three shapes of each convention (all: too slow)
+            quoted = urllib.parse.quote(thread_id, safe="")
+            body = detail(c, quoted)
+            [turn] = body["turns"]
+            assert turn["has_error"] and turn["error"]["span_id"], thread_id
+            tree = spans(c, quoted, turn["turn_id"])
+            call = next(s for s in tree if s["llm_call_span_id"])
+            status, answer = get(
+                c, f"/threads/{quoted}/turns/{turn['turn_id']}/spans/{call['span_id']}/messages"
+            )
+            assert status == 200 and answer["llm_call"] is not None, (thread_id, answer)
 
 
 # -- the page, in a real browser ------------------------------------------------------------
