@@ -294,4 +294,5 @@ def _join_pages(pages: list[ThreadDetail]) -> ThreadDetail:
         branch,
         last.through_turn,
         version=last.version,
+        content_hints=pages[0].content_hints,
     )

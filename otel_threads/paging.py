@@ -7,6 +7,7 @@ from typing import Any
 
 import duckdb
 
+from otel_threads.content_capture import thread_hints
 from otel_threads.query import _fill_io, _rows_to, branch_through
 from otel_threads.schemas import (
     ForkSchema,
@@ -16,6 +17,7 @@ from otel_threads.schemas import (
     TranscriptMessage,
     TurnSchema,
 )
+from otel_threads.turn_errors import fill_errors
 
 __all__ = [
     "MAX_TRANSCRIPT_LIMIT",
@@ -72,6 +74,8 @@ def query_thread_page(
     ``branch`` lists the page's turns on that branch, ``forks`` the forks whose
     parent or competing turns are in the page. `ThreadDetail.page` says the totals
     and the parameters of the next page. ValueError for a parameter out of range.
+    Each turn with an error has ``error`` (`otel_threads.turn_errors`); the first page
+    of a branch without messages has ``content_hints`` (`otel_threads.content_capture`).
     """
     if through_turn is not None and not isinstance(through_turn, str):
         raise TypeError(f"through_turn must be a turn id (str), got {through_turn!r}")
@@ -168,6 +172,13 @@ def query_thread_page(
     elif next_offset < turns_total or (reaches_end and None in counts and None not in groups):
         nxt = {"turn_offset": next_offset}
     _fill_io(con, thread_id, turns)
+    fill_errors(con, thread_id, turns)
+    # why there are no messages: said on the first page (a thread's pages share it)
+    hints = (
+        thread_hints(con, thread_id, turns)
+        if transcript_total == 0 and turn_offset == 0 and transcript_after is None
+        else []
+    )
     forks = _page_forks(con, thread_id, turns)
     page = ThreadPage(
         turn_offset=turn_offset,
@@ -188,6 +199,7 @@ def query_thread_page(
         through_turn,
         page,
         truncated=nxt is not None or turn_offset > 0 or transcript_after is not None,
+        content_hints=hints,
     )
 
 

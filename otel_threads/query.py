@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from otel_threads.content_capture import thread_hints
 from otel_threads.filters import ThreadFilter
 from otel_threads.schemas import (
     MAX_LIMIT,
@@ -32,6 +33,8 @@ from otel_threads.schemas import (
     TranscriptMessage,
     TurnSchema,
 )
+from otel_threads.span_messages import call_spans
+from otel_threads.turn_errors import fill_errors
 
 __all__ = [
     "MAX_LIMIT",
@@ -192,6 +195,7 @@ def query_thread(
             ),
         )
     _fill_io(con, thread_id, turns)
+    fill_errors(con, thread_id, turns)
     index = {t.turn_id: t.turn_index for t in turns}
     for f in forks:
         f.parent_turn_index = index.get(f.parent_turn_id)
@@ -203,6 +207,7 @@ def query_thread(
         forks,
         branch,
         None if through_turn is None else through_turn.lower(),
+        content_hints=[] if transcript else thread_hints(con, thread_id, turns),
     )
 
 
@@ -295,7 +300,10 @@ def query_turn_spans(
 ) -> list[dict[str, Any]] | None:
     """Every span of one turn, in start order, with its attributes and events (JSON
     values decoded), or None when the thread has no such turn. A span's parent is in
-    the list unless the turn's tree is incomplete or crosses services."""
+    the list unless the turn's tree is incomplete or crosses services. An LLM span has
+    ``llm_call_span_id``: the span of the LLM call it is part of (itself, or the inner
+    span of its nest; `otel_threads.span_messages.query_span_messages` has its
+    messages); None for the others. ``con`` must be a cursor of its own."""
     rows = con.execute(
         "SELECT trace_id, span_id FROM span_threads WHERE thread_id = ? AND turn_id = ?",
         [thread_id, turn_id],
@@ -303,8 +311,10 @@ def query_turn_spans(
     if not rows:
         return None
     members = set(rows)
+    traces = sorted({t for t, _ in rows})  # a turn is one trace, seldom more
+    calls = call_spans(con, traces)
     out = []
-    for trace_id in sorted({t for t, _ in rows}):  # a turn is one trace, seldom more
+    for trace_id in traces:
         cur = con.execute(
             f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans WHERE trace_id = ? "
             "ORDER BY start_time_unix_nano, span_id",
@@ -316,6 +326,7 @@ def query_turn_spans(
                 for key in ("attributes", "events", "resource_attributes"):
                     if isinstance(span[key], str):
                         span[key] = json.loads(span[key])
+                span["llm_call_span_id"] = calls.get((span["trace_id"], span["span_id"]))
                 out.append(span)
     out.sort(key=lambda sp: (sp["start_time"] or dt.datetime.min, sp["span_id"]))
     return out

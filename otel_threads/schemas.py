@@ -16,6 +16,7 @@ __all__ = [
     "MAX_LIMIT",
     "PAGE_SORT",
     "SORT_FIELDS",
+    "ContentHint",
     "ForkSchema",
     "SortBy",
     "ThreadDetail",
@@ -24,6 +25,7 @@ __all__ = [
     "ThreadsQueryReq",
     "ThreadsQueryRes",
     "TranscriptMessage",
+    "TurnError",
     "TurnSchema",
 ]
 
@@ -219,8 +221,36 @@ class ThreadSchema:
 
 
 @dataclass
+class TurnError:
+    """Why a turn failed: its failing span (the deepest span with status ERROR, one that
+    recorded an exception first) and what it says. ``type``, ``message`` and
+    ``stacktrace`` come from the span's last ``exception`` event (exception.type,
+    exception.message, exception.stacktrace); without one, ``message`` is the span's
+    status message. Texts longer than `ERROR_TEXT_CHARS` are cut and end with an
+    ellipsis (the span itself keeps them whole)."""
+
+    span_id: str
+    span_name: str | None = None
+    type: str | None = None
+    message: str | None = None
+    stacktrace: str | None = None
+    #: spans of the turn with status ERROR (this one among them)
+    error_span_count: int = 1
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TurnError:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+#: The longest text a `TurnError` carries (a stack trace can be megabytes).
+ERROR_TEXT_CHARS = 20_000
+
+
+@dataclass
 class TurnSchema:
-    """One row of the `turns` view."""
+    """One row of the `turns` view. In a thread's detail, a turn with an error also
+    has ``error`` (a `TurnError`), read from its spans."""
 
     thread_id: str
     turn_id: str
@@ -252,10 +282,14 @@ class TurnSchema:
     cost_usd: float | None = None
     #: its LLM calls of no known cost
     unpriced_call_count: int = 0
+    error: TurnError | None = None  #: why it failed (in the detail; None without an error)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TurnSchema:
-        return _from_dict(cls, data)
+        turn = _from_dict(cls, data)
+        if isinstance(turn.error, dict):
+            turn.error = TurnError.from_dict(turn.error)
+        return turn
 
 
 @dataclass
@@ -336,6 +370,26 @@ class ThreadPage:
 
 
 @dataclass
+class ContentHint:
+    """Why a thread's LLM calls carry no messages, and what to set so that they do: one
+    per kind of call seen (`otel_threads.content_capture` says which)."""
+
+    convention: str | None  #: the calls' `llm_calls` convention
+    scope_name: str | None  #: their instrumentation scope
+    llm_call_count: int  #: calls of this kind among those looked at
+    producer: str  #: what made them, as its users know it
+    setting: (
+        str  #: what to set, e.g. ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=SPAN_ONLY``
+    )
+    note: str  #: why there is no content, and what else is needed
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ContentHint:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
 class ThreadDetail:
     """One thread. ``turns``: all of them, in start order. ``transcript``: the
     conversation along ``branch`` (turn ids, first to last): the current branch, or
@@ -345,7 +399,9 @@ class ThreadDetail:
     A page of it (`query_thread_page`, what ``GET /threads/{id}`` answers) holds a run
     of the turns, the transcript rows and branch ids of those turns, and the forks
     they take part in; ``page`` says where it lies and ``truncated`` that it is not
-    the whole thread. ``version`` changes whenever the thread is derived anew."""
+    the whole thread. ``version`` changes whenever the thread is derived anew.
+    ``content_hints``: when the branch shown has no messages although its turns made
+    LLM calls, why and what to set (else empty)."""
 
     thread: ThreadSchema
     turns: list[TurnSchema]
@@ -356,6 +412,7 @@ class ThreadDetail:
     page: ThreadPage | None = None
     truncated: bool = False
     version: str | None = None
+    content_hints: list[ContentHint] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadDetail:
@@ -370,4 +427,5 @@ class ThreadDetail:
             ThreadPage.from_dict(page) if page else None,
             bool(data.get("truncated", False)),
             data.get("version"),
+            [ContentHint.from_dict(h) for h in data.get("content_hints") or []],
         )

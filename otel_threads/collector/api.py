@@ -1,5 +1,6 @@
 """The API listener: the threads query, read-only SQL, /healthz, /metrics (rendered
-by collector.metrics), the web page.
+by collector.metrics), the web page and what it reads (a turn's spans, an LLM span's
+messages).
 
 Reads run on their own cursors of the collector's database, next to the writer
 (`otel_threads.store.reads.Reads`: the handler gets that, not the collector).
@@ -41,6 +42,7 @@ from otel_threads.query import (
     thread_version,
     threads_version,
 )
+from otel_threads.span_messages import query_span_messages
 from otel_threads.store.errors import StoreClosed
 from otel_threads.store.reads import Reads
 
@@ -262,6 +264,32 @@ class ApiHandler(BaseHandler):
                 self._send(400, {"error": str(exc)})
                 return
             self._send(200, {"threads": res.threads, "total": res.total}, tag)
+        elif (
+            path.startswith("/threads/")
+            and "/turns/" in path
+            and "/spans/" in path
+            and path.endswith("/messages")
+        ):
+            # /threads/{thread}/turns/{turn}/spans/{span}/messages: an LLM span's call
+            head, _, span_id = path[len("/threads/") : -len("/messages")].rpartition("/spans/")
+            thread_id, _, turn_id = head.rpartition("/turns/")
+            thread_id, turn_id, span_id = (
+                urllib.parse.unquote(p) for p in (thread_id, turn_id, span_id)
+            )
+            try:
+                wait_s = _wait_s(query)
+            except ValueError as exc:
+                self._send(400, {"error": str(exc)})
+                return
+            with self.reads.read(wait_s) as con:
+                answer = query_span_messages(con, thread_id, turn_id, span_id)
+            if answer is None:
+                self._send(
+                    404,
+                    {"error": f"no span {span_id!r} in turn {turn_id!r} of thread {thread_id!r}"},
+                )
+            else:
+                self._send(200, answer)
         elif path.startswith("/threads/") and "/turns/" in path and path.endswith("/spans"):
             thread_id, _, turn_id = path[len("/threads/") : -len("/spans")].rpartition("/turns/")
             thread_id, turn_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(turn_id)

@@ -1,5 +1,7 @@
 // otel-threads web page: the threads list, a thread's drawer (turns, chat, forks) and
 // a turn's span tree, over the collector's JSON API. No framework, no build step.
+// What the page explains (a turn's error, a span's detail, why there are no messages)
+// is in explain.js.
 //
 // Safety: every text that comes from the data goes into the page as a text node or
 // an attribute value (el() below), never as HTML; the server's Content-Security-Policy
@@ -21,6 +23,7 @@ const state = {
   listEtag: null,
   turn: null, // the active turn id
   spansOf: null, // the turn whose span tree is shown
+  spanTree: null, // its spans, and whose they are
   ignoreScrollUntil: 0,
 };
 
@@ -189,9 +192,9 @@ function threadRow(t) {
   return el("tr", { dataset: { id: t.thread_id }, tabindex: 0 },
     el("td", { class: "id", title: t.thread_id }, t.thread_id),
     el("td", { class: "num" }, number(t.turn_count)),
-    el("td", { title: t.start_time || "", dataset: { time: t.start_time || "" } },
+    el("td", { title: utcTime(t.start_time), dataset: { time: t.start_time || "" } },
        ago(t.start_time)),
-    el("td", { title: t.last_updated || "", dataset: { time: t.last_updated || "" } },
+    el("td", { title: utcTime(t.last_updated), dataset: { time: t.last_updated || "" } },
        ago(t.last_updated)),
     el("td", { class: "num" }, duration(t.p50_turn_duration_ms)),
     el("td", { class: "num" }, duration(t.p99_turn_duration_ms)),
@@ -273,6 +276,7 @@ function newView(id, through) {
     id, through, thread: null, turnsTotal: 0, segs: [], forks: new Map(), loads: 0,
     byTurn: new Map(), // turn id -> turn, of the loaded pages
     onBranch: new Set(), // turn ids on the branch shown, of the loaded pages
+    hints: [], // why there are no messages (the first page's content_hints)
   };
 }
 
@@ -315,6 +319,7 @@ function makeSegs(v, total, from = 0) {
 function applyPage(v, seg, got) {
   const { res } = got;
   v.thread = res.thread;
+  if (seg.start === 0) v.hints = res.content_hints || []; // said on the first page
   for (const f of res.forks) v.forks.set(f.parent_turn_id, f);
   for (const t of seg.turns || []) { v.byTurn.delete(t.turn_id); v.onBranch.delete(t.turn_id); }
   seg.turns = res.turns;
@@ -423,6 +428,7 @@ function renderHeader(v) {
     t.user_id ? stat("user", t.user_id) : null,
   ].filter(Boolean));
   renderForks(v);
+  renderHints(v);
 }
 
 function renderForks(v) {
@@ -529,7 +535,9 @@ function renderTurns(v, seg) {
     ),
     t.first_input ? el("div", { class: "io in" }, oneLine(t.first_input, 160)) : null,
     t.last_output ? el("div", { class: "io out" }, "→ ", oneLine(t.last_output, 160)) : null,
-    !t.first_input && !t.last_output ? el("div", { class: "io out" }, oneLine(t.name, 80)) : null,
+    t.has_error ? el("div", { class: "io err" }, "✕ ", oneLine(errorLine(t), 160)) : null,
+    !t.first_input && !t.last_output && !t.has_error
+      ? el("div", { class: "io out" }, oneLine(t.name, 80)) : null,
     );
   });
 }
@@ -549,7 +557,7 @@ function message(m) {
   let label = role;
   if (role === "tool") label = m.tool_call_id ? `tool result · ${m.tool_call_id}` : "tool result";
   else if (calls.length && !m.content) label = `${role} · tool call`;
-  return el("div", { class: `msg ${known}`, dataset: { seq: m.seq } },
+  return el("div", { class: `msg ${known}`, dataset: m.seq === undefined ? null : { seq: m.seq } },
     el("div", { class: "role" }, label),
     m.content !== null && m.content !== undefined && m.content !== ""
       ? el("div", { class: "bubble" }, m.content) : null,
@@ -573,9 +581,10 @@ function renderChat(v, seg) {
       el("div", { class: "sec-head" },
         el("span", {}, `Turn ${t.turn_index ?? "?"}`),
         el("span", {}, t.is_running ? "running" : duration(t.duration_ms)),
-        el("span", {}, oneLine(t.name, 60))),
-      messages.length ? messages.map(message)
-        : el("div", { class: "no-msgs" }, "No messages recorded in this turn."));
+        el("span", { title: utcTime(t.start_time) }, oneLine(t.name, 60))),
+      messages.length ? messages.map(message) : t.has_error ? null
+        : el("div", { class: "no-msgs" }, "No messages recorded in this turn."),
+      t.has_error ? errorBlock(t) : null); // where the reply would be, after any it had
   });
   const orphans = byTurn.get(null) || [];
   if (orphans.length) sections.push(el("section", { class: "turn-sec" }, orphans.map(message)));
@@ -830,14 +839,14 @@ async function openSpans(turnId) {
   markTurn(turnId);
   const turn = v.byTurn.get(turnId) || {};
   $("s-title").textContent = `Turn ${turn.turn_index ?? "?"} · ${res.spans.length} spans`;
-  renderSpanTree(res.spans);
+  renderSpanTree(res.spans, v.id, turnId);
   $("d-thread").hidden = true;
   $("d-spans").hidden = false;
   $("s-back").focus();
   syncUrlSoon();
 }
 
-function renderSpanTree(spans) {
+function renderSpanTree(spans, threadId, turnId) {
   const ids = new Set(spans.map((s) => s.span_id));
   const children = new Map();
   const roots = [];
@@ -860,13 +869,15 @@ function renderSpanTree(spans) {
     const isError = s.status_code === "ERROR";
     const row = el("div", {
       class: "span-row", role: "treeitem", tabindex: 0, "aria-expanded": "false",
-      onclick: () => toggleAttrs(row, s),
-      onkeydown: (e) => { if (e.key === "Enter") toggleAttrs(row, s); },
+      onclick: () => toggleDetail(row, s),
+      onkeydown: (e) => { if (e.key === "Enter") toggleDetail(row, s); },
     },
     el("div", { class: "span-name", title: s.name, style: { paddingLeft: `${depth * 16}px` } },
       depth ? el("span", { class: "indent" }, "└ ") : null,
       isError ? el("span", { class: "err" }, "! ") : null,
-      s.name || "(unnamed)", el("span", { class: "svc" }, s.service_name || "")),
+      s.name || "(unnamed)",
+      s.llm_call_span_id ? el("span", { class: "badge llm", title: "an LLM call" }, "LLM") : null,
+      el("span", { class: "svc" }, s.service_name || "")),
     el("div", { class: "bar-track" },
       el("div", {
         class: "bar" + (isError ? " error" : ""),
@@ -877,14 +888,12 @@ function renderSpanTree(spans) {
     for (const c of children.get(s.span_id) || []) walk(c, depth + 1);
   };
   for (const r of roots) walk(r, 0);
+  state.spanTree = { spans, threadId, turnId }; // what a span's detail reads
   $("s-tree").replaceChildren(...rows);
 }
 
-function valueText(value) {
-  return typeof value === "string" ? value : JSON.stringify(value, null, 2);
-}
-
-function toggleAttrs(row, s) {
+// A span's detail (explain.js) below its row; a second click folds it.
+function toggleDetail(row, s) {
   const next = row.nextElementSibling;
   if (next && next.classList.contains("attrs")) {
     next.remove();
@@ -892,17 +901,8 @@ function toggleAttrs(row, s) {
     row.setAttribute("aria-expanded", "false");
     return;
   }
-  const pairs = [
-    ["span_id", s.span_id], ["trace_id", s.trace_id], ["kind", s.kind],
-    ["status", s.status_message ? `${s.status_code}: ${s.status_message}` : s.status_code],
-    ["start", s.start_time], ["duration", duration(s.duration_ms)],
-    ...Object.entries(s.attributes || {}).sort(([a], [b]) => a.localeCompare(b)),
-  ];
-  const events = (s.events || []).map((e) => [`event: ${e.name || ""}`, e.attributes || {}]);
-  const box = el("div", { class: "attrs" },
-    el("table", {}, el("tbody", {}, [...pairs, ...events].map(([k, v]) =>
-      el("tr", {}, el("td", { class: "k" }, k), el("td", {}, valueText(v)))))));
-  row.after(box);
+  const tree = state.spanTree;
+  row.after(spanDetail(s, tree.spans, tree.threadId, tree.turnId));
   row.classList.add("open");
   row.setAttribute("aria-expanded", "true");
 }

@@ -1,0 +1,67 @@
+"""The views over a few traces only: `traces_only`.
+
+The GenAI views (``llm_calls``, ``messages`` and those under them) parse the store's
+spans as they are read; asked for one span's messages they would still plan and scan
+the whole store (seconds on a store of a million spans). Inside `traces_only`, TEMP
+tables of the views' inputs shadow the store's for the connection, as the derivation
+does (otel_threads.store.scoped), so a view reads the spans of those traces alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import duckdb
+
+__all__ = ["SHARED", "traces_only"]
+
+#: The tables and views the GenAI views read, each shadowed by a TEMP table of the rows
+#: of the traces in scope (``spans_raw`` and ``logs`` are looked up by their trace_id
+#: index; ``span_threads`` is the derived table behind the view of that name).
+_INPUTS = (("spans_raw", "spans_raw"), ("logs", "logs"), ("span_threads", "span_threads_mat"))
+
+
+#: The views under ``llm_calls`` and ``messages`` that both read: `traces_only` with
+#: ``shared=True`` evaluates them once, in this order (each reads those before it).
+#: Planning the GenAI views costs more than running them on a trace or two, and each
+#: of the two plans these again.
+SHARED = (
+    "genai_llm_spans",
+    "genai_spans",
+    "genai_calls",
+    "genai_span_meta",
+    "genai_message_sources",
+)
+
+
+@contextlib.contextmanager
+def traces_only(
+    con: duckdb.DuckDBPyConnection, traces: list[str], shared: bool = False
+) -> Iterator[None]:
+    """For the length of the block, every view read on ``con`` sees the spans and log
+    records of ``traces`` and nothing else; with ``shared``, the views in `SHARED` are
+    evaluated once, into TEMP tables of their name (what a block that reads both
+    ``llm_calls`` and ``messages`` wants). ``con`` must be a cursor of its own (TEMP
+    tables belong to a connection); they are dropped on leaving."""
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    db = '"' + name.replace('"', '""') + '".main'
+    marks = ", ".join("?" * len(traces)) or "NULL"
+    made: list[str] = []
+    try:
+        for temp, table in _INPUTS:
+            con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
+            made.append(temp)
+            con.execute(
+                f"CREATE TEMP TABLE {temp} AS SELECT * FROM {db}.{table} "
+                f"WHERE trace_id IN ({marks})",
+                traces,
+            )
+        for view in SHARED if shared else ():
+            con.execute(f"DROP TABLE IF EXISTS temp.{view}")
+            made.append(view)
+            con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
+        yield
+    finally:
+        for temp in reversed(made):
+            con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
