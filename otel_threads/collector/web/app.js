@@ -58,7 +58,7 @@ const $ = (id) => document.getElementById(id);
 
 function parseTime(value) {
   if (!value) return null;
-  // stored times are UTC without a zone
+  // times come as UTC with their zone ("...Z"); one without is UTC too
   return new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(value) ? value : value + "Z");
 }
 
