@@ -202,6 +202,14 @@ class ThreadFilter:
     def is_empty(self) -> bool:
         return not self.to_json()
 
+    def scans(self) -> bool:
+        """Whether a condition reads more than the thread's own row (its transcript, turns
+        or attribute values): then a list query counts its matches in the same scan."""
+        return any(
+            v is not None
+            for v in (self.text, self.tool, self.user_id, self.service_name, self.attributes)
+        )
+
     def where(self) -> tuple[list[str], list[Any]]:
         """Conditions on the `threads` view (all must hold) and their parameters, in order."""
         conds: list[str] = []
@@ -214,9 +222,9 @@ class ThreadFilter:
         if self.text is not None:
             role = " AND role = ?" if self.role is not None else ""
             add(
-                "thread_id IN (SELECT thread_id FROM transcript WHERE content ILIKE ? "
-                f"ESCAPE '\\'{role})",
-                f"%{_like_escaped(self.text)}%",
+                "thread_id IN (SELECT thread_id FROM transcript "
+                f"WHERE contains(lower(content), lower(?)){role})",
+                self.text,
                 *([self.role] if self.role is not None else []),
             )
         if self.has_error is not None:
@@ -234,11 +242,7 @@ class ThreadFilter:
             )
         if self.model is not None:
             pattern = _like_escaped(self.model).replace("*", "%")
-            add(
-                "EXISTS (SELECT 1 FROM unnest(models) AS m(model) "
-                "WHERE m.model ILIKE ? ESCAPE '\\')",
-                pattern,
-            )
+            add("len(list_filter(models, lambda m: m ILIKE ? ESCAPE '\\')) > 0", pattern)
         if self.user_id is not None:
             add("thread_id IN (SELECT thread_id FROM turns WHERE user_id = ?)", self.user_id)
         if self.project is not None:

@@ -141,13 +141,25 @@ def query_threads(
                 f"{', '.join(PAGE_SORT)}, asc or desc"
             )
     order = ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
+    # a filter that reads the transcript, turns or attribute values counts its matches
+    # in the scan that finds them (a second statement would scan again)
+    counted = req.filter is not None and req.filter.scans()
     cur = con.execute(
-        f"SELECT * REPLACE ({_PREVIEW}) FROM threads {cond} "
-        f"ORDER BY {order}, thread_id LIMIT ? OFFSET ?",
+        f"SELECT * REPLACE ({_PREVIEW}){', count(*) OVER () AS _total' if counted else ''} "
+        f"FROM threads {cond} ORDER BY {order}, thread_id LIMIT ? OFFSET ?",
         [*params, req.limit, req.offset],
     )
-    threads = _rows_to(ThreadSchema, cur)
-    total = con.execute(f"SELECT count(*) FROM threads {cond}", params).fetchall()[0][0]
+    names = [d[0] for d in cur.description]
+    rows = cur.fetchall()
+    if counted and rows:
+        total = rows[0][names.index("_total")]
+    else:
+        total = con.execute(f"SELECT count(*) FROM threads {cond}", params).fetchall()[0][0]
+    known = {f.name for f in dataclasses.fields(ThreadSchema)}
+    threads = [
+        ThreadSchema(**{k: v for k, v in zip(names, row, strict=True) if k in known})
+        for row in rows
+    ]
     return ThreadsQueryRes(threads, int(total))
 
 
