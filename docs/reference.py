@@ -1,6 +1,6 @@
 """The parts of the reference in docs/ that the code itself knows, so they cannot drift.
 
-    python docs/reference.py                  # rewrite docs/cli.md's generated blocks
+    python docs/reference.py                  # rewrite docs/cli.md's blocks; report drift
     python docs/reference.py columns threads  # a view's column rows, to paste in storage.md
 
 - docs/cli.md: each command's usage line and options table, from click (the texts
@@ -8,7 +8,9 @@
   A new command needs a section with such a block (empty is fine); this fills it.
 - docs/storage.md: the column tables are written by hand (each column's meaning);
   ``columns`` prints a view's or table's rows (name and type, as DESCRIBE gives them
-  on a new store) to start from.
+  on a new store) to start from. Every table, view and table macro of a new store is
+  either a section '### `name`' (a view's with its column table) or listed under an
+  '### Internal ...' heading; the migrations table lists every migration file.
 
 tests/test_docs_cli.py and tests/test_docs_storage.py hold the docs to the code with
 these functions.
@@ -26,6 +28,7 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_MD = ROOT / "docs" / "cli.md"
+STORAGE_MD = ROOT / "docs" / "storage.md"
 #: The name of the block of the `otel-threads` group itself (its own options).
 GROUP = "otel-threads"
 BLOCK = re.compile(
@@ -136,6 +139,67 @@ def column_rows(con: duckdb.DuckDBPyConnection, name: str) -> str:
     return "\n".join(f"| `{c}` | {t} |  |" for c, t in describe(con, name))
 
 
+_SECTION = re.compile(r"^### `(?P<name>\w+)`\n(?P<body>.*?)(?=^#{1,3} |\Z)", re.M | re.S)
+_INTERNAL = re.compile(r"^### Internal \w+\n(?P<body>.*?)(?=^#{1,3} |\Z)", re.M | re.S)
+_COLUMNS = "| column | type |"
+_ROW = re.compile(r"^\| `(?P<column>\w+)` \| (?P<type>[^|]+?) \|", re.M)
+_MIGRATION_ROW = re.compile(r"^\| `(\d{4}_\w+)` \|", re.M)
+
+
+def documented(text: str) -> dict[str, list[tuple[str, str]] | None]:
+    """The sections '### `name`' of docs/storage.md: name -> the (column, type) rows of
+    its column table, or None when it has none."""
+    out: dict[str, list[tuple[str, str]] | None] = {}
+    for m in _SECTION.finditer(text):
+        body = m.group("body")
+        table = body.split(_COLUMNS, 1)[1] if _COLUMNS in body else None
+        out[m.group("name")] = (
+            None
+            if table is None
+            else [(r.group("column"), r.group("type").strip()) for r in _ROW.finditer(table)]
+        )
+    return out
+
+
+def internal(text: str) -> set[str]:
+    """The names listed under the '### Internal ...' headings of docs/storage.md."""
+    return {n for m in _INTERNAL.finditer(text) for n in re.findall(r"`(\w+)`", m.group("body"))}
+
+
+def storage_problems(text: str, con: duckdb.DuckDBPyConnection) -> list[str]:
+    """What docs/storage.md (``text``) lacks or says wrongly about the store ``con`` holds
+    (a new store: `new_store`)."""
+    objects, sections, inner = catalog(con), documented(text), internal(text)
+    problems = []
+    for name, kind in sorted(objects.items()):
+        rows = sections.get(name)
+        if name not in sections and name not in inner:
+            problems.append(
+                f"docs/storage.md does not name the {kind} `{name}`: give it a section "
+                f"(python docs/reference.py columns {name}) or list it under Internal {kind}s"
+            )
+        elif name in sections and rows is None and kind != "table":
+            problems.append(f"docs/storage.md: the {kind} `{name}` has no column table")
+        elif rows is not None and rows != describe(con, name):
+            problems.append(
+                f"docs/storage.md: the column table of `{name}` is not the {kind}'s; "
+                f"its columns are:\n{column_rows(con, name)}"
+            )
+    for name in sorted(set(sections) - set(objects)):
+        problems.append(f"docs/storage.md documents `{name}`, which is no table, view or macro")
+    for name in sorted(inner - set(objects)):
+        problems.append(f"docs/storage.md lists `{name}` as internal, which is no table or view")
+    for name in sorted(inner & set(sections)):
+        problems.append(f"docs/storage.md lists `{name}` as internal, and gives it a section")
+    files = sorted(
+        p.stem for p in (ROOT / "otel_threads" / "migrations").glob("*.sql") if p.stem[:4].isdigit()
+    )
+    listed = _MIGRATION_ROW.findall(text)
+    if listed != files:
+        problems.append(f"docs/storage.md lists the migrations {listed}, not {files}")
+    return problems
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["columns"]:
         with tempfile.TemporaryDirectory() as directory:
@@ -152,9 +216,16 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     write_cli()
-    for problem in cli_problems(CLI_MD.read_text(encoding="utf-8")):
+    problems = cli_problems(CLI_MD.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as directory:
+        con = new_store(directory)
+        try:
+            problems += storage_problems(STORAGE_MD.read_text(encoding="utf-8"), con)
+        finally:
+            con.close()
+    for problem in problems:
         print(problem, file=sys.stderr)
-    return 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
