@@ -121,6 +121,19 @@ def test_every_link_resolves_inside_the_repository(page):
     assert "../shared" not in text and "/work/shared" not in text
 
 
+def test_the_readme_links_every_docs_page():
+    readme = ROOT / "README.md"
+    linked = {
+        (readme.parent / urllib.parse.urlsplit(t).path).resolve()
+        for _, t in links(readme.read_text(encoding="utf-8"))
+        if not urllib.parse.urlsplit(t).scheme
+    }
+    pages = sorted((ROOT / "docs").glob("*.md"))
+    assert len(pages) >= 5
+    missing = [p.relative_to(ROOT).as_posix() for p in pages if p.resolve() not in linked]
+    assert not missing, f"README.md links no {missing}"
+
+
 def test_the_link_checker_catches_what_it_should(tmp_path):
     """The checker itself: each kind of bad link is reported, good ones are not."""
     page = ROOT / "docs" / "example.md"
