@@ -153,6 +153,8 @@ def query_threads(
     rows = cur.fetchall()
     if counted and rows:
         total = rows[0][names.index("_total")]
+    elif counted and req.offset == 0:  # nothing matched
+        total = 0
     else:
         total = con.execute(f"SELECT count(*) FROM threads {cond}", params).fetchall()[0][0]
     known = {f.name for f in dataclasses.fields(ThreadSchema)}
