@@ -127,6 +127,24 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
         ) from None
 
 
+def _window_options(fn: Callable) -> Callable:
+    """--after, --before and --project (the threads a command reads: threads, export)."""
+    fn = click.option("--project", help="Only this project.")(fn)
+    fn = click.option(
+        "--before",
+        metavar="TIME|AGE",
+        callback=_time,
+        help="Only threads started at or before TIME, or AGE ago.",
+    )(fn)
+    return click.option(
+        "--after",
+        metavar="TIME|AGE",
+        callback=_time,
+        help="Only threads active at or after TIME (ISO 8601, UTC: 2026-11-20T00:00) or "
+        "AGE ago (2d, 12h, 90m).",
+    )(fn)
+
+
 @main.command("threads")
 @_source
 @click.option(
@@ -141,20 +159,7 @@ def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
 )
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
-@click.option(
-    "--after",
-    metavar="TIME|AGE",
-    callback=_time,
-    help="Only threads active at or after TIME (ISO 8601, UTC: 2026-11-20T00:00) or "
-    "AGE ago (2d, 12h, 90m).",
-)
-@click.option(
-    "--before",
-    metavar="TIME|AGE",
-    callback=_time,
-    help="Only threads started at or before TIME, or AGE ago.",
-)
-@click.option("--project", help="Only this project.")
+@_window_options
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def threads_cmd(
@@ -286,17 +291,15 @@ def show_cmd(
     show_default=True,
     help="File format of each view.",
 )
-@click.option("--after", metavar="TIME", help="Only threads active at or after TIME.")
-@click.option("--before", metavar="TIME", help="Only threads started at or before TIME.")
-@click.option("--project", help="Only this project.")
+@_window_options
 @filter_options
 def export_cmd(
     directory: str,
     db: str | None,
     url: str | None,
     fmt: str,
-    after: str | None,
-    before: str | None,
+    after: dt.datetime | None,
+    before: dt.datetime | None,
     project: str | None,
     **filters: Any,
 ) -> None:

@@ -7,40 +7,23 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+import test_thread_filters
 from click.testing import CliRunner
-from test_thread_filters import converse
 
 from otel_threads import ThreadsClient, ThreadsQueryReq
 from otel_threads.cli import main as cli
-from otel_threads.collector import Collector, Config
 from otel_threads.collector.readonly_sql import run_readonly_arrow
 from otel_threads.export import VIEWS, export
 
-ANY = ("127.0.0.1", 0)
 REFUND = ["chat", "refund-error", "refund-tool"]  # threads with "refund" in a message
 
 
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory):
-    """(a collector holding one file, a copy of that file no collector holds)"""
-    root = tmp_path_factory.mktemp("x")
-    db, copy = str(root / "x.duckdb"), str(root / "copy.duckdb")
-    config = Config(parse_workers=0, db=db, grpc=ANY, http=None, api=ANY)
-    c = Collector(config)
-    c.start()
-    converse(c.endpoints.grpc)
-    c.store.sync(60)
-    c.stop()
-    shutil.copy(db, copy)
-    c = Collector(config)
-    c.start()
-    yield c, copy
-    c.stop()
+# (a collector serving the four threads, a copy of its file that no collector holds)
+stores = test_thread_filters.served
 
 
 def expected(path: str, view: str, threads: list[str]) -> list[tuple]:
@@ -73,6 +56,11 @@ def test_export_on_a_file_and_through_a_collector_give_the_same_files(stores, tm
         assert parquet_rows(tmp_path / "a" / f"{view}.parquet") == parquet_rows(
             tmp_path / "f" / f"{view}.parquet"
         ), view
+    # the window takes the threads command's forms: an age too
+    aged = runner.invoke(cli, ["export", str(tmp_path / "w"), "--db", copy, "--after", "3650d"])
+    assert aged.exit_code == 0 and "threads.parquet: 4 rows" in aged.output, aged.output
+    bad = runner.invoke(cli, ["export", str(tmp_path / "w"), "--db", copy, "--after", "yesterday"])
+    assert bad.exit_code == 2 and "--after" in bad.output and "sortable" not in bad.output
     schema = pq.read_schema(tmp_path / "a" / "threads.parquet")
     assert "cost_usd" in schema.names and "thread_id" in schema.names
 
