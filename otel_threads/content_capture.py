@@ -15,7 +15,7 @@ from __future__ import annotations
 import duckdb
 
 from otel_threads.schemas import ContentHint, TurnSchema
-from otel_threads.scope import traces_only
+from otel_threads.store.scope import traces_only
 
 __all__ = ["SAMPLE_TURNS", "hint", "thread_hints"]
 

@@ -1,6 +1,6 @@
 """An LLM span as a conversation: `query_span_messages` (the LLM call a span is part of,
 with its messages) and `call_spans` (which spans of some traces are LLM calls), both
-over the views of those traces only (`otel_threads.scope.traces_only`)."""
+over the views of those traces only (`otel_threads.store.scope.traces_only`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 
 from otel_threads.content_capture import hint
-from otel_threads.scope import traces_only
+from otel_threads.store.scope import traces_only
 
 __all__ = ["call_spans", "query_span_messages"]
 
