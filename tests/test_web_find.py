@@ -120,3 +120,11 @@ def test_slash_searches_and_j_k_step_through_threads(page):
     page.keyboard.press("k")
     page.wait_for_function("() => document.querySelector('#d-title').textContent === 'bulk-01'")
     assert url_params(page)["thread"] == ["bulk-01"]
+
+
+def test_odd_url_parameters_break_nothing(page, site):
+    """Names an object inherits (constructor, __proto__) are no filters; the rest applies."""
+    page.goto(f"{site.endpoints.api}/?constructor=x&__proto__=y&toString=z&search=A-1042")
+    count_is(page, "1\u20131 of 1 threads")
+    assert ids(page) == ["support-1"]
+    assert page.locator("#chips .chip").count() == 0

@@ -169,7 +169,7 @@ function readUrl() {
   find.role = p.get("role") || "";
   find.filters = [];
   for (const [name, value] of p) {
-    if (name in FILTERS && name !== "q" && value) find.filters.push([name, value]);
+    if (Object.hasOwn(FILTERS, name) && name !== "q" && value) find.filters.push([name, value]);
   }
   state.q = p.get("q") || "";
   state.windowSecs = p.get("window") || "";
