@@ -74,6 +74,8 @@ def thread_filter(project: str | None = None, **given: Any):
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise click.UsageError(f"--attr takes KEY=VALUE, got {pair!r}")
+        if key in attributes:
+            raise click.UsageError(f"--attr {key} given twice: a span has one value per key")
         attributes[key] = value
     fields = {k: v for k, v in given.items() if v is not None}
     if attributes:

@@ -128,13 +128,15 @@ class ThreadFilter:
         for name in ("min_turns", "max_turns"):
             value = getattr(self, name)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
+                isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63
             ):
                 raise ValueError(f"filter {name} must be a non-negative integer, got {value!r}")
         for name in ("min_cost_usd", "max_cost_usd"):
             value = getattr(self, name)
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= 1e15  # (NaN too)
             ):
                 raise ValueError(f"filter {name} must be a non-negative number, got {value!r}")
         for low, high in (("min_turns", "max_turns"), ("min_cost_usd", "max_cost_usd")):
@@ -186,6 +188,9 @@ class ThreadFilter:
                 bad = [k for k, sep, _ in pairs if not sep or not k]
                 if bad:
                     raise ValueError(f"attr takes KEY=VALUE, got {values[0][:80]!r}")
+                keys = [k for k, _, _ in pairs]
+                if len(set(keys)) < len(keys):
+                    raise ValueError("attr names a key twice: give each key once")
                 fields[name] = {k: v for k, _, v in pairs}
                 continue
             raw = values[-1]

@@ -271,12 +271,17 @@ def reprice(con: duckdb.DuckDBPyConnection, overrides: list[PriceEntry] | None =
         kept = con.execute(
             f"SELECT provider, model, source, {', '.join(_KEYS)} FROM model_prices"
         ).fetchall()
-        changed = []
+        changed, sources = [], set()
         for provider, model, *old in kept:
             row = _resolve(entries, provider, model) or {}
             new = [row.get("source") is not None, *[row.get(k) for k in _KEYS]]
             if _comparable(new) != _comparable([old[0] is not None, *old[1:]]):
                 changed.append((provider, model))
+                sources |= {old[0], row.get("source")} - {None}
+        # a call's price may be its request model's while turns name its response model
+        # (gpt-4o vs gpt-4o-2024-08-06): the names genai-prices takes for the same model
+        # as a changed one are queued too
+        changed += [(p, m) for p, m, source, *_ in kept if source in sources]
         con.execute("DELETE FROM model_prices")
         _insert(con, [(p, m) for p, m, *_ in kept])
         queued = 0

@@ -246,3 +246,25 @@ def test_a_producers_cost_that_is_no_cost_falls_back_to_the_price(store, bad):
     assert store.rows("SELECT cost_usd FROM llm_calls") == [(pytest.approx(want),)]
     assert store.rows("SELECT cost_usd FROM threads") == [(pytest.approx(want),)]
     assert store.rows("SELECT count(*) FROM derive_errors") == [(0,)]
+
+
+def test_a_price_file_wins_for_the_request_model_of_a_dated_answer(store, tmp_path):
+    """gpt-4o asked, gpt-4o-2024-08-06 answered: the file's gpt-4o price applies (before
+    the genai-prices price of the dated name), and changing it re-derives that turn."""
+    store.insert(
+        llm_span(0, "t", "openai", "gpt-4o", "gpt-4o-2024-08-06", (1_000_000, 0, None, None))
+    )
+    store.derive_all()
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps([{"model": "gpt-4o", "input_mtok": 2.0, "output_mtok": 8.0}]))
+    assert reprice(store.con, load_price_file(path)) == 1
+    store.derive_all()
+    assert store.rows("SELECT cost_usd FROM threads") == [(2.0,)]
+    store.assert_kept_equals_scratch()
+
+
+def test_cached_tokens_past_the_input_never_make_a_cost_negative(store):
+    store.insert(llm_span(0, "t", "openai", "gpt-4o", None, (10, 0, 500, None)))
+    store.derive_all()
+    (cost,) = store.rows("SELECT cost_usd FROM llm_calls")[0]
+    assert cost is not None and cost >= 0

@@ -320,3 +320,21 @@ def test_the_pages_list_takes_the_filters_as_url_parameters(served):
     ]:
         status, body, _ = _get(c, f"/ui/threads?{bad}")
         assert status == 400 and says in body["error"], bad
+
+
+def test_filter_edges_are_one_line_errors(served):
+    c, db = served
+    for body, says in [
+        ({"filter": {"min_turns": 10**40}}, "non-negative integer"),
+        ({"filter": {"max_cost_usd": float("inf")}}, "non-negative number"),
+    ]:
+        status, answer = _post(c, body)
+        assert status == 400 and says in answer["error"], body
+    status, body, _ = _get(c, "/ui/threads?attr=tier%3D1&attr=tier%3D2")
+    assert status == 400 and "key twice" in body["error"]
+    status, body, _ = _get(c, "/ui/threads?min_turns=" + "9" * 40)
+    assert status == 400
+    bad = CliRunner().invoke(cli, ["threads", "--db", db, "--attr", "a=1", "--attr", "a=2"])
+    assert bad.exit_code == 2 and "given twice" in bad.output
+    old = CliRunner().invoke(cli, ["threads", "--db", db, "--after", "99999999999w"])
+    assert old.exit_code == 2 and "Traceback" not in old.output

@@ -128,3 +128,9 @@ def test_odd_url_parameters_break_nothing(page, site):
     count_is(page, "1\u20131 of 1 threads")
     assert ids(page) == ["support-1"]
     assert page.locator("#chips .chip").count() == 0
+
+
+def test_a_link_with_errors_1_reads_has_errors(page, site):
+    page.goto(f"{site.endpoints.api}/?errors=1")
+    count_is(page, "1\u20131 of 1 threads")
+    assert page.locator("#chips .chip").text_content().startswith("has errors")

@@ -77,7 +77,9 @@ per_call AS (
 -- the price of the call's model: its response model's, else its request model's
 priced AS (
     SELECT p.*,
-           CASE WHEN r.source IS NOT NULL THEN r WHEN q.source IS NOT NULL THEN q END AS price,
+           -- (a price file's entry wins for either model, then genai-prices')
+           CASE WHEN r.source LIKE 'price file:%' THEN r WHEN q.source LIKE 'price file:%' THEN q
+                WHEN r.source IS NOT NULL THEN r WHEN q.source IS NOT NULL THEN q END AS price,
            coalesce(p.input_tokens, 0) AS n_in
     FROM per_call p
     LEFT JOIN model_prices r
@@ -115,7 +117,7 @@ SELECT p.thread_id, p.call.turn_id, p.trace_id, p.call_span_id AS span_id, p.cal
                 CASE
            WHEN p.price IS NULL OR (p.input_tokens IS NULL AND p.output_tokens IS NULL)
                THEN NULL
-           ELSE (coalesce(p.rate[1], 0) * (p.n_in
+           ELSE (coalesce(p.rate[1], 0) * greatest(0, p.n_in
                      - CASE WHEN p.rate[2] IS NULL THEN 0
                             ELSE coalesce(p.cache_read_input_tokens, 0) END
                      - CASE WHEN p.rate[3] IS NULL THEN 0

@@ -37,7 +37,10 @@ def parse_duration(text: str) -> dt.timedelta:
     m = _DURATION.match(text)
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"expected a duration like 30d, 12h or 90m, got {text!r}")
-    return dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
+    try:
+        return dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()])
+    except OverflowError:
+        raise ValueError(f"the duration {text!r} is too long") from None
 
 
 def parse_before(text: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -46,6 +49,8 @@ def parse_before(text: str, now: dt.datetime | None = None) -> dt.datetime:
     now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     try:
         return now - parse_duration(text)
+    except OverflowError:  # an age before year 1
+        raise ValueError(f"the age {text!r} reaches before the year 1") from None
     except ValueError:
         pass
     try:

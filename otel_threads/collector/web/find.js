@@ -169,7 +169,9 @@ function readUrl() {
   find.role = p.get("role") || "";
   find.filters = [];
   for (const [name, value] of p) {
-    if (Object.hasOwn(FILTERS, name) && name !== "q" && value) find.filters.push([name, value]);
+    if (!Object.hasOwn(FILTERS, name) || name === "q" || !value) continue;
+    const v = name === "errors" ? String(["true", "1", "yes"].includes(value.toLowerCase())) : value;
+    find.filters.push([name, v]);
   }
   state.q = p.get("q") || "";
   state.windowSecs = p.get("window") || "";
