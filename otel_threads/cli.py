@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from otel_threads import __version__
-from otel_threads.cli_filters import filter_options, thread_filter
+from otel_threads.cli_filters import filter_options, thread_filter, window_options
 
 #: Commands of the collector (name: "module:attribute"): the library's own commands
 #: never load its servers, so they are imported when one of these runs.
@@ -112,39 +112,6 @@ def _json_out(payload: Any) -> None:
     click.echo(dumps(payload, indent=2))
 
 
-def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    """--after/--before: a time (ISO 8601, UTC unless it names a zone) or an age."""
-    if value is None:
-        return None
-    from otel_threads.store.retention import parse_before
-
-    try:
-        return parse_before(value)
-    except ValueError:
-        raise click.BadParameter(
-            "expected a time like 2026-11-20T00:00 or 2026-11-20 (ISO 8601, UTC unless it "
-            f"ends in Z or +01:00) or an age like 2d or 12h (that long ago), got {value!r}"
-        ) from None
-
-
-def _window_options(fn: Callable) -> Callable:
-    """--after, --before and --project (the threads a command reads: threads, export)."""
-    fn = click.option("--project", help="Only this project.")(fn)
-    fn = click.option(
-        "--before",
-        metavar="TIME|AGE",
-        callback=_time,
-        help="Only threads started at or before TIME, or AGE ago.",
-    )(fn)
-    return click.option(
-        "--after",
-        metavar="TIME|AGE",
-        callback=_time,
-        help="Only threads active at or after TIME (ISO 8601, UTC: 2026-11-20T00:00) or "
-        "AGE ago (2d, 12h, 90m).",
-    )(fn)
-
-
 @main.command("threads")
 @_source
 @click.option(
@@ -159,7 +126,7 @@ def _window_options(fn: Callable) -> Callable:
 )
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--offset", type=int, default=0, show_default=True)
-@_window_options
+@window_options
 @filter_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def threads_cmd(
@@ -291,7 +258,7 @@ def show_cmd(
     show_default=True,
     help="File format of each view.",
 )
-@_window_options
+@window_options
 @filter_options
 def export_cmd(
     directory: str,

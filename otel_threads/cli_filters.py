@@ -1,6 +1,7 @@
-"""The threads filters as command-line options (`filter_options`), shared by the
-commands that select threads (``threads``, ``export``): one flag per field of
-`otel_threads.filters.ThreadFilter`, the same semantics."""
+"""The options that select threads on the command line, shared by ``threads`` and
+``export``: the threads filters (`filter_options`, one flag per field of
+`otel_threads.filters.ThreadFilter`, the same semantics) and the window and project
+(`window_options`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import click
 
-__all__ = ["FILTER_PARAMS", "filter_options", "thread_filter"]
+__all__ = ["FILTER_PARAMS", "filter_options", "thread_filter", "window_options"]
 
 _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
     (
@@ -88,3 +89,36 @@ def thread_filter(project: str | None = None, **given: Any):
         return ThreadFilter(**fields)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
+
+
+def _time(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """--after/--before: a time (ISO 8601, UTC unless it names a zone) or an age."""
+    if value is None:
+        return None
+    from otel_threads.store.retention import parse_before
+
+    try:
+        return parse_before(value)
+    except ValueError:
+        raise click.BadParameter(
+            "expected a time like 2026-11-20T00:00 or 2026-11-20 (ISO 8601, UTC unless it "
+            f"ends in Z or +01:00) or an age like 2d or 12h (that long ago), got {value!r}"
+        ) from None
+
+
+def window_options(fn: Callable) -> Callable:
+    """--after, --before and --project (the threads a command reads: threads, export)."""
+    fn = click.option("--project", help="Only this project.")(fn)
+    fn = click.option(
+        "--before",
+        metavar="TIME|AGE",
+        callback=_time,
+        help="Only threads started at or before TIME, or AGE ago.",
+    )(fn)
+    return click.option(
+        "--after",
+        metavar="TIME|AGE",
+        callback=_time,
+        help="Only threads active at or after TIME (ISO 8601, UTC: 2026-11-20T00:00) or "
+        "AGE ago (2d, 12h, 90m).",
+    )(fn)

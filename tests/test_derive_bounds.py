@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from stored_app import KEPT_VIEWS
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
@@ -33,7 +34,7 @@ from otel_threads.testing import capture
 ANY = ("127.0.0.1", 0)
 T0 = 1_790_000_000 * 10**9
 CHAIN = 30_000
-VIEWS = ("span_threads", "message_keys", "thread_attributes", "turns", "transcript", "threads")
+VIEWS = KEPT_VIEWS
 
 
 def _kv(key: str, value: object) -> dict:

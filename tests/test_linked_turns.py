@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stored_app import App, sid
+from stored_app import KEPT_VIEWS, App, sid
 
 from otel_threads import current_turn_id, thread
 from otel_threads.collector import Collector, Config
@@ -501,14 +501,7 @@ def test_kept_rows_equal_a_derivation_from_scratch_whatever_the_arrival_order(co
     random.Random(seed).shuffle(spans)
     for i in range(0, len(spans), 3):
         assert app.export(collector, spans[i : i + 3]).partial_success.rejected_spans == 0
-        for view in (
-            "span_threads",
-            "message_keys",
-            "thread_attributes",
-            "turns",
-            "transcript",
-            "threads",
-        ):
+        for view in KEPT_VIEWS:
             assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
                 collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
             ), (view, i)

@@ -13,7 +13,7 @@ import os
 import pytest
 from click.testing import CliRunner
 from opentelemetry import trace
-from stored_app import App
+from stored_app import KEPT_VIEWS, App
 
 from otel_threads import thread
 from otel_threads.cli import main as cli
@@ -27,14 +27,6 @@ from otel_threads.store.retention import parse_before, prune
 ANY = ("127.0.0.1", 0)
 NOW = dt.datetime.now(dt.timezone.utc)
 OLD = NOW - dt.timedelta(days=40)
-DERIVED = (
-    "span_threads",
-    "message_keys",
-    "thread_attributes",
-    "turns",
-    "transcript",
-    "threads",
-)
 
 
 def ns(when: dt.datetime) -> int:
@@ -91,7 +83,7 @@ def test_old_threads_go_whole_and_live_ones_stay(collector):
         ("threadless-new",),
     ]
     assert sql(collector, "SELECT count(*) FROM turns WHERE thread_id LIKE 'old%'") == [(0,)]
-    for view in DERIVED:  # the kept rows are what deriving the rest from scratch gives
+    for view in KEPT_VIEWS:  # the kept rows are what deriving the rest from scratch gives
         assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
             collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
         ), view

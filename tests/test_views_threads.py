@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry.trace import Status, StatusCode
-from stored_app import App, sid
+from stored_app import KEPT_VIEWS, App, sid
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
@@ -149,9 +149,7 @@ def test_a_called_service_continues_the_callers_turn_in_the_stored_tree(collecto
     assert sql(collector, "SELECT turn_count, span_count FROM threads") == [(1, 4)]
 
 
-@pytest.mark.parametrize(
-    "view", ["span_threads", "message_keys", "thread_attributes", "turns", "transcript", "threads"]
-)
+@pytest.mark.parametrize("view", KEPT_VIEWS)
 def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     """Deliver in an awkward order (children first, a late parent, redeliveries, two
     services), then compare each view with its derive_* view evaluated over everything."""
@@ -272,14 +270,7 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
         con.execute("CREATE OR REPLACE VIEW derive_transcript AS SELECT 1 AS stale")
     connect(path).close()
     with duckdb.connect(path, read_only=True) as con:
-        for view in (
-            "span_threads",
-            "message_keys",
-            "thread_attributes",
-            "turns",
-            "transcript",
-            "threads",
-        ):
+        for view in KEPT_VIEWS:
             assert (
                 con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
                 == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()

@@ -7,8 +7,7 @@ back from the derived tables, narrow, never from its spans again:
 - turns: the facts of each turn the refresh's traces touch (``turn_facts``, over the
   spans of those turns) with the facts of the thread's other turns as ``turns_mat``
   holds them; ``derive_turns`` numbers and links them all (one row per turn);
-- attribute values (what the threads filter matches): derived for the refresh's traces,
-  per trace, like message keys;
+- attribute values (what the threads filter matches) per trace, like message keys;
 - message keys: derived for the refresh's traces, read back for the thread's others
   (``message_keys_mat``, one narrow row per message); ``transcript_rows`` chooses and
   numbers the thread's messages from them, and only the rows that are new or moved are
@@ -121,8 +120,7 @@ class ThreadRows(SharedViews):
         tails = self._tails([t for t in threads if t not in grown])
         whole = [t for t in threads if t not in set(tails)]
         in_whole = self._in("thread_id", whole) if whole else ""
-        # the message keys and attribute values of the threads in scope (an extra trace
-        # may hold spans of other threads too: theirs stay as they are)
+        # the threads' message keys and attribute values (of an extra trace, only theirs)
         if old or extra:
             for table in ("message_keys_mat", "thread_attributes_mat"):
                 con.execute(
