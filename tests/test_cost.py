@@ -268,3 +268,54 @@ def test_cached_tokens_past_the_input_never_make_a_cost_negative(store):
     store.derive_all()
     (cost,) = store.rows("SELECT cost_usd FROM llm_calls")[0]
     assert cost is not None and cost >= 0
+
+
+def test_a_collector_prices_with_its_file_and_forgets_it_without(tmp_path):
+    """collect --prices FILE: the file's price costs what the collector stores (over real
+    OTLP); restarted without it, the same thread is costed by genai-prices again."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from otel_threads import ThreadSpanProcessor, thread
+    from otel_threads.collector import Collector, Config
+    from otel_threads.collector.config import SETTINGS
+
+    db = str(tmp_path / "p.duckdb")
+    prices = _write(tmp_path, [{"model": "gpt-4o-mini", "input_mtok": 1000, "output_mtok": 0}])
+    parse = next(s.parse for s in SETTINGS if s.name == "prices")
+    config = Config(parse_workers=0, db=db, grpc=("127.0.0.1", 0), http=None, api=None)
+    c = Collector(Config(**{**config.__dict__, "prices": parse(prices)}))
+    c.start()
+    try:
+        provider = TracerProvider()
+        provider.add_span_processor(ThreadSpanProcessor())
+        exporter = OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        attrs = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 0,
+        }
+        with thread("priced"), provider.get_tracer("t").start_as_current_span("turn"):
+            with provider.get_tracer("t").start_as_current_span("chat", attributes=attrs):
+                pass
+        provider.shutdown()
+        assert c.store.sync(60)
+        with c.store.cursor() as cur:
+            assert cur.execute("SELECT cost_usd FROM threads").fetchall() == [(1.0,)]
+    finally:
+        c.stop()
+    c = Collector(config)  # no price file now
+    c.start()
+    try:
+        assert c.store.sync(60)
+        want = expected("openai", "gpt-4o-mini", None, (1000, 0, None, None))
+        with c.store.cursor() as cur:
+            assert cur.execute("SELECT cost_usd FROM threads").fetchall() == [
+                (pytest.approx(want),)
+            ]
+    finally:
+        c.stop()

@@ -134,3 +134,11 @@ def test_a_link_with_errors_1_reads_has_errors(page, site):
     page.goto(f"{site.endpoints.api}/?errors=1")
     count_is(page, "1\u20131 of 1 threads")
     assert page.locator("#chips .chip").text_content().startswith("has errors")
+
+
+def test_a_thread_of_no_known_cost_shows_a_dash_not_zero(page):
+    headers = page.eval_on_selector_all("#threads th", "hs => hs.map(h => h.textContent)")
+    row = page.locator("#threads tbody tr[data-id=bulk-02] td")
+    cells = dict(zip(headers, row.all_text_contents(), strict=True))
+    assert cells["Cost"] == "\u2014"
+    assert row.nth(headers.index("Cost")).get_attribute("title") == "no LLM calls"
