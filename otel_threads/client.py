@@ -22,6 +22,12 @@ import duckdb
 import pyarrow as pa
 
 from otel_threads import env
+from otel_threads.annotations import (
+    AnnotationNotFoundError,
+    add_annotation,
+    delete_annotation,
+    validate_annotation,
+)
 from otel_threads.json_out import dumps
 from otel_threads.paging import (
     MAX_TRANSCRIPT_LIMIT,
@@ -50,9 +56,11 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 class ThreadsClientError(RuntimeError):
     """The API answered with an error, or could not be reached."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        #: the API's own error message (its ``"error"``), when it answered with one
+        self.detail = detail
 
 
 class ThreadNotFoundError(ThreadsClientError, KeyError):
@@ -123,7 +131,9 @@ class ThreadsClient:
                 message = err.reason
             if err.code == 400:
                 raise ValueError(message) from None
-            raise ThreadsClientError(f"{api}{path}: HTTP {err.code}: {message}", err.code) from None
+            raise ThreadsClientError(
+                f"{api}{path}: HTTP {err.code}: {message}", err.code, str(message)
+            ) from None
         except urllib.error.URLError as err:
             raise ThreadsClientError(f"cannot reach {api}: {err.reason}") from None
 
@@ -235,6 +245,62 @@ class ThreadsClient:
                 return _join_pages(pages)
         raise AssertionError("unreachable")
 
+    def annotate(
+        self,
+        thread_id: str,
+        name: str,
+        *,
+        label: str | None = None,
+        score: float | None = None,
+        explanation: str | None = None,
+        turn_id: str | None = None,
+        author: str | None = None,
+    ) -> str:
+        """Annotate a thread (or its turn ``turn_id``): a ``name`` with a ``label``, a
+        ``score`` and/or an ``explanation``; returns the annotation's id. The `annotations`
+        view has it (source 'api'), and the thread's ``annotation_count`` counts it.
+        `ThreadNotFoundError` for an unknown thread, KeyError for a turn not in it,
+        ValueError for a bad field. On a file nobody holds, this opens it to write."""
+        body = validate_annotation(name, label, score, explanation, turn_id, author)
+        if self._api() is not None:
+            path = f"/threads/{urllib.parse.quote(thread_id, safe='')}/annotations"
+            try:
+                out = self._request("POST", path, {k: v for k, v in body.items() if v is not None})
+            except ThreadsClientError as err:
+                if err.status == 404 and (err.detail or "").startswith("no thread "):
+                    raise ThreadNotFoundError(thread_id, str(self.url or self.path)) from None
+                if err.status == 404:
+                    raise KeyError(err.detail) from None
+                raise
+            return str(out["annotation_id"])
+        with self._writable() as con:
+            if not con.execute("SELECT 1 FROM threads WHERE thread_id = ?", [thread_id]).fetchall():
+                raise ThreadNotFoundError(thread_id, str(self.path))
+            return add_annotation(con, thread_id, **body)
+
+    def delete_annotation(self, annotation_id: str) -> None:
+        """Delete an annotation made through the API (`annotate`, the page, an evaluator).
+        `AnnotationNotFoundError` (a KeyError) for an unknown id, or one that came over
+        OTLP (the app's own record)."""
+        if self._api() is not None:
+            try:
+                quoted = urllib.parse.quote(annotation_id, safe="")
+                self._request("DELETE", f"/annotations/{quoted}")
+            except ThreadsClientError as err:
+                if err.status == 404:
+                    raise AnnotationNotFoundError(err.detail) from None
+                raise
+            return
+        with self._writable() as con:
+            delete_annotation(con, annotation_id)
+
+    def _writable(self) -> duckdb.DuckDBPyConnection:
+        """The file, opened to write (it must exist: FileNotFoundError otherwise)."""
+        assert self.path is not None
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(2, "no such store", self.path)
+        return connect(self.path)
+
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         """One read-only SQL statement: (column names, rows). Writes are refused by the
         database; none or several statements are a ValueError (`one_statement`)."""
@@ -275,7 +341,7 @@ class ThreadsClient:
 
 def _join_pages(pages: list[ThreadDetail]) -> ThreadDetail:
     """The whole thread from its pages, in order: turns and branch ids once each, the
-    transcript in seq order, each fork once."""
+    transcript in seq order, each fork and annotation once."""
     last = pages[-1]
     turns, seen = [], set()
     for p in pages:
@@ -286,6 +352,7 @@ def _join_pages(pages: list[ThreadDetail]) -> ThreadDetail:
     branch = list(dict.fromkeys(b for p in pages for b in p.branch))
     rows = {m.seq: m for p in pages for m in p.transcript}
     forks = {f.parent_turn_id: f for p in pages for f in p.forks}
+    notes = {a.annotation_id: a for p in pages for a in p.annotations}
     return ThreadDetail(
         last.thread,
         turns,
@@ -295,4 +362,8 @@ def _join_pages(pages: list[ThreadDetail]) -> ThreadDetail:
         last.through_turn,
         version=last.version,
         content_hints=pages[0].content_hints,
+        annotations=sorted(
+            notes.values(),
+            key=lambda a: (a.turn_id is not None, a.turn_id or "", a.created_at, a.annotation_id),
+        ),
     )

@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from otel_threads.content_capture import thread_hints
-from otel_threads.query import _fill_io, _rows_to, branch_through
+from otel_threads.query import _fill_io, _rows_to, branch_through, thread_annotations
 from otel_threads.schemas import (
     ForkSchema,
     ThreadDetail,
@@ -200,6 +200,7 @@ def query_thread_page(
         page,
         truncated=nxt is not None or turn_offset > 0 or transcript_after is not None,
         content_hints=hints,
+        annotations=thread_annotations(con, thread_id, [t.turn_id for t in turns]),
     )
 
 

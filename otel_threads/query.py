@@ -23,6 +23,7 @@ from otel_threads.schemas import (
     MAX_LIMIT,
     PAGE_SORT,
     SORT_FIELDS,
+    AnnotationSchema,
     ForkSchema,
     SortBy,
     ThreadDetail,
@@ -57,6 +58,7 @@ __all__ = [
     "query_thread",
     "query_threads",
     "query_turn_spans",
+    "thread_annotations",
     "thread_version",
     "threads_version",
     "threads_where",
@@ -222,6 +224,27 @@ def query_thread(
         branch,
         None if through_turn is None else through_turn.lower(),
         content_hints=[] if transcript else thread_hints(con, thread_id, turns),
+        annotations=thread_annotations(con, thread_id),
+    )
+
+
+def thread_annotations(
+    con: duckdb.DuckDBPyConnection, thread_id: str, turn_ids: list[str] | None = None
+) -> list[AnnotationSchema]:
+    """The annotations of ``thread_id``: all of them, or (``turn_ids`` given) those of the
+    whole thread and of those turns; by turn, then oldest first."""
+    where = "thread_id = ?"
+    params: list[Any] = [thread_id]
+    if turn_ids is not None:
+        where += " AND (turn_id IS NULL OR turn_id = ANY(?::VARCHAR[]))"
+        params.append(turn_ids)
+    return _rows_to(
+        AnnotationSchema,
+        con.execute(
+            f"SELECT * FROM annotations WHERE {where} "
+            "ORDER BY turn_id NULLS FIRST, created_at, annotation_id",
+            params,
+        ),
     )
 
 

@@ -28,6 +28,7 @@ SORT_FIELDS = (
     "error_turn_count",
     "fork_count",
     "cost_usd",
+    "annotation_count",
 )
 MAX_LIMIT = 1000
 #: What the web page's list may be sorted by (GET /ui/threads): every column it shows.

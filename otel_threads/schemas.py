@@ -17,6 +17,7 @@ __all__ = [
     "MAX_LIMIT",
     "PAGE_SORT",
     "SORT_FIELDS",
+    "AnnotationSchema",
     "ContentHint",
     "ForkSchema",
     "SortBy",
@@ -30,7 +31,7 @@ __all__ = [
     "TurnSchema",
 ]
 
-_DATETIMES = frozenset({"start_time", "end_time", "last_updated", "forked_at"})
+_DATETIMES = frozenset({"start_time", "end_time", "last_updated", "forked_at", "created_at"})
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
@@ -78,6 +79,8 @@ class ThreadSchema:
     cost_usd: float | None = None
     #: its LLM calls of no known cost (an unknown model, or no tokens reported)
     unpriced_call_count: int = 0
+    #: annotations of the thread, its turns and its spans (the `annotations` view)
+    annotation_count: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadSchema:
@@ -202,6 +205,30 @@ class TranscriptMessage:
 
 
 @dataclass
+class AnnotationSchema:
+    """One row of the `annotations` view: a judgement of a thread (``turn_id`` None), a
+    turn or a span. ``source``: 'api' (the API, the command line, the web page), 'otlp'
+    (the GenAI evaluation event) or an evaluator's name (`otel-threads eval`)."""
+
+    annotation_id: str
+    thread_id: str
+    name: str
+    turn_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    label: str | None = None
+    score: float | None = None
+    explanation: str | None = None
+    source: str = "api"
+    author: str | None = None
+    created_at: dt.datetime | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AnnotationSchema:
+        return _from_dict(cls, data)
+
+
+@dataclass
 class ThreadsQueryRes:
     threads: list[ThreadSchema]
     total: int
@@ -265,7 +292,8 @@ class ThreadDetail:
     they take part in; ``page`` says where it lies and ``truncated`` that it is not
     the whole thread. ``version`` changes whenever the thread is derived anew.
     ``content_hints``: when the branch shown has no messages although its turns made
-    LLM calls, why and what to set (else empty)."""
+    LLM calls, why and what to set (else empty). ``annotations``: those of the thread
+    and of the turns shown (the `annotations` view), by turn, then oldest first."""
 
     thread: ThreadSchema
     turns: list[TurnSchema]
@@ -277,6 +305,7 @@ class ThreadDetail:
     truncated: bool = False
     version: str | None = None
     content_hints: list[ContentHint] = field(default_factory=list)
+    annotations: list[AnnotationSchema] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadDetail:
@@ -292,4 +321,5 @@ class ThreadDetail:
             bool(data.get("truncated", False)),
             data.get("version"),
             [ContentHint.from_dict(h) for h in data.get("content_hints") or []],
+            [AnnotationSchema.from_dict(a) for a in data.get("annotations") or []],
         )

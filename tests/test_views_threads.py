@@ -149,6 +149,9 @@ def test_a_called_service_continues_the_callers_turn_in_the_stored_tree(collecto
     assert sql(collector, "SELECT turn_count, span_count FROM threads") == [(1, 4)]
 
 
+EVALUATION = "gen_ai.evaluation.result"
+
+
 @pytest.mark.parametrize("view", KEPT_VIEWS)
 def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     """Deliver in an awkward order (children first, a late parent, redeliveries, two
@@ -156,8 +159,9 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     a, b = App(first=1), App(first=500, marks=False, service="b")
     for i in range(3):
         with thread(f"thread-{i % 2}"), a.tracer.start_as_current_span(f"turn-{i}"):
-            with a.tracer.start_as_current_span(f"step-{i}"):
-                pass
+            with a.tracer.start_as_current_span(f"step-{i}") as step:
+                # an evaluation about a child that arrives before its turn (annotations)
+                step.add_event(EVALUATION, {"gen_ai.evaluation.name": "ok", "x": i})
     with b.tracer.start_as_current_span("req", attributes={"session.id": "thread-1"}):
         with b.tracer.start_as_current_span("inner"):
             pass
@@ -354,6 +358,7 @@ def test_only_the_store_and_its_public_views_read_the_derived_tables():
         "turn_io",
         "transcript_branches",
         "threads_with_attribute",
+        "annotations",
     }
     root = Path(otel_threads.__file__).parent
     readers = [p for p in root.rglob("*.py") if p.parent.name != "store"]

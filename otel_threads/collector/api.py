@@ -1,6 +1,6 @@
 """The API listener: the threads query, read-only SQL, /healthz, /metrics (rendered
 by collector.metrics), the web page and what it reads (a turn's spans, an LLM span's
-messages).
+messages), and annotations (written by collector.api_writes).
 
 Reads run on their own cursors of the collector's database, next to the writer
 (`otel_threads.store.reads.Reads`: the handler gets that, not the collector).
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_threads.client import ARROW_STREAM
+from otel_threads.collector import api_writes
 from otel_threads.collector.httpbase import BaseHandler
 from otel_threads.collector.readonly_sql import (
     SQL_CONCURRENCY,
@@ -329,10 +330,33 @@ class ApiHandler(BaseHandler):
         else:
             self._send(404, {"error": f"no such endpoint {path}"})
 
+    def do_DELETE(self) -> None:
+        self._closing_is_503(self._write)
+
+    def _write(self) -> None:
+        """The API's writes (otel_threads.collector.api_writes)."""
+        if not self.authorized():
+            return
+        path = self.path.split("?", 1)[0]
+        write = api_writes.route(self.command, path)
+        if write is None:
+            self._send(404, {"error": f"no such endpoint {self.command} {path}"})
+            return
+        what, key = write
+        if what == "delete":
+            api_writes.delete(self, key)
+            return
+        ok, body = self._json_body()
+        if ok:
+            api_writes.annotate(self, key, body)
+
     def _post(self) -> None:
         if not self.authorized():
             return
         path = self.path.split("?", 1)[0]
+        if api_writes.route("POST", path) is not None:
+            self._write()
+            return
         if path not in ("/threads/query", "/sql", "/arrow"):
             self._send(404, {"error": f"no such endpoint {path}"})
             return

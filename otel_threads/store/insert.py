@@ -79,6 +79,32 @@ _QUEUE = {
     "logs": f"INSERT INTO derive_queue (trace_id, bytes) SELECT trace_id, "
     f"sum({CONTENT_BYTES['logs']}) FROM __batch WHERE trace_id IS NOT NULL GROUP BY trace_id",
 }
+#: Evaluation results (the GenAI event gen_ai.evaluation.result) that name no span, only
+#: the response they judge (gen_ai.response.id): kept apart, so that deriving the trace of
+#: the call with that response id finds them (sql/derive_annotations.sql), and the trace
+#: of a call already derived is queued again. `{source}` as for `_INSERT`.
+_EVALUATION = "gen_ai.evaluation.result"
+_BY_RESPONSE = """
+    INSERT INTO response_evaluations
+    SELECT record_id, a ->> 'gen_ai.response.id', a ->> 'gen_ai.evaluation.name',
+           a ->> 'gen_ai.evaluation.score.label',
+           TRY_CAST(a ->> 'gen_ai.evaluation.score.value' AS DOUBLE),
+           a ->> 'gen_ai.evaluation.explanation', service_name,
+           coalesce(time, make_timestamp(observed_time_unix_nano // 1000),
+                    $received_at::TIMESTAMP)
+    FROM (SELECT b.*, CASE WHEN json_type(b.body) = 'OBJECT'
+                            AND b.attributes ->> 'gen_ai.response.id' IS NULL
+                           THEN b.body ELSE b.attributes END AS a
+          FROM {source} b
+          WHERE b.event_name = 'gen_ai.evaluation.result' AND b.span_id IS NULL) b
+    WHERE a ->> 'gen_ai.response.id' IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM response_evaluations r WHERE r.record_id = b.record_id)
+    RETURNING response_id
+"""
+_QUEUE_RESPONSES = (
+    "INSERT INTO derive_queue (trace_id) SELECT DISTINCT trace_id FROM llm_calls_mat "
+    "WHERE response_id = ANY(?::VARCHAR[])"
+)
 #: Stored times are naive UTC.
 EPOCH = dt.datetime(1970, 1, 1)
 
@@ -118,6 +144,21 @@ def insert_batch(
             con.execute(RECORD_LINKS)
         if queue_derive:  # re-derive these traces (same transaction)
             con.execute(_QUEUE[kind])
+        if kind == "logs" and pc.any(pc.equal(table.column("event_name"), _EVALUATION)).as_py():
+            _by_response(con, source, received_at_us, queue_derive)
     finally:
         con.unregister("__batch")
     return int(row[0]) if row else 0
+
+
+def _by_response(
+    con: duckdb.DuckDBPyConnection, source: str, received_at_us: int, queue_derive: bool
+) -> None:
+    """Keep the batch's evaluation results that name only a response (`_BY_RESPONSE`) and
+    queue the traces of the calls they judge, when those are derived already."""
+    responses = con.execute(
+        _BY_RESPONSE.format(source=source),
+        {"received_at": EPOCH + dt.timedelta(microseconds=received_at_us)},
+    ).fetchall()
+    if responses and queue_derive:
+        con.execute(_QUEUE_RESPONSES, [sorted({r[0] for r in responses})])

@@ -1,5 +1,6 @@
 """`Reads`: the reading side of a `Store`, and all the API (and the demo) get of it:
-whether the store is healthy, and cursors of their own.
+whether the store is healthy, cursors of their own, and one small write at a time
+(`Reads.write`: annotations, evaluators' results).
 
 Derivation runs behind the writer's commits (otel_threads.store.derive_worker): a read may find
 the derived views a little behind what was acknowledged. Whether to wait for them is
@@ -13,14 +14,20 @@ from collections.abc import Iterator
 
 import duckdb
 
+from otel_threads.store.errors import StoreUnavailable
 from otel_threads.store.health import Fault
 from otel_threads.store.store import Store
 
 __all__ = ["Reads"]
 
 
+#: Longest a small write (`Reads.write`) waits for derivation's refresh under way.
+WRITE_WAIT_S = 30.0
+
+
 class Reads:
-    """Read ``store``: `fault`, `read`, `sync` (and nothing that writes)."""
+    """Read ``store``: `fault`, `read`, `sync`; and `write`, for the API's small writes
+    (never spans or log records: those go through the writer)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -44,3 +51,29 @@ class Reads:
             self._store.sync(wait_s)
         with self._store.cursor() as con:
             yield con
+
+    @contextlib.contextmanager
+    def write(self, wait_s: float = WRITE_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor in a transaction of its own, committed on leaving the block (rolled
+        back on an error), for a small write such as an annotation. It takes turns with
+        derivation and checkpoints (the store's ``checkpoint_lock``: the two would
+        conflict on the rows both write, thread_versions); `StoreUnavailable` while the
+        store has a fault, TimeoutError when the turn does not come within ``wait_s``."""
+        store = self._store
+        if store.fault is not None:
+            raise StoreUnavailable(store.fault, store.heal_interval_s)
+        with store.cursor() as con:
+            if not store.checkpoint_lock.acquire(timeout=wait_s):
+                raise TimeoutError(f"the store stayed busy for {wait_s:.0f}s; try again")
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):
+                        con.execute("ROLLBACK")
+                    raise
+            finally:
+                store.checkpoint_lock.release()
+        store.committed()

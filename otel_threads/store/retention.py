@@ -8,7 +8,8 @@ thread and started before it:
   time: all its rows (spans, log records, derived rows, links, queue and error rows);
 - a trace that also holds a live thread (one request serving two threads): only the
   old threads' spans and their log records; the live thread is never cut;
-- the old threads' turns, transcript and thread rows.
+- the old threads' turns, transcript and thread rows, their annotations and evaluator
+  runs (and evaluations that named only a response id, as old).
 
 Spans that arrived but are not derived yet are never deleted (they are new). DuckDB
 reuses the space of deleted rows once the file is checkpointed, so a store that
@@ -124,10 +125,10 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
     logs = _count_deleted(con, f"DELETE FROM logs WHERE {dead} OR {old}")
     for table in ("span_threads_mat", "message_keys_mat"):
         con.execute(f"DELETE FROM {table} WHERE {dead} OR {old}")
-    con.execute(
-        f"DELETE FROM thread_attributes_mat WHERE {dead} "
-        "OR thread_id IN (SELECT thread_id FROM _old_threads)"
-    )
+    for table in ("thread_attributes_mat", "annotations_mat"):
+        con.execute(
+            f"DELETE FROM {table} WHERE {dead} OR thread_id IN (SELECT thread_id FROM _old_threads)"
+        )
     for table in ("linked_turns", "rejected_turns"):
         con.execute(
             f"DELETE FROM {table} WHERE {dead} OR (trace_id, turn_id) IN "
@@ -135,7 +136,14 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
         )
     for table in ("derive_queue", "derive_errors"):
         con.execute(f"DELETE FROM {table} WHERE {dead}")
-    for table in ("turns_mat", "transcript_mat", "threads_mat", "thread_versions"):
+    for table in (
+        "turns_mat",
+        "transcript_mat",
+        "threads_mat",
+        "thread_versions",
+        "annotation_records",
+        "evaluation_runs",
+    ):
         con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT thread_id FROM _old_threads)")
     # log records of no stored span (none sent, or gone), older than the time
     logs += _count_deleted(
@@ -146,6 +154,8 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
           AND (trace_id IS NULL OR trace_id NOT IN (SELECT trace_id FROM spans_raw))""",
         [before],
     )
+    # evaluations by response id as old (their log records went with the others above)
+    con.execute("DELETE FROM response_evaluations WHERE created_at < ?", [before])
     threads = con.execute("SELECT count(*) FROM _old_threads").fetchall()[0][0]
     traces = con.execute("SELECT count(*) FROM _dead_traces").fetchall()[0][0]
     return PruneResult(threads=int(threads), traces=int(traces), spans=spans, logs=logs)

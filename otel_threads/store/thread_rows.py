@@ -7,7 +7,8 @@ back from the derived tables, narrow, never from its spans again:
 - turns: the facts of each turn the refresh's traces touch (``turn_facts``, over the
   spans of those turns) with the facts of the thread's other turns as ``turns_mat``
   holds them; ``derive_turns`` numbers and links them all (one row per turn);
-- attribute values (what the threads filter matches) per trace, like message keys;
+- attribute values (what the threads filter matches) and OTLP evaluation results
+  (annotations) per trace, like message keys;
 - message keys: derived for the refresh's traces, read back for the thread's others
   (``message_keys_mat``, one narrow row per message); ``transcript_rows`` chooses and
   numbers the thread's messages from them, and only the rows that are new or moved are
@@ -120,9 +121,10 @@ class ThreadRows(SharedViews):
         tails = self._tails([t for t in threads if t not in grown])
         whole = [t for t in threads if t not in set(tails)]
         in_whole = self._in("thread_id", whole) if whole else ""
-        # the threads' message keys and attribute values (of an extra trace, only theirs)
+        # the threads' message keys, attribute values and OTLP annotations (of an extra
+        # trace, only theirs)
         if old or extra:
-            for table in ("message_keys_mat", "thread_attributes_mat"):
+            for table in ("message_keys_mat", "thread_attributes_mat", "annotations_mat"):
                 con.execute(
                     f"DELETE FROM {db}.{table} WHERE {self._in('trace_id', old + extra)} "
                     f"AND {in_threads}"
@@ -130,6 +132,9 @@ class ThreadRows(SharedViews):
         con.execute(
             f"INSERT INTO {db}.thread_attributes_mat SELECT * FROM derive_thread_attributes "
             f"WHERE {in_threads}"
+        )
+        con.execute(
+            f"INSERT INTO {db}.annotations_mat SELECT * FROM derive_annotations WHERE {in_threads}"
         )
         con.execute(
             f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
