@@ -22,9 +22,10 @@ import click
 from otel_threads import __version__
 from otel_threads.cli_filters import filter_options, thread_filter, window_options
 
-#: Commands of the collector (name: "module:attribute"): the library's own commands
-#: never load its servers, so they are imported when one of these runs.
+#: Commands of their own modules (name: "module:attribute"), imported when one of them
+#: runs: the library's own commands never load the collector's servers.
 LAZY_COMMANDS = {
+    "annotate": "otel_threads.cli_annotate:annotate",
     "collect": "otel_threads.collector.cli:collect",
     "demo": "otel_threads.collector.demo:demo",
 }
@@ -270,7 +271,7 @@ def export_cmd(
     project: str | None,
     **filters: Any,
 ) -> None:
-    """Write the views (threads, turns, llm_calls, messages, transcript) of the
+    """Write the views (threads, turns, llm_calls, messages, transcript, annotations) of the
     threads the filters select into DIR, one file per view (DIR/<view>.<format>,
     replaced if there). Works whether a collector holds the store or not.
 

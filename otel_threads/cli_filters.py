@@ -53,6 +53,13 @@ _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
             "help": "A span of the thread carries this attribute value (repeatable: all must).",
         },
     ),
+    (
+        ("--annotation", "annotation"),
+        {
+            "metavar": "NAME[=LABEL]",
+            "help": "The thread or one of its turns carries this annotation (e.g. thumbs=down).",
+        },
+    ),
 )
 #: The parameter names the options give the command.
 FILTER_PARAMS = tuple(names[-1] for names, _ in _OPTIONS)

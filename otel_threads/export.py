@@ -1,6 +1,7 @@
 """`export`: the views of the threads a query selects, as files (``otel-threads export``).
 
-One file per view (`VIEWS`: threads, turns, llm_calls, messages, transcript), each
+One file per view (`VIEWS`: threads, turns, llm_calls, messages, transcript,
+annotations), each
 holding the rows of the selected threads, as Parquet, CSV or JSON Lines. It reads
 through a `ThreadsClient`, so it works whether a collector holds the store (through its
 API's ``POST /arrow``) or not (the file, read-only), a bounded number of threads at a
@@ -32,6 +33,7 @@ VIEWS = {
     "llm_calls": "thread_id, start_time, trace_id, span_id",
     "messages": "thread_id, trace_id, span_id, direction, position",
     "transcript": "thread_id, seq",
+    "annotations": "thread_id, turn_id NULLS FIRST, created_at, annotation_id",
 }
 FORMATS = ("parquet", "csv", "jsonl")
 #: Threads read per request; a chunk whose answer is too large for the API is halved.

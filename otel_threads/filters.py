@@ -51,6 +51,7 @@ PARAMS = {
     "min_cost": ("min_cost_usd", "a number"),
     "max_cost": ("max_cost_usd", "a number"),
     "attr": ("attributes", "KEY=VALUE"),
+    "annotation": ("annotation", "text"),
 }
 
 
@@ -101,6 +102,9 @@ class ThreadFilter:
     #: {key: value}: for each, some span of the thread carries that attribute value
     #: (span or resource attribute; a number or boolean compares as JSON writes it)
     attributes: dict[str, Any] | None = None
+    #: ``name`` or ``name=label``: the thread, one of its turns or spans carries an
+    #: annotation of that name (and label); the `annotations` view
+    annotation: str | None = None
 
     def __post_init__(self) -> None:
         if self.text is not None:
@@ -117,7 +121,7 @@ class ThreadFilter:
                 raise ValueError("filter role limits the text search: give text too")
         if self.has_error is not None and not isinstance(self.has_error, bool):
             raise ValueError(f"filter has_error must be true or false, got {self.has_error!r}")
-        for name in ("tool", "model", "user_id", "project", "service_name"):
+        for name in ("tool", "model", "user_id", "project", "service_name", "annotation"):
             value = getattr(self, name)
             if value is not None and (
                 not isinstance(value, str) or not value or len(value) > MAX_CHARS
@@ -143,6 +147,8 @@ class ThreadFilter:
             a, b = getattr(self, low), getattr(self, high)
             if a is not None and b is not None and a > b:
                 raise ValueError(f"filter {low} ({a}) is more than {high} ({b})")
+        if self.annotation is not None and not self.annotation.partition("=")[0].strip():
+            raise ValueError(f"filter annotation takes NAME or NAME=LABEL, got {self.annotation!r}")
         if self.attributes is not None:
             if not isinstance(self.attributes, dict):
                 raise ValueError("filter attributes must be an object of key: value")
@@ -265,6 +271,14 @@ class ThreadFilter:
             add("cost_usd >= ?", self.min_cost_usd)
         if self.max_cost_usd is not None:
             add("cost_usd <= ?", self.max_cost_usd)
+        if self.annotation is not None:
+            name, sep, label = self.annotation.partition("=")
+            add(
+                "thread_id IN (SELECT thread_id FROM annotations WHERE name = ?"
+                f"{' AND label = ?' if sep else ''})",
+                name,
+                *([label] if sep else []),
+            )
         for key, value in (self.attributes or {}).items():
             add(
                 "thread_id IN (SELECT thread_id FROM threads_with_attribute(?, ?))",

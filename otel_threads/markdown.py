@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from otel_threads.query import ThreadDetail, TurnSchema
+from otel_threads.schemas import AnnotationSchema
 
 __all__ = ["cost_text", "thread_markdown"]
 
@@ -53,6 +54,17 @@ def _tool_call(call: Any) -> str:
     return f"calls **{call.get('name') or '?'}**\n\n" + _fence(args_text or "", "json")
 
 
+def _annotation(a: AnnotationSchema, turns: dict[str, TurnSchema]) -> str:
+    turn = turns.get(a.turn_id) if a.turn_id else None
+    line = f"- {f'turn {turn.turn_index}' if turn else 'thread'}: **{a.name}**"
+    if a.label is not None:
+        line += f"={a.label}"
+    if a.score is not None:
+        line += f" ({a.score:g})"
+    line += f" · {a.source}"
+    return line + (f": {' '.join(a.explanation.split())}" if a.explanation else "")
+
+
 def thread_markdown(detail: ThreadDetail) -> str:
     t = detail.thread
     turns = {turn.turn_id: turn for turn in detail.turns}
@@ -67,6 +79,9 @@ def thread_markdown(detail: ThreadDetail) -> str:
         + (f" · project {t.project}" if t.project else "")
         + (f" · user {t.user_id}" if t.user_id else ""),
     ]
+    notes = [_annotation(a, turns) for a in detail.annotations]
+    if notes:
+        lines += ["", "Annotations:", "", *notes]
     if not detail.transcript:
         lines += ["", "_No messages were recorded in this thread._"]
     current: object = object()

@@ -9,6 +9,7 @@ from typing import Any
 
 from otel_threads.markdown import cost_text
 from otel_threads.query import ThreadDetail, ThreadSchema, TranscriptMessage, TurnSchema
+from otel_threads.schemas import AnnotationSchema
 
 __all__ = [
     "ago",
@@ -206,6 +207,26 @@ def chat(messages: Sequence[TranscriptMessage], turn_index: dict[str, int]) -> s
     return "\n".join(lines)
 
 
+def annotation_text(a: AnnotationSchema) -> str:
+    """One annotation on a line: name=label (score) · source (author): explanation."""
+    verdict = a.name + (f"={a.label}" if a.label is not None else "")
+    if a.score is not None:
+        verdict += f" ({a.score:g})"
+    who = a.source + (f", {a.author}" if a.author else "")
+    note = " ".join(a.explanation.split()) if a.explanation else ""
+    return f"{verdict} · {who}" + (f": {clip(note, 100)}" if note else "")
+
+
+def annotations(detail: ThreadDetail) -> str:
+    """The thread's annotations, the thread's own first, then by turn. Empty when none."""
+    index = {t.turn_id: t.turn_index for t in detail.turns}
+    lines = []
+    for a in detail.annotations:
+        where = "thread" if a.turn_id is None else f"turn {index.get(a.turn_id, '?')}"
+        lines.append(f"  {where}: {annotation_text(a)}")
+    return "annotations:\n" + "\n".join(lines) if lines else ""
+
+
 def thread_detail(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
     """What `otel-threads show` prints: a summary line, the turns, the forks, the chat."""
     t = detail.thread
@@ -220,9 +241,9 @@ def thread_detail(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
         turn_rows(detail, now),
         "",
     ]
-    notes = branches(detail, now)
-    if notes:
-        out += [notes, ""]
+    for notes in (branches(detail, now), annotations(detail)):
+        if notes:
+            out += [notes, ""]
     if detail.through_turn:
         out.append(
             f"(the branch through turn {index.get(detail.through_turn, '?')}: "

@@ -74,8 +74,13 @@ def converse(endpoint: str) -> None:
     front, tools = _provider(endpoint, "front"), _provider(endpoint, "tools")
     ft, tt = front.get_tracer("t"), tools.get_tracer("t")
     meta = {"tenant": "acme", "tags": ("vip", "beta"), "user.id": "u1"}
-    with thread("refund-tool"), ft.start_as_current_span("turn", attributes=meta):
+    with thread("refund-tool"), ft.start_as_current_span("turn", attributes=meta) as turn:
         _call(ft, "gpt-4o-2024-08-06", "I want a REFUND for order 7", "Looking.", "lookup_order")
+        # an evaluation the app made of its turn (annotation relevance=relevant)
+        turn.add_event(
+            "gen_ai.evaluation.result",
+            {"gen_ai.evaluation.name": "relevance", "gen_ai.evaluation.score.label": "relevant"},
+        )
         with tt.start_as_current_span("execute_tool lookup_order") as s:
             s.set_attribute("gen_ai.tool.name", "lookup_order")
     with thread("refund-error"), ft.start_as_current_span("turn") as turn:
@@ -102,6 +107,7 @@ def served(tmp_path_factory):
     c.start()
     converse(c.endpoints.grpc)
     c.store.sync(60)
+    ThreadsClient(c.endpoints.api).annotate("refund-error", "thumbs", label="down", score=0)
     c.stop()
     shutil.copy(db, copy)
     c = Collector(config)
@@ -145,6 +151,10 @@ CASES = [
         ["chat", "refund-tool"],
     ),
     ({"text": "refund", "role": "user", "tool": "lookup_order"}, ["refund-tool"]),
+    ({"annotation": "thumbs"}, ["refund-error"]),
+    ({"annotation": "thumbs=down"}, ["refund-error"]),
+    ({"annotation": "thumbs=up"}, []),
+    ({"annotation": "relevance=relevant", "tool": "lookup_order"}, ["refund-tool"]),
 ]
 
 
@@ -219,6 +229,7 @@ def _post(c: Collector, body: object) -> tuple[int, object]:
         ({"filter": {"attributes": {"tenant": {"a": 1}}}}, "strings, numbers or booleans"),
         ({"filter": {"attributes": {"k": "v" * 300}}}, "not kept"),
         ({"filter": "refund"}, "filter must be a JSON object"),
+        ({"filter": {"annotation": "=down"}}, "NAME or NAME=LABEL"),
         ({"sort_by": [{"field": "cost"}]}, "cannot sort by 'cost'"),
     ],
 )
@@ -246,6 +257,7 @@ def test_the_command_line_spells_each_filter(served):
     assert ids("--project", "shop", "--service", "tools") == ["refund-tool"]
     assert ids("--attr", "tenant=acme", "--attr", "tags=vip") == ["refund-tool"]
     assert ids("--attr", "tier=3") == ["chat"]
+    assert ids("--annotation", "thumbs=down") == ["refund-error"]
     bad = CliRunner().invoke(cli, ["threads", "--db", db, "--attr", "tenant"])
     assert bad.exit_code == 2 and "--attr takes KEY=VALUE" in bad.output
     bad = CliRunner().invoke(cli, ["threads", "--db", db, "--role", "user"])

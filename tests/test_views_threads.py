@@ -159,7 +159,8 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     a, b = App(first=1), App(first=500, marks=False, service="b")
     for i in range(3):
         with thread(f"thread-{i % 2}"), a.tracer.start_as_current_span(f"turn-{i}"):
-            with a.tracer.start_as_current_span(f"step-{i}") as step:
+            call = {"gen_ai.operation.name": "chat", "gen_ai.response.id": f"r{i}"}
+            with a.tracer.start_as_current_span(f"step-{i}", attributes=call) as step:
                 # an evaluation about a child that arrives before its turn (annotations)
                 step.add_event(EVALUATION, {"gen_ai.evaluation.name": "ok", "x": i})
     with b.tracer.start_as_current_span("req", attributes={"session.id": "thread-1"}):

@@ -65,3 +65,14 @@ CREATE TABLE annotations_mat (
     created_at    TIMESTAMP
 );
 CREATE INDEX annotations_mat_trace_id ON annotations_mat (trace_id);
+
+-- call_responses_mat: the response id of each LLM call of a thread (derive_call_responses),
+-- derived per trace: where an evaluation that names only a response id finds the trace to
+-- derive again when that trace was derived before it arrived.
+CREATE TABLE call_responses_mat (
+    trace_id    VARCHAR,
+    span_id     VARCHAR,
+    thread_id   VARCHAR,
+    response_id VARCHAR
+);
+CREATE INDEX call_responses_mat_trace_id ON call_responses_mat (trace_id);

@@ -102,7 +102,7 @@ _BY_RESPONSE = """
     RETURNING response_id
 """
 _QUEUE_RESPONSES = (
-    "INSERT INTO derive_queue (trace_id) SELECT DISTINCT trace_id FROM llm_calls_mat "
+    "INSERT INTO derive_queue (trace_id) SELECT DISTINCT trace_id FROM call_responses_mat "
     "WHERE response_id = ANY(?::VARCHAR[])"
 )
 #: Stored times are naive UTC.

@@ -125,7 +125,7 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
     logs = _count_deleted(con, f"DELETE FROM logs WHERE {dead} OR {old}")
     for table in ("span_threads_mat", "message_keys_mat"):
         con.execute(f"DELETE FROM {table} WHERE {dead} OR {old}")
-    for table in ("thread_attributes_mat", "annotations_mat"):
+    for table in ("thread_attributes_mat", "call_responses_mat", "annotations_mat"):
         con.execute(
             f"DELETE FROM {table} WHERE {dead} OR thread_id IN (SELECT thread_id FROM _old_threads)"
         )

@@ -29,6 +29,7 @@ DERIVED: tuple[tuple[str, str, str], ...] = (
     ("span_threads_mat", "derive_span_threads", "trace_id"),
     ("message_keys_mat", "derive_message_keys", "trace_id"),
     ("thread_attributes_mat", "derive_thread_attributes", "trace_id"),
+    ("call_responses_mat", "derive_call_responses", "trace_id"),
     ("annotations_mat", "derive_annotations", "trace_id"),
     ("turns_mat", "derive_turns", "thread_id"),
     ("transcript_mat", "derive_transcript", "thread_id"),

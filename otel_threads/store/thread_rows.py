@@ -39,6 +39,10 @@ from otel_threads.store.shared_views import SharedViews
 
 __all__ = ["ThreadRows"]
 
+#: The derived tables of rows per trace (each of the view derive_<name>), deleted for the
+#: traces a refresh derives again and inserted anew (message keys first: a refresh also
+#: reads them back, `_tail_keys`).
+_PER_TRACE = ("message_keys_mat", "thread_attributes_mat", "call_responses_mat", "annotations_mat")
 #: What names a message of the transcript (a row of transcript_mat).
 _MESSAGE = ("thread_id", "trace_id", "span_id", "direction", "position")
 #: What transcript_rows decides about a message: written in place when it changes.
@@ -124,18 +128,14 @@ class ThreadRows(SharedViews):
         # the threads' message keys, attribute values and OTLP annotations (of an extra
         # trace, only theirs)
         if old or extra:
-            for table in ("message_keys_mat", "thread_attributes_mat", "annotations_mat"):
+            for table in _PER_TRACE:
                 con.execute(
                     f"DELETE FROM {db}.{table} WHERE {self._in('trace_id', old + extra)} "
                     f"AND {in_threads}"
                 )
-        con.execute(
-            f"INSERT INTO {db}.thread_attributes_mat SELECT * FROM derive_thread_attributes "
-            f"WHERE {in_threads}"
-        )
-        con.execute(
-            f"INSERT INTO {db}.annotations_mat SELECT * FROM derive_annotations WHERE {in_threads}"
-        )
+        for table in _PER_TRACE[1:]:  # (message keys: below)
+            view = f"derive_{table.removesuffix('_mat')}"
+            con.execute(f"INSERT INTO {db}.{table} SELECT * FROM {view} WHERE {in_threads}")
         con.execute(
             f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
             f"WHERE {in_whole or 'false'}"
