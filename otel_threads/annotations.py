@@ -4,8 +4,8 @@ OTLP, which the derivation keeps: sql/derive_annotations.sql).
 
 These run on a connection that may write (a file nobody else holds, or the collector's
 own store); `ThreadsClient.annotate` and the API's ``POST /threads/{id}/annotations``
-call them. A new or deleted annotation gives its thread a new version stamp, so the
-page's cached copies of the thread and of the list are read again.
+call them. The store keeps the thread's count and version (otel_threads.store.annotating),
+so the page's cached copies of the thread and of the list are read again.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 
 from otel_threads.query import thread_annotations
+from otel_threads.store import annotating
 
 __all__ = [
     "MAX_EXPLANATION_CHARS",
@@ -115,25 +116,16 @@ def add_annotation(
             raise KeyError(f"no turn {fields['turn_id']!r} in thread {thread_id!r}")
         trace_id, span_id = found[0]
     annotation_id = str(uuid.uuid4())
-    created = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    con.execute(
-        "INSERT INTO annotation_records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            annotation_id,
-            thread_id,
-            fields["turn_id"],
-            trace_id,
-            span_id,
-            fields["name"],
-            fields["label"],
-            fields["score"],
-            fields["explanation"],
-            source,
-            fields["author"],
-            created,
-        ],
-    )
-    _stamp(con, thread_id)
+    row = {
+        **fields,
+        "annotation_id": annotation_id,
+        "thread_id": thread_id,
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "source": source,
+        "created_at": now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+    }
+    annotating.record(con, [row])
     return annotation_id
 
 
@@ -143,13 +135,11 @@ def delete_annotation(con: duckdb.DuckDBPyConnection, annotation_id: str) -> str
     OTLP (the app's own record: it would come back with its spans)."""
     if not isinstance(annotation_id, str):
         raise AnnotationNotFoundError(f"no annotation {annotation_id!r}")
-    deleted = con.execute(
-        "DELETE FROM annotation_records WHERE annotation_id = ? RETURNING thread_id",
-        [annotation_id],
-    ).fetchall()
-    if not deleted:
+    thread_id = annotating.remove(con, annotation_id)
+    if thread_id is None:
         otlp = con.execute(
-            "SELECT 1 FROM annotations WHERE annotation_id = ? AND source = 'otlp'", [annotation_id]
+            "SELECT 1 FROM annotations WHERE annotation_id = ? AND source = 'otlp'",
+            [annotation_id],
         ).fetchall()
         raise AnnotationNotFoundError(
             f"annotation {annotation_id!r} came over OTLP: only annotations made through "
@@ -157,11 +147,4 @@ def delete_annotation(con: duckdb.DuckDBPyConnection, annotation_id: str) -> str
             if otlp
             else f"no annotation {annotation_id!r}"
         )
-    _stamp(con, deleted[0][0])
-    return str(deleted[0][0])
-
-
-def _stamp(con: duckdb.DuckDBPyConnection, thread_id: str) -> None:
-    """A new version stamp for the thread (otel_threads.query.thread_version reads the
-    greatest): its ETag changes, so cached copies are read again."""
-    con.execute("INSERT INTO thread_versions SELECT ?, nextval('derive_version_seq')", [thread_id])
+    return thread_id

@@ -211,6 +211,9 @@ def test_annotate_on_a_file_and_through_the_api(collector, tmp_path):
     with pytest.raises(AnnotationNotFoundError, match="no annotation"):
         api.delete_annotation(first)
     assert [r[0] for r in sql(collector, "SELECT name FROM annotations")] == ["note"]
+    # the count kept as annotations come and go is the count a derivation gives
+    assert sql(collector, "SELECT annotation_count FROM threads") == [(1,)]
+    assert sql(collector, "FROM threads_mat") == sql(collector, "FROM derive_threads")
     # a file nobody holds: the client opens it to write
     collector.stop()
     on_file = ThreadsClient(collector.config.db)

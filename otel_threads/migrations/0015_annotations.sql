@@ -48,6 +48,10 @@ CREATE TABLE response_evaluations (
     created_at  TIMESTAMP
 );
 
+-- threads gains annotation_count: the thread's annotations, counted when it is derived
+-- and kept as annotations are added and deleted (otel_threads.store.annotating).
+ALTER TABLE threads_mat ADD COLUMN annotation_count BIGINT;
+
 -- annotations_mat: the rows of derive_annotations (OTLP evaluation events about the
 -- spans of threads), derived per trace like the other derived tables (0007).
 CREATE TABLE annotations_mat (

@@ -2,7 +2,8 @@
 -- whole thread. last_updated is the latest end of any turn, or its start while it
 -- still runs, so threads whose turns all still run are listed too. user_id is the first
 -- turn's that names one; models are those of its turns' LLM calls; cost_usd the sum of its
--- turns' known costs (NULL when none is known), unpriced_call_count its calls of none.
+-- turns' known costs (NULL when none is known), unpriced_call_count its calls of none;
+-- annotation_count its annotations (annotations: kept as they change, otel_threads.annotations).
 --
 -- Scoped: this view derives the rows of threads_mat. It runs over the whole store when
 -- that table is built anew, and over a scoped subset on every refresh
@@ -68,6 +69,11 @@ cycles AS (
     FROM turns
     WHERE link_status = 'cycle'
     GROUP BY thread_id
+),
+notes AS (
+    SELECT thread_id, count(*) AS annotation_count
+    FROM annotations
+    GROUP BY thread_id
 )
 SELECT t.thread_id,
        t.project,
@@ -94,9 +100,11 @@ SELECT t.thread_id,
        t.service_name,
        coalesce(cy.cycle_turn_count, 0) AS cycle_turn_count,
        t.cost_usd,
-       t.unpriced_call_count
+       t.unpriced_call_count,
+       coalesce(n.annotation_count, 0) AS annotation_count
 FROM t
 LEFT JOIN spans_per_thread sp USING (thread_id)
 LEFT JOIN io USING (thread_id)
 LEFT JOIN fork_counts f USING (thread_id)
 LEFT JOIN cycles cy USING (thread_id)
+LEFT JOIN notes n USING (thread_id)
