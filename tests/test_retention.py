@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from opentelemetry import trace
 from stored_app import KEPT_VIEWS, App
 
-from otel_threads import thread
+from otel_threads import ThreadsClient, thread
 from otel_threads.cli import main as cli
 from otel_threads.collector import Config
 from otel_threads.collector.config import ConfigError
@@ -27,6 +27,7 @@ from otel_threads.store.retention import parse_before, prune
 ANY = ("127.0.0.1", 0)
 NOW = dt.datetime.now(dt.timezone.utc)
 OLD = NOW - dt.timedelta(days=40)
+EVALUATION = "gen_ai.evaluation.result"
 
 
 def ns(when: dt.datetime) -> int:
@@ -44,11 +45,13 @@ def converse(app: App) -> None:
     for day in (0, 1):
         with thread("old"), span(app, f"old-turn-{day}", OLD + dt.timedelta(hours=day)) as s:
             with span(app, "old-child", OLD + dt.timedelta(hours=day)) as c:
+                c.add_event(EVALUATION, {"gen_ai.evaluation.name": "ok"})  # (annotations)
                 c.end(ns(OLD + dt.timedelta(hours=day, seconds=1)))
             s.end(ns(OLD + dt.timedelta(hours=day, seconds=2)))
     with thread("new"), tr.start_as_current_span("new-turn"):
         pass
-    with thread("live"), tr.start_as_current_span("live-turn"):
+    with thread("live"), tr.start_as_current_span("live-turn") as live:
+        live.add_event(EVALUATION, {"gen_ai.evaluation.name": "ok"})
         with thread("old-x"), span(app, "old-x-turn", OLD) as s:
             s.end(ns(OLD + dt.timedelta(seconds=1)))
     with span(app, "threadless-old", OLD) as s:
@@ -74,6 +77,11 @@ def test_old_threads_go_whole_and_live_ones_stay(collector):
         ("old-x",),
     ]
 
+    client = ThreadsClient(collector.endpoints.api)
+    for thread_id in ("old", "new"):
+        client.annotate(thread_id, "thumbs", label="up")
+    assert len(sql(collector, "SELECT 1 FROM annotations")) == 5
+
     res = collector.retention.run_once()  # what `collect --retention 30d` runs
     assert (res.threads, res.traces, res.spans) == (2, 3, 6)
     assert sql(collector, "SELECT thread_id FROM threads ORDER BY 1") == [("live",), ("new",)]
@@ -83,6 +91,10 @@ def test_old_threads_go_whole_and_live_ones_stay(collector):
         ("threadless-new",),
     ]
     assert sql(collector, "SELECT count(*) FROM turns WHERE thread_id LIKE 'old%'") == [(0,)]
+    assert sql(collector, "SELECT thread_id, source FROM annotations ORDER BY 1") == [
+        ("live", "otlp"),
+        ("new", "api"),
+    ]
     for view in KEPT_VIEWS:  # the kept rows are what deriving the rest from scratch gives
         assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
             collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
