@@ -291,3 +291,34 @@ def test_a_write_changes_the_threads_etag_and_needs_the_token_and_the_origin(tmp
         assert _call(c, "DELETE", "/annotations/x/y", None, **auth)[0] == 404
         with pytest.raises(ThreadsClientError, match="401"):
             ThreadsClient(c.endpoints.api, token="wrong").annotate("t", "n", label="l")
+
+
+def test_the_command_line_annotates_and_shows_them(collector):
+    from click.testing import CliRunner
+
+    from otel_threads.cli import main as cli
+
+    ids = app_spans(collector)
+    sql(collector, "SELECT 1")
+    db = collector.config.db  # held: the commands go through the collector's API
+    runner = CliRunner()
+    out = runner.invoke(
+        cli,
+        ["annotate", "t", "--name", "thumbs", "--label", "down", "--turn", ids["turn"], "--db", db],
+    )
+    assert out.exit_code == 0, out.output
+    annotation_id = out.output.strip()
+    assert sql(collector, "SELECT annotation_id, label FROM annotations") == [
+        (annotation_id, "down")
+    ]
+    shown = runner.invoke(cli, ["show", "t", "--db", db])
+    assert "annotations:\n  turn 1: thumbs=down · api" in shown.output
+    listed = runner.invoke(cli, ["threads", "--annotation", "thumbs=down", "--json", "--db", db])
+    assert [t["annotation_count"] for t in json.loads(listed.output)["threads"]] == [1]
+    for args, says in (
+        (["nope", "--name", "x", "--label", "y"], "no thread 'nope'"),
+        (["t", "--name", "x"], "needs a label, a score or an explanation"),
+        (["t", "--name", "x", "--label", "y", "--turn", "0000000000000001"], "no turn"),
+    ):
+        bad = runner.invoke(cli, ["annotate", *args, "--db", db])
+        assert bad.exit_code == 1 and says in bad.output and bad.output.count("\n") == 1, bad.output
