@@ -179,7 +179,8 @@ def query_thread_page(
         if transcript_total == 0 and turn_offset == 0 and transcript_after is None
         else []
     )
-    forks = _page_forks(con, thread_id, turns)
+    # (fork_count is the thread's forks: none, and the turns are not grouped at all)
+    forks = _page_forks(con, thread_id, turns) if threads[0].fork_count else []
     page = ThreadPage(
         turn_offset=turn_offset,
         turn_limit=turn_limit,

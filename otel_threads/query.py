@@ -186,12 +186,16 @@ def query_thread(
         TurnSchema,
         con.execute("SELECT * FROM turns WHERE thread_id = ? ORDER BY turn_index", [thread_id]),
     )
-    forks = _rows_to(
-        ForkSchema,
-        con.execute(
-            "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
-            [thread_id],
-        ),
+    forks = (
+        _rows_to(
+            ForkSchema,
+            con.execute(
+                "SELECT * FROM forks WHERE thread_id = ? ORDER BY forked_at, parent_turn_id",
+                [thread_id],
+            ),
+        )
+        if threads[0].fork_count  # none: its turns need not be grouped
+        else []
     )
     if through_turn is None:
         branch = [t.turn_id for t in turns if t.on_current_branch]
@@ -238,14 +242,23 @@ def thread_annotations(
     if turn_ids is not None:
         where += " AND (turn_id IS NULL OR turn_id = ANY(?::VARCHAR[]))"
         params.append(turn_ids)
-    return _rows_to(
-        AnnotationSchema,
-        con.execute(
+    try:
+        cur = con.execute(
             f"SELECT * FROM annotations WHERE {where} "
             "ORDER BY turn_id NULLS FIRST, created_at, annotation_id",
             params,
-        ),
-    )
+        )
+    except (duckdb.CatalogException, duckdb.InvalidInputException):
+        # a file an older otel-threads wrote, read without being opened to write (so not
+        # migrated): it has no annotations (and DuckDB looks for a Python object of the
+        # name instead, an InvalidInputException)
+        if con.execute(
+            "SELECT 1 FROM duckdb_views() WHERE view_name = 'annotations' "
+            "AND database_name = current_database()"
+        ).fetchall():
+            raise
+        return []
+    return _rows_to(AnnotationSchema, cur)
 
 
 def _fill_io(con: duckdb.DuckDBPyConnection, thread_id: str, turns: list[TurnSchema]) -> None:

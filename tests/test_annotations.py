@@ -322,3 +322,23 @@ def test_the_command_line_annotates_and_shows_them(collector):
     ):
         bad = runner.invoke(cli, ["annotate", *args, "--db", db])
         assert bad.exit_code == 1 and says in bad.output and bad.output.count("\n") == 1, bad.output
+
+
+def test_a_file_without_the_annotations_view_reads_as_having_none(tmp_path):
+    """A file an older otel-threads wrote, read without being opened to write (so not
+    migrated), still shows its threads."""
+    import duckdb
+
+    from otel_threads.exporter import DuckDBSpanExporter
+
+    path = str(tmp_path / "old.duckdb")
+    provider = TracerProvider()
+    provider.add_span_processor(ThreadSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(DuckDBSpanExporter(path)))
+    with thread("t"), provider.get_tracer("app").start_as_current_span("turn"):
+        pass
+    provider.shutdown()
+    with duckdb.connect(path) as con:
+        con.execute("DROP VIEW annotations")
+    detail = ThreadsClient(path).thread("t")
+    assert (detail.thread.turn_count, detail.annotations) == (1, [])

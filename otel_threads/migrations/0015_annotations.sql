@@ -19,6 +19,7 @@ CREATE TABLE annotation_records (
     author        VARCHAR,
     created_at    TIMESTAMP NOT NULL
 );
+CREATE INDEX annotation_records_thread_id ON annotation_records (thread_id);
 
 -- evaluation_runs: one row per (evaluator, thread, the thread's last turn) an evaluator
 -- has judged, written in the same transaction as its results: what `otel-threads eval`
@@ -69,6 +70,7 @@ CREATE TABLE annotations_mat (
     created_at    TIMESTAMP
 );
 CREATE INDEX annotations_mat_trace_id ON annotations_mat (trace_id);
+CREATE INDEX annotations_mat_thread_id ON annotations_mat (thread_id);
 
 -- call_responses_mat: the response id of each LLM call of a thread (derive_call_responses),
 -- derived per trace: where an evaluation that names only a response id finds the trace to
