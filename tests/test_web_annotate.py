@@ -16,7 +16,13 @@ import urllib.request
 
 import pytest
 from stored_app import App
-from test_web import ARTIFACTS, CHROMIUM, sync_api  # skips (fails under CI) without chromium
+from test_web import (
+    ARTIFACTS,
+    CHROMIUM,
+    HOSTILE,
+    HOSTILE_ID,
+    sync_api,
+)  # skips (fails under CI) without chromium
 
 from otel_threads import ThreadsClient, thread
 from otel_threads.collector.testing import running, sql
@@ -172,6 +178,12 @@ def test_a_note_on_the_thread_then_deleted_from_the_page(page, site):
     open_thread(page, "chat")
     bar = notes_of(page, None)
     bar.locator("button.note-btn").click()
+    # typing is not the page's keys: j / k would open another thread, Esc close it
+    bar.locator("textarea").press_sequentially("jk/")
+    bar.locator("textarea").press("Escape")  # closes the form, not the drawer
+    assert bar.locator(".note-form").is_hidden() and page.is_visible("#drawer")
+    assert page.text_content("#d-title") == "chat"
+    bar.locator("button.note-btn").click()
     bar.locator("textarea").fill("Wrong order number\nasked twice")
     bar.locator("button[type=submit]").click()
     eventually(site, [("note", None, None, "Wrong order number\nasked twice", None, "api")])
@@ -214,6 +226,41 @@ def test_a_note_on_the_thread_then_deleted_from_the_page(page, site):
     eventually(site, [("note", None, None, "fine", turns[2], "api")])
     shows(page, None, 0)
     shows(page, turns[2], 1)
+
+
+def test_the_thread_is_annotated_after_switching_branches(page, site):
+    app = App(first=100)
+    with thread("forked") as t, app.tracer.start_as_current_span("ask"):
+        pass
+    for _ in range(2):  # an answer, then a "regenerate" of it
+        with (
+            thread("forked", previous_turn_id=t.last_turn_id),
+            app.tracer.start_as_current_span("ask"),
+        ):
+            pass
+    app.send(site)
+    assert sql(site, "SELECT count(*) FROM threads WHERE thread_id = 'forked'") == [(1,)]
+    page.reload()
+    page.locator("#live").uncheck()  # what shows it is the page's own reading again
+    open_thread(page, "forked")
+    page.locator("#d-forks .fork button").nth(0).click()  # the other branch: a new view
+    page.wait_for_function(
+        "() => document.querySelector('#d-forks .fork button')?.classList.contains('current')"
+    )
+    notes_of(page, None).locator("button.thumb.up").click()
+    eventually(site, [("thumbs", "up", 1.0, None, None, "api")])
+    shows(page, None, 1)
+
+
+def test_a_hostile_note_is_shown_as_text(page, site):
+    ThreadsClient(site.endpoints.api).annotate(
+        "chat", "note<b>", label=HOSTILE_ID, explanation=HOSTILE
+    )
+    open_thread(page, "chat")
+    shows(page, None, 1)
+    assert items(page, None) == [("note<b>", HOSTILE_ID, HOSTILE, "api", True)]
+    assert page.locator("#d-notes img, #d-notes script, #d-notes svg, #d-notes b").count() == 0
+    assert page.evaluate("() => window.__pwned") is None
 
 
 def test_the_apps_own_evaluations_are_shown_and_cannot_be_deleted(page, site):

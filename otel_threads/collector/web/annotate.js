@@ -247,12 +247,12 @@ function notesBar(v, turnId) {
 
 // The thread's own annotations, under the drawer's head (app.js renderHeader). Drawn
 // again only when they changed, so a note being written there keeps its focus.
-let threadNotesDrawn = "";
+const threadNotesDrawn = { view: null, key: "" };
 function renderThreadNotes(v) {
   const box = $("d-notes");
-  const key = JSON.stringify([v.id, v.threadNotes || [], failures.get(draftKey(v, null))]);
-  if (threadNotesDrawn === key && box.firstChild) return;
-  threadNotesDrawn = key;
+  const key = JSON.stringify([v.threadNotes || [], failures.get(draftKey(v, null))]);
+  if (threadNotesDrawn.view === v && threadNotesDrawn.key === key && box.firstChild) return;
+  Object.assign(threadNotesDrawn, { view: v, key });
   box.replaceChildren(notesBar(v, null));
 }
 
