@@ -174,3 +174,46 @@ def test_allowed_hosts(tmp_path):
     )
     with pytest.raises(ConfigError, match="without ports"):
         Config.load({"allowed_hosts": "a.example:8080"}, env={})
+
+
+def test_annotations_cannot_be_written_from_another_web_page(tmp_path):
+    """POST /threads/{id}/annotations and DELETE /annotations/{id} (issue 16): refused
+    with 403 from another origin, or when the browser says the page is cross-site; the
+    same requests without a browser's headers are served."""
+    from stored_app import App
+
+    from otel_threads import thread
+    from otel_threads.collector.testing import sql
+
+    with running(tmp_path / "n.duckdb", http=None, api=ANY) as c:
+        app = App()
+        with thread("t"), app.tracer.start_as_current_span("turn"):
+            pass
+        app.send(c)
+        assert sql(c, "SELECT count(*) FROM threads") == [(1,)]
+        api = c.endpoints.api
+        host = api.split("://", 1)[1]
+        body = json.dumps({"name": "thumbs", "label": "down", "score": 0}).encode()
+        json_type = {"Content_Type": "application/json"}
+        status, _, text = request(api, "POST", "/threads/t/annotations", body, **json_type)
+        assert status == 201, text
+        kept = json.loads(text)["annotation_id"]
+        foreign = [
+            {"Origin": "https://evil.example"},
+            {"Origin": "http://127.0.0.1:3000", "Sec_Fetch_Site": "same-site"},
+            {"Sec_Fetch_Site": "cross-site"},
+            {"Origin": f"http://{host}", "Sec_Fetch_Site": "cross-site"},
+        ]
+        for headers in foreign:
+            status, answer, text = request(
+                api, "POST", "/threads/t/annotations", body, **json_type, **headers
+            )
+            assert status == 403 and b"refused" in text, (headers, status, text)
+            assert "access-control-allow-origin" not in answer
+            status, _, text = request(api, "DELETE", f"/annotations/{kept}", **headers)
+            assert status == 403 and b"refused" in text, (headers, status, text)
+        assert sql(c, "SELECT annotation_id FROM annotations") == [(kept,)]
+        # the collector's own page deletes it
+        own = {"Origin": f"http://{host}", "Sec_Fetch_Site": "same-origin"}
+        assert request(api, "DELETE", f"/annotations/{kept}", **own)[0] == 200
+        assert sql(c, "SELECT count(*) FROM annotations") == [(0,)]

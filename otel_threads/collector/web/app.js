@@ -1,7 +1,7 @@
 // otel-threads web page: the threads list, a thread's drawer (turns, chat, forks) and
 // a turn's span tree, over the collector's JSON API. No framework, no build step.
 // What the page explains (a turn's error, a span's detail, why there are no messages)
-// is in explain.js.
+// is in explain.js; annotations (thumbs, notes, the list's column) in annotate.js.
 //
 // Safety: every text that comes from the data goes into the page as a text node or
 // an attribute value (el() below), never as HTML; the server's Content-Security-Policy
@@ -99,6 +99,21 @@ function showError(message) {
 
 // -- the API (a bearer token, when the collector wants one, is asked once) ----------
 
+// ``headers`` with the token, when the page has one (reads here, writes in annotate.js).
+function authHeaders(headers) {
+  const token = sessionStorage.getItem("otel-threads-token");
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return headers;
+}
+
+// After a 401: ask for the token; false when none was given.
+function askToken() {
+  const given = window.prompt("This collector needs its token (--token):");
+  if (!given) return false;
+  sessionStorage.setItem("otel-threads-token", given.trim());
+  return true;
+}
+
 // GET path; with etag, a conditional request: {notModified: true} when the answer
 // would be the same (HTTP 304, no body). Else {body, etag}. A live refresh asks with
 // wait=0: what is derived now, without waiting for derivation to catch up (the next
@@ -106,15 +121,11 @@ function showError(message) {
 async function request(path, etag = null, live = false) {
   if (live) path += `${path.includes("?") ? "&" : "?"}wait=0`;
   for (let attempt = 0; attempt < 2; attempt++) {
-    const headers = { Accept: "application/json" };
-    const token = sessionStorage.getItem("otel-threads-token");
-    if (token) headers.Authorization = `Bearer ${token}`;
+    const headers = authHeaders({ Accept: "application/json" });
     if (etag) headers["If-None-Match"] = etag;
     const response = await fetch(path, { headers, cache: "no-store" });
     if (response.status === 401 && attempt === 0) {
-      const given = window.prompt("This collector needs its token (--token):");
-      if (!given) break;
-      sessionStorage.setItem("otel-threads-token", given.trim());
+      if (!askToken()) break;
       continue;
     }
     if (response.status === 304) return { notModified: true, etag };
@@ -190,7 +201,7 @@ async function loadList(live = false) {
 function threadRow(t) {
   const tokens = (t.input_tokens || 0) + (t.output_tokens || 0);
   return el("tr", { dataset: { id: t.thread_id }, tabindex: 0 },
-    el("td", { class: "id", title: t.thread_id }, t.thread_id),
+    el("td", { class: "id", title: t.thread_id }, t.thread_id, endMark(t)),
     el("td", { class: "num" }, number(t.turn_count)),
     el("td", { title: utcTime(t.start_time), dataset: { time: t.start_time || "" } },
        ago(t.start_time)),
@@ -202,6 +213,7 @@ function threadRow(t) {
     costCell(t),
     el("td", { class: "num" + (t.error_turn_count ? " err" : " dim") }, number(t.error_turn_count)),
     el("td", { class: "num" + (t.fork_count ? "" : " dim") }, number(t.fork_count)),
+    notesCell(t),
     el("td", { class: "dim", title: t.user_id || "" }, t.user_id || ""),
     el("td", { class: "dim", title: t.project || "" }, t.project || ""),
     el("td", { title: oneLine(t.first_input, 2000) }, oneLine(t.first_input)),
@@ -325,6 +337,7 @@ function applyPage(v, seg, got) {
   seg.turns = res.turns;
   seg.branch = res.branch;
   seg.transcript = res.transcript;
+  takeNotes(v, seg, res); // its annotations (annotate.js)
   seg.url = got.url;
   seg.etag = got.etag;
   seg.status = "loaded";
@@ -415,6 +428,7 @@ function renderHeader(v) {
   $("d-title").textContent = t.thread_id;
   const stat = (label, value) => el("span", {}, label, " ", el("b", {}, value));
   $("d-stats").replaceChildren(...[
+    endMark(t), // "ended" / "reopened" (annotate.js)
     stat("turns", number(t.turn_count)),
     stat("started", ago(t.start_time)),
     stat("updated", ago(t.last_updated)),
@@ -429,6 +443,7 @@ function renderHeader(v) {
   ].filter(Boolean));
   renderForks(v);
   renderHints(v);
+  renderThreadNotes(v); // thumbs and notes of the whole thread (annotate.js)
 }
 
 function renderForks(v) {
@@ -527,6 +542,7 @@ function renderTurns(v, seg) {
       t.link_status === "cycle"
         ? el("span", { class: "badge cycle", title: "its previous-turn links loop (bad data)" },
              "cycle") : null,
+      notesMark(v, t.turn_id),
       el("span", { class: "spacer" }),
       el("button", {
         type: "button", class: "spans-btn", title: "the turn's spans",
@@ -582,6 +598,7 @@ function renderChat(v, seg) {
         el("span", {}, `Turn ${t.turn_index ?? "?"}`),
         el("span", {}, t.is_running ? "running" : duration(t.duration_ms)),
         el("span", { title: utcTime(t.start_time) }, oneLine(t.name, 60))),
+      notesBar(v, id), // its thumbs, notes and annotations (annotate.js)
       messages.length ? messages.map(message) : t.has_error ? null
         : el("div", { class: "no-msgs" }, "No messages recorded in this turn."),
       t.has_error ? errorBlock(t) : null); // where the reply would be, after any it had
