@@ -28,6 +28,7 @@ from otel_threads.annotations import (
     delete_annotation,
     validate_annotation,
 )
+from otel_threads.client_evaluations import EvaluationsClient
 from otel_threads.json_out import dumps
 from otel_threads.paging import (
     MAX_TRANSCRIPT_LIMIT,
@@ -77,8 +78,9 @@ class ThreadNotFoundError(ThreadsClientError, KeyError):
         return str(self.args[0])
 
 
-class ThreadsClient:
-    """Read threads from ``target``: a DuckDB file path or an ``http(s)://`` API URL."""
+class ThreadsClient(EvaluationsClient):
+    """Read threads from ``target``: a DuckDB file path or an ``http(s)://`` API URL
+    (and annotate them; evaluators' methods: otel_threads.client_evaluations)."""
 
     def __init__(
         self,
