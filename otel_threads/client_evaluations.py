@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from otel_threads.client_errors import ThreadNotFoundError, ThreadsClientError
 from otel_threads.evaluations import (
     EvaluationResult,
     PendingThread,
@@ -62,8 +63,6 @@ class EvaluationsClient:
         or that it failed (``error``, one line), in one transaction. False, and nothing
         stored, when that evaluation was stored already. `ThreadNotFoundError` for an
         unknown thread."""
-        from otel_threads.client import ThreadNotFoundError, ThreadsClientError
-
         rows = [r.to_dict() if isinstance(r, EvaluationResult) else r for r in results]
         if self._api() is not None:
             body = {

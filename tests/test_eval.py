@@ -21,6 +21,7 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
 
 from otel_threads import EvaluationResult, ThreadsClient, ThreadSpanProcessor, thread
 from otel_threads.collector.testing import running, sql
@@ -60,9 +61,10 @@ def _messages(*pairs: tuple[str, str]) -> str:
     return json.dumps([{"role": r, "parts": [{"type": "text", "content": t}]} for r, t in pairs])
 
 
-def send_turns(endpoint: str, turns: list[tuple[str, int, str]]) -> None:
+def send_turns(endpoint: str, turns: list[tuple], failing: str | None = None) -> None:
     """One turn per (thread id, start in ns since the epoch, what the user says), each
-    with an LLM call that answers, sent with the real OTLP/gRPC exporter."""
+    with an LLM call that answers, sent with the real OTLP/gRPC exporter. A turn whose
+    user says ``failing`` runs a tool that fails."""
     provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
     provider.add_span_processor(ThreadSpanProcessor())
     provider.add_span_processor(
@@ -88,6 +90,10 @@ def send_turns(endpoint: str, turns: list[tuple[str, int, str]]) -> None:
                 },
             )
             call.end(end_time=at + 2000)
+            if text == failing:
+                tool = tracer.start_span("execute_tool lookup_order", start_time=at + 2000)
+                tool.set_status(Status(StatusCode.ERROR, "order service timed out"))
+                tool.end(end_time=at + 2500)
         turn.end(end_time=at + 3000)
     provider.shutdown()
 
@@ -318,3 +324,54 @@ def test_what_is_not_results_is_recorded_and_a_missing_function_is_one_line(
         proc = eval_cli(tmp_path, evaluator, "--run", spec, "--db", str(store))
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 1 and err.startswith(message) and err.count("\n") == 1
+
+
+def test_the_rules_example_finds_a_failed_tool_and_a_repeated_question(tmp_path, evaluator):
+    db = tmp_path / "r.duckdb"
+    at = time.time_ns() - HOUR_NS
+    with running(db, http=None) as c:
+        said = ["Where is order A-7?", "Hello?", "where is  order A-7", "Thanks"]
+        send_turns(c.endpoints.grpc, [("r", at + i * 10**9, t) for i, t in enumerate(said)])
+        send_turns(c.endpoints.grpc, [("fine", at, "Hi")], failing="Hello?")
+        send_turns(c.endpoints.grpc, [("tool", at, "Hello?")], failing="Hello?")
+        assert c.store.sync(60)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_threads.cli",
+            "eval",
+            "--db",
+            str(db),
+            "--run",
+            "examples.eval_rules:evaluate",
+            "--name",
+            "rules",
+        ],
+        cwd=ROOT,
+        env=evaluator,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert finished(proc).splitlines()[-1] == "evaluated 3 threads, 5 results, 0 failed"
+    got = rows(
+        db,
+        "SELECT a.thread_id, a.name, a.label, a.score, t.turn_index, a.explanation "
+        "FROM annotations a LEFT JOIN turns t USING (thread_id, turn_id) "
+        "WHERE a.source = 'rules' ORDER BY a.thread_id, a.name",
+    )
+    assert got == [
+        ("fine", "rules", "pass", 1.0, None, None),
+        ("r", "repeated", "repeated", 0.0, 3, "the user said this in turn 1 already"),
+        ("r", "rules", "fail", 0.0, None, "repeated"),
+        ("tool", "rules", "fail", 0.0, None, "turn_error"),
+        (
+            "tool",
+            "turn_error",
+            "error",
+            0.0,
+            1,
+            "execute_tool lookup_order failed: order service timed out",
+        ),
+    ]
