@@ -13,6 +13,8 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import duckdb
@@ -158,6 +160,12 @@ def rows(db: Path, query: str) -> list[tuple]:
         return con.execute(query).fetchall()
 
 
+class _AnyTurn:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and len(other) == 16
+
+
+ANY_TURN = _AnyTurn()
 RUNS = "SELECT thread_id, result_count, error FROM evaluation_runs ORDER BY thread_id"
 NOTES = (
     "SELECT thread_id, name, score, label, turn_id IS NULL FROM annotations "
@@ -375,3 +383,84 @@ def test_the_rules_example_finds_a_failed_tool_and_a_repeated_question(tmp_path,
             "execute_tool lookup_order failed: order service timed out",
         ),
     ]
+
+
+def wait_for_calls(tmp_path: Path, proc: subprocess.Popen, n: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(calls(tmp_path)) < n:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+
+
+def test_kill_9_loses_at_most_the_thread_in_hand(tmp_path, store, evaluator):
+    env = {**evaluator, "EVAL_SLEEP": "0.5"}
+    args = ("--run", "evals:judge", "--db", str(store))
+    proc = eval_cli(tmp_path, env, *args)
+    wait_for_calls(tmp_path, proc, 3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    recorded = [r[0] for r in rows(store, RUNS)]
+    assert len(recorded) in (2, 3)  # the third call's thread was in hand
+    finished(eval_cli(tmp_path, evaluator, *args))
+    assert sorted(set(calls(tmp_path))) == sorted(["boom", *QUIET])
+    assert rows(store, NOTES) == expected_notes(store, QUIET)  # each result once
+    assert len(rows(store, RUNS)) == 5
+
+
+def test_follow_judges_new_work_until_sigterm(tmp_path, store, evaluator):
+    with running(store, http=None) as c:
+        proc = eval_cli(
+            tmp_path, evaluator, "--run", "evals:judge", "--url", c.endpoints.api,
+            "--follow", "--interval", "1s",
+        )  # fmt: skip
+        wait_for_calls(tmp_path, proc, 5)
+        send_turns(c.endpoints.grpc, [("later", time.time_ns() - HOUR_NS, "late")])
+        wait_for_calls(tmp_path, proc, 6)
+        deadline = time.monotonic() + 60
+        while len(sql(c, RUNS)) < 6:  # recorded just after the call
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out = finished(proc)
+    assert calls(tmp_path)[5:] == ["later"]
+    assert out.splitlines()[-1] == "evaluated 6 threads, 10 results, 1 failed; stopped"
+
+
+def _post(c, path: str, body: object, **headers: str) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        c.endpoints.api + path,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **headers},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_the_evaluation_routes_need_the_token_refuse_other_origins_and_bad_bodies(store):
+    auth = {"Authorization": "Bearer s3cret"}
+    record = {"evaluator": "e", "thread_id": "q1", "last_turn_id": None, "results": []}
+    with running(store, http=None, token="s3cret") as c:
+        pending = {"evaluator": "e", "quiet_for_s": 3600}
+        assert _post(c, "/evaluations/pending", pending)[0] == 401
+        assert _post(c, "/evaluations", record)[0] == 401
+        assert _post(c, "/evaluations", record, Origin="http://evil.example", **auth)[0] == 403
+        for body in [{"evaluator": "e"}, {**pending, "x": 1}, {**pending, "quiet_for_s": "1h"}]:
+            assert _post(c, "/evaluations/pending", body, **auth)[0] == 400, body
+        status, out = _post(c, "/evaluations/pending", pending, **auth)
+        (q1,) = [t["last_turn_id"] for t in out["threads"] if t["thread_id"] == "q1"]
+        record["last_turn_id"] = q1
+        assert _post(c, "/evaluations", {**record, "results": 3}, **auth) == (
+            201,
+            {"recorded": True, "thread_id": "q1"},
+        )
+        assert _post(c, "/evaluations", {**record, "thread_id": "x"}, **auth)[0] == 404
+        status, out = _post(c, "/evaluations/pending", {**pending, "limit": 2}, **auth)
+        assert (status, out) == (
+            200,
+            {"threads": [{"thread_id": t, "last_turn_id": ANY_TURN} for t in ("boom", "q2")]},
+        )
+        assert sql(c, RUNS) == [("q1", 0, "the evaluator returned results must be a list, got int")]
