@@ -6,6 +6,7 @@ its thread; a new turn makes a thread due again."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -464,3 +465,31 @@ def test_the_evaluation_routes_need_the_token_refuse_other_origins_and_bad_bodie
             {"threads": [{"thread_id": t, "last_turn_id": ANY_TURN} for t in ("boom", "q2")]},
         )
         assert sql(c, RUNS) == [("q1", 0, "the evaluator returned results must be a list, got int")]
+
+
+@pytest.mark.skipif(
+    "end" not in inspect.signature(thread).parameters,
+    reason="threads cannot say they have ended yet (the thread-end change)",
+)
+def test_an_ended_thread_is_judged_without_waiting_for_quiet(tmp_path, evaluator):
+    db = tmp_path / "x.duckdb"
+    with running(db, http=None) as c:
+        now = time.time_ns()
+        provider = TracerProvider(resource=Resource.create({"service.name": "shop"}))
+        provider.add_span_processor(ThreadSpanProcessor())
+        provider.add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=c.endpoints.grpc, insecure=True))
+        )
+        tracer = provider.get_tracer("app")
+        with thread("ended", end=True), tracer.start_as_current_span("turn", start_time=now):
+            pass
+        with thread("open"), tracer.start_as_current_span("turn", start_time=now):
+            pass
+        provider.shutdown()
+        assert sql(c, "SELECT thread_id, ended FROM threads ORDER BY 1") == [
+            ("ended", True),
+            ("open", False),
+        ]
+    out = finished(eval_cli(tmp_path, evaluator, "--run", "evals:judge", "--db", str(db)))
+    assert calls(tmp_path) == ["ended"]
+    assert out.splitlines()[-1] == "evaluated 1 thread, 2 results, 0 failed"
