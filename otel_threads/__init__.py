@@ -20,6 +20,7 @@ from otel_threads.processor import ThreadSpanProcessor
 if TYPE_CHECKING:
     from otel_threads.bootstrap import Configured, configure
     from otel_threads.client import ThreadNotFoundError, ThreadsClient, ThreadsClientError
+    from otel_threads.evaluations import EvaluationResult
     from otel_threads.exporter import DuckDBLogExporter, DuckDBSpanExporter
     from otel_threads.filters import ThreadFilter
     from otel_threads.schemas import (
@@ -39,6 +40,7 @@ __all__ = [
     "Configured",
     "DuckDBLogExporter",
     "DuckDBSpanExporter",
+    "EvaluationResult",
     "ForkSchema",
     "SortBy",
     "StoreLockedError",
@@ -71,6 +73,7 @@ _LAZY = {
     "ThreadsClientError": "otel_threads.client",
     "ThreadNotFoundError": "otel_threads.client",
     "ThreadFilter": "otel_threads.filters",
+    "EvaluationResult": "otel_threads.evaluations",
     **dict.fromkeys(
         (
             "ForkSchema",

@@ -28,6 +28,7 @@ LAZY_COMMANDS = {
     "annotate": "otel_threads.cli_annotate:annotate",
     "collect": "otel_threads.collector.cli:collect",
     "demo": "otel_threads.collector.demo:demo",
+    "eval": "otel_threads.cli_eval:eval_cmd",
 }
 
 

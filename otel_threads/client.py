@@ -28,6 +28,8 @@ from otel_threads.annotations import (
     delete_annotation,
     validate_annotation,
 )
+from otel_threads.client_errors import ThreadNotFoundError, ThreadsClientError
+from otel_threads.client_evaluations import EvaluationsClient
 from otel_threads.json_out import dumps
 from otel_threads.paging import (
     MAX_TRANSCRIPT_LIMIT,
@@ -53,32 +55,9 @@ __all__ = ["ARROW_STREAM", "ThreadNotFoundError", "ThreadsClient", "ThreadsClien
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
-class ThreadsClientError(RuntimeError):
-    """The API answered with an error, or could not be reached."""
-
-    def __init__(self, message: str, status: int | None = None, detail: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        #: the API's own error message (its ``"error"``), when it answered with one
-        self.detail = detail
-
-
-class ThreadNotFoundError(ThreadsClientError, KeyError):
-    """No thread has the id asked for: raised alike from a file and over HTTP (where
-    ``GET /threads/{id}`` answers 404). A `ThreadsClientError` (``status`` 404) and a
-    `KeyError` (so a `LookupError`); ``thread_id`` is the id, the message one line:
-    "no thread 'x' in otel-threads.duckdb"."""
-
-    def __init__(self, thread_id: str, where: str) -> None:
-        super().__init__(f"no thread {thread_id!r} in {where}", 404)
-        self.thread_id = thread_id
-
-    def __str__(self) -> str:  # the message as it is (KeyError's would quote it)
-        return str(self.args[0])
-
-
-class ThreadsClient:
-    """Read threads from ``target``: a DuckDB file path or an ``http(s)://`` API URL."""
+class ThreadsClient(EvaluationsClient):
+    """Read threads from ``target``: a DuckDB file path or an ``http(s)://`` API URL
+    (and annotate them; evaluators' methods: otel_threads.client_evaluations)."""
 
     def __init__(
         self,

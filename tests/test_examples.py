@@ -221,3 +221,51 @@ def test_cli_has_help_with_an_example_and_a_version():
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0 and "Example:" in result.output
     assert "0.1.0" in runner.invoke(cli, ["--version"]).output
+
+
+def evaluate(c: Collector, spec: str) -> str:
+    """``otel-threads eval --run spec`` through the collector's API, from the project
+    folder (so ``examples.<name>`` imports), on every thread that has no turn running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OPENAI_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "otel_threads.cli",
+            "eval",
+            "--run",
+            spec,
+            "--quiet-for",
+            "0",
+            "--url",
+            c.endpoints.api,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("examples.eval_rules:evaluate", ("rules", "pass", 1.0, None)),
+        ("examples.eval_judge:judge", ("helpfulness", "helpful", 1.0, None)),
+    ],
+)
+def test_evaluators_judge_the_customer_service_thread(collector, spec, expected):
+    run(collector, "customer_service")
+    out = evaluate(collector, spec)
+    assert out.splitlines()[-1] == "evaluated 1 thread, 1 result, 0 failed"
+    source = spec.replace(":", ".")
+    assert rows(
+        collector,
+        "SELECT thread_id, name, label, score, turn_id FROM annotations WHERE source = ?",
+        source,
+    ) == [("support_thread_42", *expected)]
+    assert evaluate(collector, spec).splitlines() == ["evaluated 0 threads, 0 results, 0 failed"]

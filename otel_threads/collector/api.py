@@ -348,7 +348,7 @@ class ApiHandler(BaseHandler):
             return
         ok, body = self._json_body()
         if ok:
-            api_writes.annotate(self, key, body)
+            api_writes.answer(self, what, key, body)
 
     def _post(self) -> None:
         if not self.authorized():

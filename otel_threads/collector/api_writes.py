@@ -1,5 +1,7 @@
 """The API's writes: annotations (``POST /threads/{id}/annotations``,
-``DELETE /annotations/{id}``).
+``DELETE /annotations/{id}``) and evaluators' results (``POST /evaluations/pending``:
+what an evaluator has yet to judge; ``POST /evaluations``: what it found, see
+otel_threads.evaluations).
 
 Like every request to the API they need the token when one is set, and a web page of
 another origin cannot make them (`BaseHandler.refused_by_origin`; the body must be
@@ -11,26 +13,45 @@ for the exports.
 
 from __future__ import annotations
 
+import datetime as dt
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from otel_threads.annotations import AnnotationNotFoundError, add_annotation, delete_annotation
+from otel_threads.evaluations import pending_threads, record_evaluation
 
 if TYPE_CHECKING:
     from otel_threads.collector.api import ApiHandler
 
-__all__ = ["ANNOTATION_FIELDS", "annotate", "delete", "route"]
+__all__ = [
+    "ANNOTATION_FIELDS",
+    "EVALUATION_FIELDS",
+    "PENDING_FIELDS",
+    "annotate",
+    "answer",
+    "delete",
+    "evaluation",
+    "pending",
+    "route",
+]
 
 #: What ``POST /threads/{id}/annotations`` takes (name, and one of label, score, explanation).
 ANNOTATION_FIELDS = ("name", "label", "score", "explanation", "turn_id", "author")
+#: What ``POST /evaluations/pending`` takes (evaluator and quiet_for_s; limit, default 100).
+PENDING_FIELDS = ("evaluator", "quiet_for_s", "limit")
+#: What ``POST /evaluations`` takes (all of them; error null unless the evaluator failed).
+EVALUATION_FIELDS = ("evaluator", "thread_id", "last_turn_id", "results", "error")
 
 
 def route(method: str, path: str) -> tuple[str, str] | None:
     """(what, id) of a write this module answers, or None: ('annotate', thread id) for
     POST /threads/{id}/annotations, ('delete', annotation id) for DELETE
-    /annotations/{id}."""
+    /annotations/{id}, ('pending', '') and ('evaluation', '') for POST
+    /evaluations/pending and POST /evaluations."""
+    if method == "POST" and path in ("/evaluations/pending", "/evaluations"):
+        return ("pending" if path.endswith("/pending") else "evaluation"), ""
     if method == "POST" and path.startswith("/threads/") and path.endswith("/annotations"):
         thread = path[len("/threads/") : -len("/annotations")]
         if thread and "/" not in thread:
@@ -40,6 +61,70 @@ def route(method: str, path: str) -> tuple[str, str] | None:
         if annotation and "/" not in annotation:
             return "delete", urllib.parse.unquote(annotation)
     return None
+
+
+def answer(handler: ApiHandler, what: str, key: str, body: Any) -> None:
+    """Answer the POST `route` found (``what``, ``key``) with its JSON ``body``."""
+    {"annotate": annotate, "pending": pending, "evaluation": evaluation}[what](handler, key, body)
+
+
+def _fields(handler: ApiHandler, body: Any, fields: tuple[str, ...], required: int) -> bool:
+    """Whether ``body`` is an object with the first ``required`` of ``fields`` and no
+    other keys (else 400 saying what to send)."""
+    if isinstance(body, dict):
+        unknown = sorted(set(body) - set(fields))
+        missing = [f for f in fields[:required] if f not in body]
+        if not unknown and not missing:
+            return True
+        problem = f"unknown field(s) {unknown}" if unknown else f"missing {', '.join(missing)}"
+    else:
+        problem = "send a JSON object"
+    handler._send(400, {"error": f"{problem}; send {', '.join(fields)}"})
+    return False
+
+
+def pending(handler: ApiHandler, _key: str, body: Any) -> None:
+    """The threads an evaluator has yet to judge, quiet for ``quiet_for_s`` seconds by
+    this collector's clock or ended: 200 {"threads": [{"thread_id", "last_turn_id"}]}."""
+    if not _fields(handler, body, PENDING_FIELDS, 2):
+        return
+    quiet = body["quiet_for_s"]
+    if isinstance(quiet, bool) or not isinstance(quiet, (int, float)) or not 0 <= quiet < 1e10:
+        handler._send(400, {"error": f"quiet_for_s must be seconds (0 or more), got {quiet!r}"})
+        return
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    try:
+        with handler.reads.read() as con:
+            found = pending_threads(
+                con, body["evaluator"], now - dt.timedelta(seconds=quiet), body.get("limit", 100)
+            )
+    except ValueError as exc:
+        handler._send(400, {"error": str(exc)})
+    except duckdb.Error as exc:
+        handler._send(503, {"error": f"the pending threads were not read: {exc}"})
+    else:
+        handler._send(200, {"threads": [t._asdict() for t in found]})
+
+
+def evaluation(handler: ApiHandler, _key: str, body: Any) -> None:
+    """Store what an evaluator found in a thread (`record_evaluation`): 201
+    {"recorded": true}, or {"recorded": false} when that (evaluator, thread, last turn)
+    was recorded already; 404 for an unknown thread."""
+    if not _fields(handler, body, EVALUATION_FIELDS, 4):
+        return
+    try:
+        with handler.reads.write() as con:
+            recorded = record_evaluation(con, **{"error": None, **body})
+    except KeyError as exc:
+        handler._send(404, {"error": str(exc.args[0])})
+    except (ValueError, TypeError) as exc:
+        handler._send(400, {"error": str(exc)})
+    except TimeoutError as exc:
+        handler._send(503, {"error": str(exc)})
+    except duckdb.Error as exc:
+        handler._send(503, {"error": f"the evaluation was not stored: {exc}"})
+    else:
+        handler._send(201, {"recorded": recorded, "thread_id": body["thread_id"]})
 
 
 def annotate(handler: ApiHandler, thread_id: str, body: Any) -> None:
