@@ -342,3 +342,12 @@ def test_a_file_without_the_annotations_view_reads_as_having_none(tmp_path):
         con.execute("DROP VIEW annotations")
     detail = ThreadsClient(path).thread("t")
     assert (detail.thread.turn_count, detail.annotations) == (1, [])
+
+
+def test_a_thread_just_acknowledged_can_be_annotated_at_once(collector):
+    """The write waits for derivation to catch up, as a read does, before a 404."""
+    for i in range(5):
+        ids = app_spans(collector, thread_id=f"fresh-{i}")
+        client = ThreadsClient(collector.endpoints.api)
+        client.annotate(f"fresh-{i}", "thumbs", label="up", turn_id=ids["turn"])
+    assert sql(collector, "SELECT count(*) FROM annotations") == [(5,)]

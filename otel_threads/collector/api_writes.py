@@ -45,6 +45,11 @@ PENDING_FIELDS = ("evaluator", "quiet_for_s", "limit")
 EVALUATION_FIELDS = ("evaluator", "thread_id", "last_turn_id", "results", "error")
 
 
+#: Longest an annotation of a thread (or turn) not found waits for derivation to catch up
+#: with what was acknowledged before it is a 404 (as long as a read waits by default).
+WRITE_SYNC_S = 2.0
+
+
 def route(method: str, path: str) -> tuple[str, str] | None:
     """(what, id) of a write this module answers, or None: ('annotate', thread id) for
     POST /threads/{id}/annotations, ('delete', annotation id) for DELETE
@@ -139,9 +144,18 @@ def annotate(handler: ApiHandler, thread_id: str, body: Any) -> None:
             400, {"error": f"unknown field(s) {unknown}; send {', '.join(ANNOTATION_FIELDS)}"}
         )
         return
+    fields = {"name": None, **body}
     try:
-        with handler.reads.write() as con:
-            annotation_id = add_annotation(con, thread_id, **{"name": None, **body})
+        try:
+            with handler.reads.write() as con:
+                annotation_id = add_annotation(con, thread_id, **fields)
+        except KeyError:
+            # a thread or turn just acknowledged may not be derived yet: wait for
+            # derivation to catch up (as reads do, `READ_SYNC_S`), then try once more
+            if not handler.reads.sync(WRITE_SYNC_S):
+                raise
+            with handler.reads.write() as con:
+                annotation_id = add_annotation(con, thread_id, **fields)
     except KeyError as exc:
         handler._send(404, {"error": str(exc.args[0])})
     except (ValueError, TypeError, TimeoutError) as exc:
