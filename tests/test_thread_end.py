@@ -237,7 +237,12 @@ print(json.dumps([[s.name, (s.attributes or {}).get("otel_threads.thread_ended")
                   for s in memory.get_finished_spans()]))
 """
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert json.loads(done.stdout) == [["turn-1", None], ["turn-2", True]]
 
