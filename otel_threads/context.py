@@ -233,7 +233,8 @@ class ThreadContext:
         a later ``thread()`` block with the same id), which gets it on start: call
         ``end()`` inside the turn, or use ``thread(..., end=True)``, which marks the
         block's last turn as it closes. Calling it again before the mark has gone on a
-        span, or again in the same turn, changes nothing. No-op for ``thread(None)``.
+        span, again in the same turn, or after it while the block's last turn carries
+        the mark, changes nothing. No-op for ``thread(None)``.
         Never raises.
         """
         try:
@@ -249,6 +250,8 @@ class ThreadContext:
                     self._ended_turn = turn
                 pending_ends.pop(key, None)
                 return
+            if self._ended_turn is not None and self._ended_turn == self.last_turn_id:
+                return  # this block's last turn carries the mark already
             _add_pending_end(key, self)
         except Exception:  # never raise into user code
             _logger.debug("ThreadContext.end failed", exc_info=True)

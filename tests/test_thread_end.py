@@ -80,6 +80,7 @@ def test_end_inside_a_turn_marks_that_span_once(tmp_path):
                 t.end()  # again, in the same turn: nothing more
             with tr.start_as_current_span("after"):  # 3
                 t.end()
+        t.end()  # after the turn: it is ended already, so no mark waits for a next span
         with tr.start_as_current_span("next-turn"):  # 4: a new turn, not marked
             pass
     assert marked(db) == [("llm", sid(1))]
