@@ -148,6 +148,8 @@ def test_end_on_exit_marks_the_last_turn_with_a_marker_span_then_a_new_turn_reop
     assert (detail.thread.ended, detail.thread.reopened_at) == (False, reopened)
     assert [t.ended_at for t in detail.turns] == [None, ended_at, None]
     assert client.threads_query(ended_query(True)).threads == []
+    shown = CliRunner().invoke(cli, ["show", "t", "--db", str(db)])
+    assert "  ·  reopened " in shown.output.splitlines()[0], shown.output
     assert [t.thread_id for t in client.threads_query(ended_query(False)).threads] == ["t"]
 
     with app(db, 20) as tr, thread("t", end=True):  # ended again
@@ -159,6 +161,11 @@ def test_end_on_exit_marks_the_last_turn_with_a_marker_span_then_a_new_turn_reop
     assert [(t["thread_id"], t["ended"]) for t in json.loads(listed.output)["threads"]] == [
         ("t", True)
     ]
+    listed = CliRunner().invoke(cli, ["threads", "--db", str(db), "--no-ended"])
+    assert listed.exit_code == 0 and "(ended)" not in listed.output, listed.output
+    assert "(ended)" in CliRunner().invoke(cli, ["threads", "--db", str(db)]).output
+    shown = CliRunner().invoke(cli, ["show", "t", "--db", str(db)])
+    assert "  ·  ended " in shown.output.splitlines()[0], shown.output
 
 
 def ended_query(ended: bool) -> ThreadsQueryReq:
