@@ -10,7 +10,7 @@ attached, on success, on exceptions and when nested.
 `ThreadContext.end()` (and ``thread(..., end=True)`` as the block closes) says the
 thread has ended: ``otel_threads.thread_ended = true`` goes on a span of the thread
 (see `ThreadContext.end` for which one); an end waiting for the next span of its
-thread is kept here (`pending_end`, read by the processor), per process.
+thread is kept here (`pending_ends`, taken by the processor), per process.
 
 This module also owns the thread/turn state of spans (`TurnState`, recorded per
 span object by `bind_span` and read back by `span_state`). `ThreadSpanProcessor`
@@ -152,6 +152,19 @@ def take_pending_end(key: object) -> ThreadContext | None:
     return pending_ends.pop(key, None)
 
 
+_end_failures = [0]
+
+
+def _end_failed() -> None:
+    """Log the first failure to mark an end (with its traceback); count them all."""
+    _end_failures[0] += 1
+    if _end_failures[0] == 1:
+        _logger.warning(
+            "otel_threads failed to mark a thread's end; further failures are not logged",
+            exc_info=True,
+        )
+
+
 def _add_pending_end(key: object, handle: ThreadContext) -> None:
     while len(pending_ends) >= MAX_PENDING_ENDS:
         try:
@@ -254,7 +267,7 @@ class ThreadContext:
                 return  # this block's last turn carries the mark already
             _add_pending_end(key, self)
         except Exception:  # never raise into user code
-            _logger.debug("ThreadContext.end failed", exc_info=True)
+            _end_failed()
 
     def _end_block(self) -> None:
         """``thread(..., end=True)`` closing: mark the block's last turn ended.
@@ -321,7 +334,7 @@ class ThreadContext:
                 try:
                     self._end_block()
                 except Exception:  # never raise into user code
-                    _logger.debug("thread(end=True) failed to mark the end", exc_info=True)
+                    _end_failed()
         finally:
             context.detach(self._tokens.pop())
 

@@ -267,3 +267,21 @@ def test_an_end_over_otlp_to_a_collector(tmp_path):
             (1, True, True)
         ]
         assert sql(c, "SELECT turn_id, span_count FROM turns") == [(sid(1), 2)]
+
+
+def test_a_failure_to_mark_the_end_never_reaches_the_app_and_is_logged_once(caplog):
+    class Broken(ThreadSpanProcessor):
+        def marker_tracer(self):
+            raise RuntimeError("no tracer")
+
+    provider = TracerProvider()
+    provider.add_span_processor(Broken())
+    tr = provider.get_tracer("app")
+    for _ in range(2):
+        with thread("broken", end=True) as t, tr.start_as_current_span("turn"):
+            pass
+        assert t.last_turn_id is not None
+    assert [r.getMessage() for r in caplog.records if r.name == "otel_threads.context"] == [
+        "otel_threads failed to mark a thread's end; further failures are not logged"
+    ]
+    provider.shutdown()
