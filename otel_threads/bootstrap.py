@@ -103,7 +103,9 @@ def configure(
         span_exporter, log_exporter = _otlp_exporters(endpoint, proto)
         destination = f"otlp {proto}:{endpoint or os.environ['OTEL_EXPORTER_OTLP_ENDPOINT']}"
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(ThreadSpanProcessor(compat=compat))
+    tracer_provider.add_span_processor(
+        ThreadSpanProcessor(compat=compat, tracer_provider=tracer_provider)
+    )
     tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))

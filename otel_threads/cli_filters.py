@@ -28,6 +28,10 @@ _OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
         ("--errors/--no-errors", "has_error"),
         {"default": None, "help": "Only threads with (or without) a failed turn."},
     ),
+    (
+        ("--ended/--no-ended", "ended"),
+        {"default": None, "help": "Only threads that have (or have not) ended."},
+    ),
     (("--tool", "tool"), {"metavar": "NAME", "help": "The thread called this tool."}),
     (
         ("--model", "model"),

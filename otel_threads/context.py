@@ -7,6 +7,11 @@ thread id into W3C baggage under ``gen_ai.conversation.id`` so downstream
 services continue the thread. Leaving the block detaches exactly what entering
 attached, on success, on exceptions and when nested.
 
+`ThreadContext.end()` (and ``thread(..., end=True)`` as the block closes) says the
+thread has ended: ``otel_threads.thread_ended = true`` goes on a span of the thread
+(see `ThreadContext.end` for which one); an end waiting for the next span of its
+thread is kept here (`pending_ends`, taken by the processor), per process.
+
 This module also owns the thread/turn state of spans (`TurnState`, recorded per
 span object by `bind_span` and read back by `span_state`). `ThreadSpanProcessor`
 decides each new span's turn from its parent span, never from an ambient
@@ -16,17 +21,18 @@ read it. The processor imports this module, never the other way round.
 
 from __future__ import annotations
 
-import os
-import re
-import threading
+import logging
 import time
 import weakref
 from typing import Any
 
 from opentelemetry import baggage, context, trace
 
+from otel_threads.ids import new_thread_id, validate_thread_id, validate_turn_id
+
 __all__ = [
     "CONVERSATION_ID_KEY",
+    "THREAD_ENDED_KEY",
     "ThreadContext",
     "TurnState",
     "bind_span",
@@ -39,11 +45,16 @@ __all__ = [
 
 #: Attribute and baggage key that carries the thread id (OTel GenAI semconv).
 CONVERSATION_ID_KEY = "gen_ai.conversation.id"
+#: Attribute that says the thread ended (`ThreadContext.end`): true, on one span.
+THREAD_ENDED_KEY = "otel_threads.thread_ended"
+#: Name of the zero-duration span that ``thread(..., end=True)`` starts in the block's
+#: last turn when that turn's spans have all ended.
+THREAD_END_SPAN = "otel_threads.thread_end"
+#: Ends waiting for the next span of their thread, at most this many (the oldest go).
+MAX_PENDING_ENDS = 10_000
 
-MAX_THREAD_ID_LENGTH = 256
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SPAN_ID = re.compile(r"[0-9a-f]{16}")
 _BLOCK_KEY = context.create_key("otel_threads.block")
+_logger = logging.getLogger(__name__)
 
 
 class _Auto:
@@ -54,69 +65,6 @@ class _Auto:
 
 
 _AUTO: Any = _Auto()
-
-
-def validate_thread_id(thread_id: object) -> str:
-    """Return ``thread_id`` if it is a valid thread id, else raise.
-
-    A thread id is a string of 1-256 characters with no control characters.
-    """
-    if not isinstance(thread_id, str):
-        raise TypeError(f"thread id must be a str, got {type(thread_id).__name__}: {thread_id!r}")
-    if not thread_id or len(thread_id) > MAX_THREAD_ID_LENGTH or _CONTROL.search(thread_id):
-        shown = thread_id if len(thread_id) <= 60 else thread_id[:57] + "..."
-        raise ValueError(
-            f"thread id must be 1-{MAX_THREAD_ID_LENGTH} printable characters, "
-            f"got {shown!r} ({len(thread_id)} characters)"
-        )
-    return thread_id
-
-
-def validate_turn_id(turn_id: object) -> str:
-    """Normalise a turn id (a span id) to 16 lowercase hex characters, or raise."""
-    if isinstance(turn_id, bool):
-        raise TypeError(f"previous_turn_id must be a 16-hex-digit str or an int, got {turn_id!r}")
-    if isinstance(turn_id, int):
-        if not 0 < turn_id < 2**64:
-            raise ValueError(f"previous_turn_id must be a non-zero 64-bit span id, got {turn_id}")
-        return format(turn_id, "016x")
-    if not isinstance(turn_id, str):
-        raise TypeError(
-            "previous_turn_id must be a 16-hex-digit str or an int, "
-            f"got {type(turn_id).__name__}: {turn_id!r}"
-        )
-    low = turn_id.lower()
-    if not _SPAN_ID.fullmatch(low) or low == "0" * 16:
-        raise ValueError(
-            f"previous_turn_id must be a span id of 16 hex digits (not all zero), got {turn_id!r}"
-        )
-    return low
-
-
-_uuid_lock = threading.Lock()
-_uuid_last = [0, 0]  # last millisecond, counter within it
-
-
-def new_thread_id() -> str:
-    """A new UUIDv7 string (RFC 9562): 36 characters, ordered by creation time.
-
-    Ids minted in the same millisecond by this process stay ordered: the 12-bit
-    ``rand_a`` field counts up from a random start (RFC 9562 section 6.2, method 1).
-    """
-    with _uuid_lock:
-        ms = time.time_ns() // 1_000_000
-        last_ms, counter = _uuid_last
-        if ms <= last_ms:
-            ms, counter = last_ms, counter + 1
-            if counter > 0xFFF:
-                ms, counter = ms + 1, int.from_bytes(os.urandom(2), "big") & 0x7FF
-        else:
-            counter = int.from_bytes(os.urandom(2), "big") & 0x7FF
-        _uuid_last[0], _uuid_last[1] = ms, counter
-    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand_b
-    h = format(value, "032x")
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # -- span state ---------------------------------------------------------------
@@ -181,12 +129,49 @@ class _Block:
         self.key = handle.key
         self.outer_baggage = outer_baggage
 
-    def start_turn(self, turn_id: str) -> str | None:
-        """Note a new turn started in this block; its `previous_turn_id`, if any."""
+    def start_turn(self, turn_id: str, span: object, processor: object) -> str | None:
+        """Note a new turn started in this block; its `previous_turn_id`, if any.
+
+        A block that ends its thread on exit keeps the turn span and the processor
+        that started it (for the end marker, `ThreadContext._end_on_exit`)."""
         handle = self.handle
         previous = handle._take_previous()
         handle.last_turn_id = turn_id
+        if handle._end_on_exit:
+            handle._last_turn = (span, processor)
         return previous
+
+
+# block key -> the ThreadContext whose end waits for the next span of that thread
+# (`ThreadContext.end`); the processor takes it (`take_pending_end`).
+pending_ends: dict[object, ThreadContext] = {}
+
+
+def take_pending_end(key: object) -> ThreadContext | None:
+    """The end waiting for the next span of thread ``key``, taken off (once)."""
+    return pending_ends.pop(key, None)
+
+
+_end_failures = [0]
+
+
+def _end_failed() -> None:
+    """Log the first failure to mark an end (with its traceback); count them all."""
+    _end_failures[0] += 1
+    if _end_failures[0] == 1:
+        _logger.warning(
+            "otel_threads failed to mark a thread's end; further failures are not logged",
+            exc_info=True,
+        )
+
+
+def _add_pending_end(key: object, handle: ThreadContext) -> None:
+    while len(pending_ends) >= MAX_PENDING_ENDS:
+        try:
+            del pending_ends[next(iter(pending_ends))]
+        except (KeyError, StopIteration, RuntimeError):  # taken meanwhile
+            break
+    pending_ends[key] = handle
 
 
 class ThreadContext:
@@ -196,10 +181,13 @@ class ThreadContext:
     ``thread(previous_turn_id=...)``, whose thread the store resolves along the
     chain of links). ``turn_id``: the turn of the current span, or None.
     ``last_turn_id``: the id of the most recent turn started in this block, which
-    is what an app stores to link its next request.
+    is what an app stores to link its next request. `end()` says the thread has ended.
     """
 
     __slots__ = (
+        "_end_on_exit",
+        "_ended_turn",
+        "_last_turn",
         "_pending_previous",
         "_tokens",
         "key",
@@ -208,7 +196,9 @@ class ThreadContext:
         "thread_id",
     )
 
-    def __init__(self, thread_id: Any = _AUTO, *, previous_turn_id: Any = None) -> None:
+    def __init__(
+        self, thread_id: Any = _AUTO, *, previous_turn_id: Any = None, end: bool = False
+    ) -> None:
         prev = None if previous_turn_id is None else validate_turn_id(previous_turn_id)
         chain = False
         if thread_id is _AUTO:
@@ -230,6 +220,12 @@ class ThreadContext:
         self.last_turn_id: str | None = None
         self._pending_previous: list[str] = [] if prev is None else [prev]
         self._tokens: list[object] = []
+        self._end_on_exit = bool(end)
+        # the turn that carries this handle's end mark, once one does ("" when the
+        # mark went on a span of a turn held in another process)
+        self._ended_turn: str | None = None
+        # (span, processor) of the block's last turn, kept only when _end_on_exit
+        self._last_turn: tuple[Any, Any] | None = None
 
     @property
     def turn_id(self) -> str | None:
@@ -238,6 +234,78 @@ class ThreadContext:
         if st is None or self.key is None or st.key != self.key:
             return None
         return st.turn_id
+
+    def end(self) -> None:
+        """Say that the thread has ended: ``otel_threads.thread_ended = true`` goes on
+        one span of the thread, and the store shows the thread as ended (``threads.ended``)
+        until it gets a new turn.
+
+        When a span of this thread is recording in the current context (``end()`` called
+        inside the turn's handler), that span gets the mark at once. Otherwise the mark
+        waits for the next span started in this thread in this process (in this block or
+        a later ``thread()`` block with the same id), which gets it on start: call
+        ``end()`` inside the turn, or use ``thread(..., end=True)``, which marks the
+        block's last turn as it closes. Calling it again before the mark has gone on a
+        span, again in the same turn, or after it while the block's last turn carries
+        the mark, changes nothing. No-op for ``thread(None)``.
+        Never raises.
+        """
+        try:
+            key = self.key
+            if key is None:
+                return
+            span = trace.get_current_span()
+            st = span_state(span)
+            if st is not None and st.key == key and span.is_recording():
+                turn = st.turn_id or ""
+                if self._ended_turn != turn or not turn:
+                    span.set_attribute(THREAD_ENDED_KEY, True)
+                    self._ended_turn = turn
+                pending_ends.pop(key, None)
+                return
+            if self._ended_turn is not None and self._ended_turn == self.last_turn_id:
+                return  # this block's last turn carries the mark already
+            _add_pending_end(key, self)
+        except Exception:  # never raise into user code
+            _end_failed()
+
+    def _end_block(self) -> None:
+        """``thread(..., end=True)`` closing: mark the block's last turn ended.
+
+        Its turn span still recording gets the mark; else a zero-duration span
+        `THREAD_END_SPAN` is started as a child of the turn span (so it is part of that
+        turn, not a new one), through the tracer provider of the processor that started
+        the turn (`ThreadSpanProcessor` ``tracer_provider``, else the global one). When
+        no turn started in the block, or no recording marker can be started (no SDK
+        provider), the end waits for the next span of the thread, as `end()` does.
+        """
+        last, self._last_turn = self._last_turn, None
+        key = self.key
+        if key is None:
+            return
+        if last is None or self.last_turn_id is None:
+            if key not in pending_ends:
+                _add_pending_end(key, self)
+            return
+        if self._ended_turn == self.last_turn_id:
+            return  # already marked, nothing new since
+        span, processor = last
+        if span.is_recording():
+            span.set_attribute(THREAD_ENDED_KEY, True)
+        else:
+            tracer = processor.marker_tracer()
+            now = time.time_ns()
+            ctx = trace.set_span_in_context(span, context.get_current())
+            pending_ends.pop(key, None)
+            marker = tracer.start_span(
+                THREAD_END_SPAN, ctx, attributes={THREAD_ENDED_KEY: True}, start_time=now
+            )
+            if not marker.is_recording():
+                _add_pending_end(key, self)
+                return
+            marker.end(end_time=now)
+        self._ended_turn = self.last_turn_id
+        pending_ends.pop(key, None)
 
     def _take_previous(self) -> str | None:
         """The `previous_turn_id` for a new turn: only the first turn gets it."""
@@ -261,7 +329,14 @@ class ThreadContext:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        context.detach(self._tokens.pop())
+        try:
+            if self._end_on_exit:
+                try:
+                    self._end_block()
+                except Exception:  # never raise into user code
+                    _end_failed()
+        finally:
+            context.detach(self._tokens.pop())
 
     async def __aenter__(self) -> ThreadContext:
         return self.__enter__()
@@ -276,19 +351,23 @@ class ThreadContext:
         )
 
 
-def thread(thread_id: Any = _AUTO, *, previous_turn_id: Any = None) -> ThreadContext:
+def thread(
+    thread_id: Any = _AUTO, *, previous_turn_id: Any = None, end: bool = False
+) -> ThreadContext:
     """Group the spans started inside the block into a thread.
 
     ``thread("support_42")`` uses that id (resume the same thread later, from any
     process); ``thread()`` mints a UUIDv7; ``thread(None)`` means spans started
     inside belong to no thread. ``previous_turn_id`` links the first turn started
     in the block to an earlier turn; without a thread id, no id is minted and the
-    store resolves the thread along the chain of links.
+    store resolves the thread along the chain of links. ``end=True`` ends the thread
+    as the block closes (also on an exception): its last turn gets the end mark, as
+    `ThreadContext.end` explains.
 
     Raises ``TypeError`` for a non-string id and ``ValueError`` for ``""``, more
     than 256 characters, or control characters.
     """
-    return ThreadContext(thread_id, previous_turn_id=previous_turn_id)
+    return ThreadContext(thread_id, previous_turn_id=previous_turn_id, end=end)
 
 
 def active_block(ctx: context.Context | None = None) -> _Block | None:

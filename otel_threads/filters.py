@@ -41,6 +41,7 @@ PARAMS = {
     "search": ("text", "text"),
     "role": ("role", "text"),
     "errors": ("has_error", "true or false"),
+    "ended": ("ended", "true or false"),
     "tool": ("tool", "text"),
     "model": ("model", "text"),
     "user": ("user_id", "text"),
@@ -83,6 +84,9 @@ class ThreadFilter:
     role: str | None = None
     #: True: a turn of the thread failed; False: none did
     has_error: bool | None = None
+    #: True: the thread has ended (`threads.ended`: its app said so, no turn since);
+    #: False: it has not
+    ended: bool | None = None
     #: the thread called this tool (an LLM's tool call, or a span that ran it)
     tool: str | None = None
     #: a model of the thread's LLM calls matches (``*`` matches any run of characters)
@@ -119,8 +123,10 @@ class ThreadFilter:
                 )
             if self.text is None:
                 raise ValueError("filter role limits the text search: give text too")
-        if self.has_error is not None and not isinstance(self.has_error, bool):
-            raise ValueError(f"filter has_error must be true or false, got {self.has_error!r}")
+        for name in ("has_error", "ended"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"filter {name} must be true or false, got {value!r}")
         for name in ("tool", "model", "user_id", "project", "service_name", "annotation"):
             value = getattr(self, name)
             if value is not None and (
@@ -240,6 +246,8 @@ class ThreadFilter:
             )
         if self.has_error is not None:
             conds.append("error_turn_count > 0" if self.has_error else "error_turn_count = 0")
+        if self.ended is not None:
+            conds.append("ended" if self.ended else "NOT coalesce(ended, false)")
         if self.tool is not None:
             by_span = " UNION ALL ".join(
                 "SELECT thread_id FROM threads_with_attribute(?, ?)" for _ in TOOL_ATTRIBUTES

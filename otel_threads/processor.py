@@ -37,12 +37,15 @@ from otel_threads import env
 from otel_threads.context import (
     _BLOCK_KEY,
     CONVERSATION_ID_KEY,
+    THREAD_ENDED_KEY,
     TurnState,
     _ref,
     _states_data,
     _states_get,
     bind_span,
+    pending_ends,
     span_state,
+    take_pending_end,
 )
 from otel_threads.counted import Counted
 
@@ -80,9 +83,23 @@ class ThreadSpanProcessor(SpanProcessor):
     ``fast_path=True`` (or ``OTEL_THREADS_FAST_PATH=1`` when ``fast_path`` is not
     given) opts in to writing attributes past `Span.set_attributes`, through SDK
     internals: see `otel_threads.sdk_fast_path`.
+    ``tracer_provider``: the provider this processor is added to, through which
+    ``thread(..., end=True)`` starts its end marker span in a turn this processor
+    started (default: the global tracer provider, `trace.get_tracer_provider`, when
+    the marker is started). A span processor is not told its provider, hence the
+    argument; `otel_threads.configure` passes it.
+
+    A span of a thread whose end is waiting (`ThreadContext.end`) gets
+    ``otel_threads.thread_ended = true`` as it starts: the first one only.
     """
 
-    def __init__(self, compat: Iterable[str] = (), *, fast_path: bool | None = None) -> None:
+    def __init__(
+        self,
+        compat: Iterable[str] = (),
+        *,
+        fast_path: bool | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+    ) -> None:
         if isinstance(compat, str):
             compat = (compat,)
         names = tuple(compat)
@@ -96,6 +113,7 @@ class ThreadSpanProcessor(SpanProcessor):
         self._session_keys = tuple(key for n in names if n != "weave" for key in COMPAT_BACKENDS[n])
         self._failures = Counted(_logger)
         self._set_attributes = _set_attributes
+        self._tracer_provider = tracer_provider
         #: Whether this processor writes attributes through the opt-in fast path
         #: (`otel_threads.sdk_fast_path`): asked for and working with this SDK.
         self.fast_path = False
@@ -112,6 +130,11 @@ class ThreadSpanProcessor(SpanProcessor):
     def failures(self) -> int:
         """How many spans the processor failed to mark (each was logged once at most)."""
         return self._failures.count
+
+    def marker_tracer(self) -> trace.Tracer:
+        """The tracer of the end marker span (``thread(..., end=True)``)."""
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        return provider.get_tracer("otel_threads")
 
     # -- attribute sets -------------------------------------------------------
 
@@ -164,8 +187,19 @@ class ThreadSpanProcessor(SpanProcessor):
                 if pstate is not None:
                     bind_span(span, pstate)
                     self._set_attributes(span, pstate.child_attrs)
+            if pending_ends:  # an end waits for the next span of its thread
+                self._mark_end(span)
         except Exception:  # never raise into user code
             self._failed()
+
+    def _mark_end(self, span: Span) -> None:
+        st = _states_get(_ref(span))
+        if st is None:
+            return
+        handle = take_pending_end(st.key)
+        if handle is not None:
+            self._set_attributes(span, {THREAD_ENDED_KEY: True})
+            handle._ended_turn = st.turn_id or ""
 
     def _in_block(
         self, span: Span, ctx: context.Context, block: Any, parent: trace.SpanContext | None
@@ -192,7 +226,7 @@ class ThreadSpanProcessor(SpanProcessor):
         # a new turn
         thread_id = block.thread_id
         turn_id = format(span.get_span_context().span_id, "016x")
-        previous = block.start_turn(turn_id)
+        previous = block.start_turn(turn_id, span, self)
         bind_span(span, TurnState(key, thread_id, turn_id, self._attrs(thread_id, turn_id, False)))
         self._set_attributes(span, self._attrs(thread_id, turn_id, True, previous))
 

@@ -89,7 +89,7 @@ def thread_rows(threads: Sequence[ThreadSchema], now: dt.datetime | None = None)
             clip(t.thread_id, 36),
             t.turn_count,
             ago(t.start_time, now),
-            ago(t.last_updated, now),
+            ago(t.last_updated, now) + (" (ended)" if t.ended else ""),
             duration(t.p50_turn_duration_ms),
             duration(t.p99_turn_duration_ms),
             (t.input_tokens or 0) + (t.output_tokens or 0),
@@ -227,6 +227,15 @@ def annotations(detail: ThreadDetail) -> str:
     return "annotations:\n" + "\n".join(lines) if lines else ""
 
 
+def ended_text(t: ThreadSchema, now: dt.datetime | None = None) -> str:
+    """The end of `show`'s summary line: ended, or reopened after an end, or nothing."""
+    if t.ended:
+        return f"  ·  ended {ago(t.ended_at, now)}"
+    if t.reopened_at is not None:
+        return f"  ·  reopened {ago(t.reopened_at, now)}"
+    return ""
+
+
 def thread_detail(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
     """What `otel-threads show` prints: a summary line, the turns, the forks, the chat."""
     t = detail.thread
@@ -236,7 +245,7 @@ def thread_detail(detail: ThreadDetail, now: dt.datetime | None = None) -> str:
         f"{ago(t.start_time, now)}  ·  updated {ago(t.last_updated, now)}  ·  "
         f"p50 {duration(t.p50_turn_duration_ms)}  ·  "
         f"{(t.input_tokens or 0) + (t.output_tokens or 0)} tokens  ·  "
-        f"cost {cost_text(t.cost_usd, t.unpriced_call_count)}",
+        f"cost {cost_text(t.cost_usd, t.unpriced_call_count)}{ended_text(t, now)}",
         "",
         turn_rows(detail, now),
         "",

@@ -31,7 +31,9 @@ __all__ = [
     "TurnSchema",
 ]
 
-_DATETIMES = frozenset({"start_time", "end_time", "last_updated", "forked_at", "created_at"})
+_DATETIMES = frozenset(
+    {"start_time", "end_time", "last_updated", "forked_at", "created_at", "ended_at", "reopened_at"}
+)
 
 
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
@@ -81,6 +83,12 @@ class ThreadSchema:
     unpriced_call_count: int = 0
     #: annotations of the thread, its turns and its spans (the `annotations` view)
     annotation_count: int = 0
+    #: the app said the thread ended (`ThreadContext.end`) and no turn came after
+    ended: bool = False
+    #: when it said so (None when not ended)
+    ended_at: dt.datetime | None = None
+    #: a turn came after an end: the start of the first turn after the latest end
+    reopened_at: dt.datetime | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ThreadSchema:
@@ -149,6 +157,8 @@ class TurnSchema:
     cost_usd: float | None = None
     #: its LLM calls of no known cost
     unpriced_call_count: int = 0
+    #: when the turn said its thread ended (`ThreadContext.end`); None when it did not
+    ended_at: dt.datetime | None = None
     error: TurnError | None = None  #: why it failed (in the detail; None without an error)
 
     @classmethod

@@ -29,7 +29,7 @@ class App:
             resource=Resource.create({"service.name": service}),
         )
         if marks:
-            self.provider.add_span_processor(ThreadSpanProcessor())
+            self.provider.add_span_processor(ThreadSpanProcessor(tracer_provider=self.provider))
         self.provider.add_span_processor(SimpleSpanProcessor(self.memory))
         self.tracer = self.provider.get_tracer("app")
 

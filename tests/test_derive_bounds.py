@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 import time
@@ -561,3 +562,44 @@ def test_the_queue_counts_the_bytes_of_content_a_refresh_reads(tmp_path):
     queued = dict(store.rows("SELECT trace_id, sum(bytes) FROM derive_queue GROUP BY trace_id"))
     stored = store.deriver._content_bytes(store.deriver.db)
     assert queued == stored and queued[format(1, "032x")] > 340
+
+
+def test_a_long_thread_that_ends_and_reopens_in_bounded_shuffled_batches(tmp_path):
+    """Two 30-turn threads with end marks (on a child span, on a turn span as the
+    string "true", on a late zero-length marker span), one ending with its last turn,
+    the other reopened after: their spans arrive shuffled, refreshes take small batches,
+    and the rows are those of a derivation from scratch."""
+    store = Store(tmp_path / "s.duckdb")
+    rnd = random.Random(16)
+    end = "otel_threads.thread_ended"
+    spans = []
+    for n, thread_id in enumerate(("ends", "reopens")):
+        for i in range(30):
+            trace, turn, at = 5000 + 100 * n + i, 10 * (5000 + 100 * n + i), T0 + i * 10**9
+            root = {"gen_ai.conversation.id": thread_id, "otel_threads.is_turn": True}
+            child: dict = {}
+            if i == 12:
+                root[end] = "true"
+            if i == 5:
+                child[end] = True
+            spans += [
+                span(trace, turn, "turn", at, root),
+                span(trace, turn + 1, "step", at + 10, child, parent=turn),
+            ]
+            if i == 29 - 3 * n:  # "ends": its last turn; "reopens": turn 26
+                marker = span(trace, turn + 2, "otel_threads.thread_end", at + 5000, {end: True})
+                spans.append(dict(marker, parentSpanId=format(turn, "016x")))
+    rnd.shuffle(spans)
+    for i in range(0, len(spans), 7):
+        store.insert(spans[i : i + 7])
+        store.deriver.refresh(5, 3000)
+    while store.deriver.refresh(5, 3000):
+        pass
+    store.assert_kept_equals_scratch()
+    t0 = dt.datetime.fromtimestamp(T0 / 1e9, dt.UTC).replace(tzinfo=None)
+    assert store.rows(
+        "SELECT thread_id, turn_count, ended, ended_at, reopened_at FROM threads ORDER BY 1"
+    ) == [
+        ("ends", 30, True, t0 + dt.timedelta(seconds=29, microseconds=6), None),
+        ("reopens", 30, False, None, t0 + dt.timedelta(seconds=27)),
+    ]

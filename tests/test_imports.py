@@ -149,7 +149,8 @@ def test_the_library_never_imports_the_collector():
 
 def test_context_does_not_import_the_processor_and_the_processor_imports_context():
     graph = import_graph()
-    assert graph["otel_threads.context"] == set()
+    assert graph["otel_threads.context"] == {"otel_threads.ids"}  # ids: a leaf
+    assert graph["otel_threads.ids"] == set()
     assert "otel_threads.context" in graph["otel_threads.processor"]
 
 
@@ -162,13 +163,14 @@ def _fresh(code: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("otel_threads.context", {"otel_threads.context"}),
+        ("otel_threads.context", {"otel_threads.context", "otel_threads.ids"}),
         (
             "otel_threads.processor",
             {
                 "otel_threads.context",
                 "otel_threads.counted",
                 "otel_threads.env",
+                "otel_threads.ids",
                 "otel_threads.processor",
             },
         ),

@@ -5,15 +5,17 @@ from scratch, long threads included."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import random
 
-from test_derive_bounds import T0, Store, span
+from test_derive_bounds import T0, Store, _kv, span
 
 from otel_threads.query import query_thread
 from otel_threads.store import shared_views
 
 SYSTEM = "You are a helpful assistant."
+END = "otel_threads.thread_ended"
 
 
 def chat_turn(
@@ -375,3 +377,85 @@ def test_traces_queued_before_the_last_commit_was_recorded_derive(tmp_path):
     store.derive_all()
     assert store.rows("SELECT turn_index, span_count FROM turns ORDER BY 1") == [(1, 2), (2, 2)]
     store.assert_kept_equals_scratch()
+
+
+def ended(spans: list[dict], value: object = True, *, on: int = 0) -> list[dict]:
+    """``spans`` with the end mark (``otel_threads.thread_ended``) on span ``on``."""
+    marked = dict(spans[on], attributes=[*spans[on]["attributes"], _kv(END, value)])
+    return [*spans[:on], marked, *spans[on + 1 :]]
+
+
+def end_marker(i: int) -> list[dict]:
+    """The end marker of turn ``i`` (what thread(..., end=True) adds after the turn ended):
+    a zero-length child of its turn span, in its trace, carrying no thread id."""
+    trace, turn = 7000 + i, 16 * (7000 + i)
+    at = T0 + i * 60 * 10**9 + 30 * 10**9
+    marker = span(trace, turn + 9, "otel_threads.thread_end", at, {END: True}, parent=turn)
+    return [dict(marker, endTimeUnixNano=str(at))]
+
+
+def test_a_long_thread_that_ends_and_reopens_derives_as_from_scratch(tmp_path):
+    """A thread that grows a turn at a time (derived from its tail), ends (the mark on a
+    child span, on the turn span as the string "true", or a marker arriving after its
+    turn was derived), gets new turns (reopened), and ends again: after every step the
+    kept rows are those of a derivation from scratch, and threads says ended, ended_at and
+    reopened_at as turns.ended_at has them."""
+    store = Store(tmp_path / "s.duckdb")
+    tails = store.deriver._tails
+    taken: list[int] = []
+
+    def watch(candidates):
+        found = tails(candidates)
+        taken.append(len(found))
+        return found
+
+    store.deriver._tails = watch
+
+    def minute(i: int, seconds: int = 0):
+        return dt.datetime.fromtimestamp(T0 / 1e9 + i * 60 + seconds, dt.UTC).replace(tzinfo=None)
+
+    def state():
+        return store.rows("SELECT turn_count, ended, ended_at, reopened_at FROM threads")[0]
+
+    for i in range(40):
+        turn = chat_turn(i, "t", [("user", f"q{i}")], f"a{i}")
+        if i == 10:
+            turn = ended(turn, on=1)  # end() inside the turn: its LLM span got the mark
+        elif i == 25:
+            turn = ended(turn, "true")  # another producer: the string, on the turn span
+        store.insert(turn)
+        store.derive_all()
+        if i in (0, 9, 10, 11, 12, 24, 25, 26, 39):  # (from scratch costs: around the ends)
+            store.assert_kept_equals_scratch()
+        if i == 10:
+            assert state() == (11, True, minute(10) + dt.timedelta(microseconds=1001), None)
+        elif 10 < i < 25:
+            assert state() == (i + 1, False, None, minute(11))
+        elif i == 25:
+            assert state() == (26, True, minute(25) + dt.timedelta(microseconds=1), None)
+        elif i > 25:
+            assert state() == (i + 1, False, None, minute(26))
+    assert taken.count(1) == 40  # each turn, marked or not, derived from the thread's tail
+    # a marker of turn 33 arrives late: the latest end is turn 33's, reopened by turn 34
+    store.insert(end_marker(33))
+    store.derive_all()
+    store.assert_kept_equals_scratch()
+    assert state() == (40, False, None, minute(34))
+    # the last turn's marker: ended again (span_count of that turn grows, turn_count not)
+    store.insert(end_marker(39))
+    store.derive_all()
+    store.assert_kept_equals_scratch()
+    assert state() == (40, True, minute(39, 30), None)
+    assert store.rows(
+        "SELECT turn_index, ended_at FROM turns WHERE ended_at IS NOT NULL ORDER BY 1"
+    ) == [
+        (11, minute(10) + dt.timedelta(microseconds=1001)),
+        (26, minute(25) + dt.timedelta(microseconds=1)),
+        (34, minute(33, 30)),
+        (40, minute(39, 30)),
+    ]
+    # a new turn after that: reopened at its start
+    store.insert(chat_turn(40, "t", [("user", "back")], "again"))
+    store.derive_all()
+    store.assert_kept_equals_scratch()
+    assert state() == (41, False, None, minute(40))

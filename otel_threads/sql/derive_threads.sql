@@ -4,6 +4,10 @@
 -- turn's that names one; models are those of its turns' LLM calls; cost_usd the sum of its
 -- turns' known costs (NULL when none is known), unpriced_call_count its calls of none;
 -- annotation_count its annotations (annotations: kept as they change, otel_threads.annotations).
+-- ended: the thread's last turn carries an end mark (turns.ended_at: the app said the thread
+-- ended, ThreadContext.end), ended_at that mark's time; reopened_at: when a turn carried an
+-- end mark and later turns came, the start of the first turn after the latest such turn
+-- (so a thread that got a new turn after it ended is not ended, and says so).
 --
 -- Scoped: this view derives the rows of threads_mat. It runs over the whole store when
 -- that table is built anew, and over a scoped subset on every refresh
@@ -35,9 +39,23 @@ WITH t AS (
            list_sort(list_distinct(flatten(list(models)))) AS models,
            -- (summed exactly: a sum of doubles depends on the order of the rows)
            sum(cost_usd::DECIMAL(38, 12))::DOUBLE AS cost_usd,
-           sum(unpriced_call_count)::BIGINT AS unpriced_call_count
+           sum(unpriced_call_count)::BIGINT AS unpriced_call_count,
+           -- the last turn, and the last turn that carries an end mark (turn order)
+           max([epoch_us(start_time), turn_index]) AS last_key,
+           max([epoch_us(start_time), turn_index]) FILTER (WHERE ended_at IS NOT NULL)
+               AS end_key,
+           arg_max(ended_at, [epoch_us(start_time), turn_index])
+               FILTER (WHERE ended_at IS NOT NULL) AS end_mark_at
     FROM turns
     GROUP BY thread_id
+),
+-- threads that got turns after their latest end mark: the first of those turns' start
+reopened AS (
+    SELECT u.thread_id, min(u.start_time) AS reopened_at
+    FROM turns u
+    JOIN t ON t.thread_id = u.thread_id AND t.end_key < t.last_key
+        AND [epoch_us(u.start_time), u.turn_index] > t.end_key
+    GROUP BY u.thread_id
 ),
 -- the thread's spans: its turns' (turns.span_count) and those in no turn
 spans_per_thread AS (
@@ -101,10 +119,14 @@ SELECT t.thread_id,
        coalesce(cy.cycle_turn_count, 0) AS cycle_turn_count,
        t.cost_usd,
        t.unpriced_call_count,
-       coalesce(n.annotation_count, 0) AS annotation_count
+       coalesce(n.annotation_count, 0) AS annotation_count,
+       coalesce(t.end_key = t.last_key, false) AS ended,
+       CASE WHEN t.end_key = t.last_key THEN t.end_mark_at END AS ended_at,
+       ro.reopened_at
 FROM t
 LEFT JOIN spans_per_thread sp USING (thread_id)
 LEFT JOIN io USING (thread_id)
 LEFT JOIN fork_counts f USING (thread_id)
 LEFT JOIN cycles cy USING (thread_id)
 LEFT JOIN notes n USING (thread_id)
+LEFT JOIN reopened ro USING (thread_id)

@@ -1,5 +1,6 @@
 -- derive_turns: one row per turn of a thread (CONTRACT.md section 2).
--- What a turn is and holds (its span, statistics, tokens, user, models) is turn_facts';
+-- What a turn is and holds (its span, statistics, tokens, user, models, the end mark it
+-- carries) is turn_facts';
 -- this view gives each turn its place in the thread: turn_index, its parent, its link
 -- and whether it is on the current branch.
 --
@@ -108,7 +109,8 @@ SELECT b.thread_id,
        b.user_id,
        b.models,
        b.cost_usd,
-       b.unpriced_call_count
+       b.unpriced_call_count,
+       b.ended_at
 FROM base b
 JOIN parents p ON p.thread_id = b.thread_id AND p.turn_id = b.turn_id
 LEFT JOIN (SELECT DISTINCT thread_id, turn_id FROM branch) c

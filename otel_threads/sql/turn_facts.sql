@@ -7,14 +7,22 @@
 -- user_id: named on the turn span (the first of these attributes present); models: the
 -- distinct models of the turn's LLM calls (the response's, else the request's), sorted;
 -- cost_usd: the sum of its calls' known costs (NULL when none is known), and
--- unpriced_call_count its calls of no known cost.
+-- unpriced_call_count its calls of no known cost; ended_at: when the turn said its
+-- thread ended (ThreadContext.end): the end, else the start, of the latest of its spans
+-- that carry otel_threads.thread_ended = true (a JSON true or the string "true", from
+-- any producer); NULL when none does.
 --
 -- Scoped: a refresh (otel_threads.store.derive) evaluates it over the spans of the turns
 -- its traces touch, and keeps the other turns' facts as turns_mat holds them; so each
 -- row must follow from the spans and LLM calls of its own turn alone.
 WITH members AS (
     SELECT t.thread_id, t.turn_id, s.trace_id, s.span_id, s.start_time, s.end_time,
-           s.status_code
+           s.status_code,
+           -- (the substring test first: the JSON of most spans is not parsed for it)
+           CASE WHEN contains(s.attributes::VARCHAR, 'otel_threads.thread_ended')
+                     AND lower(json_extract_string(s.attributes,
+                                                   '$."otel_threads.thread_ended"')) = 'true'
+                THEN coalesce(s.end_time, s.start_time) END AS end_mark
     FROM span_threads t
     JOIN spans_raw s ON s.trace_id = t.trace_id AND s.span_id = t.span_id
     WHERE t.thread_id IS NOT NULL AND t.turn_id IS NOT NULL
@@ -25,7 +33,8 @@ per_turn AS (
            count(*) FILTER (WHERE status_code = 'ERROR') AS error_span_count,
            min(start_time) AS first_span_start,
            max(end_time) AS last_span_end,
-           any_value(trace_id) AS any_trace_id
+           any_value(trace_id) AS any_trace_id,
+           max(end_mark) AS ended_at
     FROM members
     GROUP BY thread_id, turn_id
 ),
@@ -69,7 +78,8 @@ SELECT p.thread_id,
            lambda v: v IS NOT NULL)[1] AS user_id,
        coalesce(l.models, []) AS models,
        l.cost_usd,
-       coalesce(l.unpriced_call_count, 0) AS unpriced_call_count
+       coalesce(l.unpriced_call_count, 0) AS unpriced_call_count,
+       p.ended_at
 FROM per_turn p
 LEFT JOIN spans_raw s ON s.trace_id = p.any_trace_id AND s.span_id = p.turn_id
 LEFT JOIN llm l ON l.thread_id = p.thread_id AND l.turn_id = p.turn_id

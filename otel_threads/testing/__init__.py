@@ -99,7 +99,7 @@ class Capture:
     ) -> None:
         self.clock = clock
         self.provider = TracerProvider(id_generator=SequentialIdGenerator(first_span_id))
-        self.processor = ThreadSpanProcessor(compat=compat)
+        self.processor = ThreadSpanProcessor(compat=compat, tracer_provider=self.provider)
         self.exporter = InMemorySpanExporter()
         self.provider.add_span_processor(self.processor)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
@@ -124,6 +124,7 @@ class Capture:
             "otel_threads.turn_id",
             "otel_threads.is_turn",
             "otel_threads.previous_turn_id",
+            "otel_threads.thread_ended",
         )
         out: dict[str, dict[str, object]] = {}
         for span in self.spans():
