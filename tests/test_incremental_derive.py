@@ -265,8 +265,8 @@ def test_a_new_trace_is_read_between_its_commits_and_an_old_one_whole(tmp_path):
     scopes = []
     scope = store.deriver._scope
 
-    def watch(traces):
-        old = scope(traces)
+    def watch(traces, ranges):
+        old = scope(traces, ranges)
         scopes.append((len(traces), old, store.rows("SELECT count(*) FROM temp.spans_raw")[0][0]))
         return old
 

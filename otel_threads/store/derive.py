@@ -55,6 +55,7 @@ import logging
 import duckdb
 
 from otel_threads.store.links import Links
+from otel_threads.store.queue import Queue
 from otel_threads.store.set_aside import SettingAside, data_error
 from otel_threads.store.sqlfiles import DERIVED, sql_files
 from otel_threads.store.thread_rows import ThreadRows
@@ -76,7 +77,7 @@ WIDEN = 8
 _CLOSURE_ROUNDS = 4
 
 
-class Deriver(Links, ThreadRows, SettingAside):
+class Deriver(Links, ThreadRows, SettingAside, Queue):
     """Derives into the ``*_mat`` tables on a connection that may write."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -205,24 +206,25 @@ class Deriver(Links, ThreadRows, SettingAside):
         their threads; in all at most ``max_bytes`` of content (at least one trace), as
         the queue counts it (what their commits brought), or as stored when it does not
         (traces queued by a rebuild)."""
-        con = self.con
         queued = self._oldest(max(1, limit))
-        queued += self._same_threads(queued, WIDEN * max(1, limit) - len(queued))
+        rows = self._batch_rows(queued)
+        threads = {r.thread_id for rs in rows.values() for r in rs if r.thread_id is not None}
+        more = self._same_threads(threads, queued, WIDEN * max(1, limit) - len(queued))
+        rows.update(self._batch_rows(more))
+        queued += more
         if len(queued) <= 1:
             return queued
-        try:
-            sizes = dict(
-                con.execute(
-                    f"SELECT trace_id, sum(bytes) FROM derive_queue WHERE "
-                    f"{self._in('trace_id', queued)} GROUP BY trace_id "
-                    f"HAVING count(bytes) = count(*)"
-                ).fetchall()
-            )
-            unknown = [t for t in queued if t not in sizes]  # queued by a rebuild
-            if unknown:
+        sizes = {
+            trace: sum(r.bytes for r in rs if r.bytes is not None)
+            for trace, rs in rows.items()
+            if rs and all(r.bytes is not None for r in rs)
+        }
+        unknown = [t for t in queued if t not in sizes]  # queued by a rebuild
+        if unknown:
+            try:
                 sizes.update(self._content_bytes(self.db, self._in("trace_id", unknown)))
-        finally:
-            self._drop_temps()
+            finally:
+                self._drop_temps()
         batch, total = [], 0
         for trace in queued:
             total += int(sizes.get(trace) or 0)
@@ -231,55 +233,14 @@ class Deriver(Links, ThreadRows, SettingAside):
             batch.append(trace)
         return batch
 
-    def _oldest(self, limit: int) -> list[str]:
-        """The ``limit`` oldest queued traces (by their first queue row). Looked for first
-        among the queue's oldest 4 x ``limit`` rows (a range of rowids, which DuckDB reads
-        alone), so a backlog of a million traces costs a refresh what a short queue does:
-        a trace with a row there has its first row there too, and any other is younger.
-        Only when those rows hold fewer traces is the whole queue grouped."""
-        oldest = (
-            "SELECT trace_id FROM derive_queue {} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?"
-        )
-        (first,) = self.con.execute("SELECT min(rowid) FROM derive_queue").fetchall()[0]
-        if first is None:
-            return []
-        traces = self._first_column(
-            oldest.format("WHERE rowid BETWEEN ? AND ?"), [first, first + 4 * limit, limit]
-        )
-        if len(traces) < limit:
-            traces = self._first_column(oldest.format(""), [limit])
-        return traces
-
-    def _same_threads(self, traces: list[str], limit: int) -> list[str]:
-        """Other queued traces of the threads ``traces`` name (at most ``limit``, the
-        oldest first): deriving a thread reads all of its traces, so its waiting turns
-        cost little more in the same refresh, and a lot in the next one."""
-        if limit <= 0:
-            return []
-        return self._first_column(
-            f"SELECT trace_id FROM derive_queue WHERE thread_id IN "
-            f"(SELECT thread_id FROM derive_queue WHERE {self._in('trace_id', traces)}) "
-            f"AND {self._not_in('trace_id', traces)} GROUP BY trace_id ORDER BY min(rowid) "
-            f"LIMIT ?",
-            [limit],
-        )
-
     def _derive(self, traces: list[str]) -> None:
         """Re-derive ``traces`` and take them off the queue, in one transaction; with them
         the queued traces that their links reached, when those were derived in full."""
         with self._transaction() as con:
             derived = self._refresh(traces)
-            queued = sorted(derived - set(traces))
-            if queued:
-                queued = [
-                    r[0]
-                    for r in con.execute(
-                        f"SELECT DISTINCT trace_id FROM derive_queue WHERE "
-                        f"{self._in('trace_id', queued)}"
-                    ).fetchall()
-                ]
-            done = self._in("trace_id", sorted(set(traces) | set(queued)))
-            con.execute(f"DELETE FROM derive_queue WHERE {done}")
+            rows = self._queued(sorted(derived))
+            self._dequeue(rows)
+            done = self._in("trace_id", sorted(set(traces) | {r.trace_id for r in rows}))
             con.execute(f"DELETE FROM derive_errors WHERE {done}")
 
     def _refresh(self, traces: list[str]) -> set[str]:
@@ -289,16 +250,20 @@ class Deriver(Links, ThreadRows, SettingAside):
         batch = set(traces)
         derived = set(batch)
         for _ in range(_CLOSURE_ROUNDS):
-            old = self._scope(sorted(derived))
+            old = self._scope_queued(sorted(derived))
             linked = self._linked_traces(derived)
             if not linked:
                 self._derive_scope(sorted(derived), old)
                 return derived
             derived |= linked
         # still widening: derive what was reached, and count only the batch as done
-        old = self._scope(sorted(derived))
+        old = self._scope_queued(sorted(derived))
         self._derive_scope(sorted(derived), old)
         return batch
+
+    def _scope_queued(self, traces: list[str]) -> list[str]:
+        """`_scope` ``traces``, read between the commits that queued them (`_queued`)."""
+        return self._scope(traces, self._seq_ranges(self._queued(traces)))
 
     def _derive_scope(self, traces: list[str], old: list[str]) -> None:
         """Derive the span threads of ``traces`` (whose spans are in TEMP ``spans_raw``;

@@ -1,0 +1,140 @@
+"""`Queue`: the rows of ``derive_queue`` that a refresh takes (otel_threads.store.derive).
+
+The queue has no index (its rows are deleted every refresh; `Store.checkpoint_lock` says
+what indexed tables risk), so a statement that names queued traces by their ids reads the
+trace id of every queued row: 30 ms at a backlog of a million rows (a rebuild, or a
+collector whose derivation lags), which a refresh paid five times. It pays once:
+`_batch_rows` reads the rows of the batch with their rowids, and the refresh's
+transactions name them by rowid (`_queued`), which DuckDB reads from the row groups that
+hold them alone (1 ms).
+
+A rowid names the same row until a checkpoint compacts the table; the collector's
+checkpoints wait for the refresh under way (`Store.checkpoint_lock`), and should one run
+between a refresh's transactions all the same, `_queued` keeps only the rows still of
+the same trace and looks any other trace up by its id: a row is never taken off for
+another. A row that a commit queues after `_batch_rows` read the batch stays queued, so
+its trace is derived again by a later refresh.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import duckdb
+import pyarrow as pa
+
+from otel_threads.store.scoped import Scoped
+
+__all__ = ["Queue", "QueueRow"]
+
+_COLUMNS = "rowid, trace_id, thread_id, first_seq, last_seq, bytes"
+
+
+class QueueRow(NamedTuple):
+    """A row of ``derive_queue``, and its ``rowid``."""
+
+    rowid: int
+    trace_id: str
+    thread_id: str | None
+    first_seq: int | None
+    last_seq: int | None
+    bytes: int | None
+
+
+class Queue(Scoped):
+    """Reads a refresh's batch off ``derive_queue`` and takes it off."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        super().__init__(con)
+        #: trace -> the rowids of its queued rows, as the refresh under way read them
+        self._known: dict[str, list[int]] = {}
+
+    def _oldest(self, limit: int) -> list[str]:
+        """The ``limit`` oldest queued traces (by their first queue row). Looked for first
+        among the queue's oldest 4 x ``limit`` rows (a range of rowids, which DuckDB reads
+        alone), so a backlog of a million traces costs a refresh what a short queue does:
+        a trace with a row there has its first row there too, and any other is younger.
+        Only when those rows hold fewer traces is the whole queue grouped. Starts a
+        refresh: the rows read before are forgotten."""
+        self._known = {}
+        oldest = (
+            "SELECT trace_id FROM derive_queue {} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?"
+        )
+        (first,) = self.con.execute("SELECT min(rowid) FROM derive_queue").fetchall()[0]
+        if first is None:
+            return []
+        traces = self._first_column(
+            oldest.format("WHERE rowid BETWEEN ? AND ?"), [first, first + 4 * limit, limit]
+        )
+        if len(traces) < limit:
+            traces = self._first_column(oldest.format(""), [limit])
+        return traces
+
+    def _same_threads(self, threads: set[str], traces: list[str], limit: int) -> list[str]:
+        """Other queued traces than ``traces`` of ``threads`` (at most ``limit``, the
+        oldest first): deriving a thread reads all of its traces, so its waiting turns
+        cost little more in the same refresh, and a lot in the next one."""
+        if limit <= 0 or not threads:
+            return []
+        return self._first_column(
+            f"SELECT trace_id FROM derive_queue WHERE {self._in('thread_id', sorted(threads))} "
+            f"AND {self._not_in('trace_id', traces)} GROUP BY trace_id ORDER BY min(rowid) "
+            f"LIMIT ?",
+            [limit],
+        )
+
+    def _batch_rows(self, traces: list[str]) -> dict[str, list[QueueRow]]:
+        """trace -> its queued rows, for each of ``traces`` (one read of the queue's trace
+        ids), remembered for the refresh's transactions (`_queued`)."""
+        rows: dict[str, list[QueueRow]] = {t: [] for t in traces}
+        if traces:
+            sql = f"SELECT {_COLUMNS} FROM derive_queue WHERE {self._in('trace_id', traces)}"
+            for row in map(QueueRow._make, self._fetch(sql)):
+                rows[row.trace_id].append(row)
+        self._known.update({t: [r.rowid for r in rs] for t, rs in rows.items() if rs})
+        return rows
+
+    def _queued(self, traces: list[str]) -> list[QueueRow]:
+        """The queued rows of ``traces``, read in the transaction under way: of those
+        `_batch_rows` read, the rows by their rowids (those still of the same trace); of
+        any other trace (one that links brought in, or whose rows moved), its rows
+        wherever they are."""
+        wanted = set(traces)
+        rowids = [r for t in traces for r in self._known.get(t, ())]
+        rows = []
+        if rowids:
+            sql = f"SELECT {_COLUMNS} FROM derive_queue WHERE {self._rowid_in(rowids)}"
+            rows = [r for r in map(QueueRow._make, self._rows(sql)) if r.trace_id in wanted]
+        found = {r.trace_id for r in rows}
+        if unknown := [t for t in traces if t not in found]:
+            sql = f"SELECT {_COLUMNS} FROM derive_queue WHERE {self._in('trace_id', unknown)}"
+            rows += map(QueueRow._make, self._rows(sql))
+        return rows
+
+    @staticmethod
+    def _seq_ranges(rows: list[QueueRow]) -> dict[str, tuple[int, int | None]]:
+        """trace -> the first and last ``ingest_seq`` of the commits that queued it (last
+        None when a row queued before 0012 knows no last), of ``rows`` with a first."""
+        ranges: dict[str, tuple[int, int | None]] = {}
+        for row in rows:
+            if row.first_seq is None:
+                continue
+            lo, hi = ranges.get(row.trace_id, (row.first_seq, row.last_seq))
+            last = None if hi is None or row.last_seq is None else max(hi, row.last_seq)
+            ranges[row.trace_id] = (min(lo, row.first_seq), last)
+        return ranges
+
+    def _dequeue(self, rows: list[QueueRow]) -> None:
+        """Delete ``rows`` (`_queued`, in the same transaction) from the queue."""
+        if rows:
+            where = self._rowid_in([r.rowid for r in rows])
+            self.con.execute(f"DELETE FROM derive_queue WHERE {where}")
+
+    def _rowid_in(self, rowids: list[int]) -> str:
+        """The queue's rows of ``rowids``, through a TEMP table (a list of constants took
+        110 ms for 16,000 rowids, a join 15 ms: DuckDB skips the row groups without one
+        either way)."""
+        return f"rowid IN (SELECT v FROM temp.{self._values(rowids, pa.int64())})"
+
+    def _rows(self, sql: str) -> list[tuple]:
+        return self.con.execute(sql).fetchall()
