@@ -334,21 +334,8 @@ class ApiHandler(BaseHandler):
         self._closing_is_503(self._write)
 
     def _write(self) -> None:
-        """The API's writes (otel_threads.collector.api_writes)."""
-        if not self.authorized():
-            return
-        path = self.path.split("?", 1)[0]
-        write = api_writes.route(self.command, path)
-        if write is None:
-            self._send(404, {"error": f"no such endpoint {self.command} {path}"})
-            return
-        what, key = write
-        if what == "delete":
-            api_writes.delete(self, key)
-            return
-        ok, body = self._json_body()
-        if ok:
-            api_writes.answer(self, what, key, body)
+        if self.authorized():
+            api_writes.handle(self)
 
     def _post(self) -> None:
         if not self.authorized():

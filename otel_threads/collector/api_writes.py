@@ -30,9 +30,9 @@ __all__ = [
     "EVALUATION_FIELDS",
     "PENDING_FIELDS",
     "annotate",
-    "answer",
     "delete",
     "evaluation",
+    "handle",
     "pending",
     "route",
 ]
@@ -68,9 +68,23 @@ def route(method: str, path: str) -> tuple[str, str] | None:
     return None
 
 
-def answer(handler: ApiHandler, what: str, key: str, body: Any) -> None:
-    """Answer the POST `route` found (``what``, ``key``) with its JSON ``body``."""
-    {"annotate": annotate, "pending": pending, "evaluation": evaluation}[what](handler, key, body)
+def handle(handler: ApiHandler) -> None:
+    """Answer a write (an authorized request): the `route` of its method and path, with
+    its JSON body for a POST; 404 when it is none."""
+    path = handler.path.split("?", 1)[0]
+    write = route(handler.command, path)
+    if write is None:
+        handler._send(404, {"error": f"no such endpoint {handler.command} {path}"})
+        return
+    what, key = write
+    if what == "delete":
+        delete(handler, key)
+        return
+    ok, body = handler._json_body()
+    if ok:
+        {"annotate": annotate, "pending": pending, "evaluation": evaluation}[what](
+            handler, key, body
+        )
 
 
 def _fields(handler: ApiHandler, body: Any, fields: tuple[str, ...], required: int) -> bool:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from otel_threads.store.changed_rows import match, write_changed
 from otel_threads.store.shared_views import SharedViews
 
 __all__ = ["ThreadRows"]
@@ -57,10 +58,6 @@ _CALL_ORDER = (
     "struct_pack(s := {p}call_start_unix_nano, n := {p}call_end_unix_nano IS NULL, "
     "e := coalesce({p}call_end_unix_nano, 0), t := {p}trace_id, i := {p}span_id)"
 )
-
-
-def _match(columns: tuple[str, ...], a: str = "n", b: str = "o") -> str:
-    return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in columns)
 
 
 class ThreadRows(SharedViews):
@@ -282,7 +279,7 @@ class ThreadRows(SharedViews):
                 f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id"
             )
         if in_whole:
-            self._write_changed("turns_mat", in_whole)
+            write_changed(self.con, self.db, "turns_mat", in_whole)
 
     def _transcript(self, in_whole: str, in_scope: str, tails: bool) -> None:
         """The threads' transcript rows. Of a thread derived whole (``in_whole``, '' for
@@ -310,7 +307,7 @@ class ThreadRows(SharedViews):
                 "(SELECT 1 FROM temp._tails t WHERE t.thread_id = r.thread_id)"
             )
             tail_rows = "SELECT * FROM temp._tail_rows"
-        same_message = _match(_MESSAGE)
+        same_message = match(_MESSAGE)
         whole_rows = "SELECT * FROM temp.transcript_rows WHERE false"
         if in_whole:
             con.execute(
@@ -322,7 +319,7 @@ class ThreadRows(SharedViews):
                 f"UPDATE {db}.transcript_mat AS o SET "
                 + ", ".join(f"{c} = n.{c}" for c in _PLACE)
                 + f" FROM temp.transcript_rows n WHERE o.{in_whole} AND {same_message} "
-                f"AND NOT ({_match(_PLACE)})"
+                f"AND NOT ({match(_PLACE)})"
             )
             whole_rows = (
                 f"SELECT * FROM temp.transcript_rows n WHERE NOT EXISTS (SELECT 1 FROM "
@@ -375,23 +372,7 @@ class ThreadRows(SharedViews):
         con.execute(
             f"CREATE TEMP TABLE threads_mat AS SELECT * FROM derive_threads WHERE {in_threads}"
         )
-        self._write_changed("threads_mat", in_threads)
-
-    def _write_changed(self, table: str, in_threads: str) -> None:
-        """Make the file's ``table`` rows of the threads in scope those of TEMP ``table``,
-        writing only the rows that differ: a new turn of a long thread changes a few rows
-        of it, and rewriting all of them (with their indexes) cost most of a refresh."""
-        con, db = self.con, self.db
-        columns = tuple(f'"{r[0]}"' for r in con.execute(f"DESCRIBE temp.{table}").fetchall())
-        same = _match(columns)
-        con.execute(
-            f"DELETE FROM {db}.{table} WHERE rowid IN (SELECT o.rowid FROM {db}.{table} o "
-            f"WHERE o.{in_threads} AND NOT EXISTS (SELECT 1 FROM temp.{table} n WHERE {same}))"
-        )
-        con.execute(
-            f"INSERT INTO {db}.{table} SELECT * FROM temp.{table} n WHERE n.{in_threads} "
-            f"AND NOT EXISTS (SELECT 1 FROM {db}.{table} o WHERE o.{in_threads} AND {same})"
-        )
+        write_changed(con, db, "threads_mat", in_threads)
 
     def _stamp_threads(self, in_threads: str, threads: list[str]) -> None:
         """Give the threads just re-derived (and those that lost traces) a new version
