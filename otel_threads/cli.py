@@ -26,8 +26,10 @@ from otel_threads.cli_filters import filter_options, thread_filter, window_optio
 #: runs: the library's own commands never load the collector's servers.
 LAZY_COMMANDS = {
     "annotate": "otel_threads.cli_annotate:annotate",
+    "clickhouse": "otel_threads.cli_clickhouse:clickhouse",
     "collect": "otel_threads.collector.cli:collect",
     "demo": "otel_threads.collector.demo:demo",
+    "derive": "otel_threads.cli_clickhouse:derive",
     "eval": "otel_threads.cli_eval:eval_cmd",
 }
 

@@ -1,12 +1,15 @@
-"""`ThreadsClient`: the threads query against a DuckDB file or a collector's API.
+"""`ThreadsClient`: the threads query against a DuckDB file, a collector's API or ClickHouse.
 
     client = ThreadsClient("otel-threads.duckdb")     # or "http://127.0.0.1:4319"
+    client = ThreadsClient("clickhouse://host:8123/otel")   # or "chdb:///path/to/folder"
     res = client.threads_query(ThreadsQueryReq(limit=20))
     detail = client.thread("support_thread_42")     # ThreadNotFoundError if unknown
 
 Given a file that a running collector holds, the client asks that collector's API
 (DuckDB allows one writing process per file, and readers must not block it).
 Otherwise it opens the file read-only for each call, so it never holds the file.
+On ClickHouse (otel_threads.clickhouse.reading) it reads what the derive workers keep;
+annotating and evaluating need a file or a collector's API there.
 """
 
 from __future__ import annotations
@@ -55,9 +58,14 @@ __all__ = ["ARROW_STREAM", "ThreadNotFoundError", "ThreadsClient", "ThreadsClien
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
+#: URL schemes of a store on ClickHouse (otel_threads.clickhouse.engine).
+CLICKHOUSE_SCHEMES = ("clickhouse://", "clickhouses://", "chdb://")
+
+
 class ThreadsClient(EvaluationsClient):
-    """Read threads from ``target``: a DuckDB file path or an ``http(s)://`` API URL
-    (and annotate them; evaluators' methods: otel_threads.client_evaluations)."""
+    """Read threads from ``target``: a DuckDB file path, an ``http(s)://`` API URL, or a
+    ClickHouse database (``clickhouse://host:8123/db``, ``chdb:///path``), and annotate
+    them (a file or an API; evaluators' methods: otel_threads.client_evaluations)."""
 
     def __init__(
         self,
@@ -69,7 +77,17 @@ class ThreadsClient(EvaluationsClient):
         text = os.fspath(target) if target is not None else default_db_path()
         self.token = token if token is not None else env.value(env.TOKEN)
         self.timeout_s = timeout_s
-        if text.startswith(("http://", "https://")):
+        self.clickhouse: Any = None
+        if text.startswith(CLICKHOUSE_SCHEMES):
+            from otel_threads.clickhouse.engine import EngineError, connect_engine
+            from otel_threads.clickhouse.reading import ClickHouseReader
+
+            try:
+                self.clickhouse = ClickHouseReader(connect_engine(text))
+            except EngineError as exc:
+                raise ThreadsClientError(str(exc)) from None
+            self.url, self.path = None, None
+        elif text.startswith(("http://", "https://")):
             self.url: str | None = text.rstrip("/")
             self.path: str | None = None
         else:
@@ -84,8 +102,21 @@ class ThreadsClient(EvaluationsClient):
         return holder.api if holder else None
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
+        self._file_only()
         assert self.path is not None
         return connect(self.path, read_only=True)
+
+    def _file_only(self) -> None:
+        if self.clickhouse is not None:
+            raise ThreadsClientError(
+                f"{self.clickhouse.engine.url}: annotations and evaluations are written to a "
+                "DuckDB file or through a collector's API; on ClickHouse they arrive over OTLP"
+            )
+
+    def close(self) -> None:
+        """Let go of a ClickHouse connection (a file or an API holds nothing between calls)."""
+        if self.clickhouse is not None:
+            self.clickhouse.close()
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         return json.loads(self._request_bytes(method, path, body))
@@ -121,6 +152,8 @@ class ThreadsClient(EvaluationsClient):
     def threads_query(self, req: ThreadsQueryReq | None = None) -> ThreadsQueryRes:
         """Threads matching ``req`` (default: the 50 most recently updated)."""
         req = req or ThreadsQueryReq()
+        if self.clickhouse is not None:
+            return self.clickhouse.threads_query(req)
         if self._api() is not None:
             out = self._request("POST", "/threads/query", req.to_json())
             return ThreadsQueryRes(
@@ -139,11 +172,21 @@ class ThreadsClient(EvaluationsClient):
         """
         if self._api() is not None:
             return self._whole_thread(thread_id, through_turn)
-        with self._connection() as con:
+        with self._read(thread_id) as con:
             detail = query_thread(con, thread_id, through_turn)
         if detail is None:
-            raise ThreadNotFoundError(thread_id, str(self.path))
+            raise ThreadNotFoundError(thread_id, self._where())
         return detail
+
+    def _read(self, thread_id: str) -> Any:
+        """A connection to read ``thread_id``'s detail from (the file, or on ClickHouse
+        the thread derived alone: `ClickHouseReader.thread_store`)."""
+        if self.clickhouse is not None:
+            return self.clickhouse.thread_store(thread_id)
+        return self._connection()
+
+    def _where(self) -> str:
+        return str(self.clickhouse.engine.url if self.clickhouse is not None else self.path)
 
     def thread_page(
         self,
@@ -179,7 +222,7 @@ class ThreadsClient(EvaluationsClient):
                 if err.status == 404:
                     raise ThreadNotFoundError(thread_id, str(self.url or self.path)) from None
                 raise
-        with self._connection() as con:
+        with self._read(thread_id) as con:
             detail = query_thread_page(
                 con,
                 thread_id,
@@ -190,7 +233,7 @@ class ThreadsClient(EvaluationsClient):
                 transcript_limit=transcript_limit,
             )
         if detail is None:
-            raise ThreadNotFoundError(thread_id, str(self.path))
+            raise ThreadNotFoundError(thread_id, self._where())
         return detail
 
     def _whole_thread(
@@ -275,6 +318,7 @@ class ThreadsClient(EvaluationsClient):
 
     def _writable(self) -> duckdb.DuckDBPyConnection:
         """The file, opened to write (it must exist: FileNotFoundError otherwise)."""
+        self._file_only()
         assert self.path is not None
         if not os.path.exists(self.path):
             raise FileNotFoundError(2, "no such store", self.path)
@@ -283,6 +327,8 @@ class ThreadsClient(EvaluationsClient):
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         """One read-only SQL statement: (column names, rows). Writes are refused by the
         database; none or several statements are a ValueError (`one_statement`)."""
+        if self.clickhouse is not None:
+            return self.clickhouse.sql(sql)
         if self._api() is not None:
             out = self._request("POST", "/sql", {"sql": sql})
             return out["columns"], out["rows"]
@@ -297,7 +343,12 @@ class ThreadsClient(EvaluationsClient):
     def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         """Read-only SQL, whole, as an Arrow table (``params`` for its ``?``). Through a
         collector's API (``POST /arrow``) the answer is refused, not cut, past its size
-        limit (ValueError: narrow the statement). ``.to_pandas()`` makes a DataFrame."""
+        limit (ValueError: narrow the statement). ``.to_pandas()`` makes a DataFrame.
+        On ClickHouse the statement is ClickHouse's SQL, and takes no ``params``."""
+        if self.clickhouse is not None:
+            if params:
+                raise ValueError("on ClickHouse, write the values into the SQL (no params)")
+            return self.clickhouse.arrow(sql)
         if self._api() is not None:
             data = self._request_bytes(
                 "POST", "/arrow", {"sql": sql, "params": params or []}, ARROW_STREAM

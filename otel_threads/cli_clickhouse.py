@@ -1,0 +1,140 @@
+"""`otel-threads clickhouse init` and `otel-threads derive`: threads on ClickHouse.
+
+The OpenTelemetry Collector's clickhouseexporter writes the spans and logs; `init`
+creates what otel-threads adds beside them, and `derive` keeps the derived tables
+current (otel_threads.clickhouse.worker). Needs the [clickhouse] extra.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any
+
+import click
+
+URL_HELP = "clickhouse://[user[:password]@]host[:port][/database] or chdb:///path/to/folder."
+
+
+def engine_for(url: str) -> Any:
+    """The engine ``url`` names, or a one-line error."""
+    from otel_threads.clickhouse.engine import EngineError, connect_engine
+
+    try:
+        return connect_engine(url)
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group("clickhouse")
+def clickhouse() -> None:
+    """Threads on ClickHouse, fed by the OpenTelemetry Collector's clickhouseexporter.
+
+    \b
+    Example:
+        otel-threads clickhouse init --url clickhouse://localhost:8123/otel
+        otel-threads derive --clickhouse clickhouse://localhost:8123/otel
+    """
+
+
+@clickhouse.command("init")
+@click.option("--url", required=True, metavar="URL", help=URL_HELP)
+def init(url: str) -> None:
+    """Create the tables otel-threads adds (arrivals, links, derived tables and views), and
+    the exporter's otel_traces / otel_logs when they are missing. Running it again
+    changes nothing."""
+    from otel_threads.clickhouse.engine import EngineError
+    from otel_threads.clickhouse.schema import init_schema
+
+    engine = engine_for(url)
+    try:
+        init_schema(engine)
+    except EngineError as exc:
+        raise click.ClickException(f"{url}: {exc}") from None
+    finally:
+        engine.close()
+    click.echo(f"{url}: ready (database {engine.database})")
+
+
+@click.command("derive")
+@click.option("--clickhouse", "url", required=True, metavar="URL", help=URL_HELP)
+@click.option(
+    "--shard",
+    default="0/1",
+    show_default=True,
+    metavar="I/N",
+    help="Derive share I of N of the threads (one worker per share, I from 0).",
+)
+@click.option("--once", is_flag=True, help="Derive what has arrived, then exit.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often to look for new arrivals.",
+)
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0),
+    default=2.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Leave arrivals younger than this for the next look (ClickHouse may show an "
+    "acknowledged insert a moment later).",
+)
+@click.option(
+    "--memory-limit",
+    default=None,
+    metavar="SIZE",
+    help="Memory the worker's DuckDB may use, e.g. 2GB [default: DuckDB's].",
+)
+def derive(url: str, shard: str, once: bool, poll: float, settle: float,
+           memory_limit: str | None) -> None:  # fmt: skip
+    """Keep the derived tables on ClickHouse current (threads, turns, transcript,
+    llm_calls, messages, span_threads): any number of workers, each on its own share.
+
+    \b
+    Example:
+        otel-threads derive --clickhouse clickhouse://localhost:8123/otel --shard 0/2
+        otel-threads derive --clickhouse chdb:///var/lib/otel-threads --once
+    """
+    from otel_threads.clickhouse.engine import EngineError
+    from otel_threads.clickhouse.worker import Worker, parse_shard
+
+    try:
+        index, count = parse_shard(shard)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--shard") from None
+    engine = engine_for(url)
+    stop = threading.Event()
+    if not once:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    try:
+        worker = Worker(engine, (index, count), settle_s=settle, memory_limit=memory_limit)
+    except EngineError as exc:
+        raise click.ClickException(f"{url}: {exc}") from None
+    total = {"arrivals": 0, "traces": 0, "threads": 0, "forwarded": 0}
+    try:
+        while not stop.is_set():
+            for result in worker.run_once():
+                total["arrivals"] += result.arrivals
+                total["traces"] += result.traces
+                total["threads"] += result.threads_written
+                total["forwarded"] += result.forwarded
+            if once:
+                break
+            stop.wait(poll)
+    except EngineError as exc:
+        raise click.ClickException(
+            f"{url}: {exc} (run `otel-threads clickhouse init --url URL` if tables are missing)"
+        ) from None
+    finally:
+        worker.close()
+        engine.close()
+    click.echo(
+        f"shard {index}/{count}: {total['arrivals']} arrivals, {total['traces']} traces "
+        f"derived, {total['threads']} thread generations written, "
+        f"{total['forwarded']} traces handed to other shards"
+    )

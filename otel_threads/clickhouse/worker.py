@@ -1,0 +1,253 @@
+"""The derive worker: keeps the derived tables on ClickHouse current, one shard of threads.
+
+A batch, start to end (`Worker.step`):
+
+1. **Arrivals** past this shard's watermark (``otel_threads_arrivals``, written by
+   ClickHouse itself on every insert into ``otel_traces`` / ``otel_logs``), up to a few
+   seconds ago (``settle``: inserts ClickHouse has acknowledged but not made visible yet
+   must not be skipped). A trace is this shard's when the hash of its thread (the
+   arrival's hint) falls in it, or of its trace id when it carries no thread id.
+2. **Scope**: those traces, every trace of the threads they belonged to or name, and
+   what their links to previous turns reach either way, loaded a round at a time until
+   nothing new comes (``thread_traces``, ``turns`` and ``otel_threads_links`` say where
+   to look; the spans are read by trace id within the traces' time bounds).
+3. **Derivation** in the worker's own DuckDB (`LocalStore`): the file store's SQL on
+   exactly those spans and logs.
+4. **Writes**: the rows of every thread of this shard that the batch touched, as a new
+   generation, then the generations themselves, then the watermark. A thread that this
+   shard does not own is not written: when a trace joined or left it, the trace is
+   handed to its owner as a new arrival with that thread as hint.
+
+So a worker that dies mid-batch has written nothing any view reads (its rows have no
+generation) and derives the batch again when it restarts; and deriving twice writes
+the same rows as a new generation, never twice in a view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from otel_threads.clickhouse.engine import Engine
+from otel_threads.clickhouse.loading import SCOPE_ROUNDS, Loader
+from otel_threads.clickhouse.local import LocalStore
+from otel_threads.clickhouse.schema import VIEWS
+
+__all__ = ["BatchResult", "Worker", "owner", "parse_shard"]
+
+_logger = logging.getLogger(__name__)
+
+#: Arrival rows one batch takes at most.
+BATCH_ARRIVALS = 2000
+#: How long ClickHouse may take to show an acknowledged insert (async inserts flush
+#: within a second by default): arrivals younger than this wait for the next batch.
+SETTLE_S = 2.0
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``I/N`` (shard I of N, counted from 0) as (I, N)."""
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text!r}: I must be from 0 to N-1")
+    return index, count
+
+
+def owner(key: str, count: int) -> int:
+    """The shard (of ``count``) that owns a thread id, or a trace id without one."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+@dataclass
+class BatchResult:
+    """What one batch did."""
+
+    arrivals: int = 0
+    traces: int = 0
+    spans: int = 0
+    threads_written: int = 0
+    forwarded: int = 0
+    more: bool = False
+    threads: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """Derives one shard of the threads (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        shard: tuple[int, int] = (0, 1),
+        settle_s: float = SETTLE_S,
+        batch_arrivals: int = BATCH_ARRIVALS,
+        memory_limit: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.index, self.count = shard
+        self.key = f"{self.index}/{self.count}"
+        self.settle_us = int(settle_s * 1e6)
+        self.batch_arrivals = batch_arrivals
+        self.local = LocalStore(memory_limit)
+        self.loader = Loader(engine)
+
+    def close(self) -> None:
+        self.local.close()
+
+    def mine(self, thread_or_trace: str) -> bool:
+        return owner(thread_or_trace, self.count) == self.index
+
+    # -- the batch -------------------------------------------------------------------
+
+    def run_once(self) -> list[BatchResult]:
+        """Derive every batch that has arrived (as of now, less the settle time)."""
+        results = []
+        while True:
+            result = self.step()
+            results.append(result)
+            if not result.more:
+                return results
+
+    def step(self) -> BatchResult:
+        """Derive one batch of arrivals (see the module docstring)."""
+        watermark = self._watermark()
+        cut = self._now_us() - self.settle_us
+        arrivals = self._arrivals(watermark, cut)
+        result = BatchResult(arrivals=len(arrivals), more=len(arrivals) >= self.batch_arrivals)
+        if not arrivals:
+            return result
+        new_watermark = max(a[2] for a in arrivals)
+        if result.more:  # the last instant may continue past the limit: take it next time
+            earlier = [a for a in arrivals if a[2] < new_watermark]
+            if earlier:
+                arrivals, new_watermark = earlier, max(a[2] for a in earlier)
+        hints: dict[str, set[str]] = {}
+        for trace_id, hint, _ in arrivals:
+            if self.mine(hint or trace_id):
+                hints.setdefault(trace_id, set())
+                if hint:
+                    hints[trace_id].add(hint)
+        if hints:
+            self._derive(hints, new_watermark, result)
+        self._set_watermark(new_watermark)
+        return result
+
+    def _derive(self, hints: dict[str, set[str]], inputs_at: int, result: BatchResult) -> None:
+        arrived = sorted(hints)
+        before = self.loader.threads_of(arrived)
+        threads = {t for t in set().union(*hints.values(), *before.values()) if self.mine(t)}
+        for _ in range(SCOPE_ROUNDS):
+            spans, logs = self.loader.scope(set(arrived), threads)
+            self.local.derive(spans, logs)
+            after = self.local.trace_threads()
+            now = set().union(*(after.get(t, set()) for t in arrived))
+            # a thread of this shard that the scope did not hold in full (a trace without
+            # a thread id that turned out to be in it): derive again with all of it
+            missing = {t for t in now - threads if self.mine(t)}
+            if not missing:
+                break
+            threads |= missing
+        result.traces = len({*spans.column("trace_id").to_pylist()})
+        result.spans = spans.num_rows
+        write = sorted(t for t in threads | now if self.mine(t))
+        if write:
+            self._write(write, inputs_at)
+        result.threads_written = len(write)
+        result.threads = write
+        moved = []
+        for trace_id in arrived:
+            changed = before.get(trace_id, set()) ^ after.get(trace_id, set())
+            moved += [(trace_id, t) for t in sorted(changed) if not self.mine(t)]
+        if moved:
+            self.engine.insert(
+                "otel_threads_arrivals",
+                pa.table({"TraceId": [m[0] for m in moved], "Hint": [m[1] for m in moved]}),
+            )
+        result.forwarded = len(moved)
+
+    # -- reading ClickHouse ---------------------------------------------------------
+
+    def _now_us(self) -> int:
+        return int(self.engine.rows("SELECT toUnixTimestamp64Micro(now64(6))")[0][0])
+
+    def _watermark(self) -> int:
+        rows = self.engine.rows(
+            "SELECT toUnixTimestamp64Micro(argMax(watermark, updated_at)) "
+            "FROM otel_threads_watermarks WHERE shard = {shard:String} HAVING count() > 0",
+            {"shard": self.key},
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def _set_watermark(self, watermark_us: int) -> None:
+        self.engine.insert(
+            "otel_threads_watermarks",
+            pa.table(
+                {
+                    "shard": [self.key],
+                    "watermark": pa.array([watermark_us], pa.timestamp("us", "UTC")),
+                }
+            ),
+        )
+
+    def _arrivals(self, watermark_us: int, cut_us: int) -> list[tuple[str, str, int]]:
+        return self.engine.rows(
+            "SELECT TraceId, Hint, toUnixTimestamp64Micro(ArrivedAt) AS at "
+            "FROM otel_threads_arrivals "
+            "WHERE ArrivedAt > fromUnixTimestamp64Micro({lo:Int64}, 'UTC') "
+            "AND ArrivedAt <= fromUnixTimestamp64Micro({hi:Int64}, 'UTC') "
+            "ORDER BY ArrivedAt LIMIT {n:UInt32}",
+            {"lo": watermark_us, "hi": cut_us, "n": self.batch_arrivals},
+        )
+
+    # -- writing ClickHouse ---------------------------------------------------------
+
+    def _write(self, threads: list[str], inputs_at_us: int) -> None:
+        gen = time.time_ns()
+        for view in VIEWS:
+            rows = self.local.rows(view, threads)
+            rows = rows.add_column(0, "gen", pa.array([gen] * rows.num_rows, pa.uint64()))
+            self.engine.insert(f"otel_threads_{view}_gen", _fill_lists(rows))
+        traces = self.local.thread_traces(threads)
+        self.engine.insert(
+            "otel_threads_thread_traces_gen",
+            pa.table(
+                {
+                    "thread_id": traces.column("thread_id"),
+                    "gen": pa.array([gen] * traces.num_rows, pa.uint64()),
+                    "trace_id": traces.column("trace_id"),
+                    "start_time": traces.column("start_ns").cast(pa.timestamp("ns", "UTC")),
+                    "end_time": traces.column("end_ns").cast(pa.timestamp("ns", "UTC")),
+                }
+            ),
+        )
+        self.engine.insert(
+            "otel_threads_thread_gens",
+            pa.table(
+                {
+                    "thread_id": threads,
+                    "inputs_at": pa.array([inputs_at_us] * len(threads), pa.timestamp("us", "UTC")),
+                    "gen": pa.array([gen] * len(threads), pa.uint64()),
+                }
+            ),
+        )
+
+
+def _fill_lists(rows: pa.Table) -> pa.Table:
+    """ClickHouse arrays are never NULL: a missing list is written empty."""
+    for i, column in enumerate(rows.columns):
+        if pa.types.is_list(column.type) and column.null_count:
+            filled = pa.chunked_array(
+                [
+                    pa.compute.if_else(chunk.is_null(), pa.scalar([], column.type), chunk)
+                    for chunk in column.chunks
+                ],
+                column.type,
+            )
+            rows = rows.set_column(i, rows.schema.field(i), filled)
+    return rows

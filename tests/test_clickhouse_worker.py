@@ -1,0 +1,252 @@
+"""The derive worker on ClickHouse (chDB): the same rows as a DuckDB file, whatever the order,
+the duplicates, the shards, or a worker that dies mid-batch.
+
+Each scenario's spans come from a real TracerProvider with ThreadSpanProcessor, encoded
+by the SDK's OTLP encoder and decoded by ours; the file side derives them batch by batch
+as a collector does, the ClickHouse side gets them as the clickhouseexporter writes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from ch_equivalence import check_store, compare, derive_on_clickhouse, file_views, raw_tables
+from chdb_store import chdb_engine
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from stored_app import App
+
+from otel_threads import thread
+from otel_threads.clickhouse.exporter_rows import insert_as_exporter
+from otel_threads.clickhouse.schema import init_schema
+from otel_threads.clickhouse.worker import Worker, owner, parse_shard
+from otel_threads.otlp.decode import decode_logs_json, decode_traces_json, decode_traces_protobuf
+from otel_threads.otlp.tables import LOG_SCHEMA
+from otel_threads.store.derive import Deriver
+from otel_threads.store.insert import insert_batch
+from otel_threads.store.schema import connect
+
+FIXTURES = Path(__file__).parent / "fixtures" / "genai"
+NO_LOGS = LOG_SCHEMA.empty_table()
+
+
+def spans_of(app: App, names: list[str] | None = None) -> pa.Table:
+    return decode_traces_protobuf(encode_spans(app.spans(names)).SerializeToString()).table
+
+
+def file_store(path: Path, batches: list[tuple[pa.Table, pa.Table]]) -> str:
+    """A DuckDB store that took ``batches`` one after the other, derived after each."""
+    con = connect(str(path))
+    try:
+        seq = 1
+        for spans, logs in batches:
+            con.execute("BEGIN TRANSACTION")
+            for kind, table in (("spans", spans), ("logs", logs)):
+                insert_batch(con, kind, table, seq, 0, queue_derive=True)
+                seq += table.num_rows
+            con.execute("COMMIT")
+            deriver = Deriver(con)
+            while deriver.refresh():
+                pass
+    finally:
+        con.close()
+    return str(path)
+
+
+def conversation(app: App, thread_id: str, turns: int) -> None:
+    for i in range(turns):
+        with thread(thread_id), app.tracer.start_as_current_span(f"{thread_id}-turn-{i}"):
+            with app.tracer.start_as_current_span("llm"):
+                pass
+
+
+def linked_chain(app: App) -> None:
+    """chat-1's first turn, then two turns that carry no thread id, only the turn before."""
+    with thread("chat-1") as t, app.tracer.start_as_current_span("ask-1"):
+        pass
+    previous = t.last_turn_id
+    for name in ("ask-2", "ask-3"):
+        with thread(previous_turn_id=previous) as t, app.tracer.start_as_current_span(name):
+            with app.tracer.start_as_current_span(f"{name}.step"):
+                pass
+        previous = t.last_turn_id
+
+
+def fork(app: App) -> None:
+    """Two answers to the same turn (a regenerate): a fork."""
+    with thread("f-1") as t, app.tracer.start_as_current_span("ask"):
+        pass
+    first = t.last_turn_id
+    for name in ("answer-a", "answer-b"):
+        with thread("f-1", previous_turn_id=first), app.tracer.start_as_current_span(name):
+            pass
+
+
+@pytest.mark.parametrize("enum_style", ["current", "legacy"])
+def test_threads_linked_turns_and_forks_equal_the_files(tmp_path, enum_style):
+    app = App()
+    conversation(app, "c-1", 3)
+    linked_chain(app)
+    fork(app)
+    conversation(app, "c-2", 1)
+    path = file_store(tmp_path / "f.duckdb", [(spans_of(app), NO_LOGS)])
+    check_store(path, enum_style=enum_style)
+
+
+def fixture_batches() -> list[tuple[str, pa.Table, pa.Table]]:
+    out = []
+    for traces in sorted(FIXTURES.glob("*.traces.json")):
+        logs_path = traces.with_name(traces.name.replace(".traces.", ".logs."))
+        spans = decode_traces_json(traces.read_bytes()).table
+        logs = decode_logs_json(logs_path.read_bytes()).table if logs_path.exists() else NO_LOGS
+        out.append((traces.name.split(".")[0], spans, logs))
+    return out
+
+
+@pytest.mark.parametrize(
+    "name,spans,logs", fixture_batches(), ids=lambda x: x if isinstance(x, str) else ""
+)
+def test_real_producers_llm_calls_and_messages_equal_the_files(tmp_path, name, spans, logs):
+    path = file_store(tmp_path / f"{name}.duckdb", [(spans, logs)])
+    check_store(path)
+
+
+def test_a_batch_inserted_twice_and_children_before_parents(tmp_path):
+    app = App()
+    conversation(app, "c-1", 2)
+    spans = spans_of(app)
+    # (the file takes them once, in one batch)
+    path = file_store(tmp_path / "f.duckdb", [(spans, NO_LOGS)])
+    expected = file_views(path)
+    engine = chdb_engine("twice")
+    init_schema(engine)
+    roots = pa.compute.is_null(spans.column("parent_span_id"))
+    children, parents = spans.filter(pa.compute.invert(roots)), spans.filter(roots)
+    worker = Worker(engine, settle_s=0)
+    try:
+        insert_as_exporter(engine, spans=children)
+        worker.run_once()  # children alone first: their turns have not arrived
+        insert_as_exporter(engine, spans=parents)
+        insert_as_exporter(engine, spans=spans)  # and everything redelivered
+        worker.run_once()
+    finally:
+        worker.close()
+    assert compare(expected, engine) == {}
+
+
+def test_a_linked_turn_before_the_turn_it_names(tmp_path):
+    app = App()
+    linked_chain(app)
+    spans = spans_of(app)
+    first = spans.filter(pa.compute.equal(spans.column("name"), "ask-1"))
+    rest = spans.filter(pa.compute.not_equal(spans.column("name"), "ask-1"))
+    path = file_store(tmp_path / "f.duckdb", [(spans, NO_LOGS)])
+    engine = chdb_engine("late")
+    init_schema(engine)
+    worker = Worker(engine, settle_s=0)
+    try:
+        insert_as_exporter(engine, spans=rest)
+        worker.run_once()
+        assert engine.rows("SELECT count() FROM threads") == [(0,)]  # nothing to join yet
+        insert_as_exporter(engine, spans=first)
+        worker.run_once()
+    finally:
+        worker.close()
+    assert compare(file_views(path), engine) == {}
+    assert engine.rows("SELECT turn_count FROM threads") == [(3,)]
+
+
+def test_two_workers_on_disjoint_shards_derive_each_thread_once(tmp_path):
+    app = App()
+    for i in range(8):
+        conversation(app, f"s-{i}", 2)
+    linked_chain(app)  # (its linked turns carry no thread id: sharded by trace, handed over)
+    path = file_store(tmp_path / "f.duckdb", [(spans_of(app), NO_LOGS)])
+    spans, logs = raw_tables(path)
+    engine = derive_on_clickhouse(spans, logs, shards=2)
+    assert compare(file_views(path), engine) == {}
+    written = engine.rows(
+        "SELECT thread_id, count() FROM otel_threads_thread_gens GROUP BY thread_id"
+    )
+    assert {t for t, _ in written} == {f"s-{i}" for i in range(8)} | {"chat-1"}
+    shards = {owner(t, 2) for t, _ in written}
+    assert shards == {0, 1}  # (both shards had threads to write: the test means something)
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path, monkeypatch):
+    app = App()
+    conversation(app, "k-1", 2)
+    conversation(app, "k-2", 1)
+    path = file_store(tmp_path / "f.duckdb", [(spans_of(app), NO_LOGS)])
+    spans, _ = raw_tables(path)
+    engine = chdb_engine("killed")
+    init_schema(engine)
+    insert_as_exporter(engine, spans=spans)
+    worker = Worker(engine, settle_s=0)
+    real_insert = engine.insert
+    calls = []
+
+    def dies_on_the_third_insert(table, rows):
+        calls.append(table)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        real_insert(table, rows)
+
+    monkeypatch.setattr(engine, "insert", dies_on_the_third_insert)
+    with pytest.raises(KeyboardInterrupt):
+        worker.run_once()
+    worker.close()
+    monkeypatch.setattr(engine, "insert", real_insert)
+    # some derived rows were written, no generation: the views show nothing of them
+    assert engine.rows("SELECT count() FROM otel_threads_threads_gen") != [(0,)]
+    assert engine.rows("SELECT count() FROM threads") == [(0,)]
+    restarted = Worker(engine, settle_s=0)
+    try:
+        restarted.run_once()
+        restarted.run_once()  # (nothing new: the same rows stay)
+    finally:
+        restarted.close()
+    assert compare(file_views(path), engine) == {}
+
+
+def test_a_worker_with_older_inputs_does_not_win(tmp_path):
+    app = App()
+    conversation(app, "o-1", 1)
+    first = spans_of(app)
+    conversation(app, "o-1", 1)
+    both = spans_of(app)
+    engine = chdb_engine("stale")
+    init_schema(engine)
+    insert_as_exporter(engine, spans=first)
+    stale = Worker(engine, settle_s=0)
+    fresh = Worker(engine, settle_s=0)
+    try:
+        stale.run_once()
+        insert_as_exporter(engine, spans=both)
+        fresh.run_once()
+        assert engine.rows("SELECT turn_count FROM threads") == [(2,)]
+        # a worker that read the thread before its second turn arrived writes last (a
+        # newer generation, from older inputs): it must not win
+        stale.local.derive(first, NO_LOGS)
+        stale._write(["o-1"], 1)
+        assert engine.rows("SELECT count() FROM otel_threads_thread_gens") == [(3,)]
+        assert engine.rows("SELECT turn_count FROM threads") == [(2,)]
+    finally:
+        stale.close()
+        fresh.close()
+
+
+def test_shards_parse_and_own_every_thread_exactly_once():
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+    ids = [f"thread-{i}" for i in range(200)]
+    owners = [owner(t, 3) for t in ids]
+    assert set(owners) == {0, 1, 2} and owners == [owner(t, 3) for t in ids]
+
+
+def test_the_real_producers_bring_logs_too():
+    # (the fixture loader above reads the producers' log records, not only their spans)
+    assert any(logs.num_rows for _, _, logs in fixture_batches())
