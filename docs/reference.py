@@ -47,7 +47,13 @@ def commands() -> dict[str, tuple[click.Command, click.Context]]:
     for name in main.list_commands(root):
         command = main.get_command(root, name)
         assert command is not None, name
-        out[name] = (command, click.Context(command, info_name=name, parent=root))
+        ctx = click.Context(command, info_name=name, parent=root)
+        out[name] = (command, ctx)
+        if isinstance(command, click.Group):  # its subcommands: blocks "group-sub"
+            for sub in command.list_commands(ctx):
+                child = command.get_command(ctx, sub)
+                assert child is not None, sub
+                out[f"{name}-{sub}"] = (child, click.Context(child, info_name=sub, parent=ctx))
     return out
 
 

@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from chdb_store import chdb_engine
-from otel_threads.clickhouse.exporter_rows import insert_as_exporter
 
+from otel_threads.clickhouse.exporter_rows import insert_as_exporter
 from otel_threads.clickhouse.schema import SOURCES, VIEWS, init_schema
 from otel_threads.clickhouse.worker import Worker
 from otel_threads.otlp.tables import LOG_SCHEMA, SPAN_SCHEMA
@@ -91,8 +91,7 @@ def file_views(path: str) -> dict[str, pa.Table]:
     try:
         return {
             view: con.sql(
-                f"SELECT * FROM {SOURCES.get(view, view)} "
-                "WHERE thread_id IS NOT NULL"
+                f"SELECT * FROM {SOURCES.get(view, view)} WHERE thread_id IS NOT NULL"
             ).to_arrow_table()
             for view in VIEWS
         }
