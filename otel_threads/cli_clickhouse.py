@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from typing import Any
 
 import click
@@ -39,13 +40,30 @@ def clickhouse() -> None:
 
 @clickhouse.command("init")
 @click.option("--url", required=True, metavar="URL", help=URL_HELP)
-def init(url: str) -> None:
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Print the statements instead of running them (to adapt for a cluster: ON "
+    "CLUSTER, Replicated engines).",
+)
+def init(url: str, print_only: bool) -> None:
     """Create the tables otel-threads adds (arrivals, links, derived tables and views), and
     the exporter's otel_traces / otel_logs when they are missing. Running it again
     changes nothing."""
-    from otel_threads.clickhouse.engine import EngineError
-    from otel_threads.clickhouse.schema import init_schema
+    from otel_threads.clickhouse.engine import EngineError, database_of, quote_name
+    from otel_threads.clickhouse.schema import init_schema, schema_statements
 
+    if print_only:
+        try:
+            database = database_of(url)
+        except EngineError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"CREATE DATABASE IF NOT EXISTS {quote_name(database)};")
+        click.echo(f"USE {quote_name(database)};")
+        for statement in schema_statements(database):
+            click.echo(f"{statement};")
+        return
     engine = engine_for(url)
     try:
         init_schema(engine)
@@ -100,7 +118,7 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
         otel-threads derive --clickhouse chdb:///var/lib/otel-threads --once
     """
     from otel_threads.clickhouse.engine import EngineError
-    from otel_threads.clickhouse.worker import Worker, parse_shard
+    from otel_threads.clickhouse.worker import VACUUM_AFTER_S, Worker, parse_shard
 
     try:
         index, count = parse_shard(shard)
@@ -116,6 +134,7 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
     except EngineError as exc:
         raise click.ClickException(f"{url}: {exc}") from None
     total = {"arrivals": 0, "traces": 0, "threads": 0, "forwarded": 0}
+    vacuumed = time.monotonic()
     try:
         while not stop.is_set():
             for result in worker.run_once():
@@ -123,6 +142,9 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
                 total["traces"] += result.traces
                 total["threads"] += result.threads_written
                 total["forwarded"] += result.forwarded
+            if index == 0 and (once or time.monotonic() - vacuumed > VACUUM_AFTER_S):
+                worker.vacuum()
+                vacuumed = time.monotonic()
             if once:
                 break
             stop.wait(poll)

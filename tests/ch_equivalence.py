@@ -12,7 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import shutil
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -20,7 +23,7 @@ import pyarrow as pa
 from chdb_store import chdb_engine
 
 from otel_threads.clickhouse.exporter_rows import insert_as_exporter
-from otel_threads.clickhouse.schema import SOURCES, VIEWS, init_schema
+from otel_threads.clickhouse.schema import VIEWS, init_schema
 from otel_threads.clickhouse.worker import Worker
 from otel_threads.otlp.tables import LOG_SCHEMA, SPAN_SCHEMA
 
@@ -29,9 +32,22 @@ from otel_threads.otlp.tables import LOG_SCHEMA, SPAN_SCHEMA
 LOSSY: dict[str, set[str]] = {view: set() for view in VIEWS}
 
 
+def _open(path: str) -> duckdb.DuckDBPyConnection:
+    """``path`` read-only; a copy of it (and its WAL) when this process still holds it (a
+    test's connection not yet collected)."""
+    try:
+        return duckdb.connect(path, read_only=True)
+    except duckdb.Error:
+        copy = Path(tempfile.mkdtemp(prefix="ch-eq-")) / Path(path).name
+        shutil.copy(path, copy)
+        if Path(path + ".wal").exists():
+            shutil.copy(path + ".wal", str(copy) + ".wal")
+        return duckdb.connect(str(copy), read_only=True)
+
+
 def raw_tables(path: str) -> tuple[pa.Table, pa.Table]:
     """The spans and log records stored in the file at ``path``, as the decoder made them."""
-    con = duckdb.connect(path, read_only=True)
+    con = _open(path)
     try:
         spans = con.sql(f"SELECT {', '.join(SPAN_SCHEMA.names)} FROM spans_raw").to_arrow_table()
         logs = con.sql(f"SELECT {', '.join(LOG_SCHEMA.names)} FROM logs").to_arrow_table()
@@ -87,12 +103,10 @@ def _rows(table: pa.Table, drop: Iterable[str]) -> list[tuple]:
 
 
 def file_views(path: str) -> dict[str, pa.Table]:
-    con = duckdb.connect(path, read_only=True)
+    con = _open(path)
     try:
         return {
-            view: con.sql(
-                f"SELECT * FROM {SOURCES.get(view, view)} WHERE thread_id IS NOT NULL"
-            ).to_arrow_table()
+            view: con.sql(f"SELECT * FROM {view} WHERE thread_id IS NOT NULL").to_arrow_table()
             for view in VIEWS
         }
     finally:

@@ -32,7 +32,7 @@ from otel_threads.clickhouse.exporter_schema import (
     TRACE_TYPES,
     exporter_ddl,
 )
-from otel_threads.clickhouse.exporter_values import RESTORED_TYPES, as_string
+from otel_threads.clickhouse.exporter_values import RESTORED_TYPES, as_string, scalar_array
 from otel_threads.otlp.decode import decode_logs_json, decode_traces_json
 from otel_threads.otlp.tables import LOG_SCHEMA, SPAN_SCHEMA
 
@@ -70,7 +70,9 @@ def lossy_attributes(attributes: dict) -> dict:
     for key, value in attributes.items():
         plain = key[1:] if key[:1] == "$" else key
         keep = type(value) is str or plain in RESTORED_TYPES
-        out[key] = value if keep else as_string(value)
+        text = value if keep else as_string(value)
+        array = None if keep else scalar_array(text)
+        out[key] = text if array is None else array
     return out
 
 

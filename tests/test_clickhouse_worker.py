@@ -250,3 +250,33 @@ def test_shards_parse_and_own_every_thread_exactly_once():
 def test_the_real_producers_bring_logs_too():
     # (the fixture loader above reads the producers' log records, not only their spans)
     assert any(logs.num_rows for _, _, logs in fixture_batches())
+
+
+def test_vacuum_deletes_superseded_generations_and_keeps_the_views(tmp_path):
+    app = App()
+    conversation(app, "v-1", 1)
+    first = spans_of(app)
+    conversation(app, "v-1", 1)
+    both = spans_of(app)
+    path = file_store(tmp_path / "f.duckdb", [(both, NO_LOGS)])
+    engine = chdb_engine("vacuum")
+    init_schema(engine)
+    worker = Worker(engine, settle_s=0)
+    try:
+        insert_as_exporter(engine, spans=first)
+        worker.run_once()
+        insert_as_exporter(engine, spans=both)
+        worker.run_once()
+        # and rows of a generation that was never finished (a worker died)
+        engine.command("INSERT INTO otel_threads_turns_gen (gen, thread_id) VALUES (1, 'v-1')")
+        assert engine.rows("SELECT count(DISTINCT gen) FROM otel_threads_turns_gen") == [(3,)]
+        worker.vacuum(after_s=3600)  # nothing old enough yet: only the unfinished one
+        assert engine.rows("SELECT count(DISTINCT gen) FROM otel_threads_turns_gen") == [(2,)]
+        worker.vacuum(after_s=0)
+    finally:
+        worker.close()
+    for table in ("turns", "threads", "span_threads", "thread_traces"):
+        gens = engine.rows(f"SELECT count(DISTINCT gen) FROM otel_threads_{table}_gen")
+        assert gens == [(1,)], table
+    assert engine.rows("SELECT count() FROM otel_threads_thread_gens") == [(1,)]
+    assert compare(file_views(path), engine) == {}

@@ -358,7 +358,7 @@ def test_only_the_store_and_its_public_views_read_the_derived_tables():
         "threads",
         "turn_io",
         "transcript_branches",
-        "threads_with_attribute",
+        "thread_attributes",
         "annotations",
     }
     root = Path(otel_threads.__file__).parent

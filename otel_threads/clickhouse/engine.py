@@ -22,7 +22,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow as pa
 
-__all__ = ["DEFAULT_DATABASE", "Engine", "EngineError", "connect_engine"]
+__all__ = [
+    "DEFAULT_DATABASE",
+    "Engine",
+    "EngineError",
+    "connect_engine",
+    "database_of",
+    "quote_name",
+]
 
 DEFAULT_DATABASE = "otel"
 
@@ -156,13 +163,18 @@ class ServerEngine(Engine):
             ) from None
         try:
             self._client = clickhouse_connect.get_client(
-                host=host, port=port, secure=secure, username=user, password=password,
-                database=database,
-            )  # fmt: skip
+                host=host, port=port, secure=secure, username=user, password=password
+            )
         except Exception as exc:
             raise EngineError(f"cannot reach ClickHouse at {url}: {_first_line(exc)}") from None
         self.url = url
         self.database = database
+        exists = self._client.command(
+            "SELECT count() FROM system.databases WHERE name = {db:String}", {"db": database}
+        )
+        if not int(exists):
+            self.command(f"CREATE DATABASE IF NOT EXISTS {quote_name(database)}")
+        self._client.database = database
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         try:
@@ -198,29 +210,43 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def connect_engine(url: str) -> Engine:
-    """The engine a ``clickhouse://`` or ``chdb://`` URL names (see the module docstring)."""
+def _parse(url: str) -> tuple[str, dict[str, Any]]:
+    """("chdb" or "server", the engine's arguments) for ``url``; EngineError if it is none."""
     parts = urlsplit(url)
     if parts.scheme == "chdb":
         path = unquote(parts.netloc + parts.path)
         if not path:
             raise EngineError(f"{url}: a chdb URL names a folder: chdb:///path/to/store")
         database = parse_qs(parts.query).get("database", [DEFAULT_DATABASE])[0]
-        return ChdbEngine(path, database)
+        return "chdb", {"path": path, "database": database}
     if parts.scheme in ("clickhouse", "clickhouses"):
         secure = parts.scheme == "clickhouses"
         if not parts.hostname:
             raise EngineError(f"{url}: a clickhouse URL names a host: clickhouse://host:8123/db")
-        database = parts.path.strip("/") or DEFAULT_DATABASE
-        return ServerEngine(
-            url,
-            parts.hostname,
-            parts.port or (8443 if secure else 8123),
-            secure,
-            unquote(parts.username or "default"),
-            unquote(parts.password or ""),
-            database,
-        )
+        port = parts.port or (8443 if secure else 8123)
+        shown = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"  # (no password)
+        return "server", {
+            "url": shown,
+            "host": parts.hostname,
+            "port": port,
+            "secure": secure,
+            "user": unquote(parts.username or "default"),
+            "password": unquote(parts.password or ""),
+            "database": parts.path.strip("/") or DEFAULT_DATABASE,
+        }
     raise EngineError(
         f"{url}: not a ClickHouse URL (clickhouse://host:8123/db or chdb:///path/to/store)"
     )
+
+
+def database_of(url: str) -> str:
+    """The database a ClickHouse URL names (`DEFAULT_DATABASE` when it names none)."""
+    return str(_parse(url)[1]["database"])
+
+
+def connect_engine(url: str) -> Engine:
+    """The engine a ``clickhouse://`` or ``chdb://`` URL names (see the module docstring)."""
+    kind, args = _parse(url)
+    if kind == "chdb":
+        return ChdbEngine(**args)
+    return ServerEngine(**args)

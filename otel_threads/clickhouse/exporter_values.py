@@ -226,11 +226,30 @@ def _restore(kind: str, text: str) -> object:
     return text
 
 
+def scalar_array(text: str) -> list | None:
+    """The list a value's text is when it is a JSON array of strings, numbers and booleans
+    (as the exporter writes an array attribute), else None."""
+    if text[:1] != "[" or text[-1:] != "]":
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if type(value) is list and all(type(v) in (str, int, float, bool) for v in value):
+        return value
+    return None
+
+
 def restore_attributes(pairs: list | None) -> dict:
     """An exporter map ((key, text) pairs) -> our attributes: keys escaped as our
-    decoder does, the ``RESTORED_TYPES`` keys typed, every other value a string."""
+    decoder does, the ``RESTORED_TYPES`` keys typed, an array of plain values (tags, stop
+    sequences) an array again, every other value a string."""
     out = {}
     for key, text in pairs or ():
         kind = RESTORED_TYPES.get(key)
-        out[escape_key(key)] = text if kind is None else _restore(kind, text)
+        if kind is not None:
+            out[escape_key(key)] = _restore(kind, text)
+        else:
+            array = scalar_array(text)
+            out[escape_key(key)] = text if array is None else array
     return out

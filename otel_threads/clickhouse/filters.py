@@ -86,8 +86,8 @@ def _filter(w: _Where, f: ThreadFilter) -> None:
         by_span = " UNION ALL ".join(w.with_attribute(key, f.tool) for key in TOOL_ATTRIBUTES)
         w.add(
             "thread_id IN (SELECT thread_id FROM transcript WHERE tool_calls IS NOT NULL AND "
-            "has(arrayMap(c -> JSONExtractString(c, 'name'), JSONExtractArrayRaw(tool_calls)), "
-            f"{tool}) UNION ALL {by_span})"
+            "has(arrayMap(c -> JSONExtractString(c, 'name'), "
+            f"JSONExtractArrayRaw(ifNull(tool_calls, ''))), {tool}) UNION ALL {by_span})"
         )
     if f.model is not None:
         pattern = w.param(_like_escaped(f.model).replace("*", "%"), "String")

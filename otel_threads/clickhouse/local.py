@@ -14,7 +14,7 @@ import time
 import duckdb
 import pyarrow as pa
 
-from otel_threads.clickhouse.schema import SOURCES, VIEWS
+from otel_threads.clickhouse.schema import VIEWS
 from otel_threads.store.derive import Deriver
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.schema import apply_views, migrate
@@ -62,14 +62,13 @@ class LocalStore:
         self._selects = {view: self._select(view) for view in VIEWS}
 
     def _select(self, view: str) -> str:
-        source = SOURCES.get(view, view)
-        columns = self.con.execute(f"DESCRIBE {source}").fetchall()
+        columns = self.con.execute(f"DESCRIBE {view}").fetchall()
         out = []
         for name, kind, *_ in columns:
             target = _CASTS.get(kind)
             quoted = '"' + name.replace('"', '""') + '"'
             out.append(f"{quoted}::{target} AS {quoted}" if target else quoted)
-        return f"SELECT {', '.join(out)} FROM {source}"
+        return f"SELECT {', '.join(out)} FROM {view}"
 
     def close(self) -> None:
         self.con.close()

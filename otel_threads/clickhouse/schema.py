@@ -32,7 +32,7 @@ import duckdb
 from otel_threads.clickhouse.engine import Engine, quote_name
 from otel_threads.otlp.values import PREVIOUS_TURN_ID_KEY, THREAD_ID_KEYS
 
-__all__ = ["SOURCES", "VIEWS", "init_schema", "view_columns"]
+__all__ = ["VIEWS", "init_schema", "schema_statements", "view_columns"]
 
 #: The public views a worker derives, each with the columns that order its rows within a
 #: thread's generation.
@@ -44,12 +44,10 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "messages": ("trace_id", "span_id", "direction", "position"),
     "span_threads": ("trace_id", "span_id"),
     "annotations": ("annotation_id",),
-    # (not a view of the file: the hashed attribute values of each trace of a thread,
-    # which the threads filters `attributes`, `tool` and `service_name` read)
+    # (the hashed attribute values of each trace of a thread, which the threads filters
+    # `attributes`, `tool` and `service_name` read)
     "thread_attributes": ("trace_id",),
 }
-#: Where a DuckDB store keeps the rows of those that are not its views.
-SOURCES = {"thread_attributes": "thread_attributes_mat"}
 
 _TYPES = {
     "VARCHAR": "String",
@@ -80,9 +78,7 @@ def view_columns() -> dict[str, list[tuple[str, str]]]:
         migrate(con)
         apply_views(con)
         return {
-            view: [
-                (r[0], r[1]) for r in con.execute(f"DESCRIBE {SOURCES.get(view, view)}").fetchall()
-            ]
+            view: [(r[0], r[1]) for r in con.execute(f"DESCRIBE {view}").fetchall()]
             for view in VIEWS
         }
     finally:
@@ -95,7 +91,7 @@ def _hint() -> str:
     return f"coalesce({keys})"
 
 
-def _ddl(engine: Engine) -> list[str]:
+def _ddl() -> list[str]:
     statements = [
         """CREATE TABLE IF NOT EXISTS otel_threads_arrivals (
             TraceId String,
@@ -164,10 +160,16 @@ def _ddl(engine: Engine) -> list[str]:
     return statements
 
 
+def schema_statements(database: str) -> list[str]:
+    """What `init_schema` runs in ``database``: the exporter's tables (``create_schema``),
+    then otel-threads' own (names unqualified: they run in the database in use)."""
+    from otel_threads.clickhouse.exporter_schema import exporter_ddl
+
+    return [*exporter_ddl(database), *_ddl()]
+
+
 def init_schema(engine: Engine) -> None:
     """Create what the exporter would (``create_schema``) and what otel-threads adds, where
     missing (each statement is ``IF NOT EXISTS``: running it again changes nothing)."""
-    from otel_threads.clickhouse.exporter_schema import exporter_ddl
-
-    for statement in [*exporter_ddl(engine.database), *_ddl(engine)]:
+    for statement in schema_statements(engine.database):
         engine.command(statement)

@@ -46,6 +46,9 @@ BATCH_ARRIVALS = 2000
 #: How long ClickHouse may take to show an acknowledged insert (async inserts flush
 #: within a second by default): arrivals younger than this wait for the next batch.
 SETTLE_S = 2.0
+#: Generations superseded this long ago are deleted by `vacuum` (a worker writes a
+#: thread's rows and then its generation within seconds: never one being written).
+VACUUM_AFTER_S = 600
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -170,6 +173,22 @@ class Worker:
                 pa.table({"TraceId": [m[0] for m in moved], "Hint": [m[1] for m in moved]}),
             )
         result.forwarded = len(moved)
+
+    def vacuum(self, after_s: float = VACUUM_AFTER_S) -> None:
+        """Delete the rows of generations that a newer one replaced more than ``after_s``
+        ago (each re-derivation of a thread writes all its rows again), and of generations
+        that never got written in full (a worker died mid-batch). Any worker may run it;
+        shard 0 does, every `VACUUM_AFTER_S`."""
+        horizon = time.time_ns() - int(after_s * 1e9)
+        stale = (
+            "gen < {horizon:UInt64} AND (thread_id, gen) NOT IN "
+            "(SELECT thread_id, gen FROM otel_threads_latest)"
+        )
+        for table in (*(f"otel_threads_{v}_gen" for v in VIEWS), "otel_threads_thread_traces_gen"):
+            self.engine.command(f"DELETE FROM {table} WHERE {stale}", {"horizon": horizon})
+        self.engine.command(
+            f"DELETE FROM otel_threads_thread_gens WHERE {stale}", {"horizon": horizon}
+        )
 
     # -- reading ClickHouse ---------------------------------------------------------
 

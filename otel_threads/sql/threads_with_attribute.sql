@@ -5,5 +5,5 @@
 -- `attributes` reads it: FROM threads_with_attribute('tenant', 'acme').
 -- macro parameters: attr_key, attr_value
 SELECT DISTINCT thread_id
-FROM thread_attributes_mat
+FROM thread_attributes
 WHERE list_contains(attribute_hashes, md5_number_lower(attr_key || chr(31) || attr_value))
