@@ -107,8 +107,16 @@ def init(url: str, print_only: bool) -> None:
     metavar="SIZE",
     help="Memory the worker's DuckDB may use, e.g. 2GB [default: DuckDB's].",
 )
+@click.option(
+    "--prices",
+    "prices_path",
+    default=None,
+    metavar="PATH",
+    help="A JSON file of model prices, as `collect --prices` takes (give every worker the "
+    "same); without it, the genai-prices data alone.",
+)
 def derive(url: str, shard: str, once: bool, poll: float, settle: float,
-           memory_limit: str | None) -> None:  # fmt: skip
+           memory_limit: str | None, prices_path: str | None) -> None:  # fmt: skip
     """Keep the derived tables on ClickHouse current (threads, turns, transcript,
     llm_calls, messages, span_threads): any number of workers, each on its own share.
 
@@ -119,18 +127,25 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
     """
     from otel_threads.clickhouse.engine import EngineError
     from otel_threads.clickhouse.worker import VACUUM_AFTER_S, Worker, parse_shard
+    from otel_threads.prices import PriceFileError, load_price_file
 
     try:
         index, count = parse_shard(shard)
     except ValueError as exc:
         raise click.BadParameter(str(exc).split(": ", 1)[1], param_hint="--shard") from None
+    try:
+        prices = load_price_file(prices_path) if prices_path else None
+    except (PriceFileError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--prices") from None
     engine = engine_for(url)
     stop = threading.Event()
     if not once:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
     try:
-        worker = Worker(engine, (index, count), settle_s=settle, memory_limit=memory_limit)
+        worker = Worker(
+            engine, (index, count), settle_s=settle, memory_limit=memory_limit, prices=prices
+        )
     except EngineError as exc:
         raise click.ClickException(f"{url}: {exc}") from None
     total = {"arrivals": 0, "traces": 0, "threads": 0, "forwarded": 0}

@@ -203,7 +203,8 @@ def _resolve(
     return _from_genai_prices(provider, model)
 
 
-def _overrides(con: duckdb.DuckDBPyConnection) -> list[PriceEntry]:
+def stored_overrides(con: duckdb.DuckDBPyConnection) -> list[PriceEntry]:
+    """The price file entries a store keeps (what `reprice` was last given)."""
     rows = con.execute(
         f"SELECT model, provider, {', '.join(_KEYS)} FROM price_overrides ORDER BY position"
     ).fetchall()
@@ -212,7 +213,7 @@ def _overrides(con: duckdb.DuckDBPyConnection) -> list[PriceEntry]:
 
 def _insert(con: duckdb.DuckDBPyConnection, pairs: list[tuple[str | None, str]]) -> None:
     """Resolve ``pairs`` and add them to model_prices (one row each, known or not)."""
-    overrides = _overrides(con)
+    overrides = stored_overrides(con)
     for provider, model in pairs:
         row = _resolve(overrides, provider, model) or {}
         con.execute(
@@ -261,7 +262,7 @@ def reprice(con: duckdb.DuckDBPyConnection, overrides: list[PriceEntry] | None =
                     f"VALUES (?, ?, ?, {', '.join('?' for _ in _KEYS)})",
                     [i, e.model, e.provider, *[getattr(e, k) for k in _KEYS]],
                 )
-        entries = _overrides(con)
+        entries = stored_overrides(con)
         fingerprint = _fingerprint(entries)
         if con.execute(
             "SELECT version FROM otel_threads_derived WHERE name = ?", [_RECORD]

@@ -26,6 +26,7 @@ from otel_threads.clickhouse.exporter_rows import insert_as_exporter
 from otel_threads.clickhouse.schema import VIEWS, init_schema
 from otel_threads.clickhouse.worker import Worker
 from otel_threads.otlp.tables import LOG_SCHEMA, SPAN_SCHEMA
+from otel_threads.prices import PriceEntry, stored_overrides
 
 #: Columns a store on ClickHouse cannot give as the file does, by view (docs/clickhouse.md,
 #: "What the exporter keeps").
@@ -57,14 +58,19 @@ def raw_tables(path: str) -> tuple[pa.Table, pa.Table]:
 
 
 def derive_on_clickhouse(
-    spans: pa.Table, logs: pa.Table, enum_style: str = "current", shards: int = 1
+    spans: pa.Table,
+    logs: pa.Table,
+    enum_style: str = "current",
+    shards: int = 1,
+    prices: list[PriceEntry] | None = None,
 ):
     """A fresh chDB database holding ``spans`` and ``logs`` as the exporter writes them,
-    derived by ``shards`` workers (each to the end, until none has work left)."""
+    derived by ``shards`` workers (each to the end, until none has work left), with the
+    price file entries ``prices``."""
     engine = chdb_engine("eq")
     init_schema(engine)
     insert_as_exporter(engine, spans=spans, logs=logs, enum_style=enum_style)
-    workers = [Worker(engine, (i, shards), settle_s=0) for i in range(shards)]
+    workers = [Worker(engine, (i, shards), settle_s=0, prices=prices) for i in range(shards)]
     try:
         for _ in range(10):  # handing traces between shards takes a few passes
             if not any(r.arrivals for w in workers for r in w.run_once()):
@@ -142,9 +148,15 @@ def _superset(want: list[tuple], have: list[tuple]) -> tuple[list[tuple], list[t
 
 
 def check_store(path: str, **kwargs: Any) -> None:
-    """Assert that ClickHouse derives the file's spans into the file's rows."""
+    """Assert that ClickHouse derives the file's spans into the file's rows (with the
+    file's price file entries)."""
     spans, logs = raw_tables(path)
-    engine = derive_on_clickhouse(spans, logs, **kwargs)
+    con = _open(path)
+    try:
+        prices = stored_overrides(con)
+    finally:
+        con.close()
+    engine = derive_on_clickhouse(spans, logs, prices=prices or None, **kwargs)
     differ = compare(file_views(path), engine)
     assert not differ, _describe(differ)
 

@@ -15,14 +15,15 @@ import duckdb
 import pyarrow as pa
 
 from otel_threads.clickhouse.schema import VIEWS
-from otel_threads.store.derive import Deriver
+from otel_threads.prices import PriceEntry, reprice
+from otel_threads.store.derive import DERIVED, Deriver
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.schema import apply_views, migrate
 
 __all__ = ["LocalStore"]
 
-#: What a batch leaves behind: emptied before the next one (the rest is the schema's own
-#: bookkeeping: migrations, views' versions, model prices).
+#: What a batch leaves behind, with the derived tables: emptied before the next one (the
+#: rest is the schema's own bookkeeping: migrations, views' versions, model prices).
 _DATA_TABLES = (
     "spans_raw",
     "logs",
@@ -33,14 +34,7 @@ _DATA_TABLES = (
     "annotation_records",
     "evaluation_runs",
     "response_evaluations",
-    "span_threads_mat",
-    "message_keys_mat",
-    "thread_attributes_mat",
-    "call_responses_mat",
-    "annotations_mat",
-    "turns_mat",
-    "transcript_mat",
-    "threads_mat",
+    *(table for table, _, _ in DERIVED),
 )
 
 #: DuckDB types the ClickHouse tables hold otherwise (see schema._TYPES).
@@ -50,12 +44,15 @@ _CASTS = {"HUGEINT": "BIGINT", "JSON": "VARCHAR"}
 class LocalStore:
     """One in-memory store, reused batch after batch (see the module docstring)."""
 
-    def __init__(self, memory_limit: str | None = None) -> None:
+    def __init__(
+        self, memory_limit: str | None = None, prices: list[PriceEntry] | None = None
+    ) -> None:
         self.con = duckdb.connect()
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         migrate(self.con)
         apply_views(self.con)
+        reprice(self.con, prices)  # (a price file's entries, as `collect --prices` takes)
         self._seq = 1
         #: traces set aside by the derivation (bad data), all batches together
         self.set_aside = 0

@@ -36,6 +36,7 @@ from otel_threads.clickhouse.engine import Engine
 from otel_threads.clickhouse.loading import SCOPE_ROUNDS, Loader
 from otel_threads.clickhouse.local import LocalStore
 from otel_threads.clickhouse.schema import VIEWS
+from otel_threads.prices import PriceEntry
 
 __all__ = ["BatchResult", "Worker", "owner", "parse_shard"]
 
@@ -91,13 +92,14 @@ class Worker:
         settle_s: float = SETTLE_S,
         batch_arrivals: int = BATCH_ARRIVALS,
         memory_limit: str | None = None,
+        prices: list[PriceEntry] | None = None,
     ) -> None:
         self.engine = engine
         self.index, self.count = shard
         self.key = f"{self.index}/{self.count}"
         self.settle_us = int(settle_s * 1e6)
         self.batch_arrivals = batch_arrivals
-        self.local = LocalStore(memory_limit)
+        self.local = LocalStore(memory_limit, prices)
         self.loader = Loader(engine)
 
     def close(self) -> None:
