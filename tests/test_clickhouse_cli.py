@@ -60,3 +60,27 @@ def test_init_prints_its_statements_for_a_cluster_to_adapt():
     for name in ("otel_traces", "otel_logs", "otel_threads_arrivals", "otel_threads_turns_gen"):
         assert f"CREATE TABLE IF NOT EXISTS {name}" in done.output or f"`{name}`" in done.output
     assert "pw" not in done.output
+
+
+def test_the_otelcol_clickhouse_config_writes_the_tables_the_workers_read():
+    from pathlib import Path
+
+    import yaml
+
+    from otel_threads.clickhouse.engine import DEFAULT_DATABASE
+
+    path = Path(__file__).parents[1] / "otel_threads" / "collector" / "otelcol-clickhouse.yaml"
+    text = path.read_text()
+    config = yaml.safe_load(text)
+    exporter = config["exporters"]["clickhouse"]
+    assert exporter["database"] == DEFAULT_DATABASE
+    assert (exporter["traces_table_name"], exporter["logs_table_name"]) == (
+        "otel_traces",
+        "otel_logs",
+    )
+    for signal in ("traces", "logs"):
+        pipeline = config["service"]["pipelines"][signal]
+        assert pipeline["receivers"] == ["otlp"] and pipeline["exporters"] == ["clickhouse"]
+    # the commands it says to run are the real ones
+    assert "otel-threads clickhouse init --url" in text
+    assert "otel-threads derive --clickhouse" in text
