@@ -1,8 +1,9 @@
 """The `otel-threads` command line (click).
 
-Reading commands (threads, show, sql) take ``--db PATH`` (default: $OTEL_THREADS_DB
-or ./otel-threads.duckdb) or ``--url URL`` of a collector's API; given a file that a
-running collector holds, they ask that collector. `collect` and `demo` live in
+Reading commands (threads, show, sql, export) take ``--db PATH`` (default:
+$OTEL_THREADS_DB or ./otel-threads.duckdb), ``--url URL`` of a collector's API, or
+``--clickhouse URL`` of a store on ClickHouse; given a file that a running collector
+holds, they ask that collector. `collect`, `serve` and `demo` live in
 ``otel_threads.collector``, imported only when one of them runs (`LAZY_COMMANDS`).
 """
 
@@ -31,6 +32,8 @@ LAZY_COMMANDS = {
     "demo": "otel_threads.collector.demo:demo",
     "derive": "otel_threads.cli_clickhouse:derive",
     "eval": "otel_threads.cli_eval:eval_cmd",
+    "prune": "otel_threads.cli_prune:prune_cmd",
+    "serve": "otel_threads.collector.serve:serve",
 }
 
 
@@ -58,7 +61,15 @@ def main() -> None:
     """
 
 
-def _source(fn: Callable) -> Callable:
+def _source(fn: Callable, clickhouse: bool = False) -> Callable:
+    """--db and --url (and with ``clickhouse``, --clickhouse): where a command reads."""
+    if clickhouse:
+        fn = click.option(
+            "--clickhouse",
+            metavar="URL",
+            help="A store on ClickHouse that derive workers keep: "
+            "clickhouse://host:8123/otel or chdb:///path/to/folder.",
+        )(fn)
     fn = click.option(
         "--url", metavar="URL", help="A collector's API, e.g. http://127.0.0.1:4319."
     )(fn)
@@ -69,12 +80,26 @@ def _source(fn: Callable) -> Callable:
     )(fn)
 
 
-def _client(db: str | None, url: str | None):
-    from otel_threads.client import ThreadsClient
+def _reading_source(fn: Callable) -> Callable:
+    """The reading commands' sources: --db, --url or --clickhouse."""
+    return _source(fn, clickhouse=True)
 
-    if db and url:
-        raise click.UsageError("give --db or --url, not both")
-    return ThreadsClient(url or db)
+
+def _client(db: str | None, url: str | None, clickhouse: str | None = None):
+    from otel_threads.client import CLICKHOUSE_SCHEMES, ThreadsClient
+
+    given = [flag for flag, v in (("--db", db), ("--url", url), ("--clickhouse", clickhouse)) if v]
+    if len(given) > 1:
+        raise click.UsageError(
+            f"give one of --db, --url or --clickhouse, not {' and '.join(given)}"
+        )
+    if clickhouse and not clickhouse.startswith(CLICKHOUSE_SCHEMES):
+        raise click.BadParameter(
+            f"{clickhouse!r} is no ClickHouse URL: clickhouse://host:8123/otel or "
+            "chdb:///path/to/folder",
+            param_hint="--clickhouse",
+        )
+    return ThreadsClient(clickhouse or url or db)
 
 
 def _no_store(path: str) -> str:
@@ -95,6 +120,7 @@ def _domain_errors(fn: Callable[[], Any]) -> Any:
     """``fn()``, with what can go wrong for a reader as one-line errors."""
     import duckdb
 
+    from otel_threads.clickhouse.engine import EngineError
     from otel_threads.client import ThreadsClientError
     from otel_threads.store import StoreLockedError
 
@@ -104,7 +130,7 @@ def _domain_errors(fn: Callable[[], Any]) -> Any:
         if exc.filename:
             raise click.ClickException(_no_store(str(exc.filename))) from None
         raise click.ClickException(exc.args[0] if exc.args else str(exc)) from None
-    except (StoreLockedError, ThreadsClientError, ValueError) as exc:
+    except (StoreLockedError, ThreadsClientError, EngineError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except duckdb.Error as exc:  # what DuckDB says, on one line
         raise click.ClickException(" ".join(str(exc).split())) from None
@@ -117,7 +143,7 @@ def _json_out(payload: Any) -> None:
 
 
 @main.command("threads")
-@_source
+@_reading_source
 @click.option(
     "--sort",
     "sorts",
@@ -136,6 +162,7 @@ def _json_out(payload: Any) -> None:
 def threads_cmd(
     db: str | None,
     url: str | None,
+    clickhouse: str | None,
     sorts: tuple[str, ...],
     limit: int,
     offset: int,
@@ -155,6 +182,7 @@ def threads_cmd(
         otel-threads threads --after 2d --sort turn_count:desc
         otel-threads threads --search refund --role user --tool lookup_order
         otel-threads threads --errors --model 'gpt-4o*' --attr tenant=acme
+        otel-threads threads --clickhouse clickhouse://localhost:8123/otel --search refund
     """
     from otel_threads.query import SortBy, ThreadsQueryReq
     from otel_threads.render import thread_rows
@@ -175,7 +203,7 @@ def threads_cmd(
             sortable_datetime_before=before,
             filter=found,
         )
-        return _client(db, url).threads_query(req)
+        return _client(db, url, clickhouse).threads_query(req)
 
     res = _domain_errors(run)
     if as_json:
@@ -196,7 +224,7 @@ def threads_cmd(
 
 @main.command("show")
 @click.argument("thread_id")
-@_source
+@_reading_source
 @click.option(
     "--through",
     "through",
@@ -216,6 +244,7 @@ def show_cmd(
     thread_id: str,
     db: str | None,
     url: str | None,
+    clickhouse: str | None,
     through: str | None,
     fmt: str,
     as_json: bool,
@@ -238,7 +267,7 @@ def show_cmd(
 
     def run() -> Any:
         try:
-            return _client(db, url).thread(thread_id, through_turn=through)
+            return _client(db, url, clickhouse).thread(thread_id, through_turn=through)
         except ThreadNotFoundError as exc:
             raise ValueError(f"{exc}: otel-threads threads lists the threads there") from None
 
@@ -253,7 +282,7 @@ def show_cmd(
 
 @main.command("export")
 @click.argument("directory", metavar="DIR")
-@_source
+@_reading_source
 @click.option(
     "--format",
     "fmt",
@@ -268,6 +297,7 @@ def export_cmd(
     directory: str,
     db: str | None,
     url: str | None,
+    clickhouse: str | None,
     fmt: str,
     after: dt.datetime | None,
     before: dt.datetime | None,
@@ -296,8 +326,13 @@ def export_cmd(
             sortable_datetime_before=before,
             filter=found,
         )
-        client = _client(db, url)
-        return export(client.arrow, directory, req, fmt)
+        if clickhouse and not (db or url):
+            raise ValueError(
+                "export reads a DuckDB file or a collector's API; on ClickHouse, select the "
+                "views in ClickHouse's own formats (clickhouse-client: "
+                "SELECT * FROM turns FORMAT Parquet)"
+            )
+        return export(_client(db, url, clickhouse).arrow, directory, req, fmt)
 
     counts = _domain_errors(run)
     for view, rows in counts.items():
@@ -306,20 +341,24 @@ def export_cmd(
 
 @main.command("sql")
 @click.argument("query")
-@_source
+@_reading_source
 @click.option("--json", "fmt", flag_value="json", help="Print JSON (a list of objects).")
 @click.option("--csv", "fmt", flag_value="csv", help="Print CSV.")
-def sql_cmd(query: str, db: str | None, url: str | None, fmt: str | None) -> None:
-    """Run one read-only SQL statement over the store (tables and views).
+def sql_cmd(
+    query: str, db: str | None, url: str | None, clickhouse: str | None, fmt: str | None
+) -> None:
+    """Run one read-only SQL statement over the store (tables and views), in DuckDB's SQL
+    (ClickHouse's with --clickhouse, or --url of otel-threads serve).
 
     \b
     Example:
         otel-threads sql "SELECT thread_id, turn_count FROM threads ORDER BY turn_count DESC"
         otel-threads sql "FROM transcript WHERE thread_id = 'support_thread_42'" --csv
+        otel-threads sql "SELECT count() FROM turns" --clickhouse chdb:///var/lib/otel-threads
     """
     from otel_threads.render import table
 
-    columns, rows = _domain_errors(lambda: _client(db, url).sql(query))
+    columns, rows = _domain_errors(lambda: _client(db, url, clickhouse).sql(query))
     if fmt == "json":
         _json_out([dict(zip(columns, r, strict=True)) for r in rows])
     elif fmt == "csv":
@@ -331,60 +370,6 @@ def sql_cmd(query: str, db: str | None, url: str | None, fmt: str | None) -> Non
     else:
         click.echo(table(columns, rows))
         click.echo(f"\n{len(rows)} row{'s' if len(rows) != 1 else ''}")
-
-
-@main.command("prune")
-@click.option(
-    "--before",
-    required=True,
-    metavar="TIME|AGE",
-    help="Delete threads last active before TIME (ISO 8601, UTC) or older than "
-    "AGE (30d, 12h, 90m).",
-)
-@click.option(
-    "--db", metavar="PATH", help="DuckDB file [env OTEL_THREADS_DB; default ./otel-threads.duckdb]."
-)
-def prune_cmd(before: str, db: str | None) -> None:
-    """Delete old threads whole (spans, log records, derived rows), reusing their space.
-
-    A thread goes only whole; a trace that also serves a live thread keeps that
-    thread's spans. Works on a file no collector holds: a running collector prunes
-    its own file with `collect --retention AGE`.
-
-    
-    Example:
-        otel-threads prune --before 30d --db chats.duckdb
-        otel-threads prune --before 2026-11-01T00:00
-    """
-    from otel_threads.store import StoreLockedError, connect, default_db_path, read_holder
-    from otel_threads.store.retention import parse_before, prune
-
-    try:
-        when = parse_before(before)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--before") from None
-    path = default_db_path(db)
-    holder = read_holder(path)
-    if holder is not None:
-        raise click.ClickException(
-            f"{path} is held by an otel-threads collector, PID {holder.pid}: it prunes its "
-            "own file with --retention (or stop it first)"
-        )
-    # a file that is no store is refused as it is (a writable open would make it one)
-    _domain_errors(lambda: connect(path, read_only=True).close())
-    try:
-        con = connect(path)
-    except StoreLockedError as exc:
-        raise click.ClickException(f"{exc}. A running collector prunes with --retention") from None
-    try:
-        res = prune(con, when)
-        con.execute("CHECKPOINT")  # the deleted rows' space is reused from here on
-    finally:
-        con.close()
-    click.echo(
-        f"deleted {res.threads} threads, {res.traces} whole traces, {res.spans} spans "
-        f"and {res.logs} log records last active before {when.isoformat()} UTC"
-    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from otel_threads import ThreadsClient, ThreadsQueryReq
 from otel_threads.cli import main as cli
-from otel_threads.collector.readonly_sql import run_readonly_arrow
 from otel_threads.export import VIEWS, export
+from otel_threads.store.readonly_sql import run_readonly_arrow
 
 REFUND = ["chat", "refund-error", "refund-tool"]  # threads with "refund" in a message
 

@@ -7,7 +7,9 @@
   is what the file store's own queries answer over that thread alone: its traces are
   read back (`Loader.scope`) into an in-memory store and derived there, so every detail
   the file gives (spans with their attributes, a branch through any turn) comes from
-  the same SQL, on ClickHouse's spans.
+  the same SQL, on ClickHouse's spans. The thread derived last is kept until a worker
+  writes a new generation of it (`stamp`), so the page's next read of the same thread
+  (a turn's spans, an LLM call's messages) does not derive it again.
 - SQL runs on ClickHouse, read-only (``readonly = 1``: no writes, no table functions
   that read files or URLs), one SELECT statement at a time.
 """
@@ -42,13 +44,16 @@ _PREVIEW = ", ".join(
 _THREAD_FIELDS = {f.name for f in dataclasses.fields(ThreadSchema)}
 
 
-def readonly_sql(sql: str) -> str:
+def readonly_sql(sql: str, limit: int | None = None, timeout_s: float | None = None) -> str:
     """``sql`` (one SELECT, WITH ... SELECT or UNION of them) run with ``readonly = 1``:
-    anything else is a syntax error, and settings inside cannot lift it."""
+    anything else is a syntax error, and settings inside cannot lift it. At most
+    ``limit`` rows, stopped after ``timeout_s`` seconds (``max_execution_time``)."""
     text = sql.strip().rstrip(";").rstrip()
     if not text:
         raise ValueError("no SQL statement given: give one, e.g. SELECT count() FROM threads")
-    return f"SELECT * FROM (\n{text}\n) SETTINGS readonly = 1"
+    cut = "" if limit is None else f" LIMIT {int(limit)}"
+    deadline = "" if timeout_s is None else f", max_execution_time = {float(timeout_s):g}"
+    return f"SELECT * FROM (\n{text}\n){cut} SETTINGS readonly = 1{deadline}"
 
 
 def naive_utc(value: Any) -> Any:
@@ -73,6 +78,8 @@ class ClickHouseReader:
         self.engine = engine
         self.loader = Loader(engine)
         self._local: LocalStore | None = None
+        #: (thread id, its `stamp`) of what `_local` holds derived
+        self._derived: tuple[str, str] | None = None
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -111,15 +118,36 @@ class ClickHouseReader:
         except EngineError as exc:
             raise ValueError(str(exc)) from None
 
+    def stamp(self, thread_id: str | None = None) -> str | None:
+        """A stamp of the generations the derive workers wrote, of one thread or of all:
+        it changes with every generation written. None when there is none. (EngineError
+        when ClickHouse fails, as `thread_store`'s reads.)"""
+        sql = (
+            "SELECT toUnixTimestamp64Micro(max(written_at)) AS at, count() AS n "
+            "FROM otel_threads_thread_gens"
+        )
+        if thread_id is None:
+            rows = self.engine.query(sql)
+        else:
+            rows = self.engine.query(f"{sql} WHERE thread_id = {{t:String}}", {"t": thread_id})
+        at, n = rows.column("at")[0].as_py(), rows.column("n")[0].as_py()
+        return f"{at}.{n}" if n else None
+
     @contextmanager
     def thread_store(self, thread_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
         """A DuckDB connection on which ``thread_id``, read back from ClickHouse and
-        derived alone, answers the file store's queries (one thread at a time)."""
+        derived alone, answers the file store's queries (one thread at a time; the one
+        derived last stays until its `stamp` moves)."""
         with self._lock:
             if self._local is None:
                 self._local = LocalStore()
-            spans, logs = self.loader.scope(set(), {thread_id})
-            self._local.derive(spans, logs)
+            stamp = self.stamp(thread_id)
+            if stamp is None or self._derived != (thread_id, stamp):
+                self._derived = None
+                spans, logs = self.loader.scope(set(), {thread_id})
+                self._local.derive(spans, logs)
+                if stamp is not None:
+                    self._derived = (thread_id, stamp)
             yield self._local.con
 
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
@@ -130,6 +158,7 @@ class ClickHouseReader:
             [naive_utc(v) for v in row] for row in zip(*columns, strict=True)
         ]
 
-    def arrow(self, sql: str) -> pa.Table:
-        """One read-only statement, whole, as an Arrow table (times naive UTC)."""
-        return _naive_table(self._query(readonly_sql(sql)))
+    def arrow(self, sql: str, limit: int | None = None, timeout_s: float | None = None) -> pa.Table:
+        """One read-only statement, whole (or its first ``limit`` rows), as an Arrow table
+        (times naive UTC); stopped after ``timeout_s``."""
+        return _naive_table(self._query(readonly_sql(sql, limit, timeout_s)))

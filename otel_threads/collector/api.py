@@ -2,12 +2,13 @@
 by collector.metrics), the web page and what it reads (a turn's spans, an LLM span's
 messages), and annotations (written by collector.api_writes).
 
-Reads run on their own cursors of the collector's database, next to the writer
-(`otel_threads.store.reads.Reads`: the handler gets that, not the collector).
-`/sql` (JSON rows, cut to a size) and `/arrow` (an Arrow IPC stream, whole or
-refused; ``params`` for its ``?``) run one statement in a READ ONLY transaction on
-a database whose external access (files, ATTACH, extensions) is switched off: the
-database refuses writes, we do not parse SQL to guess them.
+The handler reads through a `otel_threads.reads_backend.ReadsBackend`, not the
+collector: the collector's file (`otel_threads.store.reads.Reads`: cursors of their
+own, next to the writer), or ClickHouse (`otel-threads serve`). On a file, `/sql` (JSON
+rows, cut to a size) and `/arrow` (an Arrow IPC stream, whole or refused; ``params``
+for its ``?``) run one statement in a READ ONLY transaction on a database whose
+external access (files, ATTACH, extensions) is switched off: the database refuses
+writes, we do not parse SQL to guess them.
 """
 
 from __future__ import annotations
@@ -22,30 +23,13 @@ from typing import Any
 from otel_threads.client import ARROW_STREAM
 from otel_threads.collector import api_writes
 from otel_threads.collector.httpbase import BaseHandler
-from otel_threads.collector.readonly_sql import (
-    SQL_CONCURRENCY,
-    SQL_QUEUE_S,
-    run_readonly_arrow,
-    run_readonly_sql,
-)
 from otel_threads.filters import ThreadFilter
 from otel_threads.json_out import dumps
-from otel_threads.paging import (
-    TRANSCRIPT_LIMIT,
-    TURN_LIMIT,
-    query_thread_page,
-)
-from otel_threads.query import (
-    ThreadsQueryReq,
-    etag,
-    query_threads,
-    query_turn_spans,
-    thread_version,
-    threads_version,
-)
-from otel_threads.span_messages import query_span_messages
+from otel_threads.paging import TRANSCRIPT_LIMIT, TURN_LIMIT
+from otel_threads.query import ThreadsQueryReq, etag
+from otel_threads.reads_backend import ReadsBackend
 from otel_threads.store.errors import StoreClosed
-from otel_threads.store.reads import Reads
+from otel_threads.store.readonly_sql import SQL_CONCURRENCY, SQL_QUEUE_S
 
 __all__ = ["ApiHandler"]
 
@@ -181,7 +165,7 @@ def _not_modified(header: str | None, tag: str) -> bool:
 
 class ApiHandler(BaseHandler):
     # set by HttpListener
-    reads: Reads
+    reads: ReadsBackend
     sql_slots: threading.BoundedSemaphore  # /sql statements running at once
     metrics: Callable[[], str]  # the /metrics text (not a method: a partial)
     open_paths = frozenset({"/healthz"})
@@ -237,15 +221,22 @@ class ApiHandler(BaseHandler):
         except StoreClosed as exc:
             self.reply_json(503, {"error": str(exc)}, {"Retry-After": "1"})
 
+    def _catch_up(self, wait_s: float) -> None:
+        """Wait up to ``wait_s`` (`_wait_s`) for derivation to catch up with what was
+        acknowledged (read your writes; at once where nothing derives here)."""
+        if wait_s > 0:
+            self.reads.sync(wait_s)
+
     def _get(self) -> None:
         if not self.authorized():
             return
         path = self.path.split("?", 1)[0]
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        reads = self.reads
         if path in self.web_files:
             self._web(path)
         elif path == "/healthz":  # open without the token: says nothing more
-            fault = self.reads.fault
+            fault = reads.fault
             if fault is None:
                 self._send(200, {"status": "ok"})
             else:  # what kind of fault, not where the file is (the log says it all)
@@ -254,13 +245,13 @@ class ApiHandler(BaseHandler):
             try:
                 wait_s = _wait_s(query)
                 req, sort = _page_query(query)
-                with self.reads.read(wait_s) as con:
-                    version = threads_version(con)  # before the read: never newer than it
-                    tag = etag(version, sorted(query.items())) if version else None
-                    if tag and _not_modified(self.headers.get("If-None-Match"), tag):
-                        self._not_modified(tag)
-                        return
-                    res = query_threads(con, req, page_sort=sort)
+                self._catch_up(wait_s)
+                version = reads.threads_version()  # before the read: never newer than it
+                tag = etag(version, sorted(query.items())) if version else None
+                if tag and _not_modified(self.headers.get("If-None-Match"), tag):
+                    self._not_modified(tag)
+                    return
+                res = reads.threads(req, sort)
             except ValueError as exc:
                 self._send(400, {"error": str(exc)})
                 return
@@ -278,12 +269,11 @@ class ApiHandler(BaseHandler):
                 urllib.parse.unquote(p) for p in (thread_id, turn_id, span_id)
             )
             try:
-                wait_s = _wait_s(query)
+                self._catch_up(_wait_s(query))
             except ValueError as exc:
                 self._send(400, {"error": str(exc)})
                 return
-            with self.reads.read(wait_s) as con:
-                answer = query_span_messages(con, thread_id, turn_id, span_id)
+            answer = reads.span_messages(thread_id, turn_id, span_id)
             if answer is None:
                 self._send(
                     404,
@@ -295,12 +285,11 @@ class ApiHandler(BaseHandler):
             thread_id, _, turn_id = path[len("/threads/") : -len("/spans")].rpartition("/turns/")
             thread_id, turn_id = urllib.parse.unquote(thread_id), urllib.parse.unquote(turn_id)
             try:
-                wait_s = _wait_s(query)
+                self._catch_up(_wait_s(query))
             except ValueError as exc:
                 self._send(400, {"error": str(exc)})
                 return
-            with self.reads.read(wait_s) as con:
-                spans = query_turn_spans(con, thread_id, turn_id)
+            spans = reads.turn_spans(thread_id, turn_id)
             if spans is None:
                 self._send(404, {"error": f"no turn {turn_id!r} in thread {thread_id!r}"})
             else:
@@ -312,13 +301,13 @@ class ApiHandler(BaseHandler):
             try:
                 wait_s = _wait_s(query)
                 params = _thread_query(query)
-                with self.reads.read(wait_s) as con:
-                    version = thread_version(con, thread_id)  # before the read
-                    tag = etag(version, thread_id, sorted(params.items())) if version else None
-                    if tag and _not_modified(self.headers.get("If-None-Match"), tag):
-                        self._not_modified(tag)
-                        return
-                    detail = query_thread_page(con, thread_id, params.pop("through_turn"), **params)
+                self._catch_up(wait_s)
+                version = reads.thread_version(thread_id)  # before the read
+                tag = etag(version, thread_id, sorted(params.items())) if version else None
+                if tag and _not_modified(self.headers.get("If-None-Match"), tag):
+                    self._not_modified(tag)
+                    return
+                detail = reads.thread_page(thread_id, params.pop("through_turn"), **params)
             except (ValueError, TypeError) as exc:
                 self._send(400, {"error": str(exc)})
                 return
@@ -355,41 +344,37 @@ class ApiHandler(BaseHandler):
             wait_s = _wait_s(query)
             if query:
                 raise ValueError(f"unknown parameter(s) {sorted(query)}; {path} takes wait")
-            with self.reads.read(wait_s) as con:
-                if path == "/threads/query":
-                    res = query_threads(con, ThreadsQueryReq.from_json(body))
-                    payload: Any = {"threads": res.threads, "total": res.total}
+            self._catch_up(wait_s)
+            if path == "/threads/query":
+                res = self.reads.threads(ThreadsQueryReq.from_json(body))
+                self._send(200, {"threads": res.threads, "total": res.total})
+                return
+            if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
+                raise ValueError('send {"sql": "SELECT ..."}')
+            unknown = sorted(set(body) - {"sql", "params"})
+            if unknown or (path == "/sql" and "params" in body):
+                raise ValueError(
+                    f"unknown field(s) {unknown or ['params']}; {path} takes sql"
+                    + (" and params" if path == "/arrow" else "")
+                )
+            if not self.sql_slots.acquire(timeout=SQL_QUEUE_S):
+                self.reply_json(
+                    503,
+                    {"error": f"{SQL_CONCURRENCY} /sql statements are running; retry later"},
+                    {"Retry-After": "1"},
+                )
+                return
+            try:
+                if path == "/arrow":
+                    arrow = self.reads.arrow(body["sql"], body.get("params"))
                 else:
-                    if not isinstance(body, dict) or not isinstance(body.get("sql"), str):
-                        raise ValueError('send {"sql": "SELECT ..."}')
-                    unknown = sorted(set(body) - {"sql", "params"})
-                    if unknown or (path == "/sql" and "params" in body):
-                        raise ValueError(
-                            f"unknown field(s) {unknown or ['params']}; {path} takes sql"
-                            + (" and params" if path == "/arrow" else "")
-                        )
-                    slots = self.sql_slots
-                    if not slots.acquire(timeout=SQL_QUEUE_S):
-                        self.reply_json(
-                            503,
-                            {
-                                "error": f"{SQL_CONCURRENCY} /sql statements "
-                                "are running; retry later"
-                            },
-                            {"Retry-After": "1"},
-                        )
-                        return
-                    try:
-                        if path == "/arrow":
-                            arrow = run_readonly_arrow(con, body["sql"], body.get("params"))
-                        else:
-                            payload = run_readonly_sql(con, body["sql"])
-                    finally:
-                        slots.release()
-                    if path == "/arrow":
-                        self.reply(200, arrow, ARROW_STREAM)
-                        return
+                    payload = self.reads.sql(body["sql"])
+            finally:
+                self.sql_slots.release()
         except (ValueError, TypeError) as exc:
             self._send(400, {"error": str(exc)})
             return
-        self._send(200, payload)
+        if path == "/arrow":
+            self.reply(200, arrow, ARROW_STREAM)
+        else:
+            self._send(200, payload)

@@ -70,11 +70,16 @@ def route(method: str, path: str) -> tuple[str, str] | None:
 
 def handle(handler: ApiHandler) -> None:
     """Answer a write (an authorized request): the `route` of its method and path, with
-    its JSON body for a POST; 404 when it is none."""
+    its JSON body for a POST; 404 when it is none, 405 (saying why) when the store
+    takes no writes from the API (`ReadsBackend.writes_refused`)."""
     path = handler.path.split("?", 1)[0]
     write = route(handler.command, path)
     if write is None:
         handler._send(404, {"error": f"no such endpoint {handler.command} {path}"})
+        return
+    refused = handler.reads.writes_refused
+    if refused is not None:  # (a store the API only reads: ClickHouse)
+        handler._send(405, {"error": refused})
         return
     what, key = write
     if what == "delete":

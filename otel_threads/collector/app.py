@@ -31,11 +31,11 @@ from otel_threads.collector.http_server import OtlpHttpHandler
 from otel_threads.collector.ingest import Ingest
 from otel_threads.collector.malloc import tune_malloc
 from otel_threads.collector.metrics import render_metrics
-from otel_threads.collector.ports import check_free
-from otel_threads.collector.readonly_sql import SQL_CONCURRENCY
+from otel_threads.collector.ports import check_free, listen_url
 from otel_threads.collector.retention import RetentionTask
 from otel_threads.prices import reprice
 from otel_threads.store import read_holder, remove_holder, write_holder
+from otel_threads.store.readonly_sql import SQL_CONCURRENCY
 from otel_threads.store.reads import Reads
 from otel_threads.store.store import Store
 from otel_threads.store.writer import Writer
@@ -52,15 +52,6 @@ class Endpoints:
     grpc: str | None
     http: str | None
     api: str | None
-
-
-def _url(scheme: str, address: tuple[str, int] | None, port: int | None) -> str | None:
-    if address is None or port is None:
-        return None
-    host = address[0]
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    host = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{host}:{port}"
 
 
 def _raise_open_files_limit() -> None:
@@ -110,7 +101,7 @@ class Collector:
         self._api: HttpListener | None = None
         self.retention = RetentionTask(self.store, config.retention) if config.retention else None
         self.endpoints = Endpoints(None, None, None)
-        #: /sql statements running at once (collector.readonly_sql.SQL_CONCURRENCY)
+        #: /sql statements running at once (store.readonly_sql.SQL_CONCURRENCY)
         self.sql_slots = threading.BoundedSemaphore(SQL_CONCURRENCY)
         self._started = False
         self._stopped = threading.Event()
@@ -160,9 +151,9 @@ class Collector:
             self.retention.start()
         self._started = True
         self.endpoints = Endpoints(
-            grpc=_url(scheme, cfg.grpc, grpc_port),
-            http=_url(scheme, cfg.http, http_port),
-            api=_url(scheme, cfg.api, api_port),
+            grpc=listen_url(scheme, cfg.grpc, grpc_port),
+            http=listen_url(scheme, cfg.http, http_port),
+            api=listen_url(scheme, cfg.api, api_port),
         )
         if self.endpoints.api:
             write_holder(

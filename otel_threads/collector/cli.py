@@ -9,14 +9,16 @@ from typing import Any
 
 import click
 
-from otel_threads.collector.config import SETTINGS, Config, ConfigError
+from otel_threads.collector.config import SETTINGS, Config, ConfigError, Setting
 from otel_threads.store import StoreLockedError
 
-__all__ = ["collect"]
+__all__ = ["collect", "settings_options"]
 
 
-def _settings_options(fn: Any) -> Any:
-    for s in reversed(SETTINGS):
+def settings_options(fn: Any, settings: tuple[Setting, ...] = SETTINGS) -> Any:
+    """An option for each of ``settings`` (its flag, metavar and help, with its env var and
+    default), None when not given (`Config.load` takes it from there)."""
+    for s in reversed(settings):
         default = s.default or "none"
         fn = click.option(
             s.flag,
@@ -29,7 +31,7 @@ def _settings_options(fn: Any) -> Any:
 
 
 @click.command("collect")
-@_settings_options
+@settings_options
 def collect(**values: str | None) -> None:
     """Receive OTLP (gRPC and HTTP, traces and logs) into one DuckDB file.
 

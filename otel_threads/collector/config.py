@@ -22,7 +22,7 @@ from otel_threads.store.forks import FORK_POLICIES
 from otel_threads.store.retention import parse_duration
 from otel_threads.store.writer import MAX_PENDING_ROWS
 
-__all__ = ["SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
+__all__ = ["API_SETTINGS", "SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
 
 
 class ConfigError(ValueError):
@@ -330,6 +330,10 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+#: The settings of the API listener alone (`otel-threads serve`: no receivers, no file).
+API_SETTINGS = ("api", "token", "allowed_hosts", "tls_cert", "tls_key", "client_timeout")
+
+
 def _default(name: str) -> Any:
     """A setting's default, parsed from the table (the one place it is written)."""
     setting = next(s for s in SETTINGS if s.name == name)
@@ -359,6 +363,8 @@ class Config:
     retention: dt.timedelta | None = _default("retention")  # noqa: RUF009 (immutable)
     #: a price file's entries (None: no file; the genai-prices data alone)
     prices: tuple[PriceEntry, ...] | None = None
+    #: False: the API listener alone, with no receivers (`load_api`: otel-threads serve)
+    receivers: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -371,8 +377,10 @@ class Config:
             raise ConfigError("--token must not be empty")
         if self.on_fork not in FORK_POLICIES:
             raise ConfigError(f"--on-fork must be one of {', '.join(FORK_POLICIES)}")
-        if not (self.grpc or self.http):
+        if self.receivers and not (self.grpc or self.http):
             raise ConfigError("at least one receiver (--grpc or --http) must be on")
+        if not self.receivers and (self.grpc or self.http or not self.api):
+            raise ConfigError("--api must be HOST:PORT, not off: the API is all this serves")
         bound = [a for a in (self.grpc, self.http, self.api) if a and a[1] != 0]
         if len(bound) != len(set(bound)):
             raise ConfigError("--grpc, --http and --api must listen on different addresses")
@@ -382,24 +390,41 @@ class Config:
         cls, values: dict[str, str | None] | None = None, env: dict[str, str] | None = None
     ) -> Config:
         """Parse raw strings: ``values`` (flags) > ``env`` > defaults."""
-        values = values or {}
-        env = dict(os.environ) if env is None else env
-        parsed: dict[str, Any] = {}
-        for s in SETTINGS:
-            raw = values.get(s.name)
-            source = s.flag
-            if raw is None:
-                raw, source = env.get(s.env), f"{s.flag} (from {s.env})"
-            if raw is None:
-                raw, source = s.default, f"{s.flag} (default)"
-            if raw is None:
-                parsed[s.name] = None
-                continue
-            if s.secret and not raw.strip():
-                raise ConfigError(f"{source}: must not be empty")
-            try:
-                parsed[s.name] = s.parse(raw)
-            except ConfigError as exc:
-                raise ConfigError(f"{source}: {exc}") from None
+        parsed = _parse(SETTINGS, values, env)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in parsed.items() if k in known})
+
+    @classmethod
+    def load_api(
+        cls, values: dict[str, str | None] | None = None, env: dict[str, str] | None = None
+    ) -> Config:
+        """The API listener's settings alone (`API_SETTINGS`), as `load` parses them, for
+        the API without receivers (otel-threads serve)."""
+        chosen = tuple(s for s in SETTINGS if s.name in API_SETTINGS)
+        return cls(grpc=None, http=None, receivers=False, **_parse(chosen, values, env))
+
+
+def _parse(
+    settings: tuple[Setting, ...], values: dict[str, str | None] | None, env: dict[str, str] | None
+) -> dict[str, Any]:
+    """Each of ``settings`` parsed: ``values`` (flags) > ``env`` > defaults."""
+    values = values or {}
+    env = dict(os.environ) if env is None else env
+    parsed: dict[str, Any] = {}
+    for s in settings:
+        raw = values.get(s.name)
+        source = s.flag
+        if raw is None:
+            raw, source = env.get(s.env), f"{s.flag} (from {s.env})"
+        if raw is None:
+            raw, source = s.default, f"{s.flag} (default)"
+        if raw is None:
+            parsed[s.name] = None
+            continue
+        if s.secret and not raw.strip():
+            raise ConfigError(f"{source}: must not be empty")
+        try:
+            parsed[s.name] = s.parse(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return parsed

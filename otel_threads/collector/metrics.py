@@ -14,7 +14,7 @@ from otel_threads.store.stats import LATENCY_BUCKETS, Histogram
 if TYPE_CHECKING:
     from otel_threads.collector.app import Collector
 
-__all__ = ["render_metrics", "resident_bytes"]
+__all__ = ["metric_lines", "render_metrics", "resident_bytes"]
 
 
 def resident_bytes(pid: int) -> int:
@@ -29,6 +29,26 @@ def resident_bytes(pid: int) -> int:
     return 0
 
 
+def metric_lines(
+    name: str, kind: str, help_text: str, samples: list[tuple[str, float]]
+) -> list[str]:
+    """One metric in Prometheus text format: its HELP, its TYPE, and a line per
+    (labels, value) sample."""
+    return [
+        f"# HELP {name} {help_text}",
+        f"# TYPE {name} {kind}",
+        *(f"{name}{labels} {_number(value)}" for labels, value in samples),
+    ]
+
+
+def _number(value: float) -> str:
+    """A sample's value: a count exactly, a float to 15 digits (a byte count or a Unix
+    time keeps every digit that matters)."""
+    if isinstance(value, int):
+        return str(int(value))
+    return f"{value:.15g}"
+
+
 def render_metrics(collector: Collector) -> str:
     """Counters and gauges of the receivers and the writer, in Prometheus text format."""
     w = collector.writer.stats
@@ -36,9 +56,7 @@ def render_metrics(collector: Collector) -> str:
     lines: list[str] = []
 
     def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+        lines.extend(metric_lines(name, kind, help_text, samples))
 
     def histogram(name: str, help_text: str, h: Histogram) -> None:
         lines.append(f"# HELP {name} {help_text}")

@@ -1,12 +1,22 @@
-"""Listen addresses: checked before the collector opens (or creates) its file, and one
-message for an address in use, whichever listener meets it."""
+"""Listen addresses: checked before the collector opens (or creates) its file, one
+message for an address in use, whichever listener meets it, and the URL of a listener."""
 
 from __future__ import annotations
 
 import errno
 import socket
 
-__all__ = ["check_free", "in_use"]
+__all__ = ["check_free", "in_use", "listen_url"]
+
+
+def listen_url(scheme: str, address: tuple[str, int] | None, port: int | None) -> str | None:
+    """The URL a listener on ``address`` (bound to ``port``) is reached at; None when off."""
+    if address is None or port is None:
+        return None
+    host = address[0]
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port}"
 
 
 def _where(host: str, port: int) -> str:

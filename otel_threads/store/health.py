@@ -34,6 +34,8 @@ KINDS = {
     "fatal": "DuckDB stopped the database after a fatal error",
     "write": "committing to the store fails",
     "open": "the store file cannot be opened",
+    # (a store on ClickHouse: otel_threads.clickhouse.serving)
+    "unreachable": "the ClickHouse store does not answer",
 }
 
 

@@ -1,6 +1,8 @@
 """`Reads`: the reading side of a `Store`, and all the API (and the demo) get of it:
 whether the store is healthy, cursors of their own, and one small write at a time
-(`Reads.write`: annotations, evaluators' results).
+(`Reads.write`: annotations, evaluators' results). It is the API's
+`otel_threads.reads_backend.ReadsBackend` on a file: each of those reads is the query
+function of the same name on a cursor of its own.
 
 Derivation runs behind the writer's commits (otel_threads.store.derive_worker): a read may find
 the derived views a little behind what was acknowledged. Whether to wait for them is
@@ -11,11 +13,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import duckdb
 
+from otel_threads.paging import query_thread_page
+from otel_threads.query import query_threads, query_turn_spans, thread_version, threads_version
+from otel_threads.schemas import ThreadDetail, ThreadsQueryReq, ThreadsQueryRes
+from otel_threads.span_messages import query_span_messages
 from otel_threads.store.errors import StoreUnavailable
 from otel_threads.store.health import Fault
+from otel_threads.store.readonly_sql import run_readonly_arrow, run_readonly_sql
 from otel_threads.store.store import Store
 
 __all__ = ["Reads"]
@@ -26,8 +34,12 @@ WRITE_WAIT_S = 30.0
 
 
 class Reads:
-    """Read ``store``: `fault`, `read`, `sync`; and `write`, for the API's small writes
-    (never spans or log records: those go through the writer)."""
+    """Read ``store``: `fault`, `read`, `sync`, the API's reads (`ReadsBackend`); and
+    `write`, for the API's small writes (never spans or log records: those go through
+    the writer)."""
+
+    #: the API writes annotations and evaluators' results to the file
+    writes_refused: str | None = None
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -77,3 +89,41 @@ class Reads:
             finally:
                 store.checkpoint_lock.release()
         store.committed()
+
+    # -- the API's reads (otel_threads.reads_backend.ReadsBackend) ----------------------
+
+    def threads_version(self) -> str | None:
+        with self.read() as con:
+            return threads_version(con)
+
+    def threads(
+        self, req: ThreadsQueryReq, page_sort: list[tuple[str, str]] | None = None
+    ) -> ThreadsQueryRes:
+        with self.read() as con:
+            return query_threads(con, req, page_sort=page_sort)
+
+    def thread_version(self, thread_id: str) -> str | None:
+        with self.read() as con:
+            return thread_version(con, thread_id)
+
+    def thread_page(
+        self, thread_id: str, through_turn: str | None = None, **paging: Any
+    ) -> ThreadDetail | None:
+        with self.read() as con:
+            return query_thread_page(con, thread_id, through_turn, **paging)
+
+    def turn_spans(self, thread_id: str, turn_id: str) -> list[dict[str, Any]] | None:
+        with self.read() as con:
+            return query_turn_spans(con, thread_id, turn_id)
+
+    def span_messages(self, thread_id: str, turn_id: str, span_id: str) -> dict[str, Any] | None:
+        with self.read() as con:
+            return query_span_messages(con, thread_id, turn_id, span_id)
+
+    def sql(self, sql: str) -> dict[str, Any]:
+        with self.read() as con:
+            return run_readonly_sql(con, sql)
+
+    def arrow(self, sql: str, params: Any = None) -> bytes:
+        with self.read() as con:
+            return run_readonly_arrow(con, sql, params)

@@ -1,13 +1,15 @@
 """Read-only SQL for `POST /sql` and `POST /arrow`: one statement in a READ ONLY
 transaction, with a deadline that interrupts it and a cap on the tables it may plan;
 /sql's answer (JSON rows) is cut to a number of rows and bytes, /arrow's (an Arrow IPC
-stream) is whole or refused (the API listener, otel_threads.collector.api, serves them)."""
+stream) is whole or refused (the API listener, otel_threads.collector.api, serves them,
+through `otel_threads.store.reads.Reads`). `cut_rows` and `arrow_stream` shape a store on
+ClickHouse's answers the same way (otel_threads.clickhouse.serving)."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -24,6 +26,8 @@ __all__ = [
     "SQL_MAX_TABLES",
     "SQL_QUEUE_S",
     "SQL_TIMEOUT_S",
+    "arrow_stream",
+    "cut_rows",
     "run_readonly_arrow",
     "run_readonly_sql",
 ]
@@ -90,22 +94,32 @@ def run_readonly_sql(
     """One statement in a READ ONLY transaction; ValueError for anything refused. The
     answer holds at most ``max_rows`` rows and about ``max_bytes`` of values;
     ``truncated`` says when it was cut."""
-    rows: list[list[Any]] = []
-    truncated, size = False, 0
     with _read_only(con, sql, timeout_s):
         cur = con.execute(sql)
         columns = [d[0] for d in cur.description or []]
-        while not truncated:
-            batch = cur.fetchmany(256)
-            if not batch:
-                break
-            for row in batch:
-                size += sum(len(str(v)) for v in row)
-                if len(rows) == max_rows or size > max_bytes:
-                    truncated = True
-                    break
-                rows.append(list(row))
+
+        def batches() -> Iterator[list[tuple]]:
+            while batch := cur.fetchmany(256):
+                yield batch
+
+        rows, truncated = cut_rows(batches(), max_rows, max_bytes)
     return {"columns": columns, "rows": rows, "truncated": truncated}
+
+
+def cut_rows(
+    batches: Iterable[Sequence[Sequence[Any]]], max_rows: int, max_bytes: int
+) -> tuple[list[list[Any]], bool]:
+    """The rows of ``batches`` (read no further than needed), at most ``max_rows`` of them
+    and about ``max_bytes`` of values (as text); and whether that cut any."""
+    rows: list[list[Any]] = []
+    size = 0
+    for batch in batches:
+        for row in batch:
+            size += sum(len(str(v)) for v in row)
+            if len(rows) == max_rows or size > max_bytes:
+                return rows, True
+            rows.append(list(row))
+    return rows, False
 
 
 def _params(params: Any) -> list[Any]:
@@ -133,17 +147,23 @@ def run_readonly_arrow(
     an Arrow IPC stream; ValueError for anything refused, or an answer past
     ``max_bytes`` (nothing is cut: the caller narrows the statement)."""
     values = _params(params)
-    sink = pa.BufferOutputStream()
     with _read_only(con, sql, timeout_s):
         reader = con.sql(sql, params=values or None).to_arrow_reader(ARROW_BATCH_ROWS)
-        with pa.ipc.new_stream(sink, reader.schema) as stream:
-            for batch in reader:
-                stream.write_batch(batch)
-                if sink.tell() > max_bytes:
-                    raise ValueError(
-                        f"the answer is larger than {max_bytes >> 20} MiB; narrow it "
-                        "(fewer threads or columns)"
-                    )
+        return arrow_stream(reader.schema, reader, max_bytes)
+
+
+def arrow_stream(schema: pa.Schema, batches: Iterable[pa.RecordBatch], max_bytes: int) -> bytes:
+    """``batches`` as one Arrow IPC stream; ValueError (saying to narrow the statement) as
+    soon as it passes ``max_bytes``: an answer is whole or refused, never cut."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as stream:
+        for batch in batches:
+            stream.write_batch(batch)
+            if sink.tell() > max_bytes:
+                raise ValueError(
+                    f"the answer is larger than {max_bytes >> 20} MiB; narrow it "
+                    "(fewer threads or columns)"
+                )
     return sink.getvalue().to_pybytes()
 
 
