@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from typing import Any
 
 import click
@@ -68,10 +67,10 @@ def init(url: str, print_only: bool) -> None:
     try:
         init_schema(engine)
     except EngineError as exc:
-        raise click.ClickException(f"{url}: {exc}") from None
+        raise click.ClickException(f"{engine.url}: {exc}") from None
     finally:
         engine.close()
-    click.echo(f"{url}: ready (database {engine.database})")
+    click.echo(f"{engine.url}: ready (database {engine.database})")
 
 
 @click.command("derive")
@@ -126,7 +125,7 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
         otel-threads derive --clickhouse chdb:///var/lib/otel-threads --once
     """
     from otel_threads.clickhouse.engine import EngineError
-    from otel_threads.clickhouse.worker import VACUUM_AFTER_S, Worker, parse_shard
+    from otel_threads.clickhouse.worker import Worker, parse_shard
     from otel_threads.prices import PriceFileError, load_price_file
 
     try:
@@ -147,25 +146,13 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
             engine, (index, count), settle_s=settle, memory_limit=memory_limit, prices=prices
         )
     except EngineError as exc:
-        raise click.ClickException(f"{url}: {exc}") from None
-    total = {"arrivals": 0, "traces": 0, "threads": 0, "forwarded": 0}
-    vacuumed = time.monotonic()
+        raise click.ClickException(f"{engine.url}: {exc}") from None
     try:
-        while not stop.is_set():
-            for result in worker.run_once():
-                total["arrivals"] += result.arrivals
-                total["traces"] += result.traces
-                total["threads"] += result.threads_written
-                total["forwarded"] += result.forwarded
-            if index == 0 and (once or time.monotonic() - vacuumed > VACUUM_AFTER_S):
-                worker.vacuum()
-                vacuumed = time.monotonic()
-            if once:
-                break
-            stop.wait(poll)
+        total = worker.run(stop, poll, once)
     except EngineError as exc:
         raise click.ClickException(
-            f"{url}: {exc} (run `otel-threads clickhouse init --url URL` if tables are missing)"
+            f"{engine.url}: {exc} (run `otel-threads clickhouse init --url URL` if tables "
+            "are missing)"
         ) from None
     finally:
         worker.close()

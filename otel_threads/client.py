@@ -14,11 +14,13 @@ annotating and evaluating need a file or a collector's API there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -153,7 +155,12 @@ class ThreadsClient(EvaluationsClient):
         """Threads matching ``req`` (default: the 50 most recently updated)."""
         req = req or ThreadsQueryReq()
         if self.clickhouse is not None:
-            return self.clickhouse.threads_query(req)
+            from otel_threads.clickhouse.engine import EngineError
+
+            try:
+                return self.clickhouse.threads_query(req)
+            except EngineError as exc:
+                raise ThreadsClientError(f"{self._where()}: {exc}") from None
         if self._api() is not None:
             out = self._request("POST", "/threads/query", req.to_json())
             return ThreadsQueryRes(
@@ -182,8 +189,18 @@ class ThreadsClient(EvaluationsClient):
         """A connection to read ``thread_id``'s detail from (the file, or on ClickHouse
         the thread derived alone: `ClickHouseReader.thread_store`)."""
         if self.clickhouse is not None:
-            return self.clickhouse.thread_store(thread_id)
+            return self._clickhouse_thread(thread_id)
         return self._connection()
+
+    @contextlib.contextmanager
+    def _clickhouse_thread(self, thread_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        from otel_threads.clickhouse.engine import EngineError
+
+        try:
+            with self.clickhouse.thread_store(thread_id) as con:
+                yield con
+        except EngineError as exc:
+            raise ThreadsClientError(f"{self._where()}: {exc}") from None
 
     def _where(self) -> str:
         return str(self.clickhouse.engine.url if self.clickhouse is not None else self.path)

@@ -401,15 +401,34 @@ def test_etags_follow_the_generations_the_workers_write(tmp_path):
         server.stop()
 
 
+#: Spans written to a chDB folder as the exporter writes them, in a process of its own.
+_WRITE_SPANS = """
+import sys
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from stored_app import App
+from otel_threads import thread
+from otel_threads.clickhouse.engine import connect_engine
+from otel_threads.clickhouse.exporter_rows import insert_as_exporter
+from otel_threads.otlp.decode import decode_traces_protobuf
+app = App()
+with thread("served"), app.tracer.start_as_current_span("turn"):
+    pass
+spans = decode_traces_protobuf(encode_spans(app.spans()).SerializeToString()).table
+insert_as_exporter(connect_engine(sys.argv[1]), spans=spans)
+"""
+
+
 def test_serve_runs_from_the_command_line_on_chdb_and_stops_on_sigterm(tmp_path):
-    """A process of its own (chDB holds one folder per process): init, then serve on port 0;
-    the start-up line says where; SIGTERM stops it."""
+    """A process of its own (chDB holds one folder per process): init, spans written, then
+    serve --derive on port 0, which derives them in its own process; the start-up line says
+    where; SIGTERM stops it."""
     folder = f"chdb://{tmp_path / 'store'}"
     command = [sys.executable, "-m", "otel_threads.cli"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
     subprocess.run([*command, "clickhouse", "init", "--url", folder], check=True, env=env)
+    subprocess.run([sys.executable, "-c", _WRITE_SPANS, folder], check=True, env=env)
     serve = subprocess.Popen(
-        [*command, "serve", "--clickhouse", folder, "--api", "127.0.0.1:0"],
+        [*command, "serve", "--clickhouse", folder, "--api", "127.0.0.1:0", "--derive"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -422,8 +441,14 @@ def test_serve_runs_from_the_command_line_on_chdb_and_stops_on_sigterm(tmp_path)
             lines.append(serve.stderr.readline())
         api = lines[-1].split("api=", 1)[1].split()[0]
         assert call(api, "/healthz")[0] == 200
-        status, _, data = call(api, "/ui/threads")
-        assert status == 200 and json.loads(data) == {"threads": [], "total": 0}
+        found: list[str] = []
+        while not found:  # the worker in the process derives what was written before
+            assert time.monotonic() < deadline and serve.poll() is None
+            status, _, data = call(api, "/ui/threads")
+            assert status == 200
+            found = [t["thread_id"] for t in json.loads(data)["threads"]]
+            time.sleep(0.2)
+        assert found == ["served"]
         serve.send_signal(signal.SIGTERM)
         assert serve.wait(60) == 0
     finally:

@@ -93,7 +93,10 @@ class ClickHouseReads:
     def threads(
         self, req: ThreadsQueryReq, page_sort: list[tuple[str, str]] | None = None
     ) -> ThreadsQueryRes:
-        return self.reader.threads_query(req, page_sort)
+        try:
+            return self.reader.threads_query(req, page_sort)
+        except EngineError as exc:
+            raise _unavailable(exc) from None
 
     @contextmanager
     def _thread(self, thread_id: str) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -118,6 +119,26 @@ class Worker:
             results.append(result)
             if not result.more:
                 return results
+
+    def run(self, stop: threading.Event, poll_s: float = 1.0, once: bool = False) -> dict[str, int]:
+        """Derive until ``stop`` is set (looking again every ``poll_s``), or, ``once``, what
+        has arrived; shard 0 vacuums every `VACUUM_AFTER_S` (and at the end of ``once``).
+        Returns the totals: arrivals, traces, threads (generations written), forwarded."""
+        total = {"arrivals": 0, "traces": 0, "threads": 0, "forwarded": 0}
+        vacuumed = time.monotonic()
+        while not stop.is_set():
+            for result in self.run_once():
+                total["arrivals"] += result.arrivals
+                total["traces"] += result.traces
+                total["threads"] += result.threads_written
+                total["forwarded"] += result.forwarded
+            if self.index == 0 and (once or time.monotonic() - vacuumed > VACUUM_AFTER_S):
+                self.vacuum()
+                vacuumed = time.monotonic()
+            if once:
+                break
+            stop.wait(poll_s)
+        return total
 
     def step(self) -> BatchResult:
         """Derive one batch of arrivals (see the module docstring)."""

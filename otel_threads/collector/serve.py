@@ -175,8 +175,15 @@ def _api_options(fn: Callable) -> Callable:
 
 @click.command("serve")
 @click.option("--clickhouse", "url", required=True, metavar="URL", help=URL_HELP)
+@click.option(
+    "--derive",
+    "derive_too",
+    is_flag=True,
+    help="Also run a derive worker in this process (the only one: shard 0/1), e.g. for a "
+    "chdb:// folder, which no other process can open meanwhile.",
+)
 @_api_options
-def serve(url: str, **values: str | None) -> None:
+def serve(url: str, derive_too: bool, **values: str | None) -> None:
     """Serve the query API and the web page over threads on ClickHouse, with no receivers.
 
     The same routes, answers and checks as a collector's API (--token, TLS, the Host and
@@ -218,7 +225,51 @@ def serve(url: str, **values: str | None) -> None:
             "on" if config.tls_cert else "off",
         )
 
+    worker = background_worker(url) if derive_too else None
     try:
         server.serve_forever(started)
     except OSError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+class BackgroundWorker:
+    """A derive worker (shard 0/1) in a thread of its own: `stop` ends it. A failure of one
+    pass (ClickHouse away, say) is logged and the next pass tries again."""
+
+    def __init__(self, url: str, poll_s: float = 1.0) -> None:
+        from otel_threads.clickhouse.engine import connect_engine
+        from otel_threads.clickhouse.worker import Worker
+
+        self._engine = connect_engine(url)
+        self._worker = Worker(self._engine)
+        self._stop = threading.Event()
+        self._poll_s = poll_s
+        self._thread = threading.Thread(target=self._run, name="derive", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._worker.run(self._stop, self._poll_s)
+            except Exception:
+                _logger.exception("derivation failed; trying again")
+                self._stop.wait(self._poll_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._worker.close()
+        self._engine.close()
+
+
+def background_worker(url: str) -> BackgroundWorker:
+    """`BackgroundWorker` on ``url``, or a one-line error."""
+    from otel_threads.clickhouse.engine import EngineError
+
+    try:
+        return BackgroundWorker(url)
+    except EngineError as exc:
         raise click.ClickException(str(exc)) from None
