@@ -86,7 +86,8 @@ def _reading_source(fn: Callable) -> Callable:
 
 
 def _client(db: str | None, url: str | None, clickhouse: str | None = None):
-    from otel_threads.client import CLICKHOUSE_SCHEMES, ThreadsClient
+    from otel_threads.client import ThreadsClient
+    from otel_threads.client_clickhouse import CLICKHOUSE_SCHEMES
 
     given = [flag for flag, v in (("--db", db), ("--url", url), ("--clickhouse", clickhouse)) if v]
     if len(given) > 1:

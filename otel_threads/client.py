@@ -14,13 +14,11 @@ annotating and evaluating need a file or a collector's API there.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -33,6 +31,7 @@ from otel_threads.annotations import (
     delete_annotation,
     validate_annotation,
 )
+from otel_threads.client_clickhouse import ClickHouseSource, open_clickhouse
 from otel_threads.client_errors import ThreadNotFoundError, ThreadsClientError
 from otel_threads.client_evaluations import EvaluationsClient
 from otel_threads.json_out import dumps
@@ -60,11 +59,7 @@ __all__ = ["ARROW_STREAM", "ThreadNotFoundError", "ThreadsClient", "ThreadsClien
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
-#: URL schemes of a store on ClickHouse (otel_threads.clickhouse.engine).
-CLICKHOUSE_SCHEMES = ("clickhouse://", "clickhouses://", "chdb://")
-
-
-class ThreadsClient(EvaluationsClient):
+class ThreadsClient(EvaluationsClient, ClickHouseSource):
     """Read threads from ``target``: a DuckDB file path, an ``http(s)://`` API URL, or a
     ClickHouse database (``clickhouse://host:8123/db``, ``chdb:///path``), and annotate
     them (a file or an API; evaluators' methods: otel_threads.client_evaluations)."""
@@ -79,15 +74,8 @@ class ThreadsClient(EvaluationsClient):
         text = os.fspath(target) if target is not None else default_db_path()
         self.token = token if token is not None else env.value(env.TOKEN)
         self.timeout_s = timeout_s
-        self.clickhouse: Any = None
-        if text.startswith(CLICKHOUSE_SCHEMES):
-            from otel_threads.clickhouse.engine import EngineError, connect_engine
-            from otel_threads.clickhouse.reading import ClickHouseReader
-
-            try:
-                self.clickhouse = ClickHouseReader(connect_engine(text))
-            except EngineError as exc:
-                raise ThreadsClientError(str(exc)) from None
+        self.clickhouse = open_clickhouse(text)
+        if self.clickhouse is not None:
             self.url, self.path = None, None
         elif text.startswith(("http://", "https://")):
             self.url: str | None = text.rstrip("/")
@@ -107,18 +95,6 @@ class ThreadsClient(EvaluationsClient):
         self._file_only()
         assert self.path is not None
         return connect(self.path, read_only=True)
-
-    def _file_only(self) -> None:
-        if self.clickhouse is not None:
-            raise ThreadsClientError(
-                f"{self.clickhouse.engine.url}: annotations and evaluations are written to a "
-                "DuckDB file or through a collector's API; on ClickHouse they arrive over OTLP"
-            )
-
-    def close(self) -> None:
-        """Let go of a ClickHouse connection (a file or an API holds nothing between calls)."""
-        if self.clickhouse is not None:
-            self.clickhouse.close()
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         return json.loads(self._request_bytes(method, path, body))
@@ -155,12 +131,7 @@ class ThreadsClient(EvaluationsClient):
         """Threads matching ``req`` (default: the 50 most recently updated)."""
         req = req or ThreadsQueryReq()
         if self.clickhouse is not None:
-            from otel_threads.clickhouse.engine import EngineError
-
-            try:
-                return self.clickhouse.threads_query(req)
-            except EngineError as exc:
-                raise ThreadsClientError(f"{self._where()}: {exc}") from None
+            return self._clickhouse_threads(req)
         if self._api() is not None:
             out = self._request("POST", "/threads/query", req.to_json())
             return ThreadsQueryRes(
@@ -184,26 +155,6 @@ class ThreadsClient(EvaluationsClient):
         if detail is None:
             raise ThreadNotFoundError(thread_id, self._where())
         return detail
-
-    def _read(self, thread_id: str) -> Any:
-        """A connection to read ``thread_id``'s detail from (the file, or on ClickHouse
-        the thread derived alone: `ClickHouseReader.thread_store`)."""
-        if self.clickhouse is not None:
-            return self._clickhouse_thread(thread_id)
-        return self._connection()
-
-    @contextlib.contextmanager
-    def _clickhouse_thread(self, thread_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
-        from otel_threads.clickhouse.engine import EngineError
-
-        try:
-            with self.clickhouse.thread_store(thread_id) as con:
-                yield con
-        except EngineError as exc:
-            raise ThreadsClientError(f"{self._where()}: {exc}") from None
-
-    def _where(self) -> str:
-        return str(self.clickhouse.engine.url if self.clickhouse is not None else self.path)
 
     def thread_page(
         self,
