@@ -275,3 +275,22 @@ def test_vacuum_deletes_superseded_generations_and_keeps_the_views(tmp_path):
         assert gens == [(1,)], table
     assert engine.rows("SELECT count() FROM otel_threads_thread_gens") == [(1,)]
     assert compare(file_views(path), engine) == {}
+
+
+def test_one_insert_of_more_traces_than_a_batch_takes_is_derived_whole(tmp_path):
+    """The traces of one insert arrive at one instant: a batch takes them all, however
+    many, rather than stopping at its size and moving past the instant."""
+    app = App()
+    for i in range(30):
+        conversation(app, f"many-{i}", 1)
+    spans = spans_of(app)
+    engine = chdb_engine("many")
+    init_schema(engine)
+    insert_as_exporter(engine, spans=spans)  # 30 traces, one insert
+    worker = Worker(engine, settle_s=0, batch_arrivals=8)
+    try:
+        results = worker.run_once()
+    finally:
+        worker.close()
+    assert results[0].arrivals == 30
+    assert engine.rows("SELECT count() FROM threads") == [(30,)]

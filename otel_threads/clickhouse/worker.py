@@ -153,6 +153,9 @@ class Worker:
             earlier = [a for a in arrivals if a[2] < new_watermark]
             if earlier:
                 arrivals, new_watermark = earlier, max(a[2] for a in earlier)
+            else:  # one insert's arrivals share one instant, however many: take them all
+                arrivals = self._arrivals_at(new_watermark)
+                result.arrivals = len(arrivals)
         hints: dict[str, set[str]] = {}
         for trace_id, hint, _ in arrivals:
             if self.mine(hint or trace_id):
@@ -235,6 +238,14 @@ class Worker:
                     "watermark": pa.array([watermark_us], pa.timestamp("us", "UTC")),
                 }
             ),
+        )
+
+    def _arrivals_at(self, instant_us: int) -> list[tuple[str, str, int]]:
+        return self.engine.rows(
+            "SELECT TraceId, Hint, toUnixTimestamp64Micro(ArrivedAt) AS at "
+            "FROM otel_threads_arrivals "
+            "WHERE ArrivedAt = fromUnixTimestamp64Micro({at:Int64}, 'UTC')",
+            {"at": instant_us},
         )
 
     def _arrivals(self, watermark_us: int, cut_us: int) -> list[tuple[str, str, int]]:
