@@ -37,7 +37,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import struct
 import subprocess
 import tempfile
 import threading
@@ -47,140 +46,17 @@ from pathlib import Path
 
 import grpc
 from collector_process import start_collector
-
-EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-TURNS_PER_REQUEST = 128
-SPANS_PER_TURN = 4
-ACTIVE_THREADS = 32
-LENGTHS = ((10, 0.6), (100, 0.3), (2000, 0.1))
-
-
-# -- OTLP protobuf, encoded by hand (the bench's own CPU must not be the limit) -------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _len(field: int, payload: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _attr(key: str, value: str | int | bool) -> bytes:
-    if isinstance(value, bool):
-        any_value = _varint(2 << 3) + _varint(int(value))
-    elif isinstance(value, int):
-        any_value = _varint(3 << 3) + _varint(value)
-    else:
-        any_value = _len(1, value.encode())
-    return _len(9, _len(1, key.encode()) + _len(2, any_value))
-
-
-def _span(
-    trace_id: bytes, span_id: bytes, parent: bytes | None, name: bytes, start: int, attrs: bytes
-) -> bytes:
-    body = (
-        b"\x0a\x10"
-        + trace_id
-        + b"\x12\x08"
-        + span_id
-        + (b"\x22\x08" + parent if parent else b"")
-        + _len(5, name)
-        + b"\x39"
-        + struct.pack("<Q", start)
-        + b"\x41"
-        + struct.pack("<Q", start + 50_000_000)
-        + attrs
-    )
-    return _len(2, body)
-
-
-_COMMON = b"".join(
-    _attr(k, v)
-    for k, v in (
-        ("app.tenant", "acme"),
-        ("app.plan", "pro"),
-        ("deployment.region", "eu-west-1"),
-        ("http.route", "/chat"),
-        ("app.version", "1.2.3"),
-        ("app.feature_flag", False),
-        ("app.shard", 7),
-    )
+from conversations import (
+    SPANS_PER_TURN,
+    TURNS_PER_REQUEST,
+    Conversation,
+    Conversations,
+    Ids,
+    request,
+    turn_spans,
 )
 
-
-def _resource() -> bytes:
-    kv = _len(1, b"service.name") + _len(2, _len(1, b"soak"))
-    return _len(1, _len(1, kv))  # ResourceSpans.resource = Resource{attributes=[kv]}
-
-
-class Conversation:
-    __slots__ = ("attrs", "clock", "length", "thread_id", "turns")
-
-    def __init__(self, thread_id: str, length: int) -> None:
-        self.thread_id, self.length, self.turns = thread_id, length, 0
-        self.clock = time.time_ns()
-        self.attrs = _attr("gen_ai.conversation.id", thread_id)
-
-
-def turn_spans(conv: Conversation, ids: Ids) -> bytes:
-    """One turn: the turn span, an LLM call with messages, two tool calls."""
-    conv.clock = max(conv.clock + 1_000_000, time.time_ns())
-    start, n = conv.clock, conv.turns
-    trace_id = ids.trace()
-    root, llm, tool_a, tool_b = ids.span(), ids.span(), ids.span(), ids.span()
-    turn_attrs = conv.attrs + _COMMON + _attr("otel_threads.is_turn", True) + _attr("turn.n", n)
-    llm_attrs = (
-        conv.attrs
-        + _attr("gen_ai.operation.name", "chat")
-        + _attr("gen_ai.request.model", "gpt-4o-mini")
-        + _attr("gen_ai.usage.input_tokens", 120)
-        + _attr("gen_ai.usage.output_tokens", 40)
-        + _attr(
-            "gen_ai.input.messages",
-            f'[{{"role":"user","parts":[{{"type":"text","content":"question {n} of '
-            f'{conv.thread_id}: where is my order?"}}]}}]',
-        )
-        + _attr(
-            "gen_ai.output.messages",
-            f'[{{"role":"assistant","finish_reason":"stop","parts":[{{"type":"text",'
-            f'"content":"answer {n}: it ships tomorrow."}}]}}]',
-        )
-        + _attr("app.tenant", "acme")
-    )
-    tool_attrs = conv.attrs + _COMMON + _attr("gen_ai.tool.name", "lookup_order")
-    conv.turns += 1
-    return (
-        _span(trace_id, root, None, b"handle_message", start, turn_attrs)
-        + _span(trace_id, llm, root, b"chat gpt-4o-mini", start + 1_000_000, llm_attrs)
-        + _span(trace_id, tool_a, llm, b"execute_tool lookup_order", start + 2_000_000, tool_attrs)
-        + _span(trace_id, tool_b, root, b"execute_tool reply", start + 3_000_000, tool_attrs)
-    )
-
-
-def request(spans: bytes) -> bytes:
-    scope = _len(1, _len(1, b"soak")) + spans  # ScopeSpans{scope, spans...}
-    return _len(1, _resource() + _len(2, scope))
-
-
-class Ids:
-    """Unique trace and span ids of one sender thread."""
-
-    def __init__(self, prefix: int) -> None:
-        self.prefix, self.n = prefix, 0
-
-    def trace(self) -> bytes:
-        self.n += 1
-        return struct.pack(">QQ", self.prefix, self.n)
-
-    def span(self) -> bytes:
-        self.n += 1
-        return struct.pack(">II", self.prefix & 0xFFFFFFFF, self.n)
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 # -- the senders -----------------------------------------------------------------------
@@ -209,35 +85,19 @@ def exporter(
 ) -> None:
     """One exporter: keeps ACTIVE_THREADS conversations going until ``stop``, sending
     ``rate`` spans/s at most (0: as fast as it is acknowledged)."""
-    rnd = random.Random(prefix)
     channel = grpc.insecure_channel(target)
     stub = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
-    ids = Ids(prefix)
-    started = [0]
-
-    def new() -> Conversation:
-        started[0] += 1
-        length = rnd.choices([n for n, _ in LENGTHS], [w for _, w in LENGTHS])[0]
-        return Conversation(f"soak-{prefix}-{started[0]}", length)
-
-    active = [new() for _ in range(ACTIVE_THREADS)]
-    begun: set[str] = set()
+    conversations = Conversations(prefix)
     due = time.monotonic()
     while not stop.is_set():
         if rate:  # paced: one request every TURNS_PER_REQUEST * SPANS_PER_TURN / rate s
             due += TURNS_PER_REQUEST * SPANS_PER_TURN / rate
             if stop.wait(max(0.0, due - time.monotonic())):
                 break
-        parts, threads_new = [], 0
-        for i in range(TURNS_PER_REQUEST):
-            conv = active[i % ACTIVE_THREADS]
-            if conv.turns >= conv.length:
-                conv = active[i % ACTIVE_THREADS] = new()
-            if conv.turns == 0 and conv.thread_id not in begun:
-                begun.add(conv.thread_id)
-                threads_new += 1
-            parts.append(turn_spans(conv, ids))
-        if not _send(stub, request(b"".join(parts)), stop_at):
+        begun = conversations.started
+        spans, _ = conversations.next_turns()
+        threads_new = conversations.started - begun
+        if not _send(stub, request(spans), stop_at):
             break
         with counts.get_lock():
             counts[0] += TURNS_PER_REQUEST * SPANS_PER_TURN

@@ -1,0 +1,182 @@
+"""Synthetic LLM conversations as OTLP/protobuf: what bench/soak.py sends and
+bench/clickhouse.py stores.
+
+A conversation (thread) is 10, 100 or 2,000 turns long (`LENGTHS`: 60/30/10 % of the
+threads started). A turn is one trace of four spans (`turn_spans`): the turn span
+(``otel_threads.is_turn``), an LLM call with semconv messages and token counts, and two
+tool calls, 10 attributes each. `Conversations` keeps ``ACTIVE_THREADS`` of them going
+at once, as one exporter does: each `Conversations.next_turns` is ``TURNS_PER_REQUEST``
+turns, one turn of each conversation in turn, a finished conversation replaced by a new
+one; `request` wraps spans into an ``ExportTraceServiceRequest``.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import time
+
+TURNS_PER_REQUEST = 128
+SPANS_PER_TURN = 4
+ACTIVE_THREADS = 32
+LENGTHS = ((10, 0.6), (100, 0.3), (2000, 0.1))
+
+
+# -- OTLP protobuf, encoded by hand (the bench's own CPU must not be the limit) -------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _len(field: int, payload: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _attr(key: str, value: str | int | bool) -> bytes:
+    if isinstance(value, bool):
+        any_value = _varint(2 << 3) + _varint(int(value))
+    elif isinstance(value, int):
+        any_value = _varint(3 << 3) + _varint(value)
+    else:
+        any_value = _len(1, value.encode())
+    return _len(9, _len(1, key.encode()) + _len(2, any_value))
+
+
+def _span(
+    trace_id: bytes, span_id: bytes, parent: bytes | None, name: bytes, start: int, attrs: bytes
+) -> bytes:
+    body = (
+        b"\x0a\x10"
+        + trace_id
+        + b"\x12\x08"
+        + span_id
+        + (b"\x22\x08" + parent if parent else b"")
+        + _len(5, name)
+        + b"\x39"
+        + struct.pack("<Q", start)
+        + b"\x41"
+        + struct.pack("<Q", start + 50_000_000)
+        + attrs
+    )
+    return _len(2, body)
+
+
+_COMMON = b"".join(
+    _attr(k, v)
+    for k, v in (
+        ("app.tenant", "acme"),
+        ("app.plan", "pro"),
+        ("deployment.region", "eu-west-1"),
+        ("http.route", "/chat"),
+        ("app.version", "1.2.3"),
+        ("app.feature_flag", False),
+        ("app.shard", 7),
+    )
+)
+
+
+def _resource() -> bytes:
+    kv = _len(1, b"service.name") + _len(2, _len(1, b"soak"))
+    return _len(1, _len(1, kv))  # ResourceSpans.resource = Resource{attributes=[kv]}
+
+
+class Conversation:
+    __slots__ = ("attrs", "clock", "length", "thread_id", "turns")
+
+    def __init__(self, thread_id: str, length: int) -> None:
+        self.thread_id, self.length, self.turns = thread_id, length, 0
+        self.clock = time.time_ns()
+        self.attrs = _attr("gen_ai.conversation.id", thread_id)
+
+
+def turn_spans(conv: Conversation, ids: Ids) -> bytes:
+    """One turn: the turn span, an LLM call with messages, two tool calls."""
+    conv.clock = max(conv.clock + 1_000_000, time.time_ns())
+    start, n = conv.clock, conv.turns
+    trace_id = ids.trace()
+    root, llm, tool_a, tool_b = ids.span(), ids.span(), ids.span(), ids.span()
+    turn_attrs = conv.attrs + _COMMON + _attr("otel_threads.is_turn", True) + _attr("turn.n", n)
+    llm_attrs = (
+        conv.attrs
+        + _attr("gen_ai.operation.name", "chat")
+        + _attr("gen_ai.request.model", "gpt-4o-mini")
+        + _attr("gen_ai.usage.input_tokens", 120)
+        + _attr("gen_ai.usage.output_tokens", 40)
+        + _attr(
+            "gen_ai.input.messages",
+            f'[{{"role":"user","parts":[{{"type":"text","content":"question {n} of '
+            f'{conv.thread_id}: where is my order?"}}]}}]',
+        )
+        + _attr(
+            "gen_ai.output.messages",
+            f'[{{"role":"assistant","finish_reason":"stop","parts":[{{"type":"text",'
+            f'"content":"answer {n}: it ships tomorrow."}}]}}]',
+        )
+        + _attr("app.tenant", "acme")
+    )
+    tool_attrs = conv.attrs + _COMMON + _attr("gen_ai.tool.name", "lookup_order")
+    conv.turns += 1
+    return (
+        _span(trace_id, root, None, b"handle_message", start, turn_attrs)
+        + _span(trace_id, llm, root, b"chat gpt-4o-mini", start + 1_000_000, llm_attrs)
+        + _span(trace_id, tool_a, llm, b"execute_tool lookup_order", start + 2_000_000, tool_attrs)
+        + _span(trace_id, tool_b, root, b"execute_tool reply", start + 3_000_000, tool_attrs)
+    )
+
+
+def request(spans: bytes) -> bytes:
+    scope = _len(1, _len(1, b"soak")) + spans  # ScopeSpans{scope, spans...}
+    return _len(1, _resource() + _len(2, scope))
+
+
+class Ids:
+    """Unique trace and span ids of one sender thread."""
+
+    def __init__(self, prefix: int) -> None:
+        self.prefix, self.n = prefix, 0
+
+    def trace(self) -> bytes:
+        self.n += 1
+        return struct.pack(">QQ", self.prefix, self.n)
+
+    def span(self) -> bytes:
+        self.n += 1
+        return struct.pack(">II", self.prefix & 0xFFFFFFFF, self.n)
+
+
+class Conversations:
+    """The ``ACTIVE_THREADS`` conversations of one exporter (see the module docstring);
+    thread ids ``soak-<prefix>-<n>``, seeded by ``prefix``."""
+
+    def __init__(self, prefix: int) -> None:
+        self.prefix = prefix
+        self.rnd = random.Random(prefix)
+        self.ids = Ids(prefix)
+        #: conversations begun so far (each gets its first turn in the call that begins it)
+        self.started = 0
+        self.active: list[Conversation] = []
+
+    def _new(self) -> Conversation:
+        self.started += 1
+        length = self.rnd.choices([n for n, _ in LENGTHS], [w for _, w in LENGTHS])[0]
+        return Conversation(f"soak-{self.prefix}-{self.started}", length)
+
+    def next_turns(self) -> tuple[bytes, list[Conversation]]:
+        """The spans of the next ``TURNS_PER_REQUEST`` turns (for `request`), and the
+        conversation of each turn (after it: ``turns`` counts it, 1 for a new one)."""
+        if not self.active:
+            self.active = [self._new() for _ in range(ACTIVE_THREADS)]
+        parts, convs = [], []
+        for i in range(TURNS_PER_REQUEST):
+            conv = self.active[i % ACTIVE_THREADS]
+            if conv.turns >= conv.length:
+                conv = self.active[i % ACTIVE_THREADS] = self._new()
+            parts.append(turn_spans(conv, self.ids))
+            convs.append(conv)
+        return b"".join(parts), convs
