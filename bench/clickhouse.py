@@ -65,9 +65,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clickhouse_reads import READS, detail_threads, folder_bytes, time_reads
 from clickhouse_sides import SPANS_PER_REQUEST, ClickHouseSide, FileSide, Producer, rate
-from conversations import SPANS_PER_TURN
-
-from otel_threads.clickhouse.worker import BATCH_ARRIVALS
 
 
 def pct(values: list[float], q: float) -> float:
@@ -201,13 +198,6 @@ def main() -> None:
     ap.add_argument("--json", default=None, metavar="FILE", help="also write the figures here")
     args = ap.parse_args()
     args.chunk = max(SPANS_PER_REQUEST, args.chunk // SPANS_PER_REQUEST * SPANS_PER_REQUEST)
-    if args.chunk // SPANS_PER_TURN > BATCH_ARRIVALS:
-        # one insert's arrivals share one instant, and a worker takes BATCH_ARRIVALS of an
-        # instant, then moves its watermark past it: the rest would never be derived
-        ap.error(
-            f"--chunk: at most {BATCH_ARRIVALS * SPANS_PER_TURN:,} spans (one insert of more "
-            f"than {BATCH_ARRIVALS:,} traces loses traces in the worker today)"
-        )
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder, db = Path(tmp) / "chdb", str(Path(tmp) / "bench.duckdb")
         url = f"chdb://{folder}?database=bench"
