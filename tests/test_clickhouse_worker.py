@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 from ch_equivalence import check_store, compare, derive_on_clickhouse, file_views, raw_tables
 from chdb_store import chdb_engine
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from stored_app import App
 
@@ -294,3 +295,33 @@ def test_one_insert_of_more_traces_than_a_batch_takes_is_derived_whole(tmp_path)
         worker.close()
     assert results[0].arrivals == 30
     assert engine.rows("SELECT count() FROM threads") == [(30,)]
+
+
+def test_a_late_span_without_a_thread_id_reaches_its_threads_shard(tmp_path):
+    """A span that arrives after its trace was derived, and carries no thread id itself
+    (a late child from a service without ThreadSpanProcessor), is derived by the shard of
+    the trace's thread, whichever shard its trace id falls in."""
+    app, other = App(), App(first=1000, marks=False, service="other")
+    for i in range(6):
+        with thread(f"late-{i}"), app.tracer.start_as_current_span("turn") as turn:
+            pass
+        context = trace.set_span_in_context(turn)
+        other.tracer.start_span("late-child", context=context).end()
+    first, late = spans_of(app), spans_of(other)
+    assert late.column("thread_id").null_count == late.num_rows  # no thread id on them
+    path = file_store(tmp_path / "f.duckdb", [(pa.concat_tables([first, late]), NO_LOGS)])
+    engine = chdb_engine("latechild")
+    init_schema(engine)
+    workers = [Worker(engine, (i, 2), settle_s=0) for i in range(2)]
+    try:
+        insert_as_exporter(engine, spans=first)
+        for w in workers:
+            w.run_once()
+        insert_as_exporter(engine, spans=late)
+        for w in workers:
+            w.run_once()
+    finally:
+        for w in workers:
+            w.close()
+    assert compare(file_views(path), engine) == {}
+    assert engine.rows("SELECT sum(span_count) FROM threads") == [(12,)]

@@ -1,10 +1,12 @@
-"""A worker's own DuckDB: where the traces of one batch are derived, by the file store's SQL.
+"""A worker's own DuckDB: where traces read back from ClickHouse are derived, by the file
+store's SQL.
 
 A `LocalStore` is an in-memory otel-threads store (the same migrations and views as a
-file). For each batch it is emptied, given the spans and logs of the batch's scope (the
-traces that arrived and every trace of their threads, as `otel_threads.clickhouse.worker`
-loads them from ClickHouse), and derived with `Deriver`, exactly as a file derives its
-queue: so ClickHouse gets the rows a DuckDB file would hold for the same spans.
+file). It is given spans and logs (`add`) and derives them with `Deriver`, exactly as a
+file derives its queue: so ClickHouse gets the rows a DuckDB file would hold for the same
+spans. The derive worker keeps one across batches, holding the threads of its shard that
+it has read whole (`otel_threads.clickhouse.worker`); a reader derives one thread alone
+in one (`derive`).
 """
 
 from __future__ import annotations
@@ -70,12 +72,22 @@ class LocalStore:
     def close(self) -> None:
         self.con.close()
 
-    def derive(self, spans: pa.Table, logs: pa.Table) -> None:
-        """Empty the store, put ``spans`` and ``logs`` in it (SPAN_SCHEMA, LOG_SCHEMA, as the
-        decoder makes them; redeliveries among them are dropped) and derive them."""
-        con = self.con
+    def reset(self) -> None:
+        """Empty the store (its derived tables too)."""
         for table in _DATA_TABLES:
-            con.execute(f"DELETE FROM {table}")
+            self.con.execute(f"DELETE FROM {table}")
+
+    def derive(self, spans: pa.Table, logs: pa.Table) -> None:
+        """Empty the store, then `add` ``spans`` and ``logs``: they alone, derived."""
+        self.reset()
+        self.add(spans, logs)
+
+    def add(self, spans: pa.Table, logs: pa.Table) -> None:
+        """Put ``spans`` and ``logs`` in the store (SPAN_SCHEMA, LOG_SCHEMA, as the decoder
+        makes them; those it holds already are dropped, as a file drops redeliveries) and
+        derive what they change, as a file derives its queue: from the kept rows of their
+        threads, so a new turn of a long thread costs what a turn of a short one does."""
+        con = self.con
         received_us = time.time_ns() // 1000
         con.execute("BEGIN TRANSACTION")
         try:
@@ -91,11 +103,17 @@ class LocalStore:
             pass
         self.set_aside += int(con.execute("SELECT count(*) FROM derive_errors").fetchall()[0][0])
 
-    def trace_threads(self) -> dict[str, set[str]]:
-        """The threads each derived trace has spans in."""
+    def span_count(self) -> int:
+        return int(self.con.execute("SELECT count(*) FROM spans_raw").fetchall()[0][0])
+
+    def trace_threads(self, traces: list[str] | None = None) -> dict[str, set[str]]:
+        """The threads each derived trace (of ``traces``, or all) has spans in."""
+        where = "" if traces is None else " AND trace_id = ANY($traces::VARCHAR[])"
         out: dict[str, set[str]] = {}
-        for trace_id, thread_id in self.con.execute(
+        for trace_id, thread_id in self.con.sql(
             "SELECT DISTINCT trace_id, thread_id FROM span_threads WHERE thread_id IS NOT NULL"
+            + where,
+            params=None if traces is None else {"traces": traces},
         ).fetchall():
             out.setdefault(trace_id, set()).add(thread_id)
         return out

@@ -6,13 +6,16 @@ A batch, start to end (`Worker.step`):
    ClickHouse itself on every insert into ``otel_traces`` / ``otel_logs``), up to a few
    seconds ago (``settle``: inserts ClickHouse has acknowledged but not made visible yet
    must not be skipped). A trace is this shard's when the hash of its thread (the
-   arrival's hint) falls in it, or of its trace id when it carries no thread id.
-2. **Scope**: those traces, every trace of the threads they belonged to or name, and
-   what their links to previous turns reach either way, loaded a round at a time until
-   nothing new comes (``thread_traces``, ``turns`` and ``otel_threads_links`` say where
-   to look; the spans are read by trace id within the traces' time bounds).
-3. **Derivation** in the worker's own DuckDB (`LocalStore`): the file store's SQL on
-   exactly those spans and logs.
+   arrival's hint; for an arrival without one, the threads the trace is in already)
+   falls in it, or of its trace id when it is in no thread.
+2. **Scope**: those traces, every trace of the threads they belonged to or name that the
+   worker's store does not hold whole yet, and what their links to previous turns reach
+   either way, loaded a round at a time until nothing new comes (``thread_traces``,
+   ``turns`` and ``otel_threads_links`` say where to look; the spans are read by trace
+   id within the traces' time bounds).
+3. **Derivation** in the worker's own DuckDB (`LocalStore`), kept from batch to batch
+   (up to `KEEP_SPANS` spans; then emptied): the file store's SQL, deriving what the new
+   spans change from the kept rows of their threads, as a file does.
 4. **Writes**: the rows of every thread of this shard that the batch touched, as a new
    generation, then the generations themselves, then the watermark. A thread that this
    shard does not own is not written: when a trace joined or left it, the trace is
@@ -48,6 +51,9 @@ BATCH_ARRIVALS = 2000
 #: How long ClickHouse may take to show an acknowledged insert (async inserts flush
 #: within a second by default): arrivals younger than this wait for the next batch.
 SETTLE_S = 2.0
+#: Spans the worker's own store keeps across batches at most: past it, it is emptied
+#: (the threads it held are read back whole when next touched).
+KEEP_SPANS = 2_000_000
 #: Generations superseded this long ago are deleted by `vacuum` (a worker writes a
 #: thread's rows and then its generation within seconds: never one being written).
 VACUUM_AFTER_S = 600
@@ -94,6 +100,7 @@ class Worker:
         batch_arrivals: int = BATCH_ARRIVALS,
         memory_limit: str | None = None,
         prices: list[PriceEntry] | None = None,
+        keep_spans: int = KEEP_SPANS,
     ) -> None:
         self.engine = engine
         self.index, self.count = shard
@@ -101,6 +108,9 @@ class Worker:
         self.settle_us = int(settle_s * 1e6)
         self.batch_arrivals = batch_arrivals
         self.local = LocalStore(memory_limit, prices)
+        #: threads the kept store holds whole (every trace of theirs read back)
+        self.kept: set[str] = set()
+        self.keep_spans = keep_spans
         self.loader = Loader(engine)
 
     def close(self) -> None:
@@ -156,25 +166,48 @@ class Worker:
             else:  # one insert's arrivals share one instant, however many: take them all
                 arrivals = self._arrivals_at(new_watermark)
                 result.arrivals = len(arrivals)
+        # a trace without a thread id of its own (a late child span, a log record) goes to
+        # the owners of the threads it is in already, else by its trace id
+        known = self.loader.threads_of(sorted({t for t, hint, _ in arrivals if not hint}))
         hints: dict[str, set[str]] = {}
         for trace_id, hint, _ in arrivals:
-            if self.mine(hint or trace_id):
-                hints.setdefault(trace_id, set())
-                if hint:
-                    hints[trace_id].add(hint)
+            threads = {hint} if hint else known.get(trace_id, set())
+            mine = {t for t in threads if self.mine(t)}
+            if mine or (not threads and self.mine(trace_id)):
+                hints.setdefault(trace_id, set()).update(mine)
         if hints:
             self._derive(hints, new_watermark, result)
         self._set_watermark(new_watermark)
         return result
 
     def _derive(self, hints: dict[str, set[str]], inputs_at: int, result: BatchResult) -> None:
+        try:
+            self._derive_kept(hints, inputs_at, result)
+        except BaseException:
+            self._forget()  # (what the kept store holds may be half a batch)
+            raise
+        if self.local.span_count() > self.keep_spans:
+            self._forget()
+
+    def _forget(self) -> None:
+        """Empty the kept store: threads are read whole again when next touched."""
+        self.local.reset()
+        self.kept.clear()
+
+    def _derive_kept(self, hints: dict[str, set[str]], inputs_at: int, result: BatchResult) -> None:
         arrived = sorted(hints)
         before = self.loader.threads_of(arrived)
         threads = {t for t in set().union(*hints.values(), *before.values()) if self.mine(t)}
+        loaded = 0
         for _ in range(SCOPE_ROUNDS):
-            spans, logs = self.loader.scope(set(arrived), threads)
-            self.local.derive(spans, logs)
-            after = self.local.trace_threads()
+            # the arrived traces (again: new spans of a kept trace are added), and every
+            # trace of the threads the kept store does not hold whole yet
+            whole = threads - self.kept
+            spans, logs = self.loader.scope(set(arrived), whole)
+            self.local.add(spans, logs)
+            self.kept |= whole
+            loaded += spans.num_rows
+            after = self.local.trace_threads(arrived)
             now = set().union(*(after.get(t, set()) for t in arrived))
             # a thread of this shard that the scope did not hold in full (a trace without
             # a thread id that turned out to be in it): derive again with all of it
@@ -182,8 +215,8 @@ class Worker:
             if not missing:
                 break
             threads |= missing
-        result.traces = len({*spans.column("trace_id").to_pylist()})
-        result.spans = spans.num_rows
+        result.traces = len(arrived)
+        result.spans = loaded
         write = sorted(t for t in threads | now if self.mine(t))
         if write:
             self._write(write, inputs_at)
