@@ -325,3 +325,38 @@ def test_a_late_span_without_a_thread_id_reaches_its_threads_shard(tmp_path):
             w.close()
     assert compare(file_views(path), engine) == {}
     assert engine.rows("SELECT sum(span_count) FROM threads") == [(12,)]
+
+
+def test_a_growing_thread_reads_back_only_its_new_traces_and_derives_as_a_file(tmp_path):
+    """Turns arriving one insert at a time: the worker reads the thread whole once, then
+    only each new trace (its kept store derives the rest from the kept rows), and ends
+    with the file's rows, through a late turn and a linked one; emptied (a failure, or
+    past its size), it reads the thread whole again and still agrees."""
+    app = App()
+    conversation(app, "grow", 8)
+    with thread(previous_turn_id=format(1, "016x")), app.tracer.start_as_current_span("fork"):
+        pass
+    spans = spans_of(app)
+    traces = sorted(set(spans.column("trace_id").to_pylist()))
+    late = traces[3]  # arrives last
+    order = [t for t in traces if t != late] + [late]
+    path = file_store(tmp_path / "f.duckdb", [(spans, NO_LOGS)])
+    engine = chdb_engine("grow")
+    init_schema(engine)
+    worker = Worker(engine, settle_s=0)
+    read: list[int] = []
+    try:
+        for i, trace_id in enumerate(order):
+            one = spans.filter(pa.compute.equal(spans.column("trace_id"), trace_id))
+            insert_as_exporter(engine, spans=one)
+            if i == 6:
+                worker._forget()  # as after a failure: the next batch reads it whole again
+            read.append(sum(r.spans for r in worker.run_once()))
+    finally:
+        worker.close()
+    assert compare(file_views(path), engine) == {}
+    per_trace = [spans.filter(pa.compute.equal(spans.column("trace_id"), t)).num_rows
+                 for t in order]  # fmt: skip
+    assert read[:6] == per_trace[:6]  # each batch read its new trace only
+    assert read[6] == sum(per_trace[:7])  # emptied: the thread read whole again
+    assert read[7:] == per_trace[7:]  # (a linked turn to a thread held whole reads it not)

@@ -40,11 +40,14 @@ class Loader:
             out.setdefault(trace_id, set()).add(thread_id)
         return out
 
-    def scope(self, traces: set[str], threads: set[str]) -> tuple[pa.Table, pa.Table]:
+    def scope(
+        self, traces: set[str], threads: set[str], held: frozenset[str] | set[str] = frozenset()
+    ) -> tuple[pa.Table, pa.Table]:
         """The spans and logs of ``traces``, of every trace of ``threads``, and of what
-        their links reach, widened a round at a time until nothing new comes."""
+        their links reach, widened a round at a time until nothing new comes; but for the
+        threads the caller ``held`` whole already, which a link does not read again."""
         loaded: set[str] = set()
-        seen_threads: set[str] = set()
+        seen_threads: set[str] = set(held)
         span_parts: list[pa.Table] = []
         todo_traces, todo_threads = set(traces), set(threads)
         for _ in range(SCOPE_ROUNDS):

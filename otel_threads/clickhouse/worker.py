@@ -203,7 +203,7 @@ class Worker:
             # the arrived traces (again: new spans of a kept trace are added), and every
             # trace of the threads the kept store does not hold whole yet
             whole = threads - self.kept
-            spans, logs = self.loader.scope(set(arrived), whole)
+            spans, logs = self.loader.scope(set(arrived), whole, self.kept)
             self.local.add(spans, logs)
             self.kept |= whole
             loaded += spans.num_rows
@@ -211,10 +211,10 @@ class Worker:
             now = set().union(*(after.get(t, set()) for t in arrived))
             # a thread of this shard that the scope did not hold in full (a trace without
             # a thread id that turned out to be in it): derive again with all of it
-            missing = {t for t in now - threads if self.mine(t)}
+            missing = {t for t in now - threads if self.mine(t) and t not in self.kept}
+            threads |= {t for t in now if self.mine(t)}
             if not missing:
                 break
-            threads |= missing
         result.traces = len(arrived)
         result.spans = loaded
         write = sorted(t for t in threads | now if self.mine(t))
