@@ -55,6 +55,7 @@ __all__ = [
     "branch_through",
     "etag",
     "one_statement",
+    "order_by",
     "query_thread",
     "query_threads",
     "query_turn_spans",
@@ -126,6 +127,20 @@ def threads_where(req: ThreadsQueryReq) -> tuple[str, list[Any]]:
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
+def order_by(req: ThreadsQueryReq, page_sort: list[tuple[str, str]] | None = None) -> str:
+    """The ORDER BY terms (without the final thread_id) of a threads query: ``page_sort``
+    (field, direction pairs of `PAGE_SORT`), else ``req.sort_by``; ValueError for a field
+    or direction there is none of. The same SQL on DuckDB and ClickHouse."""
+    sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
+    for name, direction in sorts:
+        if name not in PAGE_SORT or direction not in ("asc", "desc"):
+            raise ValueError(
+                f"cannot sort by {name!r} {direction!r}: choose one of "
+                f"{', '.join(PAGE_SORT)}, asc or desc"
+            )
+    return ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
+
+
 def query_threads(
     con: duckdb.DuckDBPyConnection,
     req: ThreadsQueryReq,
@@ -135,14 +150,7 @@ def query_threads(
     direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list).
     first_input and last_output are previews of at most `PREVIEW_CHARS` characters."""
     cond, params = threads_where(req)
-    sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
-    for name, direction in sorts:
-        if name not in PAGE_SORT or direction not in ("asc", "desc"):
-            raise ValueError(
-                f"cannot sort by {name!r} {direction!r}: choose one of "
-                f"{', '.join(PAGE_SORT)}, asc or desc"
-            )
-    order = ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
+    order = order_by(req, page_sort)
     # a filter that reads the transcript, turns or attribute values counts its matches
     # in the scan that finds them (a second statement would scan again)
     counted = req.filter is not None and req.filter.scans()

@@ -30,8 +30,8 @@ from otel_threads.clickhouse.engine import Engine, EngineError
 from otel_threads.clickhouse.filters import threads_where
 from otel_threads.clickhouse.loading import Loader
 from otel_threads.clickhouse.local import LocalStore
-from otel_threads.query import PREVIEW_CHARS
-from otel_threads.request import PAGE_SORT, ThreadsQueryReq
+from otel_threads.query import PREVIEW_CHARS, order_by
+from otel_threads.request import ThreadsQueryReq
 from otel_threads.schemas import ThreadSchema, ThreadsQueryRes
 
 __all__ = ["ClickHouseReader", "readonly_sql"]
@@ -92,14 +92,7 @@ class ClickHouseReader:
     ) -> ThreadsQueryRes:
         """As `otel_threads.query.query_threads`, on ClickHouse."""
         cond, params = threads_where(req)
-        sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
-        for name, direction in sorts:
-            if name not in PAGE_SORT or direction not in ("asc", "desc"):
-                raise ValueError(
-                    f"cannot sort by {name!r} {direction!r}: choose one of "
-                    f"{', '.join(PAGE_SORT)}, asc or desc"
-                )
-        order = ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
+        order = order_by(req, page_sort)
         # (the request is checked: what ClickHouse refuses here is no mistake of the caller's,
         # so an EngineError goes up as it is)
         rows = self.engine.query(
