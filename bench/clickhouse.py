@@ -19,9 +19,10 @@ both stores (memory stays bounded: one chunk at a time):
 One thread does everything, so the chunks' generation, the file's insert and
 derivation and the exporter's rows take turns with the workers: the workers keep up
 when lag stays flat (the progress lines, every ``--every`` s, and the first/last
-tenth). A worker derives every thread a batch touches whole, so its cost per batch
-grows with the threads' length and with how many conversations run at once
-(``--exporters``); on 2 cores, 10M spans at the defaults take about 12 hours.
+tenth). A worker derives a thread from its kept rows once it holds it whole, but
+writes every thread a batch touches whole (a new generation), so its cost per batch
+still grows with the threads' length and with how many conversations run at once
+(``--exporters``); at the default rate, 10M spans take about 11 hours of ingest.
 Figures (p50/p99: nearest rank over the calls or chunks):
 
 - derivation, per deriver: new spans/s, the spans that arrived in its batches (for a
@@ -39,8 +40,9 @@ Figures (p50/p99: nearest rank over the calls or chunks):
   and file calls alternating: `ThreadsClient.threads_query` as it is (50 by
   last_updated), with a filter (an attribute and at least 100 turns), sorted by input
   tokens, and with a text search; `ThreadsClient.thread` of the threads nearest to 10,
-  100 and 2,000 turns (on chDB: the thread read back and derived alone). Ratio: chDB
-  p50 over the file's.
+  100 and 2,000 turns (on chDB: the thread read back and derived alone, then kept by
+  the reader until a worker writes it anew, so repeated calls read the kept one; "not
+  kept" lets it go before each call). Ratio: chDB p50 over the file's.
 - bytes on disk per span: chDB's active parts, raw (``otel_traces*``) and derived (every
   other table, all generations), and its whole folder (merged-away parts linger a few
   minutes); the DuckDB file after a checkpoint.

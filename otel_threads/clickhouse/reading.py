@@ -146,6 +146,11 @@ class ClickHouseReader:
                     self._derived = (thread_id, stamp)
             yield self._local.con
 
+    def forget(self) -> None:
+        """Let go of the thread `thread_store` kept: the next read derives it again."""
+        with self._lock:
+            self._derived = None
+
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         """One read-only statement: (column names, rows)."""
         table = self.arrow(sql)
