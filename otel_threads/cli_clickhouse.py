@@ -124,6 +124,8 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
         otel-threads derive --clickhouse clickhouse://localhost:8123/otel --shard 0/2
         otel-threads derive --clickhouse chdb:///var/lib/otel-threads --once
     """
+    import duckdb
+
     from otel_threads.clickhouse.engine import EngineError
     from otel_threads.clickhouse.worker import Worker, parse_shard
     from otel_threads.prices import PriceFileError, load_price_file
@@ -147,6 +149,8 @@ def derive(url: str, shard: str, once: bool, poll: float, settle: float,
         )
     except EngineError as exc:
         raise click.ClickException(f"{engine.url}: {exc}") from None
+    except duckdb.Error as exc:  # (its own DuckDB refused the memory limit)
+        raise click.BadParameter(" ".join(str(exc).split()), param_hint="--memory-limit") from None
     try:
         total = worker.run(stop, poll, once)
     except EngineError as exc:

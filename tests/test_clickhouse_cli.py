@@ -84,3 +84,11 @@ def test_the_otelcol_clickhouse_config_writes_the_tables_the_workers_read():
     # the commands it says to run are the real ones
     assert "otel-threads clickhouse init --url" in text
     assert "otel-threads derive --clickhouse" in text
+
+
+def test_a_bad_memory_limit_is_a_usage_error():
+    done = CliRunner().invoke(
+        main, ["derive", "--clickhouse", chdb_url(), "--once", "--memory-limit", "lots"]
+    )
+    assert done.exit_code == 2 and "Invalid value for --memory-limit" in done.output
+    assert "Traceback" not in done.output

@@ -51,7 +51,8 @@ class LocalStore:
     ) -> None:
         self.con = duckdb.connect()
         if memory_limit:
-            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            quoted = memory_limit.replace("'", "''")
+            self.con.execute(f"SET memory_limit = '{quoted}'")
         migrate(self.con)
         apply_views(self.con)
         reprice(self.con, prices)  # (a price file's entries, as `collect --prices` takes)
