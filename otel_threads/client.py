@@ -113,10 +113,11 @@ class ThreadsClient(EvaluationsClient, ClickHouseSource):
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return resp.read()
         except urllib.error.HTTPError as err:
-            try:
-                message = json.loads(err.read()).get("error", err.reason)
-            except ValueError:
-                message = err.reason
+            with err:  # (its connection)
+                try:
+                    message = json.loads(err.read()).get("error", err.reason)
+                except ValueError:
+                    message = err.reason
             if err.code == 400:
                 raise ValueError(message) from None
             raise ThreadsClientError(

@@ -253,7 +253,8 @@ def _call(c, method: str, path: str, body: object = None, **headers: str) -> tup
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        with err:
+            return err.code, json.loads(err.read())
 
 
 def test_a_write_changes_the_threads_etag_and_needs_the_token_and_the_origin(tmp_path):

@@ -184,7 +184,8 @@ def call(base: str, path: str, body=None, method=None, **headers) -> tuple[int, 
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, err.headers, err.read()
+        with err:  # (its socket: left open, a ResourceWarning fails a later test)
+            return err.code, err.headers, err.read()
 
 
 def typeless(value):

@@ -215,7 +215,8 @@ def post(
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, err.headers, err.read()
+        with err:
+            return err.code, err.headers, err.read()
 
 
 def bad_ids_request() -> bytes:

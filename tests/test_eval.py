@@ -437,7 +437,8 @@ def _post(c, path: str, body: object, **headers: str) -> tuple[int, dict]:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        with err:
+            return err.code, json.loads(err.read())
 
 
 def test_the_evaluation_routes_need_the_token_refuse_other_origins_and_bad_bodies(store):

@@ -59,7 +59,8 @@ def api(c: Collector, method: str, path: str, body: object = None) -> tuple[int,
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
+        with err:
+            return err.code, json.loads(err.read())
 
 
 def test_the_client_reads_a_held_file_through_the_collector_and_by_url(served):

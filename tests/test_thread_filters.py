@@ -212,7 +212,8 @@ def _post(c: Collector, body: object) -> tuple[int, object]:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+        with e:
+            return e.code, json.loads(e.read())
 
 
 @pytest.mark.parametrize(
@@ -305,8 +306,9 @@ def _get(c: Collector, path: str, etag: str | None = None) -> tuple[int, object,
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read()), resp.headers.get("ETag")
     except urllib.error.HTTPError as e:
-        body = e.read()
-        return e.code, json.loads(body) if body else None, e.headers.get("ETag")
+        with e:
+            body = e.read()
+            return e.code, json.loads(body) if body else None, e.headers.get("ETag")
 
 
 def test_the_pages_list_takes_the_filters_as_url_parameters(served):

@@ -74,7 +74,8 @@ def get(c: Collector, path: str, headers: dict[str, str] | None = None):
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, err.headers, err.read()
+        with err:
+            return err.code, err.headers, err.read()
 
 
 def page(c: Collector, path: str) -> dict:

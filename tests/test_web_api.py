@@ -50,7 +50,8 @@ def get(c: Collector, path: str, token: str | None = "s3cret"):
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        return err.code, err.headers, err.read()
+        with err:
+            return err.code, err.headers, err.read()
 
 
 def test_the_page_is_served_without_a_token_with_a_strict_policy(collector):
