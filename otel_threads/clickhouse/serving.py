@@ -10,8 +10,8 @@ store on ClickHouse, what ``otel-threads serve --clickhouse URL`` answers with.
   ``url()``), one statement, cut to the rows and bytes a file's ``/sql`` gives and
   stopped after as long (otel_threads.store.readonly_sql). ``/arrow`` takes no
   ``params`` here (ClickHouse's placeholders are not DuckDB's ``?``).
-- Nothing derives in this process (the derive workers do): a read never waits for
-  derivation. And the API writes nothing: annotations and evaluations reach ClickHouse
+- Reads never wait for derivation: the derive workers (or the one `serve --derive` runs
+  beside the API) write, and a read answers with what they wrote. And the API writes nothing: annotations and evaluations reach ClickHouse
   over OTLP, as ``gen_ai.evaluation.result`` events (`writes_refused`).
 """
 
