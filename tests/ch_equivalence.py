@@ -9,6 +9,7 @@ columns the exporter cannot carry (`LOSSY`).
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import json
 import math
@@ -43,7 +44,9 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(path, read_only=True)
     except duckdb.Error:
-        copy = Path(tempfile.mkdtemp(prefix="ch-eq-")) / Path(path).name
+        folder = tempfile.mkdtemp(prefix="ch-eq-")
+        atexit.register(shutil.rmtree, folder, True)
+        copy = Path(folder) / Path(path).name
         shutil.copy(path, copy)
         if Path(path + ".wal").exists():
             shutil.copy(path + ".wal", str(copy) + ".wal")
