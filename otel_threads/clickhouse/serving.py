@@ -11,8 +11,9 @@ store on ClickHouse, what ``otel-threads serve --clickhouse URL`` answers with.
   stopped after as long (otel_threads.store.readonly_sql). ``/arrow`` takes no
   ``params`` here (ClickHouse's placeholders are not DuckDB's ``?``).
 - Reads never wait for derivation: the derive workers (or the one `serve --derive` runs
-  beside the API) write, and a read answers with what they wrote. And the API writes nothing: annotations and evaluations reach ClickHouse
-  over OTLP, as ``gen_ai.evaluation.result`` events (`writes_refused`).
+  beside the API) write, and a read answers with what they wrote. And the API writes
+  nothing: annotations and evaluations reach ClickHouse over OTLP, as
+  ``gen_ai.evaluation.result`` events (`writes_refused`).
 """
 
 from __future__ import annotations
