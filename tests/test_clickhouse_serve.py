@@ -30,6 +30,7 @@ from click.testing import CliRunner
 from stored_app import App
 from test_clickhouse_worker import conversation, file_store, spans_of
 from test_web_origin import request as raw_request
+from test_web_read import TOOL
 
 from otel_threads import thread
 from otel_threads.cli import main as cli
@@ -45,18 +46,6 @@ from otel_threads.otlp.tables import LOG_SCHEMA
 ANY = ("127.0.0.1", 0)
 ROOT = Path(__file__).resolve().parents[1]
 NO_LOGS = LOG_SCHEMA.empty_table()
-TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_order_status",
-        "description": "Where an order is.",
-        "parameters": {
-            "type": "object",
-            "required": ["order_id"],
-            "properties": {"order_id": {"type": "string"}},
-        },
-    },
-}
 _CAPTURE = {
     "OTEL_SEMCONV_STABILITY_OPT_IN": "gen_ai_latest_experimental",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "SPAN_ONLY",
