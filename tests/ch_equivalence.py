@@ -54,14 +54,39 @@ def _open(path: str) -> duckdb.DuckDBPyConnection:
 
 
 def raw_tables(path: str) -> tuple[pa.Table, pa.Table]:
-    """The spans and log records stored in the file at ``path``, as the decoder made them."""
+    """The spans and log records stored in the file at ``path``, as the decoder made them, in
+    the order they arrived."""
     con = _open(path)
     try:
-        spans = con.sql(f"SELECT {', '.join(SPAN_SCHEMA.names)} FROM spans_raw").to_arrow_table()
-        logs = con.sql(f"SELECT {', '.join(LOG_SCHEMA.names)} FROM logs").to_arrow_table()
+        spans = con.sql(
+            f"SELECT {', '.join(SPAN_SCHEMA.names)} FROM spans_raw ORDER BY ingest_seq"
+        ).to_arrow_table()
+        logs = con.sql(
+            f"SELECT {', '.join(LOG_SCHEMA.names)} FROM logs ORDER BY ingest_seq"
+        ).to_arrow_table()
     finally:
         con.close()
     return spans.cast(SPAN_SCHEMA), logs.cast(LOG_SCHEMA)
+
+
+def _parts(spans: pa.Table, logs: pa.Table, parts: int) -> list[tuple[pa.Table, pa.Table]]:
+    """``spans`` and ``logs`` in up to ``parts`` inserts, a trace's rows in one, the traces in
+    the order they first arrived (log records without a trace in the first)."""
+    order = list(dict.fromkeys(spans.column("trace_id").to_pylist()))
+    order += [t for t in dict.fromkeys(logs.column("trace_id").to_pylist()) if t]
+    order = list(dict.fromkeys(order))
+    size = max(1, math.ceil(len(order) / max(1, parts)))
+    part_of = {trace_id: i // size for i, trace_id in enumerate(order)}
+    count = max(part_of.values(), default=0) + 1
+    out = []
+    for i in range(count):
+
+        def of(table: pa.Table, i: int = i) -> pa.Table:
+            keep = [part_of.get(t, 0) == i for t in table.column("trace_id").to_pylist()]
+            return table.filter(pa.array(keep, pa.bool_()))
+
+        out.append((of(spans), of(logs)))
+    return out
 
 
 def derive_on_clickhouse(
@@ -70,18 +95,22 @@ def derive_on_clickhouse(
     enum_style: str = "current",
     shards: int = 1,
     prices: list[PriceEntry] | None = None,
+    parts: int = 1,
 ):
-    """A fresh chDB database holding ``spans`` and ``logs`` as the exporter writes them,
-    derived by ``shards`` workers (each to the end, until none has work left), with the
-    price file entries ``prices``."""
+    """A fresh chDB database holding ``spans`` and ``logs`` as the exporter writes them, in
+    ``parts`` inserts (`_parts`), derived after each by ``shards`` workers (each to the
+    end, until none has work left), with the price file entries ``prices``. In parts, the
+    workers keep their stores between inserts, and write a later part's threads from
+    them: only the new traces' rows of the per-trace views."""
     engine = chdb_engine("eq")
     init_schema(engine)
-    insert_as_exporter(engine, spans=spans, logs=logs, enum_style=enum_style)
     workers = [Worker(engine, (i, shards), settle_s=0, prices=prices) for i in range(shards)]
     try:
-        for _ in range(10):  # handing traces between shards takes a few passes
-            if not any(r.arrivals for w in workers for r in w.run_once()):
-                break
+        for part_spans, part_logs in _parts(spans, logs, parts):
+            insert_as_exporter(engine, spans=part_spans, logs=part_logs, enum_style=enum_style)
+            for _ in range(10):  # handing traces between shards takes a few passes
+                if not any(r.arrivals for w in workers for r in w.run_once()):
+                    break
     finally:
         for w in workers:
             w.close()
@@ -142,7 +171,9 @@ def compare(expected: dict[str, pa.Table], engine) -> dict[str, tuple[list, list
 
 def check_store(path: str, **kwargs: Any) -> None:
     """Assert that ClickHouse derives the file's spans into the file's rows (with the
-    file's price file entries)."""
+    file's price file entries), inserted in the order the file took them, in up to three
+    parts (``parts=``)."""
+    kwargs.setdefault("parts", 3)
     spans, logs = raw_tables(path)
     con = _open(path)
     try:

@@ -230,7 +230,7 @@ def test_a_worker_with_older_inputs_does_not_win(tmp_path):
         # a worker that read the thread before its second turn arrived writes last (a
         # newer generation, from older inputs): it must not win
         stale.local.derive(first, NO_LOGS)
-        stale._write(["o-1"], 1)
+        stale._write(["o-1"], 1, set())
         assert engine.rows("SELECT count() FROM otel_threads_thread_gens") == [(3,)]
         assert engine.rows("SELECT turn_count FROM threads") == [(2,)]
     finally:
@@ -360,3 +360,9 @@ def test_a_growing_thread_reads_back_only_its_new_traces_and_derives_as_a_file(t
     assert read[:6] == per_trace[:6]  # each batch read its new trace only
     assert read[6] == sum(per_trace[:7])  # emptied: the thread read whole again
     assert read[7:] == per_trace[7:]  # (a linked turn to a thread held whole reads it not)
+    # and it wrote each trace's rows of the per-trace views once (its piece), but all of
+    # them again after it was emptied (it no longer knew which pieces it had written)
+    written = engine.rows(
+        "SELECT count() FROM otel_threads_span_threads_gen GROUP BY gen ORDER BY gen"
+    )
+    assert [n for (n,) in written] == [*per_trace[:6], sum(per_trace[:7]), *per_trace[7:]]

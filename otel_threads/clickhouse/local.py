@@ -16,11 +16,12 @@ import time
 import duckdb
 import pyarrow as pa
 
-from otel_threads.clickhouse.schema import VIEWS
+from otel_threads.clickhouse.schema import PER_TRACE, VIEWS
 from otel_threads.prices import PriceEntry, reprice
 from otel_threads.store.derive import DERIVED, Deriver
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.schema import apply_views, migrate
+from otel_threads.store.sqlfiles import sql_files
 
 __all__ = ["LocalStore"]
 
@@ -42,6 +43,35 @@ _DATA_TABLES = (
 #: DuckDB types the ClickHouse tables hold otherwise (see schema._TYPES).
 _CASTS = {"HUGEINT": "BIGINT", "JSON": "VARCHAR"}
 
+#: Tables whose rows are each one trace's (keyed by trace_id), and the price table.
+_PER_TRACE_TABLES = {"spans_raw", "logs", *(t for t, _, key in DERIVED if key == "trace_id")}
+_CONSTANT_TABLES = {"model_prices"}
+
+
+def _tables_read(view: str) -> set[str]:
+    """The tables ``view`` reads, through the views it reads."""
+    files = sql_files()
+    todo, seen, tables = [view], set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in files.texts:
+            todo += files.names[name]
+        else:
+            tables.add(name)
+    return tables
+
+
+def per_trace_inputs() -> list[str]:
+    """The tables `PER_TRACE` views read, each keyed by trace (`ValueError` when one reads
+    rows of a whole thread: its rows of a trace could change with another trace's)."""
+    tables = set().union(*(_tables_read(v) for v in PER_TRACE)) - _CONSTANT_TABLES
+    if tables - _PER_TRACE_TABLES:
+        raise ValueError(f"per-trace views read {sorted(tables - _PER_TRACE_TABLES)}")
+    return sorted(tables)
+
 
 class LocalStore:
     """One in-memory store, reused batch after batch (see the module docstring)."""
@@ -60,6 +90,7 @@ class LocalStore:
         #: traces set aside by the derivation (bad data), all batches together
         self.set_aside = 0
         self._selects = {view: self._select(view) for view in VIEWS}
+        self._trace_inputs = per_trace_inputs()
 
     def _select(self, view: str) -> str:
         columns = self.con.execute(f"DESCRIBE {view}").fetchall()
@@ -125,6 +156,42 @@ class LocalStore:
             f"{self._selects[view]} WHERE thread_id = ANY($threads::VARCHAR[])",
             params={"threads": threads},
         ).to_arrow_table()
+
+    def trace_rows(self, threads: list[str], traces: list[str]) -> dict[str, pa.Table]:
+        """The rows of each `PER_TRACE` view for ``threads``, of ``traces`` only: derived
+        from those traces' rows alone (TEMP tables of the same names stand in for the
+        tables the views read, as in a refresh: otel_threads.store.derive), so they cost
+        the traces, not the threads."""
+        con = self.con
+        db = '"' + con.execute("SELECT current_database()").fetchall()[0][0] + '".main'
+        con.register("__traces", pa.table({"v": pa.array(traces, pa.string())}))
+        try:
+            con.execute("CREATE OR REPLACE TEMP TABLE _traces AS SELECT v FROM __traces")
+        finally:
+            con.unregister("__traces")
+        try:
+            for table in self._trace_inputs:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM {db}.{table} "
+                    "WHERE trace_id IN (SELECT v FROM temp._traces)"
+                )
+            return {view: self.rows(view, threads) for view in PER_TRACE}
+        finally:
+            for table in (*self._trace_inputs, "_traces"):
+                con.execute(f"DROP TABLE IF EXISTS temp.{table}")
+
+    def resolutions(self, threads: list[str]) -> dict[str, int]:
+        """For each trace with spans in ``threads``, a hash of how its spans resolved (every
+        span's thread, turn, depth, ...: its ``span_threads`` rows): the rows of the
+        per-trace views of a trace that did not change and kept this hash are as before."""
+        return dict(
+            self.con.sql(
+                "SELECT trace_id, hash(list(s ORDER BY span_id)) FROM span_threads s "
+                "WHERE trace_id IN (SELECT trace_id FROM span_threads "
+                "WHERE thread_id = ANY($threads::VARCHAR[])) GROUP BY trace_id",
+                params={"threads": threads},
+            ).fetchall()
+        )
 
     def thread_traces(self, threads: list[str]) -> pa.Table:
         """(thread_id, trace_id, start_time, end_time) of the traces in ``threads``."""

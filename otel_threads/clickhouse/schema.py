@@ -16,7 +16,12 @@
   "Latest" is by the arrival time of what the worker read, then the generation, so a
   worker working from older inputs cannot win over one that saw newer ones.
 - ``otel_threads_thread_traces_gen``: which traces make each thread (with their time
-  bounds), per generation: what a worker loads to derive a thread again.
+  bounds), per generation: what a worker loads to derive a thread again. For the views
+  whose rows belong to one trace (`PER_TRACE`: llm calls, messages, spans' threads), a
+  generation does not write every trace's rows again: each trace's row here names its
+  *piece*, the generation whose rows of those views are that trace's (the one that
+  last changed them), so a new turn of a long thread writes the new turn's rows, not
+  the thread's.
 - ``otel_threads_watermarks``: how far each shard's worker has derived.
 
 The columns of the derived tables are the DuckDB views' own (`view_columns`), so the
@@ -32,7 +37,7 @@ import duckdb
 from otel_threads.clickhouse.engine import Engine, quote_name
 from otel_threads.otlp.values import PREVIOUS_TURN_ID_KEY, THREAD_ID_KEYS
 
-__all__ = ["VIEWS", "init_schema", "schema_statements", "view_columns"]
+__all__ = ["PER_TRACE", "VIEWS", "init_schema", "schema_statements", "view_columns"]
 
 #: The public views a worker derives, each with the columns that order its rows within a
 #: thread's generation.
@@ -48,6 +53,12 @@ VIEWS: dict[str, tuple[str, ...]] = {
     # `attributes`, `tool` and `service_name` read)
     "thread_attributes": ("trace_id",),
 }
+
+#: The views whose rows of a thread are each one trace's, derived from that trace's spans,
+#: log records and their thread/turn resolution alone: written per trace (the traces'
+#: pieces, see the module docstring). (The threads filters read ``thread_attributes``,
+#: which stays whole: its read needs no list of pieces.)
+PER_TRACE = ("llm_calls", "messages", "span_threads")
 
 _TYPES = {
     "VARCHAR": "String",
@@ -127,6 +138,7 @@ def _ddl() -> list[str]:
             trace_id String,
             start_time DateTime64(9, 'UTC'),
             end_time DateTime64(9, 'UTC'),
+            piece UInt64,
             INDEX idx_trace trace_id TYPE bloom_filter(0.01) GRANULARITY 1
         ) ENGINE = MergeTree ORDER BY (thread_id, gen, trace_id)""",
         """CREATE TABLE IF NOT EXISTS otel_threads_watermarks (
@@ -137,15 +149,20 @@ def _ddl() -> list[str]:
         """CREATE VIEW IF NOT EXISTS otel_threads_latest AS
         SELECT thread_id, argMax(gen, (inputs_at, gen)) AS gen
         FROM otel_threads_thread_gens GROUP BY thread_id""",
-        """CREATE VIEW IF NOT EXISTS thread_traces AS
-        SELECT thread_id, trace_id, start_time, end_time FROM otel_threads_thread_traces_gen
+        """CREATE VIEW IF NOT EXISTS otel_threads_latest_traces AS
+        SELECT thread_id, trace_id, start_time, end_time, piece
+        FROM otel_threads_thread_traces_gen
         WHERE (thread_id, gen) IN (SELECT thread_id, gen FROM otel_threads_latest)""",
+        """CREATE VIEW IF NOT EXISTS thread_traces AS
+        SELECT thread_id, trace_id, start_time, end_time FROM otel_threads_latest_traces""",
     ]
     for view, order in VIEWS.items():
         columns = ",\n            ".join(
             f"{quote_name(name)} {_clickhouse_type(kind)}" for name, kind in view_columns()[view]
         )
-        key = ", ".join(("thread_id", "gen", *order))
+        # (a per-trace view's rows of one trace, all its pieces, lie together)
+        lead = ("thread_id", "trace_id", "gen") if view in PER_TRACE else ("thread_id", "gen")
+        key = ", ".join((*lead, *(c for c in order if c not in lead)))
         statements.append(
             f"""CREATE TABLE IF NOT EXISTS otel_threads_{view}_gen (
             gen UInt64,
@@ -154,10 +171,21 @@ def _ddl() -> list[str]:
         )
         statements.append(
             f"""CREATE VIEW IF NOT EXISTS {view} AS
-        SELECT * EXCEPT (gen) FROM otel_threads_{view}_gen
-        WHERE (thread_id, gen) IN (SELECT thread_id, gen FROM otel_threads_latest)"""
+        SELECT * EXCEPT (gen) FROM otel_threads_{view}_gen WHERE {latest_rows(view)}"""
         )
     return statements
+
+
+def latest_rows(view: str) -> str:
+    """The condition on a row of ``otel_threads_<view>_gen`` that it is in its thread's
+    latest generation: of the generation itself, or for a `PER_TRACE` view, of the piece
+    that generation names for the row's trace."""
+    if view in PER_TRACE:
+        return (
+            "(thread_id, trace_id, gen) IN "
+            "(SELECT thread_id, trace_id, piece FROM otel_threads_latest_traces)"
+        )
+    return "(thread_id, gen) IN (SELECT thread_id, gen FROM otel_threads_latest)"
 
 
 def schema_statements(database: str) -> list[str]:

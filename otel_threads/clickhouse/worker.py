@@ -17,9 +17,13 @@ A batch, start to end (`Worker.step`):
    (up to `KEEP_SPANS` spans; then emptied): the file store's SQL, deriving what the new
    spans change from the kept rows of their threads, as a file does.
 4. **Writes**: the rows of every thread of this shard that the batch touched, as a new
-   generation, then the generations themselves, then the watermark. A thread that this
-   shard does not own is not written: when a trace joined or left it, the trace is
-   handed to its owner as a new arrival with that thread as hint.
+   generation, then the generations themselves, then the watermark; of the per-trace
+   views (llm calls, messages, spans' threads), only the rows of the traces that
+   arrived or resolved otherwise (another thread, turn, parent...): the generation names
+   the earlier piece of every other trace, which this worker wrote (and remembers) since
+   its store was last emptied. A thread that this shard does not own is not written:
+   when a trace joined or left it, the trace is handed to its owner as a new arrival
+   with that thread as hint.
 
 So a worker that dies mid-batch has written nothing any view reads (its rows have no
 generation) and derives the batch again when it restarts; and deriving twice writes
@@ -39,7 +43,7 @@ import pyarrow as pa
 from otel_threads.clickhouse.engine import Engine
 from otel_threads.clickhouse.loading import SCOPE_ROUNDS, Loader
 from otel_threads.clickhouse.local import LocalStore
-from otel_threads.clickhouse.schema import VIEWS
+from otel_threads.clickhouse.schema import PER_TRACE, VIEWS, latest_rows
 from otel_threads.prices import PriceEntry
 
 __all__ = ["BatchResult", "Worker", "owner", "parse_shard"]
@@ -110,6 +114,10 @@ class Worker:
         self.local = LocalStore(memory_limit, prices)
         #: threads the kept store holds whole (every trace of theirs read back)
         self.kept: set[str] = set()
+        #: for each thread this worker wrote since its store was last emptied, each of its
+        #: traces' piece (the generation holding its rows of the per-trace views) and the
+        #: hash of its resolution those rows were derived with (`LocalStore.resolutions`)
+        self.pieces: dict[str, dict[str, tuple[int, int]]] = {}
         self.keep_spans = keep_spans
         self.loader = Loader(engine)
 
@@ -193,6 +201,7 @@ class Worker:
         """Empty the kept store: threads are read whole again when next touched."""
         self.local.reset()
         self.kept.clear()
+        self.pieces.clear()
 
     def _derive_kept(self, hints: dict[str, set[str]], inputs_at: int, result: BatchResult) -> None:
         arrived = sorted(hints)
@@ -219,7 +228,7 @@ class Worker:
         result.spans = loaded
         write = sorted(t for t in threads | now if self.mine(t))
         if write:
-            self._write(write, inputs_at)
+            self._write(write, inputs_at, set(arrived))
         result.threads_written = len(write)
         result.threads = write
         moved = []
@@ -238,16 +247,16 @@ class Worker:
         ago (each re-derivation of a thread writes all its rows again), and of generations
         that never got written in full (a worker died mid-batch). Any worker may run it;
         shard 0 does, every `VACUUM_AFTER_S`."""
-        horizon = time.time_ns() - int(after_s * 1e9)
-        stale = (
-            "gen < {horizon:UInt64} AND (thread_id, gen) NOT IN "
-            "(SELECT thread_id, gen FROM otel_threads_latest)"
-        )
-        for table in (*(f"otel_threads_{v}_gen" for v in VIEWS), "otel_threads_thread_traces_gen"):
-            self.engine.command(f"DELETE FROM {table} WHERE {stale}", {"horizon": horizon})
-        self.engine.command(
-            f"DELETE FROM otel_threads_thread_gens WHERE {stale}", {"horizon": horizon}
-        )
+        horizon = {"horizon": time.time_ns() - int(after_s * 1e9)}
+        for view in VIEWS:  # (a piece is kept while the latest generation names it)
+            self.engine.command(
+                f"DELETE FROM otel_threads_{view}_gen "
+                f"WHERE gen < {{horizon:UInt64}} AND NOT {latest_rows(view)}",
+                horizon,
+            )
+        stale = f"gen < {{horizon:UInt64}} AND NOT {latest_rows('threads')}"
+        for table in ("otel_threads_thread_traces_gen", "otel_threads_thread_gens"):
+            self.engine.command(f"DELETE FROM {table} WHERE {stale}", horizon)
 
     # -- reading ClickHouse ---------------------------------------------------------
 
@@ -293,13 +302,30 @@ class Worker:
 
     # -- writing ClickHouse ---------------------------------------------------------
 
-    def _write(self, threads: list[str], inputs_at_us: int) -> None:
+    def _write(self, threads: list[str], inputs_at_us: int, arrived: set[str]) -> None:
         gen = time.time_ns()
+        traces = self.local.thread_traces(threads)
+        resolved = self.local.resolutions(threads)
+        pieces: list[int] = []
+        written: dict[str, dict[str, tuple[int, int]]] = {t: {} for t in threads}
+        fresh: set[str] = set()  # traces whose per-trace rows this generation writes
+        for thread_id, trace_id in zip(
+            traces.column("thread_id").to_pylist(),
+            traces.column("trace_id").to_pylist(),
+            strict=True,
+        ):
+            mark = resolved.get(trace_id, 0)
+            piece, was = self.pieces.get(thread_id, {}).get(trace_id, (0, None))
+            if not piece or was != mark or trace_id in arrived:
+                piece = gen
+                fresh.add(trace_id)
+            pieces.append(piece)
+            written[thread_id][trace_id] = (piece, mark)
+        per_trace = self.local.trace_rows(threads, sorted(fresh))
         for view in VIEWS:
-            rows = self.local.rows(view, threads)
+            rows = per_trace[view] if view in PER_TRACE else self.local.rows(view, threads)
             rows = rows.add_column(0, "gen", pa.array([gen] * rows.num_rows, pa.uint64()))
             self.engine.insert(f"otel_threads_{view}_gen", _fill_lists(rows))
-        traces = self.local.thread_traces(threads)
         self.engine.insert(
             "otel_threads_thread_traces_gen",
             pa.table(
@@ -309,6 +335,7 @@ class Worker:
                     "trace_id": traces.column("trace_id"),
                     "start_time": traces.column("start_ns").cast(pa.timestamp("ns", "UTC")),
                     "end_time": traces.column("end_ns").cast(pa.timestamp("ns", "UTC")),
+                    "piece": pa.array(pieces, pa.uint64()),
                 }
             ),
         )
@@ -322,6 +349,7 @@ class Worker:
                 }
             ),
         )
+        self.pieces.update(written)
 
 
 def _fill_lists(rows: pa.Table) -> pa.Table:
