@@ -19,10 +19,13 @@ both stores (memory stays bounded: one chunk at a time):
 One thread does everything, so the chunks' generation, the file's insert and
 derivation and the exporter's rows take turns with the workers: the workers keep up
 when lag stays flat (the progress lines, every ``--every`` s, and the first/last
-tenth). A worker derives a thread from its kept rows once it holds it whole, but
-writes every thread a batch touches whole (a new generation), so its cost per batch
-still grows with the threads' length and with how many conversations run at once
-(``--exporters``); at the default rate, 10M spans take about 11 hours of ingest.
+tenth). A worker derives a thread from its kept rows once it holds it whole, and
+writes the new traces' LLM calls, messages and spans only, but every touched thread's
+turns, transcript and list of traces whole (a new generation): that part of its cost per
+batch grows with the threads' length (up to 2,000 turns here) and with how many
+conversations run at once (``--exporters``). At the default rate, 10M spans take about
+11 hours of ingest; ``--rate 0`` inserts each chunk once the one before shows up (the
+workers and the file busy all the time: the lag is then one chunk's).
 Figures (p50/p99: nearest rank over the calls or chunks):
 
 - derivation, per deriver: new spans/s, the spans that arrived in its batches (for a
@@ -30,6 +33,7 @@ Figures (p50/p99: nearest rank over the calls or chunks):
   the median over batches and overall; derived spans/s, every span a worker loaded and
   derived for them (a thread's earlier turns are derived again with its new ones), and
   that per new span. The file's batch is a chunk, derived in full after its insert.
+  Shard 0's vacuum (every 10 minutes, as `Worker.run`) counts in the batch it follows.
 - insert: spans/s of each store's insert alone; chDB's without the exporter-row
   emulation (the bench's Python standing in for the Go exporter), timed apart.
 - lag p50/p99: from a chunk's insert returning until every thread it touched shows
@@ -252,6 +256,7 @@ def report(args, ingest, ch, file, reads, picks, sizes, counts) -> None:
             f"{s['scope_spans_per_s']:,.0f} ({s['scope_per_new_span']:.1f})",
             "-",
         )
+    row("  of which vacuum (shard 0, every 10 min) s", f"{ch.vacuum_s:,.1f}", "-")
     pair("insert spans/s", rate(n, ch.insert_s), rate(n, file.insert_s))
     row("  exporter-row emulation spans/s (Python)", f"{rate(n, ch.emulate_s):,.0f}", "-")
     p50_p99("lag p50 / p99 s", lag, file.lags, 1, ".2f")
@@ -300,6 +305,7 @@ def report(args, ingest, ch, file, reads, picks, sizes, counts) -> None:
             "file": fs,
             "file_batches": file.stats.batch_log,
             "insert_s": {"chdb": ch.insert_s, "emulation": ch.emulate_s, "file": file.insert_s},
+            "vacuum_s": ch.vacuum_s,
             "reads_ms_p50_p99": {
                 k: {"chdb": [pct(a, q) * 1e3 for q in (0.5, 0.99)],
                     "file": [pct(b, q) * 1e3 for q in (0.5, 0.99)]}

@@ -7,7 +7,9 @@
   done), as the collector's writer and deriver do.
 - `ClickHouseSide`: a chDB database taking each chunk as the clickhouseexporter writes it
   (`to_exporter_spans` then the insert: `insert_as_exporter`'s two steps, timed apart),
-  derived by ``--workers`` sharded `Worker` s stepped one after the other.
+  derived by ``--workers`` sharded `Worker` s stepped one after the other; shard 0's
+  worker vacuums every `VACUUM_AFTER_S`, as `Worker.run` does (its time counts as a
+  batch's: `ClickHouseSide.vacuum_s` says how much of it).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from otel_threads.clickhouse.engine import connect_engine
 from otel_threads.clickhouse.exporter_emulation import to_exporter_spans
 from otel_threads.clickhouse.exporter_schema import TRACES_TABLE
 from otel_threads.clickhouse.schema import init_schema
-from otel_threads.clickhouse.worker import Worker
+from otel_threads.clickhouse.worker import VACUUM_AFTER_S, Worker
 from otel_threads.otlp.decode import decode_traces_protobuf
 from otel_threads.store.derive import Deriver
 from otel_threads.store.insert import insert_batch
@@ -151,6 +153,8 @@ class ClickHouseSide:
         ]
         self.stats = [Stats() for _ in range(workers)]
         self.emulate_s = self.insert_s = 0.0
+        self.vacuum_s = 0.0
+        self.vacuumed = time.monotonic()
 
     def insert(self, table: pa.Table) -> None:
         started = time.perf_counter()
@@ -186,6 +190,12 @@ class ClickHouseSide:
             lo = self._watermark(worker)
             started = time.perf_counter()
             result = worker.step()
+            vacuum = time.monotonic() - self.vacuumed > VACUUM_AFTER_S
+            if result.arrivals and worker.index == 0 and vacuum:
+                before = time.perf_counter()
+                worker.vacuum()
+                self.vacuum_s += time.perf_counter() - before
+                self.vacuumed = time.monotonic()
             took = time.perf_counter() - started
             if result.arrivals:
                 worked = True
