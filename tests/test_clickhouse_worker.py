@@ -366,3 +366,39 @@ def test_a_growing_thread_reads_back_only_its_new_traces_and_derives_as_a_file(t
         "SELECT count() FROM otel_threads_span_threads_gen GROUP BY gen ORDER BY gen"
     )
     assert [n for (n,) in written] == [*per_trace[:6], sum(per_trace[:7]), *per_trace[7:]]
+
+
+def test_a_trace_that_resolves_otherwise_is_written_again_though_it_did_not_arrive(tmp_path):
+    """A generation names the earlier piece of a trace that neither arrived nor resolved
+    otherwise, and writes the rows of one whose resolution changed (here as if it had: the
+    worker's record of what it wrote for it says another resolution)."""
+    app = App()
+    conversation(app, "res", 3)
+    spans = spans_of(app)
+    traces = list(dict.fromkeys(spans.column("trace_id").to_pylist()))
+    path = file_store(tmp_path / "f.duckdb", [(spans, NO_LOGS)])
+    engine = chdb_engine("res")
+    init_schema(engine)
+    worker = Worker(engine, settle_s=0)
+
+    def only(trace_id: str) -> pa.Table:
+        return spans.filter(pa.compute.equal(spans.column("trace_id"), trace_id))
+
+    def written() -> set[str]:
+        rows = engine.rows(
+            "SELECT DISTINCT trace_id FROM otel_threads_span_threads_gen "
+            "WHERE gen = (SELECT max(gen) FROM otel_threads_thread_gens)"
+        )
+        return {r[0] for r in rows}
+
+    try:
+        insert_as_exporter(engine, spans=pa.concat_tables([only(traces[0]), only(traces[1])]))
+        worker.run_once()
+        piece, mark = worker.pieces["res"][traces[0]]
+        worker.pieces["res"][traces[0]] = (piece, mark + 1)  # (resolved otherwise since)
+        insert_as_exporter(engine, spans=only(traces[2]))
+        worker.run_once()
+        assert written() == {traces[0], traces[2]}  # not traces[1]: its piece is named
+    finally:
+        worker.close()
+    assert compare(file_views(path), engine) == {}
