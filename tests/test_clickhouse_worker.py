@@ -402,3 +402,37 @@ def test_a_trace_that_resolves_otherwise_is_written_again_though_it_did_not_arri
     finally:
         worker.close()
     assert compare(file_views(path), engine) == {}
+
+
+def test_an_older_exporters_logs_table_without_event_name_derives_as_the_file(tmp_path):
+    """Exporters before EventName (records named by their ``event.name`` attribute, as SDKs
+    did then) made otel_logs without that column: the worker reads it as empty."""
+    import json
+
+    base = FIXTURES / "semconv_1_28_events"
+    doc = json.loads(base.with_suffix(".logs.json").read_text())
+    for resource in doc["resourceLogs"]:
+        for scope in resource["scopeLogs"]:
+            for record in scope["logRecords"]:
+                name = record.pop("eventName", None)
+                keys = {a["key"] for a in record.get("attributes", [])}
+                if name and "event.name" not in keys:
+                    record.setdefault("attributes", []).append(
+                        {"key": "event.name", "value": {"stringValue": name}}
+                    )
+    logs = decode_logs_json(json.dumps(doc).encode()).table
+    spans = decode_traces_json(base.with_suffix(".traces.json").read_bytes()).table
+    path = file_store(tmp_path / "old.duckdb", [(spans, logs)])
+    expected = file_views(path)
+    conventions = set(expected["messages"].column("convention").to_pylist())
+    assert "semconv-1.28-events" in conventions  # (the messages come from the records)
+    engine = chdb_engine("old-logs")
+    init_schema(engine)
+    insert_as_exporter(engine, spans=spans, logs=logs)
+    engine.command("ALTER TABLE otel_logs DROP COLUMN EventName")
+    worker = Worker(engine, settle_s=0)
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    assert compare(expected, engine) == {}

@@ -6,16 +6,23 @@ generation); the traces a turn's link reaches, either way, from ``otel_threads_l
 and ``turns``; their spans from ``otel_traces`` by trace id within the traces' time
 bounds (``otel_traces_trace_id_ts``: the exporter's own lookup table), and their log
 records from ``otel_logs``. Rows come back as the DuckDB store's (SPAN_SCHEMA,
-LOG_SCHEMA), through `otel_threads.clickhouse.exporter_rows`.
+LOG_SCHEMA), through `otel_threads.clickhouse.exporter_rows`. A column an older exporter's
+table lacks (``otel_logs.EventName`` before the exporter wrote it) is read as its type's
+default (an empty string): the event name then comes from the ``event.name`` attribute.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from otel_threads.clickhouse.engine import Engine
+from otel_threads.clickhouse.engine import Engine, quote_name
 from otel_threads.clickhouse.exporter_rows import from_exporter_logs, from_exporter_spans
-from otel_threads.clickhouse.exporter_schema import LOG_COLUMNS, TRACE_COLUMNS
+from otel_threads.clickhouse.exporter_schema import (
+    LOG_TYPES,
+    LOGS_TABLE,
+    TRACE_TYPES,
+    TRACES_TABLE,
+)
 from otel_threads.otlp.tables import LOG_SCHEMA, SPAN_SCHEMA
 
 __all__ = ["SCOPE_ROUNDS", "Loader"]
@@ -29,6 +36,26 @@ class Loader:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._selects: dict[str, str] = {}
+
+    def _select(self, table: str) -> str:
+        """The columns the exporter writes to ``table``, as a SELECT list: those the table
+        lacks (an older exporter's) as their type's default."""
+        if table not in self._selects:
+            have = {
+                r[0]
+                for r in self.engine.rows(
+                    "SELECT name FROM system.columns "
+                    "WHERE database = currentDatabase() AND table = {t:String}",
+                    {"t": table},
+                )
+            }
+            types = TRACE_TYPES if table == TRACES_TABLE else LOG_TYPES
+            self._selects[table] = ", ".join(
+                name if name in have else f"defaultValueOfTypeName('{kind}') AS {quote_name(name)}"
+                for name, kind in types
+            )
+        return self._selects[table]
 
     def threads_of(self, traces: list[str]) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}
@@ -120,7 +147,7 @@ class Loader:
             )
             params |= {"lo": (int(lo) - 1) * 10**9, "hi": (int(hi) + 2) * 10**9}
         rows = self.engine.query(
-            f"SELECT {', '.join(TRACE_COLUMNS)} FROM otel_traces WHERE {where}", params
+            f"SELECT {self._select(TRACES_TABLE)} FROM {TRACES_TABLE} WHERE {where}", params
         )
         return from_exporter_spans(rows)
 
@@ -128,7 +155,7 @@ class Loader:
         if not traces:
             return LOG_SCHEMA.empty_table()
         rows = self.engine.query(
-            f"SELECT {', '.join(LOG_COLUMNS)} FROM otel_logs "
+            f"SELECT {self._select(LOGS_TABLE)} FROM {LOGS_TABLE} "
             "WHERE TraceId IN {traces:Array(String)}",
             {"traces": traces},
         )
