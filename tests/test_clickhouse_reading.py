@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pyarrow as pa
 import pytest
 from ch_equivalence import derive_on_clickhouse, raw_tables
 from test_thread_filters import CASES, converse
@@ -87,7 +88,7 @@ def test_one_threads_detail_as_on_the_file(stores):
         ch.thread("no-such-thread")
 
 
-def test_sql_is_read_only_clickhouse_sql(stores):
+def test_sql_is_read_only_clickhouse_sql(stores, monkeypatch):
     _, ch = stores
     columns, rows = ch.sql("SELECT thread_id, turn_count FROM threads ORDER BY thread_id")
     assert columns == ["thread_id", "turn_count"]
@@ -106,6 +107,26 @@ def test_sql_is_read_only_clickhouse_sql(stores):
     assert ch.sql("SELECT count() FROM otel_traces")[1][0][0] > 0  # nothing was dropped
     with pytest.raises(ValueError, match="no params"):
         ch.arrow("SELECT 1", ["x"])
+    # /arrow's answer comes a batch at a time, and stops past its size, in one line
+    reader = ch.clickhouse
+    stream = reader.arrow_stream("SELECT thread_id FROM threads ORDER BY 1", 1 << 20)
+    assert pa.ipc.open_stream(stream).read_all().column(0).to_pylist()[0] == "chat"
+    empty = reader.arrow_stream("SELECT thread_id FROM threads WHERE 0", 1 << 20)
+    assert pa.ipc.open_stream(empty).read_all().schema.names == ["thread_id"]
+    pulled: list[int] = []
+    batches = reader.engine.batches
+
+    def counted(sql, params=None):
+        for batch in batches(sql, params):
+            pulled.append(batch.num_rows)
+            yield batch
+
+    monkeypatch.setattr(reader.engine, "batches", counted)
+    with pytest.raises(ValueError, match=r"^the answer is larger than 1 MiB; narrow it"):
+        reader.arrow_stream("SELECT repeat('x', 100) AS s FROM numbers(10000000)", 1 << 20)
+    assert 0 < sum(pulled) < 1_000_000  # (it stopped reading: 1 GB would have come)
+    with pytest.raises(ValueError, match="readonly"):
+        reader.arrow_stream("SELECT * FROM file('/etc/hostname', 'LineAsString')", 1 << 20)
 
 
 def test_annotating_needs_a_file_or_an_api(stores):

@@ -1,7 +1,8 @@
 """One way to talk to ClickHouse: a server (``clickhouse://``) or chDB (``chdb://``).
 
 Everything otel-threads runs on ClickHouse goes through `Engine`: `query` returns an
-Arrow table, `command` runs a statement, `insert` appends an Arrow table. The SQL is
+Arrow table (`batches`: its record batches as ClickHouse sends them, for an answer that
+may be too large to hold), `command` runs a statement, `insert` appends an Arrow table. The SQL is
 the same for both; parameters are ClickHouse's own ``{name:Type}`` placeholders.
 
 - ``clickhouse://[user[:password]@]host[:port][/database]`` (``clickhouses://`` for
@@ -16,7 +17,7 @@ does.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -45,6 +46,13 @@ class Engine:
     database: str
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        raise NotImplementedError
+
+    def batches(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """The result's record batches as they come (the query stops when the caller
+        stops: close the iterator)."""
         raise NotImplementedError
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
@@ -130,6 +138,23 @@ class ChdbEngine(Engine):
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         return self._run(sql, params, "ArrowTable")
 
+    def batches(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        text = None if not params else {k: _literal(v) for k, v in params.items()}
+        with ChdbEngine._lock:  # (one query at a time in chDB's session, to its end)
+            try:
+                self._session.query(f"USE {quote_name(self.database)}", "CSV")
+                stream = self._session.send_query(sql, "Arrow", params=text)
+            except Exception as exc:
+                raise EngineError(_first_line(exc)) from None
+            try:
+                for chunk in _chunks(stream):  # (each chunk is an Arrow file)
+                    file = pa.ipc.open_file(pa.py_buffer(chunk.bytes()))
+                    yield from (file.get_batch(i) for i in range(file.num_record_batches))
+            finally:
+                stream.close()
+
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._run(sql, params, "CSV")
 
@@ -182,6 +207,19 @@ class ServerEngine(Engine):
         except Exception as exc:
             raise EngineError(_first_line(exc)) from None
 
+    def batches(
+        self, sql: str, params: Mapping[str, Any] | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        try:
+            stream = self._client.query_arrow_stream(sql, parameters=dict(params or {}))
+            with stream:
+                for part in _chunks(stream):
+                    yield from part.to_batches() if isinstance(part, pa.Table) else [part]
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineError(_first_line(exc)) from None
+
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
             self._client.command(sql, parameters=dict(params or {}))
@@ -203,6 +241,19 @@ class ServerEngine(Engine):
 def quote_name(name: str) -> str:
     """An identifier, quoted for ClickHouse."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _chunks(stream: Any) -> Iterator[Any]:
+    """The parts of a streamed result; EngineError when ClickHouse fails midway."""
+    parts = iter(stream)
+    while True:
+        try:
+            part = next(parts)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise EngineError(_first_line(exc)) from None
+        yield part
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from otel_threads.clickhouse.local import LocalStore
 from otel_threads.query import PREVIEW_CHARS, order_by
 from otel_threads.request import ThreadsQueryReq
 from otel_threads.schemas import ThreadSchema, ThreadsQueryRes
+from otel_threads.store.readonly_sql import arrow_stream
 
 __all__ = ["ClickHouseReader", "readonly_sql"]
 
@@ -163,3 +165,22 @@ class ClickHouseReader:
         """One read-only statement, whole (or its first ``limit`` rows), as an Arrow table
         (times naive UTC); stopped after ``timeout_s``."""
         return _naive_table(self._query(readonly_sql(sql, limit, timeout_s)))
+
+    def arrow_stream(self, sql: str, max_bytes: int, timeout_s: float | None = None) -> bytes:
+        """One read-only statement as an Arrow IPC stream (times naive UTC), read from
+        ClickHouse a batch at a time: past ``max_bytes`` it stops there, a ValueError that
+        says to narrow it (never a whole answer held first); stopped after ``timeout_s``."""
+        batches = self.engine.batches(readonly_sql(sql, None, timeout_s))
+        try:
+            first = next(batches, None)
+            if first is None:  # no batch, not even an empty one: the schema alone
+                schema = self.arrow(sql, limit=0, timeout_s=timeout_s).schema
+                return arrow_stream(schema, [], max_bytes)
+            head = _naive_table(pa.Table.from_batches([first]))
+            rest = (_naive_table(pa.Table.from_batches([b])) for b in batches)
+            parts = itertools.chain([head], rest)
+            return arrow_stream(head.schema, (b for t in parts for b in t.to_batches()), max_bytes)
+        except EngineError as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            batches.close()

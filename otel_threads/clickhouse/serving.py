@@ -9,7 +9,8 @@ store on ClickHouse, what ``otel-threads serve --clickhouse URL`` answers with.
 - ``/sql`` is ClickHouse's SQL, read-only (``readonly = 1``: no writes, no ``file()`` or
   ``url()``), one statement, cut to the rows and bytes a file's ``/sql`` gives and
   stopped after as long (otel_threads.store.readonly_sql). ``/arrow`` takes no
-  ``params`` here (ClickHouse's placeholders are not DuckDB's ``?``).
+  ``params`` here (ClickHouse's placeholders are not DuckDB's ``?``), and reads its answer
+  a batch at a time, refused once past a file's limit (`ClickHouseReader.arrow_stream`).
 - Reads never wait for derivation: the derive workers (or the one `serve --derive` runs
   beside the API) write, and a read answers with what they wrote. And the API writes
   nothing: annotations and evaluations reach ClickHouse over OTLP, as
@@ -33,12 +34,10 @@ from otel_threads.span_messages import query_span_messages
 from otel_threads.store.errors import StoreClosed
 from otel_threads.store.health import Fault
 from otel_threads.store.readonly_sql import (
-    ARROW_BATCH_ROWS,
     ARROW_MAX_BYTES,
     SQL_MAX_BYTES,
     SQL_MAX_ROWS,
     SQL_TIMEOUT_S,
-    arrow_stream,
     cut_rows,
 )
 
@@ -136,5 +135,4 @@ class ClickHouseReads:
                 "on ClickHouse, /arrow takes no params: write the values into the SQL "
                 "(ClickHouse's own)"
             )
-        table = self.reader.arrow(sql, timeout_s=SQL_TIMEOUT_S)
-        return arrow_stream(table.schema, table.to_batches(ARROW_BATCH_ROWS), ARROW_MAX_BYTES)
+        return self.reader.arrow_stream(sql, ARROW_MAX_BYTES, timeout_s=SQL_TIMEOUT_S)
