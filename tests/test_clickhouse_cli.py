@@ -92,3 +92,23 @@ def test_a_bad_memory_limit_is_a_usage_error():
     )
     assert done.exit_code == 2 and "Invalid value for --memory-limit" in done.output
     assert "Traceback" not in done.output
+
+
+def test_a_server_that_cannot_be_reached_is_one_line_on_stderr():
+    """No ClickHouse listens on the port: the command says so in one line (not the HTTP
+    library's retry message, nor its log line)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port nothing listens on (bound, then let go)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"clickhouse://127.0.0.1:{port}/"
+    done = subprocess.run(
+        [sys.executable, "-m", "otel_threads.cli", "threads", "--clickhouse", url],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == f"Error: cannot reach ClickHouse at {url}: Connection refused\n"

@@ -16,6 +16,7 @@ does.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -33,6 +34,11 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE = "otel"
+
+# clickhouse-connect logs a failed request before raising it; with no logging set up,
+# Python would print that to stderr beside our own one-line error (an application that
+# sets up logging still gets it)
+logging.getLogger("clickhouse_connect").addHandler(logging.NullHandler())
 
 
 class EngineError(Exception):
@@ -191,7 +197,7 @@ class ServerEngine(Engine):
                 host=host, port=port, secure=secure, username=user, password=password
             )
         except Exception as exc:
-            raise EngineError(f"cannot reach ClickHouse at {url}: {_first_line(exc)}") from None
+            raise EngineError(f"cannot reach ClickHouse at {url}: {_os_error(exc)}") from None
         self.url = url
         self.database = database
         exists = self._client.command(
@@ -254,6 +260,19 @@ def _chunks(stream: Any) -> Iterator[Any]:
         except Exception as exc:
             raise EngineError(_first_line(exc)) from None
         yield part
+
+
+def _os_error(exc: BaseException) -> str:
+    """What the system said of a connection that failed (``Connection refused``), found
+    among the errors that caused ``exc``; else ``exc``'s first line."""
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:
