@@ -8,6 +8,7 @@ as a collector does, the ClickHouse side gets them as the clickhouseexporter wri
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pyarrow as pa
@@ -436,3 +437,54 @@ def test_an_older_exporters_logs_table_without_event_name_derives_as_the_file(tm
     finally:
         worker.close()
     assert compare(expected, engine) == {}
+
+
+def test_a_reader_keeps_the_threads_it_read_and_reads_back_only_what_changed(tmp_path):
+    """ThreadsClient on ClickHouse: two threads read are both kept (reading one does not
+    let go of the other); a new turn of one reads back that turn's trace alone, and the
+    detail still equals the file's."""
+    from otel_threads import ThreadsClient
+
+    app = App()
+    conversation(app, "live", 3)
+    conversation(app, "other", 2)
+    before = spans_of(app)
+    conversation(app, "live", 1)
+    after = spans_of(app)
+    new = set(after.column("trace_id").to_pylist()) - set(before.column("trace_id").to_pylist())
+    path = file_store(tmp_path / "f.duckdb", [(after, NO_LOGS)])
+    engine = chdb_engine("reader")
+    init_schema(engine)
+    worker = Worker(engine, settle_s=0)
+    client = ThreadsClient(engine.url)
+    read: list[list[str]] = []
+    spans = client.clickhouse.loader.spans
+
+    def counted(traces):
+        read.append(sorted(traces))
+        return spans(traces)
+
+    client.clickhouse.loader.spans = counted
+    try:
+        insert_as_exporter(engine, spans=before)
+        worker.run_once()
+        assert len(client.thread("live").turns) == 3
+        assert len(client.thread("other").turns) == 2
+        read.clear()
+        assert len(client.thread("live").turns) == 3  # both kept: nothing read again
+        assert len(client.thread("other").turns) == 2
+        assert read == []
+        turn = after.filter(pa.compute.is_in(after.column("trace_id"), pa.array(sorted(new))))
+        insert_as_exporter(engine, spans=turn)
+        worker.run_once()
+        got = client.thread("live")
+        assert read == [sorted(new)]  # the new turn's trace alone
+        want = ThreadsClient(path).thread("live")
+        assert dataclasses.asdict(got) == dataclasses.asdict(want)
+        client.clickhouse.forget()
+        read.clear()
+        assert dataclasses.asdict(client.thread("live")) == dataclasses.asdict(want)
+        assert len(read[0]) == 4  # let go: read whole again
+    finally:
+        worker.close()
+        client.close()

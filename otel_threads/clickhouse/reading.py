@@ -4,12 +4,14 @@
 - The threads list runs on ClickHouse, over the derived `threads` view and the views
   its filters read (`otel_threads.clickhouse.filters`: the same conditions).
 - One thread's detail (its turns, transcript, forks, branches, errors, a turn's spans)
-  is what the file store's own queries answer over that thread alone: its traces are
-  read back (`Loader.scope`) into an in-memory store and derived there, so every detail
-  the file gives (spans with their attributes, a branch through any turn) comes from
-  the same SQL, on ClickHouse's spans. The thread derived last is kept until a worker
-  writes a new generation of it (`stamp`), so the page's next read of the same thread
-  (a turn's spans, an LLM call's messages) does not derive it again.
+  is what the file store's own queries answer over that thread: its traces are read
+  back (`Loader.scope`) into an in-memory store and derived there, so every detail the
+  file gives (spans with their attributes, a branch through any turn) comes from the
+  same SQL, on ClickHouse's spans. The store keeps the threads it read (up to
+  `KEEP_SPANS` spans, then it is emptied): a thread is answered from it until a worker
+  writes a new generation of it (`stamp`), and then only the traces whose pieces that
+  generation wrote anew (new turns, late spans) are read back and derived, as a file
+  derives what arrives.
 - SQL runs on ClickHouse, read-only (``readonly = 1``: no writes, no table functions
   that read files or URLs), one SELECT statement at a time.
 """
@@ -36,7 +38,11 @@ from otel_threads.request import ThreadsQueryReq
 from otel_threads.schemas import ThreadSchema, ThreadsQueryRes
 from otel_threads.store.readonly_sql import arrow_stream
 
-__all__ = ["ClickHouseReader", "readonly_sql"]
+__all__ = ["KEEP_SPANS", "ClickHouseReader", "readonly_sql"]
+
+#: Spans a reader's store keeps at most: past it, it is emptied before the next thread
+#: is read (the threads it held are read back whole when next asked for).
+KEEP_SPANS = 500_000
 
 _PREVIEW = ", ".join(
     f"if(lengthUTF8({c}) > {PREVIEW_CHARS}, concat(leftUTF8({c}, {PREVIEW_CHARS - 1}), '…'), "
@@ -80,8 +86,8 @@ class ClickHouseReader:
         self.engine = engine
         self.loader = Loader(engine)
         self._local: LocalStore | None = None
-        #: (thread id, its `stamp`) of what `_local` holds derived
-        self._derived: tuple[str, str] | None = None
+        #: the threads `_local` holds: their `stamp` and their traces' pieces when read
+        self._held: dict[str, tuple[str, dict[str, int]]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -134,24 +140,54 @@ class ClickHouseReader:
     @contextmanager
     def thread_store(self, thread_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
         """A DuckDB connection on which ``thread_id``, read back from ClickHouse and
-        derived alone, answers the file store's queries (one thread at a time; the one
-        derived last stays until its `stamp` moves)."""
+        derived, answers the file store's queries (one caller at a time; see the module
+        docstring for what is kept)."""
         with self._lock:
             if self._local is None:
                 self._local = LocalStore()
             stamp = self.stamp(thread_id)
-            if stamp is None or self._derived != (thread_id, stamp):
-                self._derived = None
-                spans, logs = self.loader.scope(set(), {thread_id})
-                self._local.derive(spans, logs)
-                if stamp is not None:
-                    self._derived = (thread_id, stamp)
+            held = self._held.get(thread_id)
+            if stamp is None:
+                if held is not None:  # (gone from ClickHouse: nothing kept may answer)
+                    self._forget()
+            elif held is None or held[0] != stamp:
+                try:
+                    self._read(thread_id, stamp, held)
+                except BaseException:
+                    self._forget()  # (what the store holds may be half a read)
+                    raise
             yield self._local.con
 
+    def _read(self, thread_id: str, stamp: str, held: tuple[str, dict] | None) -> None:
+        """Bring ``thread_id`` in the store up to its latest generation (``stamp``)."""
+        assert self._local is not None
+        if held is None and self._local.span_count() > KEEP_SPANS:
+            self._forget()
+        pieces = dict(
+            self.engine.rows(
+                "SELECT trace_id, piece FROM otel_threads_latest_traces "
+                "WHERE thread_id = {t:String}",
+                {"t": thread_id},
+            )
+        )
+        others = set(self._held) - {thread_id}
+        if held is None:  # every trace of it (and what their links reach)
+            spans, logs = self.loader.scope(set(), {thread_id}, others)
+        else:  # the traces a worker wrote anew since (new, late spans, resolved otherwise)
+            changed = {t for t, piece in pieces.items() if held[1].get(t) != piece}
+            spans, logs = self.loader.scope(changed, set(), others | {thread_id})
+        self._local.add(spans, logs)
+        self._held[thread_id] = (stamp, pieces)
+
+    def _forget(self) -> None:
+        if self._local is not None:
+            self._local.reset()
+        self._held.clear()
+
     def forget(self) -> None:
-        """Let go of the thread `thread_store` kept: the next read derives it again."""
+        """Let go of every thread `thread_store` kept: the next read derives it again."""
         with self._lock:
-            self._derived = None
+            self._forget()
 
     def sql(self, sql: str) -> tuple[list[str], list[list[Any]]]:
         """One read-only statement: (column names, rows)."""
