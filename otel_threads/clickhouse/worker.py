@@ -244,8 +244,9 @@ class Worker:
 
     def vacuum(self, after_s: float = VACUUM_AFTER_S) -> None:
         """Delete the rows of generations that a newer one replaced more than ``after_s``
-        ago (each re-derivation of a thread writes all its rows again), and of generations
-        that never got written in full (a worker died mid-batch). Any worker may run it;
+        ago (each re-derivation of a thread writes its rows again, but for the pieces it
+        names, which stay while the latest generation names them), and of generations that
+        never got written in full (a worker died mid-batch). Any worker may run it;
         shard 0 does, every `VACUUM_AFTER_S`."""
         horizon = {"horizon": time.time_ns() - int(after_s * 1e9)}
         for view in VIEWS:  # (a piece is kept while the latest generation names it)
