@@ -488,3 +488,47 @@ def test_a_reader_keeps_the_threads_it_read_and_reads_back_only_what_changed(tmp
     finally:
         worker.close()
         client.close()
+
+
+def test_past_its_size_the_worker_lets_idle_threads_go_and_reads_them_whole_again(tmp_path):
+    """Past keep_spans, the threads touched longest ago leave the kept store (not those at
+    work, nor two that a link ties together, though they come first); the next turn of
+    one that left reads it back whole, and every view still equals the file's."""
+    app = App()
+    conversation(app, "idle-1", 3)
+    conversation(app, "idle-2", 3)
+    with thread("a-x") as t, app.tracer.start_as_current_span("a"):
+        pass
+    with thread("a-y", previous_turn_id=t.last_turn_id), app.tracer.start_as_current_span("b"):
+        pass
+    first = spans_of(app)
+    conversation(app, "busy", 4)
+    busy = spans_of(app)
+    conversation(app, "idle-1", 1)
+    everything = spans_of(app)
+    path = file_store(tmp_path / "f.duckdb", [(everything, NO_LOGS)])
+
+    def traces(table: pa.Table) -> list[str]:
+        return list(dict.fromkeys(table.column("trace_id").to_pylist()))
+
+    def only(table: pa.Table, ids: list[str]) -> pa.Table:
+        return table.filter(pa.compute.is_in(table.column("trace_id"), pa.array(ids)))
+
+    engine = chdb_engine("evict")
+    init_schema(engine)
+    worker = Worker(engine, settle_s=0, keep_spans=14)
+    try:
+        insert_as_exporter(engine, spans=first)
+        worker.run_once()
+        assert worker.kept == {"idle-1", "idle-2", "a-x", "a-y"}
+        for trace_id in traces(busy)[len(traces(first)) :]:  # busy's turns, one at a time
+            insert_as_exporter(engine, spans=only(busy, [trace_id]))
+            worker.run_once()
+        assert worker.kept == {"busy", "a-x", "a-y"}  # the idle ones left, oldest first
+        assert worker.local.span_count() <= 14
+        insert_as_exporter(engine, spans=only(everything, traces(everything)[-1:]))
+        assert [r.spans for r in worker.run_once()] == [8]  # idle-1 read back whole
+        assert "idle-1" in worker.kept
+    finally:
+        worker.close()
+    assert compare(file_views(path), engine) == {}

@@ -19,6 +19,7 @@ import pyarrow as pa
 from otel_threads.clickhouse.schema import PER_TRACE, VIEWS
 from otel_threads.prices import PriceEntry, reprice
 from otel_threads.store.derive import DERIVED, Deriver
+from otel_threads.store.eviction import evict_threads
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.schema import apply_views, migrate
 from otel_threads.store.sqlfiles import sql_files
@@ -134,6 +135,11 @@ class LocalStore:
         while deriver.refresh():
             pass
         self.set_aside += int(con.execute("SELECT count(*) FROM derive_errors").fetchall()[0][0])
+
+    def evict(self, threads: list[str]) -> set[str]:
+        """Take ``threads`` out of the store, those that stand alone (`evict_threads`);
+        returns those taken out."""
+        return evict_threads(self.con, threads)
 
     def span_count(self) -> int:
         return int(self.con.execute("SELECT count(*) FROM spans_raw").fetchall()[0][0])

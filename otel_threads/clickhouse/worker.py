@@ -14,8 +14,10 @@ A batch, start to end (`Worker.step`):
    ``turns`` and ``otel_threads_links`` say where to look; the spans are read by trace
    id within the traces' time bounds).
 3. **Derivation** in the worker's own DuckDB (`LocalStore`), kept from batch to batch
-   (up to `KEEP_SPANS` spans; then emptied): the file store's SQL, deriving what the new
-   spans change from the kept rows of their threads, as a file does.
+   (up to `KEEP_SPANS` spans: past it, the threads touched longest ago leave it, those
+   that stand alone, `evict_threads`; when that is not enough it is emptied): the file
+   store's SQL, deriving what the new spans change from the kept rows of their threads,
+   as a file does.
 4. **Writes**: the rows of every thread of this shard that the batch touched, as a new
    generation, then the generations themselves, then the watermark; of the per-trace
    views (llm calls, messages, spans' threads), only the rows of the traces that
@@ -119,6 +121,9 @@ class Worker:
         #: hash of its resolution those rows were derived with (`LocalStore.resolutions`)
         self.pieces: dict[str, dict[str, tuple[int, int]]] = {}
         self.keep_spans = keep_spans
+        #: the batch that last touched each kept thread (`_make_room` lets the oldest go)
+        self.touched: dict[str, int] = {}
+        self.batches = 0
         self.loader = Loader(engine)
 
     def close(self) -> None:
@@ -195,6 +200,23 @@ class Worker:
             self._forget()  # (what the kept store holds may be half a batch)
             raise
         if self.local.span_count() > self.keep_spans:
+            self._make_room()
+
+    def _make_room(self) -> None:
+        """Let the threads touched longest ago leave the kept store (an eighth of them at
+        a time, those that stand alone; never those of this batch) until it holds at most
+        3/4 of `keep_spans`; empty it when they do not suffice. A thread that left is read back
+        whole when next touched."""
+        idle = [t for t in self.kept if self.touched.get(t, 0) < self.batches]  # (not at work)
+        oldest = sorted(idle, key=lambda t: (self.touched.get(t, 0), t))
+        step = max(1, len(oldest) // 8)
+        while oldest and self.local.span_count() > self.keep_spans * 3 // 4:
+            some, oldest = oldest[:step], oldest[step:]
+            for thread_id in self.local.evict(some):
+                self.kept.discard(thread_id)
+                self.pieces.pop(thread_id, None)
+                self.touched.pop(thread_id, None)
+        if self.local.span_count() > self.keep_spans:
             self._forget()
 
     def _forget(self) -> None:
@@ -202,6 +224,7 @@ class Worker:
         self.local.reset()
         self.kept.clear()
         self.pieces.clear()
+        self.touched.clear()
 
     def _derive_kept(self, hints: dict[str, set[str]], inputs_at: int, result: BatchResult) -> None:
         arrived = sorted(hints)
@@ -231,6 +254,8 @@ class Worker:
             self._write(write, inputs_at, set(arrived))
         result.threads_written = len(write)
         result.threads = write
+        self.batches += 1
+        self.touched.update(dict.fromkeys(threads, self.batches))
         moved = []
         for trace_id in arrived:
             changed = before.get(trace_id, set()) ^ after.get(trace_id, set())
