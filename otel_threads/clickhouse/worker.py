@@ -196,11 +196,11 @@ class Worker:
     def _derive(self, hints: dict[str, set[str]], inputs_at: int, result: BatchResult) -> None:
         try:
             self._derive_kept(hints, inputs_at, result)
+            if self.local.span_count() > self.keep_spans:
+                self._make_room()
         except BaseException:
             self._forget()  # (what the kept store holds may be half a batch)
             raise
-        if self.local.span_count() > self.keep_spans:
-            self._make_room()
 
     def _make_room(self) -> None:
         """Let the threads touched longest ago leave the kept store (an eighth of them at
