@@ -127,10 +127,14 @@ def threads_where(req: ThreadsQueryReq) -> tuple[str, list[Any]]:
     return (f"WHERE {' AND '.join(where)}" if where else ""), params
 
 
-def order_by(req: ThreadsQueryReq, page_sort: list[tuple[str, str]] | None = None) -> str:
+def order_by(
+    req: ThreadsQueryReq, page_sort: list[tuple[str, str]] | None = None, *, key: str = "{}"
+) -> str:
     """The ORDER BY terms (without the final thread_id) of a threads query: ``page_sort``
     (field, direction pairs of `PAGE_SORT`), else ``req.sort_by``; ValueError for a field
-    or direction there is none of. The same SQL on DuckDB and ClickHouse."""
+    or direction there is none of. The same SQL on DuckDB and ClickHouse; ``key`` is the
+    form each sort expression takes (``{}``: as it is; `query_threads` says why DuckDB's
+    is another)."""
     sorts = page_sort or [(s.field, s.direction) for s in req.sort_by]
     for name, direction in sorts:
         if name not in PAGE_SORT or direction not in ("asc", "desc"):
@@ -138,7 +142,18 @@ def order_by(req: ThreadsQueryReq, page_sort: list[tuple[str, str]] | None = Non
                 f"cannot sort by {name!r} {direction!r}: choose one of "
                 f"{', '.join(PAGE_SORT)}, asc or desc"
             )
-    return ", ".join(f"{PAGE_SORT[n]} {d.upper()} NULLS LAST" for n, d in sorts)
+    return ", ".join(f"{key.format(PAGE_SORT[n])} {d.upper()} NULLS LAST" for n, d in sorts)
+
+
+#: How `query_threads` gives DuckDB its sort keys: the same order, but not a bare column.
+#: For ORDER BY a column ... LIMIT, DuckDB's Top-N pushes its running boundary into the
+#: scan as a dynamic filter, and a scan with a filter waits while a checkpoint writes the
+#: table (DuckDB 2.0.1; docs/repro/duckdb_checkpoint_reads.py): under sustained ingest,
+#: where the collector checkpoints every few seconds, the threads list waited up to a
+#: checkpoint's length. ``coalesce(x, x)`` keeps the Top-N and leaves the scan unfiltered
+#: (the collector's store also turns off late materialization, another such filter:
+#: otel_threads.store.store). A list with a filter of its own still waits.
+UNFILTERED_KEY = "coalesce({0}, {0})"
 
 
 def query_threads(
@@ -150,7 +165,7 @@ def query_threads(
     direction) pairs of `PAGE_SORT`, replaces ``req.sort_by`` (the web page's list).
     first_input and last_output are previews of at most `PREVIEW_CHARS` characters."""
     cond, params = threads_where(req)
-    order = order_by(req, page_sort)
+    order = order_by(req, page_sort, key=UNFILTERED_KEY)
     # a filter that reads the transcript, turns or attribute values counts its matches
     # in the scan that finds them (a second statement would scan again)
     counted = req.filter is not None and req.filter.scans()

@@ -1,14 +1,17 @@
 """How a writable open attaches the file: row groups of ROW_GROUP_SIZE rows (DuckDB does
 not keep the size in the file), and a connection whose cursors see the store's tables
-as a plain ``duckdb.connect`` would."""
+as a plain ``duckdb.connect`` would; and the threads list, read while a checkpoint runs."""
 
 from __future__ import annotations
 
 import duckdb
 import pytest
 
+from otel_threads.query import PAGE_SORT, query_threads
+from otel_threads.schemas import ThreadsQueryReq
 from otel_threads.store import connect
 from otel_threads.store.schema import ROW_GROUP_SIZE
+from otel_threads.store.store import Store
 
 
 def _row_groups(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -61,3 +64,50 @@ def test_cursors_see_the_store_as_a_plain_connection_would(tmp_path, name, catal
     con.close()
     with duckdb.connect(path, read_only=True) as plain:  # plain DuckDB reads what it wrote
         assert plain.execute("SELECT count(*) FROM threads").fetchone() == (0,)
+
+
+class _Recording:
+    """A cursor that keeps the statements run on it."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection) -> None:
+        self.cur, self.statements = cur, []
+
+    def execute(self, sql: str, params=None):
+        self.statements.append((sql, params))
+        return self.cur.execute(sql, params)
+
+
+@pytest.mark.parametrize("field", sorted(PAGE_SORT))
+def test_the_threads_list_scans_with_no_filter_that_a_checkpoint_holds(tmp_path, field):
+    """The collector checkpoints every few seconds under ingest, and DuckDB holds a scan
+    with a filter until the checkpoint has written its table
+    (docs/repro/duckdb_checkpoint_reads.py). ORDER BY col LIMIT n filters its scan twice:
+    the Top-N's dynamic filter, and late materialization's rowid join. The list's sort
+    keys are not bare columns and the store turns late materialization off, so the
+    statements of an unfiltered list page scan `threads_mat` with no filter at all."""
+    store = Store(str(tmp_path / "ck.duckdb")).open()
+    try:
+        with store.cursor() as cur:
+            cur.execute(
+                "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
+                "'t' || range, TIMESTAMP '2026-01-01' + to_seconds(range), range % 7 "
+                "FROM range(3000)"
+            )
+
+            def plan(sql: str, params=None) -> str:
+                return "\n".join(r[1] for r in cur.execute(f"EXPLAIN {sql}", params).fetchall())
+
+            # what a held scan looks like in a plan
+            assert "Filters:" in plan("SELECT * FROM threads WHERE turn_count > ?", [2])
+            assert "Dynamic Filter" in plan(
+                "SELECT thread_id FROM threads ORDER BY last_updated DESC LIMIT 3"
+            )
+            recording = _Recording(cur)
+            listed = query_threads(recording, ThreadsQueryReq(limit=3), [(field, "desc")])
+            assert len(listed.threads) == 3 and listed.total == 3000
+            assert recording.statements
+            for sql, params in recording.statements:
+                shown = plan(sql, params)
+                assert "Filters:" not in shown and "rowid" not in shown, shown
+    finally:
+        store.close()

@@ -171,6 +171,12 @@ class Store(Healing):
             con.execute("SET checkpoint_threshold = '1TB'")
             # a long derivation must not draw DuckDB's progress bar on the service's stdout
             con.execute("SET enable_progress_bar = false")
+            # Reads run beside those checkpoints, and DuckDB holds a scan with a filter
+            # until the checkpoint has written its table. Late materialization (ORDER BY
+            # ... LIMIT 50 or less: the rows found again by rowid) is one such filter, and
+            # the threads list's page is one such query; without it a Top-N carries its
+            # rows whole (docs/repro/duckdb_checkpoint_reads.py, otel_threads.query).
+            con.execute("SET GLOBAL late_materialization_max_rows = 0")
             for hook in self._hooks:
                 hook(con)
             derive = (
