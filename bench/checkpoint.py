@@ -2,17 +2,19 @@
 
     python bench/checkpoint.py [--threads 5000] [--seconds 40] [--sizes 122880,16384]
 
-A DuckDB checkpoint (the WAL folded into the file) holds every reader of the file until
-it ends, even one inside a transaction begun before it. The collector checkpoints
-whenever its WAL passes 32 MiB, so a read that meets a checkpoint waits as long as the
-checkpoint runs. This builds one synthetic store (bench/synth.py), then, for each
-row-group size in turn (the same seed file, copied), appends commits of ``--batch``
-spans copied from the store's own, checkpointing after every ``--checkpoint-rows``,
-under the collector's memory limit, while a reader runs the threads list (the API's
-query) every 20 ms. ``--seed STORE`` starts from a copy of a real store instead (e.g.
-one `bench/soak.py --dir` left). It prints, per size: spans appended/s, checkpoint ms
-(median and max) and seconds spent checkpointing per 100k spans, the reader's latency
-p50/p99/max, and bytes per span appended. Rounds alternate the sizes (``--rounds``);
+A DuckDB checkpoint (the WAL folded into the file) holds every read that filters a
+table (a WHERE, an index lookup) until it has written that table, even one inside a
+transaction begun before it (docs/repro/duckdb_checkpoint_reads.py). The collector
+checkpoints whenever its WAL passes 32 MiB, so such a read that meets a checkpoint waits
+about as long as the checkpoint runs. This builds one synthetic store (bench/synth.py),
+then, for each row-group size in turn (the same seed file, copied), appends commits of
+``--batch`` spans copied from the store's own, checkpointing after every
+``--checkpoint-rows``, under the collector's memory limit, while a reader runs the page
+of the thread with the most turns (the API's query, filtered by thread) every 20 ms.
+``--seed STORE`` starts from a copy of a real store instead (e.g. one `bench/soak.py
+--dir` left). It prints, per size: spans appended/s, checkpoint ms (median and max) and
+seconds spent checkpointing per 100k spans, the reader's latency p50/p99/max, and bytes
+per span appended. Rounds alternate the sizes (``--rounds``);
 the figures are the medians over rounds.
 """
 
@@ -28,8 +30,7 @@ import time
 
 from synth import build
 
-from otel_threads.query import query_threads
-from otel_threads.schemas import ThreadsQueryReq
+from otel_threads.paging import query_thread_page
 from otel_threads.store import connect
 
 
@@ -51,12 +52,16 @@ def one_round(
     seed_rows = con.execute("SELECT max(rowid) + 1 FROM spans_raw").fetchall()[0][0]
     reads: list[float] = []
     stop = threading.Event()
+    # (fetchall: a fetchone() would leave a read open, and DuckDB would checkpoint beside it)
+    ((longest,),) = con.execute(
+        "SELECT thread_id FROM threads ORDER BY turn_count DESC, thread_id LIMIT 1"
+    ).fetchall()
 
     def reader() -> None:
         cur = con.cursor()
         while not stop.is_set():
             t = time.perf_counter()
-            query_threads(cur, ThreadsQueryReq(limit=50))
+            query_thread_page(cur, longest)
             reads.append(time.perf_counter() - t)
             time.sleep(0.02)
         cur.close()

@@ -26,7 +26,8 @@ derivation has caught up: spans, turns and threads stored equal those acknowledg
 After the first run (unless ``--no-rebuild``): the collector is restarted on its file
 with every derived table marked as derived by other SQL (an upgrade), and the rebuild
 is measured: how soon the collector listens, how long deriving everything anew takes,
-peak RSS, one exporter's acknowledged spans/s and API latency meanwhile, exact counts.
+peak RSS, one exporter's acknowledged spans/s (``--rebuild-rate`` at most) and API
+latency meanwhile, exact counts.
 """
 
 from __future__ import annotations
@@ -355,7 +356,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 f"{expected}: {'OK' if ok else 'MISMATCH'}"
             )
             if args.rebuild and exporters == int(args.exporters.split(",")[0]):
-                proc = rebuild(db, log, proc, expected)
+                proc = rebuild(db, log, proc, expected, args.rebuild_rate)
                 ok = ok and proc.returncode is None  # (rebuild printed its own check)
             return {"rates": rates, "ok": ok}
         finally:
@@ -363,12 +364,14 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             proc.wait()
 
 
-def rebuild(db: Path, log, proc, expected: list[int]) -> subprocess.Popen:
+def rebuild(db: Path, log, proc, expected: list[int], rate: float) -> subprocess.Popen:
     """Stop the collector, mark every derived table as derived by other SQL (an upgrade
     that changes the derivation), and start it again on the same file: it must open at
-    once and derive everything anew behind ingest and reads. Prints how long it took, the
-    peak RSS, what one exporter got acknowledged meanwhile, the API latency, and the exact
-    counts at the end. Returns the running collector (killed when the counts are wrong)."""
+    once and derive everything anew behind ingest and reads. One exporter sends meanwhile,
+    ``rate`` spans/s at most (0: as fast as acknowledged, which on a small machine leaves
+    the rebuild too little to finish). Prints how long it took, the peak RSS, what the
+    exporter got acknowledged, the API latency, and the exact counts at the end. Returns
+    the running collector (killed when the counts are wrong)."""
     import duckdb
 
     proc.terminate()
@@ -382,7 +385,7 @@ def rebuild(db: Path, log, proc, expected: list[int]) -> subprocess.Popen:
     queued = metric(api, "otel_threads_derive_queue_traces")
     counts, stop = mp.Array("q", 3), mp.Event()
     sender = mp.get_context("fork").Process(
-        target=sender_process, args=(target, 90_000, 1, counts, stop)
+        target=sender_process, args=(target, 90_000, 1, counts, stop, rate)
     )
     sender.start()
     done, peak, lat = threading.Event(), [0], {"query": [], "thread": []}
@@ -457,6 +460,13 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="after the first run, derive every derived table anew (an upgrade) and measure",
+    )
+    ap.add_argument(
+        "--rebuild-rate",
+        type=float,
+        default=2000.0,
+        help="spans/s the one exporter sends at most during the rebuild (0: as fast as "
+        "acknowledged)",
     )
     args = ap.parse_args()
     results = [soak(args, int(n)) for n in args.exporters.split(",")]

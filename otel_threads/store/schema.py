@@ -53,7 +53,8 @@ VIEWS_RECORD = "(views)"
 _MIGRATION_FILE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 #: Rows per row group of the tables a writable open appends to (DuckDB's default is
-#: 122,880). A checkpoint holds every reader of the file until it ends, and on a copy
+#: 122,880). A checkpoint holds the reads that filter a table while it writes that table
+#: (docs/repro/duckdb_checkpoint_reads.py), and on a copy
 #: of a soak's store (3.2M spans) one that completed a default row group of spans_raw
 #: took 1.2-1.6 s. With row groups of 16,384 rows the same appends checkpointed in a
 #: sixth of the time (longest 0.3 s), readers waited a twelfth as long (p99), and the
