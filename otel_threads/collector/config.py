@@ -176,7 +176,7 @@ SETTINGS: tuple[Setting, ...] = (
         "--memory-limit",
         "OTEL_THREADS_MEMORY_LIMIT",
         _size,
-        "1GiB",
+        "640MiB",
         "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
         "queries and derivation spill to <db>.tmp.",
         "SIZE",
