@@ -20,9 +20,11 @@ Every ``--minute`` seconds it prints one line:
     ``GET /threads/{id}?wait=0`` (the probe's long thread, and a 100-turn one), a pair
     every ``--read-every`` seconds on average (a person reading, not a read load);
   - the collector's peak RSS, file bytes per acknowledged span, and the checkpoints of
-    the minute (reads wait while one runs): how many, and their mean duration.
-At the end: the last minute's rate over the first's, and the exact-count check once
-derivation has caught up: spans, turns and threads stored equal those acknowledged.
+    the minute (reads that filter a table wait while one writes it): how many, and their
+    mean duration.
+At the end: the last minute's rate over the first's, the exact-count check once
+derivation has caught up (spans, turns and threads stored equal those acknowledged), and
+the file's bytes per span then, beside the bytes per span of the OTLP requests sent.
 After the first run (unless ``--no-rebuild``): the collector is restarted on its file
 with every derived table marked as derived by other SQL (an upgrade), and the rebuild
 is measured: how soon the collector listens, how long deriving everything anew takes,
@@ -98,12 +100,15 @@ def exporter(
         begun = conversations.started
         spans, _ = conversations.next_turns()
         threads_new = conversations.started - begun
-        if not _send(stub, request(spans), stop_at):
+        body = request(spans)
+        if not _send(stub, body, stop_at):
             break
         with counts.get_lock():
             counts[0] += TURNS_PER_REQUEST * SPANS_PER_TURN
             counts[1] += TURNS_PER_REQUEST
             counts[2] += threads_new
+            if len(counts) > 3:
+                counts[3] += len(body)
     channel.close()
 
 
@@ -235,7 +240,8 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             probe = Probe(target, api)
             probe.fill()
             probe.derived()
-            counts = mp.Array("q", 3)  # spans, turns, threads acknowledged
+            # spans, turns, threads acknowledged, and the OTLP bytes of their requests
+            counts = mp.Array("q", 4)
             stop = mp.Event()
             per = [
                 exporters // args.processes + (i < exporters % args.processes)
@@ -355,6 +361,13 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 f"exact counts (spans, turns, threads): stored {stored}, acknowledged "
                 f"{expected}: {'OK' if ok else 'MISMATCH'}"
             )
+            time.sleep(3)  # the idle writer folds the WAL (after 1 s idle)
+            size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
+            print(
+                f"on disk with everything derived: {size / stored[0]:.0f} B/span (file and "
+                f"WAL, {size / 2**30:.2f} GiB); the same spans as OTLP protobuf requests: "
+                f"{counts[3] / spans:.0f} B/span"
+            )
             if args.rebuild and exporters == int(args.exporters.split(",")[0]):
                 proc = rebuild(db, log, proc, expected, args.rebuild_rate)
                 ok = ok and proc.returncode is None  # (rebuild printed its own check)
@@ -383,6 +396,8 @@ def rebuild(db: Path, log, proc, expected: list[int], rate: float) -> subprocess
     opened = time.monotonic() - started
     target, api = note["grpc"].split("://")[-1], note["api"]
     queued = metric(api, "otel_threads_derive_queue_traces")
+    # what the rebuild queued: the stored spans' traces (the exporter's come after them)
+    last_seq = sql(api, "SELECT max(ingest_seq) FROM spans_raw")[0][0]
     counts, stop = mp.Array("q", 3), mp.Event()
     sender = mp.get_context("fork").Process(
         target=sender_process, args=(target, 90_000, 1, counts, stop, rate)
@@ -403,7 +418,8 @@ def rebuild(db: Path, log, proc, expected: list[int], rate: float) -> subprocess
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    while metric(api, "otel_threads_derive_queue_traces") > 0:
+    # done when the rebuild's traces are (the exporter's own keep a few queued meanwhile)
+    while sql(api, f"SELECT count(*) FROM derive_queue WHERE first_seq <= {last_seq}")[0][0]:
         time.sleep(1)
     took = time.monotonic() - started
     stop.set()
