@@ -44,6 +44,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -138,8 +139,19 @@ def http_json(url: str, body: dict | None = None) -> tuple[float, object]:
     return time.perf_counter() - started, json.loads(payload)
 
 
-def sql(api: str, statement: str, wait: float = 0) -> list:
-    return http_json(f"{api}/sql?wait={wait:g}", {"sql": statement})[1]["rows"]
+def sql(api: str, statement: str, wait: float = 0, tries: int = 3) -> list:
+    """The rows of ``statement`` (POST /sql). A statement the collector stopped at its
+    deadline (a count over a large store while a checkpoint writes the table) is tried
+    again, ``tries`` times in all; any other refusal raises with the collector's answer."""
+    for attempt in range(tries):
+        try:
+            return http_json(f"{api}/sql?wait={wait:g}", {"sql": statement})[1]["rows"]
+        except urllib.error.HTTPError as exc:
+            answer = exc.read().decode(errors="replace")
+            if "ran longer" not in answer or attempt == tries - 1:
+                raise RuntimeError(f"/sql {exc.code}: {answer} ({statement})") from None
+            print(f"/sql stopped at its deadline, again: {statement}", flush=True)
+    raise AssertionError("unreachable")
 
 
 def stored_counts(api: str) -> list:
