@@ -108,11 +108,14 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
 
     def rebuild(self, stale: list[tuple[str, str]]) -> None:
         """Derive the ``stale`` tables anew, streamed (one transaction to start it): their
-        rows are deleted, and every stored trace is queued, in thread order, for `refresh`
-        to derive a bounded batch at a time. So a rebuild holds one batch's memory at any
-        store size, sets aside only the traces that fail, and (on the collector, whose
-        derivation works the queue off behind ingest) stops neither ingest nor reads: the
-        threads fill in as their batches are derived."""
+        rows are deleted, and every stored trace is queued, in the order its first span
+        arrived, for `refresh` to derive a bounded batch at a time: as live derivation
+        met them, so a batch's spans lie in one stretch of spans_raw and its threads grow
+        from their tails (in thread order, each batch's spans lay all over the table).
+        So a rebuild holds one batch's memory at any store size, costs each trace what
+        live derivation did, sets aside only the traces that fail, and (on the collector,
+        whose derivation works the queue off behind ingest) stops neither ingest nor
+        reads: the threads fill in as their batches are derived."""
         if not stale:
             return
         db = self.db
@@ -132,9 +135,8 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
                 f"INSERT INTO derive_queue (trace_id, thread_id, first_seq, last_seq) SELECT "
                 f"trace_id, thread_id, first_seq, last_seq FROM (SELECT trace_id, "
                 f"max(thread_id) AS thread_id, min(ingest_seq) AS first_seq, "
-                f"max(ingest_seq) AS last_seq, "
-                f"min(start_time_unix_nano) AS started FROM {db}.spans_raw GROUP BY trace_id) "
-                f"ORDER BY thread_id NULLS LAST, started, trace_id"
+                f"max(ingest_seq) AS last_seq FROM {db}.spans_raw GROUP BY trace_id) "
+                f"ORDER BY first_seq"
             )
         queued = self.pending()
         _logger.log(  # worth a line only over stored data (an upgrade), not a new file
@@ -209,7 +211,9 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         queued = self._oldest(max(1, limit))
         rows = self._batch_rows(queued)
         threads = {r.thread_id for rs in rows.values() for r in rs if r.thread_id is not None}
-        more = self._same_threads(threads, queued, WIDEN * max(1, limit) - len(queued))
+        more = self._same_threads(
+            threads, queued, WIDEN * max(1, limit) - len(queued), self._widen_until(rows)
+        )
         rows.update(self._batch_rows(more))
         queued += more
         if len(queued) <= 1:
@@ -221,8 +225,13 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         }
         unknown = [t for t in queued if t not in sizes]  # queued by a rebuild
         if unknown:
+            # (a rebuild's row has its trace's first and last span: read that stretch)
+            seqs = [s for t in unknown for r in rows[t] for s in (r.first_seq, r.last_seq)]
+            stretch = "true"
+            if seqs and None not in seqs:
+                stretch = f"ingest_seq BETWEEN {min(seqs)} AND {max(seqs)}"
             try:
-                sizes.update(self._content_bytes(self.db, self._in("trace_id", unknown)))
+                sizes.update(self._content_bytes(self.db, self._in("trace_id", unknown), stretch))
             finally:
                 self._drop_temps()
         batch, total = [], 0

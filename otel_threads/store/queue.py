@@ -29,6 +29,15 @@ __all__ = ["Queue", "QueueRow"]
 
 _COLUMNS = "rowid, trace_id, thread_id, first_seq, last_seq, bytes"
 
+#: A batch widens to queued traces of its threads whose spans came at most this many
+#: times the stretch of its oldest traces past that stretch, or `WIDEN_MIN_ROWS` rows
+#: when that is more (`Queue._widen_until`): a refresh reads a new trace's spans as the
+#: stretch of spans_raw its batch spans, so an unbounded widening (a thread that comes
+#: back a day later, a rebuild) would read the whole table for one trace. (A row of the
+#: stretch costs a refresh its trace id compared: 30 ns, 8 ms for the least bound.)
+WIDEN_STRETCH = 8
+WIDEN_MIN_ROWS = 1 << 18
+
 
 class QueueRow(NamedTuple):
     """A row of ``derive_queue``, and its ``rowid``."""
@@ -70,18 +79,37 @@ class Queue(Scoped):
             traces = self._first_column(oldest.format(""), [limit])
         return traces
 
-    def _same_threads(self, threads: set[str], traces: list[str], limit: int) -> list[str]:
+    def _same_threads(
+        self, threads: set[str], traces: list[str], limit: int, until: int | None = None
+    ) -> list[str]:
         """Other queued traces than ``traces`` of ``threads`` (at most ``limit``, the
-        oldest first): deriving a thread reads all of its traces, so its waiting turns
-        cost little more in the same refresh, and a lot in the next one."""
+        oldest first), whose spans all came by the ``ingest_seq`` ``until`` (None: any):
+        deriving a thread reads all of its traces, so its waiting turns cost little more
+        in the same refresh, and a lot in the next one. (A new trace's spans are read as
+        the stretch of spans_raw between its batch's first and last: `_widen_until`
+        keeps that stretch near the batch's own.)"""
         if limit <= 0 or not threads:
             return []
+        # (a row queued before 0012 knows no last: not taken along under a bound)
+        near = "true" if until is None else f"coalesce(last_seq <= {int(until)}, false)"
         return self._first_column(
             f"SELECT trace_id FROM derive_queue WHERE {self._in('thread_id', sorted(threads))} "
-            f"AND {self._not_in('trace_id', traces)} GROUP BY trace_id ORDER BY min(rowid) "
-            f"LIMIT ?",
+            f"AND {self._not_in('trace_id', traces)} GROUP BY trace_id "
+            f"HAVING bool_and({near}) ORDER BY min(rowid) LIMIT ?",
             [limit],
         )
+
+    @staticmethod
+    def _widen_until(rows: dict[str, list[QueueRow]]) -> int | None:
+        """How far past its oldest traces (``rows``) a batch widens (`_same_threads`):
+        `WIDEN_STRETCH` times the stretch of spans_raw they lie in (`WIDEN_MIN_ROWS` at
+        least), past its end; None (no bound) when a row knows no stretch (queued before
+        0012)."""
+        seqs = [s for rs in rows.values() for r in rs for s in (r.first_seq, r.last_seq)]
+        if not seqs or None in seqs:
+            return None
+        lo, hi = min(seqs), max(seqs)
+        return hi + max(WIDEN_STRETCH * (hi - lo + 1), WIDEN_MIN_ROWS)
 
     def _batch_rows(self, traces: list[str]) -> dict[str, list[QueueRow]]:
         """trace -> its queued rows, for each of ``traces`` (one read of the queue's trace

@@ -148,14 +148,16 @@ class Scoped:
         finally:
             self.con.unregister("__rows")
 
-    def _content_bytes(self, schema: str, where: str = "true") -> dict[str, int]:
+    def _content_bytes(
+        self, schema: str, where: str = "true", spans_where: str = "true"
+    ) -> dict[str, int]:
         """Bytes of content (`CONTENT_BYTES`, as the queue counts them) per trace of
-        ``schema``'s spans_raw and logs (``where``)."""
+        ``schema``'s spans_raw and logs (``where``; of spans, also ``spans_where``)."""
         return dict(
             self.con.execute(f"""
             SELECT trace_id, sum(n) FROM (
                 SELECT trace_id, {CONTENT_BYTES["spans"]} AS n
-                FROM {schema}.spans_raw WHERE {where}
+                FROM {schema}.spans_raw WHERE {where} AND {spans_where}
                 UNION ALL
                 SELECT trace_id, {CONTENT_BYTES["logs"]}
                 FROM {schema}.logs WHERE trace_id IS NOT NULL AND {where})
