@@ -29,10 +29,10 @@ from otel_threads.collector.grpc_server import GrpcReceiver
 from otel_threads.collector.http_listener import HttpListener
 from otel_threads.collector.http_server import OtlpHttpHandler
 from otel_threads.collector.ingest import Ingest
-from otel_threads.collector.malloc import tune_malloc
 from otel_threads.collector.metrics import render_metrics
 from otel_threads.collector.ports import check_free, listen_url
 from otel_threads.collector.retention import RetentionTask
+from otel_threads.malloc import tune_malloc
 from otel_threads.prices import reprice
 from otel_threads.store import read_holder, remove_holder, write_holder
 from otel_threads.store.readonly_sql import SQL_CONCURRENCY

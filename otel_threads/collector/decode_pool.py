@@ -1,4 +1,4 @@
-"""Decode worker processes, each reached over its own pipe.
+"""Decode worker processes, each reached over its own socket.
 
 A receiving thread takes an idle worker, sends it the request bytes with
 `send_bytes` and reads back the `DecodedBatch` (its table as Arrow IPC bytes,
@@ -7,34 +7,28 @@ result-collecting threads in the collector (a ProcessPoolExecutor's own Python
 bookkeeping cost the collector process about as much CPU per request as the rest
 of the receive path). The same batch type goes on to the writer.
 
-Workers are spawned (never forked from a process running gRPC threads) and exit
-when the collector goes away, even after kill -9, or when their pipe closes.
+Workers are new interpreters (never forked from a process running gRPC threads) that
+import what decoding needs alone (otel_threads.otlp.worker), and exit when the
+collector goes away, even after kill -9, or when their socket closes.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import queue
-import signal as _signal
+import socket
+import subprocess
 import threading
 import time
 from multiprocessing.connection import Connection
 
-from otel_threads.collector.malloc import tune_malloc
-from otel_threads.otlp import decode
 from otel_threads.otlp.decode import DecodeError
 from otel_threads.otlp.tables import DecodedBatch
+from otel_threads.otlp.worker import DECODE_ERROR, FAILED, FORMATS, SIGNALS, command, decoders
 
 __all__ = ["DECODERS", "DecodePool", "WorkerDied", "decode_inline"]
 
 _logger = logging.getLogger(__name__)
-
-_SIGNALS = ("traces", "logs")
-_FORMATS = ("protobuf", "json")
-#: The first byte of a worker's answer; then a DecodedBatch's bytes (_OK) or a message.
-_OK, _DECODE_ERROR, _FAILED = b"\x00", b"\x01", b"\x02"
 
 
 class WorkerDied(RuntimeError):
@@ -42,12 +36,7 @@ class WorkerDied(RuntimeError):
 
 
 #: The decoder for each (signal, format) a receiver takes.
-DECODERS = {
-    ("traces", "protobuf"): decode.decode_traces_protobuf,
-    ("traces", "json"): decode.decode_traces_json,
-    ("logs", "protobuf"): decode.decode_logs_protobuf,
-    ("logs", "json"): decode.decode_logs_json,
-}
+DECODERS = decoders()
 
 
 def decode_inline(signal: str, fmt: str, data: bytes) -> DecodedBatch:
@@ -55,36 +44,17 @@ def decode_inline(signal: str, fmt: str, data: bytes) -> DecodedBatch:
     return DECODERS[signal, fmt](data)
 
 
-def _worker_main(conn: Connection, parent_pid: int) -> None:
-    """A worker: decode requests from ``conn`` until it closes or the parent is gone.
-
-    Ctrl-C in a terminal signals the whole process group: the collector stops its
-    workers itself (closing their pipes), so they ignore SIGINT rather than each
-    printing a KeyboardInterrupt traceback."""
-    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
-    tune_malloc()
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-    while True:
+def _stop(proc: subprocess.Popen, timeout: float) -> None:
+    """Wait up to ``timeout`` for ``proc`` to exit, then terminate it."""
+    try:
+        proc.wait(max(0.0, timeout))
+    except subprocess.TimeoutExpired:
+        proc.terminate()
         try:
-            message = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        signal, fmt = _SIGNALS[message[0]], _FORMATS[message[1]]
-        try:
-            batch = DECODERS[signal, fmt](message[2:])
-        except decode.DecodeError as exc:
-            conn.send_bytes(_DECODE_ERROR + str(exc).encode())
-            continue
-        except Exception as exc:  # a bug of ours: answer, never die silently
-            conn.send_bytes(_FAILED + f"{type(exc).__name__}: {exc}".encode())
-            continue
-        conn.send_bytes(_OK + batch.to_bytes())
+            proc.wait(1)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 class DecodePool:
@@ -92,31 +62,27 @@ class DecodePool:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._ctx = multiprocessing.get_context("spawn")
-        self._idle: queue.SimpleQueue[tuple[Connection, multiprocessing.process.BaseProcess]] = (
-            queue.SimpleQueue()
-        )
-        self._procs: list[multiprocessing.process.BaseProcess] = []
+        self._idle: queue.SimpleQueue[tuple[Connection, subprocess.Popen]] = queue.SimpleQueue()
+        self._procs: list[subprocess.Popen] = []
         self._lock = threading.Lock()
         self._closed = False
         for _ in range(size):
             self._idle.put(self._spawn())
 
-    def _spawn(self) -> tuple[Connection, multiprocessing.process.BaseProcess]:
-        parent, child = self._ctx.Pipe(duplex=True)
-        proc = self._ctx.Process(
-            target=_worker_main, args=(child, os.getpid()), name="otel-threads-decode", daemon=True
-        )
-        proc.start()
-        child.close()
+    def _spawn(self) -> tuple[Connection, subprocess.Popen]:
+        ours, theirs = socket.socketpair()
+        with theirs:
+            proc = subprocess.Popen(
+                command(theirs.fileno()), pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL
+            )
         with self._lock:
             self._procs.append(proc)
-        return parent, proc
+        return Connection(ours.detach()), proc
 
     def pids(self) -> list[int]:
         """The process ids of the workers alive now."""
         with self._lock:
-            return [p.pid for p in self._procs if p.pid is not None and p.is_alive()]
+            return [p.pid for p in self._procs if p.poll() is None]
 
     def warm(self) -> None:
         """Wait until every worker has imported its code (decode a tiny request each)."""
@@ -138,27 +104,29 @@ class DecodePool:
         """
         conn, proc = self._idle.get()
         try:
-            conn.send_bytes(bytes([_SIGNALS.index(signal), _FORMATS.index(fmt)]) + data)
+            conn.send_bytes(bytes([SIGNALS.index(signal), FORMATS.index(fmt)]) + data)
             reply = conn.recv_bytes()
         except (EOFError, OSError):
             conn.close()
-            proc.join(1)
+            _stop(proc, 1)
+            with self._lock:
+                self._procs.remove(proc)
             if not self._closed:
                 _logger.error(
-                    "a decode worker died (exit code %s); starting another", proc.exitcode
+                    "a decode worker died (exit code %s); starting another", proc.returncode
                 )
                 self._idle.put(self._spawn())
             raise WorkerDied("a decode worker died; retry") from None
         self._idle.put((conn, proc))
         status = reply[:1]
-        if status == _DECODE_ERROR:
+        if status == DECODE_ERROR:
             raise DecodeError(reply[1:].decode())
-        if status == _FAILED:
+        if status == FAILED:
             raise RuntimeError(f"decoding failed: {reply[1:].decode()}")
         return DecodedBatch.from_bytes(memoryview(reply)[1:])
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the workers (their pipes close; stragglers are terminated). Idempotent."""
+        """Stop the workers (their sockets close; stragglers are terminated). Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -172,7 +140,4 @@ class DecodePool:
         with self._lock:
             procs = list(self._procs)
         for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1)
+            _stop(proc, deadline - time.monotonic())
