@@ -1,13 +1,12 @@
 """Decode workers (otel_threads.collector.decode_pool, otel_threads.otlp.worker): they
-hold what decoding needs and nothing more, a worker that dies is replaced, and workers
-leave with the collector even when it is killed. The tests poll with generous deadlines;
-they time nothing."""
+hold what decoding needs and nothing more, and a worker that dies is replaced (that they
+leave with a collector killed -9: tests/test_collector_process.py). The tests poll with
+generous deadlines; they time nothing."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,28 +87,3 @@ def test_a_worker_that_dies_is_replaced_and_the_next_request_decodes():
     finally:
         pool.close()
     assert _gone(second)
-
-
-def test_workers_leave_when_the_collector_is_killed(tmp_path):
-    """The process that started the workers is killed (kill -9: nothing of it runs
-    after): each worker sees it gone and exits."""
-    script = (
-        "import sys\n"
-        "from otel_threads.collector.decode_pool import DecodePool\n"
-        "pool = DecodePool(2)\n"
-        "pool.warm()\n"
-        "print(*pool.pids(), flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    with subprocess.Popen(
-        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    ) as proc:
-        try:
-            workers = [int(p) for p in proc.stdout.readline().split()]
-            assert len(workers) == 2 and all(not _gone(w, 0.5) for w in workers)
-            proc.kill()
-            proc.wait()
-            assert all(_gone(w) for w in workers)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
