@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal as _signal
+import subprocess
 import sys
 import threading
 import time
@@ -35,8 +36,10 @@ _BOOT = (
 
 def command(fd: int) -> list[str]:
     """The command line of a worker that talks over the socket ``fd`` (passed to it) and
-    exits when this process is gone."""
-    return [sys.executable, "-c", _BOOT, str(fd), str(os.getpid()), *sys.path]
+    exits when this process is gone: this interpreter, with its flags (-X, -W, -I...,
+    as multiprocessing passes them on)."""
+    flags = subprocess._args_from_interpreter_flags()  # (what multiprocessing calls)
+    return [sys.executable, *flags, "-c", _BOOT, str(fd), str(os.getpid()), *sys.path]
 
 
 def decoders() -> dict[tuple[str, str], Callable]:
