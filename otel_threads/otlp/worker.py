@@ -4,7 +4,7 @@ workers (`command`), and what it says over its socket.
 It imports what decoding needs and nothing more. Started as multiprocessing's spawn
 starts a process, a worker imported the collector's whole main module (DuckDB, gRPC,
 the HTTP API) and, where pandas is installed (chDB brings it), pyarrow imported pandas
-on the first array it made from Python values: 146 MiB resident idle, against 78 MiB
+on the first array it made from Python values: 148 MiB resident idle, against 77 MiB
 now (`python bench/memory.py` prints what the workers hold).
 """
 
@@ -57,7 +57,7 @@ def decoders() -> dict[tuple[str, str], Callable]:
 class _NoPandas:
     """Makes pandas look absent to the worker: pyarrow checks each Python value it
     converts against pandas' types, importing pandas first where it is installed
-    (~40 MiB the worker never uses)."""
+    (~35 MiB the worker never uses)."""
 
     @staticmethod
     def find_spec(name: str, path: object = None, target: object = None) -> None:
