@@ -77,37 +77,42 @@ class _Recording:
         return self.cur.execute(sql, params)
 
 
+@pytest.fixture(scope="module")
+def listed_store(tmp_path_factory):
+    """A store of 3,000 threads, opened once for every sort of the list."""
+    store = Store(str(tmp_path_factory.mktemp("ck") / "ck.duckdb")).open()
+    with store.cursor() as cur:
+        cur.execute(
+            "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
+            "'t' || range, TIMESTAMP '2026-01-01' + to_seconds(range), range % 7 "
+            "FROM range(3000)"
+        )
+    yield store
+    store.close()
+
+
 @pytest.mark.parametrize("field", sorted(PAGE_SORT))
-def test_the_threads_list_scans_with_no_filter_that_a_checkpoint_holds(tmp_path, field):
+def test_the_threads_list_scans_with_no_filter_that_a_checkpoint_holds(listed_store, field):
     """The collector checkpoints every few seconds under ingest, and DuckDB holds a scan
     with a filter until the checkpoint has written its table
     (docs/repro/duckdb_checkpoint_reads.py). ORDER BY col LIMIT n filters its scan twice:
     the Top-N's dynamic filter, and late materialization's rowid join. The list's sort
     keys are not bare columns and the store turns late materialization off, so the
     statements of an unfiltered list page scan `threads_mat` with no filter at all."""
-    store = Store(str(tmp_path / "ck.duckdb")).open()
-    try:
-        with store.cursor() as cur:
-            cur.execute(
-                "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
-                "'t' || range, TIMESTAMP '2026-01-01' + to_seconds(range), range % 7 "
-                "FROM range(3000)"
-            )
+    with listed_store.cursor() as cur:
 
-            def plan(sql: str, params=None) -> str:
-                return "\n".join(r[1] for r in cur.execute(f"EXPLAIN {sql}", params).fetchall())
+        def plan(sql: str, params=None) -> str:
+            return "\n".join(r[1] for r in cur.execute(f"EXPLAIN {sql}", params).fetchall())
 
-            # what a held scan looks like in a plan
-            assert "Filters:" in plan("SELECT * FROM threads WHERE turn_count > ?", [2])
-            assert "Dynamic Filter" in plan(
-                "SELECT thread_id FROM threads ORDER BY last_updated DESC LIMIT 3"
-            )
-            recording = _Recording(cur)
-            listed = query_threads(recording, ThreadsQueryReq(limit=3), [(field, "desc")])
-            assert len(listed.threads) == 3 and listed.total == 3000
-            assert recording.statements
-            for sql, params in recording.statements:
-                shown = plan(sql, params)
-                assert "Filters:" not in shown and "rowid" not in shown, shown
-    finally:
-        store.close()
+        # what a held scan looks like in a plan
+        assert "Filters:" in plan("SELECT * FROM threads WHERE turn_count > ?", [2])
+        assert "Dynamic Filter" in plan(
+            "SELECT thread_id FROM threads ORDER BY last_updated DESC LIMIT 3"
+        )
+        recording = _Recording(cur)
+        listed = query_threads(recording, ThreadsQueryReq(limit=3), [(field, "desc")])
+        assert len(listed.threads) == 3 and listed.total == 3000
+        assert recording.statements
+        for sql, params in recording.statements:
+            shown = plan(sql, params)
+            assert "Filters:" not in shown and "rowid" not in shown, shown

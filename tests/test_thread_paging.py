@@ -46,12 +46,11 @@ def llm_turn(app: App, thread_id: str, i: int, previous: str | None = None) -> s
     return t.last_turn_id
 
 
-@pytest.fixture
-def served(tmp_path):
+def _serve(folder):
     """A collector holding ``long`` (25 turns, a question and an answer each) and
     ``forked`` (a turn answered twice, then one more turn on the newer answer)."""
     c = Collector(
-        Config(parse_workers=0, db=str(tmp_path / "p.duckdb"), grpc=ANY, http=None, api=ANY)
+        Config(parse_workers=0, db=str(folder / "p.duckdb"), grpc=ANY, http=None, api=ANY)
     )
     c.start()
     app = App()
@@ -66,6 +65,17 @@ def served(tmp_path):
     c.app = app  # type: ignore[attr-defined]
     yield c
     c.stop()
+
+
+@pytest.fixture
+def served(tmp_path):
+    yield from _serve(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def served_to_read(tmp_path_factory):
+    """`served`, once for the tests that only read."""
+    yield from _serve(tmp_path_factory.mktemp("paging"))
 
 
 def get(c: Collector, path: str, headers: dict[str, str] | None = None):
@@ -163,11 +173,11 @@ def test_a_page_ends_at_a_turn_when_the_transcript_would_be_too_long(served):
         ("page=2", "unknown parameter(s) ['page']"),
     ],
 )
-def test_bad_parameters_get_a_400_in_one_line(served, query, message):
-    status, _, body = get(served, "/threads/long?" + query)
+def test_bad_parameters_get_a_400_in_one_line(served_to_read, query, message):
+    status, _, body = get(served_to_read, "/threads/long?" + query)
     error = json.loads(body)["error"]
     assert status == 400 and message in error and "\n" not in error, (query, error)
-    assert get(served, "/threads/nope?turn_limit=5")[0] == 404
+    assert get(served_to_read, "/threads/nope?turn_limit=5")[0] == 404
 
 
 def test_an_unchanged_thread_is_304_and_a_new_turn_changes_it(served):
