@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 from typing import Any
 
@@ -53,15 +52,12 @@ __all__ = [
     "TranscriptMessage",
     "TurnSchema",
     "branch_through",
-    "etag",
     "one_statement",
     "order_by",
     "query_thread",
     "query_threads",
     "query_turn_spans",
     "thread_annotations",
-    "thread_version",
-    "threads_version",
     "threads_where",
 ]
 
@@ -298,35 +294,6 @@ def _fill_io(con: duckdb.DuckDBPyConnection, thread_id: str, turns: list[TurnSch
         t.first_input, t.last_output = said.get(t.turn_id, (None, None))
 
 
-def thread_version(con: duckdb.DuckDBPyConnection, thread_id: str) -> str | None:
-    """A cheap stamp of what the thread's detail reads: it changes whenever the thread
-    is derived anew (new spans or log records of it, a trace that moved, a rebuild).
-    None when the store keeps no stamps (a file an older otel-threads wrote)."""
-    try:
-        build, version = con.execute(
-            "SELECT (SELECT coalesce(max(version), 0) FROM derive_builds), "
-            "(SELECT coalesce(max(version), 0) FROM thread_versions WHERE thread_id = ?)",
-            [thread_id],
-        ).fetchall()[0]
-    except duckdb.CatalogException:
-        return None
-    return f"{build}.{version}"
-
-
-def threads_version(con: duckdb.DuckDBPyConnection) -> str | None:
-    """A cheap stamp of the whole threads list: it changes when any thread is derived
-    anew, when threads are deleted, and on a rebuild. None as for `thread_version`."""
-    try:
-        build, version, count = con.execute(
-            "SELECT (SELECT coalesce(max(version), 0) FROM derive_builds), "
-            "(SELECT coalesce(max(version), 0) FROM thread_versions), "
-            "(SELECT count(*) FROM threads)"
-        ).fetchall()[0]
-    except duckdb.CatalogException:
-        return None
-    return f"{build}.{version}.{count}"
-
-
 def one_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
     """Check that ``sql`` is one SQL statement: ValueError, one line, for none (empty,
     blank, only ``;``), for several, and for text that does not parse. Ad-hoc SQL runs
@@ -340,12 +307,6 @@ def one_statement(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise ValueError("no SQL statement given: give one, e.g. SELECT count(*) FROM threads")
     if count > 1:
         raise ValueError(f"{count} SQL statements given: run one statement at a time")
-
-
-def etag(version: str, *request: Any) -> str:
-    """An HTTP entity tag: the data's version and (a hash of) what was asked."""
-    asked = hashlib.sha1(json.dumps(request, default=str).encode()).hexdigest()[:10]
-    return f'"{version}-{asked}"'
 
 
 #: The columns of a span in `query_turn_spans`.

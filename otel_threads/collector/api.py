@@ -26,10 +26,11 @@ from otel_threads.collector.httpbase import BaseHandler
 from otel_threads.filters import ThreadFilter
 from otel_threads.json_out import dumps
 from otel_threads.paging import TRANSCRIPT_LIMIT, TURN_LIMIT
-from otel_threads.query import ThreadsQueryReq, etag
+from otel_threads.query import ThreadsQueryReq
 from otel_threads.reads_backend import ReadsBackend
 from otel_threads.store.errors import StoreClosed
 from otel_threads.store.readonly_sql import SQL_CONCURRENCY, SQL_QUEUE_S
+from otel_threads.versions import etag
 
 __all__ = ["ApiHandler"]
 

@@ -18,13 +18,14 @@ from typing import Any
 import duckdb
 
 from otel_threads.paging import query_thread_page
-from otel_threads.query import query_threads, query_turn_spans, thread_version, threads_version
+from otel_threads.query import query_threads, query_turn_spans
 from otel_threads.schemas import ThreadDetail, ThreadsQueryReq, ThreadsQueryRes
 from otel_threads.span_messages import query_span_messages
 from otel_threads.store.errors import StoreUnavailable
 from otel_threads.store.health import Fault
 from otel_threads.store.readonly_sql import run_readonly_arrow, run_readonly_sql
 from otel_threads.store.store import Store
+from otel_threads.versions import thread_version, threads_version
 
 __all__ = ["Reads"]
 
