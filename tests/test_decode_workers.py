@@ -12,24 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
-from opentelemetry.proto.trace.v1 import trace_pb2
+from test_decode_split import traces_request
 
 from otel_threads.collector.decode_pool import DecodePool, WorkerDied
 
 #: Libraries a worker must not load (the collector's, not decoding's); pandas where
 #: installed (chDB brings it) is what pyarrow would import on its own.
 _NOT_IN_A_WORKER = ("duckdb", "grpc", "pandas")
-
-
-def _request(n: int) -> bytes:
-    spans = [
-        trace_pb2.Span(trace_id=b"\x01" * 16, span_id=bytes([0] * 7 + [i + 1]), name=f"s{i}")
-        for i in range(n)
-    ]
-    return trace_service_pb2.ExportTraceServiceRequest(
-        resource_spans=[trace_pb2.ResourceSpans(scope_spans=[trace_pb2.ScopeSpans(spans=spans)])]
-    ).SerializeToString()
 
 
 def _mapped(pid: int) -> str:
@@ -59,7 +48,7 @@ def test_a_worker_loads_what_decoding_needs_and_not_the_collector():
     pool = DecodePool(1)
     try:
         pool.warm()
-        batch = pool.decode("traces", "protobuf", _request(3))
+        batch = pool.decode("traces", "protobuf", traces_request(1, 1, 3))
         (pid,) = pool.pids()
         maps = _mapped(pid)
     finally:
@@ -80,8 +69,8 @@ def test_a_worker_that_dies_is_replaced_and_the_next_request_decodes():
         os.kill(first, signal.SIGKILL)
         assert _gone(first)
         with pytest.raises(WorkerDied):
-            pool.decode("traces", "protobuf", _request(2))
-        assert pool.decode("traces", "protobuf", _request(2)).accepted == 2
+            pool.decode("traces", "protobuf", traces_request(1, 1, 2))
+        assert pool.decode("traces", "protobuf", traces_request(1, 1, 2)).accepted == 2
         (second,) = pool.pids()
         assert second != first
     finally:

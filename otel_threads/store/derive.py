@@ -226,10 +226,8 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         unknown = [t for t in queued if t not in sizes]  # queued by a rebuild
         if unknown:
             # (a rebuild's row has its trace's first and last span: read that stretch)
-            seqs = [s for t in unknown for r in rows[t] for s in (r.first_seq, r.last_seq)]
-            stretch = "true"
-            if seqs and None not in seqs:
-                stretch = f"ingest_seq BETWEEN {min(seqs)} AND {max(seqs)}"
+            seqs = self._stretch([r for t in unknown for r in rows[t]])
+            stretch = "true" if seqs is None else "ingest_seq BETWEEN {} AND {}".format(*seqs)
             try:
                 sizes.update(self._content_bytes(self.db, self._in("trace_id", unknown), stretch))
             finally:

@@ -100,15 +100,23 @@ class Queue(Scoped):
         )
 
     @staticmethod
-    def _widen_until(rows: dict[str, list[QueueRow]]) -> int | None:
-        """How far past its oldest traces (``rows``) a batch widens (`_same_threads`):
-        `WIDEN_STRETCH` times the stretch of spans_raw they lie in (`WIDEN_MIN_ROWS` at
-        least), past its end; None (no bound) when a row knows no stretch (queued before
-        0012)."""
-        seqs = [s for rs in rows.values() for r in rs for s in (r.first_seq, r.last_seq)]
+    def _stretch(rows: list[QueueRow]) -> tuple[int, int] | None:
+        """The first and last ``ingest_seq`` of the commits that queued ``rows``: the
+        stretch of spans_raw their new spans lie in; None when a row knows no stretch
+        (queued before 0012), or for no rows."""
+        seqs = [s for r in rows for s in (r.first_seq, r.last_seq)]
         if not seqs or None in seqs:
             return None
-        lo, hi = min(seqs), max(seqs)
+        return min(seqs), max(seqs)
+
+    def _widen_until(self, rows: dict[str, list[QueueRow]]) -> int | None:
+        """How far past its oldest traces (``rows``) a batch widens (`_same_threads`):
+        `WIDEN_STRETCH` times the `_stretch` they lie in (`WIDEN_MIN_ROWS` at least), past
+        its end; None (no bound) when they know no stretch."""
+        stretch = self._stretch([r for rs in rows.values() for r in rs])
+        if stretch is None:
+            return None
+        lo, hi = stretch
         return hi + max(WIDEN_STRETCH * (hi - lo + 1), WIDEN_MIN_ROWS)
 
     def _batch_rows(self, traces: list[str]) -> dict[str, list[QueueRow]]:
