@@ -300,6 +300,7 @@ def test_derived_tables_are_stale_only_when_sql_they_read_changes():
         assert not views & {"forks", "unresolved_turns", "threads"}
 
 
+@pytest.mark.fresh_open
 def test_views_are_created_once_each_after_what_they_read(tmp_path):
     """The order comes from DuckDB's parser (not retries); a file that has this
     version's views opens without creating them again."""

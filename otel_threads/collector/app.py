@@ -193,6 +193,9 @@ class Collector:
         deadline = time.monotonic() + grace
         if self.retention is not None:
             self.retention.stop()
+        for listener in (self._http, self._api):  # (the API's requests under way go on)
+            if listener is not None:
+                listener.closing()
         if self._grpc is not None:
             self._grpc.stop(grace=max(0.0, deadline - time.monotonic()))
         if self._http is not None:

@@ -207,11 +207,16 @@ class HttpListener:
             time.sleep(0.01)
         return self.port
 
+    def closing(self) -> None:
+        """Stop accepting without waiting: uvicorn winds down in its own thread (~0.15 s
+        of its ticks), so listeners told at once wind down together; `stop` waits."""
+        if self._server is not None:
+            self._server.should_exit = True
+
     def stop(self) -> None:
         """Stop accepting, let requests under way finish; idempotent, safe before `start`."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.should_exit = True
+        self.closing()
+        self._server = None
         if self._thread is not None:
             self._thread.join()
             self._thread = None
