@@ -299,6 +299,67 @@ def test_kept_attribute_values_follow_late_and_moved_spans(tmp_path):
     assert _matching(store, attributes={"session.id": "t2"}) == ["t2"]
 
 
+#: What derive_thread_attributes keeps, written the plain way (json_each: a row per key
+#: with its value's type); the view reads keys and values apart, faster, and must agree.
+_KEPT_BY_JSON_EACH = """
+SELECT i, list_sort(list(DISTINCT md5_number_lower(key || chr(31) || value))) AS hashes
+FROM (
+    SELECT o.i, e.key,
+           unnest(CASE WHEN e.type = 'ARRAY' THEN list_filter(
+                           json_extract(e.value, '$[*]'),
+                           lambda x: json_type(x) NOT IN ('OBJECT', 'ARRAY', 'NULL'))
+                       WHEN e.type IN ('OBJECT', 'NULL') THEN []
+                       ELSE [e.value] END) ->> '$' AS value
+    FROM (SELECT i, attributes AS object FROM spans_raw
+          UNION SELECT i, resource_attributes FROM spans_raw) o, json_each(o.object) e
+)
+WHERE length(value) <= 256
+GROUP BY i
+"""
+
+
+def test_kept_attribute_values_of_odd_objects_are_those_json_each_reads():
+    """Repeated keys, nulls, nested objects and arrays, arrays of mixed values, strings
+    that begin as JSON of another type would ("[", "{", "null"), empty keys and values,
+    escapes, big and negative numbers, long values, empty objects, no resource."""
+    import duckdb
+
+    from otel_threads.store.sqlfiles import sql_files
+
+    objects = [
+        ('{"a":1,"a":2,"b":"x"}', '{"service.name":"s"}'),
+        ("{}", None),
+        ('{"x":{"y":1},"z":null,"w":[1,"two",null,{"o":1},[3],true,-2.5e3],"e":[]}', "{}"),
+        ('{"s":"[no","t":"null","u":"{x","v":"","":"empty key","k.\\"q/~":"\\u00e9\\n"}', None),
+        ('{"big":12345678901234567890,"f":false,"n":-0.0,"long":"' + "v" * 300 + '"}', None),
+        ('{"tags":["vip","beta","vip"],"tier":3}', '{"tier":"3"}'),
+    ]
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE spans_raw (i INT, trace_id VARCHAR, span_id VARCHAR, "
+        "attributes JSON, resource_attributes JSON)"
+    )
+    con.execute("CREATE TABLE span_threads (thread_id VARCHAR, trace_id VARCHAR, span_id VARCHAR)")
+    for i, (attributes, resource) in enumerate(objects):
+        con.execute(
+            "INSERT INTO spans_raw VALUES (?, ?, 's', ?, ?)", [i, f"t{i}", attributes, resource]
+        )
+        con.execute("INSERT INTO span_threads VALUES (?, ?, 's')", [f"th{i}", f"t{i}"])
+    derive = sql_files().texts["derive_thread_attributes"]
+    view = con.execute(
+        f"SELECT CAST(trace_id[2:] AS INT), attribute_hashes FROM ({derive}) ORDER BY 1"
+    ).fetchall()
+    assert view == con.execute(f"{_KEPT_BY_JSON_EACH} ORDER BY 1").fetchall()
+    assert [i for i, _ in view] == [0, 2, 3, 4, 5]  # ({} with no resource keeps nothing)
+    assert [len(h) for _, h in view] == [
+        4,
+        4,
+        6,
+        3,
+        3,
+    ]  # (vip once; tier 3 as number and text: one)
+
+
 def _get(c: Collector, path: str, etag: str | None = None) -> tuple[int, object, str | None]:
     headers = {"If-None-Match": etag} if etag else {}
     req = urllib.request.Request(c.endpoints.api + path, headers=headers)

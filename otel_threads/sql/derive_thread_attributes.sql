@@ -23,14 +23,22 @@ objects AS (
     UNION  -- (a resource's attributes are the same on each of its spans)
     SELECT thread_id, trace_id, resource_attributes FROM spans
 ),
+entries AS (
+    -- (an object's keys and its values, each in the order written, zipped: about half
+    -- the time of json_each, which built a row of six columns for each)
+    SELECT thread_id, trace_id, unnest(json_keys(object)) AS key,
+           unnest(json_extract(object, '$.*')) AS value
+    FROM objects
+),
 pairs AS (
-    SELECT o.thread_id, o.trace_id, e.key,
-           unnest(CASE WHEN e.type = 'ARRAY' THEN list_filter(
-                           json_extract(e.value, '$[*]'),
+    -- (a value is JSON text as DuckDB writes it: its first character says its type)
+    SELECT thread_id, trace_id, key,
+           unnest(CASE WHEN left(value, 1) = '[' THEN list_filter(
+                           json_extract(value, '$[*]'),
                            lambda x: json_type(x) NOT IN ('OBJECT', 'ARRAY', 'NULL'))
-                       WHEN e.type IN ('OBJECT', 'NULL') THEN []
-                       ELSE [e.value] END) ->> '$' AS value
-    FROM objects o, json_each(o.object) e
+                       WHEN left(value, 1) IN ('{', 'n') THEN []
+                       ELSE [value] END) ->> '$' AS value
+    FROM entries
 )
 SELECT thread_id, trace_id,
        list_sort(list(DISTINCT md5_number_lower(key || chr(31) || value))) AS attribute_hashes
