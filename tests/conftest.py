@@ -1,4 +1,12 @@
-"""``--clickhouse-equivalence``: every store a scenario test leaves, derived on ClickHouse too.
+"""The suite's shared fixtures.
+
+New stores: a writable open in the test process of a file that does not exist yet
+starts from a copy of one store made for the session (`_new_stores_from_the_template`:
+creating a store binds every view, ~0.45 s, some 300 times in the suite). Tests of
+what a first open does are marked ``fresh_open``; collectors started as processes
+create theirs as users' do.
+
+``--clickhouse-equivalence``: every store a scenario test leaves, derived on ClickHouse too.
 
 With the option, each test of `EQUIVALENCE_MODULES` that wrote a DuckDB store in its
 ``tmp_path`` is followed by `ch_equivalence.check_store` on that store: its spans and logs
