@@ -453,8 +453,9 @@ def test_bad_fork_policy_and_bad_detail_parameters_get_clear_errors(collector):
     ]:
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"{collector.endpoints.api}/threads/t{query}", timeout=10)
-        assert err.value.code == status
-        assert message in json.loads(err.value.read())["error"]
+        with err.value as answer:
+            assert answer.code == status
+            assert message in json.loads(answer.read())["error"]
 
 
 def test_a_link_outside_the_thread_is_missing_and_the_turn_keeps_its_place(collector):

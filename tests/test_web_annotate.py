@@ -340,6 +340,7 @@ def test_with_a_token_the_pages_writes_carry_it(browser, tmp_path, request):
             )
             with pytest.raises(urllib.error.HTTPError) as err:
                 urllib.request.urlopen(req, timeout=10)
+            err.value.close()  # (its socket: left open, a ResourceWarning fails a later test)
             assert err.value.code == 401
             assert stored(c) == []
             # a page that has lost the token asks for it on a write, and goes on
