@@ -355,6 +355,33 @@ def test_kept_attribute_values_of_odd_objects_are_those_json_each_reads():
     assert [len(h) for _, h in view] == [4, 4, 6, 3, 3]
 
 
+def test_the_views_hash_is_md5_number_lower():
+    """derive_thread_attributes hashes as (md5_number(x) >> 64)::UBIGINT, which must be
+    md5_number_lower(x), what the filter (threads_with_attribute) and the ClickHouse
+    filters compute: over empty, multi-byte, control-character, long and many random
+    strings."""
+    import random
+
+    import duckdb
+
+    from otel_threads.store.sqlfiles import sql_files
+
+    view = sql_files().texts["derive_thread_attributes"]
+    assert "(md5_number(key || chr(31) || value) >> 64)::UBIGINT" in view
+    rnd = random.Random(14)
+    alphabet = "ab\x00\x1f\x7f\u00e9\u4e2d\U0001f600 '\"\\"
+    strings = ["", "a", chr(31), "x" * 256, "\u00e9" * 300, "tenant" + chr(31) + "acme"]
+    strings += ["".join(rnd.choices(alphabet, k=rnd.randint(0, 64))) for _ in range(5000)]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE s (v VARCHAR)")
+    con.executemany("INSERT INTO s VALUES (?)", [[v] for v in strings])
+    differ = con.execute(
+        "SELECT count(*), count(*) FILTER (WHERE md5_number_lower(v) IS DISTINCT FROM "
+        "(md5_number(v) >> 64)::UBIGINT) FROM s"
+    ).fetchall()
+    assert differ == [(len(strings), 0)]
+
+
 def _get(c: Collector, path: str, etag: str | None = None) -> tuple[int, object, str | None]:
     headers = {"If-None-Match": etag} if etag else {}
     req = urllib.request.Request(c.endpoints.api + path, headers=headers)
