@@ -1,12 +1,19 @@
 """Where a refresh's time goes: each statement of `Deriver.refresh`, timed and summed.
 
     python bench/derive_profile.py STORE.duckdb [--refreshes 3] [--top 30] [--limit N] [--widen W]
+                                   [--collector] [--as-current]
 
 Works on a copy of STORE (a store with traces queued for derivation, e.g. one that
 `bench/soak.py --dir DIR` left behind when stopped while derivation lagged: kill the
 soak, then its collector, and copy its file and WAL). Prints each refresh (traces
 derived, seconds), then the statements that took the most time in all, with how many
 times each ran (literals folded, so the same statement counts once).
+
+``--collector`` gives the copy the collector's settings (one DuckDB thread, its default
+memory limit, which sets how many chunks a refresh parses its LLM calls in).
+``--as-current`` marks the copy's derived tables as derived by this version's SQL: a
+store left by another version would otherwise be derived anew (every trace queued, and
+each refresh a rebuild's); use it to compare versions whose SQL derives the same rows.
 """
 
 from __future__ import annotations
@@ -19,9 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import duckdb
+
+from otel_threads.collector.config import Config
 from otel_threads.store import derive
 from otel_threads.store.derive import Deriver
 from otel_threads.store.schema import connect
+from otel_threads.store.sqlfiles import DERIVED, sql_files
 
 
 class Timed:
@@ -53,6 +64,8 @@ def main() -> None:
         "--limit", type=int, default=None, help="traces a refresh takes (default: BATCH_TRACES)"
     )
     ap.add_argument("--widen", type=int, default=None, help="WIDEN (default: the module's)")
+    ap.add_argument("--collector", action="store_true", help="the collector's DuckDB settings")
+    ap.add_argument("--as-current", action="store_true", help="derived rows as this version's")
     args = ap.parse_args()
     if args.widen is not None:
         derive.WIDEN = args.widen
@@ -61,8 +74,18 @@ def main() -> None:
         shutil.copy(args.store, db)
         if Path(f"{args.store}.wal").exists():
             shutil.copy(f"{args.store}.wal", f"{db}.wal")
+        if args.as_current:
+            with duckdb.connect(str(db)) as plain:
+                for table, view, _ in DERIVED:
+                    plain.execute(
+                        "UPDATE otel_threads_derived SET version = ? WHERE name = ?",
+                        [sql_files().version(view), table],
+                    )
         con = connect(str(db), derive_now=False)
         con.execute("SET checkpoint_threshold = '1TB'")
+        if args.collector:
+            con.execute("SET threads = 1")
+            con.execute(f"SET memory_limit = '{Config().memory_limit}B'")
         totals: dict = collections.defaultdict(lambda: [0, 0.0])
         deriver = Deriver(Timed(con.cursor(), totals))
         print(f"queued: {deriver.pending():,} traces")

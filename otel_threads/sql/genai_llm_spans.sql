@@ -25,7 +25,9 @@
 WITH keyed AS (
     -- one parse of the attributes per span (they can hold a whole conversation), and
     -- only of spans whose attribute text names one of the keys the predicates read: a
-    -- substring test is far cheaper than parsing every span's JSON
+    -- substring test is far cheaper than parsing every span's JSON; one regular
+    -- expression, "(key|key|...)": (RE2 reads the text once; ten `contains`, one per
+    -- key, read it ten times: 4x the time)
     SELECT s.*,
            json_transform(s.attributes, '{
                "gen_ai.operation.name": "VARCHAR", "gen_ai.provider.name": "VARCHAR",
@@ -39,16 +41,10 @@ WITH keyed AS (
                "events": "VARCHAR", "request_data": "VARCHAR"}') AS k
     FROM spans_raw s
     WHERE s.name = 'call_llm'
-       OR contains(s.attributes::VARCHAR, '"gen_ai.operation.name":')
-       OR contains(s.attributes::VARCHAR, '"gen_ai.system":')
-       OR contains(s.attributes::VARCHAR, '"llm.request.type":')
-       OR contains(s.attributes::VARCHAR, '"langsmith.span.kind":')
-       OR contains(s.attributes::VARCHAR, '"openinference.span.kind":')
-       OR contains(s.attributes::VARCHAR, '"mlflow.spanType":')
-       OR contains(s.attributes::VARCHAR, '"ai.operationId":')
-       OR contains(s.attributes::VARCHAR, '"langfuse.observation.type":')
-       OR contains(s.attributes::VARCHAR, '"events":')
-       OR contains(s.attributes::VARCHAR, '"request_data":')
+       OR regexp_matches(s.attributes::VARCHAR,
+                         '"(gen_ai\.operation\.name|gen_ai\.system|llm\.request\.type|'
+                         || 'langsmith\.span\.kind|openinference\.span\.kind|mlflow\.spanType|'
+                         || 'ai\.operationId|langfuse\.observation\.type|events|request_data)":')
 ),
 candidates AS (
     SELECT *,
