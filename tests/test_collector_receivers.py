@@ -286,12 +286,20 @@ def test_healthz_and_metrics(collector):
     assert "otel_threads_queue_rows 0" in text
     assert "otel_threads_commit_seconds_count 1" in text
     deadline = time.monotonic() + 60  # the writer checkpoints once idle for 1 s
-    while "otel_threads_checkpoint_seconds_count 0" in text and time.monotonic() < deadline:
+    while (
+        "otel_threads_checkpoint_seconds_count 0" in text
+        or "otel_threads_derived_traces_total 0" in text
+    ) and time.monotonic() < deadline:
         time.sleep(0.2)
         with urllib.request.urlopen(f"{collector.endpoints.api}/metrics", timeout=10) as resp:
             text = resp.read().decode()
     assert re.search(r"^otel_threads_checkpoint_seconds_count [1-9]", text, re.M), text
     assert re.search(r"^otel_threads_checkpoint_max_seconds [0-9.e-]+$", text, re.M)
+    # derivation's refreshes: one at least, and every stored trace derived by them
+    ((traces,),) = rows(collector, "SELECT count(DISTINCT trace_id) FROM spans")
+    assert f"otel_threads_derived_traces_total {traces}\n" in text, text
+    assert re.search(r"^otel_threads_derive_refresh_seconds_count [1-9]", text, re.M), text
+    assert re.search(r"^otel_threads_derive_refresh_seconds_sum [0-9.e-]+$", text, re.M)
 
 
 def test_schema_is_applied_by_numbered_migrations_recorded_in_the_file(tmp_path):

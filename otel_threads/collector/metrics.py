@@ -184,6 +184,19 @@ def render_metrics(collector: Collector) -> str:
     histogram(
         "otel_threads_commit_seconds", "Time to write and commit one group.", w.commit_seconds
     )
+    refreshes = collector.store.refreshes
+    histogram(
+        "otel_threads_derive_refresh_seconds",
+        "Time of one refresh of the derived tables (a batch of traces); under steady load "
+        "the derived views lag by about one.",
+        refreshes.seconds,
+    )
+    metric(
+        "otel_threads_derived_traces_total",
+        "counter",
+        "Traces derived by refreshes since start.",
+        [("", refreshes.traces)],
+    )
     histogram(
         "otel_threads_checkpoint_seconds",
         "Time of one checkpoint (the WAL folded into the file); reads of the store wait "

@@ -12,6 +12,7 @@ import duckdb
 
 from otel_threads.store.derive import Deriver
 from otel_threads.store.health import classify
+from otel_threads.store.stats import RefreshStats
 
 __all__ = ["DeriveWorker"]
 
@@ -36,6 +37,7 @@ class DeriveWorker:
         lock: threading.Lock | None = None,
         yield_to: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        stats: RefreshStats | None = None,
     ) -> None:
         self._deriver = Deriver(con)
         self._con = con
@@ -47,6 +49,8 @@ class DeriveWorker:
         #: `Store.yield_to_checkpoint`), so back-to-back refreshes never starve it
         self._yield_to = yield_to
         self._on_error = on_error
+        #: the refreshes that derived traces
+        self.stats = stats if stats is not None else RefreshStats()
         self.failures = 0
         self._cond = threading.Condition()
         self._reported = 0  # commits the writer has reported
@@ -97,7 +101,11 @@ class DeriveWorker:
         if self._yield_to is not None:
             self._yield_to()
         with self._lock:
-            return self._deriver.refresh()
+            started = time.perf_counter()
+            n = self._deriver.refresh()
+        if n:
+            self.stats.observe(time.perf_counter() - started, n)
+        return n
 
     def _run(self) -> None:
         while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["KINDS", "LATENCY_BUCKETS", "Histogram", "WriterStats"]
+__all__ = ["KINDS", "LATENCY_BUCKETS", "Histogram", "RefreshStats", "WriterStats"]
 
 KINDS = ("spans", "logs")
 
@@ -29,6 +29,21 @@ class Histogram:
         for i, bound in enumerate(LATENCY_BUCKETS):
             if seconds <= bound:
                 self.buckets[i] += 1
+
+
+@dataclass
+class RefreshStats:
+    """Derivation's refreshes that derived traces: how long each took (the wait for a
+    checkpoint before it not counted) and how many traces they derived in all. Under
+    steady load a refresh's length is about what the derived views lag by. Updated by
+    the derive thread; read anywhere."""
+
+    seconds: Histogram = field(default_factory=Histogram)
+    traces: int = 0
+
+    def observe(self, seconds: float, traces: int) -> None:
+        self.seconds.observe(seconds)
+        self.traces += traces
 
 
 @dataclass

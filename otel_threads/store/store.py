@@ -27,7 +27,7 @@ from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
 from otel_threads.store.schema import connect
-from otel_threads.store.stats import Histogram
+from otel_threads.store.stats import Histogram, RefreshStats
 
 __all__ = ["Store"]
 
@@ -100,6 +100,8 @@ class Store(Healing):
         self.checkpoint_lock = threading.Lock()
         #: how long the checkpoints took (/metrics)
         self.checkpoint_seconds = Histogram()
+        #: derivation's refreshes (/metrics), kept while the file is opened again
+        self.refreshes = RefreshStats()
         #: A checkpoint is due (the WAL is large) but derivation held the lock: no new
         #: refresh starts until it has run (`yield_to_checkpoint`).
         self._checkpoint_due = False
@@ -187,6 +189,7 @@ class Store(Healing):
                     lock=self.checkpoint_lock,
                     yield_to=self.yield_to_checkpoint,
                     on_error=self._store_error,
+                    stats=self.refreshes,
                 )
                 if Deriver(con).enabled()
                 else None
