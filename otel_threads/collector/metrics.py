@@ -194,7 +194,8 @@ def render_metrics(collector: Collector) -> str:
     metric(
         "otel_threads_derived_traces_total",
         "counter",
-        "Traces derived by refreshes since start.",
+        "Traces refreshes took off the derivation queue since start (derived, or set aside "
+        "when they fail to derive).",
         [("", refreshes.traces)],
     )
     histogram(

@@ -34,9 +34,9 @@ class Histogram:
 @dataclass
 class RefreshStats:
     """Derivation's refreshes that derived traces: how long each took (the wait for a
-    checkpoint before it not counted) and how many traces they derived in all. Under
-    steady load a refresh's length is about what the derived views lag by. Updated by
-    the derive thread; read anywhere."""
+    checkpoint before it not counted) and how many traces they took off the queue in all
+    (derived, or set aside when they fail). Under steady load a refresh's length is about
+    what the derived views lag by. Updated by the derive thread; read anywhere."""
 
     seconds: Histogram = field(default_factory=Histogram)
     traces: int = 0
