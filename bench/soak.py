@@ -165,12 +165,22 @@ def stored_counts(api: str) -> list:
     )[0]
 
 
-def metric(api: str, name: str) -> float:
+def metrics(api: str) -> dict[str, float]:
+    """The collector's unlabelled metrics, by name (one read of /metrics)."""
     with urllib.request.urlopen(f"{api}/metrics", timeout=120) as resp:
-        for line in resp.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise RuntimeError(f"no {name} in /metrics")
+        lines = resp.read().decode().splitlines()
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(" ") for line in lines)
+        if value and not name.startswith("#") and "{" not in name
+    }
+
+
+def metric(api: str, name: str) -> float:
+    try:
+        return metrics(api)[name]
+    except KeyError:
+        raise RuntimeError(f"no {name} in /metrics") from None
 
 
 def rss_bytes(pid: int) -> int:
@@ -325,22 +335,23 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 last_spans = spans
                 # traces derived: those acknowledged (a turn is a trace) less the growth of
                 # the queue, in spans (SPANS_PER_TURN a trace), to compare with acked/s
-                queued = metric(api, "otel_threads_derive_queue_traces")
+                m = metrics(api)  # (one read for the minute's figures)
+                queued = m["otel_threads_derive_queue_traces"]
                 derived = (turns - last_turns - (queued - last_queued)) * SPANS_PER_TURN
                 last_turns, last_queued = turns, queued
                 q, lat["query"] = lat["query"], []
                 th, lat["thread"] = lat["thread"], []
                 size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
                 ckpt = (
-                    metric(api, "otel_threads_checkpoint_seconds_count"),
-                    metric(api, "otel_threads_checkpoint_seconds_sum"),
+                    m["otel_threads_checkpoint_seconds_count"],
+                    m["otel_threads_checkpoint_seconds_sum"],
                 )
                 n_ckpt = ckpt[0] - last_ckpt[0]
                 ckpt_ms = (ckpt[1] - last_ckpt[1]) / max(1, n_ckpt) * 1e3
                 last_ckpt = ckpt
                 refresh = (
-                    metric(api, "otel_threads_derive_refresh_seconds_count"),
-                    metric(api, "otel_threads_derive_refresh_seconds_sum"),
+                    m["otel_threads_derive_refresh_seconds_count"],
+                    m["otel_threads_derive_refresh_seconds_sum"],
                 )
                 n_refresh = refresh[0] - last_refresh[0]
                 refresh_s = (refresh[1] - last_refresh[1]) / max(1, n_refresh)
