@@ -5,6 +5,7 @@ does one documented that no longer exists."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import re
 from pathlib import Path
@@ -33,8 +34,22 @@ def sections(text: str) -> dict[str, str]:
 
 
 def test_every_command_and_option_is_documented_as_help_says_it(reference):
-    problems = reference.cli_problems(CLI_MD.read_text(encoding="utf-8"))
-    assert not problems, "\n".join([*problems, "run: python docs/reference.py"])
+    text = CLI_MD.read_text(encoding="utf-8")
+    problems = reference.cli_problems(text)
+    found = {m.group("name"): m.group("body") for m in reference.BLOCK.finditer(text)}
+    diffs = [  # (what differs, to tell a stale page from a help text that changed)
+        line
+        for name, (command, ctx) in reference.commands().items()
+        if name in found
+        for line in difflib.unified_diff(
+            found[name].splitlines(),
+            reference.options_block(command, ctx).splitlines(),
+            "docs/cli.md",
+            "--help",
+            lineterm="",
+        )
+    ]
+    assert not problems, "\n".join([*problems, *diffs, "run: python docs/reference.py"])
 
 
 def test_each_command_has_a_section_of_its_own(reference):
