@@ -251,6 +251,45 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
         opened.close()
 
 
+def test_a_store_from_before_thread_tails_fills_them_without_deriving_anew(tmp_path):
+    """A store from before thread_tails_mat (migration 0017) gets its rows from the
+    other derived tables as they are when it opens, without queueing a trace again:
+    the rows a derivation from scratch gives, for a thread that only grew, a thread with
+    a link and a regenerated turn, and a thread with a span in no turn."""
+    from otel_threads.store import connect
+
+    path = tmp_path / "s.duckdb"
+    store = Store(path)
+    for i in range(6):
+        store.insert(chat_turn(i, "grows", [("user", f"q{i}")], f"a{i}"))
+    store.insert(chat_turn(10, "forked", [("user", "q10")], "a10"))
+    store.insert(chat_turn(11, "forked", [("user", "q11")], "a11", previous=10))
+    store.insert(chat_turn(12, "forked", [("user", "q11")], "a12", previous=10))
+    poll = {"gen_ai.conversation.id": "loose", "otel_threads.is_turn": False}
+    store.insert([span(7999, 16 * 7999, "poll", T0, poll)])
+    store.derive_all()
+    for i in (20, 21):  # (turns after a span in no turn: derived from the thread's tail)
+        store.insert(chat_turn(i, "loose", [("user", f"q{i}")], f"a{i}"))
+        store.derive_all()
+    store.assert_kept_equals_scratch()
+    want = store.rows("SELECT * FROM thread_tails_mat ORDER BY ALL")
+    by_thread = {r[0]: r for r in want}
+    assert by_thread["forked"][3] is True and by_thread["grows"][3] is False  # linked
+    assert by_thread["loose"][7] == 1  # its span in no turn
+    assert by_thread["grows"][1]["t"] == format(16 * 7005, "016x")  # the last turn
+    store.con.execute("DROP TABLE thread_tails_mat")
+    store.con.execute("DELETE FROM otel_threads_derived WHERE name = 'thread_tails_mat'")
+    store.con.execute("DELETE FROM otel_threads_migrations WHERE version = 17")
+    store.con.close()
+
+    con = connect(str(path), derive_now=False)
+    try:
+        assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
+        assert con.execute("SELECT * FROM thread_tails_mat ORDER BY ALL").fetchall() == want
+    finally:
+        con.close()
+
+
 def test_a_new_trace_is_read_between_its_commits_and_an_old_one_whole(tmp_path):
     """A trace never derived is read between the first and the last commit that queued it
     (its spans in two commits with another between them, both found); a trace derived

@@ -119,6 +119,9 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         if not stale:
             return
         db = self.db
+        if [table for table, _ in stale] == ["thread_tails_mat"]:
+            self._fill_thread_tails()
+            return
         with self._transaction() as con:
             for table, view in stale:
                 if con.execute(f"SELECT 1 FROM {db}.{table} LIMIT 1").fetchall():
@@ -145,6 +148,30 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
             ", ".join(t for t, _ in stale),
             queued,
         )
+
+    def _fill_thread_tails(self) -> None:
+        """Derive thread_tails_mat alone, when it is the one derived table other SQL
+        derived (or none yet: a store from before it), from the rows of the others, as
+        they are: derive_thread_tails over the whole store, reading the transcript's rows
+        as transcript_mat holds them (the rows transcript_rows derived, with their texts).
+        A group of each table's rows by thread: no trace needs deriving again."""
+        with self._transaction() as con:
+            con.execute(f"DELETE FROM {self.db}.thread_tails_mat")
+            con.execute(
+                "CREATE TEMP VIEW transcript_rows AS SELECT thread_id, thread_seq, "
+                f"on_current_branch FROM {self.db}.transcript_mat"
+            )
+            try:
+                con.execute(
+                    f"INSERT INTO {self.db}.thread_tails_mat SELECT * FROM derive_thread_tails"
+                )
+            finally:
+                con.execute("DROP VIEW temp.transcript_rows")
+            con.execute(
+                "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                ["thread_tails_mat", sql_files().version("derive_thread_tails")],
+            )
+        _logger.info("derived table thread_tails_mat comes from other SQL: derived it anew")
 
     def _empty(self, table: str) -> None:
         """Empty the file's ``table``: dropped and made again, with its indexes (a DELETE of

@@ -140,6 +140,7 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
         "turns_mat",
         "transcript_mat",
         "threads_mat",
+        "thread_tails_mat",
         "thread_versions",
         "annotation_records",
         "evaluation_runs",

@@ -34,6 +34,7 @@ DERIVED: tuple[tuple[str, str, str], ...] = (
     ("turns_mat", "derive_turns", "thread_id"),
     ("transcript_mat", "derive_transcript", "thread_id"),
     ("threads_mat", "derive_threads", "thread_id"),
+    ("thread_tails_mat", "derive_thread_tails", "thread_id"),
 )
 
 

@@ -18,12 +18,16 @@ back from the derived tables, narrow, never from its spans again:
   transcript only the two rows it reads (the first user message, the last reply).
 
 Most refreshes only add to a thread: new turns after its last one, new calls after its
-last one, nothing linked (`ThreadRows._tails`). Such a thread is derived from its tail:
+last one, nothing linked (`ThreadRows._tails`, which reads what it needs of the thread
+from its one row of ``thread_tails_mat``). Such a thread is derived from its tail:
 ``derive_turns`` and ``transcript_rows`` run over the new turns and calls with the turn and
 call before them and, for each new message, how many copies of it one earlier call held at
 most (all that the transcript's rules ask of the calls before), and the new rows are
 numbered on from the thread's last ones; its earlier rows are neither read whole nor
-rewritten. Any other thread is derived whole, as below.
+rewritten. Its row of ``threads`` is its row as it was merged with ``derive_threads`` over
+the new turns (`ThreadRows._merge_tails`; only the percentiles and exact sums read the
+thread's turn durations and costs, narrow). Any other thread is derived whole, as below;
+either way its row of ``thread_tails_mat`` follows.
 
 Late and out-of-order data gives the rows a derivation from scratch gives: a turn's facts
 are derived whole whenever any of its spans is in the refresh (with every trace that holds
@@ -48,6 +52,16 @@ _PER_TRACE = ("message_keys_mat", "thread_attributes_mat", "call_responses_mat",
 _MESSAGE = ("thread_id", "trace_id", "span_id", "direction", "position")
 #: What transcript_rows decides about a message: written in place when it changes.
 _PLACE = ("seq", "turn_id", "role", "thread_seq", "on_current_branch")
+#: What thread_tails_mat holds of a thread (derive_thread_tails), besides its id.
+_TAIL = (
+    "last_turn",
+    "last_turn_index",
+    "linked",
+    "last_call",
+    "thread_seq",
+    "on_branch",
+    "loose_spans",
+)
 #: The order of a thread's turns (derive_turns: start_time, then turn_id, NULLs last) and
 #: of its LLM calls (transcript_rows: start, end, trace, span), as values that compare so.
 _TURN_ORDER = (
@@ -98,15 +112,12 @@ class ThreadRows(SharedViews):
         if extra:
             self._add_to_scope(extra)
         in_scope = self._in("trace_id", traces + extra)
-        # the span threads of the scope's traces, and the threads' spans in no turn (what
-        # derive_threads counts besides its turns' spans)
-        con.execute(
-            f"CREATE TEMP TABLE span_threads_mat AS SELECT * FROM temp._span_threads "
-            f"UNION ALL SELECT * FROM {db}.span_threads_mat o WHERE o.{in_threads} AND "
-            f"(o.turn_id IS NULL OR o.{self._in('trace_id', extra)}) AND NOT EXISTS "
-            f"(SELECT 1 FROM temp._span_threads n WHERE n.trace_id = o.trace_id "
-            f"AND n.span_id = o.span_id)"
-        )
+        # the span threads of the scope's traces (of the threads' spans in no turn, what
+        # derive_threads counts besides its turns' spans: below, for the threads derived
+        # whole; thread_tails_mat counts the others')
+        con.execute("CREATE TEMP TABLE span_threads_mat AS SELECT * FROM temp._span_threads")
+        if extra:
+            self._add_span_threads(f"o.{in_threads} AND o.{self._in('trace_id', extra)}")
         self._shared_views()
         con.execute(
             f"CREATE TEMP TABLE _new_keys AS SELECT * FROM derive_message_keys WHERE {in_threads}"
@@ -122,6 +133,8 @@ class ThreadRows(SharedViews):
         tails = self._tails([t for t in threads if t not in grown])
         whole = [t for t in threads if t not in set(tails)]
         in_whole = self._in("thread_id", whole) if whole else ""
+        if whole:
+            self._add_span_threads(f"o.{in_whole} AND o.turn_id IS NULL")
         # the threads' message keys, attribute values and OTLP annotations (of an extra
         # trace, only theirs)
         if old or extra:
@@ -146,7 +159,8 @@ class ThreadRows(SharedViews):
             )
         self._turns(in_whole, bool(tails))
         self._transcript(in_whole, in_scope, bool(tails))
-        self._threads(in_threads, bool(tails))
+        self._threads(in_threads, in_whole, bool(tails))
+        self._thread_tails(in_threads, bool(whole), bool(tails))
         self._stamp_threads(in_threads, threads)
 
     def _tails(self, candidates: list[str]) -> list[str]:
@@ -156,8 +170,10 @@ class ThreadRows(SharedViews):
         of those turns, all come after the thread's derived ones in the transcript's
         order. The new rows of such a thread follow from its new turns and calls with the
         last turn and call before them, and each message key's most copies in one call
-        before them (`_tail_keys`); the rows it has stay as they are. TEMP ``_tails`` holds
-        them: the last turn and call before, and where the new rows' numbers go on from."""
+        before them (`_tail_keys`); the rows it has stay as they are. What the thread had
+        is read from its one row of thread_tails_mat. TEMP ``_tails`` holds them: the last
+        turn and call before, where the new rows' numbers go on from, and that row
+        (``kept_*``)."""
         con, db = self.con, self.db
         if not candidates:
             return []
@@ -169,40 +185,29 @@ class ThreadRows(SharedViews):
                 SELECT thread_id, min({_TURN_ORDER}) AS first,
                        bool_or(previous_turn_id IS NOT NULL) AS linked
                 FROM temp.turn_facts WHERE {in_cand} GROUP BY thread_id
-            ), kept_turns AS (
-                SELECT thread_id, max({_TURN_ORDER}) AS last,
-                       arg_max(turn_id, {_TURN_ORDER}) AS last_turn_id,
-                       arg_max(turn_index, {_TURN_ORDER}) AS last_index,
-                       bool_or(previous_turn_id IS NOT NULL) AS linked
-                FROM {db}.turns_mat WHERE {in_cand} GROUP BY thread_id
             ), new_calls AS (
                 SELECT n.thread_id, min({_CALL_ORDER.format(p="n.")}) AS first,
                        bool_and(t.turn_id IS NOT NULL) AS in_new_turns
                 FROM temp._new_keys n LEFT JOIN temp._touched t
                     ON t.thread_id = n.thread_id AND t.turn_id = n.turn_id
                 WHERE n.{in_cand} GROUP BY n.thread_id
-            ), kept_calls AS (
-                SELECT thread_id, max({_CALL_ORDER.format(p="")}) AS last
-                FROM {db}.message_keys_mat WHERE {in_cand} GROUP BY thread_id
-            ), kept_rows AS (
-                SELECT thread_id, max(thread_seq) AS thread_seq,
-                       bool_and(on_current_branch) AS on_branch
-                FROM {db}.transcript_mat WHERE {in_cand} GROUP BY thread_id
+            ), kept AS (
+                SELECT * FROM {db}.thread_tails_mat WHERE {in_cand}
             )
-            SELECT c.thread_id, kt.last_turn_id, coalesce(kt.last_index - 1, 0) AS index_offset,
-                   kc.last.t AS last_trace_id, kc.last.i AS last_span_id,
-                   coalesce(kr.thread_seq, 0) AS seq_offset
+            SELECT c.thread_id, k.last_turn.t AS last_turn_id,
+                   coalesce(k.last_turn_index - 1, 0) AS index_offset,
+                   k.last_call.t AS last_trace_id, k.last_call.i AS last_span_id,
+                   coalesce(k.thread_seq, 0) AS seq_offset,
+                   {", ".join(f"k.{c} AS kept_{c}" for c in _TAIL)}
             FROM (SELECT unnest(?::VARCHAR[]) AS thread_id) c
             LEFT JOIN new_turns nt USING (thread_id)
-            LEFT JOIN kept_turns kt USING (thread_id)
             LEFT JOIN new_calls nc USING (thread_id)
-            LEFT JOIN kept_calls kc USING (thread_id)
-            LEFT JOIN kept_rows kr USING (thread_id)
-            WHERE NOT coalesce(nt.linked, false) AND NOT coalesce(kt.linked, false)
-              AND (nt.first IS NULL OR kt.last IS NULL OR nt.first > kt.last)
+            LEFT JOIN kept k USING (thread_id)
+            WHERE NOT coalesce(nt.linked, false) AND NOT coalesce(k.linked, false)
+              AND (nt.first IS NULL OR k.last_turn IS NULL OR nt.first > k.last_turn)
               AND coalesce(nc.in_new_turns, true)
-              AND (nc.first IS NULL OR kc.last IS NULL OR nc.first > kc.last)
-              AND coalesce(kr.on_branch, true)""",
+              AND (nc.first IS NULL OR k.last_call IS NULL OR nc.first > k.last_call)
+              AND coalesce(k.on_branch, true)""",
             [candidates],
         )
         return [r[0] for r in con.execute("SELECT thread_id FROM temp._tails").fetchall()]
@@ -235,6 +240,15 @@ class ThreadRows(SharedViews):
                           ON n.thread_id = o.thread_id AND n.k = o.k
                       GROUP BY o.thread_id, o.trace_id, o.span_id, o.k)
                   GROUP BY thread_id, k)""")
+
+    def _add_span_threads(self, where: str) -> None:
+        """The file's span threads ``o`` where ``where`` into TEMP ``span_threads_mat``, but
+        those it holds already."""
+        self.con.execute(
+            f"INSERT INTO temp.span_threads_mat SELECT * FROM {self.db}.span_threads_mat o "
+            f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM temp.span_threads_mat n "
+            f"WHERE n.trace_id = o.trace_id AND n.span_id = o.span_id)"
+        )
 
     def _add_to_scope(self, traces: list[str]) -> None:
         """The spans and log records of ``traces`` into TEMP ``spans_raw`` and ``logs``."""
@@ -343,36 +357,173 @@ class ThreadRows(SharedViews):
             for name in ("llm_calls", "messages"):
                 con.execute(f"DROP TABLE temp.{name}")
             self._shared_views()
+        if in_whole:  # (while TEMP tables hold all of their turns, keys and rows)
+            con.execute(
+                f"CREATE TEMP TABLE _whole_tails AS SELECT * FROM derive_thread_tails "
+                f"WHERE {in_whole}"
+            )
         con.execute("DROP TABLE temp.transcript_rows")
         con.execute("ALTER TABLE temp._new_rows RENAME TO transcript_rows")
-        con.execute(f"INSERT INTO {db}.transcript_mat SELECT * FROM derive_transcript")
+        con.execute("CREATE TEMP TABLE _written_rows AS SELECT * FROM derive_transcript")
+        con.execute(f"INSERT INTO {db}.transcript_mat SELECT * FROM temp._written_rows")
 
-    def _threads(self, in_threads: str, tails: bool) -> None:
-        """The threads' rows, reading of their transcripts only what derive_threads reads:
-        each thread's first user message and last reply of the current branch."""
+    def _threads(self, in_threads: str, in_whole: str, tails: bool) -> None:
+        """The threads' rows. Of a thread derived whole (``in_whole``), derive_threads over
+        all of its turns, reading of its transcript only what derive_threads reads (its
+        first user message and last reply of the current branch). Of a thread in
+        ``_tails`` (when ``tails``), derive_threads over its new turns and rows alone,
+        merged with the thread's row as it was (`_merge_tails`)."""
         con, db = self.con, self.db
-        if tails:  # (their turns in scope were only the new ones)
-            con.execute(
-                "DELETE FROM temp.turns_mat o WHERE EXISTS "
-                "(SELECT 1 FROM temp._tails t WHERE t.thread_id = o.thread_id)"
-            )
-            con.execute(
-                f"INSERT INTO temp.turns_mat SELECT o.* FROM {db}.turns_mat o "
-                f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id"
-            )
         first_last = " UNION ALL ".join(
             f"SELECT {agg}(rowid, seq) FILTER (WHERE role = '{role}' AND content IS NOT NULL "
-            f"AND seq IS NOT NULL) FROM {db}.transcript_mat WHERE {in_threads} GROUP BY thread_id"
+            f"AND seq IS NOT NULL) FROM {{table}} WHERE {{where}} GROUP BY thread_id"
             for agg, role in (("arg_min", "user"), ("arg_max", "assistant"))
         )
         con.execute(
-            f"CREATE TEMP TABLE transcript_mat AS SELECT * FROM {db}.transcript_mat "
-            f"WHERE rowid IN ({first_last})"
+            f"CREATE TEMP TABLE transcript_mat AS SELECT * FROM {db}.transcript_mat WHERE "
+            + (
+                f"rowid IN ({first_last.format(table=f'{db}.transcript_mat', where=in_whole)})"
+                if in_whole
+                else "false"
+            )
         )
+        if tails:
+            in_tails = "thread_id IN (SELECT thread_id FROM temp._tails)"
+            con.execute(
+                "INSERT INTO temp.transcript_mat SELECT * FROM temp._written_rows WHERE rowid "
+                f"IN ({first_last.format(table='temp._written_rows', where=in_tails)})"
+            )
+            # (a trace the transcript had to read again may hold spans of theirs in no
+            # turn: thread_tails_mat counts those)
+            con.execute(f"DELETE FROM temp.span_threads_mat WHERE turn_id IS NULL AND {in_tails}")
         con.execute(
             f"CREATE TEMP TABLE threads_mat AS SELECT * FROM derive_threads WHERE {in_threads}"
         )
+        if tails:
+            self._merge_tails()
         write_changed(con, db, "threads_mat", in_threads)
+
+    def _merge_tails(self) -> None:
+        """Make the rows of the threads in ``_tails`` in TEMP ``threads_mat`` (derived over
+        their new turns and transcript rows alone) those of the whole threads: each merged
+        with the thread's row as it was (none for a new thread), its spans in no turn
+        (thread_tails_mat), and the percentiles and exact sums over all of its turns,
+        read narrow from turns_mat (which holds the new ones by now). Its new turns come
+        after all of its others, none linked, so the rest follows from the two rows."""
+        con, db = self.con, self.db
+        con.execute(f"""
+            CREATE TEMP TABLE _merged AS
+            WITH q AS (
+                SELECT thread_id,
+                       quantile_cont(duration_ms, 0.5) AS p50_turn_duration_ms,
+                       quantile_cont(duration_ms, 0.99) AS p99_turn_duration_ms,
+                       sum(duration_ms::DECIMAL(38, 6))::DOUBLE AS total_turn_duration_ms,
+                       sum(cost_usd::DECIMAL(38, 12))::DOUBLE AS cost_usd
+                FROM {db}.turns_mat
+                WHERE thread_id IN (SELECT thread_id FROM temp._tails)
+                GROUP BY thread_id
+            ), o AS (
+                SELECT o.* FROM {db}.threads_mat o
+                SEMI JOIN temp._tails t ON t.thread_id = o.thread_id
+            ), m AS (
+                SELECT d.thread_id,
+                       coalesce(o.project, d.project) AS project,
+                       coalesce(o.turn_count, 0) + d.turn_count AS turn_count,
+                       least(o.start_time, d.start_time) AS start_time,  -- (NULLs ignored)
+                       greatest(o.last_updated, d.last_updated) AS last_updated,
+                       coalesce(o.first_turn_id, d.first_turn_id) AS first_turn_id,
+                       coalesce(d.last_turn_id, o.last_turn_id) AS last_turn_id,
+                       q.p50_turn_duration_ms,
+                       q.p99_turn_duration_ms,
+                       coalesce(o.span_count, coalesce(t.kept_loose_spans, 0))
+                           + d.span_count AS span_count,
+                       coalesce(o.llm_call_count, 0) + d.llm_call_count AS llm_call_count,
+                       coalesce(o.error_turn_count, 0) + d.error_turn_count
+                           AS error_turn_count,
+                       coalesce(o.input_tokens, 0) + d.input_tokens AS input_tokens,
+                       coalesce(o.output_tokens, 0) + d.output_tokens AS output_tokens,
+                       coalesce(o.first_input, d.first_input) AS first_input,
+                       coalesce(d.last_output, o.last_output) AS last_output,
+                       coalesce(o.fork_count, 0) + d.fork_count AS fork_count,
+                       coalesce(o.running_turn_count, 0) + d.running_turn_count
+                           AS running_turn_count,
+                       q.total_turn_duration_ms,
+                       coalesce(o.user_id, d.user_id) AS user_id,
+                       list_sort(list_distinct(list_concat(o.models, d.models))) AS models,
+                       coalesce(o.service_name, d.service_name) AS service_name,
+                       coalesce(o.cycle_turn_count, 0) + d.cycle_turn_count
+                           AS cycle_turn_count,
+                       q.cost_usd,
+                       coalesce(o.unpriced_call_count, 0) + d.unpriced_call_count
+                           AS unpriced_call_count,
+                       d.annotation_count,  -- (derive_threads counts all of them)
+                       d.ended,
+                       d.ended_at,
+                       -- the first turn after the latest end mark: of the new turns when
+                       -- one of them carries it, else the first new one after an ended
+                       -- thread, else as it was
+                       CASE WHEN d.ended OR d.reopened_at IS NOT NULL THEN d.reopened_at
+                            WHEN o.ended THEN d.start_time
+                            ELSE o.reopened_at END AS reopened_at
+                FROM temp.threads_mat d
+                JOIN temp._tails t USING (thread_id)
+                JOIN q USING (thread_id)
+                LEFT JOIN o USING (thread_id)
+            )
+            SELECT *, (epoch_us(last_updated) - epoch_us(start_time)) / 1000.0 AS duration_ms
+            FROM m""")
+        con.execute(
+            "DELETE FROM temp.threads_mat WHERE thread_id IN (SELECT thread_id FROM temp._merged)"
+        )
+        con.execute("INSERT INTO temp.threads_mat BY NAME SELECT * FROM temp._merged")
+
+    def _thread_tails(self, in_threads: str, whole: bool, tails: bool) -> None:
+        """The threads' rows of thread_tails_mat: of those derived whole, derive_thread_tails
+        over all of their rows (`_transcript`); of those in ``_tails``, their row as it
+        was, moved on to their new last turn, call and transcript row."""
+        con, db = self.con, self.db
+        con.execute(f"DELETE FROM {db}.thread_tails_mat WHERE {in_threads}")
+        if whole:
+            con.execute(f"INSERT INTO {db}.thread_tails_mat SELECT * FROM temp._whole_tails")
+        if not tails:
+            return
+        con.execute(f"""
+            INSERT INTO {db}.thread_tails_mat
+            WITH nt AS (
+                SELECT thread_id, max({_TURN_ORDER}) AS last_turn,
+                       arg_max(turn_index, {_TURN_ORDER}) AS last_turn_index,
+                       bool_or(previous_turn_id IS NOT NULL) AS linked
+                FROM temp.turns_mat
+                WHERE thread_id IN (SELECT thread_id FROM temp._tails)
+                GROUP BY thread_id
+            ), nc AS (
+                SELECT thread_id, max({_CALL_ORDER.format(p="")}) AS last_call
+                FROM temp._new_keys
+                WHERE thread_id IN (SELECT thread_id FROM temp._tails)
+                GROUP BY thread_id
+            ), nr AS (
+                SELECT thread_id, max(thread_seq) AS thread_seq,
+                       bool_and(on_current_branch) AS on_branch
+                FROM temp._tail_rows
+                GROUP BY thread_id
+            )
+            SELECT t.thread_id,
+                   coalesce(nt.last_turn, t.kept_last_turn),
+                   coalesce(nt.last_turn_index, t.kept_last_turn_index),
+                   coalesce(nt.linked, t.kept_linked),
+                   coalesce(nc.last_call, t.kept_last_call),
+                   coalesce(nr.thread_seq, t.kept_thread_seq),
+                   CASE WHEN nr.thread_id IS NULL THEN t.kept_on_branch
+                        ELSE coalesce(t.kept_on_branch, true) AND nr.on_branch END,
+                   t.kept_loose_spans
+            FROM temp._tails t
+            LEFT JOIN nt USING (thread_id)
+            LEFT JOIN nc USING (thread_id)
+            LEFT JOIN nr USING (thread_id)
+            WHERE nt.thread_id IS NOT NULL OR nc.thread_id IS NOT NULL
+               OR nr.thread_id IS NOT NULL OR t.kept_last_turn IS NOT NULL
+               OR t.kept_last_call IS NOT NULL OR t.kept_thread_seq IS NOT NULL
+               OR t.kept_loose_spans IS NOT NULL""")
 
     def _stamp_threads(self, in_threads: str, threads: list[str]) -> None:
         """Give the threads just re-derived (and those that lost traces) a new version
