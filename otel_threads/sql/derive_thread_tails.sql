@@ -2,7 +2,8 @@
 -- new turns from its tail (otel_threads.store.thread_rows, `ThreadRows._tails`): the
 -- thread's last turn in turn order (derive_turns: start time, NULLs last, then turn id)
 -- and its index, whether a turn of it names a previous turn, its last LLM call in the
--- transcript's order (transcript_rows: start, end, trace, span), its last transcript
+-- transcript's order (transcript_rows: start, end, trace, span) and that call's message
+-- keys (what transcript_rows compares the next call with), its last transcript
 -- number (thread_seq), whether all of its transcript rows are on the current branch, and
 -- how many of its spans are in no turn (derive_threads counts them with its turns').
 -- Not public: the rows of thread_tails_mat, kept by each refresh.
@@ -31,6 +32,16 @@ kept_calls AS (
     FROM message_keys
     GROUP BY thread_id
 ),
+last_keys AS (
+    SELECT m.thread_id,
+           list(struct_pack(turn_id := m.turn_id, direction := m.direction,
+                            position := m.position, role := m.role, k := m.k)
+                ORDER BY m.direction, m.position) AS last_call_keys
+    FROM message_keys m
+    JOIN kept_calls c ON c.thread_id = m.thread_id AND c.last_call.t = m.trace_id
+                     AND c.last_call.i = m.span_id
+    GROUP BY m.thread_id
+),
 kept_rows AS (
     SELECT thread_id, max(thread_seq) AS thread_seq, bool_and(on_current_branch) AS on_branch
     FROM transcript_rows
@@ -42,9 +53,10 @@ loose AS (
     WHERE thread_id IS NOT NULL AND turn_id IS NULL
     GROUP BY thread_id
 )
-SELECT thread_id, t.last_turn, t.last_turn_index, t.linked, c.last_call, r.thread_seq,
-       r.on_branch, l.loose_spans
+SELECT thread_id, t.last_turn, t.last_turn_index, t.linked, c.last_call, k.last_call_keys,
+       r.thread_seq, r.on_branch, l.loose_spans
 FROM kept_turns t
 FULL JOIN kept_calls c USING (thread_id)
+LEFT JOIN last_keys k USING (thread_id)
 FULL JOIN kept_rows r USING (thread_id)
 FULL JOIN loose l USING (thread_id)

@@ -58,6 +58,7 @@ _TAIL = (
     "last_turn_index",
     "linked",
     "last_call",
+    "last_call_keys",
     "thread_seq",
     "on_branch",
     "loose_spans",
@@ -214,20 +215,23 @@ class ThreadRows(SharedViews):
 
     def _tail_keys(self) -> None:
         """What the transcript of a thread in ``_tails`` compares its new messages with, into
-        TEMP ``message_keys_mat`` beside them: the messages of its last call before, and
-        for each key of its new messages, a call before that one holding that key as many
-        times as the most copies of it one of its calls held (what transcript_rows asks
-        of the calls before: the most copies of a key, and the previous call's)."""
+        TEMP ``message_keys_mat`` beside them: the messages of its last call before (as
+        thread_tails_mat keeps them), and for each key of its new messages, a call before
+        that one holding that key as many times as the most copies of it one of its calls
+        held (what transcript_rows asks of the calls before: the most copies of a key, and
+        the previous call's)."""
         con, db = self.con, self.db
         con.execute(
             "INSERT INTO temp.message_keys_mat SELECT n.* FROM temp._new_keys n "
             "SEMI JOIN temp._tails t ON t.thread_id = n.thread_id"
         )
-        con.execute(
-            f"INSERT INTO temp.message_keys_mat SELECT o.* FROM {db}.message_keys_mat o "
-            f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id "
-            f"AND t.last_trace_id = o.trace_id AND t.last_span_id = o.span_id"
-        )
+        con.execute("""
+            INSERT INTO temp.message_keys_mat BY NAME
+            SELECT thread_id, m.turn_id, c.t AS trace_id, c.i AS span_id, m.direction,
+                   m.position, m.role, c.s AS call_start_unix_nano,
+                   CASE WHEN NOT c.n THEN c.e END AS call_end_unix_nano, m.k
+            FROM (SELECT thread_id, kept_last_call AS c, unnest(kept_last_call_keys) AS m
+                  FROM temp._tails)""")
         con.execute(f"""
             INSERT INTO temp.message_keys_mat
             SELECT thread_id, NULL, '', '', 'output', unnest(range(copies)), NULL,
@@ -263,20 +267,21 @@ class ThreadRows(SharedViews):
         ones' facts derived, the others' kept; and the new turns of the threads in
         ``_tails`` (when ``tails``), numbered on from the turn before them."""
         con, db = self.con, self.db
-        columns = ", ".join(
-            f'o."{r[0]}"' for r in con.execute("DESCRIBE temp.turn_facts").fetchall()
-        )
         if in_whole:
+            columns = ", ".join(
+                f'o."{r[0]}"' for r in con.execute("DESCRIBE temp.turn_facts").fetchall()
+            )
             con.execute(
                 f"INSERT INTO temp.turn_facts SELECT {columns} FROM {db}.turns_mat o "
                 f"WHERE o.{in_whole} AND NOT EXISTS (SELECT 1 FROM temp._touched t "
                 f"WHERE t.thread_id = o.thread_id AND t.turn_id = o.turn_id)"
             )
-        if tails:
+        if tails:  # (of the turn before a tail's new ones, derive_turns reads its id and
+            # start: the new ones are not linked; thread_tails_mat has them)
             con.execute(
-                f"INSERT INTO temp.turn_facts SELECT {columns} FROM {db}.turns_mat o "
-                f"SEMI JOIN temp._tails t ON t.thread_id = o.thread_id "
-                f"AND t.last_turn_id = o.turn_id"
+                "INSERT INTO temp.turn_facts BY NAME SELECT thread_id, last_turn_id AS turn_id, "
+                "CASE WHEN NOT kept_last_turn.n THEN kept_last_turn.s END AS start_time "
+                "FROM temp._tails WHERE last_turn_id IS NOT NULL"
             )
         con.execute("CREATE TEMP TABLE turns_mat AS SELECT * FROM derive_turns")
         if tails:
@@ -501,6 +506,15 @@ class ThreadRows(SharedViews):
                 FROM temp._new_keys
                 WHERE thread_id IN (SELECT thread_id FROM temp._tails)
                 GROUP BY thread_id
+            ), nk AS (
+                SELECT n.thread_id,
+                       list(struct_pack(turn_id := n.turn_id, direction := n.direction,
+                                        position := n.position, role := n.role, k := n.k)
+                            ORDER BY n.direction, n.position) AS last_call_keys
+                FROM temp._new_keys n
+                JOIN nc ON nc.thread_id = n.thread_id AND nc.last_call.t = n.trace_id
+                       AND nc.last_call.i = n.span_id
+                GROUP BY n.thread_id
             ), nr AS (
                 SELECT thread_id, max(thread_seq) AS thread_seq,
                        bool_and(on_current_branch) AS on_branch
@@ -512,6 +526,8 @@ class ThreadRows(SharedViews):
                    coalesce(nt.last_turn_index, t.kept_last_turn_index),
                    coalesce(nt.linked, t.kept_linked),
                    coalesce(nc.last_call, t.kept_last_call),
+                   CASE WHEN nc.thread_id IS NULL THEN t.kept_last_call_keys
+                        ELSE nk.last_call_keys END,
                    coalesce(nr.thread_seq, t.kept_thread_seq),
                    CASE WHEN nr.thread_id IS NULL THEN t.kept_on_branch
                         ELSE coalesce(t.kept_on_branch, true) AND nr.on_branch END,
@@ -519,6 +535,7 @@ class ThreadRows(SharedViews):
             FROM temp._tails t
             LEFT JOIN nt USING (thread_id)
             LEFT JOIN nc USING (thread_id)
+            LEFT JOIN nk USING (thread_id)
             LEFT JOIN nr USING (thread_id)
             WHERE nt.thread_id IS NOT NULL OR nc.thread_id IS NOT NULL
                OR nr.thread_id IS NOT NULL OR t.kept_last_turn IS NOT NULL
