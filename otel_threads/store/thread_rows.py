@@ -112,7 +112,6 @@ class ThreadRows(SharedViews):
         extra = sorted({trace for trace, _ in reached} - scope)
         if extra:
             self._add_to_scope(extra)
-        scope = traces + extra
         # the span threads of the scope's traces (of the threads' spans in no turn, what
         # derive_threads counts besides its turns' spans: below, for the threads derived
         # whole; thread_tails_mat counts the others')
@@ -132,7 +131,8 @@ class ThreadRows(SharedViews):
         grown = renewed | {thread for trace, thread in reached if trace not in scope}
         grown |= {thread for thread, turn in touched if turn is None}
         tails = self._tails([t for t in threads if t not in grown])
-        whole = [t for t in threads if t not in set(tails)]
+        tailed = set(tails)
+        whole = [t for t in threads if t not in tailed]
         in_whole = self._in("thread_id", whole) if whole else ""
         if whole:
             self._add_span_threads(f"o.{in_whole} AND o.turn_id IS NULL")
@@ -159,7 +159,7 @@ class ThreadRows(SharedViews):
                 f"INSERT INTO temp.message_keys_mat SELECT * FROM temp._new_keys WHERE {in_whole}"
             )
         self._turns(in_whole, bool(tails))
-        self._transcript(in_whole, scope, bool(tails))
+        self._transcript(in_whole, traces + extra, bool(tails))
         self._threads(in_threads, in_whole, bool(tails))
         self._thread_tails(in_threads, bool(whole), bool(tails))
         self._stamp_threads(in_threads, threads)
