@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import statistics
 
 from test_derive_bounds import T0, Store, _kv, span
 
@@ -249,6 +250,38 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
                 )
     finally:
         opened.close()
+
+
+def test_a_growing_thread_keeps_exact_totals_and_percentiles(tmp_path):
+    """A thread that only grows, a turn per refresh (each derived from its tail and merged
+    with the thread's row): its costs summed exactly (not as the doubles of each refresh
+    add up), its tokens, models and percentiles over turns of different lengths, its
+    unpriced calls, as a derivation from scratch gives them."""
+    store = Store(tmp_path / "s.duckdb")
+    for i in range(14):
+        turn, call = chat_turn(i, "priced", [("user", f"q{i}")], f"a{i}")
+        turn["endTimeUnixNano"] = str(int(turn["startTimeUnixNano"]) + (i * 37 % 11 + 1) * 10**6)
+        if i % 5 != 4:  # (every fifth call has no cost)
+            call["attributes"] += [
+                _kv("gen_ai.usage.input_tokens", 1000 + i),
+                _kv("gen_ai.usage.output_tokens", 7 * i),
+                _kv("gen_ai.usage.cost", 0.1 + i / 3),
+            ]
+        store.insert([turn, call])
+        store.derive_all()
+    store.assert_kept_equals_scratch()
+    ((cost, unpriced, tokens, p50, models),) = store.rows(
+        "SELECT cost_usd, unpriced_call_count, input_tokens, p50_turn_duration_ms, models "
+        "FROM threads WHERE thread_id = 'priced'"
+    )
+    assert (unpriced, tokens, models) == (
+        2,
+        sum(1000 + i for i in range(14) if i % 5 != 4),
+        ["model-0", "model-1", "model-2"],
+    )
+    costs = "SELECT 0.1 + i / 3 AS c FROM range(14) t(i) WHERE i % 5 <> 4"
+    assert cost == store.rows(f"SELECT sum(c::DECIMAL(38, 12))::DOUBLE FROM ({costs})")[0][0]
+    assert p50 == statistics.median((i * 37 % 11 + 1) for i in range(14))
 
 
 def test_a_store_from_before_thread_tails_fills_them_without_deriving_anew(tmp_path):
