@@ -10,8 +10,7 @@
 --
 -- Scoped: a refresh evaluates it over the threads it derives whole, while TEMP tables
 -- named like its inputs hold every turn, message key, transcript row and span in no turn
--- of theirs; so
--- each row must follow from the rows of its own thread alone.
+-- of theirs; so each row must follow from the rows of its own thread alone.
 WITH kept_turns AS (
     SELECT thread_id,
            max(struct_pack(n := start_time IS NULL,

@@ -157,16 +157,12 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         A group of each table's rows by thread: no trace needs deriving again."""
         with self._transaction() as con:
             con.execute(f"DELETE FROM {self.db}.thread_tails_mat")
-            con.execute(
+            con.execute(  # (made and dropped in the transaction: gone on a rollback too)
                 "CREATE TEMP VIEW transcript_rows AS SELECT thread_id, thread_seq, "
                 f"on_current_branch FROM {self.db}.transcript_mat"
             )
-            try:
-                con.execute(
-                    f"INSERT INTO {self.db}.thread_tails_mat SELECT * FROM derive_thread_tails"
-                )
-            finally:
-                con.execute("DROP VIEW temp.transcript_rows")
+            con.execute(f"INSERT INTO {self.db}.thread_tails_mat SELECT * FROM derive_thread_tails")
+            con.execute("DROP VIEW temp.transcript_rows")
             con.execute(
                 "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
                 ["thread_tails_mat", sql_files().version("derive_thread_tails")],
