@@ -68,7 +68,14 @@ def options_block(command: click.Command, ctx: click.Context) -> str:
     """The usage line and the options table of one command, as --help says them."""
     usage = " ".join([ctx.command_path, *command.collect_usage_pieces(ctx)])
     lines = [f"Usage: `{usage}`", "", "| option | what it does |", "|---|---|"]
+    help_option = command.get_help_option(ctx)
     for param in command.get_params(ctx):
+        if help_option is not None and param is help_option:
+            # (click keeps a command's help option as the first context that asked made
+            # it: a command invoked on its own, as tests do, has no -h; --help in a new
+            # process shows the names this context gives)
+            names = command.get_help_option_names(ctx)
+            param = click.Option(names, is_flag=True, help=help_option.help)
         record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
         if record is None:
             continue

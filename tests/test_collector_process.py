@@ -753,7 +753,8 @@ def test_listeners_bind_loopback_by_default() -> None:
     ]
     loaded = Config.load({}, env={})
     assert [loaded.grpc, loaded.http, loaded.api] == [cfg.grpc, cfg.http, cfg.api]
-    help_text = " ".join(CliRunner().invoke(collect, ["--help"]).output.split())
+    # (-h too: `python -m otel_threads.collector -h` runs the command on its own)
+    help_text = " ".join(CliRunner().invoke(collect, ["-h"]).output.split())
     for port in (4317, 4318, 4319):
         assert f"default: 127.0.0.1:{port}" in help_text
     assert "0.0.0.0" not in help_text

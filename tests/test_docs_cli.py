@@ -52,6 +52,19 @@ def test_every_command_and_option_is_documented_as_help_says_it(reference):
     assert not problems, "\n".join([*problems, *diffs, "run: python docs/reference.py"])
 
 
+def test_the_check_holds_after_a_command_ran_on_its_own(reference):
+    """click keeps a command's help option as the first context that asked made it: a
+    command invoked on its own (as tests invoke `prune` and `collect`) has no -h there,
+    while `otel-threads prune --help` shows -h, --help. The check says what a new
+    process shows, whatever ran before it in this one."""
+    from click.testing import CliRunner
+
+    from otel_threads.cli_prune import prune_cmd
+
+    assert CliRunner().invoke(prune_cmd, ["--help"]).exit_code == 0
+    assert reference.cli_problems(CLI_MD.read_text(encoding="utf-8")) == []
+
+
 def test_each_command_has_a_section_of_its_own(reference):
     found = sections(CLI_MD.read_text(encoding="utf-8"))
     for name, (_, ctx) in reference.commands().items():

@@ -30,7 +30,7 @@ def settings_options(fn: Any, settings: tuple[Setting, ...] = SETTINGS) -> Any:
     return fn
 
 
-@click.command("collect")
+@click.command("collect", context_settings={"help_option_names": ["-h", "--help"]})
 @settings_options
 def collect(**values: str | None) -> None:
     """Receive OTLP (gRPC and HTTP, traces and logs) into one DuckDB file.
