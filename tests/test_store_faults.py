@@ -409,6 +409,45 @@ def wait(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
+def test_an_out_of_memory_inside_a_commit_is_not_hidden_by_the_aborted_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB's out-of-memory aborts the transaction, so cleaning up after the failed
+    INSERT (unregistering the batch) fails too: that second error must not replace the
+    first, or the writer takes it for bad data and refuses the batch instead of trying
+    it again (as it did under load: test_derive_bounds' set-aside test, once)."""
+    from otel_threads.store import committing
+
+    real_insert, calls = committing.insert_batch, []
+
+    class Aborting:  # (its first statement runs out of memory, aborting the transaction)
+        def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+            self._con = con
+
+        def execute(self, *args, **kwargs):
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("SELECT error('aborts the transaction')")
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+        def __getattr__(self, name: str):
+            return getattr(self._con, name)
+
+    def insert_batch(con, *args, **kwargs):
+        calls.append(1)
+        return real_insert(Aborting(con) if len(calls) == 1 else con, *args, **kwargs)
+
+    monkeypatch.setattr(committing, "insert_batch", insert_batch)
+    writer = Writer(str(tmp_path / "x.duckdb")).start()
+    try:
+        batch = decode_traces_protobuf(
+            encode_spans(span_batches(1, 3)[0]).SerializeToString()
+        ).table
+        assert writer.submit("spans", batch).result(DEADLINE_S).rows == 3
+        assert len(calls) == 2 and writer.store.fault is None
+    finally:
+        writer.close()
+
+
 def test_a_commit_out_of_memory_waits_for_derivation_and_goes_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,7 @@ derivation.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import duckdb
@@ -147,7 +148,11 @@ def insert_batch(
         if kind == "logs" and pc.any(pc.equal(table.column("event_name"), _EVALUATION)).as_py():
             _by_response(con, source, received_at_us, queue_derive)
     finally:
-        con.unregister("__batch")
+        # (after a failed statement the transaction is aborted and unregistering fails
+        # too: its error would hide the first one, an out-of-memory the writer retries;
+        # the next batch's register replaces the view anyway)
+        with contextlib.suppress(duckdb.Error):
+            con.unregister("__batch")
     return int(row[0]) if row else 0
 
 
