@@ -29,7 +29,6 @@ from otel_threads.store import connect, shared_views
 from otel_threads.store.derive import WIDEN, Deriver
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.store import Store as FileStore
-from otel_threads.store.writer import Writer
 from otel_threads.testing import capture
 
 ANY = ("127.0.0.1", 0)
@@ -500,22 +499,26 @@ def test_a_thread_too_large_for_the_memory_limit_is_set_aside_and_the_others_der
         with thread("small"), cap.tracer.start_as_current_span("hello"):
             pass
         spans = cap.spans()
-    store = FileStore(
-        str(tmp_path / "x.duckdb"), on_open=lambda con: con.execute("SET memory_limit = '96MB'")
-    )
-    writer = Writer(store).start()
+    # stored first (a commit each, queued), then derived under the limit: a commit racing
+    # a derivation for the same small memory is the writer's test (test_store_faults)
+    path = str(tmp_path / "x.duckdb")
+    plain = connect(path)
+    seq = 1
+    for span in spans:
+        plain.execute("BEGIN TRANSACTION")
+        table = decode_traces_protobuf(encode_spans([span]).SerializeToString()).table
+        seq += insert_batch(plain, "spans", table, seq, 0, True)
+        plain.execute("COMMIT")
+    plain.close()
+    store = FileStore(path, on_open=lambda con: con.execute("SET memory_limit = '96MB'"))
+    store.open()
     try:
-        for span in spans:
-            writer.write(
-                "spans", decode_traces_protobuf(encode_spans([span]).SerializeToString()).table
-            )
-        assert writer.store.sync(600)
-        with writer.store.cursor() as con:
+        assert store.sync(600)
+        with store.cursor() as con:
             assert con.execute("SELECT thread_id FROM threads").fetchall() == [("small",)]
             errors = con.execute("SELECT DISTINCT thread_id, error FROM derive_errors").fetchall()
             assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     finally:
-        writer.close()
         store.close()
     assert errors and all(t == "huge" and "Out of Memory" in e for t, e in errors), errors
 

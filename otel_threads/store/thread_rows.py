@@ -371,8 +371,7 @@ class ThreadRows(SharedViews):
             )
         con.execute("DROP TABLE temp.transcript_rows")
         con.execute("ALTER TABLE temp._new_rows RENAME TO transcript_rows")
-        con.execute("CREATE TEMP TABLE _written_rows AS SELECT * FROM derive_transcript")
-        con.execute(f"INSERT INTO {db}.transcript_mat SELECT * FROM temp._written_rows")
+        con.execute(f"INSERT INTO {db}.transcript_mat SELECT * FROM derive_transcript")
 
     def _threads(self, in_threads: str, in_whole: str, tails: bool) -> None:
         """The threads' rows. Of a thread derived whole (``in_whole``), derive_threads over
@@ -383,23 +382,33 @@ class ThreadRows(SharedViews):
         con, db = self.con, self.db
         first_last = " UNION ALL ".join(
             f"SELECT {agg}(rowid, seq) FILTER (WHERE role = '{role}' AND content IS NOT NULL "
-            f"AND seq IS NOT NULL) FROM {{table}} WHERE {{where}} GROUP BY thread_id"
+            f"AND seq IS NOT NULL) FROM {db}.transcript_mat WHERE {in_whole} GROUP BY thread_id"
             for agg, role in (("arg_min", "user"), ("arg_max", "assistant"))
         )
         con.execute(
             f"CREATE TEMP TABLE transcript_mat AS SELECT * FROM {db}.transcript_mat WHERE "
-            + (
-                f"rowid IN ({first_last.format(table=f'{db}.transcript_mat', where=in_whole)})"
-                if in_whole
-                else "false"
-            )
+            + (f"rowid IN ({first_last})" if in_whole else "false")
         )
         if tails:
             in_tails = "thread_id IN (SELECT thread_id FROM temp._tails)"
-            con.execute(
-                "INSERT INTO temp.transcript_mat SELECT * FROM temp._written_rows WHERE rowid "
-                f"IN ({first_last.format(table='temp._written_rows', where=in_tails)})"
-            )
+            # (their new rows' first user message and last reply with a text: numbered
+            # narrow, then only those two derived with their texts)
+            con.execute(f"""
+                INSERT INTO temp.transcript_mat
+                WITH picked AS (
+                    SELECT r.thread_id,
+                           min(r.seq) FILTER (WHERE r.role = 'user') AS first_seq,
+                           max(r.seq) FILTER (WHERE r.role = 'assistant') AS last_seq
+                    FROM temp.transcript_rows r
+                    JOIN temp.messages m ON m.thread_id = r.thread_id
+                        AND m.trace_id = r.trace_id AND m.span_id = r.span_id
+                        AND m.direction = r.direction AND m.position = r.position
+                    WHERE r.{in_tails} AND r.seq IS NOT NULL AND m.content IS NOT NULL
+                    GROUP BY r.thread_id
+                )
+                SELECT d.* FROM derive_transcript d
+                JOIN picked p ON p.thread_id = d.thread_id
+                    AND d.seq IN (p.first_seq, p.last_seq)""")
             # (a trace the transcript had to read again may hold spans of theirs in no
             # turn: thread_tails_mat counts those)
             con.execute(f"DELETE FROM temp.span_threads_mat WHERE turn_id IS NULL AND {in_tails}")
