@@ -1,6 +1,6 @@
 -- derive_thread_tails: one row per thread, what a refresh needs of a thread to derive its
--- new turns from its tail (otel_threads.store.thread_rows, `ThreadRows._tails`): the
--- thread's last turn in turn order (derive_turns: start time, NULLs last, then turn id)
+-- new turns from its tail (otel_threads.store.tails, `Tails._tails`): the thread's last
+-- turn in turn order (derive_turns: start time, NULLs last, then turn id)
 -- and its index, whether a turn of it names a previous turn, its last LLM call in the
 -- transcript's order (transcript_rows: start, end, trace, span) and that call's message
 -- keys (what transcript_rows compares the next call with), its last transcript
