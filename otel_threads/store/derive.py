@@ -270,7 +270,7 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
             derived = self._refresh(traces)
             rows = self._queued(sorted(derived))
             self._dequeue(rows)
-            done = self._in("trace_id", sorted(set(traces) | {r.trace_id for r in rows}))
+            done = self._in_rows("trace_id", sorted(set(traces) | {r.trace_id for r in rows}))
             con.execute(f"DELETE FROM derive_errors WHERE {done}")
 
     def _refresh(self, traces: list[str]) -> set[str]:

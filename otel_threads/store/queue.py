@@ -124,7 +124,7 @@ class Queue(Scoped):
         ids), remembered for the refresh's transactions (`_queued`)."""
         rows: dict[str, list[QueueRow]] = {t: [] for t in traces}
         if traces:
-            sql = f"SELECT {_COLUMNS} FROM derive_queue WHERE {self._in('trace_id', traces)}"
+            sql = f"SELECT {_COLUMNS} FROM derive_queue WHERE {self._in_rows('trace_id', traces)}"
             for row in map(QueueRow._make, self._fetch(sql)):
                 rows[row.trace_id].append(row)
         self._known.update({t: [r.rowid for r in rs] for t, rs in rows.items() if rs})
@@ -143,7 +143,7 @@ class Queue(Scoped):
             rows = [r for r in map(QueueRow._make, self._rows(sql)) if r.trace_id in wanted]
         found = {r.trace_id for r in rows}
         if unknown := [t for t in traces if t not in found]:
-            sql = f"SELECT {_COLUMNS} FROM derive_queue WHERE {self._in('trace_id', unknown)}"
+            sql = f"SELECT {_COLUMNS} FROM derive_queue WHERE {self._in_rows('trace_id', unknown)}"
             rows += map(QueueRow._make, self._rows(sql))
         return rows
 

@@ -198,7 +198,7 @@ class ThreadRows(Tails):
         newly shown (then their traces' messages are parsed too). Of a thread in ``_tails``
         (when ``tails``): its new rows, numbered on. ``scope``: the refresh's traces."""
         con, db = self.con, self.db
-        in_scope = self._in("trace_id", scope)
+        in_scope = self._in_rows("trace_id", scope)
         con.execute(f"CREATE TEMP TABLE transcript_rows AS SELECT * FROM {db}.transcript_rows")
         tail_rows = "SELECT * FROM temp.transcript_rows WHERE false"
         if tails:
