@@ -537,3 +537,62 @@ def test_a_long_thread_that_ends_and_reopens_derives_as_from_scratch(tmp_path):
     store.derive_all()
     store.assert_kept_equals_scratch()
     assert state() == (41, False, None, minute(40))
+
+
+def test_a_turn_across_traces_derived_apart_takes_in_its_other_traces(tmp_path):
+    """A turn whose spans are in several traces (work it handed to another trace names
+    the turn by otel_threads.turn_id): whichever trace comes last, its refresh reads the
+    turn's spans in the traces derived before, so the turn counts all of them, as a
+    derivation from scratch does; a new turn of one trace reads no other trace."""
+    turn_start = T0 + 60 * 10**9
+
+    def turn_trace() -> list[dict]:
+        return chat_turn(1, "t", [("user", "hello")], "hi")  # trace 7001, turn 16 * 7001
+
+    def handed(trace: int, minute: int) -> list[dict]:
+        """A span of its own trace that names turn 1 (and its thread)."""
+        return [
+            span(
+                trace,
+                trace * 16,
+                "background_job",
+                turn_start + minute * 10**9,
+                {"otel_threads.turn_id": format(16 * 7001, "016x"), "gen_ai.conversation.id": "t"},
+            )
+        ]
+
+    def turn_spans(store: Store) -> list[tuple]:
+        return store.rows(
+            "SELECT turn_id, span_count FROM turns WHERE thread_id = 't' ORDER BY turn_index"
+        )
+
+    turn = format(16 * 7001, "016x")
+    for order in ("turn first", "turn last"):
+        store = Store(tmp_path / f"{order}.duckdb")
+        reached = []
+        find = store.deriver._reached
+
+        def watch(pairs, find=find, reached=reached):
+            found = find(pairs)
+            reached.append(sorted({trace for trace, _ in found}))
+            return found
+
+        store.deriver._reached = watch
+        store.insert(chat_turn(0, "t", [("user", "hi there")], "hello"))
+        store.derive_all()
+        batches = [turn_trace(), handed(8001, 5), handed(8002, 9)]
+        if order == "turn last":
+            batches.reverse()
+        for batch in batches:
+            store.insert(batch)
+            store.derive_all()
+        assert turn_spans(store)[-1] == (turn, 4), order  # its 2 spans and the 2 handed
+        store.assert_kept_equals_scratch()
+        # turn 0, then the first trace of turn 1: new turns, nothing derived before to
+        # find; each later trace of turn 1 finds those derived before and its own
+        assert reached[:2] == [[], []], order
+        assert [len(r) for r in reached[2:]] == [2, 3], (order, reached)
+        # a new turn of one trace reaches no other
+        store.insert(chat_turn(2, "t", [("user", "again")], "ok"))
+        store.derive_all()
+        assert reached[-1] == [], order

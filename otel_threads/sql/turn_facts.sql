@@ -33,7 +33,10 @@ per_turn AS (
            count(*) FILTER (WHERE status_code = 'ERROR') AS error_span_count,
            min(start_time) AS first_span_start,
            max(end_time) AS last_span_end,
-           any_value(trace_id) AS any_trace_id,
+           -- (the turn span's trace: a turn may hold spans of other traces, which
+           -- another order of the rows would name; with no turn span, the least one)
+           coalesce(min(trace_id) FILTER (WHERE span_id = turn_id), min(trace_id))
+               AS turn_trace_id,
            max(end_mark) AS ended_at
     FROM members
     GROUP BY thread_id, turn_id
@@ -53,7 +56,7 @@ llm AS (
 )
 SELECT p.thread_id,
        p.turn_id,
-       coalesce(s.trace_id, p.any_trace_id) AS trace_id,
+       coalesce(s.trace_id, p.turn_trace_id) AS trace_id,
        s.span_id,
        s.name,
        coalesce(s.start_time, p.first_span_start) AS start_time,
@@ -81,5 +84,5 @@ SELECT p.thread_id,
        coalesce(l.unpriced_call_count, 0) AS unpriced_call_count,
        p.ended_at
 FROM per_turn p
-LEFT JOIN spans_raw s ON s.trace_id = p.any_trace_id AND s.span_id = p.turn_id
+LEFT JOIN spans_raw s ON s.trace_id = p.turn_trace_id AND s.span_id = p.turn_id
 LEFT JOIN llm l ON l.thread_id = p.thread_id AND l.turn_id = p.turn_id
