@@ -478,3 +478,36 @@ def test_a_commit_out_of_memory_waits_for_derivation_and_goes_through(
         assert calls == [(True, True), (False, True)] and writer.store.fault is None
     finally:
         writer.close()
+
+
+def test_a_close_with_a_checkpoint_due_derives_what_is_left_without_waiting_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A due checkpoint (a large WAL) that met derivation's refresh stays due; no refresh
+    starts until it has run. When the writer stops then, no checkpoint comes before the
+    store's own at close: the refreshes that work off the queue at close must not wait
+    for one (each waited `CHECKPOINT_YIELD_S`, 30 s: a collector stopped under load took
+    minutes to exit)."""
+    from otel_threads.store.store import Store
+
+    monkeypatch.setattr(Store.yield_to_checkpoint, "__defaults__", (3600.0,))
+    db = tmp_path / "x.duckdb"
+    # (the writer folds no WAL while idle here: only the due checkpoint could end the wait)
+    writer = Writer(str(db), idle_checkpoint_s=3600.0).start()
+    store = writer.store
+    first, second = span_batches(2, 5)
+    with store.checkpoint_lock:  # a refresh under way
+        writer.write("spans", decode_traces_protobuf(encode_spans(first).SerializeToString()).table)
+        store.checkpoint(due=True)  # the WAL is large, the refresh holds the lock: due
+        writer.write(
+            "spans", decode_traces_protobuf(encode_spans(second).SerializeToString()).table
+        )
+    closer = threading.Thread(target=writer.close, daemon=True)
+    closer.start()
+    wait(lambda: not closer.is_alive(), "close while a checkpoint was due")
+    con = connect(str(db))
+    try:
+        assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
+        assert con.execute("SELECT count(*) FROM span_threads_mat").fetchall()[0][0] == 10
+    finally:
+        con.close()

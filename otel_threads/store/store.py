@@ -204,7 +204,13 @@ class Store(Healing):
         self._checked_at = time.monotonic()
 
     def _close(self, checkpoint: bool) -> None:
-        """Stop derivation and reads, then close the file (checkpointed first if asked)."""
+        """Stop derivation and reads, then close the file (checkpointed first if asked).
+        Derivation first works off its queue, and nothing checkpoints meanwhile (the
+        writer has stopped, or is the caller: `Healing._reopen`), so a checkpoint that
+        is due must not hold its refreshes (`yield_to_checkpoint`)."""
+        with self._checkpoint_cond:
+            self._checkpoint_due = False
+            self._checkpoint_cond.notify_all()
         derive, self._derive = self._derive, None
         if derive is not None:
             derive.close()
