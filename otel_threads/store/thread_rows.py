@@ -132,13 +132,13 @@ class ThreadRows(Tails):
 
     def _reached(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """(trace, thread) of the file's span threads in the turns ``pairs`` ((thread,
-        turn), in TEMP ``_touched``): a turn's facts follow from all of its spans, so the
-        traces that hold its other spans come into scope too (mostly none: a turn is one
-        trace). Only a turn that turns_mat holds can have spans derived before (each pair
-        of span_threads_mat is a turn of turns_mat, and the refresh writes turns_mat after
-        this): those are looked up through the turn_id index, and the span threads only
-        for them, through the thread_id index; a join of every touched turn with the
-        whole of span_threads_mat read two columns of every derived span."""
+        turn)): a turn's facts follow from all of its spans, so the traces that hold its
+        other spans come into scope too (mostly none: a turn is one trace). Only a turn
+        that turns_mat holds can have spans derived before (each pair of span_threads_mat
+        is a turn of turns_mat, and the refresh writes turns_mat after this): those are
+        looked up through the turn_id index, and the span threads only for them, through
+        the thread_id index; a join of every touched turn with the whole of
+        span_threads_mat read two columns of every derived span."""
         con, db = self.con, self.db
         if not pairs:
             return []
