@@ -22,7 +22,9 @@ Every ``--minute`` seconds it prints one line:
   - the collector's peak RSS, file bytes per acknowledged span, and the checkpoints of
     the minute (reads that filter a table wait while one writes it): how many, and their
     mean duration; and derivation's refreshes of the minute: how many, and their mean
-    length (under steady load the lag is about one or two of them).
+    length (under steady load the lag is about one or two of them); and the times the
+    collector opened its store again that minute (docs/storage.md, "Opened again"), and
+    how long that held commits and reads, on average.
 At the end: the last minute's rate over the first's, the exact-count check once
 derivation has caught up (spans, turns and threads stored equal those acknowledged), and
 the file's bytes per span then, beside the bytes per span of the OTLP requests sent.
@@ -319,13 +321,14 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 f"{'min':>4}{'spans':>12}{'acked/s':>10}{'derived/s':>10}{'lag p50/p99 s':>16}"
                 f"{'queued':>9}"
                 f"{'query p50/p99 ms':>19}{'thread p50/p99 ms':>20}{'RSS MiB':>9}{'B/span':>8}"
-                f"{'ckpt n/mean ms':>16}{'refresh n/mean s':>17}"
+                f"{'ckpt n/mean ms':>16}{'refresh n/mean s':>17}{'reopen n/mean s':>16}"
             )
             started = time.monotonic()
             minute, last_spans, rates = 0, 0, []
             last_turns, last_queued = 0, metric(api, "otel_threads_derive_queue_traces")
             last_ckpt = (0.0, 0.0)  # checkpoints: count, seconds
             last_refresh = (0.0, 0.0)  # derivation's refreshes: count, seconds
+            last_reopen = (0.0, 0.0)  # the store opened again: count, seconds
             while counts[0] < args.spans and minute < args.max_minutes:
                 time.sleep(args.minute)
                 minute += 1
@@ -356,6 +359,13 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 n_refresh = refresh[0] - last_refresh[0]
                 refresh_s = (refresh[1] - last_refresh[1]) / max(1, n_refresh)
                 last_refresh = refresh
+                reopen = (
+                    m["otel_threads_store_reopen_seconds_count"],
+                    m["otel_threads_store_reopen_seconds_sum"],
+                )
+                n_reopen = reopen[0] - last_reopen[0]
+                reopen_s = (reopen[1] - last_reopen[1]) / max(1, n_reopen)
+                last_reopen = reopen
                 print(
                     f"{minute:>4}{spans:>12,}{rate:>10,.0f}{derived / args.minute:>10,.0f}"
                     f"{probe.lag_text()}"
@@ -363,7 +373,8 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                     f"{pct(q, 0.5) * 1e3:>10.0f}/{pct(q, 0.99) * 1e3:<8.0f}"
                     f"{pct(th, 0.5) * 1e3:>11.0f}/{pct(th, 0.99) * 1e3:<8.0f}"
                     f"{peak[0] / (1 << 20):>9,.0f}{size / max(1, spans + probe.spans):>8.0f}"
-                    f"{n_ckpt:>9.0f}/{ckpt_ms:<6.0f}{n_refresh:>9.0f}/{refresh_s:<6.2f}",
+                    f"{n_ckpt:>9.0f}/{ckpt_ms:<6.0f}{n_refresh:>9.0f}/{refresh_s:<6.2f}"
+                    f"{n_reopen:>9.0f}/{reopen_s:<6.2f}",
                     flush=True,
                 )
                 peak[0] = 0

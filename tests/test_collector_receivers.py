@@ -295,6 +295,8 @@ def test_healthz_and_metrics(collector):
             text = resp.read().decode()
     assert re.search(r"^otel_threads_checkpoint_seconds_count [1-9]", text, re.M), text
     assert re.search(r"^otel_threads_checkpoint_max_seconds [0-9.e-]+$", text, re.M)
+    # a few refreshes: far from the derivation after which the store is opened again
+    assert "otel_threads_store_reopen_seconds_count 0\n" in text, text
     # derivation's refreshes: one at least, and every stored trace derived by them
     ((traces,),) = rows(collector, "SELECT count(DISTINCT trace_id) FROM spans")
     assert f"otel_threads_derived_traces_total {traces}\n" in text, text

@@ -204,6 +204,12 @@ def render_metrics(collector: Collector) -> str:
         "while one runs.",
         collector.store.checkpoint_seconds,
     )
+    histogram(
+        "otel_threads_store_reopen_seconds",
+        "Time of one opening again of the store (after a while of derivation: statements "
+        "get slower in a database open long); commits and reads wait while one runs.",
+        collector.store.recycle_seconds,
+    )
     metric(
         "otel_threads_checkpoint_max_seconds",
         "gauge",

@@ -26,7 +26,7 @@ class DeriveWorker:
     waits, unless the oldest commit it has not derived is ``max_lag_s`` old; so
     acknowledgements never wait for derivation, and under sustained load the
     derived views lag by at most about ``max_lag_s``. `sync` waits until every
-    commit reported so far is derived.
+    commit reported so far is derived. ``busy_s`` is the time its refreshes took.
     """
 
     def __init__(
@@ -52,11 +52,14 @@ class DeriveWorker:
         #: the refreshes that derived traces
         self.stats = stats if stats is not None else RefreshStats()
         self.failures = 0
+        #: seconds spent in refreshes (the waits for checkpoints not counted)
+        self.busy_s = 0.0
         self._cond = threading.Condition()
         self._reported = 0  # commits the writer has reported
         self._derived = 0  # commits whose traces are derived
         self._oldest = 0.0  # monotonic time of the oldest commit not derived
         self._closing = False
+        self._stopping = False  # `close(drain=False)`: stop after the refresh under way
         if self._deriver.pending():  # left over by a process that stopped (or was killed)
             self._reported, self._oldest = 1, time.monotonic()
         self._thread = threading.Thread(target=self._run, name="otel-threads-derive", daemon=True)
@@ -76,22 +79,28 @@ class DeriveWorker:
             self._cond.notify_all()
 
     def sync(self, timeout: float | None = None) -> bool:
-        """Wait until every commit reported so far is derived."""
+        """Wait until every commit reported so far is derived; False if not within
+        ``timeout``, or if the worker was stopped first (`close` with ``drain=False``)."""
         with self._cond:
             target = self._reported
             self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._derived >= target or self._closing, timeout)
+            self._cond.wait_for(
+                lambda: self._derived >= target or self._closing or self._stopping, timeout
+            )
+            return self._derived >= target or (self._closing and not self._stopping)
 
-    def close(self) -> None:
-        """Derive what is left, then stop. Idempotent."""
+    def close(self, drain: bool = True) -> None:
+        """Derive what is left (or, without ``drain``, just finish the refresh under way:
+        what is left stays queued for the next worker), then stop. Idempotent."""
         with self._cond:
             self._closing = True
+            self._stopping = self._stopping or not drain
             self._cond.notify_all()
         self._thread.join()
         self._con.close()
 
     def _due(self) -> bool:
-        if self._derived >= self._reported:
+        if self._stopping or self._derived >= self._reported:
             return False
         if self._closing or not self._busy():
             return True
@@ -103,20 +112,22 @@ class DeriveWorker:
         with self._lock:
             started = time.perf_counter()
             n = self._deriver.refresh()
+        took = time.perf_counter() - started
+        self.busy_s += took
         if n:
-            self.stats.observe(time.perf_counter() - started, n)
+            self.stats.observe(took, n)
         return n
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._due():
-                    if self._closing:
+                    if self._closing or self._stopping:
                         return
                     self._cond.wait(0.05 if self._derived < self._reported else None)
                 target = self._reported
             try:
-                while self._refresh():
+                while not self._stopping and self._refresh():
                     pass
             except Exception as exc:
                 self.failures += 1
@@ -131,6 +142,9 @@ class DeriveWorker:
                     exc_info=classify(exc) is None,
                 )  # a bug of ours: the traceback too
             with self._cond:
+                if self._stopping:  # not worked off: the queue keeps it
+                    self._cond.notify_all()
+                    return
                 self._derived = target
                 if self._derived < self._reported:
                     self._oldest = time.monotonic()

@@ -49,6 +49,25 @@ Hook = Callable[[duckdb.DuckDBPyConnection], None]
 #: writer tries one after every commit, and at least every second when idle.
 CHECKPOINT_YIELD_S = 30.0
 
+#: Seconds of derivation's refreshes after which the writer opens the file again
+#: (`Store.recycle_if_due`). In DuckDB 2.0.1 every statement of a database opened long
+#: ago costs more than on the same file freshly opened, binding and planning included:
+#: a refresh of the same 1,024 traces took 0.47 s on opening and 0.81 s 120 refreshes
+#: later, back to 0.5 s once the file was opened again (a new cursor, a checkpoint, a
+#: smaller buffer pool or other allocator settings did not bring it back); closing and
+#: opening it take ~80 ms, after a checkpoint (docs/storage.md, "Opened again").
+RECYCLE_AFTER_S = 30.0
+#: How long a reopen waits for the reads under way to end (new reads wait for it);
+#: past this it is put off for RECYCLE_RETRY_S, and the reads go on.
+RECYCLE_READS_WAIT_S = 2.0
+RECYCLE_RETRY_S = 10.0
+#: Tries (50 ms apart) of the checkpoint before the reads are held: DuckDB refuses one
+#: while a transaction holds its checkpoint lock, which the reads that end after the
+#: last commits do as they clean up after them.
+RECYCLE_CHECKPOINT_TRIES = 10
+#: How long a read waits for the store to be opened again.
+RECYCLE_READ_WAIT_S = 30.0
+
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     """`connect`, leaving a rebuild of the derived tables to the store's derivation (which
@@ -64,7 +83,9 @@ class Store(Healing):
     ``on_open`` is run on each connection opened (settings of the caller's). Derived
     tables follow the writer's commits on their own thread, yielding to ingest for at
     most ``derive_max_lag_s``. While a `Fault` lasts, healing is tried every
-    ``heal_interval_s`` (by the writer's thread: `heal_if_due`).
+    ``heal_interval_s`` (by the writer's thread: `heal_if_due`). After
+    ``recycle_after_s`` seconds of derivation the writer's thread opens the file again
+    (`recycle_if_due`; None: never).
     """
 
     def __init__(
@@ -75,8 +96,10 @@ class Store(Healing):
         on_open: Hook | None = None,
         derive_max_lag_s: float = 5.0,
         heal_interval_s: float = 1.0,
+        recycle_after_s: float | None = RECYCLE_AFTER_S,
     ) -> None:
         self.path = path
+        self.recycle_after_s = recycle_after_s
         self.derive_max_lag_s = derive_max_lag_s
         self.heal_interval_s = heal_interval_s
         self._connection_factory = connection_factory or _connect
@@ -89,6 +112,16 @@ class Store(Healing):
         self._readers: set[duckdb.DuckDBPyConnection] = set()
         self._readers_lock = threading.Condition()
         self._readers_closed = False
+        #: being opened again (`recycle_if_due`): `sync` waits; and new reads, while
+        #: ``_reads_held``
+        self._recycling = False
+        self._reads_held = False
+        self._recycle_at = 0.0  # monotonic time before which no reopen is tried
+        #: how long each opening again (`recycle_if_due`) held commits and reads (/metrics)
+        self.recycle_seconds = Histogram()
+        #: traces set aside and refreshes failed by the derive workers closed before
+        self._set_aside_before = 0
+        self._failures_before = 0
         self._opened = False
         self._closed = False
         self._dirty = False
@@ -181,19 +214,7 @@ class Store(Healing):
             con.execute("SET GLOBAL late_materialization_max_rows = 0")
             for hook in self._hooks:
                 hook(con)
-            derive = (
-                DeriveWorker(
-                    con.cursor(),
-                    self._busy,
-                    self.derive_max_lag_s,
-                    lock=self.checkpoint_lock,
-                    yield_to=self.yield_to_checkpoint,
-                    on_error=self._store_error,
-                    stats=self.refreshes,
-                )
-                if Deriver(con).enabled()
-                else None
-            )
+            derive = self._derivation(con)
         except BaseException:
             con.close()
             raise
@@ -203,17 +224,39 @@ class Store(Healing):
             self._readers_closed = False
         self._checked_at = time.monotonic()
 
-    def _close(self, checkpoint: bool) -> None:
-        """Stop derivation and reads, then close the file (checkpointed first if asked).
-        Derivation first works off its queue, and nothing checkpoints meanwhile (the
-        writer has stopped, or is the caller: `Healing._reopen`), so a checkpoint that
-        is due must not hold its refreshes (`yield_to_checkpoint`)."""
+    def _derivation(self, con: duckdb.DuckDBPyConnection) -> DeriveWorker | None:
+        """Derivation on a connection of its own to ``con``'s database (None if the file
+        has no derived tables)."""
+        if not Deriver(con).enabled():
+            return None
+        return DeriveWorker(
+            con.cursor(),
+            self._busy,
+            self.derive_max_lag_s,
+            lock=self.checkpoint_lock,
+            yield_to=self.yield_to_checkpoint,
+            on_error=self._store_error,
+            stats=self.refreshes,
+        )
+
+    def _stop_derivation(self, drain: bool) -> None:
+        """Stop derivation: after working its queue off, or (without ``drain``) after the
+        refresh under way. Nothing checkpoints meanwhile (the writer has stopped, or is
+        the caller), so a checkpoint that is due must not hold its refreshes
+        (`yield_to_checkpoint`)."""
         with self._checkpoint_cond:
             self._checkpoint_due = False
             self._checkpoint_cond.notify_all()
         derive, self._derive = self._derive, None
         if derive is not None:
-            derive.close()
+            derive.close(drain=drain)
+            self._set_aside_before += derive.set_aside_total
+            self._failures_before += derive.failures
+
+    def _close(self, checkpoint: bool) -> None:
+        """Stop derivation (once it has worked off its queue) and reads, then close the
+        file (checkpointed first if asked)."""
+        self._stop_derivation(drain=True)
         if self._con is None:
             return
         self._close_readers(timeout=5.0)
@@ -238,14 +281,91 @@ class Store(Healing):
             self._write_back()
         self._close(checkpoint=self.fault is None)
 
+    def recycle_if_due(self) -> bool:
+        """Open the file again, when derivation has refreshed for ``recycle_after_s``
+        seconds since it was opened (`RECYCLE_AFTER_S` says why); whether it did. Run by
+        the writer's thread between commits, so nothing commits meanwhile. Derivation
+        stops after the refresh under way (its queue is kept) and the file is
+        checkpointed, with reads going on; then the reads under way end (new ones wait),
+        and the file is closed and opened again, derivation going on from its queue. If
+        the reads do not end within `RECYCLE_READS_WAIT_S`, derivation goes on on the
+        same connection and the reopen is tried again `RECYCLE_RETRY_S` later."""
+        derive, con = self._derive, self._con
+        if (
+            self.recycle_after_s is None
+            or derive is None
+            or con is None
+            or derive.busy_s < self.recycle_after_s
+            or self.fault is not None
+            or self._closed
+            or time.monotonic() < self._recycle_at
+        ):
+            return False
+        with self._readers_lock:
+            self._recycling = True
+        try:
+            return self._recycle(con)
+        finally:
+            with self._readers_lock:
+                self._recycling = self._reads_held = False
+                self._readers_lock.notify_all()
+
+    def _recycle(self, con: duckdb.DuckDBPyConnection) -> bool:
+        started = time.perf_counter()
+        busy_s = self._derive.busy_s if self._derive is not None else 0.0
+        self._stop_derivation(drain=False)
+        # (with reads going on; if retention holds the lock, the close checkpoints)
+        checkpointed = False
+        for _ in range(RECYCLE_CHECKPOINT_TRIES):
+            checkpointed = self.checkpoint(quiet=True)
+            if checkpointed or self.fault is not None:
+                break
+            time.sleep(0.05)
+        if self.fault is not None:  # a fatal error: healing opens the file again
+            return False
+        held = time.perf_counter()
+        with self._readers_lock:
+            self._reads_held = True
+            if not self._readers_lock.wait_for(lambda: not self._readers, RECYCLE_READS_WAIT_S):
+                self._reads_held = False
+                self._readers_lock.notify_all()
+                self._recycle_at = time.monotonic() + RECYCLE_RETRY_S
+                _logger.debug("opening the store again put off: %d reads", len(self._readers))
+                self._derive = self._derivation(con)
+                return False
+        drained = time.perf_counter()
+        # Nothing was written since that checkpoint. Another one now, with no reads, would
+        # still find work (what the reads under way kept from the first): ~0.2 s of reads
+        # held, and not needed.
+        self._close(checkpoint=not checkpointed)
+        try:
+            self._open()
+        except Exception as exc:  # the heal path opens it (a fault of kind "open")
+            self._set_fault(Fault("open", " ".join(str(exc).split())[:300]))
+            self._retry_at = time.monotonic() + self.heal_interval_s
+            return False
+        done = time.perf_counter()
+        self.recycle_seconds.observe(done - started)
+        _logger.debug(
+            "opened the store again after %.0fs of derivation, in %.2fs (reads held %.2fs, "
+            "%.2fs of it for the reads under way)",
+            busy_s,
+            done - started,
+            done - held,
+            drained - held,
+        )
+        return True
+
     # -- reading -------------------------------------------------------------------
 
     @contextlib.contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A new connection to the same database, for readers in this process, for the
         length of a ``with`` block. `close` interrupts the reads still running, so a
-        read never keeps the store from closing."""
+        read never keeps the store from closing. While the file is opened again
+        (`recycle_if_due`) a new read waits for it."""
         with self._readers_lock:
+            self._readers_lock.wait_for(lambda: not self._reads_held, RECYCLE_READ_WAIT_S)
             if self._con is None or self._readers_closed:
                 fault = self.fault
                 if fault is not None and not self._closed:
@@ -258,17 +378,21 @@ class Store(Healing):
         try:
             yield cur
         finally:
+            # closed before it leaves the set: a reopen that finds the set empty must
+            # find no connection left to the old database (DuckDB would hand that
+            # database back to the next open instead of a new one)
+            cur.close()
             with self._readers_lock:
                 self._readers.discard(cur)
                 self._readers_lock.notify_all()
-            cur.close()
 
     def _close_readers(self, timeout: float) -> None:
         """Refuse new reads, interrupt those running, wait (up to ``timeout``) for them."""
         with self._readers_lock:
             self._readers_closed = True
             for cur in self._readers:
-                cur.interrupt()
+                with contextlib.suppress(duckdb.Error):  # (one closed as it ends)
+                    cur.interrupt()
             if not self._readers_lock.wait_for(lambda: not self._readers, timeout):
                 _logger.warning(
                     "%d reads did not stop when interrupted; closing anyway", len(self._readers)
@@ -278,12 +402,21 @@ class Store(Healing):
         """Wait until everything the writer accepted so far is committed and derived;
         whether it was, within ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
         if not self._drain(timeout):
             return False
-        derive = self._derive
-        if derive is None:
-            return True
-        return derive.sync(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        while True:
+            with self._readers_lock:
+                if not self._readers_lock.wait_for(lambda: not self._recycling, left()):
+                    return False
+                derive = self._derive
+            if derive is None or derive.sync(left()):
+                return True
+            if derive is self._derive or left() == 0.0:
+                return False  # not derived in time (else: stopped to open the file again)
 
     # -- derivation and checkpoints --------------------------------------------------
 
@@ -300,7 +433,7 @@ class Store(Healing):
 
     def derive_health(self) -> tuple[int, int, int, int]:
         """(traces waiting to be derived, traces set aside now, traces set aside since
-        opened, failed refreshes since opened): how derivation fares
+        the store was opened, failed refreshes since then): how derivation fares
         (otel_threads.store.derive; the table derive_errors says which traces and why)."""
         try:
             with self.cursor() as cur:
@@ -310,37 +443,45 @@ class Store(Healing):
                 ).fetchall()[0]
         except StoreClosed:  # being opened again
             queued, now = 0, 0
+        set_aside, failures = self._set_aside_before, self._failures_before
         derive = self._derive
-        if derive is None:
-            return int(queued), int(now), 0, 0
-        return int(queued), int(now), derive.set_aside_total, derive.failures
+        if derive is not None:
+            set_aside += derive.set_aside_total
+            failures += derive.failures
+        return int(queued), int(now), set_aside, failures
 
     def needs_checkpoint(self) -> bool:
         """Whether the WAL has something to fold into the file."""
         return self._dirty or self.wal_bytes() > 0
 
-    def checkpoint(self, due: bool = False) -> None:
+    def checkpoint(self, due: bool = False, quiet: bool = False) -> bool:
         """Fold the WAL into the file, unless derivation (or retention) is writing now:
         then it stays dirty, for the next try. With ``due`` (the WAL is large), no new
         refresh starts until a try has gone through, so derivation running back to back
-        cannot starve checkpoints (the WAL would grow without end)."""
+        cannot starve checkpoints (the WAL would grow without end). Whether it did;
+        with ``quiet``, a checkpoint that DuckDB refuses for a writer beside it (what is
+        left of the commits before, cleaned up as reads end) is not logged."""
         con = self._con
         if con is None:
-            return
+            return False
         if due:
             with self._checkpoint_cond:
                 self._checkpoint_due = True
         if not self.checkpoint_lock.acquire(blocking=False):
-            return
+            return False
         try:
             started = time.perf_counter()
             con.execute("CHECKPOINT")
             self.checkpoint_seconds.observe(time.perf_counter() - started)
             self._dirty = False
+            return True
         except duckdb.Error as exc:
             self._store_error(exc)
+            if quiet and isinstance(exc, duckdb.TransactionException):
+                return False
             if self.fault is None or self.fault.kind != "fatal":
                 _logger.warning("checkpoint failed; retried when next idle", exc_info=True)
+            return False
         finally:
             self.checkpoint_lock.release()
             with self._checkpoint_cond:

@@ -14,6 +14,9 @@ Memory is bounded: `submit` raises `Overloaded` when the rows waiting for a
 commit would exceed ``max_pending_rows``; receivers answer that with
 UNAVAILABLE / HTTP 503 and exporters retry later.
 
+After a while of derivation the writer's thread opens the file again, between commits
+(`Store.recycle_if_due`: statements get slower in a DuckDB database open long).
+
 When the store cannot commit durably (the file deleted, read-only or replaced, a disk
 that fails, DuckDB's fatal errors), exports are refused, and the writer's thread lets
 the store heal (otel_threads.store.healing).
@@ -217,6 +220,7 @@ class Writer(Committing):
         store = self.store
         while True:
             store.heal_if_due()
+            store.recycle_if_due()  # statements get slower in a database open long
             wait = (
                 self.idle_checkpoint_s
                 if store.fault is None
