@@ -52,9 +52,9 @@ CHECKPOINT_YIELD_S = 30.0
 #: Seconds of derivation's refreshes after which the writer opens the file again
 #: (`Store.recycle_if_due`). In DuckDB 2.0.1 every statement of a database opened long
 #: ago costs more than on the same file freshly opened, binding and planning included:
-#: a refresh of the same 1,024 traces took 0.47 s on opening and 0.81 s 120 refreshes
-#: later, back to 0.5 s once the file was opened again (a new cursor, a checkpoint, a
-#: smaller buffer pool or other allocator settings did not bring it back); closing and
+#: refreshes of 1,024 traces took 0.49 s on opening and 0.79 s 100 refreshes later,
+#: 0.50-0.61 s with the file opened again every 20 (bench/reopen.py; a new cursor, a
+#: checkpoint, a smaller buffer pool or allocator settings did not help); closing and
 #: opening it take ~80 ms, after a checkpoint (docs/storage.md, "Opened again").
 RECYCLE_AFTER_S = 30.0
 #: How long a reopen waits for the reads under way to end (new reads wait for it);
