@@ -194,3 +194,32 @@ def test_a_reopen_leaves_a_backlog_queued_and_the_new_derivation_works_it_off(
     finally:
         writer.close()
         store.close()
+
+
+def test_a_reopen_waits_for_the_refresh_under_way_without_holding_commits(tmp_path) -> None:
+    """While a refresh is under way (it holds the checkpoint lock) the reopen does not
+    start: commits go on, no further refresh starts, and the store is opened again once
+    the refresh has ended."""
+    store = Store(str(tmp_path / "s.duckdb"), recycle_after_s=None)
+    writer = Writer(store).start()
+    first, second = tables(2, 3)
+    try:
+        writer.write("spans", first, timeout=DEADLINE_S)
+        assert store.sync(DEADLINE_S)
+        derive = store._derive
+        assert derive is not None
+        with store.checkpoint_lock:  # a refresh under way
+            derive.busy_s, store.recycle_after_s = 1.0, 1.0
+            time.sleep(1.5)  # (the writer tries at least once a second)
+            assert store.recycle_seconds.count == 0
+            writer.write("spans", second, timeout=DEADLINE_S)  # commits are not held
+            assert store._checkpoint_due  # and no refresh starts after this one
+        wait(lambda: store.recycle_seconds.count >= 1, "reopen once the refresh ended")
+        store.recycle_after_s = None
+        assert store.sync(DEADLINE_S)
+        with store.cursor() as cur:
+            assert_derived_as_from_scratch(cur)
+            assert cur.execute("SELECT count(*) FROM span_threads").fetchall() == [(6,)]
+    finally:
+        writer.close()
+        store.close()

@@ -89,12 +89,20 @@ class DeriveWorker:
             )
             return self._derived >= target or (self._closing and not self._stopping)
 
+    def stop(self) -> None:
+        """Start no refresh after the one under way (what is left stays queued for the
+        next worker); `close` then waits for it."""
+        with self._cond:
+            self._closing = self._stopping = True
+            self._cond.notify_all()
+
     def close(self, drain: bool = True) -> None:
         """Derive what is left (or, without ``drain``, just finish the refresh under way:
-        what is left stays queued for the next worker), then stop. Idempotent."""
+        `stop`), then stop. Idempotent."""
+        if not drain:
+            self.stop()
         with self._cond:
             self._closing = True
-            self._stopping = self._stopping or not drain
             self._cond.notify_all()
         self._thread.join()
         self._con.close()
@@ -109,6 +117,8 @@ class DeriveWorker:
     def _refresh(self) -> int:
         if self._yield_to is not None:
             self._yield_to()
+        if self._stopping:
+            return 0
         with self._lock:
             started = time.perf_counter()
             n = self._deriver.refresh()

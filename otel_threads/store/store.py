@@ -244,10 +244,12 @@ class Store(Healing):
         refresh under way. Nothing checkpoints meanwhile (the writer has stopped, or is
         the caller), so a checkpoint that is due must not hold its refreshes
         (`yield_to_checkpoint`)."""
+        derive, self._derive = self._derive, None
+        if derive is not None and not drain:
+            derive.stop()  # (before the mark goes: no refresh may start after it)
         with self._checkpoint_cond:
             self._checkpoint_due = False
             self._checkpoint_cond.notify_all()
-        derive, self._derive = self._derive, None
         if derive is not None:
             derive.close(drain=drain)
             self._set_aside_before += derive.set_aside_total
@@ -284,10 +286,12 @@ class Store(Healing):
     def recycle_if_due(self) -> bool:
         """Open the file again, when derivation has refreshed for ``recycle_after_s``
         seconds since it was opened (`RECYCLE_AFTER_S` says why); whether it did. Run by
-        the writer's thread between commits, so nothing commits meanwhile. Derivation
-        stops after the refresh under way (its queue is kept) and the file is
-        checkpointed, with reads going on; then the reads under way end (new ones wait),
-        and the file is closed and opened again, derivation going on from its queue. If
+        the writer's thread between commits, so nothing commits meanwhile. No refresh
+        starts after the one under way (as for a due checkpoint); while one is under
+        way it returns, so commits do not wait for it. Then derivation stops (its queue
+        is kept) and the file is checkpointed, with reads going on; then the reads under
+        way end (new ones wait), and the file is closed and opened again, derivation
+        going on from its queue. If
         the reads do not end within `RECYCLE_READS_WAIT_S`, derivation goes on on the
         same connection and the reopen is tried again `RECYCLE_RETRY_S` later."""
         derive, con = self._derive, self._con
@@ -301,6 +305,11 @@ class Store(Healing):
             or time.monotonic() < self._recycle_at
         ):
             return False
+        with self._checkpoint_cond:  # no refresh starts until the mark goes
+            self._checkpoint_due = True
+        if not self.checkpoint_lock.acquire(blocking=False):
+            return False  # a refresh under way: the next call finds it ended
+        self.checkpoint_lock.release()
         with self._readers_lock:
             self._recycling = True
         try:
