@@ -59,7 +59,7 @@ class DeriveWorker:
         self._derived = 0  # commits whose traces are derived
         self._oldest = 0.0  # monotonic time of the oldest commit not derived
         self._closing = False
-        self._stopping = False  # `close(drain=False)`: stop after the refresh under way
+        self._stopping = False  # `stop`: no refresh after the one under way
         if self._deriver.pending():  # left over by a process that stopped (or was killed)
             self._reported, self._oldest = 1, time.monotonic()
         self._thread = threading.Thread(target=self._run, name="otel-threads-derive", daemon=True)
