@@ -167,6 +167,29 @@ def stored_counts(api: str) -> list:
     )[0]
 
 
+#: The collector's histograms whose minutes the soak prints: checkpoints, derivation's
+#: refreshes, the store opened again.
+HISTOGRAMS = (
+    "otel_threads_checkpoint_seconds",
+    "otel_threads_derive_refresh_seconds",
+    "otel_threads_store_reopen_seconds",
+)
+
+
+class Deltas:
+    """A histogram's count and mean over the last minute, from its totals on /metrics."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def minute(self, m: dict[str, float], name: str) -> tuple[float, float]:
+        now = (m[f"{name}_count"], m[f"{name}_sum"])
+        count, seconds = self._last.get(name, (0.0, 0.0))
+        self._last[name] = now
+        n = now[0] - count
+        return n, (now[1] - seconds) / max(1, n)
+
+
 def metrics(api: str) -> dict[str, float]:
     """The collector's unlabelled metrics, by name (one read of /metrics)."""
     with urllib.request.urlopen(f"{api}/metrics", timeout=120) as resp:
@@ -326,9 +349,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             started = time.monotonic()
             minute, last_spans, rates = 0, 0, []
             last_turns, last_queued = 0, metric(api, "otel_threads_derive_queue_traces")
-            last_ckpt = (0.0, 0.0)  # checkpoints: count, seconds
-            last_refresh = (0.0, 0.0)  # derivation's refreshes: count, seconds
-            last_reopen = (0.0, 0.0)  # the store opened again: count, seconds
+            histograms = Deltas()
             while counts[0] < args.spans and minute < args.max_minutes:
                 time.sleep(args.minute)
                 minute += 1
@@ -345,27 +366,11 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 q, lat["query"] = lat["query"], []
                 th, lat["thread"] = lat["thread"], []
                 size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
-                ckpt = (
-                    m["otel_threads_checkpoint_seconds_count"],
-                    m["otel_threads_checkpoint_seconds_sum"],
+                # the minute's checkpoints, refreshes and reopens: how many, mean seconds
+                (n_ckpt, ckpt_s), (n_refresh, refresh_s), (n_reopen, reopen_s) = (
+                    histograms.minute(m, name) for name in HISTOGRAMS
                 )
-                n_ckpt = ckpt[0] - last_ckpt[0]
-                ckpt_ms = (ckpt[1] - last_ckpt[1]) / max(1, n_ckpt) * 1e3
-                last_ckpt = ckpt
-                refresh = (
-                    m["otel_threads_derive_refresh_seconds_count"],
-                    m["otel_threads_derive_refresh_seconds_sum"],
-                )
-                n_refresh = refresh[0] - last_refresh[0]
-                refresh_s = (refresh[1] - last_refresh[1]) / max(1, n_refresh)
-                last_refresh = refresh
-                reopen = (
-                    m["otel_threads_store_reopen_seconds_count"],
-                    m["otel_threads_store_reopen_seconds_sum"],
-                )
-                n_reopen = reopen[0] - last_reopen[0]
-                reopen_s = (reopen[1] - last_reopen[1]) / max(1, n_reopen)
-                last_reopen = reopen
+                ckpt_ms = ckpt_s * 1e3
                 print(
                     f"{minute:>4}{spans:>12,}{rate:>10,.0f}{derived / args.minute:>10,.0f}"
                     f"{probe.lag_text()}"
