@@ -213,7 +213,7 @@ def test_a_reopen_waits_for_the_refresh_under_way_without_holding_commits(tmp_pa
             time.sleep(1.5)  # (the writer tries at least once a second)
             assert store.recycle_seconds.count == 0
             writer.write("spans", second, timeout=DEADLINE_S)  # commits are not held
-            assert store._checkpoint_due  # and no refresh starts after this one
+            assert store._recycle_due  # and no refresh starts after this one
         wait(lambda: store.recycle_seconds.count >= 1, "reopen once the refresh ended")
         store.recycle_after_s = None
         assert store.sync(DEADLINE_S)

@@ -138,6 +138,9 @@ class Store(Healing):
         #: A checkpoint is due (the WAL is large) but derivation held the lock: no new
         #: refresh starts until it has run (`yield_to_checkpoint`).
         self._checkpoint_due = False
+        #: A reopen is due (`recycle_if_due`): likewise, until it has run (a checkpoint
+        #: meanwhile does not end this wait).
+        self._recycle_due = False
         self._checkpoint_cond = threading.Condition()
         #: Why the store cannot commit durably now (otel_threads.store.health), or None.
         self.fault: Fault | None = None
@@ -248,7 +251,7 @@ class Store(Healing):
         if derive is not None and not drain:
             derive.stop()  # (before the mark goes: no refresh may start after it)
         with self._checkpoint_cond:
-            self._checkpoint_due = False
+            self._checkpoint_due = self._recycle_due = False
             self._checkpoint_cond.notify_all()
         if derive is not None:
             derive.close(drain=drain)
@@ -295,7 +298,7 @@ class Store(Healing):
         the reads do not end within `RECYCLE_READS_WAIT_S`, derivation goes on on the
         same connection and the reopen is tried again `RECYCLE_RETRY_S` later."""
         derive, con = self._derive, self._con
-        if (
+        due = not (
             self.recycle_after_s is None
             or derive is None
             or con is None
@@ -303,10 +306,13 @@ class Store(Healing):
             or self.fault is not None
             or self._closed
             or time.monotonic() < self._recycle_at
-        ):
+        )
+        with self._checkpoint_cond:  # due: no refresh starts until the reopen
+            if self._recycle_due != due:
+                self._recycle_due = due
+                self._checkpoint_cond.notify_all()
+        if not due or con is None:
             return False
-        with self._checkpoint_cond:  # no refresh starts until the mark goes
-            self._checkpoint_due = True
         if not self.checkpoint_lock.acquire(blocking=False):
             return False  # a refresh under way: the next call finds it ended
         self.checkpoint_lock.release()
@@ -498,10 +504,12 @@ class Store(Healing):
                 self._checkpoint_cond.notify_all()
 
     def yield_to_checkpoint(self, timeout: float = CHECKPOINT_YIELD_S) -> None:
-        """Wait (at most ``timeout``) while a checkpoint is due; derivation calls it
-        before each refresh."""
+        """Wait (at most ``timeout``) while a checkpoint (or a reopen) is due;
+        derivation calls it before each refresh."""
         with self._checkpoint_cond:
-            self._checkpoint_cond.wait_for(lambda: not self._checkpoint_due, timeout)
+            self._checkpoint_cond.wait_for(
+                lambda: not (self._checkpoint_due or self._recycle_due), timeout
+            )
 
     def wal_bytes(self) -> int:
         """The size of the file's write-ahead log (0 when there is none)."""
