@@ -17,7 +17,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from test_collector_process import span_batches
 
 from otel_threads.otlp.decode import decode_traces_protobuf
-from otel_threads.store import store as store_module
+from otel_threads.store import recycling
 from otel_threads.store.store import Store
 from otel_threads.store.writer import Writer
 
@@ -129,8 +129,8 @@ def test_a_read_under_way_puts_the_reopen_off_and_is_never_interrupted(
     """A read that outlasts `RECYCLE_READS_WAIT_S` keeps its connection: the reopen is
     put off (the reads that came meanwhile then go on), and it happens once the read
     has ended."""
-    monkeypatch.setattr(store_module, "RECYCLE_READS_WAIT_S", 0.2)
-    monkeypatch.setattr(store_module, "RECYCLE_RETRY_S", 0.3)
+    monkeypatch.setattr(recycling, "RECYCLE_READS_WAIT_S", 0.2)
+    monkeypatch.setattr(recycling, "RECYCLE_RETRY_S", 0.3)
     store = Store(str(tmp_path / "s.duckdb"), recycle_after_s=None)
     writer = Writer(store).start()
     try:

@@ -1,8 +1,9 @@
 """`Store`: one DuckDB file and everything about it but the writing: the connection
 (opened, migrated and given its views by `otel_threads.store.schema.connect`), the
 cursors of readers, derivation (scheduled here, run by
-otel_threads.store.derive_worker), checkpoints, and the store's health (faults, and
-healing from them: otel_threads.store.healing).
+otel_threads.store.derive_worker), checkpoints, the store's health (faults, and
+healing from them: otel_threads.store.healing), and opening it again while it runs
+(otel_threads.store.recycling).
 
 The `Writer` (otel_threads.store.writer) writes into an open store; readers take
 `cursor` (or the narrower `otel_threads.store.reads.Reads`). A store is used by one
@@ -26,6 +27,7 @@ from otel_threads.store.derive_worker import DeriveWorker
 from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
+from otel_threads.store.recycling import RECYCLE_AFTER_S, RECYCLE_READ_WAIT_S, Recycling
 from otel_threads.store.schema import connect
 from otel_threads.store.stats import Histogram, RefreshStats
 
@@ -49,25 +51,6 @@ Hook = Callable[[duckdb.DuckDBPyConnection], None]
 #: writer tries one after every commit, and at least every second when idle.
 CHECKPOINT_YIELD_S = 30.0
 
-#: Seconds of derivation's refreshes after which the writer opens the file again
-#: (`Store.recycle_if_due`). In DuckDB 2.0.1 every statement of a database opened long
-#: ago costs more than on the same file freshly opened, binding and planning included:
-#: refreshes of 1,024 traces took 0.49 s on opening and 0.79 s 100 refreshes later,
-#: 0.50-0.61 s with the file opened again every 20 (bench/reopen.py; a new cursor, a
-#: checkpoint, a smaller buffer pool or allocator settings did not help); closing and
-#: opening it take ~80 ms, after a checkpoint (docs/storage.md, "Opened again").
-RECYCLE_AFTER_S = 30.0
-#: How long a reopen waits for the reads under way to end (new reads wait for it);
-#: past this it is put off for RECYCLE_RETRY_S, and the reads go on.
-RECYCLE_READS_WAIT_S = 2.0
-RECYCLE_RETRY_S = 10.0
-#: Tries (50 ms apart) of the checkpoint before the reads are held: DuckDB refuses one
-#: while a transaction holds its checkpoint lock, which the reads that end after the
-#: last commits do as they clean up after them.
-RECYCLE_CHECKPOINT_TRIES = 10
-#: How long a read waits for the store to be opened again.
-RECYCLE_READ_WAIT_S = 30.0
-
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     """`connect`, leaving a rebuild of the derived tables to the store's derivation (which
@@ -75,7 +58,7 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
     return connect(path, derive_now=False)
 
 
-class Store(Healing):
+class Store(Healing, Recycling):
     """One DuckDB file; see the module docstring.
 
     ``connection_factory`` opens it (default `connect`: migrations and views; derived
@@ -285,97 +268,6 @@ class Store(Healing):
         if self.fault is not None and self.fault.kind == "deleted" and self._con is not None:
             self._write_back()
         self._close(checkpoint=self.fault is None)
-
-    def recycle_if_due(self) -> bool:
-        """Open the file again, when derivation has refreshed for ``recycle_after_s``
-        seconds since it was opened (`RECYCLE_AFTER_S` says why); whether it did. Run by
-        the writer's thread between commits, so nothing commits meanwhile. No refresh
-        starts after the one under way (as for a due checkpoint); while one is under
-        way it returns, so commits do not wait for it. Then derivation stops (its queue
-        is kept) and the file is checkpointed, with reads going on; then the reads under
-        way end (new ones wait), and the file is closed and opened again, derivation
-        going on from its queue. If the reads do not end within `RECYCLE_READS_WAIT_S`,
-        derivation goes on on the same connection and the reopen is tried again
-        `RECYCLE_RETRY_S` later."""
-        derive, con = self._derive, self._con
-        due = not (
-            self.recycle_after_s is None
-            or derive is None
-            or con is None
-            or derive.busy_s < self.recycle_after_s
-            or self.fault is not None
-            or self._closed
-            or time.monotonic() < self._recycle_at
-        )
-        with self._checkpoint_cond:  # due: no refresh starts until the reopen
-            if self._recycle_due != due:
-                self._recycle_due = due
-                self._checkpoint_cond.notify_all()
-        if not due or con is None:
-            return False
-        if not self.checkpoint_lock.acquire(blocking=False):
-            return False  # a refresh under way: the next call finds it ended
-        self.checkpoint_lock.release()
-        with self._readers_lock:
-            self._recycling = True
-        try:
-            return self._recycle(con)
-        finally:
-            with self._readers_lock:
-                self._recycling = self._reads_held = False
-                self._readers_lock.notify_all()
-
-    def _recycle(self, con: duckdb.DuckDBPyConnection) -> bool:
-        started = time.perf_counter()
-        busy_s = self._derive.busy_s if self._derive is not None else 0.0
-        self._stop_derivation(drain=False)
-        # (with reads going on; if retention holds the lock, the close checkpoints)
-        checkpointed = False
-        for _ in range(RECYCLE_CHECKPOINT_TRIES):
-            checkpointed = self.checkpoint(quiet=True)
-            if checkpointed or self.fault is not None:
-                break
-            time.sleep(0.05)
-        if self.fault is not None:  # a fatal error: healing opens the file again
-            return False
-        held = time.perf_counter()
-        with self._readers_lock:
-            self._reads_held = True
-            ended = self._readers_lock.wait_for(lambda: not self._readers, RECYCLE_READS_WAIT_S)
-            if not ended:
-                self._reads_held = False
-                self._readers_lock.notify_all()
-                _logger.debug("opening the store again put off: %d reads", len(self._readers))
-        if not ended:
-            self._recycle_at = time.monotonic() + RECYCLE_RETRY_S
-            try:
-                self._derive = self._derivation(con)
-            except duckdb.Error as exc:  # healing opens the file again, and derivation
-                self._store_error(exc)
-                if self.fault is None:
-                    self._set_fault(Fault("open", " ".join(str(exc).split())[:300]))
-            return False
-        drained = time.perf_counter()
-        # nothing was written since that checkpoint: the close takes one only if it failed
-        # (then with the reads held: 0.15-0.35 s measured)
-        self._close(checkpoint=not checkpointed)
-        try:
-            self._open()
-        except Exception as exc:  # the heal path opens it (a fault of kind "open")
-            self._set_fault(Fault("open", " ".join(str(exc).split())[:300]))
-            self._retry_at = time.monotonic() + self.heal_interval_s
-            return False
-        done = time.perf_counter()
-        self.recycle_seconds.observe(done - started)
-        _logger.debug(
-            "opened the store again after %.0fs of derivation, in %.2fs (reads held %.2fs, "
-            "%.2fs of it for the reads under way)",
-            busy_s,
-            done - started,
-            done - held,
-            drained - held,
-        )
-        return True
 
     # -- reading -------------------------------------------------------------------
 
