@@ -151,6 +151,50 @@ def test_a_read_under_way_puts_the_reopen_off_and_is_never_interrupted(
         store.close()
 
 
+def test_a_put_off_reopen_that_cannot_start_derivation_again_is_a_fault_that_heals(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reopen put off by a read starts derivation again on the connection still open;
+    if DuckDB refuses that, the store takes a fault of kind "open" (no error escapes the
+    writer's thread, which goes on): healing opens the file again, with derivation, and
+    nothing written before or after is lost or left underived."""
+    monkeypatch.setattr(recycling, "RECYCLE_READS_WAIT_S", 0.2)
+    monkeypatch.setattr(recycling, "RECYCLE_RETRY_S", 3600.0)
+    store = Store(str(tmp_path / "s.duckdb"), recycle_after_s=None)
+    writer = Writer(store).start()
+    try:
+        writer.write("spans", tables(1, 3)[0], timeout=DEADLINE_S)
+        assert store.sync(DEADLINE_S)
+        real = Store._derivation
+        refused: list[str] = []
+
+        def derivation(self: Store, con: duckdb.DuckDBPyConnection):
+            if not refused:  # (the first start after this: the put-off reopen's)
+                refused.append(threading.current_thread().name)
+                raise duckdb.IOException("IO Error: injected: could not start derivation")
+            return real(self, con)
+
+        monkeypatch.setattr(Store, "_derivation", derivation)
+        with store.cursor() as held:
+            store.recycle_after_s = 0.0  # due now: put off by the read held
+            wait(lambda: bool(refused), "a put-off reopen")
+            store.recycle_after_s = None
+            assert held.execute("SELECT count(*) FROM spans_raw").fetchall() == [(3,)]
+        assert refused == ["otel-threads-writer"]
+        assert store.recycle_seconds.count == 0
+        wait(lambda: store.faults >= 1 and store.fault is None, "the fault, then healing")
+        assert store._derive is not None  # (healing started derivation again)
+        for table in tables(4, 3, first_span_id=100):
+            writer.write("spans", table, timeout=DEADLINE_S)
+        assert store.sync(DEADLINE_S)
+        with store.cursor() as cur:
+            assert cur.execute("SELECT count(*) FROM spans_raw").fetchall() == [(15,)]
+            assert_derived_as_from_scratch(cur)
+    finally:
+        writer.close()
+        store.close()
+
+
 def test_a_reopen_leaves_a_backlog_queued_and_the_new_derivation_works_it_off(
     tmp_path,
 ) -> None:
