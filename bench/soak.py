@@ -277,11 +277,16 @@ class Probe:
         return f"{'> %.0f s' % (time.monotonic() - since) if since else '-':>16}"
 
 
+def workers(args: argparse.Namespace) -> tuple[str, ...]:
+    """The collector's --derive-workers, when given."""
+    return () if args.derive_workers is None else ("--derive-workers", args.derive_workers)
+
+
 def soak(args: argparse.Namespace, exporters: int) -> dict:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         db = Path(tmp) / "soak.duckdb"
         log = (Path(tmp) / "collector.log").open("w")
-        proc, note = start_collector(db, log, "--grpc", "127.0.0.1:0")
+        proc, note = start_collector(db, log, "--grpc", "127.0.0.1:0", *workers(args))
         target = note["grpc"].split("://")[-1]
         api = note["api"]
         try:
@@ -417,7 +422,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 f"{counts[3] / spans:.0f} B/span"
             )
             if args.rebuild and exporters == int(args.exporters.split(",")[0]):
-                proc = rebuild(db, log, proc, expected, args.rebuild_rate)
+                proc = rebuild(db, log, proc, expected, args.rebuild_rate, workers(args))
                 ok = ok and proc.returncode is None  # (rebuild printed its own check)
             return {"rates": rates, "ok": ok}
         finally:
@@ -425,7 +430,9 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             proc.wait()
 
 
-def rebuild(db: Path, log, proc, expected: list[int], rate: float) -> subprocess.Popen:
+def rebuild(
+    db: Path, log, proc, expected: list[int], rate: float, flags: tuple[str, ...] = ()
+) -> subprocess.Popen:
     """Stop the collector, mark every derived table as derived by other SQL (an upgrade
     that changes the derivation), and start it again on the same file: it must open at
     once and derive everything anew behind ingest and reads. One exporter sends meanwhile,
@@ -440,7 +447,7 @@ def rebuild(db: Path, log, proc, expected: list[int], rate: float) -> subprocess
     with duckdb.connect(str(db)) as con:
         con.execute("UPDATE otel_threads_derived SET version = 'other' WHERE name LIKE '%_mat'")
     started = time.monotonic()
-    proc, note = start_collector(db, log, "--grpc", "127.0.0.1:0")
+    proc, note = start_collector(db, log, "--grpc", "127.0.0.1:0", *flags)
     opened = time.monotonic() - started
     target, api = note["grpc"].split("://")[-1], note["api"]
     queued = metric(api, "otel_threads_derive_queue_traces")
@@ -531,6 +538,11 @@ def main() -> None:
         default=2000.0,
         help="spans/s the one exporter sends at most during the rebuild (0: as fast as "
         "acknowledged)",
+    )
+    ap.add_argument(
+        "--derive-workers",
+        default=None,
+        help="the collector's --derive-workers (default: its own, auto)",
     )
     args = ap.parse_args()
     results = [soak(args, int(n)) for n in args.exporters.split(",")]

@@ -33,6 +33,7 @@ import fnmatch
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -223,9 +224,13 @@ def _insert(con: duckdb.DuckDBPyConnection, pairs: list[tuple[str | None, str]])
         )
 
 
-def price_new_models(con: duckdb.DuckDBPyConnection, calls: str) -> bool:
+def price_new_models(
+    con: duckdb.DuckDBPyConnection, calls: str, before_insert: Callable[[], None] | None = None
+) -> bool:
     """Resolve the (provider, model) pairs that the LLM calls in table ``calls`` name and
-    model_prices lacks; True when there were any (their costs were computed without)."""
+    model_prices lacks; True when there were any (their costs were computed without).
+    ``before_insert`` is called before their prices are written (derivation claims the
+    table there, otel_threads.store.claims)."""
     pairs = con.execute(
         f"SELECT DISTINCT c.provider, m.model FROM {calls} c, "
         "unnest([c.request_model, c.response_model]) AS m(model) "
@@ -233,6 +238,8 @@ def price_new_models(con: duckdb.DuckDBPyConnection, calls: str) -> bool:
         "WHERE p.provider IS NOT DISTINCT FROM c.provider AND p.model = m.model)"
     ).fetchall()
     if pairs:
+        if before_insert is not None:
+            before_insert()
         _insert(con, sorted(pairs, key=lambda p: (p[0] or "", p[1])))
     return bool(pairs)
 

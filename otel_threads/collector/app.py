@@ -84,7 +84,11 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         #: the database file: its connection, reads, derivation, health
-        self.store = Store(config.db, on_open=lambda con: _harden(con, config))
+        self.store = Store(
+            config.db,
+            on_open=lambda con: _harden(con, config),
+            derive_workers=config.derive_workers,
+        )
         self.writer = Writer(
             self.store, max_pending_rows=config.max_pending_rows, on_fork=config.on_fork
         )
@@ -161,13 +165,14 @@ class Collector:
             )
         _logger.info(
             "otel-threads collector started in %.2fs: db=%s grpc=%s http=%s api=%s "
-            "decode_workers=%d auth=%s tls=%s",
+            "decode_workers=%d derive_workers=%d auth=%s tls=%s",
             time.monotonic() - started,
             cfg.db,
             self.endpoints.grpc or "off",
             self.endpoints.http or "off",
             self.endpoints.api or "off",
             cfg.parse_workers,
+            cfg.derive_workers,
             "token" if cfg.token else "none",
             "on" if cfg.tls_cert else "off",
         )

@@ -16,6 +16,7 @@ from typing import Any
 from otel_threads import env
 from otel_threads.collector.config_values import (
     ConfigError,
+    _derive_workers,
     _existing_file,
     _hosts,
     _on_fork,
@@ -132,6 +133,16 @@ SETTINGS: tuple[Setting, ...] = (
         "N|auto",
     ),
     Setting(
+        "derive_workers",
+        "--derive-workers",
+        "OTEL_THREADS_DERIVE_WORKERS",
+        _derive_workers,
+        "auto",
+        "Threads that keep threads, turns and transcripts derived, side by side, each a "
+        "share of the threads ('auto' = one per two CPUs, 1 to 4).",
+        "N|auto",
+    ),
+    Setting(
         "client_timeout",
         "--client-timeout",
         "OTEL_THREADS_CLIENT_TIMEOUT",
@@ -240,6 +251,7 @@ class Config:
     tls_cert: str | None = _default("tls_cert")
     tls_key: str | None = _default("tls_key")
     parse_workers: int = _default("parse_workers")
+    derive_workers: int = _default("derive_workers")
     client_timeout: float = _default("client_timeout")
     max_request_bytes: int = _default("max_request_bytes")
     max_pending_rows: int = _default("max_pending_rows")

@@ -47,6 +47,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _derive_workers(value: str) -> int:
+    """'auto': a worker per two CPUs (ingest takes the others), 1 to 4; else at least 1."""
+    if str(value).strip().lower() == "auto":
+        return max(1, min(4, (os.cpu_count() or 1) // 2))
+    return _positive_int(value)
+
+
 def _workers(value: str) -> int:
     if str(value).strip().lower() == "auto":
         return os.cpu_count() or 1

@@ -54,6 +54,7 @@ import logging
 
 import duckdb
 
+from otel_threads.store.claims import Claims
 from otel_threads.store.links import Links
 from otel_threads.store.queue import Queue
 from otel_threads.store.set_aside import SettingAside, data_error
@@ -80,8 +81,13 @@ _CLOSURE_ROUNDS = 4
 class Deriver(Links, ThreadRows, SettingAside, Queue):
     """Derives into the ``*_mat`` tables on a connection that may write."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        super().__init__(con)
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        partition: tuple[int, int] = (0, 1),
+        claims: Claims | None = None,
+    ) -> None:
+        super().__init__(con, partition, claims)
         #: traces set aside by this deriver since it started (see `set_aside`)
         self.set_aside_total = 0
 
@@ -266,7 +272,7 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
     def _derive(self, traces: list[str]) -> None:
         """Re-derive ``traces`` and take them off the queue, in one transaction; with them
         the queued traces that their links reached, when those were derived in full."""
-        with self._transaction() as con:
+        with self._claimed(), self._transaction() as con:
             derived = self._refresh(traces)
             rows = self._queued(sorted(derived))
             self._dequeue(rows)
@@ -300,6 +306,7 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         ``old``: those that may have derived rows), then the rows of the threads they were
         in or are in (`ThreadRows`)."""
         con, db = self.con, self.db
+        self._claim("trace", traces)
         before: set[tuple[str, str | None]] = set()
         renewed: set[str] = set()  # threads that old traces were in or are in
         if old:
@@ -311,6 +318,7 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         if old:
             renewed = {t for t, _ in before | self._turns_of("temp._span_threads", in_old)}
         touched = before | self._turns_of("temp._span_threads", "true")
+        self._claim("thread", {thread for thread, _ in touched})
         if touched:
             self._derive_threads(
                 traces, sorted(touched, key=lambda p: (p[0], p[1] or "")), old, renewed

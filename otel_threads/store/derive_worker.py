@@ -1,5 +1,6 @@
 """`DeriveWorker`: keeping the derived tables current on a thread of their own, behind
-the writer (otel_threads.store.derive says what a refresh derives)."""
+the writer (otel_threads.store.derive says what a refresh derives); `DerivePool`: several,
+side by side, each deriving a share of the threads (otel_threads.store.claims)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ from collections.abc import Callable
 
 import duckdb
 
+from otel_threads.store.claims import Claims, Contended, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.health import classify
 from otel_threads.store.stats import RefreshStats
 
-__all__ = ["DeriveWorker"]
+__all__ = ["DerivePool", "DeriveWorker"]
+
+#: How long a refresh that another one beside it held up (`Contended`) waits, at most,
+#: for a refresh to end before it is tried again.
+CONTENDED_WAIT_S = 0.05
 
 _logger = logging.getLogger("otel_threads.store.derive")
 
@@ -34,17 +40,21 @@ class DeriveWorker:
         con: duckdb.DuckDBPyConnection,
         busy: Callable[[], bool],
         max_lag_s: float = 5.0,
-        lock: threading.Lock | None = None,
+        lock: SharedLock | None = None,
         yield_to: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         stats: RefreshStats | None = None,
+        partition: tuple[int, int] = (0, 1),
+        claims: Claims | None = None,
     ) -> None:
-        self._deriver = Deriver(con)
+        self._deriver = Deriver(con, partition, claims)
+        self._claims = claims
         self._con = con
         self._busy = busy
         self.max_lag_s = max_lag_s
-        #: held for each refresh (the writer checkpoints only while it is free)
-        self._lock = lock or threading.Lock()
+        #: held (shared with the workers beside it) for each refresh: the writer
+        #: checkpoints only while it is free
+        self._lock = lock or SharedLock()
         #: called before each refresh: waits while a checkpoint is due (see
         #: `Store.yield_to_checkpoint`), so back-to-back refreshes never starve it
         self._yield_to = yield_to
@@ -119,13 +129,20 @@ class DeriveWorker:
             self._yield_to()
         if self._stopping:
             return 0
-        with self._lock:
+        contended = False
+        with self._lock.shared():
             started = time.perf_counter()
-            n = self._deriver.refresh()
+            try:
+                n = self._deriver.refresh()
+            except Contended:  # a refresh beside it holds some of its threads
+                n, contended = 0, True
         took = time.perf_counter() - started
         self.busy_s += took
         if n:
             self.stats.observe(took, n)
+        if contended and self._claims is not None:
+            self._claims.wait(CONTENDED_WAIT_S)  # (then again: its traces are still queued)
+            return 1
         return n
 
     def _run(self) -> None:
@@ -159,3 +176,53 @@ class DeriveWorker:
                 if self._derived < self._reported:
                     self._oldest = time.monotonic()
                 self._cond.notify_all()
+
+
+class DerivePool:
+    """Several `DeriveWorker` s, the i-th of n deriving the queued traces of the i-th
+    share of the threads, with what keeps their refreshes apart (`Claims`); used as one
+    worker is."""
+
+    def __init__(self, workers: list[DeriveWorker]) -> None:
+        self.workers = workers
+
+    @property
+    def stats(self) -> RefreshStats:
+        return self.workers[0].stats  # (one for all)
+
+    @property
+    def busy_s(self) -> float:
+        """Seconds spent in refreshes, of all the workers."""
+        return sum(w.busy_s for w in self.workers)
+
+    @property
+    def failures(self) -> int:
+        return sum(w.failures for w in self.workers)
+
+    @property
+    def set_aside_total(self) -> int:
+        return sum(w.set_aside_total for w in self.workers)
+
+    def committed(self) -> None:
+        for worker in self.workers:
+            worker.committed()
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until every worker has derived every commit reported so far
+        (`DeriveWorker.sync`)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in self.workers:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not worker.sync(left):
+                return False
+        return True
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def close(self, drain: bool = True) -> None:
+        if not drain:
+            self.stop()  # (all of them first: none starts another refresh)
+        for worker in self.workers:
+            worker.close(drain=drain)

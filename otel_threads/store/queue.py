@@ -23,6 +23,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
+from otel_threads.store.claims import Claims
 from otel_threads.store.scoped import Scoped
 
 __all__ = ["Queue", "QueueRow"]
@@ -53,8 +54,13 @@ class QueueRow(NamedTuple):
 class Queue(Scoped):
     """Reads a refresh's batch off ``derive_queue`` and takes it off."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        super().__init__(con)
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        partition: tuple[int, int] = (0, 1),
+        claims: Claims | None = None,
+    ) -> None:
+        super().__init__(con, partition, claims)
         #: trace -> the rowids of its queued rows, as the refresh under way read them
         self._known: dict[str, list[int]] = {}
 
@@ -63,20 +69,31 @@ class Queue(Scoped):
         among the queue's oldest 4 x ``limit`` rows (a range of rowids, which DuckDB reads
         alone), so a backlog of a million traces costs a refresh what a short queue does:
         a trace with a row there has its first row there too, and any other is younger.
-        Only when those rows hold fewer traces is the whole queue grouped. Starts a
-        refresh: the rows read before are forgotten."""
+        Only when those rows hold fewer traces is the whole queue grouped. Of a deriver
+        beside others (``partition``), the traces of its share of the threads, by the
+        thread id they were queued with. Starts a refresh: the rows read before are
+        forgotten."""
         self._known = {}
+        part, parts = self.partition
+        # (beside other derivers: this one's share of the threads; traces queued with no
+        # thread id are the first share's)
+        mine = (
+            "true"
+            if parts == 1
+            else f"(CASE WHEN thread_id IS NULL THEN 0 ELSE hash(thread_id) % {parts} END) = {part}"
+        )
         oldest = (
-            "SELECT trace_id FROM derive_queue {} GROUP BY trace_id ORDER BY min(rowid) LIMIT ?"
+            f"SELECT trace_id FROM derive_queue WHERE {mine} AND {{}} GROUP BY trace_id "
+            f"ORDER BY min(rowid) LIMIT ?"
         )
         (first,) = self.con.execute("SELECT min(rowid) FROM derive_queue").fetchall()[0]
         if first is None:
             return []
         traces = self._first_column(
-            oldest.format("WHERE rowid BETWEEN ? AND ?"), [first, first + 4 * limit, limit]
+            oldest.format("rowid BETWEEN ? AND ?"), [first, first + 4 * parts * limit, limit]
         )
         if len(traces) < limit:
-            traces = self._first_column(oldest.format(""), [limit])
+            traces = self._first_column(oldest.format("true"), [limit])
         return traces
 
     def _same_threads(

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 import duckdb
 import pyarrow as pa
 
+from otel_threads.store.claims import Claims
 from otel_threads.store.insert import CONTENT_BYTES
 
 __all__ = ["Scoped"]
@@ -30,9 +31,19 @@ def _quote(value: str) -> str:
 class Scoped:
     """A connection that may write, the file's own schema (``db``) and TEMP scopes."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        partition: tuple[int, int] = (0, 1),
+        claims: Claims | None = None,
+    ) -> None:
         self.con = con
         self._scopes = 0
+        #: (i, n): this deriver takes the queued traces of the i-th of n shares of the
+        #: threads (`Queue._oldest`), beside n - 1 others that hold ``claims`` with it
+        self.partition = partition
+        self._claims = claims
+        self._claiming: int | None = None  # the transaction that claims, while it runs
         # The file's own tables, named through its catalog: while TEMP tables shadow
         # them, "main.x" would resolve to temp.main.x.
         name = con.execute("SELECT current_database()").fetchall()[0][0]
@@ -122,6 +133,30 @@ class Scoped:
             raise
         finally:
             self._drop_temps()
+
+    @contextlib.contextmanager
+    def _claimed(self) -> Iterator[None]:
+        """Around a transaction that derives (its BEGIN inside): what it `_claim` s is held
+        until it has ended (otel_threads.store.claims), for derivers beside others."""
+        if self._claims is None:
+            yield
+            return
+        self._claiming = self._claims.begin()
+        committed = False
+        try:
+            yield
+            committed = True
+        finally:
+            transaction, self._claiming = self._claiming, None
+            self._claims.release(transaction, committed)
+
+    def _claim(self, kind: str, keys: Iterable[str]) -> None:
+        """Hold the traces or threads (``kind``) ``keys`` for the transaction under way,
+        before it writes their rows; `Contended` when another deriver beside this one
+        holds or has just changed one (then the transaction rolls back, to be tried
+        again). Nothing to do for a deriver alone."""
+        if self._claims is not None and self._claiming is not None:
+            self._claims.claim(self._claiming, ((kind, key) for key in keys))
 
     def _in(self, column: str, values: Iterable[str]) -> str:
         """``column`` is one of ``values``: a list of constants, which DuckDB looks up

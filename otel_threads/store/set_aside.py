@@ -2,7 +2,8 @@
 out of range, a thread too large for the memory limit) is set aside, recorded in
 ``derive_errors`` and taken off the queue; every other trace goes on
 (otel_threads.store.derive). A mixin of `Deriver`: it uses its ``con``, ``db``,
-``_in``, ``_drop_temps``, ``_transaction``, ``_derive`` and ``set_aside_total``."""
+``_in``, ``_drop_temps``, ``_claimed``, ``_claim``, ``_transaction``, ``_derive`` and
+``set_aside_total``."""
 
 from __future__ import annotations
 
@@ -80,7 +81,8 @@ class SettingAside(Scoped):
         """Record that ``trace`` does not derive, and take it off the queue: its rows in
         the derived tables stay as they were until new data for it arrives."""
         message = " ".join(str(exc).split())[:2000]
-        with self._transaction() as con:
+        with self._claimed(), self._transaction() as con:
+            self._claim("trace", [trace])
             con.execute(
                 f"""
                 CREATE TEMP TABLE _failed AS

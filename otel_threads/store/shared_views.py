@@ -44,7 +44,9 @@ class SharedViews(Scoped):
         whose price has not been looked up yet (`otel_threads.prices`), look it up and
         parse again, so their costs are priced (once per model a store ever sees)."""
         self._parse()
-        if price_new_models(self.con, "temp.llm_calls"):
+        if price_new_models(
+            self.con, "temp.llm_calls", lambda: self._claim("table", ["model_prices"])
+        ):
             for view in _RESULTS:
                 self.con.execute(f"DROP TABLE temp.{view}")
             self._parse()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 __all__ = ["KINDS", "LATENCY_BUCKETS", "Histogram", "RefreshStats", "WriterStats"]
@@ -36,14 +37,16 @@ class RefreshStats:
     """Derivation's refreshes that derived traces: how long each took (the wait for a
     checkpoint before it not counted) and how many traces they took off the queue in all
     (derived, or set aside when they fail). Under steady load a refresh's length is about
-    what the derived views lag by. Updated by the derive thread; read anywhere."""
+    what the derived views lag by. Updated by the derive threads; read anywhere."""
 
     seconds: Histogram = field(default_factory=Histogram)
     traces: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def observe(self, seconds: float, traces: int) -> None:
-        self.seconds.observe(seconds)
-        self.traces += traces
+        with self._lock:  # (derive workers side by side)
+            self.seconds.observe(seconds)
+            self.traces += traces
 
 
 @dataclass

@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterator
 
 import duckdb
 
+from otel_threads.store.claims import Claims, SharedLock
 from otel_threads.store.derive import Deriver
-from otel_threads.store.derive_worker import DeriveWorker
+from otel_threads.store.derive_worker import DerivePool, DeriveWorker
 from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
@@ -68,7 +69,8 @@ class Store(Healing, Recycling):
     most ``derive_max_lag_s``. While a `Fault` lasts, healing is tried every
     ``heal_interval_s`` (by the writer's thread: `heal_if_due`). After
     ``recycle_after_s`` seconds of derivation the writer's thread opens the file again
-    (`recycle_if_due`; None: never).
+    (`recycle_if_due`; None: never). ``derive_workers`` derive side by side, each a share
+    of the threads (otel_threads.store.claims).
     """
 
     def __init__(
@@ -80,8 +82,12 @@ class Store(Healing, Recycling):
         derive_max_lag_s: float = 5.0,
         heal_interval_s: float = 1.0,
         recycle_after_s: float | None = RECYCLE_AFTER_S,
+        derive_workers: int = 1,
     ) -> None:
+        if derive_workers < 1:
+            raise ValueError(f"derive_workers must be 1 or more, got {derive_workers}")
         self.path = path
+        self.derive_workers = derive_workers
         self.recycle_after_s = recycle_after_s
         self.derive_max_lag_s = derive_max_lag_s
         self.heal_interval_s = heal_interval_s
@@ -91,7 +97,7 @@ class Store(Healing, Recycling):
         self._drain: Callable[[float | None], bool] = lambda timeout: True
         self._wake: Callable[[], None] = lambda: None
         self._con: duckdb.DuckDBPyConnection | None = None
-        self._derive: DeriveWorker | None = None
+        self._derive: DeriveWorker | DerivePool | None = None
         self._readers: set[duckdb.DuckDBPyConnection] = set()
         self._readers_lock = threading.Condition()
         self._readers_closed = False
@@ -108,12 +114,13 @@ class Store(Healing, Recycling):
         self._opened = False
         self._closed = False
         self._dirty = False
-        #: Held by whatever writes besides the writer (derivation, retention) and by
-        #: checkpoints: in DuckDB 2.0.1 a commit that appends to an indexed table and
-        #: deletes rows with a NULL key from it while a checkpoint runs beside it fails
+        #: Held by whatever writes besides the writer (derivation's refreshes, shared;
+        #: retention) and by checkpoints: in DuckDB 2.0.1 a commit that appends to an
+        #: indexed table and deletes rows with a NULL key from it while a checkpoint runs
+        #: beside it fails
         #: ("IndexEntry::RemoveFromIndex - partially deleted from the checkpoint delta")
         #: and invalidates the database (docs/repro/duckdb_checkpoint_delta.py).
-        self.checkpoint_lock = threading.Lock()
+        self.checkpoint_lock = SharedLock()
         #: how long the checkpoints took (/metrics)
         self.checkpoint_seconds = Histogram()
         #: derivation's refreshes (/metrics), kept while the file is opened again
@@ -210,20 +217,34 @@ class Store(Healing, Recycling):
             self._readers_closed = False
         self._checked_at = time.monotonic()
 
-    def _derivation(self, con: duckdb.DuckDBPyConnection) -> DeriveWorker | None:
-        """Derivation on a connection of its own to ``con``'s database (None if the file
-        has no derived tables)."""
+    def _derivation(self, con: duckdb.DuckDBPyConnection) -> DeriveWorker | DerivePool | None:
+        """Derivation on connections of its own to ``con``'s database, one a worker (None
+        if the file has no derived tables)."""
         if not Deriver(con).enabled():
             return None
-        return DeriveWorker(
-            con.cursor(),
-            self._busy,
-            self.derive_max_lag_s,
-            lock=self.checkpoint_lock,
-            yield_to=self.yield_to_checkpoint,
-            on_error=self._store_error,
-            stats=self.refreshes,
-        )
+        n = self.derive_workers
+        claims = Claims() if n > 1 else None
+        workers: list[DeriveWorker] = []
+        try:
+            for i in range(n):
+                workers.append(
+                    DeriveWorker(
+                        con.cursor(),
+                        self._busy,
+                        self.derive_max_lag_s,
+                        lock=self.checkpoint_lock,
+                        yield_to=self.yield_to_checkpoint,
+                        on_error=self._store_error,
+                        stats=self.refreshes,
+                        partition=(i, n),
+                        claims=claims,
+                    )
+                )
+        except BaseException:
+            for worker in workers:
+                worker.close(drain=False)
+            raise
+        return workers[0] if n == 1 else DerivePool(workers)
 
     def _stop_derivation(self, drain: bool) -> None:
         """Stop derivation: after working its queue off, or (without ``drain``) after the

@@ -1,0 +1,250 @@
+"""Derivation side by side (issue 14): several derive workers, each a share of the
+threads, give the rows of a derivation from scratch; a refresh that needs a thread
+another holds, or has just changed, rolls back and goes through after it
+(otel_threads.store.claims)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+from stored_app import KEPT_VIEWS
+from test_derive_bounds import spans_table
+from test_incremental_derive import chat_turn
+
+from otel_threads.store import connect
+from otel_threads.store.claims import Claims, Contended, SharedLock
+from otel_threads.store.derive import Deriver
+from otel_threads.store.derive_worker import DerivePool
+from otel_threads.store.store import Store
+from otel_threads.store.writer import Writer
+
+DEADLINE_S = 60.0
+THREADS = [f"chat-{t}" for t in range(8)]
+
+
+def turn(t: int, k: int, linked_only: bool = False) -> list[dict]:
+    """Turn ``k`` of thread ``t`` (trace and turn ids from 100 t + k), answering turn k - 1;
+    ``linked_only``: without a thread id, so it takes its thread along that link."""
+    i = 100 * t + k
+    spans = chat_turn(
+        i,
+        THREADS[t],
+        [("user", f"question {k} of {t}")],
+        f"answer {k} of {t}",
+        previous=i - 1 if k else None,
+    )
+    if linked_only:
+        for span in spans:
+            span["attributes"] = [
+                a for a in span["attributes"] if a["key"] != "gen_ai.conversation.id"
+            ]
+    return spans
+
+
+def share(thread_id: str | None, parts: int) -> int:
+    """The share of the threads (`Queue._oldest`) a trace queued with ``thread_id`` is in."""
+    with connect(":memory:") as con:
+        return (
+            0
+            if thread_id is None
+            else con.execute("SELECT hash(?) % ?", [thread_id, parts]).fetchone()[0]
+        )
+
+
+def kept_equals_scratch(con) -> None:
+    assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
+    for view in KEPT_VIEWS:
+        kept = con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+        assert kept == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
+
+
+def wait(condition, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {DEADLINE_S}s"
+        time.sleep(0.02)
+
+
+# -- the pieces ---------------------------------------------------------------------------
+
+
+def test_claims_keep_two_transactions_off_the_same_keys_and_stale_snapshots() -> None:
+    claims = Claims()
+    a, b = claims.begin(), claims.begin()
+    claims.claim(a, [("thread", "x"), ("trace", "1")])
+    claims.claim(a, [("thread", "x")])  # (again, by its holder: fine)
+    with pytest.raises(Contended):
+        claims.claim(b, [("thread", "y"), ("thread", "x")])
+    claims.claim(b, [("thread", "y")])  # all or none: y was not taken by the refusal
+    claims.release(a, committed=True)
+    with pytest.raises(Contended):  # b began before a committed x: its snapshot lacks it
+        claims.claim(b, [("thread", "x")])
+    c = claims.begin()
+    claims.claim(c, [("thread", "x")])  # c began after: it sees a's commit
+    claims.release(c, committed=False)
+    claims.release(b, committed=False)
+    d = claims.begin()
+    claims.claim(d, [("thread", "x"), ("thread", "y"), ("trace", "1")])
+    claims.release(d, committed=True)
+    assert claims._changed == {}  # (no transaction open: no mark is kept)
+
+
+def test_a_shared_lock_is_held_by_refreshes_together_and_by_anything_else_alone() -> None:
+    lock = SharedLock()
+    entered = threading.Event()
+    with lock.shared():
+        held_too: list[bool] = []
+        other = threading.Thread(target=lambda: held_too.append(lock_shared_once(lock)))
+        other.start()
+        other.join(5)
+        assert held_too == [True]  # two refreshes at once
+        assert lock.locked()
+        assert not lock.acquire(blocking=False)
+        assert not lock.acquire(timeout=0.05)
+        alone: list[bool] = []
+        waiter = threading.Thread(target=lambda: alone.append(lock.acquire(timeout=10)))
+        waiter.start()
+        wait(lambda: lock._waiting == 1, "a waiter")
+        late = threading.Thread(target=lambda: (lock_shared_once(lock), entered.set()))
+        late.start()
+        time.sleep(0.1)
+        assert not entered.is_set()  # one waiting to hold it alone keeps new ones out
+    waiter.join(5)
+    assert alone == [True]
+    assert not entered.is_set()
+    lock.release()
+    late.join(5)
+    assert entered.is_set()
+    with lock:
+        assert lock.locked()
+    assert not lock.locked()
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+def lock_shared_once(lock: SharedLock) -> bool:
+    with lock.shared():
+        return True
+
+
+# -- derivers side by side ----------------------------------------------------------------
+
+
+def test_a_refresh_of_a_thread_another_holds_rolls_back_and_goes_through_after(tmp_path) -> None:
+    """A turn with no thread id is queued in the first share; its link takes it into a
+    thread of the other share. While the other deriver holds that thread, the refresh
+    rolls back (`Contended`), the trace stays queued and nothing of it is written; once
+    the other has committed, a refresh that began before still refuses (its snapshot
+    lacks that commit), and the next derives it as from scratch."""
+    con = connect(str(tmp_path / "s.duckdb"))
+    claims = Claims()
+    t = next(t for t in range(len(THREADS)) if share(THREADS[t], 2) == 1)
+    first = Deriver(con.cursor(), (0, 2), claims)
+    second = Deriver(con.cursor(), (1, 2), claims)
+    writer = Store_(con)
+    writer.insert(turn(t, 0))
+    assert first.refresh() == 0  # (not its share)
+    assert second.refresh() == 1
+    writer.insert(turn(t, 1, linked_only=True))  # queued with no thread id: the first's
+    assert second.refresh() == 0
+    other = claims.begin()
+    claims.claim(other, [("thread", THREADS[t])])
+    with pytest.raises(Contended):
+        first.refresh()
+    assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(1,)]
+    assert con.execute("SELECT count(*) FROM turns_mat").fetchall() == [(1,)]
+    stale = claims.begin()  # a transaction that began before the other commits
+    claims.release(other, committed=True)
+    with pytest.raises(Contended):
+        claims.claim(stale, [("thread", THREADS[t])])
+    claims.release(stale, committed=False)
+    assert first.refresh() == 1
+    kept_equals_scratch(con)
+    assert con.execute(
+        "SELECT turn_count FROM threads_mat WHERE thread_id = ?", [THREADS[t]]
+    ).fetchall() == [(2,)]
+
+
+class Store_:
+    """Commits as the writer does, on ``con``."""
+
+    def __init__(self, con) -> None:
+        from otel_threads.store.insert import insert_batch
+
+        self._insert, self.con, self.seq = insert_batch, con, 1
+
+    def insert(self, spans: list[dict]) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+        self.seq += self._insert(self.con, "spans", spans_table(spans), self.seq, 0, True)
+        self.con.execute("COMMIT")
+
+
+def test_workers_side_by_side_derive_as_from_scratch(tmp_path) -> None:
+    """Eight threads of twelve turns, every fourth turn with no thread id (it takes its
+    thread along its link: queued in the first share, derived into any), committed in
+    shuffled batches while two workers derive: each derives a share, and the kept rows
+    are those of a derivation from scratch."""
+    store = Store(str(tmp_path / "s.duckdb"), derive_workers=2, recycle_after_s=None)
+    writer = Writer(store).start()
+    try:
+        pool = store._derive
+        assert isinstance(pool, DerivePool) and len(pool.workers) == 2
+        derived = [0, 0]
+        for i, worker in enumerate(pool.workers):
+            refresh = worker._deriver.refresh
+
+            def counted(*args, refresh=refresh, i=i, **kwargs) -> int:
+                n = refresh(*args, **kwargs)
+                derived[i] += n
+                return n
+
+            worker._deriver.refresh = counted
+        turns = [turn(t, k, linked_only=k % 4 == 3) for t in range(8) for k in range(12)]
+        rnd = random.Random(14)
+        rnd.shuffle(turns)
+        while turns:
+            k = rnd.randint(1, 6)
+            batch, turns = turns[:k], turns[k:]
+            writer.write("spans", spans_table([s for t in batch for s in t]), timeout=DEADLINE_S)
+            if rnd.random() < 0.3:
+                assert store.sync(DEADLINE_S)
+        assert store.sync(DEADLINE_S)
+        with store.cursor() as cur:
+            kept_equals_scratch(cur)
+            assert cur.execute("SELECT count(*), sum(turn_count) FROM threads_mat").fetchall() == [
+                (8, 96)
+            ]
+        assert all(derived), derived  # each worker derived its share
+        assert pool.failures == 0
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_a_worker_held_up_by_another_derives_once_it_lets_go(tmp_path) -> None:
+    """A worker whose refresh needs a thread held beside it (here by the test) tries again
+    until it is let go: `sync` waits meanwhile, and then the rows are as from scratch."""
+    store = Store(str(tmp_path / "s.duckdb"), derive_workers=2, recycle_after_s=None)
+    writer = Writer(store).start()
+    try:
+        writer.write("spans", spans_table(turn(0, 0)), timeout=DEADLINE_S)
+        assert store.sync(DEADLINE_S)
+        pool = store._derive
+        assert isinstance(pool, DerivePool)
+        claims = pool.workers[0]._claims
+        assert claims is not None and claims is pool.workers[1]._claims
+        holder = claims.begin()
+        claims.claim(holder, [("thread", THREADS[0])])
+        writer.write("spans", spans_table(turn(0, 1)), timeout=DEADLINE_S)
+        assert not store.sync(0.5)  # held up
+        claims.release(holder, committed=False)
+        assert store.sync(DEADLINE_S)
+        with store.cursor() as cur:
+            kept_equals_scratch(cur)
+        assert pool.failures == 0
+    finally:
+        writer.close()
+        store.close()
