@@ -54,6 +54,7 @@ def run(src: str, workers: int, seconds: float) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         db = copy_store(src, Path(tmp))
         store = Store(str(db), on_open=settings, derive_workers=workers, recycle_after_s=None)
+        store.open()
         try:
             stats = store.refreshes
             while stats.seconds.count == 0:  # (from the first refresh's end)

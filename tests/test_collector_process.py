@@ -868,6 +868,8 @@ def test_an_idle_connection_does_not_block_tls_listeners(
         (["--max-request-bytes", "tiny"], {}, ["--max-request-bytes", "'tiny'"]),
         (["--max-pending-rows", "0"], {}, ["--max-pending-rows", "at least 1"]),
         (["--parse-workers", "-1"], {}, ["--parse-workers"]),
+        (["--derive-workers", "0"], {}, ["--derive-workers", "at least 1"]),
+        ([], {"OTEL_THREADS_DERIVE_WORKERS": "two"}, ["OTEL_THREADS_DERIVE_WORKERS", "'two'"]),
         (["--grpc", "off", "--http", "off"], {}, ["--grpc", "--http"]),
         (["--grpc", "127.0.0.1:9", "--http", "127.0.0.1:9"], {}, ["different addresses"]),
         (
@@ -917,6 +919,8 @@ def test_defaults_are_written_once() -> None:
     table, 0 in Config)."""
     assert Config() == Config.load({}, env={})
     assert Config().parse_workers == (os.cpu_count() or 1)
+    assert Config().derive_workers == max(1, min(4, (os.cpu_count() or 1) // 2))
+    assert Config.load({"derive_workers": "3"}, env={}).derive_workers == 3
     ingest = inspect.signature(Ingest).parameters
     writer = inspect.signature(Writer).parameters
     assert Config().max_request_bytes == ingest["max_request_bytes"].default

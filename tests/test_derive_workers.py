@@ -248,3 +248,34 @@ def test_a_worker_held_up_by_another_derives_once_it_lets_go(tmp_path) -> None:
     finally:
         writer.close()
         store.close()
+
+
+def test_a_collector_with_two_derive_workers_serves_real_exports(tmp_path) -> None:
+    """`--derive-workers 2` end to end: a real OTLP exporter's four threads (models whose
+    prices each worker may look up at once) are derived as from scratch, each model
+    priced once."""
+    from test_thread_filters import converse
+
+    from otel_threads.collector import Collector, Config
+
+    db = str(tmp_path / "c.duckdb")
+    c = Collector(
+        Config(db=db, parse_workers=0, grpc=("127.0.0.1", 0), http=None, api=None, derive_workers=2)
+    )
+    c.start()
+    try:
+        assert isinstance(c.store._derive, DerivePool) and len(c.store._derive.workers) == 2
+        converse(c.endpoints.grpc)
+        assert c.store.sync(DEADLINE_S)
+        with c.store.cursor() as cur:
+            kept_equals_scratch(cur)
+            assert cur.execute("SELECT count(*) FROM threads").fetchall() == [(4,)]
+            assert (
+                cur.execute(
+                    "SELECT provider, model, count(*) FROM model_prices GROUP BY ALL "
+                    "HAVING count(*) > 1"
+                ).fetchall()
+                == []
+            )
+    finally:
+        c.stop()
