@@ -279,3 +279,18 @@ def test_a_collector_with_two_derive_workers_serves_real_exports(tmp_path) -> No
             )
     finally:
         c.stop()
+
+
+def test_a_trace_is_in_the_share_of_the_thread_any_of_its_queue_rows_names(tmp_path) -> None:
+    """A trace's log records are queued with no thread id beside its spans' row: the
+    trace stays in its thread's share (the first share takes only traces queued with no
+    thread id at all)."""
+    con = connect(str(tmp_path / "s.duckdb"))
+    t = next(t for t in range(len(THREADS)) if share(THREADS[t], 2) == 1)
+    Store_(con).insert(turn(t, 0))
+    (trace,) = con.execute("SELECT DISTINCT trace_id FROM derive_queue").fetchone()
+    con.execute("INSERT INTO derive_queue (trace_id, bytes) VALUES (?, 10)", [trace])  # (logs)
+    con.execute("INSERT INTO derive_queue (trace_id, bytes) VALUES ('f' || ?, 10)", [trace[1:]])
+    first, second = (Deriver(con.cursor(), (i, 2), Claims()) for i in range(2))
+    assert first._oldest(10) == ["f" + trace[1:]]
+    assert second._oldest(10) == [trace]

@@ -75,25 +75,27 @@ class Queue(Scoped):
         forgotten."""
         self._known = {}
         part, parts = self.partition
-        # (beside other derivers: this one's share of the threads; traces queued with no
-        # thread id are the first share's)
+        # (beside other derivers: this one's share of the threads, by the thread id its
+        # rows were queued with, any of them: a trace's log records come with none; a
+        # trace queued with none is the first share's)
         mine = (
-            "true"
+            ""
             if parts == 1
-            else f"(CASE WHEN thread_id IS NULL THEN 0 ELSE hash(thread_id) % {parts} END) = {part}"
+            else f"HAVING (CASE WHEN max(thread_id) IS NULL THEN 0 "
+            f"ELSE hash(max(thread_id)) % {parts} END) = {part} "
         )
         oldest = (
-            f"SELECT trace_id FROM derive_queue WHERE {mine} AND {{}} GROUP BY trace_id "
+            f"SELECT trace_id FROM derive_queue {{}} GROUP BY trace_id {mine}"
             f"ORDER BY min(rowid) LIMIT ?"
         )
         (first,) = self.con.execute("SELECT min(rowid) FROM derive_queue").fetchall()[0]
         if first is None:
             return []
         traces = self._first_column(
-            oldest.format("rowid BETWEEN ? AND ?"), [first, first + 4 * parts * limit, limit]
+            oldest.format("WHERE rowid BETWEEN ? AND ?"), [first, first + 4 * parts * limit, limit]
         )
         if len(traces) < limit:
-            traces = self._first_column(oldest.format("true"), [limit])
+            traces = self._first_column(oldest.format(""), [limit])
         return traces
 
     def _same_threads(
