@@ -16,44 +16,23 @@ an upgrade, a backlog worked off after a burst).
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import duckdb
+from reopen import collector_settings, copy_as_current
 
-from otel_threads.collector.config import Config
-from otel_threads.store.sqlfiles import DERIVED, sql_files
 from otel_threads.store.store import Store
-
-
-def copy_store(src: str, folder: Path) -> Path:
-    db = folder / "bench.duckdb"
-    shutil.copy(src, db)
-    if Path(f"{src}.wal").exists():
-        shutil.copy(f"{src}.wal", f"{db}.wal")
-    with duckdb.connect(str(db)) as plain:
-        for table, view, _ in DERIVED:
-            plain.execute(
-                "UPDATE otel_threads_derived SET version = ? WHERE name = ?",
-                [sql_files().version(view), table],
-            )
-    return db
 
 
 def run(src: str, workers: int, seconds: float) -> tuple[float, float]:
     """(traces derived a second, mean refresh seconds) of ``workers`` over ``seconds``."""
-    limit = Config().memory_limit
-
-    def settings(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute("SET threads = 1")
-        con.execute(f"SET memory_limit = '{limit}B'")
-
     with tempfile.TemporaryDirectory() as tmp:
-        db = copy_store(src, Path(tmp))
-        store = Store(str(db), on_open=settings, derive_workers=workers, recycle_after_s=None)
+        db = copy_as_current(src, Path(tmp) / "bench.duckdb")
+        store = Store(
+            str(db), on_open=collector_settings, derive_workers=workers, recycle_after_s=None
+        )
         store.open()
         try:
             stats = store.refreshes

@@ -15,7 +15,7 @@ from test_derive_bounds import spans_table
 from test_incremental_derive import chat_turn
 
 from otel_threads.store import connect
-from otel_threads.store.claims import Claims, Contended, SharedLock
+from otel_threads.store.claims import Claims, Contended, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.derive_worker import DerivePool
 from otel_threads.store.store import Store
@@ -142,8 +142,8 @@ def test_a_refresh_of_a_thread_another_holds_rolls_back_and_goes_through_after(t
     con = connect(str(tmp_path / "s.duckdb"))
     claims = Claims()
     t = next(t for t in range(len(THREADS)) if share(THREADS[t], 2) == 1)
-    first = Deriver(con.cursor(), (0, 2), claims)
-    second = Deriver(con.cursor(), (1, 2), claims)
+    first = Deriver(con.cursor(), Share(0, 2, claims))
+    second = Deriver(con.cursor(), Share(1, 2, claims))
     writer = Store_(con)
     writer.insert(turn(t, 0))
     assert first.refresh() == 0  # (not its share)
@@ -291,6 +291,6 @@ def test_a_trace_is_in_the_share_of_the_thread_any_of_its_queue_rows_names(tmp_p
     (trace,) = con.execute("SELECT DISTINCT trace_id FROM derive_queue").fetchone()
     con.execute("INSERT INTO derive_queue (trace_id, bytes) VALUES (?, 10)", [trace])  # (logs)
     con.execute("INSERT INTO derive_queue (trace_id, bytes) VALUES ('f' || ?, 10)", [trace[1:]])
-    first, second = (Deriver(con.cursor(), (i, 2), Claims()) for i in range(2))
+    first, second = (Deriver(con.cursor(), Share(i, 2, Claims())) for i in range(2))
     assert first._oldest(10) == ["f" + trace[1:]]
     assert second._oldest(10) == [trace]

@@ -26,8 +26,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
-__all__ = ["Claims", "Contended", "SharedLock"]
+__all__ = ["Claims", "Contended", "Share", "SharedLock"]
 
 
 class Contended(Exception):
@@ -91,6 +92,15 @@ class Claims:
         next try."""
         with self._lock:
             self._lock.wait(timeout)
+
+
+class Share(NamedTuple):
+    """Of a deriver beside others: it takes the queued traces of the ``part``-th of
+    ``parts`` shares of the threads, and holds ``claims`` with the others."""
+
+    part: int
+    parts: int
+    claims: Claims
 
 
 class SharedLock:

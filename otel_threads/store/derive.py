@@ -54,7 +54,7 @@ import logging
 
 import duckdb
 
-from otel_threads.store.claims import Claims
+from otel_threads.store.claims import Share
 from otel_threads.store.links import Links
 from otel_threads.store.queue import Queue
 from otel_threads.store.set_aside import SettingAside, data_error
@@ -81,13 +81,8 @@ _CLOSURE_ROUNDS = 4
 class Deriver(Links, ThreadRows, SettingAside, Queue):
     """Derives into the ``*_mat`` tables on a connection that may write."""
 
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        partition: tuple[int, int] = (0, 1),
-        claims: Claims | None = None,
-    ) -> None:
-        super().__init__(con, partition, claims)
+    def __init__(self, con: duckdb.DuckDBPyConnection, share: Share | None = None) -> None:
+        super().__init__(con, share)
         #: traces set aside by this deriver since it started (see `set_aside`)
         self.set_aside_total = 0
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import duckdb
 
-from otel_threads.store.claims import Claims, Contended, SharedLock
+from otel_threads.store.claims import Contended, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.health import classify
 from otel_threads.store.stats import RefreshStats
@@ -44,11 +44,10 @@ class DeriveWorker:
         yield_to: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         stats: RefreshStats | None = None,
-        partition: tuple[int, int] = (0, 1),
-        claims: Claims | None = None,
+        share: Share | None = None,
     ) -> None:
-        self._deriver = Deriver(con, partition, claims)
-        self._claims = claims
+        self._deriver = Deriver(con, share)
+        self._claims = None if share is None else share.claims
         self._con = con
         self._busy = busy
         self.max_lag_s = max_lag_s

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import duckdb
 import pyarrow as pa
 
-from otel_threads.store.claims import Claims
+from otel_threads.store.claims import Share
 from otel_threads.store.scoped import Scoped
 
 __all__ = ["Queue", "QueueRow"]
@@ -54,13 +54,8 @@ class QueueRow(NamedTuple):
 class Queue(Scoped):
     """Reads a refresh's batch off ``derive_queue`` and takes it off."""
 
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        partition: tuple[int, int] = (0, 1),
-        claims: Claims | None = None,
-    ) -> None:
-        super().__init__(con, partition, claims)
+    def __init__(self, con: duckdb.DuckDBPyConnection, share: Share | None = None) -> None:
+        super().__init__(con, share)
         #: trace -> the rowids of its queued rows, as the refresh under way read them
         self._known: dict[str, list[int]] = {}
 
@@ -70,11 +65,11 @@ class Queue(Scoped):
         alone), so a backlog of a million traces costs a refresh what a short queue does:
         a trace with a row there has its first row there too, and any other is younger.
         Only when those rows hold fewer traces is the whole queue grouped. Of a deriver
-        beside others (``partition``), the traces of its share of the threads, by the
+        beside others (``share``), the traces of its share of the threads, by the
         thread id they were queued with. Starts a refresh: the rows read before are
         forgotten."""
         self._known = {}
-        part, parts = self.partition
+        part, parts = (0, 1) if self.share is None else self.share[:2]
         # (beside other derivers: this one's share of the threads, by the thread id its
         # rows were queued with, any of them: a trace's log records come with none; a
         # trace queued with none is the first share's)

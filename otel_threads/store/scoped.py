@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 import duckdb
 import pyarrow as pa
 
-from otel_threads.store.claims import Claims
+from otel_threads.store.claims import Share
 from otel_threads.store.insert import CONTENT_BYTES
 
 __all__ = ["Scoped"]
@@ -31,18 +31,12 @@ def _quote(value: str) -> str:
 class Scoped:
     """A connection that may write, the file's own schema (``db``) and TEMP scopes."""
 
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        partition: tuple[int, int] = (0, 1),
-        claims: Claims | None = None,
-    ) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, share: Share | None = None) -> None:
         self.con = con
         self._scopes = 0
-        #: (i, n): this deriver takes the queued traces of the i-th of n shares of the
-        #: threads (`Queue._oldest`), beside n - 1 others that hold ``claims`` with it
-        self.partition = partition
-        self._claims = claims
+        #: of a deriver beside others: the share of the threads it takes (`Queue._oldest`)
+        self.share = share
+        self._claims = None if share is None else share.claims
         self._claiming: int | None = None  # the transaction that claims, while it runs
         # The file's own tables, named through its catalog: while TEMP tables shadow
         # them, "main.x" would resolve to temp.main.x.

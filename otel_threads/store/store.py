@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 
 import duckdb
 
-from otel_threads.store.claims import Claims, SharedLock
+from otel_threads.store.claims import Claims, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.derive_worker import DerivePool, DeriveWorker
 from otel_threads.store.errors import StoreClosed, StoreUnavailable
@@ -223,7 +223,7 @@ class Store(Healing, Recycling):
         if not Deriver(con).enabled():
             return None
         n = self.derive_workers
-        claims = Claims() if n > 1 else None
+        claims = Claims()
         workers: list[DeriveWorker] = []
         try:
             for i in range(n):
@@ -236,8 +236,7 @@ class Store(Healing, Recycling):
                         yield_to=self.yield_to_checkpoint,
                         on_error=self._store_error,
                         stats=self.refreshes,
-                        partition=(i, n),
-                        claims=claims,
+                        share=Share(i, n, claims) if n > 1 else None,
                     )
                 )
         except BaseException:
