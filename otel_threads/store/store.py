@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 
 import duckdb
 
+from otel_threads.store.checkpointing import Checkpointing
 from otel_threads.store.claims import Claims, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.derive_worker import DerivePool, DeriveWorker
@@ -48,10 +49,6 @@ _OPEN_FAULTS = (
 
 Hook = Callable[[duckdb.DuckDBPyConnection], None]
 
-#: Longest a refresh waits for a due checkpoint (`Store.yield_to_checkpoint`): the
-#: writer tries one after every commit, and at least every second when idle.
-CHECKPOINT_YIELD_S = 30.0
-
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     """`connect`, leaving a rebuild of the derived tables to the store's derivation (which
@@ -59,7 +56,7 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
     return connect(path, derive_now=False)
 
 
-class Store(Healing, Recycling):
+class Store(Healing, Recycling, Checkpointing):
     """One DuckDB file; see the module docstring.
 
     ``connection_factory`` opens it (default `connect`: migrations and views; derived
@@ -382,56 +379,3 @@ class Store(Healing, Recycling):
             set_aside += derive.set_aside_total
             failures += derive.failures
         return int(queued), int(now), set_aside, failures
-
-    def needs_checkpoint(self) -> bool:
-        """Whether the WAL has something to fold into the file."""
-        return self._dirty or self.wal_bytes() > 0
-
-    def checkpoint(self, due: bool = False, quiet: bool = False) -> bool:
-        """Fold the WAL into the file, unless derivation (or retention) is writing now:
-        then it stays dirty, for the next try. With ``due`` (the WAL is large), no new
-        refresh starts until a try has gone through, so derivation running back to back
-        cannot starve checkpoints (the WAL would grow without end). Whether it did;
-        with ``quiet``, a checkpoint that DuckDB refuses for a writer beside it (what is
-        left of the commits before, cleaned up as reads end) is not logged."""
-        con = self._con
-        if con is None:
-            return False
-        if due:
-            with self._checkpoint_cond:
-                self._checkpoint_due = True
-        if not self.checkpoint_lock.acquire(blocking=False):
-            return False
-        try:
-            started = time.perf_counter()
-            con.execute("CHECKPOINT")
-            self.checkpoint_seconds.observe(time.perf_counter() - started)
-            self._dirty = False
-            return True
-        except duckdb.Error as exc:
-            self._store_error(exc)
-            if quiet and isinstance(exc, duckdb.TransactionException):
-                return False
-            if self.fault is None or self.fault.kind != "fatal":
-                _logger.warning("checkpoint failed; retried when next idle", exc_info=True)
-            return False
-        finally:
-            self.checkpoint_lock.release()
-            with self._checkpoint_cond:
-                self._checkpoint_due = False
-                self._checkpoint_cond.notify_all()
-
-    def yield_to_checkpoint(self, timeout: float = CHECKPOINT_YIELD_S) -> None:
-        """Wait (at most ``timeout``) while a checkpoint (or a reopen) is due;
-        derivation calls it before each refresh."""
-        with self._checkpoint_cond:
-            self._checkpoint_cond.wait_for(
-                lambda: not (self._checkpoint_due or self._recycle_due), timeout
-            )
-
-    def wal_bytes(self) -> int:
-        """The size of the file's write-ahead log (0 when there is none)."""
-        try:
-            return os.path.getsize(f"{self.path}.wal")
-        except OSError:
-            return 0

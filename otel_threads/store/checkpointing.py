@@ -1,0 +1,82 @@
+"""`Checkpointing`: folding the write-ahead log into the file, and derivation making way
+for it.
+
+A mixin of `otel_threads.store.store.Store`. `checkpoint` runs on the writer's thread,
+`yield_to_checkpoint` on derivation's; they read and set the store's ``_con``,
+``_dirty``, ``path``, ``fault``, ``checkpoint_lock``, ``checkpoint_seconds``,
+``_checkpoint_cond``, ``_checkpoint_due`` and ``_recycle_due``, and call its
+``_store_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import duckdb
+
+__all__ = ["CHECKPOINT_YIELD_S", "Checkpointing"]
+
+_logger = logging.getLogger("otel_threads.store.writer")
+
+#: Longest a refresh waits for a due checkpoint (`Store.yield_to_checkpoint`): the
+#: writer tries one after every commit, and at least every second when idle.
+CHECKPOINT_YIELD_S = 30.0
+
+
+class Checkpointing:
+    """Checkpoints of the store, and the waits that let them run."""
+
+    def needs_checkpoint(self) -> bool:
+        """Whether the WAL has something to fold into the file."""
+        return self._dirty or self.wal_bytes() > 0
+
+    def checkpoint(self, due: bool = False, quiet: bool = False) -> bool:
+        """Fold the WAL into the file, unless derivation (or retention) is writing now:
+        then it stays dirty, for the next try. With ``due`` (the WAL is large), no new
+        refresh starts until a try has gone through, so derivation running back to back
+        cannot starve checkpoints (the WAL would grow without end). Whether it did;
+        with ``quiet``, a checkpoint that DuckDB refuses for a writer beside it (what is
+        left of the commits before, cleaned up as reads end) is not logged."""
+        con = self._con
+        if con is None:
+            return False
+        if due:
+            with self._checkpoint_cond:
+                self._checkpoint_due = True
+        if not self.checkpoint_lock.acquire(blocking=False):
+            return False
+        try:
+            started = time.perf_counter()
+            con.execute("CHECKPOINT")
+            self.checkpoint_seconds.observe(time.perf_counter() - started)
+            self._dirty = False
+            return True
+        except duckdb.Error as exc:
+            self._store_error(exc)
+            if quiet and isinstance(exc, duckdb.TransactionException):
+                return False
+            if self.fault is None or self.fault.kind != "fatal":
+                _logger.warning("checkpoint failed; retried when next idle", exc_info=True)
+            return False
+        finally:
+            self.checkpoint_lock.release()
+            with self._checkpoint_cond:
+                self._checkpoint_due = False
+                self._checkpoint_cond.notify_all()
+
+    def yield_to_checkpoint(self, timeout: float = CHECKPOINT_YIELD_S) -> None:
+        """Wait (at most ``timeout``) while a checkpoint (or a reopen) is due;
+        derivation calls it before each refresh."""
+        with self._checkpoint_cond:
+            self._checkpoint_cond.wait_for(
+                lambda: not (self._checkpoint_due or self._recycle_due), timeout
+            )
+
+    def wal_bytes(self) -> int:
+        """The size of the file's write-ahead log (0 when there is none)."""
+        try:
+            return os.path.getsize(f"{self.path}.wal")
+        except OSError:
+            return 0
