@@ -256,14 +256,16 @@ def thread_annotations(
 ) -> list[AnnotationSchema]:
     """The annotations of ``thread_id``: all of them, or (``turn_ids`` given) those of the
     whole thread and of those turns; by turn, then oldest first."""
-    where = "thread_id = ?"
+    where = "true"
     params: list[Any] = [thread_id]
     if turn_ids is not None:
-        where += " AND (turn_id IS NULL OR turn_id = ANY(?::VARCHAR[]))"
+        where = "turn_id IS NULL OR turn_id = ANY(?::VARCHAR[])"
         params.append(turn_ids)
     try:
+        # the thread looked up alone (an index lookup), its turns picked after
         cur = con.execute(
-            f"SELECT * FROM annotations WHERE {where} "
+            "WITH mine AS MATERIALIZED (SELECT * FROM annotations WHERE thread_id = ?) "
+            f"SELECT * FROM mine WHERE {where} "
             "ORDER BY turn_id NULLS FIRST, created_at, annotation_id",
             params,
         )
@@ -285,8 +287,9 @@ def _fill_io(con: duckdb.DuckDBPyConnection, thread_id: str, turns: list[TurnSch
     said = {
         t: (i, o)
         for t, i, o in con.execute(
-            "SELECT turn_id, first_input, last_output FROM turn_io "
-            "WHERE thread_id = ? AND turn_id = ANY(?::VARCHAR[])",
+            # the thread looked up alone (an index lookup), its turns picked after
+            "WITH mine AS MATERIALIZED (SELECT turn_id, first_input, last_output FROM turn_io "
+            "WHERE thread_id = ?) SELECT * FROM mine WHERE turn_id = ANY(?::VARCHAR[])",
             [thread_id, [t.turn_id for t in turns]],
         ).fetchall()
     }
