@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import struct
 import time
+import uuid
 
 TURNS_PER_REQUEST = 128
 SPANS_PER_TURN = 4
@@ -136,23 +137,31 @@ def request(spans: bytes) -> bytes:
 
 
 class Ids:
-    """Unique trace and span ids of one sender thread."""
+    """Trace and span ids of one sender thread: random, as the W3C trace context asks
+    of producers (and as the SDKs make them), from a generator seeded by ``prefix``.
+    Ids that grow with time would flatter a store: its indexes would take each new key
+    at one edge, and zone maps (min/max per row group) would find any key in a few row
+    groups."""
 
     def __init__(self, prefix: int) -> None:
-        self.prefix, self.n = prefix, 0
+        self.rnd = random.Random(f"ids-{prefix}")
 
     def trace(self) -> bytes:
-        self.n += 1
-        return struct.pack(">QQ", self.prefix, self.n)
+        return self.rnd.getrandbits(128).to_bytes(16, "big")
 
     def span(self) -> bytes:
-        self.n += 1
-        return struct.pack(">II", self.prefix & 0xFFFFFFFF, self.n)
+        return self.rnd.getrandbits(64).to_bytes(8, "big")
+
+
+def thread_id(rnd: random.Random) -> str:
+    """A conversation id as applications make them: a random UUID (version 4), so that
+    no thread's rows sort apart from the others'."""
+    return str(uuid.UUID(int=rnd.getrandbits(128), version=4))
 
 
 class Conversations:
     """The ``ACTIVE_THREADS`` conversations of one exporter (see the module docstring);
-    thread ids ``soak-<prefix>-<n>``, seeded by ``prefix``."""
+    random thread ids (`thread_id`), seeded by ``prefix``."""
 
     def __init__(self, prefix: int) -> None:
         self.prefix = prefix
@@ -165,7 +174,7 @@ class Conversations:
     def _new(self) -> Conversation:
         self.started += 1
         length = self.rnd.choices([n for n, _ in LENGTHS], [w for _, w in LENGTHS])[0]
-        return Conversation(f"soak-{self.prefix}-{self.started}", length)
+        return Conversation(thread_id(self.rnd), length)
 
     def next_turns(self) -> tuple[bytes, list[Conversation]]:
         """The spans of the next ``TURNS_PER_REQUEST`` turns (for `request`), and the

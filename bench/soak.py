@@ -60,6 +60,7 @@ from conversations import (
     Conversations,
     Ids,
     request,
+    thread_id,
     turn_spans,
 )
 
@@ -233,9 +234,11 @@ class Probe:
             EXPORT, request_serializer=None, response_deserializer=None
         )
         self.ids = Ids(1 << 40)
-        self.long = Conversation("probe-long", 1 << 30)
-        self.medium = Conversation("probe-medium", 100)
-        self.lags: list[float] = []
+        rnd = random.Random()  # ids like the others' (no prefix that zone maps tell apart)
+        self.long = Conversation(thread_id(rnd), 1 << 30)
+        self.medium = Conversation(thread_id(rnd), 100)
+        self.lags: list[float] = []  # this minute's
+        self.all_lags: list[float] = []  # the minutes' before
         self.waiting_since: float | None = None  # an acknowledged turn not seen yet
         self.spans = self.turns = 0
 
@@ -248,7 +251,10 @@ class Probe:
 
     def derived(self) -> None:
         """Wait until both threads are derived whole (the clock starts after)."""
-        want = "SELECT count(*) FROM turns WHERE thread_id IN ('probe-long', 'probe-medium')"
+        want = (
+            "SELECT count(*) FROM turns WHERE thread_id IN "
+            f"('{self.long.thread_id}', '{self.medium.thread_id}')"
+        )
         while sql(self.api, want, wait=2)[0][0] < self.turns:
             time.sleep(0.5)
 
@@ -261,7 +267,11 @@ class Probe:
         n = self.long.turns
         self._send(turn_spans(self.long, self.ids), 1)
         acked = self.waiting_since = time.monotonic()
-        turn_sql = f"SELECT count(*) FROM turns WHERE thread_id = 'probe-long' AND turn_index > {n}"
+        # (one filter on the scan, so that DuckDB looks the thread up in its index)
+        turn_sql = (
+            f"SELECT count(*) FILTER (WHERE turn_index > {n}) FROM turns "
+            f"WHERE thread_id = '{self.long.thread_id}'"
+        )
         while sql(self.api, turn_sql)[0][0] == 0:
             if done.wait(0.05):
                 return  # the run ended: a lag not seen is not counted
@@ -271,6 +281,7 @@ class Probe:
     def lag_text(self) -> str:
         """This minute's lags as p50/p99, or how long the probe has waited so far."""
         lags, self.lags = self.lags, []
+        self.all_lags += lags
         if lags:
             return f"{pct(lags, 0.5):>8.2f}/{pct(lags, 0.99):<7.2f}"
         since = self.waiting_since
@@ -317,7 +328,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             errors: list[str] = []
 
             def reader() -> None:
-                ids = ("probe-long", "probe-medium")
+                ids = (probe.long.thread_id, probe.medium.thread_id)
                 i = 0
                 while not done.is_set():
                     done.wait(args.read_every * random.random() * 2)  # (a person, paced)
@@ -355,6 +366,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             minute, last_spans, rates = 0, 0, []
             last_turns, last_queued = 0, metric(api, "otel_threads_derive_queue_traces")
             histograms = Deltas()
+            whole: dict[str, list[float]] = {"query": [], "thread": []}
             while counts[0] < args.spans and minute < args.max_minutes:
                 time.sleep(args.minute)
                 minute += 1
@@ -370,6 +382,8 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 last_turns, last_queued = turns, queued
                 q, lat["query"] = lat["query"], []
                 th, lat["thread"] = lat["thread"], []
+                whole["query"] += q
+                whole["thread"] += th
                 size = sum(os.path.getsize(p) for p in (db, Path(f"{db}.wal")) if os.path.exists(p))
                 # the minute's checkpoints, refreshes and reopens: how many, mean seconds
                 (n_ckpt, ckpt_s), (n_refresh, refresh_s), (n_reopen, reopen_s) = (
@@ -410,6 +424,19 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 print(f"{len(errors)} API reads failed while ingest ran, e.g. {errors[0]}")
             if len(rates) >= 2:
                 print(f"last minute / first minute: {rates[-1] / rates[0]:.2f}")
+            # (a minute's p99 of ~60 reads is about its slowest one; over the run, 1 in 100)
+            print(
+                "over the run: "
+                + ", ".join(
+                    f"{name} p50/p99 {pct(xs, 0.5) * k:.{d}f}/{pct(xs, 0.99) * k:.{d}f} {unit} "
+                    f"({len(xs)})"
+                    for name, xs, k, d, unit in (
+                        ("lag", probe.all_lags, 1, 2, "s"),
+                        ("query", whole["query"], 1e3, 0, "ms"),
+                        ("thread", whole["thread"], 1e3, 0, "ms"),
+                    )
+                )
+            )
             print(
                 f"exact counts (spans, turns, threads): stored {stored}, acknowledged "
                 f"{expected}: {'OK' if ok else 'MISMATCH'}"
@@ -422,7 +449,9 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 f"{counts[3] / spans:.0f} B/span"
             )
             if args.rebuild and exporters == int(args.exporters.split(",")[0]):
-                proc = rebuild(db, log, proc, expected, args.rebuild_rate, workers(args))
+                proc = rebuild(
+                    db, log, proc, expected, args.rebuild_rate, probe.long.thread_id, workers(args)
+                )
                 ok = ok and proc.returncode is None  # (rebuild printed its own check)
             return {"rates": rates, "ok": ok}
         finally:
@@ -431,7 +460,13 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
 
 
 def rebuild(
-    db: Path, log, proc, expected: list[int], rate: float, flags: tuple[str, ...] = ()
+    db: Path,
+    log,
+    proc,
+    expected: list[int],
+    rate: float,
+    long_thread: str,
+    flags: tuple[str, ...] = (),
 ) -> subprocess.Popen:
     """Stop the collector, mark every derived table as derived by other SQL (an upgrade
     that changes the derivation), and start it again on the same file: it must open at
@@ -465,7 +500,7 @@ def rebuild(
             peak[0] = max(peak[0], rss_bytes(proc.pid))
             for kind, url, body in (
                 ("query", f"{api}/threads/query?wait=0", {"limit": 50}),
-                ("thread", f"{api}/threads/probe-long?wait=0", None),
+                ("thread", f"{api}/threads/{long_thread}?wait=0", None),
             ):
                 with contextlib.suppress(OSError):  # not derived yet: 404
                     lat[kind].append(http_json(url, body)[0])
