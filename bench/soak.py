@@ -8,7 +8,10 @@ For each count of concurrent exporters, a fresh `python -m otel_threads.collecto
 acknowledged ``--spans`` spans. Exporters run as threads in ``--processes`` sender
 processes; each keeps 32 conversations going at once, of 10, 100 and 2,000 turns
 (60/30/10 % of the threads started), and retries a refused request (503 /
-UNAVAILABLE) with the same bytes, as real exporters do.
+UNAVAILABLE) with the same bytes, as real exporters do. Trace, span and thread ids are
+random (UUIDs for threads), as producers make them: ids that grow with time would spare
+the store's indexes and let zone maps find a thread in a few row groups
+(docs/storage.md, "Indexes and random ids").
 
 Every ``--minute`` seconds it prints one line:
   - acknowledged spans/s over that minute, and spans/s derived (the traces acknowledged
@@ -25,9 +28,11 @@ Every ``--minute`` seconds it prints one line:
     length (under steady load the lag is about one or two of them); and the times the
     collector opened its store again that minute (docs/storage.md, "Opened again"), and
     how long that held commits and reads, on average.
-At the end: the last minute's rate over the first's, the exact-count check once
-derivation has caught up (spans, turns and threads stored equal those acknowledged), and
-the file's bytes per span then, beside the bytes per span of the OTLP requests sent.
+At the end: the last minute's rate over the first's; the lag and the API latency
+over the whole run (p99 of all samples: a minute's p99 is about its slowest read); the
+exact-count check once derivation has caught up (spans, turns and threads stored equal
+those acknowledged), and the file's bytes per span then, beside the bytes per span of
+the OTLP requests sent.
 After the first run (unless ``--no-rebuild``): the collector is restarted on its file
 with every derived table marked as derived by other SQL (an upgrade), and the rebuild
 is measured: how soon the collector listens, how long deriving everything anew takes,

@@ -1,0 +1,100 @@
+"""What each table's indexes add to a checkpoint, on a copy of a store.
+
+    python bench/index_cost.py STORE [--spans 30000] [--rounds 5]
+
+A checkpoint writes each table's new rows and then its indexes (DuckDB's ART). DuckDB
+writes an index's blocks that changed since the last checkpoint; new keys that are
+random (trace ids, span ids, UUIDs) land all over the tree, so a few thousand of them
+change most of its blocks, and the index is written about whole: a cost that follows
+the size of the store, not the rows added. Keys that grow with time would land at one
+edge (`bench/soak.py` sends random ids, as producers do, for this reason).
+
+For each table that has an index, on a copy of ``STORE`` opened as the collector opens
+it: as many rows as ``--spans`` spans bring to that table (in the store's proportion,
+copied from its own rows, each indexed trace or turn id given a fresh random value;
+thread ids are kept: new turns mostly join threads the store has) are inserted and the
+file checkpointed, ``--rounds`` times; then the same without the table's indexes.
+Prints the median checkpoint of each (milliseconds), and the sums. The collector
+checkpoints every 32 MiB of WAL, about 30,000 spans of the soak's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+from reopen import collector_settings
+
+from otel_threads.store.schema import connect
+
+
+def _checkpoints(
+    con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: int, rounds: int
+) -> float:
+    """Median ms of ``rounds`` checkpoints, each after ``rows`` rows into ``table``."""
+    fresh = ", ".join(f"md5(random()::VARCHAR) AS {c}" for c in columns)
+    took = []
+    for _ in range(rounds):
+        con.execute(
+            f"INSERT INTO {table} SELECT * REPLACE ({fresh}) FROM {table} USING SAMPLE {rows} ROWS"
+        )
+        started = time.perf_counter()
+        con.execute("CHECKPOINT")
+        took.append((time.perf_counter() - started) * 1000)
+    return statistics.median(took)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("store")
+    ap.add_argument("--spans", type=int, default=30_000, help="spans' worth of rows a round")
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "copy.duckdb"
+        shutil.copy(args.store, work)
+        if Path(f"{args.store}.wal").exists():
+            shutil.copy(f"{args.store}.wal", f"{work}.wal")
+        con = connect(str(work), derive_now=False)
+        con.execute("SET checkpoint_threshold = '1TB'")  # as the collector: by hand
+        collector_settings(con)
+        con.execute("CHECKPOINT")
+        indexes: dict[str, list[tuple[str, str, str]]] = {}
+        for table, name, columns, sql in con.execute(
+            "SELECT table_name, index_name, expressions, sql FROM duckdb_indexes() "
+            "WHERE database_name = current_database() ORDER BY table_name, index_name"
+        ).fetchall():
+            indexes.setdefault(table, []).append((name, columns.strip("[]"), sql))
+        spans = con.execute("SELECT count(*) FROM spans_raw").fetchall()[0][0]
+        print(f"{args.store}: {spans:,} spans; rows of {args.spans:,} spans a round")
+        print(f"{'table':24}{'rows':>12}{'+rows':>8}{'indexed ms':>12}{'bare ms':>9}  indexes")
+        sums = [0.0, 0.0]
+        for table, its in indexes.items():
+            total = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            if total == 0:
+                continue
+            rows = max(1, total * args.spans // max(1, spans))
+            columns = sorted({c for _, c, _ in its})
+            indexed = _checkpoints(con, table, columns, rows, args.rounds)
+            for name, _, _ in its:
+                con.execute(f"DROP INDEX {name}")
+            con.execute("CHECKPOINT")
+            bare = _checkpoints(con, table, columns, rows, args.rounds)
+            for _, _, sql in its:
+                con.execute(sql)
+            con.execute("CHECKPOINT")
+            sums[0] += indexed
+            sums[1] += bare
+            names = ", ".join(c for _, c, _ in its)
+            print(f"{table:24}{total:>12,}{rows:>8,}{indexed:>12.1f}{bare:>9.1f}  {names}")
+        print(f"{'all':24}{'':>20}{sums[0]:>12.1f}{sums[1]:>9.1f}")
+        con.close()
+
+
+if __name__ == "__main__":
+    main()
