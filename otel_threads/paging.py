@@ -17,6 +17,7 @@ from otel_threads.schemas import (
     TranscriptMessage,
     TurnSchema,
 )
+from otel_threads.store.scope import thread_only
 from otel_threads.turn_errors import fill_errors
 
 __all__ = [
@@ -89,6 +90,29 @@ def query_thread_page(
     )
     if not threads:
         return None
+    with thread_only(con, thread_id):
+        return _page(
+            con,
+            threads[0],
+            through_turn,
+            turn_offset,
+            turn_limit,
+            transcript_after,
+            transcript_limit,
+        )
+
+
+def _page(
+    con: duckdb.DuckDBPyConnection,
+    thread: ThreadSchema,
+    through_turn: str | None,
+    turn_offset: int,
+    turn_limit: int,
+    transcript_after: int | None,
+    transcript_limit: int,
+) -> ThreadDetail:
+    """`query_thread_page` of a thread that exists (``thread``)."""
+    thread_id = thread.thread_id
     ((turns_total, branch_count, transcript_count),) = con.execute(
         "SELECT (SELECT count(*) FROM turns WHERE thread_id = $thread), "
         "(SELECT count(*) FILTER (WHERE on_current_branch) FROM turns WHERE thread_id = $thread), "
@@ -180,7 +204,7 @@ def query_thread_page(
         else []
     )
     # (fork_count is the thread's forks: none, and the turns are not grouped at all)
-    forks = _page_forks(con, thread_id, turns) if threads[0].fork_count else []
+    forks = _page_forks(con, thread_id, turns) if thread.fork_count else []
     page = ThreadPage(
         turn_offset=turn_offset,
         turn_limit=turn_limit,
@@ -192,7 +216,7 @@ def query_thread_page(
         next=nxt,
     )
     return ThreadDetail(
-        threads[0],
+        thread,
         turns,
         transcript,
         forks,

@@ -1,4 +1,5 @@
-"""The views over a few traces only: `traces_only`.
+"""The views over a few traces only: `traces_only`; over one thread's transcript only:
+`thread_only`.
 
 The GenAI views (``llm_calls``, ``messages`` and those under them) parse the store's
 spans as they are read; asked for one span's messages they would still plan and scan
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 import duckdb
 
-__all__ = ["SHARED", "traces_only"]
+__all__ = ["SHARED", "thread_only", "traces_only"]
 
 #: The tables and views the GenAI views read, each shadowed by a TEMP table of the rows
 #: of the traces in scope (``spans_raw`` and ``logs`` are looked up by their trace_id
@@ -65,3 +66,24 @@ def traces_only(
     finally:
         for temp in reversed(made):
             con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
+
+
+@contextlib.contextmanager
+def thread_only(con: duckdb.DuckDBPyConnection, thread_id: str) -> Iterator[None]:
+    """For the length of the block, ``transcript_mat`` on ``con`` is a TEMP table of
+    the rows of ``thread_id`` alone, which the views a thread's page reads
+    (``transcript``, ``transcript_branches``, ``turn_io``) read instead of the
+    store's: the thread is looked up once (by its index, or for a long thread by a scan
+    of the table), not once for each of the page's four reads of it. ``con`` must be a
+    cursor of its own (TEMP tables belong to a connection)."""
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    table = '"' + name.replace('"', '""') + '".main.transcript_mat'
+    con.execute("DROP TABLE IF EXISTS temp.transcript_mat")
+    try:
+        con.execute(
+            f"CREATE TEMP TABLE transcript_mat AS SELECT * FROM {table} WHERE thread_id = ?",
+            [thread_id],
+        )
+        yield
+    finally:
+        con.execute("DROP TABLE IF EXISTS temp.transcript_mat")
