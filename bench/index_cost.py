@@ -21,14 +21,13 @@ checkpoints every 32 MiB of WAL, about 30,000 spans of the soak's.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import duckdb
-from reopen import collector_settings
+from reopen import collector_settings, copy_as_current
 
 from otel_threads.store.schema import connect
 
@@ -56,10 +55,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp) / "copy.duckdb"
-        shutil.copy(args.store, work)
-        if Path(f"{args.store}.wal").exists():
-            shutil.copy(f"{args.store}.wal", f"{work}.wal")
+        # (its derived tables marked as this version's: no rebuild queued into the figures)
+        work = copy_as_current(args.store, Path(tmp) / "copy.duckdb")
         con = connect(str(work), derive_now=False)
         con.execute("SET checkpoint_threshold = '1TB'")  # as the collector: by hand
         collector_settings(con)

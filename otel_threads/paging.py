@@ -265,11 +265,10 @@ def _page_forks(
 
 
 def _rows(rows_sql: str) -> str:
-    """The thread's transcript rows as a CTE read once. DuckDB looks rows up in an index
-    only for a scan with one filter (here the thread id's; and only for up to 2,048 rows
-    or 0.1% of the table, more are read by a scan): a filter on turns or seq beside it
-    would make every lookup a scan of the whole table (whose zone maps skip little:
-    thread ids are random). So a statement that reads a few rows of a thread looks the
-    thread up alone, in a MATERIALIZED CTE (filters outside it stay outside), and
-    filters after."""
+    """The thread's transcript rows as a CTE read once by the statement. (On a page,
+    the transcript views already read the thread's rows alone: `thread_only`. Elsewhere a
+    lookup of one thread is kept alone in a MATERIALIZED CTE, as `_page_forks` does:
+    DuckDB uses an index only for a scan with one filter, and only for up to 2,048 rows
+    or 0.1% of the table; a filter beside the thread's would make it a scan of the
+    whole table, whose zone maps skip little when thread ids are random.)"""
     return f"WITH rows AS MATERIALIZED ({rows_sql})"

@@ -258,3 +258,29 @@ def test_the_client_and_show_page_through_a_whole_thread(served, monkeypatch):
     assert by_url.exit_code == 0, by_url.output
     assert by_url.output.count("── turn ") == TURNS
     assert f"assistant: answer {TURNS - 1}" in by_url.output
+
+
+def test_a_page_reads_its_thread_alone_and_leaves_the_cursor_as_it_was(served_to_read, monkeypatch):
+    """A page reads the thread's transcript rows into a TEMP table the page's views read
+    (`thread_only`): one cursor, two threads' pages in turn, each sees its own rows; after
+    a page, and after a page that fails half way, the cursor reads the store's rows."""
+    from otel_threads import paging
+
+    with served_to_read.store.cursor() as con:
+        whole = con.execute("SELECT count(*) FROM transcript_mat").fetchall()[0][0]
+        long_ = paging.query_thread_page(con, "long")
+        forked = paging.query_thread_page(con, "forked")
+        assert {m.thread_id for m in long_.transcript} == {"long"}
+        assert len(long_.transcript) == 2 * TURNS
+        assert {m.thread_id for m in forked.transcript} == {"forked"}
+        assert [t.first_input for t in long_.turns] == [f"question {i}" for i in range(TURNS)]
+        assert con.execute("SELECT count(*) FROM transcript_mat").fetchall()[0][0] == whole
+
+        def fails(*args):
+            raise RuntimeError("half way")
+
+        monkeypatch.setattr(paging, "fill_errors", fails)
+        with pytest.raises(RuntimeError, match="half way"):
+            paging.query_thread_page(con, "long")
+        assert con.execute("SELECT count(*) FROM transcript_mat").fetchall()[0][0] == whole
+        assert not con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()

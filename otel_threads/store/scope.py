@@ -11,7 +11,7 @@ does (otel_threads.store.scoped), so a view reads the spans of those traces alon
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import duckdb
 
@@ -37,6 +37,27 @@ SHARED = (
 
 
 @contextlib.contextmanager
+def _temp_tables(con: duckdb.DuckDBPyConnection) -> Iterator[Callable[..., None]]:
+    """Yields ``make(temp, select, params=())``, which makes TEMP table ``temp`` of
+    ``select`` (``{db}`` in it names the file's own schema, which the TEMP tables do not
+    shadow); every table made is dropped on leaving."""
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    db = '"' + name.replace('"', '""') + '".main'
+    made: list[str] = []
+
+    def make(temp: str, select: str, params: Sequence[object] = ()) -> None:
+        con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
+        made.append(temp)
+        con.execute(f"CREATE TEMP TABLE {temp} AS {select.format(db=db)}", list(params))
+
+    try:
+        yield make
+    finally:
+        for temp in reversed(made):
+            con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
+
+
+@contextlib.contextmanager
 def traces_only(
     con: duckdb.DuckDBPyConnection, traces: list[str], shared: bool = False
 ) -> Iterator[None]:
@@ -45,27 +66,13 @@ def traces_only(
     evaluated once, into TEMP tables of their name (what a block that reads both
     ``llm_calls`` and ``messages`` wants). ``con`` must be a cursor of its own (TEMP
     tables belong to a connection); they are dropped on leaving."""
-    name = con.execute("SELECT current_database()").fetchall()[0][0]
-    db = '"' + name.replace('"', '""') + '".main'
     marks = ", ".join("?" * len(traces)) or "NULL"
-    made: list[str] = []
-    try:
+    with _temp_tables(con) as make:
         for temp, table in _INPUTS:
-            con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
-            made.append(temp)
-            con.execute(
-                f"CREATE TEMP TABLE {temp} AS SELECT * FROM {db}.{table} "
-                f"WHERE trace_id IN ({marks})",
-                traces,
-            )
+            make(temp, f"SELECT * FROM {{db}}.{table} WHERE trace_id IN ({marks})", traces)
         for view in SHARED if shared else ():
-            con.execute(f"DROP TABLE IF EXISTS temp.{view}")
-            made.append(view)
-            con.execute(f"CREATE TEMP TABLE {view} AS SELECT * FROM {db}.{view}")
+            make(view, f"SELECT * FROM {{db}}.{view}")
         yield
-    finally:
-        for temp in reversed(made):
-            con.execute(f"DROP TABLE IF EXISTS temp.{temp}")
 
 
 @contextlib.contextmanager
@@ -76,14 +83,6 @@ def thread_only(con: duckdb.DuckDBPyConnection, thread_id: str) -> Iterator[None
     store's: the thread is looked up once (by its index, or for a long thread by a scan
     of the table), not once for each of the page's four reads of it. ``con`` must be a
     cursor of its own (TEMP tables belong to a connection)."""
-    name = con.execute("SELECT current_database()").fetchall()[0][0]
-    table = '"' + name.replace('"', '""') + '".main.transcript_mat'
-    con.execute("DROP TABLE IF EXISTS temp.transcript_mat")
-    try:
-        con.execute(
-            f"CREATE TEMP TABLE transcript_mat AS SELECT * FROM {table} WHERE thread_id = ?",
-            [thread_id],
-        )
+    with _temp_tables(con) as make:
+        make("transcript_mat", "SELECT * FROM {db}.transcript_mat WHERE thread_id = ?", [thread_id])
         yield
-    finally:
-        con.execute("DROP TABLE IF EXISTS temp.transcript_mat")

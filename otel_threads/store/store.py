@@ -220,7 +220,7 @@ class Store(Healing, Recycling, Checkpointing):
         if not Deriver(con).enabled():
             return None
         n = self.derive_workers
-        claims = Claims()
+        claims = Claims() if n > 1 else None  # (one deriver alone claims nothing)
         workers: list[DeriveWorker] = []
         try:
             for i in range(n):
@@ -233,7 +233,7 @@ class Store(Healing, Recycling, Checkpointing):
                         yield_to=self.yield_to_checkpoint,
                         on_error=self._store_error,
                         stats=self.refreshes,
-                        share=Share(i, n, claims) if n > 1 else None,
+                        share=None if claims is None else Share(i, n, claims),
                     )
                 )
         except BaseException:
