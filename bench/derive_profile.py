@@ -28,9 +28,9 @@ from pathlib import Path
 
 import duckdb
 
-from otel_threads.collector.config import Config
 from otel_threads.store import derive
 from otel_threads.store.derive import Deriver
+from otel_threads.store.memory_budget import DEFAULT_MEMORY_LIMIT
 from otel_threads.store.schema import connect
 from otel_threads.store.sqlfiles import DERIVED, sql_files
 
@@ -85,7 +85,7 @@ def main() -> None:
         con.execute("SET checkpoint_threshold = '1TB'")
         if args.collector:
             con.execute("SET threads = 1")
-            con.execute(f"SET memory_limit = '{Config().memory_limit}B'")
+            con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}B'")
         totals: dict = collections.defaultdict(lambda: [0, 0.0])
         deriver = Deriver(Timed(con.cursor(), totals))
         print(f"queued: {deriver.pending():,} traces")

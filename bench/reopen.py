@@ -35,9 +35,9 @@ from pathlib import Path
 
 import duckdb
 
-from otel_threads.collector.config import Config
 from otel_threads.store import derive
 from otel_threads.store.derive import Deriver
+from otel_threads.store.memory_budget import DEFAULT_MEMORY_LIMIT
 from otel_threads.store.schema import connect
 from otel_threads.store.sqlfiles import DERIVED, sql_files
 from otel_threads.store.store import Store
@@ -62,7 +62,7 @@ def copy_as_current(store: str, to: Path) -> Path:
 
 def collector_settings(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET threads = 1")
-    con.execute(f"SET memory_limit = '{Config().memory_limit}B'")
+    con.execute(f"SET memory_limit = '{DEFAULT_MEMORY_LIMIT}B'")
 
 
 class Opened:

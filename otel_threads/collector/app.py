@@ -35,6 +35,7 @@ from otel_threads.collector.retention import RetentionTask
 from otel_threads.malloc import tune_malloc
 from otel_threads.prices import reprice
 from otel_threads.store import read_holder, remove_holder, write_holder
+from otel_threads.store.memory_budget import DEFAULT_MEMORY_LIMIT, MemoryBudget
 from otel_threads.store.readonly_sql import SQL_CONCURRENCY
 from otel_threads.store.reads import Reads
 from otel_threads.store.store import Store
@@ -67,8 +68,8 @@ def _raise_open_files_limit() -> None:
 
 def _harden(con: duckdb.DuckDBPyConnection, config: Config) -> None:
     """Settings of the collector's database, each time the writer opens it."""
-    # Bounded memory: past the limit DuckDB spills to <db>.tmp (reads and derivation)
-    con.execute(f"SET memory_limit = '{int(config.memory_limit)}B'")
+    # (memory: the store sets DuckDB's limit, from the collector's MemoryBudget; past
+    # it DuckDB spills to <db>.tmp, reads and derivation)
     # The API serves ad-hoc SQL: no files, ATTACH or extensions from this database,
     # and no changing that back (its own file is unaffected).
     con.execute("SET enable_external_access = false")
@@ -84,10 +85,15 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         #: the database file: its connection, reads, derivation, health
+        #: DuckDB's memory limit, raised as the store's indexes grow with ``auto``
+        self.memory = MemoryBudget(
+            config.memory_limit or DEFAULT_MEMORY_LIMIT, auto=config.memory_limit is None
+        )
         self.store = Store(
             config.db,
             on_open=lambda con: _harden(con, config),
             derive_workers=config.derive_workers,
+            memory_budget=self.memory,
         )
         self.writer = Writer(
             self.store, max_pending_rows=config.max_pending_rows, on_fork=config.on_fork

@@ -19,6 +19,7 @@ from otel_threads.collector.config_values import (
     _derive_workers,
     _existing_file,
     _hosts,
+    _memory_limit,
     _on_fork,
     _positive_int,
     _prices,
@@ -33,6 +34,7 @@ from otel_threads.collector.ingest import DEFAULT_INFLIGHT_BYTES, MAX_REQUEST_BY
 from otel_threads.prices import PriceEntry
 from otel_threads.store import DB_ENV, DEFAULT_DB
 from otel_threads.store.forks import FORK_POLICIES
+from otel_threads.store.memory_budget import DEFAULT_MEMORY_LIMIT
 from otel_threads.store.writer import MAX_PENDING_ROWS
 
 __all__ = ["API_SETTINGS", "SETTINGS", "Config", "ConfigError", "Setting", "parse_address"]
@@ -186,11 +188,13 @@ SETTINGS: tuple[Setting, ...] = (
         "memory_limit",
         "--memory-limit",
         "OTEL_THREADS_MEMORY_LIMIT",
-        _size,
-        "640MiB",
+        _memory_limit,
+        "auto",
         "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
-        "queries and derivation spill to <db>.tmp.",
-        "SIZE",
+        "queries and derivation spill to <db>.tmp. The store's indexes must fit in it, "
+        f"and grow with the store: 'auto' = {DEFAULT_MEMORY_LIMIT >> 20}MiB, raised as "
+        "they need (to at most 3/4 of the machine's memory).",
+        "SIZE|auto",
     ),
     Setting(
         "retention",
@@ -256,7 +260,7 @@ class Config:
     max_request_bytes: int = _default("max_request_bytes")
     max_pending_rows: int = _default("max_pending_rows")
     max_ingest_memory: int = _default("max_ingest_memory")
-    memory_limit: int = _default("memory_limit")
+    memory_limit: int | None = _default("memory_limit")  # None: auto
     on_fork: str = _default("on_fork")
     retention: dt.timedelta | None = _default("retention")  # noqa: RUF009 (immutable)
     #: a price file's entries (None: no file; the genai-prices data alone)

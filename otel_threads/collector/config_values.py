@@ -54,6 +54,13 @@ def _derive_workers(value: str) -> int:
     return _positive_int(value)
 
 
+def _memory_limit(value: str) -> int | None:
+    """'auto' (None: `DEFAULT_MEMORY_LIMIT`, raised as the store's indexes need), or a SIZE."""
+    if str(value).strip().lower() == "auto":
+        return None
+    return _size(value)
+
+
 def _workers(value: str) -> int:
     if str(value).strip().lower() == "auto":
         return os.cpu_count() or 1

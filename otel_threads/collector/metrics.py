@@ -149,6 +149,20 @@ def render_metrics(collector: Collector) -> str:
         "DuckDB's buffer (part of the collector's, at most --memory-limit).",
         memory,
     )
+    budget = collector.memory
+    metric(
+        "otel_threads_index_memory_bytes",
+        "gauge",
+        "What the store's indexes held in DuckDB's memory when last measured: about "
+        "their whole size between two checkpoints, growing with the store.",
+        [("", budget.index_bytes)],
+    )
+    metric(
+        "otel_threads_memory_limit_bytes",
+        "gauge",
+        "DuckDB's memory limit (--memory-limit; with auto, raised as the indexes grow).",
+        [("", budget.limit)],
+    )
     queued, errors_now, set_aside, derive_failures = collector.store.derive_health()
     metric(
         "otel_threads_derive_queue_traces",

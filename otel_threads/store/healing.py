@@ -5,8 +5,8 @@ and how it is found).
 A mixin of `otel_threads.store.store.Store`. `watch`, `heal_if_due` and
 `commit_failed` run on the writer's thread; it reads and sets the store's ``fault``,
 ``faults``, ``path``, ``_con``, ``_identity``, ``_fault_lock``, ``_checked_at``,
-``_retry_at``, ``_backoff_s``, ``heal_interval_s`` and ``checkpoint_lock``, and calls
-its ``_open``, ``_close`` and ``_wake``.
+``_retry_at``, ``_backoff_s``, ``heal_interval_s``, ``checkpoint_lock`` and
+``memory_budget``, and calls its ``_open``, ``_close`` and ``_wake``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 import duckdb
 
 from otel_threads.store.health import Fault, check_file, classify, write_back
+from otel_threads.store.memory_budget import out_of_memory
 
 __all__ = ["WATCH_S", "Healing"]
 
@@ -36,6 +37,9 @@ class Healing:
         if previous is None or previous.kind != fault.kind:
             self.faults += 1
             _logger.error("%s", fault.line(self.path))
+            budget = self.memory_budget
+            if budget is not None and fault.kind == "fatal" and out_of_memory(fault.detail):
+                budget.out_of_memory()  # (the file opened again to heal takes it)
 
     def writes_refused(self) -> Fault | None:
         """The fault that refuses an export now, or None: after a failed commit

@@ -56,7 +56,8 @@ class Recycling:
 
     def recycle_if_due(self) -> bool:
         """Open the file again, when derivation has refreshed for ``recycle_after_s``
-        seconds since it was opened (`RECYCLE_AFTER_S` says why); whether it did. Run by
+        seconds since it was opened (`RECYCLE_AFTER_S` says why), or the memory budget
+        raised DuckDB's limit (`Store.sample_index_memory`); whether it did. Run by
         the writer's thread between commits, so nothing commits meanwhile. No refresh
         starts after the one under way (as for a due checkpoint); while one is under
         way it returns, so commits do not wait for it. Then derivation stops (its queue
@@ -66,11 +67,11 @@ class Recycling:
         derivation goes on on the same connection and the reopen is tried again
         `RECYCLE_RETRY_S` later."""
         derive, con = self._derive, self._con
-        due = not (
-            self.recycle_after_s is None
-            or derive is None
-            or con is None
-            or derive.busy_s < self.recycle_after_s
+        derived_long = not (
+            self.recycle_after_s is None or derive is None or derive.busy_s < self.recycle_after_s
+        )
+        due = (derived_long or self._reopen_wanted) and not (
+            con is None
             or self.fault is not None
             or self._closed
             or time.monotonic() < self._recycle_at

@@ -29,6 +29,7 @@ from otel_threads.store.derive_worker import DerivePool, DeriveWorker
 from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
+from otel_threads.store.memory_budget import SAMPLE_S, MemoryBudget
 from otel_threads.store.recycling import RECYCLE_AFTER_S, RECYCLE_READ_WAIT_S, Recycling
 from otel_threads.store.schema import connect
 from otel_threads.store.stats import Histogram, RefreshStats
@@ -67,7 +68,9 @@ class Store(Healing, Recycling, Checkpointing):
     ``heal_interval_s`` (by the writer's thread: `heal_if_due`). After
     ``recycle_after_s`` seconds of derivation the writer's thread opens the file again
     (`recycle_if_due`; None: never). ``derive_workers`` derive side by side, each a share
-    of the threads (otel_threads.store.claims).
+    of the threads (otel_threads.store.claims). ``memory_budget`` gives each connection
+    opened its memory limit, and learns what the indexes hold
+    (otel_threads.store.memory_budget; None: the limit is the caller's).
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Store(Healing, Recycling, Checkpointing):
         heal_interval_s: float = 1.0,
         recycle_after_s: float | None = RECYCLE_AFTER_S,
         derive_workers: int = 1,
+        memory_budget: MemoryBudget | None = None,
     ) -> None:
         if derive_workers < 1:
             raise ValueError(f"derive_workers must be 1 or more, got {derive_workers}")
@@ -89,6 +93,10 @@ class Store(Healing, Recycling, Checkpointing):
         self.derive_max_lag_s = derive_max_lag_s
         self.heal_interval_s = heal_interval_s
         self._connection_factory = connection_factory or _connect
+        self.memory_budget = memory_budget
+        self._sampled_at = 0.0
+        #: the memory budget raised the limit: open the file again (`recycle_if_due`)
+        self._reopen_wanted = False
         self._hooks: list[Hook] = [on_open] if on_open is not None else []
         self._busy: Callable[[], bool] = lambda: False
         self._drain: Callable[[float | None], bool] = lambda timeout: True
@@ -202,6 +210,8 @@ class Store(Healing, Recycling, Checkpointing):
             # the threads list's page is one such query; without it a Top-N carries its
             # rows whole (docs/repro/duckdb_checkpoint_reads.py, otel_threads.query).
             con.execute("SET GLOBAL late_materialization_max_rows = 0")
+            if self.memory_budget is not None:
+                con.execute(f"SET memory_limit = '{self.memory_budget.limit}B'")
             for hook in self._hooks:
                 hook(con)
             derive = self._derivation(con)
@@ -213,6 +223,7 @@ class Store(Healing, Recycling, Checkpointing):
             self._identity = file_identity(self.path)
             self._readers_closed = False
         self._checked_at = time.monotonic()
+        self._reopen_wanted = False
 
     def _derivation(self, con: duckdb.DuckDBPyConnection) -> DeriveWorker | DerivePool | None:
         """Derivation on connections of its own to ``con``'s database, one a worker (None
@@ -360,6 +371,26 @@ class Store(Healing, Recycling, Checkpointing):
         self._dirty = True
         if self._derive is not None:
             self._derive.committed()
+
+    def sample_index_memory(self) -> None:
+        """Measure what the indexes hold in memory, at most every `SAMPLE_S` (by the
+        writer's thread, after a commit) and tell the memory budget; when it raises the
+        limit, the file is opened again to take it (`recycle_if_due`)."""
+        budget, con = self.memory_budget, self._con
+        now = time.monotonic()
+        if budget is None or con is None or now - self._sampled_at < SAMPLE_S:
+            return
+        self._sampled_at = now
+        try:
+            row = con.execute(
+                "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+                "WHERE tag = 'ART_INDEX'"
+            ).fetchone()
+        except duckdb.Error as exc:
+            self._store_error(exc)
+            return
+        if budget.observe(int(row[0]) if row else 0):
+            self._reopen_wanted = True
 
     def derive_health(self) -> tuple[int, int, int, int]:
         """(traces waiting to be derived, traces set aside now, traces set aside since

@@ -246,6 +246,7 @@ class Writer(Committing):
                 store.commit_retried(fault)
             for item in committed:
                 item.future.set_result(Written(item.rows, item.rejected, item.error))
+            store.sample_index_memory()  # (the memory limit follows the indexes)
             if store.fault is None and store.wal_bytes() > WAL_CHECKPOINT_BYTES:
                 store.checkpoint(due=True)
 

@@ -1,0 +1,156 @@
+"""`MemoryBudget`: DuckDB's memory limit, and the indexes that take more of it as the
+store grows.
+
+DuckDB keeps an index (an ART) in memory from the first insert into it after a
+checkpoint until the next checkpoint, and cannot spill it: past the memory limit a
+commit fails and DuckDB invalidates the database. With random keys (trace and span ids,
+UUIDs) a few thousand inserts touch nearly every part of an index, so between two
+checkpoints the store's indexes take about their whole size in memory, and that size
+follows the rows stored: about 70 bytes per trace for each table indexed by trace id,
+some 540 MiB for a store of 4.2M spans of the soak's (docs/storage.md, "Index memory").
+Under a fixed limit a store that grows stops committing one day.
+
+So the collector measures what the indexes hold (`Store.sample_index_memory`, after a
+commit, at most every `SAMPLE_S`) and, with ``--memory-limit auto`` (the default),
+raises the limit before the indexes need it: to `HEADROOM` times what they hold once
+they hold over half of it, in steps of `STEP` bytes, never past `cap` (a share of the
+machine's memory); the store opens its file again to take the new limit (DuckDB's
+configuration is locked while the API serves SQL). A fatal out-of-memory error raises
+it too (by `OOM_GROWTH`), before the store opens the file again to heal. With a limit
+set by hand, nothing is raised: a warning says when the indexes pass half of it, and
+`/metrics` shows both (``otel_threads_index_memory_bytes``,
+``otel_threads_memory_limit_bytes``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "HEADROOM",
+    "OOM_GROWTH",
+    "SAMPLE_S",
+    "STEP",
+    "MemoryBudget",
+    "machine_memory",
+    "out_of_memory",
+]
+
+_logger = logging.getLogger("otel_threads.store.writer")
+
+#: DuckDB's memory limit with ``--memory-limit auto``, until the indexes need more.
+DEFAULT_MEMORY_LIMIT = 640 << 20
+#: Seconds between two measures of the indexes' memory (each costs ~0.6 ms).
+SAMPLE_S = 1.0
+#: Once the indexes hold more than half of the limit, it is raised to this many times
+#: what they hold (the rest is room for writes, reads and derivation).
+HEADROOM = 2.5
+#: After a fatal out-of-memory error, the limit times this (at least).
+OOM_GROWTH = 1.5
+#: Limits are whole multiples of this.
+STEP = 64 << 20
+#: Share of the machine's memory that an automatic limit never passes.
+CAP_SHARE = 0.75
+#: What the indexes may hold of the limit before it is raised (or, set by hand, warned of).
+_HALF = 0.5
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+#: How DuckDB's errors say it ran out of memory (a fatal error quotes the first one).
+_OUT_OF_MEMORY = ("out of memory", "could not allocate", "failed to pin")
+
+
+def out_of_memory(detail: str) -> bool:
+    """Whether an error's text says DuckDB ran out of memory."""
+    text = detail.lower()
+    return any(words in text for words in _OUT_OF_MEMORY)
+
+
+def _round_up(n: float) -> int:
+    return int(-(-n // STEP) * STEP)
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MiB"
+
+
+class MemoryBudget:
+    """DuckDB's memory limit for a store: ``base`` bytes, raised as its indexes need
+    (``auto``) or fixed (set by hand); see the module docstring. Thread-safe."""
+
+    def __init__(self, base: int, *, auto: bool = True, cap: int | None = None) -> None:
+        self.base = base
+        self.auto = auto
+        total = machine_memory()
+        self.cap = max(base, cap if cap is not None else int(total * CAP_SHARE) or base)
+        #: the limit the next connection opened gets
+        self.limit = base
+        #: what the indexes held when last measured, and the most since the process began
+        self.index_bytes = 0
+        self.index_peak_bytes = 0
+        self._warned = False
+        self._lock = threading.Lock()
+
+    def observe(self, index_bytes: int) -> bool:
+        """The indexes hold ``index_bytes`` now; whether the limit was raised (the store
+        must open its file again to take it)."""
+        with self._lock:
+            self.index_bytes = index_bytes
+            self.index_peak_bytes = max(self.index_peak_bytes, index_bytes)
+            if index_bytes <= self.limit * _HALF:
+                return False
+            if not self.auto:
+                if not self._warned:
+                    self._warned = True
+                    _logger.warning(
+                        "the store's indexes hold %s of DuckDB's memory limit of %s and grow "
+                        "with the store: past the limit commits fail; raise --memory-limit "
+                        "(or use auto), or bound the store with --retention",
+                        _mib(index_bytes),
+                        _mib(self.limit),
+                    )
+                return False
+            return self._raise(_round_up(index_bytes * HEADROOM), index_bytes)
+
+    def out_of_memory(self) -> bool:
+        """DuckDB stopped the database, out of memory: whether the limit was raised for
+        the next connection."""
+        with self._lock:
+            if not self.auto:
+                return False
+            return self._raise(_round_up(self.limit * OOM_GROWTH), self.index_bytes)
+
+    def _raise(self, wanted: int, index_bytes: int) -> bool:
+        new = min(max(wanted, self.limit), self.cap)
+        if new <= self.limit:
+            if not self._warned:
+                self._warned = True
+                _logger.warning(
+                    "the store's indexes hold %s of DuckDB's memory limit of %s, and the "
+                    "limit is at its cap (%s of this machine's memory): bound the store "
+                    "with --retention",
+                    _mib(index_bytes),
+                    _mib(self.limit),
+                    f"{CAP_SHARE:.0%}",
+                )
+            return False
+        _logger.warning(
+            "DuckDB's memory limit raised from %s to %s: the store's indexes hold %s and "
+            "grow with the store (set --memory-limit to fix a limit; --retention bounds the "
+            "store)",
+            _mib(self.limit),
+            _mib(new),
+            _mib(index_bytes),
+        )
+        self.limit = new
+        return True
