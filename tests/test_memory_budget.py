@@ -222,3 +222,29 @@ def test_the_same_store_under_a_limit_set_by_hand_stops_committing(tmp_path, cap
     finally:
         writer.close()
         store.close()
+
+
+def test_derivation_out_of_memory_for_the_indexes_sets_no_trace_aside(tmp_path) -> None:
+    """Under a limit the indexes hold most of, derivation runs out of memory through no
+    trace's fault: every trace stays queued for the next try (none set aside), and the
+    commits go on."""
+    path = str(tmp_path / "s.duckdb")
+    _seeded(path)
+    store = Store(path, memory_budget=MemoryBudget(40 * MIB, auto=False))
+    writer = Writer(store).start()
+    try:
+        sent, refusals = _send(writer, _random_batches(20, 200), DEADLINE_S)
+        assert (sent, refusals) == (20 * 200, [])
+        deadline = time.monotonic() + DEADLINE_S
+        while True:
+            queued, errors_now, set_aside, failures = store.derive_health()
+            if failures or not queued:
+                break
+            assert time.monotonic() < deadline, "derivation never tried"
+            time.sleep(0.1)
+        assert failures > 0, "derivation fitted in memory: this shows nothing"
+        assert (errors_now, set_aside) == (0, 0)
+        assert queued > 0
+    finally:
+        writer.close()
+        store.close()

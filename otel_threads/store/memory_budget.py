@@ -26,16 +26,22 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+
+import duckdb
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "HEADROOM",
+    "INDEX_MEMORY_SQL",
     "OOM_GROWTH",
     "SAMPLE_S",
     "STEP",
     "MemoryBudget",
+    "indexes_crowd",
     "machine_memory",
+    "memory_limit_bytes",
     "out_of_memory",
 ]
 
@@ -64,6 +70,37 @@ def machine_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 0
+
+
+#: What the store's indexes hold in DuckDB's memory now.
+INDEX_MEMORY_SQL = (
+    "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'ART_INDEX'"
+)
+_UNITS = {
+    "bytes": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "TiB": 1 << 40,
+    "PiB": 1 << 50,
+}
+
+
+def memory_limit_bytes(con: duckdb.DuckDBPyConnection) -> int:
+    """DuckDB's memory_limit on ``con``, in bytes (it reads as '1.0 GiB'); an unknown
+    form reads as no limit."""
+    value = str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    match = re.fullmatch(r"\s*([\d.]+)\s*(\w+)\s*", value)
+    if not match or match.group(2) not in _UNITS:
+        return 1 << 62
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def indexes_crowd(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store's indexes hold over half of DuckDB's memory limit (on ``con``'s
+    database): an out-of-memory error then is theirs, not the data's."""
+    row = con.execute(INDEX_MEMORY_SQL).fetchone()
+    return bool(row) and int(row[0]) > memory_limit_bytes(con) * _HALF
 
 
 #: How DuckDB's errors say it ran out of memory (a fatal error quotes the first one).

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import duckdb
 
+from otel_threads.store.memory_budget import indexes_crowd, out_of_memory
 from otel_threads.store.scoped import Scoped
 
 __all__ = ["SettingAside", "data_error"]
@@ -23,7 +24,8 @@ _LOGGED_SET_ASIDES = 10
 #: Errors of the store itself rather than of the data being derived: nothing is set
 #: aside for them (every trace would fail alike); the queue keeps the traces. Running
 #: out of memory (DuckDB's --memory-limit) is not one of them: the thread that needs
-#: more is set aside (derive_errors says so), and every other goes on.
+#: more is set aside (derive_errors says so), and every other goes on; unless the
+#: store's indexes hold most of the memory (`SettingAside._memory_taken`).
 _STORE_ERRORS = (
     duckdb.IOException,
     duckdb.FatalException,
@@ -68,7 +70,7 @@ class SettingAside(Scoped):
         try:
             self._derive(traces)
         except duckdb.Error as exc:
-            if not data_error(exc):
+            if not data_error(exc) or self._memory_taken(exc):
                 raise
             if len(traces) == 1:
                 self.set_aside(traces[0], exc)
@@ -76,6 +78,18 @@ class SettingAside(Scoped):
             half = len(traces) // 2
             self._derive_or_split(traces[:half])
             self._derive_or_split(traces[half:])
+
+    def _memory_taken(self, exc: duckdb.Error) -> bool:
+        """Whether ``exc`` is DuckDB out of memory while the store's indexes hold over half
+        of it (otel_threads.store.memory_budget): then no trace is at fault, and none is
+        set aside; the queue keeps them all for the next try (after a checkpoint, which
+        frees the indexes, or a higher limit)."""
+        if not out_of_memory(str(exc)):
+            return False
+        try:
+            return indexes_crowd(self.con)
+        except duckdb.Error:
+            return False
 
     def set_aside(self, trace: str, exc: Exception) -> None:
         """Record that ``trace`` does not derive, and take it off the queue: its rows in

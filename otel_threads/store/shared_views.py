@@ -3,9 +3,8 @@ the derived views, a chunk of traces at a time (otel_threads.store.derive)."""
 
 from __future__ import annotations
 
-import re
-
 from otel_threads.prices import price_new_models
+from otel_threads.store.memory_budget import memory_limit_bytes
 from otel_threads.store.scope import SHARED
 from otel_threads.store.scoped import Scoped
 
@@ -26,14 +25,6 @@ _SHARED_VIEWS = (*SHARED, *_RESULTS)
 #: memory_limit: under a small limit the chunks are smaller, not set aside.
 PARSE_CHUNK_BYTES = 16 << 20
 PARSE_MEMORY_RATIO = 64
-_UNITS = {
-    "bytes": 1,
-    "KiB": 1 << 10,
-    "MiB": 1 << 20,
-    "GiB": 1 << 30,
-    "TiB": 1 << 40,
-    "PiB": 1 << 50,
-}
 
 
 class SharedViews(Scoped):
@@ -58,7 +49,7 @@ class SharedViews(Scoped):
         1/`PARSE_MEMORY_RATIO` of the memory limit), so that parsing holds one chunk's
         intermediate results rather than the whole scope's."""
         con, db = self.con, self.db
-        chunk_bytes = min(PARSE_CHUNK_BYTES, self._memory_limit() // PARSE_MEMORY_RATIO)
+        chunk_bytes = min(PARSE_CHUNK_BYTES, memory_limit_bytes(self.con) // PARSE_MEMORY_RATIO)
         chunks: list[list[str]] = []
         size = 0
         for trace, n in sorted(self._content_bytes("temp").items()):
@@ -94,11 +85,3 @@ class SharedViews(Scoped):
                     con.execute(f"DROP TABLE temp.{name}")
         for name in ("spans_raw", "logs", *_RESULTS):
             con.execute(f"ALTER TABLE temp._all_{name} RENAME TO {name}")
-
-    def _memory_limit(self) -> int:
-        """DuckDB's memory_limit on this connection, in bytes (it reads as '1.0 GiB')."""
-        value = str(self.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
-        match = re.fullmatch(r"\s*([\d.]+)\s*(\w+)\s*", value)
-        if not match or match.group(2) not in _UNITS:
-            return PARSE_CHUNK_BYTES * PARSE_MEMORY_RATIO  # unknown form: no tighter bound
-        return int(float(match.group(1)) * _UNITS[match.group(2)])

@@ -29,7 +29,7 @@ from otel_threads.store.derive_worker import DerivePool, DeriveWorker
 from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
-from otel_threads.store.memory_budget import SAMPLE_S, MemoryBudget
+from otel_threads.store.memory_budget import INDEX_MEMORY_SQL, SAMPLE_S, MemoryBudget
 from otel_threads.store.recycling import RECYCLE_AFTER_S, RECYCLE_READ_WAIT_S, Recycling
 from otel_threads.store.schema import connect
 from otel_threads.store.stats import Histogram, RefreshStats
@@ -382,10 +382,7 @@ class Store(Healing, Recycling, Checkpointing):
             return
         self._sampled_at = now
         try:
-            row = con.execute(
-                "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
-                "WHERE tag = 'ART_INDEX'"
-            ).fetchone()
+            row = con.execute(INDEX_MEMORY_SQL).fetchone()
         except duckdb.Error as exc:
             self._store_error(exc)
             return
