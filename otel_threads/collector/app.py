@@ -84,11 +84,11 @@ def _harden(con: duckdb.DuckDBPyConnection, config: Config) -> None:
 class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
-        #: the database file: its connection, reads, derivation, health
         #: DuckDB's memory limit, raised as the store's indexes grow with ``auto``
         self.memory = MemoryBudget(
             config.memory_limit or DEFAULT_MEMORY_LIMIT, auto=config.memory_limit is None
         )
+        #: the database file: its connection, reads, derivation, health
         self.store = Store(
             config.db,
             on_open=lambda con: _harden(con, config),
