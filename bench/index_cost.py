@@ -14,8 +14,11 @@ it: as many rows as ``--spans`` spans bring to that table (in the store's propor
 copied from its own rows, each indexed trace or turn id given a fresh random value;
 thread ids are kept: new turns mostly join threads the store has) are inserted and the
 file checkpointed, ``--rounds`` times; then the same without the table's indexes.
-Prints the median checkpoint of each (milliseconds), and the sums. The collector
-checkpoints every 32 MiB of WAL, about 30,000 spans of the soak's.
+Prints the median checkpoint of each (milliseconds), what the table's indexes held in
+memory before it (MiB: DuckDB holds an index in memory from the first insert after a
+checkpoint to the next, and with random keys about whole; docs/storage.md, "Index
+memory"), and the sums. The collector checkpoints every 32 MiB of WAL, about 30,000
+spans of the soak's.
 """
 
 from __future__ import annotations
@@ -29,23 +32,26 @@ from pathlib import Path
 import duckdb
 from reopen import collector_settings, copy_as_current
 
+from otel_threads.store.memory_budget import INDEX_MEMORY_SQL
 from otel_threads.store.schema import connect
 
 
 def _checkpoints(
     con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: int, rounds: int
-) -> float:
-    """Median ms of ``rounds`` checkpoints, each after ``rows`` rows into ``table``."""
+) -> tuple[float, float]:
+    """Median ms of ``rounds`` checkpoints, each after ``rows`` rows into ``table``, and
+    the median MiB the indexes held in memory before each (a checkpoint frees them)."""
     fresh = ", ".join(f"md5(random()::VARCHAR) AS {c}" for c in columns)
-    took = []
+    took, held = [], []
     for _ in range(rounds):
         con.execute(
             f"INSERT INTO {table} SELECT * REPLACE ({fresh}) FROM {table} USING SAMPLE {rows} ROWS"
         )
+        held.append(con.execute(INDEX_MEMORY_SQL).fetchall()[0][0] / (1 << 20))
         started = time.perf_counter()
         con.execute("CHECKPOINT")
         took.append((time.perf_counter() - started) * 1000)
-    return statistics.median(took)
+    return statistics.median(took), statistics.median(held)
 
 
 def main() -> None:
@@ -69,27 +75,34 @@ def main() -> None:
             indexes.setdefault(table, []).append((name, columns.strip("[]"), sql))
         spans = con.execute("SELECT count(*) FROM spans_raw").fetchall()[0][0]
         print(f"{args.store}: {spans:,} spans; rows of {args.spans:,} spans a round")
-        print(f"{'table':24}{'rows':>12}{'+rows':>8}{'indexed ms':>12}{'bare ms':>9}  indexes")
-        sums = [0.0, 0.0]
+        print(
+            f"{'table':24}{'rows':>12}{'+rows':>8}{'indexed ms':>12}{'bare ms':>9}"
+            f"{'index MiB':>11}  indexes"
+        )
+        sums = [0.0, 0.0, 0.0]
         for table, its in indexes.items():
             total = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             if total == 0:
                 continue
             rows = max(1, total * args.spans // max(1, spans))
             columns = sorted({c for _, c, _ in its})
-            indexed = _checkpoints(con, table, columns, rows, args.rounds)
+            indexed, held = _checkpoints(con, table, columns, rows, args.rounds)
             for name, _, _ in its:
                 con.execute(f"DROP INDEX {name}")
             con.execute("CHECKPOINT")
-            bare = _checkpoints(con, table, columns, rows, args.rounds)
+            bare, _ = _checkpoints(con, table, columns, rows, args.rounds)
             for _, _, sql in its:
                 con.execute(sql)
             con.execute("CHECKPOINT")
             sums[0] += indexed
             sums[1] += bare
+            sums[2] += held
             names = ", ".join(c for _, c, _ in its)
-            print(f"{table:24}{total:>12,}{rows:>8,}{indexed:>12.1f}{bare:>9.1f}  {names}")
-        print(f"{'all':24}{'':>20}{sums[0]:>12.1f}{sums[1]:>9.1f}")
+            print(
+                f"{table:24}{total:>12,}{rows:>8,}{indexed:>12.1f}{bare:>9.1f}{held:>11.1f}  "
+                f"{names}"
+            )
+        print(f"{'all':24}{'':>20}{sums[0]:>12.1f}{sums[1]:>9.1f}{sums[2]:>11.1f}")
         con.close()
 
 
