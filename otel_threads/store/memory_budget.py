@@ -7,7 +7,7 @@ commit fails and DuckDB invalidates the database. With random keys (trace and sp
 UUIDs) a few thousand inserts touch nearly every part of an index, so between two
 checkpoints the store's indexes take about their whole size in memory, and that size
 follows the rows stored: about 70 bytes per trace for each table indexed by trace id,
-some 540 MiB for a store of 4.2M spans of the soak's (docs/storage.md, "Index memory").
+some 560 MiB for a store of 4.2M spans of the soak's (docs/storage.md, "Index memory").
 Under a fixed limit a store that grows stops committing one day.
 
 So the collector measures what the indexes hold (`Store.sample_index_memory`, after a
