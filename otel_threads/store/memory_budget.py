@@ -32,6 +32,7 @@ import threading
 import duckdb
 
 __all__ = [
+    "CGROUP_LIMITS",
     "DEFAULT_MEMORY_LIMIT",
     "HEADROOM",
     "INDEX_MEMORY_SQL",
@@ -58,18 +59,34 @@ HEADROOM = 2.5
 OOM_GROWTH = 1.5
 #: Limits are whole multiples of this.
 STEP = 64 << 20
-#: Share of the machine's memory that an automatic limit never passes.
+#: Share of the machine's memory (or the container's limit) that an automatic limit
+#: never passes.
 CAP_SHARE = 0.75
 #: What the indexes may hold of the limit before it is raised (or, set by hand, warned of).
 _HALF = 0.5
 
 
-def machine_memory() -> int:
-    """Bytes of physical memory (0 when unknown)."""
+#: Where a container's memory limit is (cgroup v2, then v1): a collector in a container
+#: must not raise DuckDB's limit past it, whatever the host has.
+CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+
+def machine_memory(cgroup_limits: tuple[str, ...] = CGROUP_LIMITS) -> int:
+    """Bytes of memory this process may use: the physical memory, or the container's
+    limit (``cgroup_limits``) when lower; 0 when unknown."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 0
+        total = 0
+    for path in cgroup_limits:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) > 0:
+            total = min(total, int(text)) if total else int(text)
+    return total
 
 
 #: What the store's indexes hold in DuckDB's memory now.
