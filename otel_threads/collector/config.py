@@ -193,7 +193,7 @@ SETTINGS: tuple[Setting, ...] = (
         "DuckDB's memory (its buffer for writes, derivation and queries); past it, "
         "queries and derivation spill to <db>.tmp. The store's indexes must fit in it, "
         f"and grow with the store: 'auto' = {DEFAULT_MEMORY_LIMIT >> 20}MiB, raised as "
-        "they need (to at most 3/4 of the machine's memory).",
+        "they need (to at most 3/4 of the machine's or container's memory).",
         "SIZE|auto",
     ),
     Setting(
