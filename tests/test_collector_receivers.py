@@ -295,6 +295,11 @@ def test_healthz_and_metrics(collector):
             text = resp.read().decode()
     assert re.search(r"^otel_threads_checkpoint_seconds_count [1-9]", text, re.M), text
     assert re.search(r"^otel_threads_checkpoint_max_seconds [0-9.e-]+$", text, re.M)
+    # the indexes, measured after the commit (what the store's spans_raw index took), and
+    # DuckDB's limit (auto: the default, not raised for so little)
+    held = re.search(r"^otel_threads_index_memory_bytes (\d+)$", text, re.M)
+    assert held and int(held.group(1)) > 0, text
+    assert f"otel_threads_memory_limit_bytes {640 << 20}\n" in text, text
     # a few refreshes: far from the derivation after which the store is opened again
     assert "otel_threads_store_reopen_seconds_count 0\n" in text, text
     # derivation's refreshes: one at least, and every stored trace derived by them

@@ -149,9 +149,8 @@ class MemoryBudget:
         self.cap = max(base, cap if cap is not None else int(total * CAP_SHARE) or base)
         #: the limit the next connection opened gets
         self.limit = base
-        #: what the indexes held when last measured, and the most since the process began
+        #: what the indexes held when last measured
         self.index_bytes = 0
-        self.index_peak_bytes = 0
         self._warned = False
         self._lock = threading.Lock()
 
@@ -160,7 +159,6 @@ class MemoryBudget:
         must open its file again to take it)."""
         with self._lock:
             self.index_bytes = index_bytes
-            self.index_peak_bytes = max(self.index_peak_bytes, index_bytes)
             if index_bytes <= self.limit * _HALF:
                 return False
             if not self.auto:

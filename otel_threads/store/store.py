@@ -2,8 +2,9 @@
 (opened, migrated and given its views by `otel_threads.store.schema.connect`), the
 cursors of readers, derivation (scheduled here, run by
 otel_threads.store.derive_worker), checkpoints, the store's health (faults, and
-healing from them: otel_threads.store.healing), and opening it again while it runs
-(otel_threads.store.recycling).
+healing from them: otel_threads.store.healing), opening it again while it runs
+(otel_threads.store.recycling), and what its indexes hold in memory
+(otel_threads.store.index_memory).
 
 The `Writer` (otel_threads.store.writer) writes into an open store; readers take
 `cursor` (or the narrower `otel_threads.store.reads.Reads`). A store is used by one
@@ -29,7 +30,8 @@ from otel_threads.store.derive_worker import DerivePool, DeriveWorker
 from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
-from otel_threads.store.memory_budget import INDEX_MEMORY_SQL, SAMPLE_S, MemoryBudget
+from otel_threads.store.index_memory import IndexMemory
+from otel_threads.store.memory_budget import MemoryBudget
 from otel_threads.store.recycling import RECYCLE_AFTER_S, RECYCLE_READ_WAIT_S, Recycling
 from otel_threads.store.schema import connect
 from otel_threads.store.stats import Histogram, RefreshStats
@@ -57,7 +59,7 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
     return connect(path, derive_now=False)
 
 
-class Store(Healing, Recycling, Checkpointing):
+class Store(Healing, Recycling, Checkpointing, IndexMemory):
     """One DuckDB file; see the module docstring.
 
     ``connection_factory`` opens it (default `connect`: migrations and views; derived
@@ -371,23 +373,6 @@ class Store(Healing, Recycling, Checkpointing):
         self._dirty = True
         if self._derive is not None:
             self._derive.committed()
-
-    def sample_index_memory(self) -> None:
-        """Measure what the indexes hold in memory, at most every `SAMPLE_S` (by the
-        writer's thread, after a commit) and tell the memory budget; when it raises the
-        limit, the file is opened again to take it (`recycle_if_due`)."""
-        budget, con = self.memory_budget, self._con
-        now = time.monotonic()
-        if budget is None or con is None or now - self._sampled_at < SAMPLE_S:
-            return
-        self._sampled_at = now
-        try:
-            row = con.execute(INDEX_MEMORY_SQL).fetchone()
-        except duckdb.Error as exc:
-            self._store_error(exc)
-            return
-        if budget.observe(int(row[0]) if row else 0):
-            self._reopen_wanted = True
 
     def derive_health(self) -> tuple[int, int, int, int]:
         """(traces waiting to be derived, traces set aside now, traces set aside since
