@@ -11,8 +11,9 @@ edge (`bench/soak.py` sends random ids, as producers do, for this reason).
 
 For each table that has an index, on a copy of ``STORE`` opened as the collector opens
 it: as many rows as ``--spans`` spans bring to that table (in the store's proportion,
-copied from its own rows, each indexed trace or turn id given a fresh random value;
-thread ids are kept: new turns mostly join threads the store has) are inserted and the
+copied from its own rows, each trace or indexed turn id given a fresh random value and
+each trace number the next one; thread ids are kept: new turns mostly join threads the
+store has) are inserted and the
 file checkpointed, ``--rounds`` times; then the same without the table's indexes.
 Prints the median checkpoint of each (milliseconds), what the table's indexes held in
 memory before it (MiB: DuckDB holds an index in memory from the first insert after a
@@ -36,14 +37,23 @@ from otel_threads.store.memory_budget import INDEX_MEMORY_SQL
 from otel_threads.store.schema import connect
 
 
+def _fresh(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
+    """A new row's value of ``column``: a trace's number is the next one (numbers grow
+    with time: otel_threads.store.trace_numbers), any other id a random one."""
+    if column == "trace_n":
+        top = con.execute(f"SELECT coalesce(max(trace_n), 0) FROM {table}").fetchall()[0][0]
+        return f"{top} + row_number() OVER () AS trace_n"
+    return f"md5(random()::VARCHAR) AS {column}"
+
+
 def _checkpoints(
     con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: int, rounds: int
 ) -> tuple[float, float]:
     """Median ms of ``rounds`` checkpoints, each after ``rows`` rows into ``table``, and
     the median MiB the indexes held in memory before each (a checkpoint frees them)."""
-    fresh = ", ".join(f"md5(random()::VARCHAR) AS {c}" for c in columns)
     took, held = [], []
     for _ in range(rounds):
+        fresh = ", ".join(_fresh(con, table, c) for c in columns)
         con.execute(
             f"INSERT INTO {table} SELECT * REPLACE ({fresh}) FROM {table} USING SAMPLE {rows} ROWS"
         )
@@ -85,7 +95,9 @@ def main() -> None:
             if total == 0:
                 continue
             rows = max(1, total * args.spans // max(1, spans))
-            columns = sorted({c for _, c, _ in its})
+            # (the indexed columns, and a new trace's random id where the table has one)
+            described = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+            columns = sorted({c for _, c, _ in its} | ({"trace_id"} & described))
             indexed, held = _checkpoints(con, table, columns, rows, args.rounds)
             for name, _, _ in its:
                 con.execute(f"DROP INDEX {name}")

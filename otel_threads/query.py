@@ -34,6 +34,7 @@ from otel_threads.schemas import (
     TurnSchema,
 )
 from otel_threads.span_messages import call_spans
+from otel_threads.store.scope import traces_only
 from otel_threads.turn_errors import fill_errors
 
 __all__ = [
@@ -351,19 +352,17 @@ def query_turn_spans(
     traces = sorted({t for t, _ in rows})  # a turn is one trace, seldom more
     calls = call_spans(con, traces)
     out = []
-    for trace_id in traces:
-        cur = con.execute(
-            f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans WHERE trace_id = ? "
-            "ORDER BY start_time_unix_nano, span_id",
-            [trace_id],
-        )
-        for row in cur.fetchall():
-            span = dict(zip(_SPAN_COLUMNS, row, strict=True))
-            if (span["trace_id"], span["span_id"]) in members:
-                for key in ("attributes", "events", "resource_attributes"):
-                    if isinstance(span[key], str):
-                        span[key] = json.loads(span[key])
-                span["llm_call_span_id"] = calls.get((span["trace_id"], span["span_id"]))
-                out.append(span)
+    with traces_only(con, traces):  # (the spans of these traces alone, by their numbers)
+        spans = con.execute(
+            f"SELECT {', '.join(_SPAN_COLUMNS)} FROM spans ORDER BY start_time_unix_nano, span_id"
+        ).fetchall()
+    for row in spans:
+        span = dict(zip(_SPAN_COLUMNS, row, strict=True))
+        if (span["trace_id"], span["span_id"]) in members:
+            for key in ("attributes", "events", "resource_attributes"):
+                if isinstance(span[key], str):
+                    span[key] = json.loads(span[key])
+            span["llm_call_span_id"] = calls.get((span["trace_id"], span["span_id"]))
+            out.append(span)
     out.sort(key=lambda sp: (sp["start_time"] or dt.datetime.min, sp["span_id"]))
     return out

@@ -16,6 +16,15 @@ from otel_threads.testing import SequentialIdGenerator
 #: The views whose rows the store keeps in a derived table (``<view>_mat``, derived by
 #: ``derive_<view>``): equivalence tests compare each with a derivation from scratch.
 KEPT_VIEWS = tuple(table.removesuffix("_mat") for table, _, _ in DERIVED)
+_BY_TRACE = {table.removesuffix("_mat") for table, _, key in DERIVED if key == "trace_id"}
+
+
+def kept_sql(view: str) -> str:
+    """The rows the store keeps for ``view`` (in ``<view>_mat``), as a derivation from
+    scratch gives them: without the number of their trace, which the tables of rows per
+    trace carry besides (otel_threads.store.trace_numbers; test_trace_numbers checks it)."""
+    columns = "* EXCLUDE (trace_n)" if view in _BY_TRACE else "*"
+    return f"SELECT {columns} FROM {view}_mat ORDER BY ALL"
 
 
 class App:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from stored_app import KEPT_VIEWS
+from stored_app import KEPT_VIEWS, kept_sql
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
@@ -125,7 +125,7 @@ class Store:
 
     def assert_kept_equals_scratch(self) -> None:
         for view in VIEWS:
-            assert self.rows(f"SELECT * FROM {view}_mat ORDER BY ALL") == self.rows(
+            assert self.rows(kept_sql(view)) == self.rows(
                 f"SELECT * FROM derive_{view} ORDER BY ALL"
             ), view
 
@@ -175,7 +175,7 @@ def test_an_ordinary_thread_is_derived_while_a_30k_turn_loop_of_links_is_pending
             ).fetchall() == [("other", 1, 2)]
             for view in ("span_threads", "threads"):  # kept == from scratch
                 assert (
-                    cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+                    cur.execute(kept_sql(view)).fetchall()
                     == cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
                 ), view
     finally:

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from stored_app import KEPT_VIEWS
+from stored_app import KEPT_VIEWS, kept_sql
 from test_derive_bounds import spans_table
 from test_incremental_derive import chat_turn
 
@@ -57,7 +57,7 @@ def share(thread_id: str | None, parts: int) -> int:
 def kept_equals_scratch(con) -> None:
     assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     for view in KEPT_VIEWS:
-        kept = con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+        kept = con.execute(kept_sql(view)).fetchall()
         assert kept == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
 
 

@@ -10,6 +10,7 @@ import json
 import random
 import statistics
 
+from stored_app import kept_sql
 from test_derive_bounds import T0, Store, _kv, span
 
 from otel_threads.query import query_thread
@@ -213,7 +214,7 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
     for i in range(30):
         store.insert(chat_turn(i, f"t{i % 3}", [("user", f"q{i}")], f"a{i}"))
     store.derive_all()
-    before = {v: store.rows(f"SELECT * FROM {v}_mat ORDER BY ALL") for v in ("turns", "threads")}
+    before = {v: store.rows(kept_sql(v)) for v in ("turns", "threads")}
     mark = "UPDATE otel_threads_derived SET version = 'other' WHERE name LIKE '%_mat'"
     store.con.execute(mark)
     store.con.close()
@@ -221,7 +222,7 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
     con = connect(str(path))  # works the queue off before it returns
     assert con.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     for view, rows in before.items():
-        assert con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == rows
+        assert con.execute(kept_sql(view)).fetchall() == rows
     con.execute(mark)
     con.close()
 
@@ -242,10 +243,10 @@ def test_an_upgrade_derives_anew_behind_ingest_a_batch_at_a_time(tmp_path):
         assert opened.sync(60)
         with opened.cursor() as cur:
             for view, rows in before.items():
-                assert cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall() == rows
+                assert cur.execute(kept_sql(view)).fetchall() == rows
             for view in ("span_threads", "message_keys", "thread_attributes", "transcript"):
                 assert (
-                    cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+                    cur.execute(kept_sql(view)).fetchall()
                     == cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
                 )
     finally:

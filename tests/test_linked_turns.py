@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stored_app import KEPT_VIEWS, App, sid
+from stored_app import KEPT_VIEWS, App, kept_sql, sid
 
 from otel_threads import current_turn_id, thread
 from otel_threads.collector import Collector, Config
@@ -170,7 +170,7 @@ def test_a_chain_whose_middle_turn_arrives_last(collector):
     assert sql(collector, "SELECT count(*) FROM span_threads WHERE thread_id IS NULL") == [(0,)]
     assert sql(collector, "FROM unresolved_turns") == []
     for view in ("span_threads", "turns", "transcript", "threads"):  # kept == from scratch
-        assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
+        assert sql(collector, kept_sql(view)) == sql(
             collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
         ), view
 
@@ -384,7 +384,7 @@ def test_cycles_and_self_links_are_reported_and_hang_nothing(collector):
     ) == [("loop-1", 1, 0, 1), ("loop-2", 4, 0, 2)]
     assert bounded(collector, "FROM forks") == []
     for view in ("span_threads", "turns", "transcript", "threads"):
-        assert bounded(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == bounded(
+        assert bounded(collector, kept_sql(view)) == bounded(
             collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
         ), view
     client = ThreadsClient(collector.endpoints.api)
@@ -503,7 +503,7 @@ def test_kept_rows_equal_a_derivation_from_scratch_whatever_the_arrival_order(co
     for i in range(0, len(spans), 3):
         assert app.export(collector, spans[i : i + 3]).partial_success.rejected_spans == 0
         for view in KEPT_VIEWS:
-            assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
+            assert sql(collector, kept_sql(view)) == sql(
                 collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
             ), (view, i)
     assert sql(

@@ -105,18 +105,24 @@ def test_memory_limit_setting_takes_auto_or_a_size() -> None:
 
 # -- a real store whose index outgrows the limit ----------------------------------------
 
-#: Stored spans of distinct random traces: their trace_id index takes ~21 MiB once a
-#: thousand new random keys went in (measured), more than the limits below.
+#: Stored spans of distinct random traces: the index of their numbers by trace id
+#: (trace_numbers', the one index by random keys: otel_threads.store.trace_numbers)
+#: takes ~21 MiB once a thousand new random keys went in (measured), more than the
+#: limits below.
 SEEDED = 300_000
 BASE = 16 * MIB
 
 
 def _seeded(path: str) -> None:
     con = connect(path, derive_now=False)
+    # (numbered below zero: the sequence gives the new traces theirs from 1)
+    con.execute(
+        f"INSERT INTO trace_numbers SELECT md5(i::VARCHAR), -i FROM range(1, {SEEDED + 1}) t(i)"
+    )
     con.execute(
         "INSERT INTO spans_raw (trace_id, span_id, start_time_unix_nano, ingest_seq, "
-        "received_at) SELECT md5(i::VARCHAR), substr(md5((-i)::VARCHAR), 1, 16), "
-        f"1700000000000000000 + i, i, now() FROM range(1, {SEEDED + 1}) t(i)"
+        "received_at, trace_n) SELECT md5(i::VARCHAR), substr(md5((-i)::VARCHAR), 1, 16), "
+        f"1700000000000000000 + i, i, now(), -i FROM range(1, {SEEDED + 1}) t(i)"
     )
     con.execute("CHECKPOINT")
     con.close()
@@ -201,9 +207,9 @@ def test_the_limit_is_raised_before_the_index_needs_it(tmp_path) -> None:
         store.sample_index_memory()
         assert budget.limit == 40 * MIB  # nothing inserted: the index is not in memory
         assert not store.recycle_if_due()
-        con.execute(  # (as a commit of random new traces: no derivation queued)
-            "INSERT INTO spans_raw (trace_id, span_id, start_time_unix_nano, ingest_seq, "
-            "received_at) SELECT md5(random()::VARCHAR), 'a', 1, 0, now() FROM range(3000)"
+        con.execute(  # (as a commit numbers random new traces)
+            "INSERT INTO trace_numbers SELECT md5(random()::VARCHAR), nextval('trace_n_seq') "
+            "FROM range(3000)"
         )
         store._sampled_at = 0.0  # (measured at most every SAMPLE_S: now)
         store.sample_index_memory()
@@ -213,7 +219,9 @@ def test_the_limit_is_raised_before_the_index_needs_it(tmp_path) -> None:
         assert store.con is not con
         setting = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
         assert setting == f"{budget.limit / MIB:.1f} MiB"
-        assert store.con.execute("SELECT count(*) FROM spans_raw").fetchall() == [(SEEDED + 3000,)]
+        assert store.con.execute("SELECT count(*) FROM trace_numbers").fetchall() == [
+            (SEEDED + 3000,)
+        ]
         assert not store.recycle_if_due()  # once
     finally:
         store.close()

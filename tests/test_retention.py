@@ -13,7 +13,7 @@ import os
 import pytest
 from click.testing import CliRunner
 from opentelemetry import trace
-from stored_app import KEPT_VIEWS, App
+from stored_app import KEPT_VIEWS, App, kept_sql
 
 from otel_threads import ThreadsClient, thread
 from otel_threads.cli import main as cli
@@ -96,7 +96,7 @@ def test_old_threads_go_whole_and_live_ones_stay(collector):
         ("new", "api"),
     ]
     for view in KEPT_VIEWS:  # the kept rows are what deriving the rest from scratch gives
-        assert sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL") == sql(
+        assert sql(collector, kept_sql(view)) == sql(
             collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
         ), view
     assert collector.retention.run_once().spans == 0  # nothing more is old

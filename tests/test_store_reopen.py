@@ -14,6 +14,7 @@ from collections.abc import Callable
 import duckdb
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from stored_app import kept_sql
 from test_collector_process import span_batches
 
 from otel_threads.otlp.decode import decode_traces_protobuf
@@ -42,7 +43,7 @@ def tables(n: int, size: int, first_span_id: int = 1) -> list:
 def assert_derived_as_from_scratch(cur: duckdb.DuckDBPyConnection) -> None:
     assert cur.execute("SELECT count(*) FROM derive_queue").fetchall() == [(0,)]
     for view in ("span_threads", "turns", "threads", "transcript"):
-        kept = cur.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+        kept = cur.execute(kept_sql(view)).fetchall()
         assert kept == cur.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
 
 

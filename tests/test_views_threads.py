@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 from opentelemetry.trace import Status, StatusCode
-from stored_app import KEPT_VIEWS, App, sid
+from stored_app import KEPT_VIEWS, App, kept_sql, sid
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
@@ -171,7 +171,7 @@ def test_the_kept_rows_equal_a_derivation_from_scratch(collector, view):
     a.send(collector, ["turn-1"])
     b.send(collector)
     a.send(collector)
-    kept = sql(collector, f"SELECT * FROM {view}_mat ORDER BY ALL")
+    kept = sql(collector, kept_sql(view))
     scratch = sql(collector, f"SELECT * FROM derive_{view} ORDER BY ALL")
     assert kept == scratch
     assert view in ("transcript", "message_keys") or kept
@@ -277,7 +277,7 @@ def test_a_store_left_by_an_earlier_version_is_rederived_with_this_versions_view
     with duckdb.connect(path, read_only=True) as con:
         for view in KEPT_VIEWS:
             assert (
-                con.execute(f"SELECT * FROM {view}_mat ORDER BY ALL").fetchall()
+                con.execute(kept_sql(view)).fetchall()
                 == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall()
             ), view
         names = [r[0] for r in con.execute("DESCRIBE transcript_mat").fetchall()]
@@ -329,16 +329,17 @@ def test_views_are_created_once_each_after_what_they_read(tmp_path):
 
 def test_the_derived_tables_migrations_create_have_their_views_columns(tmp_path):
     """Migrations 0007, 0010 write each derived table's columns out; they must be the
-    columns (names, order and types) of the view that derives its rows."""
+    columns (names, order and types) of the view that derives its rows, and of a table of
+    rows per trace, then the number of their trace (migration 0018)."""
     from otel_threads.store import connect
     from otel_threads.store.sqlfiles import DERIVED
 
+    number = [("trace_n", "BIGINT", "YES", None, None, None)]
     with connect(str(tmp_path / "x.duckdb")) as con:
-        for table, view in [(t, v) for t, v, _ in DERIVED]:
-            assert (
-                con.execute(f"DESCRIBE {table}").fetchall()
-                == con.execute(f"DESCRIBE SELECT * FROM {view}").fetchall()
-            ), table
+        for table, view, key in DERIVED:
+            assert con.execute(f"DESCRIBE {table}").fetchall() == con.execute(
+                f"DESCRIBE SELECT * FROM {view}"
+            ).fetchall() + (number if key == "trace_id" else []), table
 
 
 def test_only_the_store_and_its_public_views_read_the_derived_tables():

@@ -38,6 +38,7 @@ _DATA_TABLES = (
     "annotation_records",
     "evaluation_runs",
     "response_evaluations",
+    "trace_numbers",
     *(table for table, _, _ in DERIVED),
 )
 

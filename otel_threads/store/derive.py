@@ -102,10 +102,19 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
 
     def stale(self) -> list[tuple[str, str]]:
         """(table, view) of the derived tables whose rows other SQL than this version's
-        derived (or none yet: migration 0007 creates them empty), in dependency order."""
+        derived (or none yet: migration 0007 creates them empty), in dependency order. A
+        table derived by SQL that differs only in what it leaves out of a table
+        (`SqlFiles.versions`) is stamped as this version's instead."""
         have = dict(self.con.execute("SELECT name, version FROM otel_threads_derived").fetchall())
         files = sql_files()
-        return [(t, v) for t, v, _ in DERIVED if have.get(t) != files.version(v)]
+        stale = [(t, v) for t, v, _ in DERIVED if have.get(t) != files.version(v)]
+        same = [(t, v) for t, v in stale if have.get(t) in files.versions(v)]
+        for table, view in same:  # (derived by the same SQL as now: stamped as now's)
+            self.con.execute(
+                "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+                [table, files.version(view)],
+            )
+        return [(t, v) for t, v in stale if (t, v) not in same]
 
     def rebuild(self, stale: list[tuple[str, str]]) -> None:
         """Derive the ``stale`` tables anew, streamed (one transaction to start it): their
@@ -305,10 +314,13 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
         before: set[tuple[str, str | None]] = set()
         renewed: set[str] = set()  # threads that old traces were in or are in
         if old:
-            in_old = self._in("trace_id", old)
+            in_old = self._in_traces(old)
             before = self._turns_of(f"{db}.span_threads_mat", in_old)
             con.execute(f"DELETE FROM {db}.span_threads_mat WHERE {in_old}")
-        con.execute("CREATE TEMP TABLE _span_threads AS SELECT * FROM derive_span_threads")
+        con.execute(
+            "CREATE TEMP TABLE _span_threads AS "
+            + self._numbered("SELECT * FROM derive_span_threads")
+        )
         con.execute(f"INSERT INTO {db}.span_threads_mat SELECT * FROM temp._span_threads")
         if old:
             renewed = {t for t, _ in before | self._turns_of("temp._span_threads", in_old)}

@@ -43,10 +43,12 @@ class DeriveWorker:
         lock: SharedLock | None = None,
         yield_to: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        memory_short: Callable[[], bool] | None = None,
         stats: RefreshStats | None = None,
         share: Share | None = None,
     ) -> None:
         self._deriver = Deriver(con, share)
+        self._deriver.memory_short = memory_short
         self._claims = None if share is None else share.claims
         self._con = con
         self._busy = busy

@@ -51,6 +51,7 @@ _BY_TRACE = (
     "linked_turns",
     "rejected_turns",
     "annotation_records",
+    "trace_numbers",
     *(table for table, _, key in DERIVED if key == "trace_id"),
 )
 _BY_THREAD = (

@@ -6,7 +6,7 @@ A mixin of `otel_threads.store.store.Store`. `watch`, `heal_if_due` and
 `commit_failed` run on the writer's thread; it reads and sets the store's ``fault``,
 ``faults``, ``path``, ``_con``, ``_identity``, ``_fault_lock``, ``_checked_at``,
 ``_retry_at``, ``_backoff_s``, ``heal_interval_s``, ``checkpoint_lock`` and
-``memory_budget``, and calls its ``_open``, ``_close`` and ``_wake``.
+``memory_budget``, and calls its ``_open``, ``_close``, ``_wake`` and ``memory_short``.
 """
 
 from __future__ import annotations
@@ -50,9 +50,14 @@ class Healing:
         return None
 
     def commit_failed(self, fault: Fault) -> None:
-        """A commit failed for a fault of the store: refuse, and try again later."""
+        """A commit failed for a fault of the store: refuse, and try again later. Out of
+        memory, the budget raises the limit as for a fatal error (a commit's rows are
+        bounded: the indexes and the buffer took the rest), and the file is opened again
+        to take it (`recycle_if_due`)."""
         self._set_fault(fault)
         self._retry_at = time.monotonic() + self.heal_interval_s
+        if fault.kind == "write" and out_of_memory(fault.detail):  # (fatal: `_set_fault`)
+            self.memory_short()
 
     def commit_retried(self, fault: Fault) -> None:
         """A commit went through while ``fault`` (a failed commit) was the fault."""

@@ -1,5 +1,8 @@
 """One batch into the store: the insert that drops redeliveries, and what goes with it.
 
+Each row takes its trace's number (otel_threads.store.trace_numbers), given now to a trace
+the store has not seen.
+
 A span whose (trace_id, span_id) is already stored, or a log record whose record_id
 is, is not inserted again; the lookup is limited to rows with the batch's start time
 range, which DuckDB's zone maps prune (a redelivered span has exactly the start
@@ -18,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from otel_threads.store.forks import RECORD_LINKS
+from otel_threads.store.trace_numbers import number
 
 __all__ = ["CONTENT_BYTES", "EPOCH", "insert_batch"]
 
@@ -124,6 +128,7 @@ def insert_batch(
     if n == 0:
         return 0
     table = table.append_column("ingest_seq", pa.array(range(first_seq, first_seq + n), pa.int64()))
+    table = number(con, table)
     for name in _JSON_COLUMNS[kind]:
         i = table.schema.get_field_index(name)
         table = table.set_column(i, pa.field(name, _JSON), table.column(i).cast(_JSON))

@@ -27,14 +27,14 @@ class Links(Scoped):
             f"SELECT 1 FROM {db}.linked_turns WHERE thread_id IS NULL LIMIT 1"
         ).fetchall():
             return set()
-        in_traces = self._in("trace_id", traces)
         try:
             return {
                 r[0]
                 for r in con.execute(f"""
-                SELECT trace_id FROM {db}.linked_turns WHERE {in_traces} AND thread_id IS NULL
+                SELECT trace_id FROM {db}.linked_turns
+                WHERE {self._in("trace_id", traces)} AND thread_id IS NULL
                 UNION
-                SELECT trace_id FROM {db}.spans_raw WHERE {in_traces} AND (
+                SELECT trace_id FROM {db}.spans_raw WHERE {self._in_traces(traces)} AND (
                     span_id IN (SELECT previous_turn_id FROM {db}.linked_turns
                                 WHERE thread_id IS NULL)
                     OR turn_id IN (SELECT previous_turn_id FROM {db}.linked_turns

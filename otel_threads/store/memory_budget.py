@@ -5,18 +5,21 @@ DuckDB keeps an index (an ART) in memory from the first insert into it after a
 checkpoint until the next checkpoint, and cannot spill it: past the memory limit a
 commit fails and DuckDB invalidates the database. With random keys (trace and span ids,
 UUIDs) a few thousand inserts touch nearly every part of an index, so between two
-checkpoints the store's indexes take about their whole size in memory, and that size
-follows the rows stored: about 70 bytes per trace for each table indexed by trace id,
-some 560 MiB for a store of 4.2M spans of the soak's (docs/storage.md, "Index memory").
-Under a fixed limit a store that grows stops committing one day.
+checkpoints such an index takes about its whole size in memory, and that size follows
+the rows stored: about 70 bytes per trace for an index by trace id. The tables of rows
+per trace are indexed by a number that grows with time instead
+(otel_threads.store.trace_numbers), which leaves one index by trace id
+(``trace_numbers``'), one by turn id and the small ones by thread id (docs/storage.md,
+"Index memory"). Under a fixed limit a store that grows may stop committing one day.
 
 So the collector measures what the indexes hold (`Store.sample_index_memory`, after a
 commit, at most every `SAMPLE_S`) and, with ``--memory-limit auto`` (the default),
 raises the limit before the indexes need it: to `HEADROOM` times what they hold once
 they hold over half of it, in steps of `STEP` bytes, never past `cap` (a share of the
 machine's memory); the store opens its file again to take the new limit (DuckDB's
-configuration is locked while the API serves SQL). A fatal out-of-memory error raises
-it too (by `OOM_GROWTH`), before the store opens the file again to heal. With a limit
+configuration is locked while the API serves SQL). A commit or a refresh that runs out
+of memory raises it too (by `OOM_GROWTH`; `Store.memory_short`), and the store opens the
+file again to take it (to heal, after a fatal error). With a limit
 set by hand, nothing is raised: a warning says when the indexes pass half of it, and
 `/metrics` shows both (``otel_threads_index_memory_bytes``,
 ``otel_threads_memory_limit_bytes``).
@@ -175,8 +178,8 @@ class MemoryBudget:
             return self._raise(_round_up(index_bytes * HEADROOM), index_bytes)
 
     def out_of_memory(self) -> bool:
-        """DuckDB stopped the database, out of memory: whether the limit was raised for
-        the next connection."""
+        """DuckDB ran out of memory (a commit, a refresh, or a fatal error that stopped
+        the database): whether the limit was raised for the next connection."""
         with self._lock:
             if not self.auto:
                 return False

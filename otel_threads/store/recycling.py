@@ -72,7 +72,7 @@ class Recycling:
         )
         due = (derived_long or self._reopen_wanted) and not (
             con is None
-            or self.fault is not None
+            or self._fault_stops_reopen()
             or self._closed
             or time.monotonic() < self._recycle_at
         )
@@ -94,6 +94,13 @@ class Recycling:
                 self._recycling = self._reads_held = False
                 self._readers_lock.notify_all()
 
+    def _fault_stops_reopen(self) -> bool:
+        """Whether the store's fault puts off opening the file again: any but commits
+        failing out of memory (kind "write") for which the budget raised the limit, which
+        the file opened again takes."""
+        fault = self.fault
+        return fault is not None and not (fault.kind == "write" and self._reopen_wanted)
+
     def _recycle(self, con: duckdb.DuckDBPyConnection) -> bool:
         started = time.perf_counter()
         busy_s = self._derive.busy_s if self._derive is not None else 0.0
@@ -102,10 +109,10 @@ class Recycling:
         checkpointed = False
         for _ in range(RECYCLE_CHECKPOINT_TRIES):
             checkpointed = self.checkpoint(quiet=True)
-            if checkpointed or self.fault is not None:
+            if checkpointed or self._fault_stops_reopen():
                 break
             time.sleep(0.05)
-        if self.fault is not None:  # a fatal error: healing opens the file again
+        if self._fault_stops_reopen():  # a fatal error: healing opens the file again
             return False
         held = time.perf_counter()
         with self._readers_lock:

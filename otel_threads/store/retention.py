@@ -83,7 +83,7 @@ def prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
         con.execute("ROLLBACK")
         raise
     finally:
-        for name in ("_old_threads", "_live_traces", "_dead_traces", "_old_spans"):
+        for name in ("_old_threads", "_live_traces", "_dead_traces", "_old_spans", "_gone_traces"):
             con.execute(f"DROP TABLE IF EXISTS temp.{name}")
     return result
 
@@ -147,14 +147,22 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
     ):
         con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT thread_id FROM _old_threads)")
     # log records of no stored span (none sent, or gone), older than the time
-    logs += _count_deleted(
-        con,
-        """
-        DELETE FROM logs
+    old_logs = """
+        FROM logs
         WHERE coalesce(time, make_timestamp(observed_time_unix_nano // 1000)) < ?
-          AND (trace_id IS NULL OR trace_id NOT IN (SELECT trace_id FROM spans_raw))""",
+          AND (trace_id IS NULL OR trace_id NOT IN (SELECT trace_id FROM spans_raw))"""
+    con.execute(
+        f"CREATE TEMP TABLE _gone_traces AS SELECT trace_id FROM _dead_traces "
+        f"UNION SELECT trace_id {old_logs} AND trace_id IS NOT NULL",
         [before],
     )
+    logs += _count_deleted(con, f"DELETE {old_logs}", [before])
+    # the numbers of the traces gone (otel_threads.store.trace_numbers)
+    con.execute("""
+        DELETE FROM trace_numbers
+        WHERE trace_id IN (SELECT trace_id FROM _gone_traces)
+          AND trace_id NOT IN (SELECT trace_id FROM logs WHERE trace_id IS NOT NULL)
+          AND trace_id NOT IN (SELECT trace_id FROM spans_raw)""")
     # evaluations by response id as old (their log records went with the others above)
     con.execute("DELETE FROM response_evaluations WHERE created_at < ?", [before])
     threads = con.execute("SELECT count(*) FROM _old_threads").fetchall()[0][0]

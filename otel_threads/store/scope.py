@@ -15,11 +15,14 @@ from collections.abc import Callable, Iterator, Sequence
 
 import duckdb
 
+from otel_threads.store.trace_numbers import lookup
+
 __all__ = ["SHARED", "thread_only", "traces_only"]
 
 #: The tables and views the GenAI views read, each shadowed by a TEMP table of the rows
-#: of the traces in scope (``spans_raw`` and ``logs`` are looked up by their trace_id
-#: index; ``span_threads`` is the derived table behind the view of that name).
+#: of the traces in scope (looked up by their trace numbers, which the tables are indexed
+#: by: otel_threads.store.trace_numbers; ``span_threads`` is the derived table behind the
+#: view of that name).
 _INPUTS = (("spans_raw", "spans_raw"), ("logs", "logs"), ("span_threads", "span_threads_mat"))
 
 
@@ -36,13 +39,18 @@ SHARED = (
 )
 
 
+def _file_schema(con: duckdb.DuckDBPyConnection) -> str:
+    """The file's own schema, named through its catalog (TEMP tables do not shadow it)."""
+    name = con.execute("SELECT current_database()").fetchall()[0][0]
+    return '"' + name.replace('"', '""') + '".main'
+
+
 @contextlib.contextmanager
 def _temp_tables(con: duckdb.DuckDBPyConnection) -> Iterator[Callable[..., None]]:
     """Yields ``make(temp, select, params=())``, which makes TEMP table ``temp`` of
     ``select`` (``{db}`` in it names the file's own schema, which the TEMP tables do not
     shadow); every table made is dropped on leaving."""
-    name = con.execute("SELECT current_database()").fetchall()[0][0]
-    db = '"' + name.replace('"', '""') + '".main'
+    db = _file_schema(con)
     made: list[str] = []
 
     def make(temp: str, select: str, params: Sequence[object] = ()) -> None:
@@ -66,10 +74,13 @@ def traces_only(
     evaluated once, into TEMP tables of their name (what a block that reads both
     ``llm_calls`` and ``messages`` wants). ``con`` must be a cursor of its own (TEMP
     tables belong to a connection); they are dropped on leaving."""
-    marks = ", ".join("?" * len(traces)) or "NULL"
     with _temp_tables(con) as make:
+        numbers = sorted(lookup(con, traces, f"{_file_schema(con)}.trace_numbers").values())
+        in_numbers = f"trace_n IN ({', '.join(map(str, numbers)) or 'NULL'})"
         for temp, table in _INPUTS:
-            make(temp, f"SELECT * FROM {{db}}.{table} WHERE trace_id IN ({marks})", traces)
+            # (span_threads stands in for the view of that name, without the number)
+            columns = "* EXCLUDE (trace_n)" if temp == "span_threads" else "*"
+            make(temp, f"SELECT {columns} FROM {{db}}.{table} WHERE {in_numbers}")
         for view in SHARED if shared else ():
             make(view, f"SELECT * FROM {{db}}.{view}")
         yield

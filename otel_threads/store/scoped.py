@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from otel_threads.store.claims import Share
 from otel_threads.store.insert import CONTENT_BYTES
+from otel_threads.store.trace_numbers import lookup
 
 __all__ = ["Scoped"]
 
@@ -60,7 +61,7 @@ class Scoped:
         con, db = self.con, self.db
         for name in ("spans_raw", "logs"):
             con.execute(f"DROP TABLE IF EXISTS temp.{name}")
-        in_traces = self._in("trace_id", traces)
+        in_traces = self._in_traces(traces)
         first = {t: lo for t, (lo, _) in ranges.items()}
         last = {t: hi for t, (_, hi) in ranges.items()}
         rows_in_traces = self._in_rows("trace_id", traces)
@@ -92,13 +93,13 @@ class Scoped:
         return old
 
     def _read_whole(self, traces: list[str]) -> None:
-        """Every span of ``traces`` into TEMP ``spans_raw``. Through the trace_id index
+        """Every span of ``traces`` into TEMP ``spans_raw``. Through the trace_n index
         DuckDB fetches them a row at a time, every column (55 ms for 1,000 spans); so when
         their ``ingest_seq`` (looked up alone through the index: 7 ms) lie within a
         stretch of the table at most `_STRETCH` times as long as they are many (a
         rebuild's batch, a trace with a late span), that stretch is read instead (9 ms)."""
         con, db = self.con, self.db
-        in_traces = self._in("trace_id", traces)
+        in_traces = self._in_traces(traces)
         lo, hi, n = con.execute(
             f"SELECT min(ingest_seq), max(ingest_seq), count(*) FROM {db}.spans_raw "
             f"WHERE {in_traces}"
@@ -161,6 +162,27 @@ class Scoped:
         if len(values) <= _IN_LIST_MAX:
             return f"{column} IN ({', '.join(map(_quote, values)) or 'NULL'})"
         return f"{column} IN (SELECT v FROM temp.{self._values(values)})"
+
+    def _in_traces(self, traces: Iterable[str]) -> str:
+        """The rows of ``traces``, for a table indexed by trace number (``trace_n``: the
+        file's tables of rows per trace, and TEMP tables copied from them or from
+        `_numbered`): their numbers looked up in ``trace_numbers`` (otel_threads.store.
+        trace_numbers), then in the table's index."""
+        numbers = sorted(lookup(self.con, traces, f"{self.db}.trace_numbers").values())
+        if len(numbers) <= _IN_LIST_MAX:
+            return f"trace_n IN ({', '.join(map(str, numbers)) or 'NULL'})"
+        return f"trace_n IN (SELECT v FROM temp.{self._values(numbers, pa.int64())})"
+
+    def _numbered(self, select: str) -> str:
+        """``select`` (rows of the traces in scope, with a column ``trace_id``) with their
+        traces' numbers as a last column ``trace_n``, as the file's tables of rows per
+        trace have it: from TEMP ``spans_raw`` and ``logs``, which hold them."""
+        return (
+            f"SELECT v.*, n.trace_n FROM ({select}) v LEFT JOIN (SELECT trace_id, "
+            "max(trace_n) AS trace_n FROM (SELECT trace_id, trace_n FROM temp.spans_raw "
+            "UNION ALL SELECT trace_id, trace_n FROM temp.logs) GROUP BY trace_id) n "
+            "ON n.trace_id = v.trace_id"
+        )
 
     def _in_rows(self, column: str, values: Iterable[str]) -> str:
         """``column`` is one of ``values``, matched by a join with a TEMP table holding

@@ -25,7 +25,8 @@ _LOGGED_SET_ASIDES = 10
 #: aside for them (every trace would fail alike); the queue keeps the traces. Running
 #: out of memory (DuckDB's --memory-limit) is not one of them: the thread that needs
 #: more is set aside (derive_errors says so), and every other goes on; unless the
-#: store's indexes hold most of the memory (`SettingAside._memory_taken`).
+#: store's budget raises the limit, or its indexes hold most of the memory
+#: (`SettingAside._memory_taken`).
 _STORE_ERRORS = (
     duckdb.IOException,
     duckdb.FatalException,
@@ -52,17 +53,20 @@ class SettingAside(Scoped):
     set_aside_total: int
     #: re-derive traces and take them off the queue, in one transaction (`Deriver`)
     _derive: Callable[[list[str]], None]
+    #: of a store's deriver: DuckDB ran out of memory; whether the store's memory budget
+    #: raised the limit (`IndexMemory.memory_short`), so that no trace is at fault
+    memory_short: Callable[[], bool] | None = None
 
     def _suspects(self, traces: list[str]) -> list[str]:
         """Those of ``traces`` set aside before, or of a thread that has a trace set aside."""
         if not self.con.execute("SELECT 1 FROM derive_errors LIMIT 1").fetchall():
             return []
-        in_traces = self._in("trace_id", traces)
+        in_traces, in_numbers = self._in("trace_id", traces), self._in_traces(traces)
         return self._first_column(
             f"SELECT trace_id FROM derive_errors WHERE {in_traces} UNION "
-            f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_traces} AND thread_id IN "
+            f"SELECT trace_id FROM {self.db}.spans_raw WHERE {in_numbers} AND thread_id IN "
             f"(SELECT thread_id FROM derive_errors) UNION "
-            f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_traces} "
+            f"SELECT trace_id FROM {self.db}.span_threads_mat WHERE {in_numbers} "
             f"AND thread_id IN (SELECT thread_id FROM derive_errors)"
         )
 
@@ -80,12 +84,15 @@ class SettingAside(Scoped):
             self._derive_or_split(traces[half:])
 
     def _memory_taken(self, exc: duckdb.Error) -> bool:
-        """Whether ``exc`` is DuckDB out of memory while the store's indexes hold over half
-        of it (otel_threads.store.memory_budget): then no trace is at fault, and none is
-        set aside; the queue keeps them all for the next try (after a checkpoint, which
-        frees the indexes, or a higher limit)."""
+        """Whether ``exc`` is DuckDB out of memory through no trace's fault: the store's
+        memory budget raised the limit for it (``--memory-limit auto`` below its cap), or
+        the store's indexes hold over half of it (otel_threads.store.memory_budget). Then
+        none is set aside; the queue keeps them all for the next try (with the higher
+        limit, or after a checkpoint, which frees the indexes)."""
         if not out_of_memory(str(exc)):
             return False
+        if self.memory_short is not None and self.memory_short():
+            return True  # (the budget raised the limit: the file opens again with it)
         try:
             return indexes_crowd(self.con)
         except duckdb.Error:

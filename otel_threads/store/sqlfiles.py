@@ -38,6 +38,12 @@ DERIVED: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: What the views that read a table of rows per trace whole leave out of it: the trace's
+#: number (migration 0018, otel_threads.store.trace_numbers). Their SQL before said the
+#: same without it, and read the same rows: `SqlFiles.versions`.
+LEFT_OUT = " EXCLUDE (trace_n)"
+
+
 class SqlFiles:
     """The view definitions: their text, what each reads, their creation order."""
 
@@ -99,6 +105,13 @@ class SqlFiles:
         """A hash of the SQL ``view``'s rows come from (`closure`): a derived table built
         by other SQL is stale, and changing a view no derivation reads rebuilds nothing."""
         return self._hash(sorted(self.closure(view)))
+
+    def versions(self, view: str) -> set[str]:
+        """`version`, and the version of the same SQL before the views left the trace
+        numbers out (`LEFT_OUT`; 0018): rows derived by either are the same rows, so a
+        store from before derives nothing anew for it."""
+        earlier = {name: text.replace(LEFT_OUT, "") for name, text in self.texts.items()}
+        return {self.version(view), SqlFiles(earlier).version(view)}
 
     def _hash(self, names: list[str]) -> str:
         digest = hashlib.sha256()

@@ -245,6 +245,7 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
                         lock=self.checkpoint_lock,
                         yield_to=self.yield_to_checkpoint,
                         on_error=self._store_error,
+                        memory_short=self.memory_short,
                         stats=self.refreshes,
                         share=None if claims is None else Share(i, n, claims),
                     )

@@ -118,7 +118,7 @@ class Tails(SharedViews):
         con.execute(f"""
             INSERT INTO temp.message_keys_mat
             SELECT thread_id, NULL, '', '', 'output', unnest(range(copies)), NULL,
-                   -9223372036854775808, -9223372036854775808, k
+                   -9223372036854775808, -9223372036854775808, k, NULL
             FROM (SELECT thread_id, k, max(copies) AS copies FROM (
                       SELECT o.thread_id, o.k, count(*) AS copies
                       FROM {db}.message_keys_mat o

@@ -83,10 +83,11 @@ class ThreadRows(Tails):
         # whole; thread_tails_mat counts the others')
         con.execute("CREATE TEMP TABLE span_threads_mat AS SELECT * FROM temp._span_threads")
         if extra:
-            self._add_span_threads(f"o.{in_threads} AND o.{self._in('trace_id', extra)}")
+            self._add_span_threads(f"o.{in_threads} AND o.{self._in_traces(extra)}")
         self._shared_views()
         con.execute(
-            f"CREATE TEMP TABLE _new_keys AS SELECT * FROM derive_message_keys WHERE {in_threads}"
+            "CREATE TEMP TABLE _new_keys AS "
+            + self._numbered(f"SELECT * FROM derive_message_keys WHERE {in_threads}")
         )
         con.execute(
             f"CREATE TEMP TABLE turn_facts AS SELECT f.* FROM {db}.turn_facts f "
@@ -105,14 +106,15 @@ class ThreadRows(Tails):
         # the threads' message keys, attribute values and OTLP annotations (of an extra
         # trace, only theirs)
         if old or extra:
+            in_again = self._in_traces(old + extra)
             for table in _PER_TRACE:
-                con.execute(
-                    f"DELETE FROM {db}.{table} WHERE {self._in('trace_id', old + extra)} "
-                    f"AND {in_threads}"
-                )
+                con.execute(f"DELETE FROM {db}.{table} WHERE {in_again} AND {in_threads}")
         for table in _PER_TRACE[1:]:  # (message keys: below)
             view = f"derive_{table.removesuffix('_mat')}"
-            con.execute(f"INSERT INTO {db}.{table} SELECT * FROM {view} WHERE {in_threads}")
+            con.execute(
+                f"INSERT INTO {db}.{table} "
+                + self._numbered(f"SELECT * FROM {view} WHERE {in_threads}")
+            )
         con.execute(
             f"CREATE TEMP TABLE message_keys_mat AS SELECT * FROM {db}.message_keys_mat "
             f"WHERE {in_whole or 'false'}"
@@ -174,7 +176,7 @@ class ThreadRows(Tails):
 
     def _add_to_scope(self, traces: list[str]) -> None:
         """The spans and log records of ``traces`` into TEMP ``spans_raw`` and ``logs``."""
-        in_traces = self._in("trace_id", traces)
+        in_traces = self._in_traces(traces)
         for name in ("spans_raw", "logs"):
             self.con.execute(
                 f"INSERT INTO temp.{name} SELECT * FROM {self.db}.{name} WHERE {in_traces}"
@@ -273,7 +275,7 @@ class ThreadRows(Tails):
         ]
         if shown:  # an earlier message shown now (data out of order): its text is needed
             self._add_to_scope(shown)
-            in_shown = self._in("trace_id", shown)
+            in_shown = self._in_traces(shown)
             con.execute(f"DELETE FROM temp.span_threads_mat WHERE {in_shown}")
             con.execute(
                 f"INSERT INTO temp.span_threads_mat SELECT * FROM {db}.span_threads_mat "

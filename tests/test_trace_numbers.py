@@ -1,0 +1,183 @@
+"""Trace numbers (otel_threads.store.trace_numbers): each trace is numbered when it is
+first stored, the tables of rows per trace carry the number and are indexed by it, so a
+commit of new traces touches one edge of their indexes, not all of them."""
+
+from __future__ import annotations
+
+import duckdb
+from test_derive_bounds import Store, span
+from test_incremental_derive import SYSTEM, chat_turn
+
+from otel_threads.store import schema
+from otel_threads.store.derive import Deriver
+from otel_threads.store.memory_budget import INDEX_MEMORY_SQL
+from otel_threads.store.sqlfiles import DERIVED, LEFT_OUT, SqlFiles, sql_files
+
+#: The tables of rows per trace: each row carries its trace's number.
+NUMBERED = ("spans_raw", "logs", *(t for t, _, key in DERIVED if key == "trace_id"))
+
+
+def numbers(store: Store) -> dict[str, int]:
+    return dict(store.rows("SELECT trace_id, trace_n FROM trace_numbers"))
+
+
+def misnumbered(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Per numbered table, its rows whose number is not their trace's."""
+    return {
+        table: con.execute(
+            f"SELECT count(*) FROM {table} t LEFT JOIN trace_numbers k USING (trace_id) "
+            "WHERE t.trace_id IS NOT NULL AND t.trace_n IS DISTINCT FROM k.trace_n"
+        ).fetchall()[0][0]
+        for table in NUMBERED
+    }
+
+
+def turn(i: int) -> list[dict]:
+    return chat_turn(i, "t", [("system", SYSTEM), ("user", f"q{i}")], f"a{i}")
+
+
+def test_a_trace_is_numbered_when_first_stored_and_keeps_its_number(tmp_path):
+    store = Store(tmp_path / "s.duckdb")
+    for i in range(4):
+        store.insert(turn(i))
+    first = numbers(store)
+    assert len(first) == 4
+    # in the order the traces arrived
+    assert [t for t, _ in sorted(first.items(), key=lambda p: p[1])] == sorted(first)
+    spans = store.rows("SELECT count(*) FROM spans_raw")[0][0]
+    store.insert(turn(2))  # a redelivery: nothing new, no number
+    trace = format(7000, "032x")
+    late = span(7000, 999, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7000)
+    store.insert([late])  # a late span of the first trace: its number
+    store.insert(turn(9))
+    now = numbers(store)
+    assert {t: n for t, n in now.items() if t in first} == first
+    assert now[format(7009, "032x")] > max(first.values())
+    assert store.rows("SELECT count(*) FROM spans_raw")[0][0] == spans + 1 + 2
+    assert store.rows("SELECT trace_n FROM spans_raw WHERE span_id = ?", format(999, "016x")) == [
+        (first[trace],)
+    ]
+    assert misnumbered(store.con) == dict.fromkeys(NUMBERED, 0)
+
+
+def test_derived_rows_carry_their_traces_numbers_through_late_and_linked_data(tmp_path):
+    """Rows derived again (a late span, a turn answering an earlier one, a turn out of
+    order) carry their trace's number in every table, and the rows are a derivation's
+    from scratch."""
+    store = Store(tmp_path / "s.duckdb")
+    for i in (0, 1, 3):
+        store.insert(turn(i))
+    store.derive_all()
+    store.insert(turn(2))  # out of order
+    store.insert(chat_turn(4, "t", [("user", "again")], "a4", previous=1))  # a fork
+    late = span(7001, 999, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7001)
+    store.insert([late])
+    store.derive_all()
+    counts = {
+        t: store.rows(f"SELECT count(*) FROM {t}")[0][0]
+        for t in ("span_threads_mat", "message_keys_mat", "thread_attributes_mat")
+    }
+    assert all(counts.values()), counts
+    assert misnumbered(store.con) == dict.fromkeys(NUMBERED, 0)
+    store.assert_kept_equals_scratch()
+
+
+def test_migration_numbers_a_store_from_before_in_arrival_order(tmp_path, monkeypatch):
+    """A store at migration 0017 (rows per trace indexed by trace id) opened by this
+    version: its traces numbered in the order they arrived, every row numbered, and the
+    indexes by trace id replaced by indexes by number."""
+    path = str(tmp_path / "old.duckdb")
+    known = schema._migrations()
+    monkeypatch.setattr(schema, "_migrations", lambda: known[:17])
+    con = duckdb.connect(path)
+    schema.migrate(con)
+    con.execute(
+        "INSERT INTO spans_raw (trace_id, span_id, start_time_unix_nano, ingest_seq, "
+        "received_at) VALUES ('b', '1', 0, 5, now()), ('a', '2', 0, 7, now()), "
+        "('b', '3', 0, 9, now())"
+    )
+    con.execute(
+        "INSERT INTO logs (record_id, trace_id, ingest_seq, received_at) "
+        "VALUES ('r1', 'c', 1, now()), ('r2', NULL, 2, now())"
+    )
+    con.execute("INSERT INTO span_threads_mat (trace_id, span_id) VALUES ('b', '1'), ('a', '2')")
+    con.close()
+    monkeypatch.setattr(schema, "_migrations", lambda: known)
+    con = duckdb.connect(path)
+    assert {18, 19} <= set(schema.migrate(con))
+    assert con.execute("SELECT trace_id FROM trace_numbers ORDER BY trace_n").fetchall() == [
+        ("c",),
+        ("b",),
+        ("a",),
+    ]
+    assert misnumbered(con) == dict.fromkeys(NUMBERED, 0)
+    assert con.execute("SELECT count(*) FROM logs WHERE trace_n IS NULL").fetchall() == [(1,)]
+    indexed = con.execute(
+        "SELECT table_name, expressions FROM duckdb_indexes() WHERE table_name IN "
+        f"({', '.join(repr(t) for t in NUMBERED)})"
+    ).fetchall()
+    assert {t for t, e in indexed if e == "[trace_n]"} == set(NUMBERED)
+    assert not [t for t, e in indexed if e == "[trace_id]"]
+    # and numbering goes on from there
+    assert con.execute("SELECT nextval('trace_n_seq')").fetchall() == [(4,)]
+    con.close()
+
+
+#: Stored traces of the store below; the new ones of one commit.
+SEEDED, NEW = 200_000, 2_000
+
+
+def _index_memory_of_new_rows(path: str, by_trace_id: bool) -> float:
+    """MiB of index DuckDB holds after ``NEW`` new traces' spans go into a store of
+    ``SEEDED`` (spans_raw indexed by number, and also by trace id when ``by_trace_id``)."""
+    con = duckdb.connect(path)
+    schema.migrate(con)
+    con.execute(
+        "INSERT INTO spans_raw (trace_id, span_id, start_time_unix_nano, ingest_seq, "
+        "received_at, trace_n) SELECT md5(i::VARCHAR), 'a', 0, i, now(), i "
+        f"FROM range(1, {SEEDED + 1}) t(i)"
+    )
+    if by_trace_id:
+        con.execute("CREATE INDEX spans_raw_trace_id ON spans_raw (trace_id)")
+    con.close()
+    con = duckdb.connect(path)  # (nothing of the indexes in memory)
+    assert con.execute(INDEX_MEMORY_SQL).fetchall()[0][0] == 0
+    con.execute(
+        "INSERT INTO spans_raw (trace_id, span_id, start_time_unix_nano, ingest_seq, "
+        "received_at, trace_n) SELECT md5(random()::VARCHAR), 'a', 0, i, now(), i "
+        f"FROM range({SEEDED + 1}, {SEEDED + NEW + 1}) t(i)"
+    )
+    held = con.execute(INDEX_MEMORY_SQL).fetchall()[0][0] / (1 << 20)
+    con.close()
+    return held
+
+
+def test_new_traces_touch_one_edge_of_the_index_by_number(tmp_path):
+    """The point of the numbers: the new traces of a commit load a sliver of spans_raw's
+    index by number, where an index by their random ids is loaded about whole."""
+    by_number = _index_memory_of_new_rows(str(tmp_path / "n.duckdb"), by_trace_id=False)
+    by_id = _index_memory_of_new_rows(str(tmp_path / "i.duckdb"), by_trace_id=True)
+    assert by_id - by_number > 4 * by_number, (by_number, by_id)
+
+
+def test_a_store_from_before_derives_nothing_anew_for_the_numbers(tmp_path):
+    """The views that read a table of rows per trace whole leave its number out, so their
+    SQL changed, not their rows: tables derived by the SQL from before are current (and
+    stamped so), while SQL that differs otherwise is derived anew."""
+    store = Store(tmp_path / "s.duckdb")
+    store.insert(turn(0))
+    store.derive_all()
+    files = sql_files()
+    earlier = SqlFiles({n: t.replace(LEFT_OUT, "") for n, t in files.texts.items()})
+    changed = [t for t, v, _ in DERIVED if earlier.version(v) != files.version(v)]
+    assert "turns_mat" in changed and "message_keys_mat" in changed
+    for table, view, _ in DERIVED:
+        store.con.execute(
+            "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
+            [table, earlier.version(view)],
+        )
+    assert Deriver(store.con).stale() == []
+    stamps = dict(store.rows("SELECT name, version FROM otel_threads_derived"))
+    assert {t: stamps[t] for t, _, _ in DERIVED} == {t: files.version(v) for t, v, _ in DERIVED}
+    store.con.execute("UPDATE otel_threads_derived SET version = 'other' WHERE name = 'turns_mat'")
+    assert ("turns_mat", "derive_turns") in Deriver(store.con).stale()
