@@ -22,6 +22,16 @@ import duckdb
 
 from otel_threads.store import connect, migrate
 
+#: The generated traces numbered in the order they were stored, and their rows.
+NUMBER = (
+    """INSERT INTO trace_numbers SELECT trace_id, nextval('trace_n_seq') FROM (
+        SELECT trace_id, min(ingest_seq) AS first_seq FROM spans_raw
+        WHERE trace_n IS NULL AND trace_id NOT IN (SELECT trace_id FROM trace_numbers)
+        GROUP BY trace_id ORDER BY first_seq)""",
+    """UPDATE spans_raw SET trace_n = k.trace_n FROM trace_numbers k
+       WHERE k.trace_id = spans_raw.trace_id AND spans_raw.trace_n IS NULL""",
+)
+
 GENERATE = """
 INSERT INTO spans_raw BY NAME
 WITH turns AS (
@@ -133,6 +143,9 @@ def build(
                 "replay": replay,
             },
         )
+    # each trace numbered, as the writer numbers it (otel_threads.store.trace_numbers)
+    for statement in NUMBER:
+        con.execute(statement)
     con.execute("CHECKPOINT")
     con.close()
     connect(path).close()  # the views, and whatever the store derives
