@@ -4,13 +4,16 @@ commit of new traces touches one edge of their indexes, not all of them."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
-from test_derive_bounds import Store, span
+from test_derive_bounds import T0, Store, span
 from test_incremental_derive import SYSTEM, chat_turn
 
 from otel_threads.store import schema
 from otel_threads.store.derive import Deriver
 from otel_threads.store.memory_budget import INDEX_MEMORY_SQL
+from otel_threads.store.retention import prune
 from otel_threads.store.sqlfiles import DERIVED, LEFT_OUT, SqlFiles, sql_files
 
 #: The tables of rows per trace: each row carries its trace's number.
@@ -181,3 +184,16 @@ def test_a_store_from_before_derives_nothing_anew_for_the_numbers(tmp_path):
     assert {t: stamps[t] for t, _, _ in DERIVED} == {t: files.version(v) for t, v, _ in DERIVED}
     store.con.execute("UPDATE otel_threads_derived SET version = 'other' WHERE name = 'turns_mat'")
     assert ("turns_mat", "derive_turns") in Deriver(store.con).stale()
+
+
+def test_retention_deletes_the_numbers_of_the_traces_it_deletes(tmp_path):
+    """A thread pruned takes its traces' numbers with it; a live thread's stay."""
+    store = Store(tmp_path / "s.duckdb")
+    store.insert(chat_turn(0, "old", [("user", "q0")], "a0", at=0))
+    store.insert(chat_turn(1, "new", [("user", "q1")], "a1", at=600))
+    store.derive_all()
+    assert len(numbers(store)) == 2
+    before = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=(T0 + 300 * 60 * 10**9) // 1000)
+    assert prune(store.con, before).traces == 1
+    assert list(numbers(store)) == [format(7001, "032x")]
+    assert misnumbered(store.con) == dict.fromkeys(NUMBERED, 0)
