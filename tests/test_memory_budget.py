@@ -165,9 +165,10 @@ def _send(writer: Writer, batches: list[pa.Table], deadline_s: float) -> tuple[i
 
 
 def test_auto_limit_keeps_a_store_committing_as_its_index_outgrows_it(tmp_path) -> None:
-    """A store whose trace_id index needs more than DuckDB's limit: with ``auto`` the
-    limit is raised (the file opened again to take it) and every batch commits, stored
-    once; the connection has the new limit."""
+    """A store whose index by trace id (trace_numbers') needs more than DuckDB's limit:
+    with ``auto`` the limit is raised (the file opened again to take it) and every batch
+    commits, stored once; the connection has the new limit; and derivation, out of
+    memory too, sets no trace aside."""
     path = str(tmp_path / "s.duckdb")
     _seeded(path)
     budget = MemoryBudget(BASE, cap=1024 * MIB)
@@ -189,6 +190,10 @@ def test_auto_limit_keeps_a_store_committing_as_its_index_outgrows_it(tmp_path) 
             sent += 10
             assert time.monotonic() < deadline, "the store never opened with the new limit"
         assert stored == SEEDED + sent
+        # derivation out of memory under auto raises the limit too: no trace set aside
+        assert store.sync(DEADLINE_S), "derivation did not finish"
+        _, errors_now, set_aside, _ = store.derive_health()
+        assert (errors_now, set_aside) == (0, 0)
     finally:
         writer.close()
         store.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+from test_clickhouse_worker import file_store, fixture_tables
 from test_derive_bounds import T0, Store, span
 from test_incremental_derive import SYSTEM, chat_turn
 
@@ -197,3 +198,23 @@ def test_retention_deletes_the_numbers_of_the_traces_it_deletes(tmp_path):
     assert prune(store.con, before).traces == 1
     assert list(numbers(store)) == [format(7001, "032x")]
     assert misnumbered(store.con) == dict.fromkeys(NUMBERED, 0)
+
+
+def test_real_producers_spans_and_log_records_are_numbered_with_their_derived_rows(tmp_path):
+    """The real producers' fixtures, their log records (GenAI events) in a commit before
+    their spans: every row of every table carries its trace's number, a trace whose log
+    records came first included."""
+    spans, logs = fixture_tables()
+    path = file_store(tmp_path / "p.duckdb", [(spans.slice(0, 0), logs), (spans, logs.slice(0, 0))])
+    con = duckdb.connect(path)
+    try:
+        assert misnumbered(con) == dict.fromkeys(NUMBERED, 0)
+        assert (
+            con.execute(
+                "SELECT count(*), count(trace_n) FROM logs WHERE trace_id IS NOT NULL"
+            ).fetchall()[0][0]
+            > 0
+        )
+        assert con.execute("SELECT count(*) FROM message_keys_mat").fetchall()[0][0] > 0
+    finally:
+        con.close()
