@@ -5,17 +5,23 @@ commit of new traces touches one edge of their indexes, not all of them."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import duckdb
+import pyarrow as pa
 from test_clickhouse_worker import file_store, fixture_tables
-from test_derive_bounds import T0, Store, span
+from test_derive_bounds import T0, Store, span, spans_table
 from test_incremental_derive import SYSTEM, chat_turn
 
-from otel_threads.store import schema
+from otel_threads.store import schema, trace_numbers
 from otel_threads.store.derive import Deriver
 from otel_threads.store.memory_budget import INDEX_MEMORY_SQL
 from otel_threads.store.retention import prune
 from otel_threads.store.sqlfiles import DERIVED, LEFT_OUT, SqlFiles, sql_files
+from otel_threads.store.trace_numbers import SeenTraces, trace_hashes
+from otel_threads.store.writer import Writer
+
+DEADLINE_S = 60.0
 
 #: The tables of rows per trace: each row carries its trace's number.
 NUMBERED = ("spans_raw", "logs", *(t for t, _, key in DERIVED if key == "trace_id"))
@@ -218,3 +224,105 @@ def test_real_producers_spans_and_log_records_are_numbered_with_their_derived_ro
         assert con.execute("SELECT count(*) FROM message_keys_mat").fetchall()[0][0] > 0
     finally:
         con.close()
+
+
+def writer_numbers(path) -> dict[str, int]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return dict(con.execute("SELECT trace_id, trace_n FROM trace_numbers").fetchall())
+    finally:
+        con.close()
+
+
+def test_the_writer_looks_up_only_the_traces_its_filter_may_have_seen(tmp_path, monkeypatch):
+    """The writer's Bloom filter of numbered traces (SeenTraces) is built from the file
+    it opens and grows with what it numbers: a late span of a trace stored before the
+    writer opened, or before the filter was sized again, keeps its trace's number (a
+    filter missing it would insert the trace again: a primary-key error, the batch
+    refused), and a new trace is numbered without a lookup."""
+    path = tmp_path / "w.duckdb"
+    writer = Writer(str(path)).start()
+    try:
+        for i in range(3):
+            writer.write("spans", spans_table(turn(i)), timeout=DEADLINE_S)
+    finally:
+        writer.close()
+    first = writer_numbers(path)
+    assert len(first) == 3
+
+    looked_up: list[list[str]] = []
+    real_lookup = trace_numbers.lookup
+    monkeypatch.setattr(
+        trace_numbers,
+        "lookup",
+        lambda con, ids: looked_up.append(list(ids)) or real_lookup(con, ids),
+    )
+    monkeypatch.setattr(SeenTraces, "MIN_TRACES", 4)  # sized for 6: doubles on the way
+    writer = Writer(str(path)).start()
+    try:
+        late = span(7001, 999, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7001)
+        written = writer.write("spans", spans_table([late, *turn(10)]), timeout=DEADLINE_S)
+        assert written.rows == len(turn(10)) + 1
+        assert looked_up == [[format(7001, "032x")]]  # the old trace only
+        sizes = [writer._seen.capacity]
+        for i in range(20, 30):
+            writer.write("spans", spans_table(turn(i)), timeout=DEADLINE_S)
+            sizes.append(writer._seen.capacity)
+        assert sizes[0] == 6 and sizes[-1] > 6  # sized again, from the file
+        late2 = span(7010, 998, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7010)
+        writer.write("spans", spans_table([late2, *turn(2)]), timeout=DEADLINE_S)  # + redelivery
+        assert writer.stats.failed_batches == 0
+    finally:
+        writer.close()
+    now = writer_numbers(path)
+    assert {t: now[t] for t in first} == first
+    assert len(now) == 3 + 1 + 10
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert misnumbered(con)["spans_raw"] == 0
+        assert con.execute(
+            "SELECT count(*) FROM spans_raw WHERE span_id = ?", [format(998, "016x")]
+        ).fetchall() == [(1,)]
+    finally:
+        con.close()
+
+
+def test_trace_hashes_are_the_same_for_an_id_whatever_batch_it_comes_in():
+    """Ids as producers send them (32 lowercase hex digits) are hashed by their bits;
+    any other id (another length, upper case, not hex) by Python's hash; an id's hash
+    does not depend on its neighbours, and the filter finds every id it took in."""
+    plain = [format(random.getrandbits(128), "032x") for _ in range(300)]
+    odd = ["ABCDEF" * 5 + "01", "x" * 32, "é" * 16, "12", ""]
+    alone = trace_hashes(pa.array(plain))
+    mixed = trace_hashes(pa.array(plain[:100] + odd + plain[100:]))
+    assert list(mixed[:100]) + list(mixed[105:]) == list(alone)
+    assert list(trace_hashes(pa.array(plain).slice(7, 50))) == list(alone[7:57])
+    assert [trace_hashes(pa.array([o]))[0] for o in odd] == list(mixed[100:105])
+    assert len(set(alone)) == 300
+    assert int(alone[0]) != int(plain[0][:16], 16)  # (mixed, not the id's bits as they are)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE trace_numbers (trace_id VARCHAR PRIMARY KEY, trace_n BIGINT)")
+    con.execute("INSERT INTO trace_numbers SELECT unnest(?), 1", [plain[:200] + odd])
+    seen = SeenTraces(con)
+    assert seen.count == 205 and seen.maybe(mixed[:205]).all()
+    fresh = trace_hashes(pa.array(plain[200:]))
+    assert seen.maybe(fresh).sum() <= 1  # (one in about 2,000 answers "maybe")
+    seen.add(fresh)
+    assert seen.maybe(fresh).all()
+
+
+def test_a_trace_the_filter_missed_is_looked_up_and_the_batch_written(tmp_path):
+    """Were the filter to miss a numbered trace (a bug), the insert of its number fails
+    on the key: the writer builds the filter again and commits the batch, nothing
+    refused (an exporter may drop a refused batch)."""
+    path = tmp_path / "w.duckdb"
+    writer = Writer(str(path)).start()
+    try:
+        writer.write("spans", spans_table(turn(0)), timeout=DEADLINE_S)
+        writer._seen._bits[:] = 0  # forgets every trace
+        late = span(7000, 999, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7000)
+        assert writer.write("spans", spans_table([late]), timeout=DEADLINE_S).rows == 1
+        assert writer.stats.failed_batches == 0
+    finally:
+        writer.close()
+    assert len(writer_numbers(path)) == 1

@@ -4,7 +4,7 @@ screened (otel_threads.store.forks), rows inserted without redeliveries
 had the bad data or which fault of the store it was.
 
 A mixin of `otel_threads.store.writer.Writer`, on the writer's thread: it uses the
-writer's ``store``, ``_forks``, ``_seq``, ``_cond``, ``stats``, ``_last_commit`` and
+writer's ``store``, ``_forks``, ``_seq``, ``_seen``, ``_cond``, ``stats``, ``_last_commit`` and
 ``retry_after_s``.
 """
 
@@ -20,6 +20,7 @@ import pyarrow as pa
 from otel_threads.store.errors import StoreUnavailable, _Item
 from otel_threads.store.health import classify
 from otel_threads.store.insert import insert_batch
+from otel_threads.store.trace_numbers import SeenTraces
 
 __all__ = ["OOM_WAIT_S", "Committing"]
 
@@ -89,6 +90,15 @@ class Committing:
                 item.future.set_exception(exc)
 
     def _commit(self, items: list[_Item]) -> None:
+        try:
+            self._commit_once(items)
+        except duckdb.ConstraintException:
+            if self._seen is None or not self._seen.missed:
+                raise
+            _logger.warning("the filter of numbered traces missed one: built again")
+            self._commit_once(items)
+
+    def _commit_once(self, items: list[_Item]) -> None:
         con = self.store.con
         assert con is not None
         started = time.perf_counter()
@@ -129,8 +139,16 @@ class Committing:
     def _insert(
         self, con: duckdb.DuckDBPyConnection, kind: str, table: pa.Table, received_at_us: int
     ) -> int:
+        if self._seen is None or self._seen.outgrown:
+            self._seen = SeenTraces(con)  # (sized anew, twice the traces numbered)
         inserted = insert_batch(
-            con, kind, table, self._seq + 1, received_at_us, queue_derive=self.store.derives
+            con,
+            kind,
+            table,
+            self._seq + 1,
+            received_at_us,
+            queue_derive=self.store.derives,
+            seen=self._seen,
         )
         self._seq += table.num_rows
         return inserted

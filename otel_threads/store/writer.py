@@ -46,6 +46,7 @@ from otel_threads.store.forks import FORK_POLICIES, ForkGate
 from otel_threads.store.health import Fault
 from otel_threads.store.stats import KINDS, LATENCY_BUCKETS, WriterStats
 from otel_threads.store.store import Store
+from otel_threads.store.trace_numbers import SeenTraces
 
 __all__ = [
     "FORK_POLICIES",
@@ -115,6 +116,7 @@ class Writer(Committing):
         self._closing = False
         self._thread: threading.Thread | None = None
         self._seq = 0
+        self._seen: SeenTraces | None = None
         self._last_commit = 0.0
         self.quiet_s = 0.2
         self.store.attach(busy=self.busy, drain=self.drain, wake=self._wake, on_open=self._opened)
@@ -134,6 +136,9 @@ class Writer(Committing):
         """What the writer keeps of each connection the store opens: where ingest_seq
         goes on, and the fork gate."""
         self._forks = ForkGate(con) if self.on_fork == "reject" else None
+        # the traces numbered in this file (built at the first commit, on the writer's
+        # thread: opening must not wait for a scan of every trace id)
+        self._seen = None
         self._seq = max(
             con.execute(
                 "SELECT coalesce(max(ingest_seq), 0) FROM spans_raw UNION ALL "
