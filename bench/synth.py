@@ -22,9 +22,10 @@ import duckdb
 
 from otel_threads.store import connect, migrate
 
-#: The generated traces numbered in the order they were stored, and their rows.
+#: The generated traces numbered in the order they were stored, and their rows (all in
+#: the first generation of trace numbers: the writer begins the next when it is full).
 NUMBER = (
-    """INSERT INTO trace_numbers SELECT trace_id, nextval('trace_n_seq') FROM (
+    """INSERT INTO trace_numbers_0 SELECT trace_id, nextval('trace_n_seq') FROM (
         SELECT trace_id, min(ingest_seq) AS first_seq FROM spans_raw
         WHERE trace_n IS NULL AND trace_id NOT IN (SELECT trace_id FROM trace_numbers)
         GROUP BY trace_id ORDER BY first_seq)""",

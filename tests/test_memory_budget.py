@@ -16,6 +16,7 @@ from test_collector_process import span_batches
 
 from otel_threads.collector.config import Config, ConfigError
 from otel_threads.otlp.decode import decode_traces_protobuf
+from otel_threads.store import trace_numbers
 from otel_threads.store.errors import Overloaded, StoreUnavailable
 from otel_threads.store.memory_budget import (
     DEFAULT_MEMORY_LIMIT,
@@ -113,11 +114,19 @@ SEEDED = 300_000
 BASE = 16 * MIB
 
 
+@pytest.fixture(autouse=True)
+def _one_generation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seeded traces and the new ones in one generation of trace numbers: the index
+    the writer adds to is the one that outgrows the limit (with generations of the
+    default size it stays small: tests/test_trace_numbers.py)."""
+    monkeypatch.setattr(trace_numbers, "GENERATION", 1 << 40)
+
+
 def _seeded(path: str) -> None:
     con = connect(path, derive_now=False)
     # (numbered below zero: the sequence gives the new traces theirs from 1)
     con.execute(
-        f"INSERT INTO trace_numbers SELECT md5(i::VARCHAR), -i FROM range(1, {SEEDED + 1}) t(i)"
+        f"INSERT INTO trace_numbers_0 SELECT md5(i::VARCHAR), -i FROM range(1, {SEEDED + 1}) t(i)"
     )
     con.execute(
         "INSERT INTO spans_raw (trace_id, span_id, start_time_unix_nano, ingest_seq, "
@@ -213,7 +222,7 @@ def test_the_limit_is_raised_before_the_index_needs_it(tmp_path) -> None:
         assert budget.limit == 40 * MIB  # nothing inserted: the index is not in memory
         assert not store.recycle_if_due()
         con.execute(  # (as a commit numbers random new traces)
-            "INSERT INTO trace_numbers SELECT md5(random()::VARCHAR), nextval('trace_n_seq') "
+            "INSERT INTO trace_numbers_0 SELECT md5(random()::VARCHAR), nextval('trace_n_seq') "
             "FROM range(3000)"
         )
         store._sampled_at = 0.0  # (measured at most every SAMPLE_S: now)

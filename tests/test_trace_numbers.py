@@ -9,14 +9,16 @@ import random
 
 import duckdb
 import pyarrow as pa
+import pytest
 from test_clickhouse_worker import file_store, fixture_tables
 from test_derive_bounds import T0, Store, span, spans_table
 from test_incremental_derive import SYSTEM, chat_turn
 
-from otel_threads.store import schema, trace_numbers
+from otel_threads.store import insert, schema, trace_numbers
 from otel_threads.store.derive import Deriver
 from otel_threads.store.memory_budget import INDEX_MEMORY_SQL
 from otel_threads.store.retention import prune
+from otel_threads.store.schema import connect
 from otel_threads.store.sqlfiles import DERIVED, LEFT_OUT, SqlFiles, sql_files
 from otel_threads.store.trace_numbers import SeenTraces, trace_hashes
 from otel_threads.store.writer import Writer
@@ -197,11 +199,15 @@ def test_retention_deletes_the_numbers_of_the_traces_it_deletes(tmp_path):
     """A thread pruned takes its traces' numbers with it; a live thread's stay."""
     store = Store(tmp_path / "s.duckdb")
     store.insert(chat_turn(0, "old", [("user", "q0")], "a0", at=0))
+    # (the second in a generation of its own: retention deletes in each)
+    trace_numbers._begin_generation(store.con, trace_numbers.generations(store.con))
     store.insert(chat_turn(1, "new", [("user", "q1")], "a1", at=600))
+    store.insert(chat_turn(2, "old", [("user", "q2")], "a2", at=1))
     store.derive_all()
-    assert len(numbers(store)) == 2
+    assert len(numbers(store)) == 3
+    assert store.rows("SELECT count(*) FROM trace_numbers_1") == [(2,)]
     before = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=(T0 + 300 * 60 * 10**9) // 1000)
-    assert prune(store.con, before).traces == 1
+    assert prune(store.con, before).traces == 2
     assert list(numbers(store)) == [format(7001, "032x")]
     assert misnumbered(store.con) == dict.fromkeys(NUMBERED, 0)
 
@@ -326,3 +332,87 @@ def test_a_trace_the_filter_missed_is_looked_up_and_the_batch_written(tmp_path):
     finally:
         writer.close()
     assert len(writer_numbers(path)) == 1
+
+
+def test_the_writer_adds_numbers_to_the_newest_generation_and_begins_the_next(
+    tmp_path, monkeypatch
+):
+    """Numbers go into tables of at most GENERATION traces (trace_numbers_0, _1, ...),
+    read together through the view trace_numbers: the writer begins the next when the
+    newest is full, a late span of a trace in an older one keeps its number, a commit
+    rolled back after beginning one leaves the next commit to begin it again."""
+    monkeypatch.setattr(trace_numbers, "GENERATION", 2)
+    path = tmp_path / "w.duckdb"
+    writer = Writer(str(path)).start()
+    try:
+        for i in range(5):  # (a trace each)
+            writer.write("spans", spans_table(turn(i)), timeout=DEADLINE_S)
+        con = writer.store.con
+        assert trace_numbers.generations(con) == [f"trace_numbers_{g}" for g in range(3)]
+        sizes = [
+            con.execute(f"SELECT count(*) FROM trace_numbers_{g}").fetchall()[0][0]
+            for g in range(3)
+        ]
+        assert sizes == [2, 2, 1]
+        late = span(7000, 999, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7000)
+        writer.write("spans", spans_table([late]), timeout=DEADLINE_S)  # (in generation 0)
+        assert writer._seen.newest == "trace_numbers_2"
+        # a commit that began generation 3, then failed: rolled back with it
+        real_insert, failed = trace_numbers.number, []
+
+        def failing(con, batch, seen=None):
+            out = real_insert(con, batch, seen)
+            if not failed and seen.newest == "trace_numbers_3":
+                failed.append(seen.newest)
+                raise duckdb.InvalidInputException("a bad batch")
+            return out
+
+        monkeypatch.setattr(insert, "number", failing)
+        writer.write("spans", spans_table(turn(5)), timeout=DEADLINE_S)  # fills 2
+        with pytest.raises(duckdb.InvalidInputException):
+            writer.write("spans", spans_table(turn(6)), timeout=DEADLINE_S)
+        assert failed == ["trace_numbers_3"]
+        writer.write("spans", spans_table(turn(6)), timeout=DEADLINE_S)
+        assert trace_numbers.generations(writer.store.con)[-1] == "trace_numbers_3"
+        assert writer.stats.failed_batches == 1
+    finally:
+        writer.close()
+    now = writer_numbers(path)
+    assert len(now) == len(set(now.values())) == 7
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        assert misnumbered(con)["spans_raw"] == 0
+        assert con.execute(
+            "SELECT trace_n FROM spans_raw WHERE span_id = ?", [format(999, "016x")]
+        ).fetchall() == [(now[format(7000, "032x")],)]
+    finally:
+        con.close()
+
+
+def test_the_writer_index_stays_the_size_of_a_generation(tmp_path, monkeypatch):
+    """On a store of 300,000 numbered traces, 2,000 new random traces load a sliver of
+    index into memory: the newest generation's, not the whole key's."""
+
+    def loaded(generation: int) -> float:
+        rnd = random.Random(generation)  # (random trace ids, as producers make them)
+        monkeypatch.setattr(trace_numbers, "GENERATION", generation)
+        path = tmp_path / f"g{generation}.duckdb"
+        con = connect(str(path), derive_now=False)
+        con.execute(
+            "INSERT INTO trace_numbers_0 SELECT md5(i::VARCHAR), -i FROM range(1, 300001) t(i)"
+        )
+        con.execute("CHECKPOINT")
+        con.close()
+        writer = Writer(str(path)).start()
+        try:
+            for _ in range(10):
+                spans = [span(rnd.getrandbits(128), 1, "s", 0, {}) for _ in range(200)]
+                writer.write("spans", spans_table(spans), timeout=DEADLINE_S)
+            with writer.store.cursor() as cur:
+                ((art,),) = cur.execute(INDEX_MEMORY_SQL).fetchall()
+        finally:
+            writer.close()
+        return art / 2**20
+
+    small, whole = loaded(trace_numbers.GENERATION), loaded(1 << 40)
+    assert whole > 4 * small, (small, whole)

@@ -23,6 +23,7 @@ from otel_threads.store.eviction import evict_threads
 from otel_threads.store.insert import insert_batch
 from otel_threads.store.schema import apply_views, migrate
 from otel_threads.store.sqlfiles import sql_files
+from otel_threads.store.trace_numbers import generations
 
 __all__ = ["LocalStore"]
 
@@ -38,7 +39,6 @@ _DATA_TABLES = (
     "annotation_records",
     "evaluation_runs",
     "response_evaluations",
-    "trace_numbers",
     *(table for table, _, _ in DERIVED),
 )
 
@@ -108,7 +108,7 @@ class LocalStore:
 
     def reset(self) -> None:
         """Empty the store (its derived tables too)."""
-        for table in _DATA_TABLES:
+        for table in (*_DATA_TABLES, *generations(self.con)):  # (and the trace numbers)
             self.con.execute(f"DELETE FROM {table}")
 
     def derive(self, spans: pa.Table, logs: pa.Table) -> None:

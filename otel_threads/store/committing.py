@@ -129,6 +129,8 @@ class Committing:
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 con.execute("ROLLBACK")
+            if self._seen is not None:
+                self._seen.rolled_back()
             raise
         self.stats.commit_seconds.observe(time.perf_counter() - started)
         for kind, group in by_kind.items():

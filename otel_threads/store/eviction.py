@@ -12,6 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from otel_threads.store.sqlfiles import DERIVED
+from otel_threads.store.trace_numbers import generations
 
 __all__ = ["evict_threads"]
 
@@ -51,7 +52,6 @@ _BY_TRACE = (
     "linked_turns",
     "rejected_turns",
     "annotation_records",
-    "trace_numbers",
     *(table for table, _, key in DERIVED if key == "trace_id"),
 )
 _BY_THREAD = (
@@ -83,7 +83,7 @@ def evict_threads(con: duckdb.DuckDBPyConnection, threads: list[str]) -> set[str
         )
         con.execute("BEGIN TRANSACTION")
         try:
-            for table in _BY_TRACE:
+            for table in (*_BY_TRACE, *generations(con)):  # (and the traces' numbers)
                 con.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT v FROM temp._gone)")
             for table in _BY_THREAD:
                 con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT v FROM temp._cand)")

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import duckdb
 
 from otel_threads.json_out import parse_utc
+from otel_threads.store.trace_numbers import generations
 
 __all__ = ["PruneResult", "parse_before", "parse_duration", "prune"]
 
@@ -158,11 +159,12 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
     )
     logs += _count_deleted(con, f"DELETE {old_logs}", [before])
     # the numbers of the traces gone (otel_threads.store.trace_numbers)
-    con.execute("""
-        DELETE FROM trace_numbers
-        WHERE trace_id IN (SELECT trace_id FROM _gone_traces)
-          AND trace_id NOT IN (SELECT trace_id FROM logs WHERE trace_id IS NOT NULL)
-          AND trace_id NOT IN (SELECT trace_id FROM spans_raw)""")
+    for table in generations(con):
+        con.execute(f"""
+            DELETE FROM {table}
+            WHERE trace_id IN (SELECT trace_id FROM _gone_traces)
+              AND trace_id NOT IN (SELECT trace_id FROM logs WHERE trace_id IS NOT NULL)
+              AND trace_id NOT IN (SELECT trace_id FROM spans_raw)""")
     # evaluations by response id as old (their log records went with the others above)
     con.execute("DELETE FROM response_evaluations WHERE created_at < ?", [before])
     threads = con.execute("SELECT count(*) FROM _old_threads").fetchall()[0][0]

@@ -13,6 +13,12 @@ to number a batch (`number`) and the derivation to look traces up (`lookup`).
 
 Migration 0018 numbered the traces of a store from before, in the order they arrived.
 
+The numbers are kept in generations (migration 0020): tables ``trace_numbers_0``,
+``trace_numbers_1``, ... of at most `GENERATION` traces, read together through the view
+``trace_numbers``. The writer adds to the newest alone and begins the next when it is
+full (`SeenTraces.newest`), so the one random index it writes to, and that a checkpoint
+writes about whole, stays the size of a generation while the store grows.
+
 Most of a batch's traces are new, and looking them up cost the writer more than storing
 their spans' numbers (a list of a few hundred constants parsed and probed one by one): the
 writer keeps `SeenTraces`, a Bloom filter of the trace ids numbered in the file, and looks
@@ -22,6 +28,7 @@ up only the traces it may have seen.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 
 import duckdb
@@ -29,12 +36,47 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["LOOKUP_CHUNK", "SeenTraces", "lookup", "number", "trace_hashes"]
+__all__ = [
+    "GENERATION",
+    "LOOKUP_CHUNK",
+    "SeenTraces",
+    "generations",
+    "lookup",
+    "number",
+    "trace_hashes",
+]
 
 #: Trace ids looked up through the index at most: DuckDB looks a list of constants up
 #: through an index only while the rows it expects are few (``index_scan_max_count``:
 #: 2,048); more are matched by a join.
 LOOKUP_CHUNK = 2000
+
+#: Traces a generation of ``trace_numbers`` holds (its index: about 18 MiB, and 20 ms of
+#: a checkpoint after a few thousand new traces).
+GENERATION = 1 << 18
+_GENERATION_NAME = re.compile(r"trace_numbers_(\d+)")
+
+
+def generations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The tables of ``trace_numbers`` in the file (on ``con``'s default catalog), oldest
+    first."""
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND starts_with(table_name, 'trace_numbers_')"
+    ).fetchall()
+    found = [(int(m.group(1)), n) for (n,) in names if (m := _GENERATION_NAME.fullmatch(n))]
+    return [n for _, n in sorted(found)]
+
+
+def _begin_generation(con: duckdb.DuckDBPyConnection, tables: list[str]) -> str:
+    """Add the next table of ``trace_numbers`` (in the caller's transaction) and the view
+    over them all; returns its name."""
+    (last,) = _GENERATION_NAME.fullmatch(tables[-1]).groups()
+    name = f"trace_numbers_{int(last) + 1}"
+    con.execute(f"CREATE TABLE {name} (trace_id VARCHAR PRIMARY KEY, trace_n BIGINT NOT NULL)")
+    union = " UNION ALL ".join(f"SELECT * FROM {t}" for t in [*tables, name])
+    con.execute(f"CREATE OR REPLACE VIEW trace_numbers AS {union}")
+    return name
 
 
 def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
@@ -125,6 +167,9 @@ class SeenTraces:
     MIN_TRACES = 1 << 20
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        #: the generation the writer adds to (None: to be found), and its traces
+        self.newest: str | None = None
+        self.newest_count = 0
         ((count,),) = con.execute("SELECT count(*) FROM trace_numbers").fetchall()
         self.capacity = max(self.MIN_TRACES, 2 * count)
         self._mask = np.uint64((1 << (self.capacity * self.BITS - 1).bit_length()) - 1)
@@ -154,6 +199,21 @@ class SeenTraces:
         bits = (self._bits[positions >> np.uint64(3)] >> (positions & np.uint64(7))) & 1
         return bits.all(axis=1)
 
+    def generation(self, con: duckdb.DuckDBPyConnection) -> str:
+        """The table of ``trace_numbers`` to add new traces to: the newest, or the next
+        one begun (in the caller's transaction) when that is full."""
+        if self.newest is None:
+            self.newest = generations(con)[-1]
+            ((self.newest_count,),) = con.execute(f"SELECT count(*) FROM {self.newest}").fetchall()
+        if self.newest_count >= GENERATION:
+            self.newest, self.newest_count = _begin_generation(con, generations(con)), 0
+        return self.newest
+
+    def rolled_back(self) -> None:
+        """A transaction of the writer's was rolled back: the generation it began, if
+        any, is gone (the traces it added stay in the filter: "maybe" more often)."""
+        self.newest = None
+
     @property
     def outgrown(self) -> bool:
         """Whether to build it again: it holds more traces than it was sized for, or it
@@ -181,14 +241,16 @@ def number(
         known = lookup(con, ids.to_pylist())
     new = pc.invert(pc.is_in(ids, value_set=pa.array(list(known), pa.string())))
     if pc.any(new).as_py():
+        table = generations(con)[-1] if seen is None else seen.generation(con)
         con.register("__new_traces", pa.table({"trace_id": ids.filter(new)}))
         try:
-            known.update(
-                con.execute(
-                    "INSERT INTO trace_numbers SELECT trace_id, nextval('trace_n_seq') "
-                    "FROM __new_traces RETURNING trace_id, trace_n"
-                ).fetchall()
-            )
+            numbered = con.execute(
+                f"INSERT INTO {table} SELECT trace_id, nextval('trace_n_seq') "
+                "FROM __new_traces RETURNING trace_id, trace_n"
+            ).fetchall()
+            known.update(numbered)
+            if seen is not None:
+                seen.newest_count += len(numbered)
         except duckdb.ConstraintException:
             if seen is not None:  # (the commit fails; the writer's next one builds it again)
                 seen.missed = True
