@@ -152,14 +152,18 @@ def trace_hashes(ids: pa.Array) -> np.ndarray:
 
 class SeenTraces:
     """A Bloom filter of the trace ids numbered in one open file: `maybe` is False only
-    for an id certainly not in ``trace_numbers``. Built from the table when the writer
-    opens the file (one scan of its ids' hashes: about a second at ten million traces)
-    and told of each trace the writer numbers (`add`); the writer is the only one that
-    numbers traces while the file is open, and a trace it adds in a transaction rolled
-    back, or one retention deletes, only makes the filter answer "maybe" more often.
-    ``BITS`` bits a trace and ``HASHES`` bit positions make one "maybe" in about 2,000
-    for a new trace; the filter doubles (built again) when it holds more traces than it
-    was sized for."""
+    for an id certainly not in ``trace_numbers``. Built from the table at the writer's
+    first commit after it opens the file (one scan of the ids: 0.43 s for a million
+    traces) and told of each trace the writer numbers (`add`); the writer is the only
+    one that numbers traces while the file is open, and a trace it adds in a transaction
+    rolled back, or one retention deletes, only makes the filter answer "maybe" more
+    often. It is sized for twice the traces it is built with, ``BITS`` bits each (and
+    more: its size is a power of two), with ``HASHES`` bit positions: a new trace gets a
+    "maybe" at most about once in 1,700 (when it holds all it was sized for), and it is
+    built again, twice as large, past that (`outgrown`).
+
+    It also keeps which generation of ``trace_numbers`` the writer adds to (`generation`).
+    """
 
     BITS = 16
     HASHES = 8
