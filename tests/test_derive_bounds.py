@@ -23,7 +23,7 @@ from stored_app import KEPT_VIEWS, kept_sql
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
-from otel_threads.otlp.decode import decode_traces_json, decode_traces_protobuf
+from otel_threads.otlp.decode import decode_logs_json, decode_traces_json, decode_traces_protobuf
 from otel_threads.query import query_thread
 from otel_threads.store import connect, shared_views
 from otel_threads.store.derive import WIDEN, Deriver
@@ -561,10 +561,24 @@ def test_the_queue_counts_the_bytes_of_content_a_refresh_reads(tmp_path):
     of it when the queue did not count it (a rebuild's traces): one measure bounds both."""
     store = Store(tmp_path / "s.duckdb")
     store.insert([span(1, 10, "turn", T0, {"a": "x" * 300}), span(2, 20, "t", T0, {"b": 1})])
-    store.insert([span(1, 11, "step", T0 + 5, {"c": "y" * 40}, parent=10)])
+    store.insert([span(1, 11, "step", T0 + 5, {"c": "\u00e9\u4e2d" * 40}, parent=10)])
+    record = {  # (a log record of trace 2 and one of a trace with no spans, non-ASCII)
+        "timeUnixNano": str(T0),
+        "body": {"stringValue": "r\u00e9ponse " * 20},
+        "attributes": [_kv("event.name", "gen_ai.choice")],
+        "traceId": format(2, "032x"),
+        "spanId": format(20, "016x"),
+    }
+    orphan = {**record, "traceId": format(3, "032x"), "spanId": format(30, "016x")}
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record, orphan]}]}]}
+    logs = decode_logs_json(json.dumps(body).encode()).table
+    store.con.execute("BEGIN TRANSACTION")
+    store.seq += insert_batch(store.con, "logs", logs, store.seq, 0, True)
+    store.con.execute("COMMIT")
     queued = dict(store.rows("SELECT trace_id, sum(bytes) FROM derive_queue GROUP BY trace_id"))
     stored = store.deriver._content_bytes(store.deriver.db)
-    assert queued == stored and queued[format(1, "032x")] > 340
+    assert queued == stored and queued[format(1, "032x")] > 500
+    assert len(queued) == 3
 
 
 def test_a_long_thread_that_ends_and_reopens_in_bounded_shuffled_batches(tmp_path):

@@ -69,12 +69,11 @@ _FULL_RANGE = {
 #: attributes and events, log bodies and attributes). The queue counts them per commit
 #: (`_queued`) and a refresh bounds its batch and its parse chunks by them
 #: (`Scoped._content_bytes` for traces the queue did not count).
-CONTENT_BYTES = {
-    "spans": "coalesce(strlen(attributes::VARCHAR), 0) + coalesce(strlen(events::VARCHAR), 0)",
-    "logs": "coalesce(strlen(body::VARCHAR), 0) + coalesce(strlen(attributes::VARCHAR), 0)",
-}
-#: The columns whose bytes are a row's content (`CONTENT_BYTES`).
 _CONTENT_COLUMNS = {"spans": ("attributes", "events"), "logs": ("body", "attributes")}
+CONTENT_BYTES = {
+    kind: " + ".join(f"coalesce(strlen({c}::VARCHAR), 0)" for c in columns)
+    for kind, columns in _CONTENT_COLUMNS.items()
+}
 
 
 def _queued(kind: str, table: pa.Table) -> pa.Table:
