@@ -31,6 +31,7 @@ from conversations import Conversations, request
 
 from otel_threads.otlp.decode import decode_traces_protobuf
 from otel_threads.store.insert import insert_batch
+from otel_threads.store.schema import connect
 from otel_threads.store.trace_numbers import SeenTraces
 from otel_threads.store.writer import WAL_CHECKPOINT_BYTES
 
@@ -58,7 +59,8 @@ def run(store: str, way: str, requests: int, commits: int) -> tuple[float, dict[
         shutil.copy(store, path)
         if os.path.exists(store + ".wal"):
             shutil.copy(store + ".wal", path + ".wal")
-        con = duckdb.connect(path)
+        # (opened as the collector opens it: migrated, row groups of the store's size)
+        con = connect(path, derive_now=False)
         con.execute("SET checkpoint_threshold = '1TB'")  # as the store sets it
         timed = Timed(con)
         seen = SeenTraces(con) if way == "filter" else None
