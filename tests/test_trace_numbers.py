@@ -14,7 +14,7 @@ from test_clickhouse_worker import file_store, fixture_tables
 from test_derive_bounds import T0, Store, span, spans_table
 from test_incremental_derive import SYSTEM, chat_turn
 
-from otel_threads.store import insert, schema, trace_numbers
+from otel_threads.store import insert, schema, scoped, trace_numbers
 from otel_threads.store.derive import Deriver
 from otel_threads.store.memory_budget import INDEX_MEMORY_SQL
 from otel_threads.store.retention import prune
@@ -416,3 +416,35 @@ def test_the_writer_index_stays_the_size_of_a_generation(tmp_path, monkeypatch):
 
     small, whole = loaded(trace_numbers.GENERATION), loaded(1 << 40)
     assert whole > 4 * small, (small, whole)
+
+
+def test_a_refresh_looks_up_no_number_of_a_trace_the_writer_queued(tmp_path, monkeypatch):
+    """The queue's rows carry the numbers the writer gave their traces (migration 0021):
+    a refresh reads its batch's rows through the tables' trace_n indexes without looking
+    their ids up in trace_numbers. A trace queued without one (as before 0021, or by a
+    rebuild) is looked up, with the same rows derived."""
+    looked_up: list[str] = []
+    real_lookup = scoped.lookup
+    monkeypatch.setattr(
+        scoped,
+        "lookup",
+        lambda con, ids, table: looked_up.extend(ids) or real_lookup(con, ids, table),
+    )
+    store = Store(tmp_path / "s.duckdb")
+    for i in range(4):
+        store.insert(turn(i))
+    queued = store.rows("SELECT trace_id, trace_n FROM derive_queue ORDER BY trace_n")
+    assert queued == sorted(numbers(store).items(), key=lambda p: p[1])
+    store.derive_all()
+    late = span(7001, 999, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7001)
+    store.insert([late])  # a late span of a trace derived before
+    store.derive_all()
+    assert looked_up == []
+    for i in (4, 5):
+        store.insert(turn(i))
+    unnumbered = format(7004, "032x")
+    store.con.execute("UPDATE derive_queue SET trace_n = NULL WHERE trace_id = ?", [unnumbered])
+    store.derive_all()
+    assert looked_up == [unnumbered]
+    assert misnumbered(store.con) == dict.fromkeys(NUMBERED, 0)
+    store.assert_kept_equals_scratch()

@@ -77,23 +77,24 @@ CONTENT_BYTES = {
 
 
 def _queued(kind: str, table: pa.Table) -> pa.Table:
-    """The batch's traces for derive_queue, with the thread their spans name, the first
-    and last ingest_seq of their spans in it (a trace never derived has every span
-    between its commits' first and last), and the bytes of content they brought (which
-    bound a refresh's batch); computed here rather than by a GROUP BY in the database,
-    which cost a commit half as much as inserting its spans."""
+    """The batch's traces for derive_queue, with their numbers (which spare a refresh
+    looking them up), the thread their spans name, the first and last ingest_seq of their
+    spans in it (a trace never derived has every span between its commits' first and
+    last), and the bytes of content they brought (which bound a refresh's batch);
+    computed here rather than by a GROUP BY in the database, which cost a commit half as
+    much as inserting its spans."""
     size = None
     for name in _CONTENT_COLUMNS[kind]:
         column = pc.fill_null(pc.binary_length(table.column(name)), 0).cast(pa.int64())
         size = column if size is None else pc.add(size, column)
-    columns = {"trace_id": table.column("trace_id"), "bytes": size}
-    aggregates = [("bytes", "sum")]
+    columns = {"trace_id": table.column("trace_id"), "bytes": size, "n": table.column("trace_n")}
+    aggregates = [("bytes", "sum"), ("n", "max")]
     if kind == "spans":
         columns |= {"thread_id": table.column("thread_id"), "seq": table.column("ingest_seq")}
         aggregates += [("thread_id", "max"), ("seq", "min"), ("seq", "max")]
     rows = pa.table(columns).filter(pc.is_valid(columns["trace_id"]))
     queued = rows.group_by("trace_id", use_threads=False).aggregate(aggregates)
-    names = {"bytes_sum": "bytes", "thread_id_max": "thread_id"}
+    names = {"bytes_sum": "bytes", "n_max": "trace_n", "thread_id_max": "thread_id"}
     names |= {"seq_min": "first_seq", "seq_max": "last_seq"}
     return queued.rename_columns([names.get(c, c) for c in queued.column_names])
 

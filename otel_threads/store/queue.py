@@ -28,7 +28,7 @@ from otel_threads.store.scoped import Scoped
 
 __all__ = ["Queue", "QueueRow"]
 
-_COLUMNS = "rowid, trace_id, thread_id, first_seq, last_seq, bytes"
+_COLUMNS = "rowid, trace_id, thread_id, first_seq, last_seq, bytes, trace_n"
 
 #: A batch widens to queued traces of its threads whose spans came at most this many
 #: times the stretch of its oldest traces past that stretch, or `WIDEN_MIN_ROWS` rows
@@ -49,6 +49,7 @@ class QueueRow(NamedTuple):
     first_seq: int | None
     last_seq: int | None
     bytes: int | None
+    trace_n: int | None
 
 
 class Queue(Scoped):
@@ -69,6 +70,7 @@ class Queue(Scoped):
         thread id they were queued with. Starts a refresh: the rows read before are
         forgotten."""
         self._known = {}
+        self._numbers = {}
         part, parts = (0, 1) if self.share is None else self.share[:2]
         # (beside other derivers: this one's share of the threads, by the thread id its
         # rows were queued with, any of them: a trace's log records come with none; a
@@ -142,6 +144,13 @@ class Queue(Scoped):
             for row in map(QueueRow._make, self._fetch(sql)):
                 rows[row.trace_id].append(row)
         self._known.update({t: [r.rowid for r in rs] for t, rs in rows.items() if rs})
+        # (the writer numbered each trace in the commit that queued it; a row queued
+        # otherwise has no number, and its trace is looked up)
+        for trace, rs in rows.items():
+            numbers = {r.trace_n for r in rs}
+            if rs and None not in numbers:
+                # (a trace evicted and stored again has a newer number: the larger one)
+                self._numbers[trace] = max(numbers)
         return rows
 
     def _queued(self, traces: list[str]) -> list[QueueRow]:

@@ -39,6 +39,9 @@ class Scoped:
         self.share = share
         self._claims = None if share is None else share.claims
         self._claiming: int | None = None  # the transaction that claims, while it runs
+        #: trace -> its number, for the refresh under way: from its queue rows
+        #: (`Queue._batch_rows`) or looked up (`_in_traces`); forgotten at the next one
+        self._numbers: dict[str, int] = {}
         # The file's own tables, named through its catalog: while TEMP tables shadow
         # them, "main.x" would resolve to temp.main.x.
         name = con.execute("SELECT current_database()").fetchall()[0][0]
@@ -166,9 +169,13 @@ class Scoped:
     def _in_traces(self, traces: Iterable[str]) -> str:
         """The rows of ``traces``, for a table indexed by trace number (``trace_n``: the
         file's tables of rows per trace, and TEMP tables copied from them or from
-        `_numbered`): their numbers looked up in ``trace_numbers`` (otel_threads.store.
-        trace_numbers), then in the table's index."""
-        numbers = sorted(lookup(self.con, traces, f"{self.db}.trace_numbers").values())
+        `_numbered`): their numbers (those the refresh does not know yet looked up in
+        ``trace_numbers``, otel_threads.store.trace_numbers), then the table's index."""
+        traces = set(traces)
+        known = self._numbers
+        if missing := [t for t in traces if t not in known]:
+            known.update(lookup(self.con, missing, f"{self.db}.trace_numbers"))
+        numbers = sorted(known[t] for t in traces if t in known)
         if len(numbers) <= _IN_LIST_MAX:
             return f"trace_n IN ({', '.join(map(str, numbers)) or 'NULL'})"
         return f"trace_n IN (SELECT v FROM temp.{self._values(numbers, pa.int64())})"
