@@ -313,7 +313,7 @@ def test_a_store_from_before_thread_tails_fills_them_without_deriving_anew(tmp_p
     assert by_thread["grows"][1]["t"] == format(16 * 7005, "016x")  # the last turn
     store.con.execute("DROP TABLE thread_tails_mat")
     store.con.execute("DELETE FROM otel_threads_derived WHERE name = 'thread_tails_mat'")
-    store.con.execute("DELETE FROM otel_threads_migrations WHERE version = 17")
+    store.con.execute("DELETE FROM otel_threads_migrations WHERE version IN (17, 22)")
     store.con.close()
 
     con = connect(str(path), derive_now=False)
@@ -597,3 +597,34 @@ def test_a_turn_across_traces_derived_apart_takes_in_its_other_traces(tmp_path):
         store.insert(chat_turn(2, "t", [("user", "again")], "ok"))
         store.derive_all()
         assert reached[-1] == [], order
+
+
+def test_a_tail_counts_earlier_copies_of_its_keys_from_its_first_call_on(tmp_path):
+    """A thread derived from its tail counts the earlier copies of its new messages' keys
+    in the rows of message_keys_mat numbered from its first LLM call on (its row of
+    thread_tails_mat keeps that number, as a derivation from scratch gives it): a row
+    numbered before is not read, so the read follows the thread's age, not the store."""
+    store = Store(tmp_path / "s.duckdb")
+    store.insert(chat_turn(0, "other", [("user", "q4")], "a0"))  # numbered first
+    for i in range(1, 4):
+        store.insert(chat_turn(i, "t", [("system", SYSTEM), ("user", f"q{i}")], f"a{i}"))
+    store.derive_all()
+    store.assert_kept_equals_scratch()
+    numbers = dict(store.rows("SELECT trace_id, trace_n FROM trace_numbers"))
+    first = numbers[format(7001, "032x")]
+    assert first > numbers[format(7000, "032x")]
+    assert store.rows("SELECT first_call_n FROM thread_tails_mat WHERE thread_id = 't'") == [
+        (first,)
+    ]
+    # a row of thread t numbered before its first call, holding the key of the next
+    # turn's question: were it read, the question would count as asked before, not shown
+    store.con.execute(
+        "INSERT INTO message_keys_mat SELECT * REPLACE ('t' AS thread_id) "
+        "FROM message_keys_mat WHERE thread_id = 'other' AND role = 'user'"
+    )
+    store.insert(chat_turn(4, "t", [("system", SYSTEM), ("user", "q4"), ("user", "q5")], "a4"))
+    store.derive_all()
+    shown = store.rows("SELECT role, content FROM transcript WHERE thread_id = 't' ORDER BY seq")
+    assert shown[-3:] == [("user", "q4"), ("user", "q5"), ("assistant", "a4")], shown
+    store.con.execute("DELETE FROM message_keys_mat WHERE thread_id = 't' AND trace_n < ?", [first])
+    store.assert_kept_equals_scratch()

@@ -5,7 +5,11 @@
 -- transcript's order (transcript_rows: start, end, trace, span) and that call's message
 -- keys (what transcript_rows compares the next call with), its last transcript
 -- number (thread_seq), whether all of its transcript rows are on the current branch, and
--- how many of its spans are in no turn (derive_threads counts them with its turns').
+-- how many of its spans are in no turn (derive_threads counts them with its turns'), and
+-- the number of its first trace with an LLM call (first_call_n: the smallest trace_n of
+-- its message keys; a refresh reads the earlier copies of a thread's new message keys
+-- from the rows of message_keys_mat numbered from there on, which zone maps find near the
+-- thread's time instead of all over the store).
 -- Not public: the rows of thread_tails_mat, kept by each refresh.
 --
 -- Scoped: a refresh evaluates it over the threads it derives whole, while TEMP tables
@@ -51,11 +55,18 @@ loose AS (
     FROM span_threads
     WHERE thread_id IS NOT NULL AND turn_id IS NULL
     GROUP BY thread_id
+),
+first_calls AS (
+    -- (the table, not the view message_keys, which leaves the trace numbers out)
+    SELECT thread_id, min(trace_n) AS first_call_n
+    FROM message_keys_mat
+    GROUP BY thread_id
 )
 SELECT thread_id, t.last_turn, t.last_turn_index, t.linked, c.last_call, k.last_call_keys,
-       r.thread_seq, r.on_branch, l.loose_spans
+       r.thread_seq, r.on_branch, l.loose_spans, f.first_call_n
 FROM kept_turns t
 FULL JOIN kept_calls c USING (thread_id)
 LEFT JOIN last_keys k USING (thread_id)
 FULL JOIN kept_rows r USING (thread_id)
 FULL JOIN loose l USING (thread_id)
+LEFT JOIN first_calls f USING (thread_id)

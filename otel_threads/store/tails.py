@@ -31,6 +31,7 @@ _TAIL = (
     "thread_seq",
     "on_branch",
     "loose_spans",
+    "first_call_n",
 )
 #: The order of a thread's turns (derive_turns: start_time, then turn_id, NULLs last) and
 #: of its LLM calls (transcript_rows: start, end, trace, span), as values that compare so.
@@ -115,7 +116,18 @@ class Tails(SharedViews):
                    CASE WHEN NOT c.n THEN c.e END AS call_end_unix_nano, m.k
             FROM (SELECT thread_id, kept_last_call AS c, unnest(kept_last_call_keys) AS m
                   FROM temp._tails)""")
-        con.execute(f"""
+        # (a thread's keys are numbered from its first call on: the table's row groups
+        # before the earliest of those of the threads are skipped, so the read follows
+        # how long ago they began, not the store; a thread whose row has no first call
+        # but a last one, from before 0022, is read from the start)
+        ((since,),) = con.execute("""
+            SELECT CASE WHEN bool_or(kept_last_call IS NOT NULL AND kept_first_call_n IS NULL)
+                        THEN -9223372036854775808 ELSE min(kept_first_call_n) END
+            FROM temp._tails""").fetchall()
+        if since is None:  # none of them held a call before: no copies to count
+            return
+        con.execute(
+            f"""
             INSERT INTO temp.message_keys_mat
             SELECT thread_id, NULL, '', '', 'output', unnest(range(copies)), NULL,
                    -9223372036854775808, -9223372036854775808, k, NULL
@@ -125,8 +137,11 @@ class Tails(SharedViews):
                       SEMI JOIN (SELECT DISTINCT n.thread_id, n.k FROM temp._new_keys n
                                  SEMI JOIN temp._tails t ON t.thread_id = n.thread_id) n
                           ON n.thread_id = o.thread_id AND n.k = o.k
+                      WHERE o.trace_n >= ?
                       GROUP BY o.thread_id, o.trace_id, o.span_id, o.k)
-                  GROUP BY thread_id, k)""")
+                  GROUP BY thread_id, k)""",
+            [since],
+        )
 
     def _merge_tails(self) -> None:
         """Make the rows of the threads in ``_tails`` in TEMP ``threads_mat`` (derived over
@@ -240,6 +255,11 @@ class Tails(SharedViews):
                        bool_and(on_current_branch) AS on_branch
                 FROM temp._tail_rows
                 GROUP BY thread_id
+            ), nf AS (
+                SELECT thread_id, min(trace_n) AS first_call_n
+                FROM temp._new_keys
+                WHERE thread_id IN (SELECT thread_id FROM temp._tails)
+                GROUP BY thread_id
             )
             SELECT t.thread_id,
                    coalesce(nt.last_turn, t.kept_last_turn),
@@ -251,12 +271,14 @@ class Tails(SharedViews):
                    coalesce(nr.thread_seq, t.kept_thread_seq),
                    CASE WHEN nr.thread_id IS NULL THEN t.kept_on_branch
                         ELSE coalesce(t.kept_on_branch, true) AND nr.on_branch END,
-                   t.kept_loose_spans
+                   t.kept_loose_spans,
+                   least(t.kept_first_call_n, nf.first_call_n)
             FROM temp._tails t
             LEFT JOIN nt USING (thread_id)
             LEFT JOIN nc USING (thread_id)
             LEFT JOIN nk USING (thread_id)
             LEFT JOIN nr USING (thread_id)
+            LEFT JOIN nf USING (thread_id)
             WHERE nt.thread_id IS NOT NULL OR nc.thread_id IS NOT NULL
                OR nr.thread_id IS NOT NULL OR t.kept_last_turn IS NOT NULL
                OR t.kept_last_call IS NOT NULL OR t.kept_thread_seq IS NOT NULL
