@@ -22,21 +22,23 @@ Every ``--minute`` seconds it prints one line:
   - API p50/p99 while ingest runs: ``POST /threads/query?wait=0`` (the first 50) and
     ``GET /threads/{id}?wait=0`` (the probe's long thread, and a 100-turn one), a pair
     every ``--read-every`` seconds on average (a person reading, not a read load);
-  - the collector's peak RSS, file bytes per acknowledged span, and the checkpoints of
-    the minute (reads that filter a table wait while one writes it): how many, and their
-    mean duration; and derivation's refreshes of the minute: how many, and their mean
-    length (under steady load the lag is about one or two of them); and the times the
-    collector opened its store again that minute (docs/storage.md, "Opened again"), and
-    how long that held commits and reads, on average.
-At the end: the last minute's rate over the first's; the lag and the API latency
-over the whole run (p99 of all samples: a minute's p99 is about its slowest read); the
-exact-count check once derivation has caught up (spans, turns and threads stored equal
+  - the collector's peak RSS (sampled every 0.5 s), file bytes per acknowledged span,
+    and the checkpoints of the minute (reads that filter a table wait while one writes
+    it): how many, and their mean duration; and derivation's refreshes of the minute:
+    how many, and their mean length (under steady load the lag is about one or two of
+    them); and the times the collector opened its store again that minute
+    (docs/storage.md, "Opened again"), and how long that held commits and reads, on
+    average.
+At the end: the collector's peak RSS since it started, as the kernel counts it (VmHWM,
+the catch-up included); the last minute's rate over the first's; the lag and the API
+latency over the whole run (p99 of all samples: a minute's p99 is about its slowest
+read); the exact-count check once derivation has caught up (spans, turns and threads stored equal
 those acknowledged), and the file's bytes per span then, beside the bytes per span of
 the OTLP requests sent.
 After the first run (unless ``--no-rebuild``): the collector is restarted on its file
 with every derived table marked as derived by other SQL (an upgrade), and the rebuild
 is measured: how soon the collector listens, how long deriving everything anew takes,
-peak RSS, one exporter's acknowledged spans/s (``--rebuild-rate`` at most) and API
+peak RSS (VmHWM), one exporter's acknowledged spans/s (``--rebuild-rate`` at most) and API
 latency meanwhile, exact counts.
 """
 
@@ -426,7 +428,9 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             ok = stored == expected
             print(
                 f"acknowledged {spans:,} spans in {elapsed:.0f}s ({spans / elapsed:,.0f}/s); "
-                f"derivation caught up {time.monotonic() - caught:.0f}s after the stop"
+                f"derivation caught up {time.monotonic() - caught:.0f}s after the stop; "
+                f"the collector's peak RSS since it started (VmHWM) "
+                f"{rss_bytes(proc.pid, 'VmHWM') / (1 << 20):,.0f} MiB"
             )
             if errors:
                 print(f"{len(errors)} API reads failed while ingest ran, e.g. {errors[0]}")
