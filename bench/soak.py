@@ -505,11 +505,10 @@ def rebuild(
         target=sender_process, args=(target, 90_000, 1, counts, stop, rate)
     )
     sender.start()
-    done, peak, lat = threading.Event(), [0], {"query": [], "thread": []}
+    done, lat = threading.Event(), {"query": [], "thread": []}
 
     def watch() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], rss_bytes(proc.pid))
             for kind, url, body in (
                 ("query", f"{api}/threads/query?wait=0", {"limit": 50}),
                 ("thread", f"{api}/threads/{long_thread}?wait=0", None),
@@ -526,7 +525,7 @@ def rebuild(
     took = time.monotonic() - started
     # (the collector's peak since it started, its open included: the RSS sampled between
     # the reads above said 1,004 MiB for a rebuild of 10.5M spans that peaked at 1,382)
-    peak[0] = max(peak[0], rss_bytes(proc.pid, "VmHWM"))
+    peak = rss_bytes(proc.pid, "VmHWM")
     stop.set()
     sender.join()
     done.set()
@@ -538,7 +537,7 @@ def rebuild(
     print(
         f"rebuild of every derived table: opened in {opened:.1f}s, {queued:,.0f} traces "
         f"derived anew in {took:.0f}s ({queued / took:,.0f}/s), peak RSS "
-        f"{peak[0] / (1 << 20):,.0f} MiB; meanwhile one exporter got {counts[0] / took:,.0f} "
+        f"{peak / (1 << 20):,.0f} MiB; meanwhile one exporter got {counts[0] / took:,.0f} "
         f"spans/s acknowledged, API p50/p99 {pct(lat['query'], 0.5) * 1e3:.0f}/"
         f"{pct(lat['query'], 0.99) * 1e3:.0f} ms (list), {pct(lat['thread'], 0.5) * 1e3:.0f}/"
         f"{pct(lat['thread'], 0.99) * 1e3:.0f} ms (thread)"

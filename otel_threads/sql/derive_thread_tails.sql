@@ -28,11 +28,13 @@ WITH kept_turns AS (
     GROUP BY thread_id
 ),
 kept_calls AS (
+    -- (the table, not the view message_keys, which leaves the trace numbers out)
     SELECT thread_id,
            max(struct_pack(s := call_start_unix_nano, n := call_end_unix_nano IS NULL,
                            e := coalesce(call_end_unix_nano, 0), t := trace_id,
-                           i := span_id)) AS last_call
-    FROM message_keys
+                           i := span_id)) AS last_call,
+           min(trace_n) AS first_call_n
+    FROM message_keys_mat
     GROUP BY thread_id
 ),
 last_keys AS (
@@ -55,18 +57,11 @@ loose AS (
     FROM span_threads
     WHERE thread_id IS NOT NULL AND turn_id IS NULL
     GROUP BY thread_id
-),
-first_calls AS (
-    -- (the table, not the view message_keys, which leaves the trace numbers out)
-    SELECT thread_id, min(trace_n) AS first_call_n
-    FROM message_keys_mat
-    GROUP BY thread_id
 )
 SELECT thread_id, t.last_turn, t.last_turn_index, t.linked, c.last_call, k.last_call_keys,
-       r.thread_seq, r.on_branch, l.loose_spans, f.first_call_n
+       r.thread_seq, r.on_branch, l.loose_spans, c.first_call_n
 FROM kept_turns t
 FULL JOIN kept_calls c USING (thread_id)
 LEFT JOIN last_keys k USING (thread_id)
 FULL JOIN kept_rows r USING (thread_id)
 FULL JOIN loose l USING (thread_id)
-LEFT JOIN first_calls f USING (thread_id)

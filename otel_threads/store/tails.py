@@ -118,12 +118,9 @@ class Tails(SharedViews):
                   FROM temp._tails)""")
         # (a thread's keys are numbered from its first call on: the table's row groups
         # before the earliest of those of the threads are skipped, so the read follows
-        # how long ago they began, not the store; a thread whose row has no first call
-        # but a last one, from before 0022, is read from the start)
-        ((since,),) = con.execute("""
-            SELECT CASE WHEN bool_or(kept_last_call IS NOT NULL AND kept_first_call_n IS NULL)
-                        THEN -9223372036854775808 ELSE min(kept_first_call_n) END
-            FROM temp._tails""").fetchall()
+        # how long ago they began, not the store; every row of thread_tails_mat with a
+        # call has it: the open that migrates to 0022 derives the table anew first)
+        ((since,),) = con.execute("SELECT min(kept_first_call_n) FROM temp._tails").fetchall()
         if since is None:  # none of them held a call before: no copies to count
             return
         con.execute(
