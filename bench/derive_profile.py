@@ -66,6 +66,13 @@ def main() -> None:
     ap.add_argument("--widen", type=int, default=None, help="WIDEN (default: the module's)")
     ap.add_argument("--collector", action="store_true", help="the collector's DuckDB settings")
     ap.add_argument("--as-current", action="store_true", help="derived rows as this version's")
+    ap.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="CHECKPOINT after every N refreshes, untimed (default 0: never, as a soak's "
+        "collector would not between them)",
+    )
     args = ap.parse_args()
     if args.widen is not None:
         derive.WIDEN = args.widen
@@ -96,6 +103,8 @@ def main() -> None:
             took = time.perf_counter() - started
             total += took
             print(f"refresh {i}: {n:,} traces in {took:.2f}s")
+            if args.checkpoint_every and (i + 1) % args.checkpoint_every == 0:
+                con.execute("CHECKPOINT")
         print(f"total {total:.2f}s")
         for key, (count, seconds) in sorted(totals.items(), key=lambda kv: -kv[1][1])[: args.top]:
             print(f"{seconds:7.3f}s {count:5d}  {key}")

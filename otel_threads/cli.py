@@ -22,6 +22,7 @@ import click
 
 from otel_threads import __version__
 from otel_threads.cli_filters import filter_options, thread_filter, window_options
+from otel_threads.malloc import exec_early
 
 #: Commands of their own modules (name: "module:attribute"), imported when one of them
 #: runs: the library's own commands never load the collector's servers.
@@ -59,6 +60,8 @@ def main() -> None:
         otel-threads collect --db chats.duckdb
         otel-threads threads --db chats.duckdb
     """
+    if click.get_current_context().invoked_subcommand == "collect":
+        exec_early(sys.argv[1:])  # (before the collector's imports: it may start again)
 
 
 def _source(fn: Callable, clickhouse: bool = False) -> Callable:

@@ -32,12 +32,13 @@ from otel_threads.collector.ingest import Ingest
 from otel_threads.collector.metrics import render_metrics
 from otel_threads.collector.ports import check_free, listen_url
 from otel_threads.collector.retention import RetentionTask
-from otel_threads.malloc import tune_malloc
+from otel_threads.malloc import allocator, tune_malloc
 from otel_threads.prices import reprice
 from otel_threads.store import read_holder, remove_holder, write_holder
 from otel_threads.store.memory_budget import DEFAULT_MEMORY_LIMIT, MemoryBudget
 from otel_threads.store.readonly_sql import SQL_CONCURRENCY
 from otel_threads.store.reads import Reads
+from otel_threads.store.recycling import RECYCLE_AFTER_S, RECYCLE_AFTER_S_MIMALLOC
 from otel_threads.store.store import Store
 from otel_threads.store.writer import Writer
 
@@ -94,6 +95,9 @@ class Collector:
             on_open=lambda con: _harden(con, config),
             derive_workers=config.derive_workers,
             memory_budget=self.memory,
+            recycle_after_s=(
+                RECYCLE_AFTER_S_MIMALLOC if allocator() == "mimalloc" else RECYCLE_AFTER_S
+            ),
         )
         self.writer = Writer(
             self.store, max_pending_rows=config.max_pending_rows, on_fork=config.on_fork
@@ -171,7 +175,7 @@ class Collector:
             )
         _logger.info(
             "otel-threads collector started in %.2fs: db=%s grpc=%s http=%s api=%s "
-            "decode_workers=%d derive_workers=%d auth=%s tls=%s",
+            "decode_workers=%d derive_workers=%d auth=%s tls=%s allocator=%s",
             time.monotonic() - started,
             cfg.db,
             self.endpoints.grpc or "off",
@@ -181,6 +185,7 @@ class Collector:
             cfg.derive_workers,
             "token" if cfg.token else "none",
             "on" if cfg.tls_cert else "off",
+            allocator(),
         )
         return self.endpoints
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from otel_threads.collector.config import SETTINGS, Config, ConfigError, Setting
+from otel_threads.malloc import AllocatorError, exec_with_mimalloc
 from otel_threads.store import StoreLockedError
 
 __all__ = ["collect", "settings_options"]
@@ -50,6 +51,10 @@ def collect(**values: str | None) -> None:
     try:
         config = Config.load(values)
     except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    try:  # (before any thread starts: the process may be started again)
+        exec_with_mimalloc(config.allocator)
+    except AllocatorError as exc:
         raise click.UsageError(str(exc)) from None
     logging.basicConfig(
         level=logging.INFO,

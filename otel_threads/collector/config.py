@@ -16,6 +16,7 @@ from typing import Any
 from otel_threads import env
 from otel_threads.collector.config_values import (
     ConfigError,
+    _allocator,
     _derive_workers,
     _existing_file,
     _hosts,
@@ -228,6 +229,17 @@ SETTINGS: tuple[Setting, ...] = (
         "'allow' stores it as a fork; 'reject' refuses its spans (partial_success).",
         "allow|reject",
     ),
+    Setting(
+        "allocator",
+        "--allocator",
+        "OTEL_THREADS_ALLOCATOR",
+        _allocator,
+        "auto",
+        "The process's memory allocator: 'auto' = mimalloc where it is installed (Linux: "
+        "the collector starts itself again with it preloaded), else the C library's; "
+        "'mimalloc' = mimalloc or an error; 'system' = the C library's.",
+        "auto|mimalloc|system",
+    ),
 )
 
 
@@ -262,6 +274,7 @@ class Config:
     max_ingest_memory: int = _default("max_ingest_memory")
     memory_limit: int | None = _default("memory_limit")  # None: auto
     on_fork: str = _default("on_fork")
+    allocator: str = _default("allocator")
     retention: dt.timedelta | None = _default("retention")  # noqa: RUF009 (immutable)
     #: a price file's entries (None: no file; the genai-prices data alone)
     prices: tuple[PriceEntry, ...] | None = None

@@ -8,6 +8,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
+from otel_threads.malloc import ALLOCATORS
 from otel_threads.prices import PriceEntry, PriceFileError, load_price_file
 from otel_threads.store.forks import FORK_POLICIES
 from otel_threads.store.retention import parse_duration
@@ -109,6 +110,13 @@ def _on_fork(value: str) -> str:
     value = value.strip().lower()
     if value not in FORK_POLICIES:
         raise ConfigError(f"must be one of {', '.join(FORK_POLICIES)}, got {value!r}")
+    return value
+
+
+def _allocator(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ALLOCATORS:
+        raise ConfigError(f"must be one of {', '.join(ALLOCATORS)}, got {value!r}")
     return value
 
 

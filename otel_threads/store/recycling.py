@@ -22,6 +22,7 @@ from otel_threads.store.health import Fault
 
 __all__ = [
     "RECYCLE_AFTER_S",
+    "RECYCLE_AFTER_S_MIMALLOC",
     "RECYCLE_CHECKPOINT_TRIES",
     "RECYCLE_READS_WAIT_S",
     "RECYCLE_READ_WAIT_S",
@@ -39,6 +40,12 @@ _logger = logging.getLogger("otel_threads.store.writer")
 #: checkpoint, a smaller buffer pool or allocator settings did not help); closing and
 #: opening it take ~80 ms, after a checkpoint (docs/storage.md, "Opened again").
 RECYCLE_AFTER_S = 30.0
+#: The same on mimalloc (otel_threads.malloc): the drift was glibc's malloc's. Refreshes
+#: of 1,024 traces, a checkpoint every ten, the file kept open: 0.46-0.50 s (medians of
+#: each 20) through 200 of them on mimalloc, 0.60 -> 0.76 s on glibc (bench/
+#: derive_profile.py --checkpoint-every 10). A reopen now and then still bounds a drift
+#: slower than any run that long showed.
+RECYCLE_AFTER_S_MIMALLOC = 600.0
 #: How long a reopen waits for the reads under way to end (new reads wait for it);
 #: past this it is put off for RECYCLE_RETRY_S, and the reads go on.
 RECYCLE_READS_WAIT_S = 2.0
