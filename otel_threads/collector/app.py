@@ -38,7 +38,6 @@ from otel_threads.store import read_holder, remove_holder, write_holder
 from otel_threads.store.memory_budget import DEFAULT_MEMORY_LIMIT, MemoryBudget
 from otel_threads.store.readonly_sql import SQL_CONCURRENCY
 from otel_threads.store.reads import Reads
-from otel_threads.store.recycling import RECYCLE_AFTER_S, RECYCLE_AFTER_S_MIMALLOC
 from otel_threads.store.store import Store
 from otel_threads.store.writer import Writer
 
@@ -95,9 +94,6 @@ class Collector:
             on_open=lambda con: _harden(con, config),
             derive_workers=config.derive_workers,
             memory_budget=self.memory,
-            recycle_after_s=(
-                RECYCLE_AFTER_S_MIMALLOC if allocator() == "mimalloc" else RECYCLE_AFTER_S
-            ),
         )
         self.writer = Writer(
             self.store, max_pending_rows=config.max_pending_rows, on_fork=config.on_fork

@@ -1,6 +1,6 @@
 """`Recycling`: the store opened again while it runs, after a while of derivation
-(in DuckDB 2.0.1 every statement of a database open long gets slower; docs/storage.md,
-"Opened again").
+(under glibc's malloc every statement of a process that has derived long gets slower;
+docs/storage.md, "Memory allocator" and "Opened again").
 
 A mixin of `otel_threads.store.store.Store`. `recycle_if_due` runs on the writer's
 thread; it reads and sets the store's ``recycle_after_s``, ``_derive``, ``_con``,
@@ -22,7 +22,6 @@ from otel_threads.store.health import Fault
 
 __all__ = [
     "RECYCLE_AFTER_S",
-    "RECYCLE_AFTER_S_MIMALLOC",
     "RECYCLE_CHECKPOINT_TRIES",
     "RECYCLE_READS_WAIT_S",
     "RECYCLE_READ_WAIT_S",
@@ -33,19 +32,17 @@ __all__ = [
 _logger = logging.getLogger("otel_threads.store.writer")
 
 #: Seconds of derivation's refreshes after which the writer opens the file again
-#: (`Store.recycle_if_due`). In DuckDB 2.0.1 every statement of a database opened long
-#: ago costs more than on the same file freshly opened, binding and planning included:
+#: (`Store.recycle_if_due`). Under glibc's malloc every statement of a database opened
+#: long ago costs more than on the same file freshly opened, binding and planning included:
 #: refreshes of 1,024 traces took 0.49 s on opening and 0.79 s 100 refreshes later,
 #: 0.50-0.61 s with the file opened again every 20 (bench/reopen.py; a new cursor, a
-#: checkpoint, a smaller buffer pool or allocator settings did not help); closing and
-#: opening it take ~80 ms, after a checkpoint (docs/storage.md, "Opened again").
+#: checkpoint, a smaller buffer pool or DuckDB's allocator settings did not help); closing and
+#: opening it take ~80 ms, after a checkpoint (docs/storage.md, "Opened again"). On
+#: mimalloc (otel_threads.malloc) the refreshes drift far less, but they still do in a
+#: collector, and its memory grows: bench/soak.py at 5,000 spans/s, 4 minutes, refreshes
+#: 0.36 -> 0.55 s and RSS 496 -> 842 MiB opened again after 600 s, 0.38 -> 0.46 s and
+#: a 635 MiB peak after 30 s.
 RECYCLE_AFTER_S = 30.0
-#: The same on mimalloc (otel_threads.malloc): the drift was glibc's malloc's. Refreshes
-#: of 1,024 traces, a checkpoint every ten, the file kept open: 0.46-0.50 s (medians of
-#: each 20) through 200 of them on mimalloc, 0.60 -> 0.76 s on glibc (bench/
-#: derive_profile.py --checkpoint-every 10). A reopen now and then still bounds a drift
-#: slower than any run that long showed.
-RECYCLE_AFTER_S_MIMALLOC = 600.0
 #: How long a reopen waits for the reads under way to end (new reads wait for it);
 #: past this it is put off for RECYCLE_RETRY_S, and the reads go on.
 RECYCLE_READS_WAIT_S = 2.0
