@@ -22,7 +22,6 @@ import click
 
 from otel_threads import __version__
 from otel_threads.cli_filters import filter_options, thread_filter, window_options
-from otel_threads.malloc import exec_early
 
 #: Commands of their own modules (name: "module:attribute"), imported when one of them
 #: runs: the library's own commands never load the collector's servers.
@@ -61,7 +60,9 @@ def main() -> None:
         otel-threads threads --db chats.duckdb
     """
     if click.get_current_context().invoked_subcommand == "collect":
-        exec_early(sys.argv[1:])  # (before the collector's imports: it may start again)
+        # before the collector's imports, as its commands are (LAZY_COMMANDS): the
+        # process may start again (otel_threads.collector.allocator.exec_early)
+        import_module("otel_threads.collector.allocator").exec_early(sys.argv[1:])
 
 
 def _source(fn: Callable, clickhouse: bool = False) -> Callable:

@@ -1,83 +1,27 @@
-"""How the collector's process allocates memory: mimalloc where it can, else glibc's
-malloc, tuned.
+"""glibc malloc settings under which memory freed after a large request goes back to
+the system (where the process does not run on mimalloc: otel_threads.collector.allocator).
 
-**mimalloc.** In a process that derives for a while, glibc's malloc gets slower with
-every refresh: the same statement bound and planned by DuckDB took 35 ms on a fresh
-process and 54 ms after 40 refreshes (a native profile: malloc's share of the samples
-15% -> 30%), and back-to-back refreshes of 1,024 traces went from 0.58 to 0.77 s in 60
-refreshes (docs/storage.md, "Memory allocator"). Under mimalloc, jemalloc or tcmalloc the
-same refreshes took 0.46-0.53 s throughout. `exec_with_mimalloc` starts the collector's
-process again with mimalloc preloaded (``LD_PRELOAD``), from the ``cmeel-mimalloc``
-wheel, a dependency on Linux; `allocator` says which one the process runs on.
-
-**glibc, tuned** (`tune_malloc`, where mimalloc is not used). By default glibc raises
-its mmap threshold each time a large block is freed (up to 32 MiB), so the next
-request's multi-MiB buffers come from the heap, where freed memory stays mapped; and
-each thread gets an arena of its own that keeps its high-water mark. Under concurrent
-maximum-size requests the collector's RSS grew to twice the memory it held
-(bench/memory.py: +744 MiB resident for +250 MiB held). With a fixed threshold (large
-blocks are always mmapped, so freeing one unmaps it) and two arenas, RSS follows what is
-held (+300 MiB)."""
+By default glibc raises its mmap threshold each time a large block is freed (up to
+32 MiB), so the next request's multi-MiB buffers come from the heap, where freed
+memory stays mapped; and each thread gets an arena of its own that keeps its high-water
+mark. Under concurrent maximum-size requests the collector's RSS grew to twice the
+memory it held (bench/memory.py: +744 MiB resident for +250 MiB held). With a fixed
+threshold (large blocks are always mmapped, so freeing one unmaps it) and two arenas,
+RSS follows what is held (+300 MiB)."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
-import importlib.metadata
-import os
 import platform
-import sys
 from pathlib import Path
 
-__all__ = [
-    "ALLOCATORS",
-    "PRELOADED_ENV",
-    "AllocatorError",
-    "allocator",
-    "exec_early",
-    "exec_with_mimalloc",
-    "mimalloc_library",
-    "tune_malloc",
-]
+__all__ = ["allocator", "tune_malloc"]
 
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 MMAP_THRESHOLD = 256 << 10
 ARENA_MAX = 2
-
-#: --allocator: 'auto' preloads mimalloc where it is installed (Linux), 'mimalloc'
-#: insists on it, 'system' keeps the C library's malloc.
-ALLOCATORS = ("auto", "mimalloc", "system")
-#: Set in the environment of the process started again (and so of its children): it
-#: is started again at most once, whether or not the preload took.
-PRELOADED_ENV = "OTEL_THREADS_MIMALLOC_PRELOADED"
-#: mimalloc's options for the process started again, unless the environment sets them:
-#: without eager commits of its arenas, 40 concurrent 15 MiB uploads peaked at 407-417
-#: MiB resident, as on glibc tuned (392-404), against 505-527 (the refreshes' time did
-#: not change: tests/test_collector_process.py's bounded-memory test, derive_profile).
-MIMALLOC_OPTIONS = {"MIMALLOC_ARENA_EAGER_COMMIT": "0"}
-
-
-class AllocatorError(RuntimeError):
-    """--allocator mimalloc where mimalloc cannot be preloaded."""
-
-
-def mimalloc_library() -> str | None:
-    """The path of ``libmimalloc.so`` from the installed ``cmeel-mimalloc`` wheel, or None
-    (not installed, or not Linux)."""
-    if sys.platform != "linux":
-        return None
-    try:
-        files = importlib.metadata.distribution("cmeel-mimalloc").files or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for file in files:
-        if file.name == "libmimalloc.so" and file.parent.name == "lib":
-            path = Path(str(file.locate()))
-            if path.is_file():
-                return str(path)
-    return None
 
 
 def allocator() -> str:
@@ -89,73 +33,9 @@ def allocator() -> str:
     return "mimalloc" if "libmimalloc" in maps else "system"
 
 
-def _own_program(argv0: str) -> bool:
-    """Whether this process is one of otel-threads' own programs (its console script or
-    a module of the package run with -m), which may start itself again; a test runner
-    that calls the command in process is not."""
-    path = Path(argv0)
-    if path.name == "otel-threads":
-        return True
-    try:
-        path.resolve().relative_to(Path(__file__).resolve().parent)
-    except (ValueError, OSError):
-        return False
-    return True
-
-
-def exec_with_mimalloc(choice: str) -> None:
-    """Start this process again with mimalloc preloaded, as it was started (same PID,
-    arguments, standard streams), when ``choice`` (one of `ALLOCATORS`) asks for it and
-    the process is one of otel-threads' own programs not started so already; returns
-    otherwise. Raises `AllocatorError` when ``choice`` is 'mimalloc' and it cannot be."""
-    if choice == "system" or os.environ.get(PRELOADED_ENV) or allocator() == "mimalloc":
-        if choice == "mimalloc" and allocator() != "mimalloc":
-            raise AllocatorError(
-                "--allocator mimalloc: the process was started again with mimalloc "
-                "preloaded, and the dynamic loader did not load it"
-            )
-        return
-    library = mimalloc_library()
-    if library is None:
-        if choice == "mimalloc":
-            raise AllocatorError(
-                "--allocator mimalloc: mimalloc is not installed (pip install cmeel-mimalloc; "
-                "Linux only)"
-            )
-        return
-    if not _own_program(sys.argv[0]):
-        return
-    preload = os.environ.get("LD_PRELOAD")
-    env = dict(os.environ)
-    env[PRELOADED_ENV] = "1"
-    env["LD_PRELOAD"] = f"{library}:{preload}" if preload else library
-    for name, value in MIMALLOC_OPTIONS.items():
-        env.setdefault(name, value)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execve(sys.executable, list(sys.orig_argv), env)
-
-
-def exec_early(argv: list[str]) -> None:
-    """`exec_with_mimalloc` before a collector's imports (half a second it would otherwise
-    spend twice), for the ``--allocator`` of ``argv`` (a flag wins over
-    OTEL_THREADS_ALLOCATOR) when it is a valid one; the command checks its options itself
-    afterwards (a wrong value, or mimalloc asked for and missing, is its usage error)."""
-    choice = os.environ.get("OTEL_THREADS_ALLOCATOR", "auto")
-    for i, arg in enumerate(argv):
-        if arg == "--allocator" and i + 1 < len(argv):
-            choice = argv[i + 1]
-        elif arg.startswith("--allocator="):
-            choice = arg.partition("=")[2]
-    choice = choice.strip().lower()
-    if choice in ALLOCATORS:
-        with contextlib.suppress(AllocatorError):
-            exec_with_mimalloc(choice)
-
-
 def tune_malloc() -> bool:
-    """Apply the glibc settings to this process; False where the C library is not glibc
-    or the process runs on mimalloc (which glibc's settings would not reach)."""
+    """Apply the settings to this process; False where the C library is not glibc or
+    the process runs on mimalloc (which glibc's settings would not reach)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     if allocator() == "mimalloc":

@@ -1,7 +1,7 @@
-"""The collector's memory allocator (otel_threads.malloc): `otel-threads collect` starts
-its process again once with mimalloc preloaded (same PID, arguments and streams), unless
-told ``--allocator system``; a command run in another program's process (a test
-runner's) never does."""
+"""The collector's memory allocator (otel_threads.collector.allocator): `otel-threads
+collect` starts its process again once with mimalloc preloaded (same PID, arguments and
+streams), unless told ``--allocator system``; a command run in another program's
+process (a test runner's) never does."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from otel_threads import malloc
+from otel_threads.collector import allocator as malloc
 from otel_threads.collector.cli import collect
 from otel_threads.collector.config import Config, ConfigError
 
@@ -123,7 +123,7 @@ def execs(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 def test_only_its_own_programs_start_themselves_again(
     execs: list[tuple], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    package = Path(malloc.__file__).resolve().parent
+    package = Path(malloc.__file__).resolve().parents[1]
     for argv0 in (sys.argv[0], "/usr/bin/pytest", str(ROOT / "bench" / "soak.py")):
         monkeypatch.setattr(sys, "argv", [argv0])
         malloc.exec_with_mimalloc("auto")  # (returns: not one of ours)

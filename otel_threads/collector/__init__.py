@@ -3,7 +3,8 @@ that writes into one DuckDB file and serves the query API.
 
 It imports `otel_threads` (store, decode, writer); `otel_threads` never imports it.
 Its names are imported when first used: `python -m otel_threads.collector` imports this
-package first, and may start its process again (otel_threads.malloc) before it needs them.
+package first, and may start its process again (otel_threads.collector.allocator)
+before it needs them.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 import sys
 
-from otel_threads.malloc import exec_early
+from otel_threads.collector.allocator import exec_early
 
 if __name__ == "__main__":
     exec_early(sys.argv[1:])  # (before the collector's imports: it may start again)

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
+from otel_threads.collector.allocator import AllocatorError, exec_with_mimalloc
 from otel_threads.collector.config import SETTINGS, Config, ConfigError, Setting
-from otel_threads.malloc import AllocatorError, exec_with_mimalloc
 from otel_threads.store import StoreLockedError
 
 __all__ = ["collect", "settings_options"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from otel_threads import env
+from otel_threads.collector.allocator import ALLOCATOR_ENV
 from otel_threads.collector.config_values import (
     ConfigError,
     _allocator,
@@ -232,7 +233,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "allocator",
         "--allocator",
-        "OTEL_THREADS_ALLOCATOR",
+        ALLOCATOR_ENV,
         _allocator,
         "auto",
         "The process's memory allocator: 'auto' = mimalloc where it is installed (Linux: "

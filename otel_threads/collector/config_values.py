@@ -8,7 +8,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from otel_threads.malloc import ALLOCATORS
+from otel_threads.collector.allocator import ALLOCATORS
 from otel_threads.prices import PriceEntry, PriceFileError, load_price_file
 from otel_threads.store.forks import FORK_POLICIES
 from otel_threads.store.retention import parse_duration
