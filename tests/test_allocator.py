@@ -79,7 +79,8 @@ def test_the_collector_runs_on_mimalloc_in_the_process_it_was_started_as(tmp_pat
     assert started.endswith("allocator=mimalloc"), started
     assert malloc.mimalloc_library() in maps
     assert f"{malloc.PRELOADED_ENV}=1" in environ.split("\0")
-    assert "MIMALLOC_ARENA_EAGER_COMMIT=0" in environ.split("\0")
+    for name, value in malloc.MIMALLOC_OPTIONS.items():
+        assert f"{name}={value}" in environ.split("\0")
 
 
 @linux_only
@@ -138,7 +139,7 @@ def test_only_its_own_programs_start_themselves_again(
         assert (path, argv) == (sys.executable, sys.orig_argv)
         assert env["LD_PRELOAD"] == "/lib/libmimalloc.so:/lib/other.so"
         assert env[malloc.PRELOADED_ENV] == "1"
-        assert env["MIMALLOC_ARENA_EAGER_COMMIT"] == "0"
+        assert env["MIMALLOC_ARENA_EAGER_COMMIT"] == env["MIMALLOC_PURGE_DELAY"] == "0"
 
 
 def test_it_starts_again_at_most_once(execs: list[tuple], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,11 +41,15 @@ ALLOCATOR_ENV = "OTEL_THREADS_ALLOCATOR"
 #: Set in the environment of the process started again (and so of its children): it
 #: is started again at most once, whether or not the preload took.
 PRELOADED_ENV = "OTEL_THREADS_MIMALLOC_PRELOADED"
-#: mimalloc's options for the process started again, unless the environment sets them:
-#: without eager commits of its arenas, 40 concurrent 15 MiB uploads peaked at 407-417
-#: MiB resident, as on glibc tuned (392-404), against 505-527 (the refreshes' time did
-#: not change: tests/test_collector_process.py's bounded-memory test, derive_profile).
-MIMALLOC_OPTIONS = {"MIMALLOC_ARENA_EAGER_COMMIT": "0"}
+#: mimalloc's options for the process started again (and its decode workers), unless
+#: the environment sets them, so that its memory follows what it holds: without eager
+#: commits of its arenas, 40 concurrent 15 MiB uploads peaked at 407-417 MiB resident,
+#: as on glibc tuned (392-404), against 505-527; freed memory given back at once (no
+#: purge delay), concurrent maximum-size requests grew the working set beyond DuckDB's
+#: buffer by 170 and 368 MiB (glibc tuned: 228 and 332) against 456-519 with the delay,
+#: over the 512 the README promises (tests/test_collector_process.py,
+#: tests/test_ingest_memory.py). The two cost refreshes 0-8% (bench/derive_profile.py).
+MIMALLOC_OPTIONS = {"MIMALLOC_ARENA_EAGER_COMMIT": "0", "MIMALLOC_PURGE_DELAY": "0"}
 
 
 class AllocatorError(RuntimeError):
