@@ -27,10 +27,10 @@ linux_only = pytest.mark.skipif(
 )
 
 
-def _serve(tmp_path: Path, env: dict[str, str]) -> tuple[int, str, str, str]:
-    """Start `python -m otel_threads.collector`, wait until it serves (its note names the
-    PID it was started as), read what it runs on, stop it: (exit code, start-up line,
-    its memory map, its environment)."""
+def _serve(tmp_path: Path, env: dict[str, str]) -> tuple[int, str, str, str, list[str]]:
+    """Start `python -m otel_threads.collector` with one decode worker, wait until it
+    serves (its note names the PID it was started as), read what it runs on, stop it:
+    (exit code, start-up line, its memory map, its environment, its children's maps)."""
     db = tmp_path / "a.duckdb"
     log = tmp_path / "collector.log"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
@@ -40,7 +40,7 @@ def _serve(tmp_path: Path, env: dict[str, str]) -> tuple[int, str, str, str]:
             [
                 *(sys.executable, "-m", "otel_threads.collector", "--db", str(db)),
                 *("--grpc", "127.0.0.1:0", "--http", "off", "--api", "127.0.0.1:0"),
-                *("--parse-workers", "0", "--derive-workers", "1"),
+                *("--parse-workers", "1", "--derive-workers", "1"),
             ],
             cwd=ROOT,
             env={**clean, **env},
@@ -60,6 +60,11 @@ def _serve(tmp_path: Path, env: dict[str, str]) -> tuple[int, str, str, str]:
                 pass
             time.sleep(0.05)
         maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        children = [
+            Path(f"/proc/{child}/maps").read_text()
+            for task in Path(f"/proc/{proc.pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode(errors="replace")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
@@ -69,15 +74,17 @@ def _serve(tmp_path: Path, env: dict[str, str]) -> tuple[int, str, str, str]:
             proc.wait()
     started = [line for line in log.read_text().splitlines() if "collector started" in line]
     assert len(started) == 1, log.read_text()  # (started again once, logging after)
-    return code, started[0], maps, environ
+    return code, started[0], maps, environ, children
 
 
 @linux_only
 def test_the_collector_runs_on_mimalloc_in_the_process_it_was_started_as(tmp_path: Path) -> None:
-    code, started, maps, environ = _serve(tmp_path, {})
+    code, started, maps, environ, workers = _serve(tmp_path, {})
     assert code == 0
     assert started.endswith("allocator=mimalloc"), started
     assert malloc.mimalloc_library() in maps
+    assert len(workers) == 1  # the decode worker, which inherits it
+    assert malloc.mimalloc_library() in workers[0]
     assert f"{malloc.PRELOADED_ENV}=1" in environ.split("\0")
     for name, value in malloc.MIMALLOC_OPTIONS.items():
         assert f"{name}={value}" in environ.split("\0")
@@ -85,10 +92,11 @@ def test_the_collector_runs_on_mimalloc_in_the_process_it_was_started_as(tmp_pat
 
 @linux_only
 def test_allocator_system_keeps_the_c_librarys_malloc(tmp_path: Path) -> None:
-    code, started, maps, environ = _serve(tmp_path, {"OTEL_THREADS_ALLOCATOR": "system"})
+    code, started, maps, environ, workers = _serve(tmp_path, {"OTEL_THREADS_ALLOCATOR": "system"})
     assert code == 0
     assert started.endswith("allocator=system"), started
-    assert "libmimalloc" not in maps
+    assert len(workers) == 1
+    assert "libmimalloc" not in maps + workers[0]
     assert malloc.PRELOADED_ENV not in environ
 
 

@@ -92,8 +92,9 @@ def exec_with_mimalloc(choice: str) -> None:
     arguments, standard streams), when ``choice`` (one of `ALLOCATORS`) asks for it and
     the process is one of otel-threads' own programs not started so already; returns
     otherwise. Raises `AllocatorError` when ``choice`` is 'mimalloc' and it cannot be."""
-    if choice == "system" or os.environ.get(PRELOADED_ENV) or allocator() == "mimalloc":
-        if choice == "mimalloc" and allocator() != "mimalloc":
+    running = allocator() == "mimalloc"
+    if choice == "system" or running or os.environ.get(PRELOADED_ENV):
+        if choice == "mimalloc" and not running:
             raise AllocatorError(
                 "--allocator mimalloc: the process was started again with mimalloc "
                 "preloaded, and the dynamic loader did not load it"

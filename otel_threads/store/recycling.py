@@ -38,10 +38,10 @@ _logger = logging.getLogger("otel_threads.store.writer")
 #: 0.50-0.61 s with the file opened again every 20 (bench/reopen.py; a new cursor, a
 #: checkpoint, a smaller buffer pool or DuckDB's allocator settings did not help); closing and
 #: opening it take ~80 ms, after a checkpoint (docs/storage.md, "Opened again"). On
-#: mimalloc (otel_threads.collector.allocator) the refreshes drift far less, but they still do in a
-#: collector, and its memory grows: bench/soak.py at 5,000 spans/s, 4 minutes, refreshes
-#: 0.36 -> 0.55 s and RSS 496 -> 842 MiB opened again after 600 s, 0.38 -> 0.46 s and
-#: a 635 MiB peak after 30 s.
+#: mimalloc (otel_threads.collector.allocator) the refreshes drift far less, but they
+#: still do in a collector, and its memory grows: bench/soak.py at 5,000 spans/s, 4
+#: minutes, refreshes 0.36 -> 0.55 s and RSS 496 -> 842 MiB opened again after 600 s,
+#: 0.38 -> 0.46 s and a 635 MiB peak after 30 s.
 RECYCLE_AFTER_S = 30.0
 #: How long a reopen waits for the reads under way to end (new reads wait for it);
 #: past this it is put off for RECYCLE_RETRY_S, and the reads go on.
