@@ -4,12 +4,16 @@ as a plain ``duckdb.connect`` would; and the threads list, read while a checkpoi
 
 from __future__ import annotations
 
+import threading
+import time
+
 import duckdb
 import pytest
 
 from otel_threads.query import PAGE_SORT, query_threads
 from otel_threads.schemas import ThreadsQueryReq
 from otel_threads.store import connect
+from otel_threads.store.checkpointing import VACUUM_EVERY_S
 from otel_threads.store.schema import ROW_GROUP_SIZE
 from otel_threads.store.store import Store
 
@@ -116,3 +120,70 @@ def test_the_threads_list_scans_with_no_filter_that_a_checkpoint_holds(listed_st
         for sql, params in recording.statements:
             shown = plan(sql, params)
             assert "Filters:" not in shown and "rowid" not in shown, shown
+
+
+def _read_beside_a_checkpoint(store: Store) -> tuple[bool, bool]:
+    """Runs ``store.checkpoint()`` slowed down by DuckDB's debug setting (each table it
+    writes waits), and, once it is under way, a read that filters an indexed table
+    (`threads_mat` by thread id). Whether the read was still running one second in, and
+    whether it then ended while the checkpoint was still under way."""
+    with store.cursor() as cur:  # something for the checkpoint to write
+        cur.execute(
+            "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
+            "'more' || range, TIMESTAMP '2026-01-02', 1 FROM range(100)"
+        )
+    store._dirty = True
+    checkpoint = threading.Thread(target=store.checkpoint)
+    checkpoint.start()
+    deadline = time.monotonic() + 60
+    while not store.checkpoint_lock.locked() and checkpoint.is_alive():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.5)  # (the CHECKPOINT statement begins just after the lock)
+    found = []
+
+    def read() -> None:
+        with store.cursor() as cur:
+            found.extend(cur.execute("SELECT * FROM threads_mat WHERE thread_id = 't7'").fetchall())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(timeout=1.0)
+    held = reader.is_alive()
+    while reader.is_alive() and checkpoint.is_alive():
+        time.sleep(0.01)
+    ended_first = not reader.is_alive() and checkpoint.is_alive()
+    reader.join()
+    checkpoint.join()
+    assert len(found) == 1
+    return held, ended_first
+
+
+def test_checkpoints_hold_no_filtered_read_but_the_one_that_vacuums(tmp_path):
+    """DuckDB 2.0.1 holds every scan that filters an indexed table while a checkpoint
+    runs, unless the checkpoint began beside another transaction
+    (docs/repro/duckdb_checkpoint_reads.py): a thread's page (its rows by thread id)
+    waited for every checkpoint under ingest. The store's checkpoints run beside a read
+    transaction, but one every VACUUM_EVERY_S, which vacuums and holds the reads."""
+    store = Store(str(tmp_path / "beside.duckdb")).open()
+    try:
+        with store.cursor() as cur:
+            cur.execute(
+                "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
+                "'t' || range, TIMESTAMP '2026-01-01', 1 FROM range(3000)"
+            )
+            # each table a checkpoint writes waits this long before it installs it
+            cur.execute("SET GLOBAL debug_checkpoint_scan_sleep_ms = 300")
+        # the first checkpoint vacuums (none has yet): the read waits for it
+        assert _read_beside_a_checkpoint(store) == (True, False)
+        # the next ones, within VACUUM_EVERY_S, leave the vacuum out: the read runs on
+        assert _read_beside_a_checkpoint(store) == (False, True)
+        assert _read_beside_a_checkpoint(store) == (False, True)
+        store._vacuumed_at -= VACUUM_EVERY_S  # time for the next vacuum
+        assert _read_beside_a_checkpoint(store) == (True, False)
+        with store.cursor() as cur:
+            cur.execute("SET GLOBAL debug_checkpoint_scan_sleep_ms = 0")
+    finally:
+        store.close()
+    with duckdb.connect(str(tmp_path / "beside.duckdb"), read_only=True) as plain:
+        assert plain.execute("SELECT count(*) FROM threads_mat").fetchall() == [(3400,)]

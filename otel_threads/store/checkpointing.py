@@ -4,25 +4,39 @@ for it.
 A mixin of `otel_threads.store.store.Store`. `checkpoint` runs on the writer's thread,
 `yield_to_checkpoint` on derivation's; they read and set the store's ``_con``,
 ``_dirty``, ``path``, ``fault``, ``checkpoint_lock``, ``checkpoint_seconds``,
-``_checkpoint_cond``, ``_checkpoint_due`` and ``_recycle_due``, and call its
-``_store_error``.
+``_checkpoint_cond``, ``_checkpoint_due``, ``_recycle_due`` and ``_vacuumed_at``, and
+call its ``_store_error``.
+
+DuckDB 2.0.1 holds every scan that filters an indexed table (a WHERE, an index lookup)
+while a checkpoint runs, unless a transaction begun before the newest commit is open
+when it begins: then the checkpoint runs "concurrently", leaving out the vacuum (merging
+the row groups rows were deleted from), and holds nobody
+(docs/repro/duckdb_checkpoint_reads.py). So a checkpoint here begins a read transaction,
+commits a number drawn from the sequence `checkpoint_seq` (migration 0023), and
+checkpoints beside it; but one every `VACUUM_EVERY_S`, which vacuums.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 
 import duckdb
 
-__all__ = ["CHECKPOINT_YIELD_S", "Checkpointing"]
+__all__ = ["CHECKPOINT_YIELD_S", "VACUUM_EVERY_S", "Checkpointing"]
 
 _logger = logging.getLogger("otel_threads.store.writer")
 
 #: Longest a refresh waits for a due checkpoint (`Store.yield_to_checkpoint`): the
 #: writer tries one after every commit, and at least every second when idle.
 CHECKPOINT_YIELD_S = 30.0
+#: How often a checkpoint vacuums (and holds the reads that filter an indexed table while
+#: it runs); the others leave the vacuum out. Derivation deletes the rows it replaces (a
+#: thread's row of `threads_mat` at each refresh that touches the thread), retention its
+#: threads' rows: a vacuum merges what they leave of the row groups.
+VACUUM_EVERY_S = 60.0
 
 
 class Checkpointing:
@@ -49,7 +63,9 @@ class Checkpointing:
             return False
         try:
             started = time.perf_counter()
-            con.execute("CHECKPOINT")
+            if time.monotonic() - self._vacuumed_at >= VACUUM_EVERY_S or not _beside_a_read(con):
+                con.execute("CHECKPOINT")
+                self._vacuumed_at = time.monotonic()
             self.checkpoint_seconds.observe(time.perf_counter() - started)
             self._dirty = False
             return True
@@ -80,3 +96,28 @@ class Checkpointing:
             return os.path.getsize(f"{self.path}.wal")
         except OSError:
             return 0
+
+
+def _beside_a_read(con: duckdb.DuckDBPyConnection) -> bool:
+    """Checkpoint ``con``'s file concurrently: beside a read transaction begun before a
+    commit (a number drawn from `checkpoint_seq`). Whether it did; if not (DuckDB refuses
+    a checkpoint beside a transaction begun before a commit that changed the catalog or
+    upserted, whose cleanup waits for it), the caller checkpoints without it."""
+    try:
+        read = con.cursor()
+    except duckdb.Error:  # (the file failed: the caller's checkpoint says how)
+        return False
+    try:
+        try:
+            read.execute("BEGIN TRANSACTION READ ONLY")
+            read.execute("SELECT 1 FROM spans_raw LIMIT 0").fetchall()  # (begun on the file)
+            con.execute("SELECT nextval('checkpoint_seq')").fetchall()
+        except duckdb.Error:  # (a file without the sequence, or failing: the caller's says)
+            return False
+        con.execute("CHECKPOINT")
+        return True
+    except duckdb.TransactionException:
+        return False
+    finally:
+        with contextlib.suppress(duckdb.Error):
+            read.close()

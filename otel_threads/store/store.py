@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import duckdb
 
-from otel_threads.store.checkpointing import Checkpointing
+from otel_threads.store.checkpointing import VACUUM_EVERY_S, Checkpointing
 from otel_threads.store.claims import Claims, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.derive_worker import DerivePool, DeriveWorker
@@ -138,6 +138,8 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
         #: A reopen is due (`recycle_if_due`): likewise, until it has run (a checkpoint
         #: meanwhile does not end this wait).
         self._recycle_due = False
+        #: When a checkpoint last vacuumed (otel_threads.store.checkpointing): never yet
+        self._vacuumed_at = -VACUUM_EVERY_S
         self._checkpoint_cond = threading.Condition()
         #: Why the store cannot commit durably now (otel_threads.store.health), or None.
         self.fault: Fault | None = None
@@ -207,10 +209,11 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
             # a long derivation must not draw DuckDB's progress bar on the service's stdout
             con.execute("SET enable_progress_bar = false")
             # Reads run beside those checkpoints, and DuckDB holds a scan with a filter
-            # until the checkpoint has written its table. Late materialization (ORDER BY
-            # ... LIMIT 50 or less: the rows found again by rowid) is one such filter, and
-            # the threads list's page is one such query; without it a Top-N carries its
-            # rows whole (docs/repro/duckdb_checkpoint_reads.py, otel_threads.query).
+            # until one that vacuums has ended (otel_threads.store.checkpointing). Late
+            # materialization (ORDER BY ... LIMIT 50 or less: the rows found again by
+            # rowid) is one such filter, and the threads list's page is one such query;
+            # without it a Top-N carries its rows whole
+            # (docs/repro/duckdb_checkpoint_reads.py, otel_threads.query).
             con.execute("SET GLOBAL late_materialization_max_rows = 0")
             if self.memory_budget is not None:
                 con.execute(f"SET memory_limit = '{self.memory_budget.limit}B'")
