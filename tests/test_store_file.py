@@ -12,7 +12,7 @@ import pytest
 
 from otel_threads.query import PAGE_SORT, query_threads
 from otel_threads.schemas import ThreadsQueryReq
-from otel_threads.store import connect
+from otel_threads.store import checkpointing, connect
 from otel_threads.store.checkpointing import VACUUM_EVERY_S
 from otel_threads.store.schema import ROW_GROUP_SIZE
 from otel_threads.store.store import Store
@@ -189,3 +189,53 @@ def test_checkpoints_hold_no_filtered_read_but_the_one_that_vacuums(tmp_path):
         store.close()
     with duckdb.connect(str(tmp_path / "beside.duckdb"), read_only=True) as plain:
         assert plain.execute("SELECT count(*) FROM threads_mat").fetchall() == [(3400,)]
+
+
+class _CatalogChangeBeside:
+    """The store's connection, where a commit that changes the catalog follows the number
+    a checkpoint draws from `checkpoint_seq`: after its read transaction began."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.changes = con, 0
+
+    def execute(self, sql: str, *args):
+        result = self.con.execute(sql, *args)
+        if "checkpoint_seq" in sql:
+            self.con.execute(f"CREATE TABLE changed_{self.changes} (x INTEGER)")
+            self.changes += 1
+        return result
+
+    def __getattr__(self, name: str):
+        return getattr(self.con, name)
+
+
+def test_a_checkpoint_refused_beside_the_read_runs_without_it(tmp_path, monkeypatch):
+    """DuckDB refuses a checkpoint beside a transaction begun before a commit that
+    changed the catalog (its cleanup waits for that transaction): the store's checkpoint
+    then runs again without it, and the WAL is folded all the same."""
+    tried = []
+    beside = checkpointing._beside_a_read
+    monkeypatch.setattr(
+        checkpointing, "_beside_a_read", lambda con: tried.append(beside(con)) or tried[-1]
+    )
+    store = Store(str(tmp_path / "refused.duckdb")).open()
+    real = store._con
+    try:
+        store._vacuumed_at = time.monotonic()  # no vacuum due
+        with store.cursor() as cur:
+            cur.execute(
+                "INSERT INTO threads_mat (thread_id, last_updated, turn_count) "
+                "VALUES ('t', TIMESTAMP '2026-01-01', 1)"
+            )
+        assert store.wal_bytes() > 0
+        store._con = _CatalogChangeBeside(real)
+        assert store.checkpoint()
+        assert tried == [False] and store._con.changes == 1  # refused beside the read...
+        assert store.wal_bytes() == 0  # ...and checkpointed without it
+        with store.cursor() as cur:  # the next, with no such commit, runs beside it
+            cur.execute("INSERT INTO threads_mat (thread_id, last_updated) VALUES ('u', now())")
+        store._con = real
+        assert store.checkpoint() and tried == [False, True] and store.wal_bytes() == 0
+    finally:
+        store._con = real
+        store.close()
