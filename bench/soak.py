@@ -368,7 +368,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             print(f"\n{exporters} exporters ({len(senders)} processes), to {args.spans:,} spans")
             print(
                 f"{'min':>4}{'spans':>12}{'acked/s':>10}{'derived/s':>10}{'lag p50/p99 s':>16}"
-                f"{'queued':>9}"
+                f"{'queued':>11}"
                 f"{'query p50/p99 ms':>19}{'thread p50/p99 ms':>20}{'RSS MiB':>9}{'B/span':>8}"
                 f"{'ckpt n/mean ms':>16}{'refresh n/mean s':>17}{'reopen n/mean s':>16}"
             )
@@ -403,7 +403,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 print(
                     f"{minute:>4}{spans:>12,}{rate:>10,.0f}{derived / args.minute:>10,.0f}"
                     f"{probe.lag_text()}"
-                    f"{queued:>9,.0f}"
+                    f"{queued:>11,.0f}"
                     f"{pct(q, 0.5) * 1e3:>10.0f}/{pct(q, 0.99) * 1e3:<8.0f}"
                     f"{pct(th, 0.5) * 1e3:>11.0f}/{pct(th, 0.99) * 1e3:<8.0f}"
                     f"{peak[0] / (1 << 20):>9,.0f}{size / max(1, spans + probe.spans):>8.0f}"

@@ -13,7 +13,7 @@ import pytest
 from otel_threads.query import PAGE_SORT, query_threads
 from otel_threads.schemas import ThreadsQueryReq
 from otel_threads.store import checkpointing, connect
-from otel_threads.store.checkpointing import VACUUM_EVERY_S
+from otel_threads.store.checkpointing import VACUUM_EVERY_S, VACUUM_TASKS
 from otel_threads.store.schema import ROW_GROUP_SIZE
 from otel_threads.store.store import Store
 
@@ -122,49 +122,49 @@ def test_the_threads_list_scans_with_no_filter_that_a_checkpoint_holds(listed_st
             assert "Filters:" not in shown and "rowid" not in shown, shown
 
 
-def _read_beside_a_checkpoint(store: Store) -> tuple[bool, bool]:
-    """Runs ``store.checkpoint()`` slowed down by DuckDB's debug setting (each table it
-    writes waits), and, once it is under way, a read that filters an indexed table
-    (`threads_mat` by thread id). Whether the read was still running one second in (it
-    waits), and whether it ended while the checkpoint was still under way (it did not)."""
-    with store.cursor() as cur:  # something for the checkpoint to write
-        cur.execute(
-            "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
-            "'more' || range, TIMESTAMP '2026-01-02', 1 FROM range(100)"
-        )
-    checkpoint = threading.Thread(target=store.checkpoint)
-    checkpoint.start()
-    deadline = time.monotonic() + 60
-    while not store.checkpoint_lock.locked() and checkpoint.is_alive():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.5)  # (the CHECKPOINT statement begins just after the lock)
-    found = []
+class _ReadDuringCheckpoints:
+    """The store's connection, where a read that filters an indexed table (`threads_mat`
+    by thread id) runs beside each CHECKPOINT statement, begun 0.3 s into it: `held` says,
+    per CHECKPOINT, whether its read still ran one second later (it waited for it: a
+    read takes milliseconds, and DuckDB's debug setting makes a checkpoint seconds long)."""
 
-    def read() -> None:
-        with store.cursor() as cur:
-            found.extend(cur.execute("SELECT * FROM threads_mat WHERE thread_id = 't7'").fetchall())
+    def __init__(self, store: Store) -> None:
+        self.con, self.store, self.held = store._con, store, []
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    reader.join(timeout=1.0)
-    held = reader.is_alive()
-    while reader.is_alive() and checkpoint.is_alive():
-        time.sleep(0.01)
-    ended_first = not reader.is_alive() and checkpoint.is_alive()
-    reader.join()
-    checkpoint.join()
-    assert len(found) == 1
-    return held, ended_first
+    def execute(self, sql: str, *args):
+        if sql != "CHECKPOINT":
+            return self.con.execute(sql, *args)
+        found, took = [], []
+
+        def read() -> None:
+            begun = time.monotonic()
+            with self.store.cursor() as cur:
+                cur.execute("SELECT * FROM threads_mat WHERE thread_id = 't7'")
+                found.extend(cur.fetchall())
+            took.append(time.monotonic() - begun)
+
+        reader = threading.Timer(0.3, read)
+        reader.start()
+        try:
+            return self.con.execute(sql, *args)
+        finally:
+            reader.join()
+            self.held.append(took[0] >= 1.0)
+            assert len(found) == 1
+
+    def __getattr__(self, name: str):
+        return getattr(self.con, name)
 
 
-def test_checkpoints_hold_no_filtered_read_but_the_one_that_vacuums(tmp_path):
+def test_checkpoints_hold_no_filtered_read_but_a_vacuum(tmp_path):
     """DuckDB 2.0.1 holds every scan that filters an indexed table while a checkpoint
     runs, unless the checkpoint began beside another transaction
     (docs/repro/duckdb_checkpoint_reads.py): a thread's page (its rows by thread id)
     waited for every checkpoint under ingest. The store's checkpoints run beside a read
-    transaction, but one every VACUUM_EVERY_S, which vacuums and holds the reads."""
+    transaction; every VACUUM_EVERY_S one is followed by a checkpoint alone, with nothing
+    left to write, which vacuums and holds the reads."""
     store = Store(str(tmp_path / "beside.duckdb")).open()
+    real = store._con
     try:
         with store.cursor() as cur:
             cur.execute(
@@ -172,23 +172,78 @@ def test_checkpoints_hold_no_filtered_read_but_the_one_that_vacuums(tmp_path):
                 "'t' || range, TIMESTAMP '2026-01-01', 1 FROM range(3000)"
             )
             # each table a checkpoint writes waits this long before it installs it
-            cur.execute("SET GLOBAL debug_checkpoint_scan_sleep_ms = 300")
-        # the first checkpoint vacuums (none has yet): the read waits for it
-        held, _ = _read_beside_a_checkpoint(store)
-        assert held
-        # the next ones, within VACUUM_EVERY_S, leave the vacuum out: the read runs on
-        for _ in range(2):
-            _, ended_first = _read_beside_a_checkpoint(store)
-            assert ended_first
-        store._vacuumed_at -= VACUUM_EVERY_S  # time for the next vacuum
-        held, _ = _read_beside_a_checkpoint(store)
-        assert held
+            cur.execute("SET GLOBAL debug_checkpoint_scan_sleep_ms = 100")
+        store._con = wrapped = _ReadDuringCheckpoints(store)
+        for vacuum_due in (True, False, False, True):
+            if vacuum_due:
+                store._vacuumed_at -= VACUUM_EVERY_S
+            with store.cursor() as cur:  # something for the checkpoint to write
+                cur.execute(
+                    "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
+                    "'more' || range, TIMESTAMP '2026-01-02', 1 FROM range(100)"
+                )
+            wrapped.held.clear()
+            assert store.checkpoint() and store.wal_bytes() == 0
+            # the writes never hold the read; the vacuum after them does
+            assert wrapped.held == ([False, True] if vacuum_due else [False])
+        store._con = real
         with store.cursor() as cur:
             cur.execute("SET GLOBAL debug_checkpoint_scan_sleep_ms = 0")
     finally:
+        store._con = real
         store.close()
     with duckdb.connect(str(tmp_path / "beside.duckdb"), read_only=True) as plain:
         assert plain.execute("SELECT count(*) FROM threads_mat").fetchall() == [(3400,)]
+
+
+def test_a_vacuum_merges_a_few_row_groups_a_table_at_a_time(tmp_path):
+    """A vacuum (which holds the reads while it runs) drops the row groups left empty and
+    makes at most VACUUM_TASKS merges of thinned ones a table, each of at most a few row
+    groups: the next vacuums go on until they leave what one vacuum without the bound
+    would. The checkpoints between two vacuums merge nothing."""
+    path = str(tmp_path / "vacuum.duckdb")
+    store = Store(path).open()
+    try:
+        with store.cursor() as cur:
+            cur.execute(
+                "INSERT INTO threads_mat (thread_id, last_updated, turn_count) SELECT "
+                "'t' || lpad(range::VARCHAR, 7, '0'), TIMESTAMP '2026-01-01', 1 "
+                f"FROM range({40 * ROW_GROUP_SIZE})"
+            )
+        assert store.checkpoint()
+        with store.cursor() as cur:
+            assert _row_groups(cur, "threads_mat") == 40
+            # three of every four rows of the table, and its 10th row group whole
+            cur.execute(
+                "DELETE FROM threads_mat WHERE hash(thread_id) % 4 <> 0 OR thread_id "
+                f"BETWEEN 't{9 * ROW_GROUP_SIZE:07d}' AND 't{10 * ROW_GROUP_SIZE - 1:07d}'"
+            )
+        store._vacuumed_at = time.monotonic()  # no vacuum due
+        assert store.checkpoint()
+        with store.cursor() as cur:
+            assert _row_groups(cur, "threads_mat") == 40
+        counts = [40]
+        while len(counts) < 3 or counts[-1] < counts[-2]:
+            assert len(counts) < 40
+            store._vacuumed_at -= VACUUM_EVERY_S
+            with store.cursor() as cur:  # (a checkpoint of an empty WAL does nothing)
+                cur.execute("SELECT nextval('checkpoint_seq')").fetchall()
+            assert store.checkpoint()
+            with store.cursor() as cur:
+                counts.append(_row_groups(cur, "threads_mat"))
+        # the empty one dropped, and a merge makes at most 4 thinned row groups 1
+        assert 40 - 1 - 3 * VACUUM_TASKS <= counts[1] < 40
+    finally:
+        store.close()
+    # one vacuum without the bound, of the same rows, leaves what the store's left
+    con = connect(path)
+    try:
+        con.execute("SET max_vacuum_tasks = 100")
+        con.execute("SELECT nextval('checkpoint_seq')").fetchall()
+        con.execute("CHECKPOINT")
+        assert _row_groups(con, "threads_mat") == counts[-1] < counts[1]
+    finally:
+        con.close()
 
 
 class _CatalogChangeBeside:

@@ -8,8 +8,8 @@ it runs "concurrently" (without its vacuum) and holds no read. The collector
 checkpoints every few seconds under sustained ingest, so such a read waited up to a
 checkpoint's length. The threads list sorts by ``coalesce(col, col)`` instead of
 ``col`` (otel_threads.query.UNFILTERED_KEY): the same order, still a Top-N, and no
-filter; and the store's checkpoints run beside a read transaction it begins after each
-of them, but one every few minutes, which vacuums (otel_threads.store.checkpointing).
+filter; and the store's checkpoints run beside a read transaction, its vacuum (once a
+minute) alone just after one, with nothing else to write (otel_threads.store.checkpointing).
 
     python docs/repro/duckdb_checkpoint_reads.py
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import duckdb
 
-from otel_threads.store.checkpointing import VACUUM_EVERY_S, Checkpointing
+from otel_threads.store.checkpointing import VACUUM_EVERY_S, VACUUM_TASKS, Checkpointing
 from otel_threads.store.claims import Claims, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.derive_worker import DerivePool, DeriveWorker
@@ -215,6 +215,9 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
             # without it a Top-N carries its rows whole
             # (docs/repro/duckdb_checkpoint_reads.py, otel_threads.query).
             con.execute("SET GLOBAL late_materialization_max_rows = 0")
+            # The vacuum holds them while it runs: it merges a few row groups a table
+            # at a time (a backlog in the next ones)
+            con.execute(f"SET max_vacuum_tasks = {VACUUM_TASKS}")
             if self.memory_budget is not None:
                 con.execute(f"SET memory_limit = '{self.memory_budget.limit}B'")
             for hook in self._hooks:
