@@ -138,9 +138,10 @@ def _beside_a_read(con: duckdb.DuckDBPyConnection) -> bool:
 
 def _vacuum(con: duckdb.DuckDBPyConnection) -> bool:
     """Vacuum ``con``'s file just after a checkpoint beside a read: a checkpoint again, of
-    a WAL that holds a number alone (DuckDB skips one of an empty WAL), begun beside no
-    transaction of the store's, so "full", with nothing to write but the vacuum. Whether
-    it ran (DuckDB refuses it while another connection commits: the next one vacuums)."""
+    a WAL that holds a number alone (DuckDB skips one of an empty WAL), with nothing to
+    write but the vacuum. Whether it ran (DuckDB refuses it while another connection
+    commits: the next one vacuums). (A read of the API's begun before that number makes
+    it "concurrent" too, without the vacuum: a minute later, the next one vacuums.)"""
     con.execute("SELECT nextval('checkpoint_seq')").fetchall()
     try:
         con.execute("CHECKPOINT")
