@@ -109,7 +109,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--checkpoint-rows", type=int, default=32_768)
     ap.add_argument("--batch", type=int, default=4_096, help="spans a commit")
-    ap.add_argument("--memory-limit", default="640MiB", help="DuckDB's, as the collector's")
+    ap.add_argument("--memory-limit", default="512MiB", help="DuckDB's, as the collector's")
     ap.add_argument("--seed", help="start from a copy of this store instead (not changed)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]

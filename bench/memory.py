@@ -1,6 +1,6 @@
 """Memory of a collector process under maximum-size OTLP requests of many small spans.
 
-Starts `python -m otel_threads.collector` (default settings: decode workers, --memory-limit 640MiB,
+Starts `python -m otel_threads.collector` (default settings: decode workers, --memory-limit 512MiB,
 --max-ingest-memory 256MiB), sends N concurrent requests of SPANS tiny spans each
 (protobuf, or OTLP/JSON with ``json``), samples the RSS of the collector and of its
 decode workers every 10 ms, and prints the peak growth over the idle process of each,

@@ -168,7 +168,7 @@ def sql(api: str, statement: str, wait: float = 0, tries: int = 3) -> list:
 def stored_counts(api: str) -> list:
     """(spans, turns, threads) stored, derivation caught up. (The spans are counted in
     spans_raw, where the view spans joins every span with its thread: over 10M spans that
-    join ran out of the default 640 MiB.)"""
+    join ran out of 640 MiB, the default then.)"""
     return sql(
         api,
         "SELECT (SELECT count(*) FROM spans_raw), (SELECT count(*) FROM turns), "

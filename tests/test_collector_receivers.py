@@ -299,7 +299,7 @@ def test_healthz_and_metrics(collector):
     # DuckDB's limit (auto: the default, not raised for so little)
     held = re.search(r"^otel_threads_index_memory_bytes (\d+)$", text, re.M)
     assert held and int(held.group(1)) > 0, text
-    assert f"otel_threads_memory_limit_bytes {640 << 20}\n" in text, text
+    assert f"otel_threads_memory_limit_bytes {512 << 20}\n" in text, text
     # a few refreshes: far from the derivation after which the store is opened again
     assert "otel_threads_store_reopen_seconds_count 0\n" in text, text
     # derivation's refreshes: one at least, and every stored trace derived by them

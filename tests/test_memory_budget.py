@@ -101,7 +101,7 @@ def test_memory_limit_setting_takes_auto_or_a_size() -> None:
     assert Config.load({}, env={"OTEL_THREADS_MEMORY_LIMIT": "512MiB"}).memory_limit == 512 * MIB
     with pytest.raises(ConfigError, match="--memory-limit"):
         Config.load({"memory_limit": "lots"}, env={})
-    assert DEFAULT_MEMORY_LIMIT == 640 * MIB
+    assert DEFAULT_MEMORY_LIMIT == 512 * MIB
 
 
 # -- a real store whose index outgrows the limit ----------------------------------------

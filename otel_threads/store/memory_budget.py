@@ -52,7 +52,7 @@ __all__ = [
 _logger = logging.getLogger("otel_threads.store.writer")
 
 #: DuckDB's memory limit with ``--memory-limit auto``, until the indexes need more.
-DEFAULT_MEMORY_LIMIT = 640 << 20
+DEFAULT_MEMORY_LIMIT = 512 << 20
 #: Seconds between two measures of the indexes' memory (each costs ~0.6 ms).
 SAMPLE_S = 1.0
 #: Once the indexes hold more than half of the limit, it is raised to this many times
