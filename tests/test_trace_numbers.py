@@ -293,6 +293,48 @@ def test_the_writer_looks_up_only_the_traces_its_filter_may_have_seen(tmp_path, 
         con.close()
 
 
+class _Counted(str):
+    """An insert's SQL that counts the statements formatted from it, by source."""
+
+    sources: list[str]
+
+    def format(self, **kwargs) -> str:
+        self.sources.append(kwargs["source"])
+        return super().format(**kwargs)
+
+
+def test_spans_of_a_trace_numbered_by_their_batch_skip_the_redelivery_lookup(tmp_path, monkeypatch):
+    """No span of a trace is stored before its trace is numbered: the spans of the traces
+    a batch numbers go in without the lookup of stored spans that drops redeliveries,
+    the others (a late span of a stored trace, a redelivery) through it, as before."""
+    counted = _Counted(insert._INSERT["spans"])
+    counted.sources = []
+    monkeypatch.setitem(insert._INSERT, "spans", counted)
+    path = tmp_path / "fresh.duckdb"
+    writer = Writer(str(path)).start()
+    try:
+        writer.write("spans", spans_table(turn(1)), timeout=DEADLINE_S)
+        assert counted.sources == []  # all new: no lookup
+        late = span(7001, 999, "late", 0, {"gen_ai.conversation.id": "t"}, parent=16 * 7001)
+        writer.write("spans", spans_table([*turn(1), late, *turn(2)]), timeout=DEADLINE_S)
+        assert counted.sources == ["__known"]  # turn 1 again and its late span, alone
+        assert writer.stats.duplicates["spans"] == len(turn(1))
+        writer.write("spans", spans_table([*turn(3), *turn(3)]), timeout=DEADLINE_S)
+        assert len(counted.sources) == 2 and counted.sources[1].startswith("(SELECT")
+        assert writer.stats.failed_batches == 0
+    finally:
+        writer.close()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        stored = con.execute(
+            "SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans_raw"
+        ).fetchall()
+        assert stored == [(3 * len(turn(1)) + 1, 3 * len(turn(1)) + 1)]
+        assert misnumbered(con)["spans_raw"] == 0
+    finally:
+        con.close()
+
+
 def test_trace_hashes_are_the_same_for_an_id_whatever_batch_it_comes_in():
     """Ids as producers send them (32 lowercase hex digits) are hashed by their bits;
     any other id (another length, upper case, not hex) by Python's hash; an id's hash

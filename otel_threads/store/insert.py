@@ -6,7 +6,9 @@ the store has not seen.
 A span whose (trace_id, span_id) is already stored, or a log record whose record_id
 is, is not inserted again; the lookup is limited to rows with the batch's start time
 range, which DuckDB's zone maps prune (a redelivered span has exactly the start
-time it had). In the same statement sequence (the caller's
+time it had). The spans of a trace numbered by this very batch are not looked up: no
+span of it is stored (most spans, under load: a trace's spans often come in one
+request). In the same statement sequence (the caller's
 transaction) the batch's linked turns are recorded and its traces queued for
 derivation.
 """
@@ -48,6 +50,11 @@ _INSERT = {
               AND s.record_id = b.record_id)
     """,
 }
+#: Spans of traces the batch numbered (no span of them is stored: nothing to look up).
+_INSERT_NEW = """
+    INSERT INTO spans_raw BY NAME
+    SELECT b.*, $received_at::TIMESTAMP AS received_at FROM __fresh b
+"""
 _KEY = {"spans": ("trace_id", "span_id"), "logs": ("record_id",)}
 # Columns holding JSON text. The decoder only ever writes valid JSON, so they go in
 # typed as Arrow's JSON extension, which DuckDB takes without parsing every value
@@ -145,25 +152,39 @@ def insert_batch(
     if n == 0:
         return 0
     table = table.append_column("ingest_seq", pa.array(range(first_seq, first_seq + n), pa.int64()))
-    table = number(con, table, seen)
+    table, fresh = number(con, table, seen)
     queued = _queued(kind, table) if queue_derive else None
     for name in _JSON_COLUMNS[kind]:
         i = table.schema.get_field_index(name)
         table = table.set_column(i, pa.field(name, _JSON), table.column(i).cast(_JSON))
-    bounds = pc.min_max(table.column(_RANGE_COLUMN[kind]))
-    lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
-    if lo is None:  # no times at all: compare against everything
-        lo, hi = _FULL_RANGE[kind]
     key = _KEY[kind]
     # span ids (and record ids) are random: all distinct means no duplicates
     unique = pc.count_distinct(table.column(key[-1])).as_py() == n
     source = "__batch" if unique else _DEDUPED_BATCH.format(key=", ".join(key))
+    known, new = table, None
+    if kind == "spans" and unique and len(fresh):
+        is_new = pc.fill_null(pc.is_in(table.column("trace_id").cast(pa.string()), fresh), False)
+        known, new = table.filter(pc.invert(is_new)), table.filter(is_new)
+        source = "__known"
+    received_at = EPOCH + dt.timedelta(microseconds=received_at_us)
     con.register("__batch", table)
     try:
-        row = con.execute(
-            _INSERT[kind].format(source=source),
-            {"received_at": EPOCH + dt.timedelta(microseconds=received_at_us), "lo": lo, "hi": hi},
-        ).fetchone()
+        inserted = 0
+        if new is not None:
+            con.register("__fresh", new)
+            inserted += con.execute(_INSERT_NEW, {"received_at": received_at}).fetchone()[0]
+        if known.num_rows:
+            if new is not None:
+                con.register("__known", known)
+            bounds = pc.min_max(known.column(_RANGE_COLUMN[kind]))
+            lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
+            if lo is None:  # no times at all: compare against everything
+                lo, hi = _FULL_RANGE[kind]
+            row = con.execute(
+                _INSERT[kind].format(source=source),
+                {"received_at": received_at, "lo": lo, "hi": hi},
+            ).fetchone()
+            inserted += int(row[0]) if row else 0
         if kind == "spans" and table.column("previous_turn_id").null_count < n:
             con.execute(RECORD_LINKS)
         if queued is not None and queued.num_rows:  # derive these traces (same transaction)
@@ -175,10 +196,10 @@ def insert_batch(
         # (after a failed statement the transaction is aborted and unregistering fails
         # too: its error would hide the first one, an out-of-memory the writer retries;
         # the next batch's register replaces the view anyway)
-        for name in ("__batch", "__queued"):
+        for name in ("__batch", "__fresh", "__known", "__queued"):
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
-    return int(row[0]) if row else 0
+    return inserted
 
 
 def _by_response(

@@ -227,10 +227,11 @@ class SeenTraces:
 
 def number(
     con: duckdb.DuckDBPyConnection, batch: pa.Table, seen: SeenTraces | None = None
-) -> pa.Table:
+) -> tuple[pa.Table, pa.Array]:
     """``batch`` (spans or log records about to be stored) with a column ``trace_n``: the
     number of each row's trace, given now to a trace the store has not seen (in the
     caller's transaction: a rollback takes it back); null for a row without a trace.
+    And the ids of the traces numbered now: the store holds no row of them yet.
 
     The batch's traces are looked up first (with ``seen``, only those it may have
     seen), then the new ones inserted: 5 ms for 264 traces in a store of a million,
@@ -244,9 +245,10 @@ def number(
     else:
         known = lookup(con, ids.to_pylist())
     new = pc.invert(pc.is_in(ids, value_set=pa.array(list(known), pa.string())))
-    if pc.any(new).as_py():
+    fresh = ids.filter(new)
+    if len(fresh):
         table = generations(con)[-1] if seen is None else seen.generation(con)
-        con.register("__new_traces", pa.table({"trace_id": ids.filter(new)}))
+        con.register("__new_traces", pa.table({"trace_id": fresh}))
         try:
             numbered = con.execute(
                 f"INSERT INTO {table} SELECT trace_id, nextval('trace_n_seq') "
@@ -268,4 +270,5 @@ def number(
     if column.type != pa.string():
         column = column.cast(pa.string())
     values = pa.array(list(known.values()), pa.int64())
-    return batch.append_column("trace_n", pc.take(values, pc.index_in(column, value_set=keys)))
+    numbered = pc.take(values, pc.index_in(column, value_set=keys))
+    return batch.append_column("trace_n", numbered), fresh
