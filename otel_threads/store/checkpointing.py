@@ -45,8 +45,8 @@ VACUUM_EVERY_S = 60.0
 #: Merges of row groups one vacuum makes a table at most (DuckDB's ``max_vacuum_tasks``,
 #: 100 by default; it drops the row groups left empty whatever this is). Measured at
 #: 34,000 spans/s (bench/soak.py): a vacuum alone took 0.59 s (median; 1.05 s as part of
-#: a whole checkpoint) with 100, 0.23 s with 4, 6 ms with none; the file's bytes per span
-#: at 10M spans did not grow.
+#: a whole checkpoint) with 100, 0.23-0.33 s with 4, 6 ms with none; the file's bytes per
+#: span at 10M spans did not grow.
 VACUUM_TASKS = 4
 
 
