@@ -148,9 +148,9 @@ def order_by(
 #: table (DuckDB 2.0.1; docs/repro/duckdb_checkpoint_reads.py): under sustained ingest,
 #: where the collector checkpoints every few seconds, the threads list waited up to a
 #: checkpoint's length. ``coalesce(x, x)`` keeps the Top-N and leaves the scan unfiltered
-#: (the collector's store also turns off late materialization, another such filter:
-#: otel_threads.store.store). A list with a filter of its own waits for the vacuum, one
-#: a minute, a fraction of a second (otel_threads.store.checkpointing).
+#: (the collector's store also turns off late materialization, another such filter). A
+#: list with a filter of its own waits for the vacuum, one a minute, a fraction of a
+#: second (otel_threads.store.checkpointing).
 UNFILTERED_KEY = "coalesce({0}, {0})"
 
 

@@ -29,7 +29,13 @@ import time
 
 import duckdb
 
-__all__ = ["CHECKPOINT_YIELD_S", "VACUUM_EVERY_S", "VACUUM_TASKS", "Checkpointing"]
+__all__ = [
+    "CHECKPOINT_YIELD_S",
+    "VACUUM_EVERY_S",
+    "VACUUM_TASKS",
+    "Checkpointing",
+    "checkpoint_settings",
+]
 
 _logger = logging.getLogger("otel_threads.store.writer")
 
@@ -48,6 +54,24 @@ VACUUM_EVERY_S = 60.0
 #: a whole checkpoint) with 100, 0.23-0.33 s with 4, 6 ms with none; the file's bytes per
 #: span at 10M spans did not grow.
 VACUUM_TASKS = 4
+
+
+def checkpoint_settings(con: duckdb.DuckDBPyConnection) -> None:
+    """DuckDB's settings for the store's checkpoints and the reads beside them, on each
+    connection the store opens."""
+    # Checkpoints (folding the WAL into the file) run inside a commit and cost more than
+    # the commit: the store checkpoints when the writer asks (idle, or a large WAL),
+    # never while derivation writes.
+    con.execute("SET checkpoint_threshold = '1TB'")
+    # Reads run beside those checkpoints, and DuckDB holds a scan with a filter until one
+    # that vacuums has ended. Late materialization (ORDER BY ... LIMIT 50 or less: the
+    # rows found again by rowid) is one such filter, and the threads list's page is one
+    # such query; without it a Top-N carries its rows whole
+    # (docs/repro/duckdb_checkpoint_reads.py, otel_threads.query).
+    con.execute("SET GLOBAL late_materialization_max_rows = 0")
+    # The vacuum holds them while it runs: it merges a few row groups a table at a time
+    # (a backlog in the next ones)
+    con.execute(f"SET max_vacuum_tasks = {VACUUM_TASKS}")
 
 
 class Checkpointing:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import duckdb
 
-from otel_threads.store.checkpointing import VACUUM_EVERY_S, VACUUM_TASKS, Checkpointing
+from otel_threads.store.checkpointing import VACUUM_EVERY_S, Checkpointing, checkpoint_settings
 from otel_threads.store.claims import Claims, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.derive_worker import DerivePool, DeriveWorker
@@ -202,22 +202,9 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
         try:
             if checkpoint:
                 con.execute("CHECKPOINT")
-            # Checkpoints (folding the WAL into the file) run inside a commit and cost
-            # more than the commit: the store checkpoints when the writer asks (idle, or
-            # a large WAL), never while derivation writes.
-            con.execute("SET checkpoint_threshold = '1TB'")
+            checkpoint_settings(con)
             # a long derivation must not draw DuckDB's progress bar on the service's stdout
             con.execute("SET enable_progress_bar = false")
-            # Reads run beside those checkpoints, and DuckDB holds a scan with a filter
-            # until one that vacuums has ended (otel_threads.store.checkpointing). Late
-            # materialization (ORDER BY ... LIMIT 50 or less: the rows found again by
-            # rowid) is one such filter, and the threads list's page is one such query;
-            # without it a Top-N carries its rows whole
-            # (docs/repro/duckdb_checkpoint_reads.py, otel_threads.query).
-            con.execute("SET GLOBAL late_materialization_max_rows = 0")
-            # The vacuum holds them while it runs: it merges a few row groups a table
-            # at a time (a backlog in the next ones)
-            con.execute(f"SET max_vacuum_tasks = {VACUUM_TASKS}")
             if self.memory_budget is not None:
                 con.execute(f"SET memory_limit = '{self.memory_budget.limit}B'")
             for hook in self._hooks:
