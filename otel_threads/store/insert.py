@@ -152,7 +152,7 @@ def insert_batch(
     if n == 0:
         return 0
     table = table.append_column("ingest_seq", pa.array(range(first_seq, first_seq + n), pa.int64()))
-    table, fresh = number(con, table, seen)
+    table, fresh = number(con, table, seen)  # (fresh: the rows of traces numbered now)
     queued = _queued(kind, table) if queue_derive else None
     for name in _JSON_COLUMNS[kind]:
         i = table.schema.get_field_index(name)
@@ -162,9 +162,8 @@ def insert_batch(
     unique = pc.count_distinct(table.column(key[-1])).as_py() == n
     source = "__batch" if unique else _DEDUPED_BATCH.format(key=", ".join(key))
     known, new = table, None
-    if kind == "spans" and unique and len(fresh):
-        is_new = pc.fill_null(pc.is_in(table.column("trace_id").cast(pa.string()), fresh), False)
-        known, new = table.filter(pc.invert(is_new)), table.filter(is_new)
+    if kind == "spans" and unique and fresh is not None:
+        known, new = table.filter(pc.invert(fresh)), table.filter(fresh)
         source = "__known"
     received_at = EPOCH + dt.timedelta(microseconds=received_at_us)
     con.register("__batch", table)

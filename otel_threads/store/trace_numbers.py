@@ -227,11 +227,12 @@ class SeenTraces:
 
 def number(
     con: duckdb.DuckDBPyConnection, batch: pa.Table, seen: SeenTraces | None = None
-) -> tuple[pa.Table, pa.Array]:
+) -> tuple[pa.Table, pa.ChunkedArray | None]:
     """``batch`` (spans or log records about to be stored) with a column ``trace_n``: the
     number of each row's trace, given now to a trace the store has not seen (in the
     caller's transaction: a rollback takes it back); null for a row without a trace.
-    And the ids of the traces numbered now: the store holds no row of them yet.
+    And which rows' traces were numbered now (the store holds no row of them yet), or
+    None when none was.
 
     The batch's traces are looked up first (with ``seen``, only those it may have
     seen), then the new ones inserted: 5 ms for 264 traces in a store of a million,
@@ -271,4 +272,5 @@ def number(
         column = column.cast(pa.string())
     values = pa.array(list(known.values()), pa.int64())
     numbered = pc.take(values, pc.index_in(column, value_set=keys))
-    return batch.append_column("trace_n", numbered), fresh
+    fresh_rows = pc.is_in(column, value_set=fresh) if len(fresh) else None
+    return batch.append_column("trace_n", numbered), fresh_rows
