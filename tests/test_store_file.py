@@ -246,6 +246,45 @@ def test_a_vacuum_merges_a_few_row_groups_a_table_at_a_time(tmp_path):
         con.close()
 
 
+class _VacuumRefused:
+    """The store's connection, where DuckDB refuses the CHECKPOINT that vacuums (the
+    second of a checkpoint: another connection committing) ``times`` times."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, times: int) -> None:
+        self.con, self.times, self.checkpoints = con, times, 0
+
+    def execute(self, sql: str, *args):
+        if sql == "CHECKPOINT":
+            self.checkpoints += 1
+            if self.checkpoints % 2 == 0 and self.times:
+                self.times -= 1
+                raise duckdb.TransactionException("Cannot CHECKPOINT: (refused by the test)")
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self.con, name)
+
+
+def test_a_vacuum_refused_is_tried_at_the_next_checkpoint(tmp_path):
+    """A vacuum DuckDB refuses leaves the checkpoint done (the WAL folded but for the
+    number it drew) and the vacuum due: the next checkpoint vacuums."""
+    store = Store(str(tmp_path / "refused_vacuum.duckdb")).open()
+    real = store._con
+    try:
+        store._vacuumed_at = due = time.monotonic() - VACUUM_EVERY_S
+        store._con = wrapped = _VacuumRefused(real, times=1)
+        with store.cursor() as cur:
+            cur.execute("INSERT INTO threads_mat (thread_id, last_updated) VALUES ('t', now())")
+        assert store.checkpoint() and wrapped.checkpoints == 2
+        assert store._vacuumed_at == due  # still due
+        assert store.checkpoint() and wrapped.checkpoints == 4  # written, then vacuumed
+        assert store._vacuumed_at > due and store.wal_bytes() == 0
+        assert store.checkpoint() and wrapped.checkpoints == 5  # no vacuum due
+    finally:
+        store._con = real
+        store.close()
+
+
 class _CatalogChangeBeside:
     """The store's connection, where a commit that changes the catalog follows the number
     a checkpoint draws from `checkpoint_seq`: after its read transaction began."""
