@@ -49,8 +49,24 @@ class Timed:
         self.times.setdefault(key, []).append((time.perf_counter() - started) * 1000)
         return result
 
+    def from_arrow(self, table: pa.Table) -> TimedRelation:
+        return TimedRelation(self, self.con.from_arrow(table))
+
     def __getattr__(self, name: str):
         return getattr(self.con, name)
+
+
+class TimedRelation:
+    """A relation of Arrow rows whose insert is timed (the writer inserts most rows so)."""
+
+    def __init__(self, timed: Timed, relation: duckdb.DuckDBPyRelation) -> None:
+        self.timed, self.relation = timed, relation
+
+    def insert_into(self, name: str) -> None:
+        started = time.perf_counter()
+        self.relation.insert_into(name)
+        key = f"INSERT INTO {name} (Arrow rows)"
+        self.timed.times.setdefault(key, []).append((time.perf_counter() - started) * 1000)
 
 
 def run(store: str, way: str, requests: int, commits: int) -> tuple[float, dict[str, list]]:

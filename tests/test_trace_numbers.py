@@ -376,6 +376,37 @@ def test_a_trace_the_filter_missed_is_looked_up_and_the_batch_written(tmp_path):
     assert len(writer_numbers(path)) == 1
 
 
+def test_the_writer_counts_numbers_on_from_the_largest_given(tmp_path):
+    """The writer numbers new traces itself, on from the largest number given, whether
+    the numbers were drawn from the sequence of the stores before (and bench/synth.py)
+    or counted by a writer before it opened the file: none is given twice, and the
+    sequence is no longer drawn from."""
+    path = tmp_path / "n.duckdb"
+    con = connect(str(path))
+    con.execute("SELECT nextval('trace_n_seq') FROM range(5)").fetchall()  # (as before 0024)
+    con.close()
+    for first in range(2):
+        writer = Writer(str(path)).start()
+        try:
+            for i in range(2 * first, 2 * first + 2):
+                writer.write("spans", spans_table(turn(i)), timeout=DEADLINE_S)
+        finally:
+            writer.close()
+    con = connect(str(path), derive_now=False)
+    try:
+        con.execute("BEGIN TRANSACTION")  # and without the writer's filter, as ClickHouse's
+        table = spans_table(turn(9))
+        insert.insert_batch(con, "spans", table, 1000, 0, queue_derive=True)
+        con.execute("COMMIT")
+        given = con.execute("SELECT trace_n FROM trace_numbers ORDER BY trace_n").fetchall()
+        assert [n for (n,) in given] == [6, 7, 8, 9, 10]
+        assert misnumbered(con)["spans_raw"] == 0
+        drawn = "SELECT last_value FROM duckdb_sequences() WHERE sequence_name = 'trace_n_seq'"
+        assert con.execute(drawn).fetchall() == [(5,)]
+    finally:
+        con.close()
+
+
 def test_the_writer_adds_numbers_to_the_newest_generation_and_begins_the_next(
     tmp_path, monkeypatch
 ):
@@ -490,3 +521,19 @@ def test_a_refresh_looks_up_no_number_of_a_trace_the_writer_queued(tmp_path, mon
     assert looked_up == [unnumbered]
     assert misnumbered(store.con) == dict.fromkeys(NUMBERED, 0)
     store.assert_kept_equals_scratch()
+
+
+def test_the_writer_inserts_arrow_rows_by_column_name(tmp_path):
+    """The writer's inserts of Arrow rows (no view registered) go by column name, as an
+    INSERT ... BY NAME: a column the rows lack is null, a column the table lacks is
+    refused, not put in another's place."""
+    con = connect(str(tmp_path / "a.duckdb"), derive_now=False)
+    try:
+        insert._append(con, "derive_queue", pa.table({"trace_n": [3], "trace_id": ["a"]}))
+        assert con.execute("SELECT * FROM derive_queue").fetchall() == [
+            ("a", None, None, None, None, 3)
+        ]
+        with pytest.raises(ValueError, match=r"derive_queue has no column \['x'\]"):
+            insert._append(con, "derive_queue", pa.table({"trace_id": ["b"], "x": [1]}))
+    finally:
+        con.close()

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import weakref
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,7 +35,7 @@ __all__ = ["CONTENT_BYTES", "EPOCH", "insert_batch"]
 _INSERT = {
     "spans": """
         INSERT INTO spans_raw BY NAME
-        SELECT b.*, $received_at::TIMESTAMP AS received_at
+        SELECT b.*
         FROM {source} b
         WHERE NOT EXISTS (
             SELECT 1 FROM spans_raw s
@@ -42,7 +44,7 @@ _INSERT = {
     """,
     "logs": """
         INSERT INTO logs BY NAME
-        SELECT b.*, $received_at::TIMESTAMP AS received_at
+        SELECT b.*
         FROM {source} b
         WHERE NOT EXISTS (
             SELECT 1 FROM logs s
@@ -50,11 +52,6 @@ _INSERT = {
               AND s.record_id = b.record_id)
     """,
 }
-#: Spans of traces the batch numbered (no span of them is stored: nothing to look up).
-_INSERT_NEW = """
-    INSERT INTO spans_raw BY NAME
-    SELECT b.*, $received_at::TIMESTAMP AS received_at FROM __fresh b
-"""
 _KEY = {"spans": ("trace_id", "span_id"), "logs": ("record_id",)}
 # Columns holding JSON text. The decoder only ever writes valid JSON, so they go in
 # typed as Arrow's JSON extension, which DuckDB takes without parsing every value
@@ -151,7 +148,9 @@ def insert_batch(
     n = table.num_rows
     if n == 0:
         return 0
-    table = table.append_column("ingest_seq", pa.array(range(first_seq, first_seq + n), pa.int64()))
+    table = table.append_column("ingest_seq", pa.array(np.arange(first_seq, first_seq + n)))
+    received = pa.array(np.full(n, received_at_us, "datetime64[us]"))
+    table = table.append_column("received_at", received)
     table, fresh = number(con, table, seen)  # (fresh: the rows of traces numbered now)
     queued = _queued(kind, table) if queue_derive else None
     for name in _JSON_COLUMNS[kind]:
@@ -163,42 +162,72 @@ def insert_batch(
     source = "__batch" if unique else _DEDUPED_BATCH.format(key=", ".join(key))
     known, new = table, None
     if kind == "spans" and unique and fresh is not None:
-        known, new = table.filter(pc.invert(fresh)), table.filter(fresh)
-        source = "__known"
-    received_at = EPOCH + dt.timedelta(microseconds=received_at_us)
-    con.register("__batch", table)
+        if pc.sum(fresh).as_py() == n:
+            known, new = None, table
+        else:
+            known, new = table.filter(pc.invert(fresh)), table.filter(fresh)
+            source = "__known"
+    registered: list[str] = []
+
+    def register(name: str, rows: pa.Table) -> None:
+        con.register(name, rows)
+        registered.append(name)
+
     try:
         inserted = 0
         if new is not None:
-            con.register("__fresh", new)
-            inserted += con.execute(_INSERT_NEW, {"received_at": received_at}).fetchone()[0]
-        if known.num_rows:
+            _append(con, "spans_raw", new)
+            inserted += new.num_rows
+        if known is not None:
+            register("__batch", table)
             if new is not None:
-                con.register("__known", known)
+                register("__known", known)
             bounds = pc.min_max(known.column(_RANGE_COLUMN[kind]))
             lo, hi = bounds["min"].as_py(), bounds["max"].as_py()
             if lo is None:  # no times at all: compare against everything
                 lo, hi = _FULL_RANGE[kind]
-            row = con.execute(
-                _INSERT[kind].format(source=source),
-                {"received_at": received_at, "lo": lo, "hi": hi},
-            ).fetchone()
+            row = con.execute(_INSERT[kind].format(source=source), {"lo": lo, "hi": hi}).fetchone()
             inserted += int(row[0]) if row else 0
         if kind == "spans" and table.column("previous_turn_id").null_count < n:
+            if "__batch" not in registered:
+                register("__batch", table)
             con.execute(RECORD_LINKS)
         if queued is not None and queued.num_rows:  # derive these traces (same transaction)
-            con.register("__queued", queued)
-            con.execute("INSERT INTO derive_queue BY NAME SELECT * FROM __queued")
+            _append(con, "derive_queue", queued)
         if kind == "logs" and pc.any(pc.equal(table.column("event_name"), _EVALUATION)).as_py():
             _by_response(con, source, received_at_us, queue_derive)
     finally:
         # (after a failed statement the transaction is aborted and unregistering fails
         # too: its error would hide the first one, an out-of-memory the writer retries;
         # the next batch's register replaces the view anyway)
-        for name in ("__batch", "__fresh", "__known", "__queued"):
+        for name in registered:
             with contextlib.suppress(duckdb.Error):
                 con.unregister(name)
     return inserted
+
+
+#: The columns of the tables `_append` inserts into, per connection, in their order.
+_COLUMNS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, dict[str, list[str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _append(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
+    """Insert every row of ``rows`` into the table ``name``, by column name (null in a
+    column of the table that ``rows`` lacks), without making it a view: a commit
+    registered and dropped one per table, a catalog change each, and the INSERT through
+    it cost twice the insert of the relation (`from_arrow`)."""
+    columns = _COLUMNS.setdefault(con, {})
+    if name not in columns:
+        columns[name] = con.table(name).columns
+    order = columns[name]
+    extra = set(rows.column_names).difference(order)
+    if extra:
+        raise ValueError(f"{name} has no column {sorted(extra)}")
+    have = set(rows.column_names)
+    n = rows.num_rows
+    arrays = [rows.column(c) if c in have else pa.nulls(n) for c in order]
+    con.from_arrow(pa.table(arrays, names=order)).insert_into(name)
 
 
 def _by_response(

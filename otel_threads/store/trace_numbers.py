@@ -23,6 +23,10 @@ Most of a batch's traces are new, and looking them up cost the writer more than 
 their spans' numbers (a list of a few hundred constants parsed and probed one by one): the
 writer keeps `SeenTraces`, a Bloom filter of the trace ids numbered in the file, and looks
 up only the traces it may have seen.
+
+The writer counts the numbers itself (`SeenTraces.next_n`), on from the largest given
+(`next_number`); before migration 0024 they were drawn from the sequence ``trace_n_seq``
+(a statement, and its answer turned into Python objects, at every commit).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "SeenTraces",
     "generations",
     "lookup",
+    "next_number",
     "number",
     "trace_hashes",
 ]
@@ -84,6 +89,19 @@ def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
     its error would hide the first one, an out-of-memory the writer tries again)"""
     with contextlib.suppress(duckdb.Error):
         con.unregister(name)
+
+
+def next_number(con: duckdb.DuckDBPyConnection) -> int:
+    """The number the next new trace of ``con``'s file gets: past every number given,
+    those of ``trace_numbers`` and those drawn from ``trace_n_seq`` (before migration 0024,
+    and by bench/synth.py), so none is given twice, even one whose trace retention
+    deleted."""
+    ((given,),) = con.execute("SELECT coalesce(max(trace_n), 0) FROM trace_numbers").fetchall()
+    drawn = con.execute(
+        "SELECT last_value FROM duckdb_sequences() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND sequence_name = 'trace_n_seq'"
+    ).fetchall()
+    return max([given, *(v for (v,) in drawn if v is not None)]) + 1
 
 
 def _quote(value: str) -> str:
@@ -162,7 +180,8 @@ class SeenTraces:
     "maybe" at most about once in 1,700 (when it holds all it was sized for), and it is
     built again, twice as large, past that (`outgrown`).
 
-    It also keeps which generation of ``trace_numbers`` the writer adds to (`generation`).
+    It also keeps which generation of ``trace_numbers`` the writer adds to (`generation`),
+    and the number the next new trace gets (``next_n``).
     """
 
     BITS = 16
@@ -175,6 +194,7 @@ class SeenTraces:
         self.newest: str | None = None
         self.newest_count = 0
         ((count,),) = con.execute("SELECT count(*) FROM trace_numbers").fetchall()
+        self.next_n = next_number(con)
         self.capacity = max(self.MIN_TRACES, 2 * count)
         self._mask = np.uint64((1 << (self.capacity * self.BITS - 1).bit_length()) - 1)
         self._bits = np.zeros((int(self._mask) + 1) // 8, np.uint8)
@@ -235,8 +255,9 @@ def number(
     None when none was.
 
     The batch's traces are looked up first (with ``seen``, only those it may have
-    seen), then the new ones inserted: 5 ms for 264 traces in a store of a million,
-    where one INSERT ... ON CONFLICT DO NOTHING took 31."""
+    seen), then the new ones numbered (by ``seen``'s count, or on from `next_number`) and
+    inserted: 5 ms for 264 traces in a store of a million, where one INSERT ... ON
+    CONFLICT DO NOTHING took 31."""
     ids = pc.drop_null(pc.unique(batch.column("trace_id"))).cast(pa.string())
     hashes = None
     if seen is not None:
@@ -245,32 +266,28 @@ def number(
         known = lookup(con, ids.filter(pa.array(maybe)).to_pylist()) if maybe.any() else {}
     else:
         known = lookup(con, ids.to_pylist())
-    new = pc.invert(pc.is_in(ids, value_set=pa.array(list(known), pa.string())))
-    fresh = ids.filter(new)
+    keys = pa.array(list(known), pa.string())
+    values = pa.array(list(known.values()), pa.int64())
+    new = pc.invert(pc.is_in(ids, value_set=keys)) if known else None
+    fresh = ids if new is None else ids.filter(new)
     if len(fresh):
+        first = next_number(con) if seen is None else seen.next_n
+        given = pa.array(np.arange(first, first + len(fresh), dtype=np.int64))
         table = generations(con)[-1] if seen is None else seen.generation(con)
-        con.register("__new_traces", pa.table({"trace_id": fresh}))
         try:
-            numbered = con.execute(
-                f"INSERT INTO {table} SELECT trace_id, nextval('trace_n_seq') "
-                "FROM __new_traces RETURNING trace_id, trace_n"
-            ).fetchall()
-            known.update(numbered)
-            if seen is not None:
-                seen.newest_count += len(numbered)
+            con.from_arrow(pa.table({"trace_id": fresh, "trace_n": given})).insert_into(table)
         except duckdb.ConstraintException:
             if seen is not None:  # (the commit fails; the writer's next one builds it again)
                 seen.missed = True
             raise
-        finally:
-            _unregister(con, "__new_traces")
-        if hashes is not None:
-            seen.add(hashes[new.to_numpy(zero_copy_only=False)])
-    keys = pa.array(list(known), pa.string())
+        if seen is not None:
+            seen.next_n = first + len(fresh)
+            seen.newest_count += len(fresh)
+            seen.add(hashes if new is None else hashes[new.to_numpy(zero_copy_only=False)])
+        keys, values = pa.concat_arrays([keys, fresh]), pa.concat_arrays([values, given])
     column = batch.column("trace_id")
     if column.type != pa.string():
         column = column.cast(pa.string())
-    values = pa.array(list(known.values()), pa.int64())
     numbered = pc.take(values, pc.index_in(column, value_set=keys))
     fresh_rows = pc.is_in(column, value_set=fresh) if len(fresh) else None
     return batch.append_column("trace_n", numbered), fresh_rows
