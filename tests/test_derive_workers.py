@@ -5,7 +5,9 @@ another holds, or has just changed, rolls back and goes through after it
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import threading
 import time
 
@@ -17,7 +19,7 @@ from test_incremental_derive import chat_turn
 from otel_threads.store import connect
 from otel_threads.store.claims import Claims, Contended, Share, SharedLock
 from otel_threads.store.derive import Deriver
-from otel_threads.store.derive_worker import DerivePool
+from otel_threads.store.derive_worker import DERIVE_NICE, DerivePool
 from otel_threads.store.store import Store
 from otel_threads.store.writer import Writer
 
@@ -180,6 +182,33 @@ class Store_:
         self.con.execute("BEGIN TRANSACTION")
         self.seq += self._insert(self.con, "spans", spans_table(spans), self.seq, 0, True)
         self.con.execute("COMMIT")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own priority is Linux's")
+def test_derivation_runs_at_the_lowest_cpu_priority_and_the_writer_at_the_processs(
+    tmp_path,
+) -> None:
+    """Ingest comes first on a machine whose cores are all busy: each derive worker's
+    thread runs at DERIVE_NICE, the writer's (and the rest of the process) at the
+    process's own priority; and the workers still derive what is committed."""
+    store = Store(str(tmp_path / "s.duckdb"), derive_workers=2, recycle_after_s=None)
+    writer = Writer(store).start()
+    try:
+        writer.write("spans", spans_table(turn(0, 0)), timeout=DEADLINE_S)
+        assert store.sync(DEADLINE_S)
+        workers = store._derive.workers
+        assert len(workers) == 2
+        for worker in workers:
+            wait(lambda w=worker: w._thread.native_id is not None, "derive thread")
+            assert os.getpriority(os.PRIO_PROCESS, worker._thread.native_id) == DERIVE_NICE
+        process = os.getpriority(os.PRIO_PROCESS, 0)
+        assert process < DERIVE_NICE
+        assert os.getpriority(os.PRIO_PROCESS, writer._thread.native_id) == process
+        with store.cursor() as cur:
+            assert cur.execute("SELECT count(*) FROM threads_mat").fetchall() == [(1,)]
+    finally:
+        writer.close()
+        store.close()
 
 
 def test_workers_side_by_side_derive_as_from_scratch(tmp_path) -> None:
