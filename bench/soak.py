@@ -7,8 +7,10 @@ For each count of concurrent exporters, a fresh `python -m otel_threads.collecto
 4 spans, 10 attributes each, an LLM call with messages in every turn) until it has
 acknowledged ``--spans`` spans. Exporters run as threads in ``--processes`` sender
 processes; each keeps 32 conversations going at once, of 10, 100 and 2,000 turns
-(60/30/10 % of the threads started), and retries a refused request (503 /
-UNAVAILABLE) with the same bytes, as real exporters do. Trace, span and thread ids are
+(60/30/10 % of the threads started), has one request in flight at a time (making the
+next request's turns meanwhile, as an application goes on making spans while its
+batch processor exports), and retries a refused request (503 / UNAVAILABLE) with the
+same bytes, as real exporters do. Trace, span and thread ids are
 random (UUIDs for threads), as producers make them: ids that grow with time would spare
 the store's indexes and let zone maps find a thread in a few row groups
 (docs/storage.md, "Indexes and random ids").
@@ -77,11 +79,16 @@ EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 # -- the senders -----------------------------------------------------------------------
 
 
-def _send(stub, payload: bytes, stop_at: list[float]) -> bool:
-    """Send until acknowledged (True), or give up 120 s after the stop (False)."""
+def _send(stub, payload: bytes, stop_at: list[float], meanwhile=None) -> bool:
+    """Send until acknowledged (True), or give up 120 s after the stop (False).
+    ``meanwhile`` runs once while the request is in flight."""
     while True:
         try:
-            stub(payload, timeout=120)
+            call = stub.future(payload, timeout=120)
+            if meanwhile is not None:
+                meanwhile()
+                meanwhile = None
+            call.result()
             return True
         except grpc.RpcError as exc:
             if exc.code() not in (
@@ -99,22 +106,31 @@ def exporter(
     target: str, prefix: int, counts, stop, stop_at: list[float], rate: float = 0.0
 ) -> None:
     """One exporter: keeps ACTIVE_THREADS conversations going until ``stop``, sending
-    ``rate`` spans/s at most (0: as fast as it is acknowledged)."""
+    ``rate`` spans/s at most (0: as fast as it is acknowledged). One request at a time,
+    as an SDK's batch processor exports; the next request's turns are made while it is
+    in flight, as an application goes on making spans while its exporter waits."""
     channel = grpc.insecure_channel(target)
     stub = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
     conversations = Conversations(prefix)
+
+    def turns() -> tuple[bytes, int]:
+        begun = conversations.started
+        spans, _ = conversations.next_turns()
+        return spans, conversations.started - begun
+
+    made = [turns()]
     due = time.monotonic()
     while not stop.is_set():
         if rate:  # paced: one request every TURNS_PER_REQUEST * SPANS_PER_TURN / rate s
             due += TURNS_PER_REQUEST * SPANS_PER_TURN / rate
             if stop.wait(max(0.0, due - time.monotonic())):
                 break
-        begun = conversations.started
-        spans, _ = conversations.next_turns()
-        threads_new = conversations.started - begun
+        spans, threads_new = made.pop()
         body = request(spans)
-        if not _send(stub, body, stop_at):
+        if not _send(stub, body, stop_at, meanwhile=lambda: made.append(turns())):
             break
+        if not made:
+            made.append(turns())
         with counts.get_lock():
             counts[0] += TURNS_PER_REQUEST * SPANS_PER_TURN
             counts[1] += TURNS_PER_REQUEST
