@@ -221,10 +221,9 @@ def _append(con: duckdb.DuckDBPyConnection, name: str, rows: pa.Table) -> None:
     if name not in columns:
         columns[name] = con.table(name).columns
     order = columns[name]
-    extra = set(rows.column_names).difference(order)
-    if extra:
-        raise ValueError(f"{name} has no column {sorted(extra)}")
     have = set(rows.column_names)
+    if extra := have.difference(order):
+        raise ValueError(f"{name} has no column {sorted(extra)}")
     n = rows.num_rows
     arrays = [rows.column(c) if c in have else pa.nulls(n) for c in order]
     con.from_arrow(pa.table(arrays, names=order)).insert_into(name)
