@@ -114,7 +114,7 @@ class Running:
         """``host:port`` of a listener, from its URL in the note."""
         return self.note[listener].split("://", 1)[1]
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         self.proc.send_signal(signum)
         return self.proc.wait(timeout)
 

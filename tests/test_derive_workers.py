@@ -211,6 +211,52 @@ def test_derivation_runs_at_the_lowest_cpu_priority_and_the_writer_at_the_proces
         store.close()
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_store_closed_with_a_deadline_leaves_what_it_did_not_derive_queued(
+    tmp_path, caplog, workers: int
+) -> None:
+    """Closing gives derivation at most ``drain_timeout`` to work its queue off (the
+    collector's grace, which a starved derivation, at DERIVE_NICE behind long reads,
+    must not outlast): past it, the refresh under way ends, the warning says what is
+    left, the rest stays queued, and the next open derives it as from scratch."""
+    path = str(tmp_path / "s.duckdb")
+    store = Store(path, derive_workers=workers, recycle_after_s=None)
+    writer = Writer(store).start()
+    pool = store._derive.workers if workers > 1 else [store._derive]
+    gate = threading.Event()
+    for worker in pool:
+
+        def held(*args, refresh=worker._deriver.refresh, **kwargs) -> int:
+            gate.wait()  # then two traces a refresh
+            return refresh(limit=2)
+
+        worker._deriver.refresh = held
+    writer.write("spans", spans_table([s for t in range(8) for s in turn(t, 0)]), timeout=60)
+    writer.close()
+    closer = threading.Thread(target=store.close, kwargs={"drain_timeout": 0.1})
+    closer.start()
+    wait(lambda: all(w._stopping for w in pool), "derivation told to stop")
+    gate.set()
+    closer.join(DEADLINE_S)
+    assert not closer.is_alive()
+    assert any("stay queued" in r.getMessage() for r in caplog.records)
+    with connect(path) as con:
+        ((queued, derived),) = con.execute(
+            "SELECT (SELECT count(*) FROM derive_queue), (SELECT count(*) FROM threads_mat)"
+        ).fetchall()
+    assert queued + derived == 8 and derived <= 2 * workers, (queued, derived)
+    store = Store(path, recycle_after_s=None)
+    writer = Writer(store).start()
+    try:
+        assert store.sync(DEADLINE_S)
+        with store.cursor() as cur:
+            kept_equals_scratch(cur)
+            assert cur.execute("SELECT count(*) FROM threads_mat").fetchall() == [(8,)]
+    finally:
+        writer.close()
+        store.close()
+
+
 def test_workers_side_by_side_derive_as_from_scratch(tmp_path) -> None:
     """Eight threads of twelve turns, every fourth turn with no thread id (it takes its
     thread along its link: queued in the first share, derived into any), committed in

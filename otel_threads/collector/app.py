@@ -214,7 +214,8 @@ class Collector:
             self._http.stop()
         drained = self.ingest.drain(max(0.0, deadline - time.monotonic()))
         self.writer.close(timeout=max(1.0, deadline - time.monotonic()))
-        self.store.close()
+        # derivation gets what is left of the grace (its queue outlives the process)
+        self.store.close(drain_timeout=max(1.0, deadline - time.monotonic()))
         self.ingest.close()
         if self._api is not None:
             self._api.stop()

@@ -125,16 +125,32 @@ class DeriveWorker:
             self._closing = self._stopping = True
             self._cond.notify_all()
 
-    def close(self, drain: bool = True) -> None:
+    def close(self, drain: bool = True, timeout: float | None = None) -> bool:
         """Derive what is left (or, without ``drain``, just finish the refresh under way:
-        `stop`), then stop. Idempotent."""
+        `stop`), then stop; past ``timeout`` seconds, stop after the refresh under way
+        (what is left stays queued for the next worker). Whether it was all derived.
+        Idempotent."""
+        self.begin_close(drain)
+        self._thread.join(timeout)
+        return self.end_close()
+
+    def begin_close(self, drain: bool = True) -> None:
+        """The first half of `close`: the worker goes on to its end without waiting."""
         if not drain:
             self.stop()
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join()
+
+    def end_close(self) -> bool:
+        """The second half of `close`: stop the worker after its refresh under way, if it
+        is still working; close its connection. Whether it derived every commit."""
+        if self._thread.is_alive():
+            self.stop()
+            self._thread.join()
         self._con.close()
+        with self._cond:
+            return self._derived >= self._reported
 
     def _due(self) -> bool:
         if self._stopping or self._derived >= self._reported:
@@ -241,8 +257,11 @@ class DerivePool:
         for worker in self.workers:
             worker.stop()
 
-    def close(self, drain: bool = True) -> None:
-        if not drain:
-            self.stop()  # (all of them first: none starts another refresh)
+    def close(self, drain: bool = True, timeout: float | None = None) -> bool:
+        for worker in self.workers:  # (all of them first: they drain side by side)
+            worker.begin_close(drain)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for worker in self.workers:
-            worker.close(drain=drain)
+            worker._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.stop()  # (all of them before any is waited for)
+        return all([worker.end_close() for worker in self.workers])

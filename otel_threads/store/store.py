@@ -249,11 +249,12 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
             raise
         return workers[0] if n == 1 else DerivePool(workers)
 
-    def _stop_derivation(self, drain: bool) -> None:
-        """Stop derivation: after working its queue off, or (without ``drain``) after the
-        refresh under way. Nothing checkpoints meanwhile (the writer has stopped, or is
-        the caller), so a checkpoint that is due must not hold its refreshes
-        (`yield_to_checkpoint`)."""
+    def _stop_derivation(self, drain: bool, timeout: float | None = None) -> None:
+        """Stop derivation: after working its queue off (for up to ``timeout`` seconds),
+        or (without ``drain``, or past the timeout) after the refresh under way: what is
+        left stays queued for the next open. Nothing checkpoints meanwhile (the writer
+        has stopped, or is the caller), so a checkpoint that is due must not hold its
+        refreshes (`yield_to_checkpoint`)."""
         derive, self._derive = self._derive, None
         if derive is not None and not drain:
             derive.stop()  # (before the mark goes: no refresh may start after it)
@@ -261,17 +262,26 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
             self._checkpoint_due = self._recycle_due = False
             self._checkpoint_cond.notify_all()
         if derive is not None:
-            derive.close(drain=drain)
+            if drain and not derive.close(drain=True, timeout=timeout):
+                _logger.warning(
+                    "derivation stopped %gs into working off its queue: the traces left "
+                    "stay queued and are derived when the store is opened next",
+                    timeout,
+                )
+            elif not drain:
+                derive.close(drain=False)
             self._set_aside_before += derive.set_aside_total
             self._failures_before += derive.failures
 
-    def _close(self, checkpoint: bool) -> None:
-        """Stop derivation (once it has worked off its queue) and reads, then close the
-        file (checkpointed first if asked)."""
-        self._stop_derivation(drain=True)
+    def _close(self, checkpoint: bool, drain_timeout: float | None = None) -> None:
+        """Stop reads (interrupted: a long one would slow derivation's last refreshes),
+        then derivation (once it has worked off its queue, for up to ``drain_timeout``
+        seconds), then close the file (checkpointed first if asked)."""
+        if self._con is not None:
+            self._close_readers(timeout=5.0)
+        self._stop_derivation(drain=True, timeout=drain_timeout)
         if self._con is None:
             return
-        self._close_readers(timeout=5.0)
         with self._readers_lock:
             con, self._con = self._con, None
         if checkpoint:
@@ -282,16 +292,17 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
         with contextlib.suppress(duckdb.Error):
             con.close()
 
-    def close(self) -> None:
-        """Close the file (derivation finished, reads interrupted). Idempotent. Call it
-        after the writer has closed: a deleted file is written back here, the last
+    def close(self, drain_timeout: float | None = None) -> None:
+        """Close the file (reads interrupted, derivation finished: its queue worked off
+        within ``drain_timeout`` seconds, else left for the next open). Idempotent. Call
+        it after the writer has closed: a deleted file is written back here, the last
         chance for what it holds."""
         if self._closed:
             return
         self._closed = True
         if self.fault is not None and self.fault.kind == "deleted" and self._con is not None:
             self._write_back()
-        self._close(checkpoint=self.fault is None)
+        self._close(checkpoint=self.fault is None, drain_timeout=drain_timeout)
 
     # -- reading -------------------------------------------------------------------
 
