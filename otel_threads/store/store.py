@@ -264,9 +264,9 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
         if derive is not None:
             if drain and not derive.close(drain=True, timeout=timeout):
                 _logger.warning(
-                    "derivation stopped %gs into working off its queue: the traces left "
-                    "stay queued and are derived when the store is opened next",
-                    timeout,
+                    "derivation stopped before it had worked off its queue (%s): the "
+                    "traces left stay queued and are derived when the store is opened next",
+                    "stopped" if timeout is None else f"given {timeout:g}s",
                 )
             elif not drain:
                 derive.close(drain=False)
