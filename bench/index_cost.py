@@ -18,7 +18,8 @@ file checkpointed, ``--rounds`` times; then the same without the table's indexes
 Prints the median checkpoint of each (milliseconds), what the table's indexes held in
 memory before it (MiB: DuckDB holds an index in memory from the first insert after a
 checkpoint to the next, and with random keys about whole; docs/storage.md, "Index
-memory"), and the sums. The collector checkpoints every 32 MiB of WAL, about 30,000
+memory"), what the checkpoint wrote with the indexes and without (MiB, as Linux counts
+the process's writes), and the sums. The collector checkpoints every 32 MiB of WAL, about 30,000
 spans of the soak's.
 """
 
@@ -46,22 +47,36 @@ def _fresh(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
     return f"md5(random()::VARCHAR) AS {column}"
 
 
+def _written() -> float:
+    """MiB this process has written so far (Linux's /proc/self/io; NaN elsewhere)."""
+    try:
+        with open("/proc/self/io") as io:
+            for line in io:
+                if line.startswith("wchar:"):
+                    return int(line.split()[1]) / (1 << 20)
+    except OSError:
+        pass
+    return float("nan")
+
+
 def _checkpoints(
     con: duckdb.DuckDBPyConnection, table: str, columns: list[str], rows: int, rounds: int
-) -> tuple[float, float]:
-    """Median ms of ``rounds`` checkpoints, each after ``rows`` rows into ``table``, and
-    the median MiB the indexes held in memory before each (a checkpoint frees them)."""
-    took, held = [], []
+) -> tuple[float, float, float]:
+    """Median ms of ``rounds`` checkpoints, each after ``rows`` rows into ``table``; the
+    median MiB the indexes held in memory before each (a checkpoint frees them), and the
+    median MiB each wrote."""
+    took, held, wrote = [], [], []
     for _ in range(rounds):
         fresh = ", ".join(_fresh(con, table, c) for c in columns)
         con.execute(
             f"INSERT INTO {table} SELECT * REPLACE ({fresh}) FROM {table} USING SAMPLE {rows} ROWS"
         )
         held.append(con.execute(INDEX_MEMORY_SQL).fetchall()[0][0] / (1 << 20))
-        started = time.perf_counter()
+        before, started = _written(), time.perf_counter()
         con.execute("CHECKPOINT")
         took.append((time.perf_counter() - started) * 1000)
-    return statistics.median(took), statistics.median(held)
+        wrote.append(_written() - before)
+    return statistics.median(took), statistics.median(held), statistics.median(wrote)
 
 
 def main() -> None:
@@ -87,9 +102,9 @@ def main() -> None:
         print(f"{args.store}: {spans:,} spans; rows of {args.spans:,} spans a round")
         print(
             f"{'table':24}{'rows':>12}{'+rows':>8}{'indexed ms':>12}{'bare ms':>9}"
-            f"{'index MiB':>11}  indexes"
+            f"{'index MiB':>11}{'wrote MiB':>11}{'bare MiB':>9}  indexes"
         )
-        sums = [0.0, 0.0, 0.0]
+        sums = [0.0] * 5
         for table, its in indexes.items():
             total = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
             if total == 0:
@@ -98,23 +113,25 @@ def main() -> None:
             # (the indexed columns, and a new trace's random id where the table has one)
             described = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
             columns = sorted({c for _, c, _ in its} | ({"trace_id"} & described))
-            indexed, held = _checkpoints(con, table, columns, rows, args.rounds)
+            indexed, held, wrote = _checkpoints(con, table, columns, rows, args.rounds)
             for name, _, _ in its:
                 con.execute(f"DROP INDEX {name}")
             con.execute("CHECKPOINT")
-            bare, _ = _checkpoints(con, table, columns, rows, args.rounds)
+            bare, _, bare_wrote = _checkpoints(con, table, columns, rows, args.rounds)
             for _, _, sql in its:
                 con.execute(sql)
             con.execute("CHECKPOINT")
-            sums[0] += indexed
-            sums[1] += bare
-            sums[2] += held
+            for i, value in enumerate((indexed, bare, held, wrote, bare_wrote)):
+                sums[i] += value
             names = ", ".join(c for _, c, _ in its)
             print(
-                f"{table:24}{total:>12,}{rows:>8,}{indexed:>12.1f}{bare:>9.1f}{held:>11.1f}  "
-                f"{names}"
+                f"{table:24}{total:>12,}{rows:>8,}{indexed:>12.1f}{bare:>9.1f}{held:>11.1f}"
+                f"{wrote:>11.1f}{bare_wrote:>9.1f}  {names}"
             )
-        print(f"{'all':24}{'':>20}{sums[0]:>12.1f}{sums[1]:>9.1f}{sums[2]:>11.1f}")
+        print(
+            f"{'all':24}{'':>20}{sums[0]:>12.1f}{sums[1]:>9.1f}{sums[2]:>11.1f}"
+            f"{sums[3]:>11.1f}{sums[4]:>9.1f}"
+        )
         con.close()
 
 
