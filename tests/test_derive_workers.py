@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 
+import duckdb
 import pytest
 from stored_app import KEPT_VIEWS, kept_sql
 from test_derive_bounds import spans_table
@@ -209,6 +210,50 @@ def test_derivation_runs_at_the_lowest_cpu_priority_and_the_writer_at_the_proces
     finally:
         writer.close()
         store.close()
+
+
+def test_a_closing_store_stops_its_reads_before_it_waits_for_derivation(tmp_path) -> None:
+    """A read still running is stopped first (at DERIVE_NICE, derivation's last refreshes
+    would get no CPU beside it): with derivation held, a read of statement after long
+    statement on one cursor (an interrupt between two of them is forgotten: they are sent
+    again) ends interrupted, and only then does the close wait for derivation."""
+    store = Store(str(tmp_path / "s.duckdb"), recycle_after_s=None)
+    writer = Writer(store).start()
+    worker, gate = store._derive, threading.Event()
+    refresh = worker._deriver.refresh
+    worker._deriver.refresh = lambda *a, **k: gate.wait() and refresh(*a, **k)
+    writer.write("spans", spans_table(turn(0, 0)), timeout=DEADLINE_S)
+    writer.close()
+    reading, ended = threading.Event(), []
+
+    def read() -> None:
+        with store.cursor() as cur:
+            reading.set()
+            while True:
+                try:
+                    cur.execute("SELECT sum(hash(a::VARCHAR)) FROM range(10000000000) t(a)")
+                except duckdb.InterruptException:
+                    ended.append("interrupted")
+                    return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert reading.wait(DEADLINE_S)
+    closer = threading.Thread(target=store.close)
+    closer.start()
+    try:
+        reader.join(DEADLINE_S)
+        assert ended == ["interrupted"] and not gate.is_set()
+        assert closer.is_alive()  # (waiting for derivation)
+    finally:
+        gate.set()
+        closer.join(DEADLINE_S)
+        reader.join(DEADLINE_S)
+    assert not closer.is_alive()
+    with duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True) as con:  # (as it was left)
+        assert con.execute(
+            "SELECT (SELECT count(*) FROM derive_queue), (SELECT count(*) FROM threads_mat)"
+        ).fetchall() == [(0, 1)]
 
 
 @pytest.mark.parametrize("workers", [1, 2])

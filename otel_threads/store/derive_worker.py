@@ -131,7 +131,7 @@ class DeriveWorker:
         (what is left stays queued for the next worker). Whether it was all derived.
         Idempotent."""
         self.begin_close(drain)
-        self._thread.join(timeout)
+        self.join(timeout)
         return self.end_close()
 
     def begin_close(self, drain: bool = True) -> None:
@@ -141,6 +141,10 @@ class DeriveWorker:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` for the worker to end (after `begin_close`)."""
+        self._thread.join(timeout)
 
     def end_close(self) -> bool:
         """The second half of `close`: stop the worker after its refresh under way, if it
@@ -262,6 +266,6 @@ class DerivePool:
             worker.begin_close(drain)
         deadline = None if timeout is None else time.monotonic() + timeout
         for worker in self.workers:
-            worker._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         self.stop()  # (all of them before any is waited for)
         return all([worker.end_close() for worker in self.workers])

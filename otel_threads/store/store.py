@@ -40,6 +40,9 @@ __all__ = ["Store"]
 
 _logger = logging.getLogger("otel_threads.store.writer")
 
+#: How often a closing store interrupts the reads still running again (`_close_readers`).
+READER_INTERRUPT_EVERY_S = 0.1
+
 #: What opening an existing file can raise that may go away (a truncated or unreadable
 #: file, one made read-only): the store opens anyway, with a fault, and keeps trying.
 _OPEN_FAULTS = (
@@ -262,14 +265,12 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
             self._checkpoint_due = self._recycle_due = False
             self._checkpoint_cond.notify_all()
         if derive is not None:
-            if drain and not derive.close(drain=True, timeout=timeout):
+            if not derive.close(drain=drain, timeout=timeout) and drain:
                 _logger.warning(
                     "derivation stopped before it had worked off its queue (%s): the "
                     "traces left stay queued and are derived when the store is opened next",
                     "stopped" if timeout is None else f"given {timeout:g}s",
                 )
-            elif not drain:
-                derive.close(drain=False)
             self._set_aside_before += derive.set_aside_total
             self._failures_before += derive.failures
 
@@ -335,16 +336,24 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
                 self._readers_lock.notify_all()
 
     def _close_readers(self, timeout: float) -> None:
-        """Refuse new reads, interrupt those running, wait (up to ``timeout``) for them."""
+        """Refuse new reads, interrupt those running, wait (up to ``timeout``) for them.
+        The interrupts are sent again every `READER_INTERRUPT_EVERY_S`: DuckDB forgets one
+        that comes between two statements of a read (each statement starts uninterrupted)."""
+        deadline = time.monotonic() + timeout
         with self._readers_lock:
             self._readers_closed = True
-            for cur in self._readers:
-                with contextlib.suppress(duckdb.Error):  # (one closed as it ends)
-                    cur.interrupt()
-            if not self._readers_lock.wait_for(lambda: not self._readers, timeout):
-                _logger.warning(
-                    "%d reads did not stop when interrupted; closing anyway", len(self._readers)
-                )
+            while self._readers:
+                for cur in self._readers:
+                    with contextlib.suppress(duckdb.Error):  # (one closed as it ends)
+                        cur.interrupt()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _logger.warning(
+                        "%d reads did not stop when interrupted; closing anyway",
+                        len(self._readers),
+                    )
+                    return
+                self._readers_lock.wait(min(READER_INTERRUPT_EVERY_S, left))
 
     def sync(self, timeout: float | None = None) -> bool:
         """Wait until everything the writer accepted so far is committed and derived;
