@@ -27,6 +27,19 @@ def kept_sql(view: str) -> str:
     return f"SELECT {columns} FROM {view}_mat ORDER BY ALL"
 
 
+#: The turns of ``turns_mat`` that ``turn_keys`` lacks: none (otel_threads.store.turn_keys
+#: keeps a superset of them, which refreshes look turns up in).
+UNCOVERED_TURNS = (
+    "SELECT thread_id, turn_id FROM turns_mat EXCEPT SELECT thread_id, turn_id FROM turn_keys"
+)
+
+
+def assert_turn_keys_cover(con) -> None:
+    """Every (thread, turn) of ``turns_mat`` is in ``turn_keys``."""
+    missing = con.execute(UNCOVERED_TURNS).fetchall()
+    assert missing == [], f"turns_mat's pairs not in turn_keys: {missing[:5]}"
+
+
 class App:
     """A service: its own provider (sequential ids from ``first``), spans kept in memory
     until `send` exports the chosen ones (so tests control the delivery order)."""

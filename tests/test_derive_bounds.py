@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from stored_app import KEPT_VIEWS, kept_sql
+from stored_app import KEPT_VIEWS, assert_turn_keys_cover, kept_sql
 
 from otel_threads import thread
 from otel_threads.collector import Collector, Config
@@ -128,6 +128,7 @@ class Store:
             assert self.rows(kept_sql(view)) == self.rows(
                 f"SELECT * FROM derive_{view} ORDER BY ALL"
             ), view
+        assert_turn_keys_cover(self.con)
 
 
 class Counting:

@@ -13,7 +13,7 @@ import time
 
 import duckdb
 import pytest
-from stored_app import KEPT_VIEWS, kept_sql
+from stored_app import KEPT_VIEWS, assert_turn_keys_cover, kept_sql
 from test_derive_bounds import spans_table
 from test_incremental_derive import chat_turn
 
@@ -62,6 +62,7 @@ def kept_equals_scratch(con) -> None:
     for view in KEPT_VIEWS:
         kept = con.execute(kept_sql(view)).fetchall()
         assert kept == con.execute(f"SELECT * FROM derive_{view} ORDER BY ALL").fetchall(), view
+    assert_turn_keys_cover(con)
 
 
 def wait(condition, what: str) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from stored_app import KEPT_VIEWS, App, kept_sql, sid
+from stored_app import KEPT_VIEWS, UNCOVERED_TURNS, App, kept_sql, sid
 
 from otel_threads import current_turn_id, thread
 from otel_threads.collector import Collector, Config
@@ -173,6 +173,7 @@ def test_a_chain_whose_middle_turn_arrives_last(collector):
         assert sql(collector, kept_sql(view)) == sql(
             collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
         ), view
+    assert sql(collector, UNCOVERED_TURNS) == []
 
 
 # -- forks -----------------------------------------------------------------------------
@@ -506,6 +507,7 @@ def test_kept_rows_equal_a_derivation_from_scratch_whatever_the_arrival_order(co
             assert sql(collector, kept_sql(view)) == sql(
                 collector, f"SELECT * FROM derive_{view} ORDER BY ALL"
             ), (view, i)
+        assert sql(collector, UNCOVERED_TURNS) == [], i
     assert sql(
         collector, "SELECT thread_id, turn_count, fork_count FROM threads ORDER BY thread_id"
     ) == [("A", 4, 1), ("B", 2, 0)]

@@ -24,6 +24,7 @@ from otel_threads.store.insert import insert_batch
 from otel_threads.store.schema import apply_views, migrate
 from otel_threads.store.sqlfiles import sql_files
 from otel_threads.store.trace_numbers import generations
+from otel_threads.store.turn_keys import TURN_KEYS
 
 __all__ = ["LocalStore"]
 
@@ -108,7 +109,8 @@ class LocalStore:
 
     def reset(self) -> None:
         """Empty the store (its derived tables too)."""
-        for table in (*_DATA_TABLES, *generations(self.con)):  # (and the trace numbers)
+        # (and the trace numbers, the turn keys)
+        for table in (*_DATA_TABLES, *generations(self.con), *TURN_KEYS.tables(self.con)):
             self.con.execute(f"DELETE FROM {table}")
 
     def derive(self, spans: pa.Table, logs: pa.Table) -> None:

@@ -29,6 +29,8 @@ import time
 
 import duckdb
 
+from otel_threads.store import turn_keys
+
 __all__ = [
     "CHECKPOINT_YIELD_S",
     "VACUUM_EVERY_S",
@@ -98,6 +100,8 @@ class Checkpointing:
             return False
         try:
             started = time.perf_counter()
+            # (no refresh runs: the next generation of turn keys, when the newest is full)
+            turn_keys.roll(con)
             if not _beside_a_read(con):  # (refused beside it: whole, with the vacuum)
                 con.execute("CHECKPOINT")
                 self._vacuumed_at = time.monotonic()

@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from otel_threads.store.sqlfiles import DERIVED
 from otel_threads.store.trace_numbers import generations
+from otel_threads.store.turn_keys import TURN_KEYS
 
 __all__ = ["evict_threads"]
 
@@ -85,7 +86,7 @@ def evict_threads(con: duckdb.DuckDBPyConnection, threads: list[str]) -> set[str
         try:
             for table in (*_BY_TRACE, *generations(con)):  # (and the traces' numbers)
                 con.execute(f"DELETE FROM {table} WHERE trace_id IN (SELECT v FROM temp._gone)")
-            for table in _BY_THREAD:
+            for table in (*_BY_THREAD, *TURN_KEYS.tables(con)):  # (and their turn keys)
                 con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT v FROM temp._cand)")
             con.execute("COMMIT")
         except BaseException:

@@ -9,7 +9,8 @@ checkpoints such an index takes about its whole size in memory, and that size fo
 the rows stored: about 70 bytes per trace for an index by trace id. The tables of rows
 per trace are indexed by a number that grows with time instead
 (otel_threads.store.trace_numbers), which leaves one index by trace id
-(``trace_numbers``'), one by turn id and the small ones by thread id (docs/storage.md,
+(``trace_numbers``'), one by turn id (``turn_keys``'), both kept in generations of which
+only the newest takes new keys, and the small ones by thread id (docs/storage.md,
 "Index memory"). Under a fixed limit a store that grows may stop committing one day.
 
 So the collector measures what the indexes hold (`Store.sample_index_memory`, after a

@@ -27,6 +27,7 @@ import duckdb
 
 from otel_threads.json_out import parse_utc
 from otel_threads.store.trace_numbers import generations
+from otel_threads.store.turn_keys import TURN_KEYS
 
 __all__ = ["PruneResult", "parse_before", "parse_duration", "prune"]
 
@@ -146,6 +147,8 @@ def _prune(con: duckdb.DuckDBPyConnection, before: dt.datetime) -> PruneResult:
         "annotation_records",
         "evaluation_runs",
     ):
+        con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT thread_id FROM _old_threads)")
+    for table in TURN_KEYS.tables(con):  # (otel_threads.store.turn_keys)
         con.execute(f"DELETE FROM {table} WHERE thread_id IN (SELECT thread_id FROM _old_threads)")
     # log records of no stored span (none sent, or gone), older than the time
     old_logs = """

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from otel_threads.store import turn_keys
 from otel_threads.store.changed_rows import match, write_changed
 from otel_threads.store.tails import Tails
 
@@ -73,7 +74,8 @@ class ThreadRows(Tails):
                 schema=pa.schema([("thread_id", pa.string()), ("turn_id", pa.string())]),
             ),
         )
-        reached = self._reached(pairs)
+        known = self._known_turns(pairs)
+        reached = self._reached(known)
         scope = set(traces)
         extra = sorted({trace for trace, _ in reached} - scope)
         if extra:
@@ -127,43 +129,69 @@ class ThreadRows(Tails):
                 f"INSERT INTO temp.message_keys_mat SELECT * FROM temp._new_keys WHERE {in_whole}"
             )
         self._turns(in_whole, bool(tails))
+        self._add_turn_keys(set(pairs) - set(known))
         self._transcript(in_whole, traces + extra, bool(tails))
         self._threads(in_threads, in_whole, bool(tails))
         self._thread_tails(in_threads, bool(whole), bool(tails))
         self._stamp_threads(in_threads, threads)
 
-    def _reached(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """(trace, thread) of the file's span threads in the turns ``pairs`` ((thread,
-        turn)): a turn's facts follow from all of its spans, so the traces that hold its
-        other spans come into scope too (mostly none: a turn is one trace). Only a turn
-        that turns_mat holds can have spans derived before (each pair of span_threads_mat
-        is a turn of turns_mat, and the refresh writes turns_mat after this): those are
-        looked up through the turn_id index, and the span threads only for them, through
-        the thread_id index; a join of every touched turn with the whole of
-        span_threads_mat read two columns of every derived span."""
-        con, db = self.con, self.db
+    def _known_turns(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Those of the turns ``pairs`` ((thread, turn)) that ``turns_mat`` may hold: the
+        pairs ``turn_keys`` holds (otel_threads.store.turn_keys, a superset of
+        ``turns_mat``'s), looked up through each generation's index by turn id."""
         if not pairs:
             return []
         touched = set(pairs)
-        turns = sorted({turn for _, turn in pairs})
-        known = [
+        turns = self._in("turn_id", sorted({turn for _, turn in pairs}))
+        return [
             (thread, turn)
-            for thread, turn in con.execute(
-                f"SELECT thread_id, turn_id FROM {db}.turns_mat WHERE {self._in('turn_id', turns)}"
+            for thread, turn in self.con.execute(
+                f"SELECT DISTINCT thread_id, turn_id FROM {self.db}.turn_keys WHERE {turns}"
             ).fetchall()
             if (thread, turn) in touched
         ]
+
+    def _reached(self, known: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(trace, thread) of the file's span threads in the turns ``known`` ((thread,
+        turn), `_known_turns`): a turn's facts follow from all of its spans, so the traces
+        that hold its other spans come into scope too (mostly none: a turn is one trace).
+        Only a turn that turns_mat holds can have spans derived before (each pair of
+        span_threads_mat is a turn of turns_mat, and the refresh writes turns_mat after
+        this): their span threads are read through the thread_id index; a join of every
+        touched turn with the whole of span_threads_mat read two columns of every derived
+        span."""
         if not known:
             return []
+        touched = set(known)
         threads = self._in("thread_id", sorted({thread for thread, _ in known}))
         return [
             (trace, thread)
-            for trace, thread, turn in con.execute(
-                f"SELECT DISTINCT trace_id, thread_id, turn_id FROM {db}.span_threads_mat "
+            for trace, thread, turn in self.con.execute(
+                f"SELECT DISTINCT trace_id, thread_id, turn_id FROM {self.db}.span_threads_mat "
                 f"WHERE {threads} AND {self._in('turn_id', sorted({t for _, t in known}))}"
             ).fetchall()
             if (thread, turn) in touched
         ]
+
+    def _add_turn_keys(self, new: set[tuple[str, str]]) -> None:
+        """Add to ``turn_keys`` those of the pairs ``new`` (touched, not found there) that
+        the refresh wrote to ``turns_mat`` (TEMP ``turns_mat`` holds them)."""
+        if not new:
+            return
+        self._temp_table(
+            "_new_turn_keys",
+            pa.table(
+                {"thread_id": [t for t, _ in new], "turn_id": [turn for _, turn in new]},
+                schema=pa.schema([("thread_id", pa.string()), ("turn_id", pa.string())]),
+            ),
+        )
+        turn_keys.add(
+            self.con,
+            self.db,
+            "SELECT DISTINCT o.turn_id, o.thread_id FROM temp.turns_mat o "
+            "SEMI JOIN temp._new_turn_keys n ON n.thread_id = o.thread_id "
+            "AND n.turn_id = o.turn_id",
+        )
 
     def _add_span_threads(self, where: str) -> None:
         """The file's span threads ``o`` where ``where`` into TEMP ``span_threads_mat``, but

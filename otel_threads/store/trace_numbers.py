@@ -32,13 +32,14 @@ The writer counts the numbers itself (`SeenTraces.next_n`), on from the largest 
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterable
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from otel_threads.store.generations import Generations
 
 __all__ = [
     "GENERATION",
@@ -59,29 +60,19 @@ LOOKUP_CHUNK = 2000
 #: Traces a generation of ``trace_numbers`` holds (its index: about 18 MiB, and 20 ms of
 #: a checkpoint after a few thousand new traces).
 GENERATION = 1 << 18
-_GENERATION_NAME = re.compile(r"trace_numbers_(\d+)")
+_GENERATIONS = Generations("trace_numbers", "trace_id VARCHAR PRIMARY KEY, trace_n BIGINT NOT NULL")
 
 
 def generations(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The tables of ``trace_numbers`` in the file (on ``con``'s default catalog), oldest
     first."""
-    names = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND starts_with(table_name, 'trace_numbers_')"
-    ).fetchall()
-    found = [(int(m.group(1)), n) for (n,) in names if (m := _GENERATION_NAME.fullmatch(n))]
-    return [n for _, n in sorted(found)]
+    return _GENERATIONS.tables(con)
 
 
 def _begin_generation(con: duckdb.DuckDBPyConnection, tables: list[str]) -> str:
     """Add the next table of ``trace_numbers`` (in the caller's transaction) and the view
     over them all; returns its name."""
-    (last,) = _GENERATION_NAME.fullmatch(tables[-1]).groups()
-    name = f"trace_numbers_{int(last) + 1}"
-    con.execute(f"CREATE TABLE {name} (trace_id VARCHAR PRIMARY KEY, trace_n BIGINT NOT NULL)")
-    union = " UNION ALL ".join(f"SELECT * FROM {t}" for t in [*tables, name])
-    con.execute(f"CREATE OR REPLACE VIEW trace_numbers AS {union}")
-    return name
+    return _GENERATIONS.begin(con, tables)
 
 
 def _unregister(con: duckdb.DuckDBPyConnection, name: str) -> None:
