@@ -94,15 +94,23 @@ def test_derived_rows_carry_their_traces_numbers_through_late_and_linked_data(tm
     store.assert_kept_equals_scratch()
 
 
+def store_at_migration(path: str, version: int, monkeypatch) -> duckdb.DuckDBPyConnection:
+    """A new store at ``path`` made by the migrations up to ``version`` alone (a store of an
+    older otel-threads: this version's migrate applies the others when it opens it)."""
+    known = schema._migrations()
+    with monkeypatch.context() as patched:
+        patched.setattr(schema, "_migrations", lambda: known[:version])
+        con = duckdb.connect(path)
+        schema.migrate(con)
+    return con
+
+
 def test_migration_numbers_a_store_from_before_in_arrival_order(tmp_path, monkeypatch):
     """A store at migration 0017 (rows per trace indexed by trace id) opened by this
     version: its traces numbered in the order they arrived, every row numbered, and the
     indexes by trace id replaced by indexes by number."""
     path = str(tmp_path / "old.duckdb")
-    known = schema._migrations()
-    monkeypatch.setattr(schema, "_migrations", lambda: known[:17])
-    con = duckdb.connect(path)
-    schema.migrate(con)
+    con = store_at_migration(path, 17, monkeypatch)
     con.execute(
         "INSERT INTO spans_raw (trace_id, span_id, start_time_unix_nano, ingest_seq, "
         "received_at) VALUES ('b', '1', 0, 5, now()), ('a', '2', 0, 7, now()), "
@@ -114,7 +122,6 @@ def test_migration_numbers_a_store_from_before_in_arrival_order(tmp_path, monkey
     )
     con.execute("INSERT INTO span_threads_mat (trace_id, span_id) VALUES ('b', '1'), ('a', '2')")
     con.close()
-    monkeypatch.setattr(schema, "_migrations", lambda: known)
     con = duckdb.connect(path)
     assert {18, 19} <= set(schema.migrate(con))
     assert con.execute("SELECT trace_id FROM trace_numbers ORDER BY trace_n").fetchall() == [

@@ -8,6 +8,7 @@ import datetime as dt
 import duckdb
 from test_derive_bounds import T0, Store, span
 from test_incremental_derive import chat_turn
+from test_trace_numbers import store_at_migration
 
 from otel_threads.store import schema, turn_keys
 from otel_threads.store.retention import prune
@@ -102,15 +103,11 @@ def test_migration_keeps_a_store_s_turns_as_turn_keys(tmp_path, monkeypatch):
     """A store at migration 0024 opened by this version: its turns' pairs in turn_keys_0
     (indexed by turn id), and turns_mat no longer indexed by turn id."""
     path = str(tmp_path / "old.duckdb")
-    known = schema._migrations()
-    monkeypatch.setattr(schema, "_migrations", lambda: known[:24])
-    con = duckdb.connect(path)
-    schema.migrate(con)
+    con = store_at_migration(path, 24, monkeypatch)
     con.execute(
         "INSERT INTO turns_mat (thread_id, turn_id) VALUES ('a', '1'), ('a', '2'), ('b', '3')"
     )
     con.close()
-    monkeypatch.setattr(schema, "_migrations", lambda: known)
     con = duckdb.connect(path)
     try:
         assert 25 in schema.migrate(con)
