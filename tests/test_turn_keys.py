@@ -123,3 +123,32 @@ def test_migration_keeps_a_store_s_turns_as_turn_keys(tmp_path, monkeypatch):
         assert indexes == [("turn_keys_0", "[turn_id]"), ("turns_mat", "[thread_id]")]
     finally:
         con.close()
+
+
+def test_a_rebuild_of_turns_begins_the_turn_keys_again(tmp_path, monkeypatch):
+    """Derived tables derived anew (an upgrade) take their turn keys with them: every
+    generation dropped, and the rebuild's refreshes add each turn once, so none of them
+    looks for spans derived before that are not there."""
+    monkeypatch.setattr(turn_keys, "GENERATION", 2)
+    store = Store(tmp_path / "s.duckdb")
+    for i in range(3):
+        store.insert(chat_turn(i, "t", [("user", f"q{i}")], f"a{i}"))
+    store.derive_all()
+    assert turn_keys.roll(store.con)
+    store.con.execute("UPDATE otel_threads_derived SET version = 'before'")
+    looked_up = []
+    known = store.deriver._known_turns
+
+    def watch(pairs, known=known):
+        found = known(pairs)
+        looked_up.extend(found)
+        return found
+
+    store.deriver._known_turns = watch
+    store.deriver.rebuild(store.deriver.stale())
+    assert TURN_KEYS.tables(store.con) == ["turn_keys_0"]
+    assert sizes(store.con) == [0]
+    store.derive_all()
+    assert looked_up == []
+    assert sizes(store.con) == [3]
+    store.assert_kept_equals_scratch()

@@ -54,6 +54,7 @@ import logging
 
 import duckdb
 
+from otel_threads.store import turn_keys
 from otel_threads.store.claims import Share
 from otel_threads.store.links import Links
 from otel_threads.store.queue import Queue
@@ -136,6 +137,8 @@ class Deriver(Links, ThreadRows, SettingAside, Queue):
             for table, view in stale:
                 if con.execute(f"SELECT 1 FROM {db}.{table} LIMIT 1").fetchall():
                     self._empty(table)
+                if table == "turns_mat":  # (its turns' keys go with it)
+                    turn_keys.empty(con)
                 con.execute(
                     "INSERT OR REPLACE INTO otel_threads_derived VALUES (?, ?)",
                     [table, sql_files().version(view)],

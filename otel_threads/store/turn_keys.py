@@ -13,7 +13,9 @@ change, made while no refresh runs).
 
 The pairs are a superset of ``turns_mat``'s: a refresh adds each pair it writes to
 ``turns_mat`` that the lookup did not find, and nothing deletes a pair but retention (the
-thread's) and a store that lets threads go (otel_threads.store.eviction). A pair
+thread's), a store that lets threads go (otel_threads.store.eviction) and a rebuild of
+``turns_mat`` (`empty`: every turn would be found, and sent its refresh looking for
+spans derived before). A pair
 ``turns_mat`` no longer holds (a turn refused, or that took another thread along its link)
 only makes the refresh look for the turn's spans in ``span_threads_mat``, where it finds
 none; exact answers (otel_threads.store.links) read ``turns_mat`` itself.
@@ -25,7 +27,7 @@ import duckdb
 
 from otel_threads.store.generations import Generations
 
-__all__ = ["GENERATION", "TURN_KEYS", "add", "roll"]
+__all__ = ["GENERATION", "TURN_KEYS", "add", "empty", "roll"]
 
 #: Pairs a generation of ``turn_keys`` holds before the next one begins (about a
 #: million spans' turns at the soak's four spans a turn).
@@ -58,3 +60,12 @@ def roll(con: duckdb.DuckDBPyConnection) -> bool:
         con.execute("ROLLBACK")
         raise
     return True
+
+
+def empty(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop every generation and begin again from an empty ``turn_keys_0`` (in the
+    caller's transaction): ``turns_mat`` is being derived anew."""
+    for table in TURN_KEYS.tables(con):
+        con.execute(f"DROP TABLE {table}")
+    TURN_KEYS.create(con, "turn_keys_0")
+    con.execute("CREATE OR REPLACE VIEW turn_keys AS SELECT * FROM turn_keys_0")
