@@ -1,6 +1,6 @@
 """`Store`: one DuckDB file and everything about it but the writing: the connection
 (opened, migrated and given its views by `otel_threads.store.schema.connect`), the
-cursors of readers, derivation (scheduled here, run by
+cursors of readers, derivation (scheduled by otel_threads.store.deriving, run by
 otel_threads.store.derive_worker), checkpoints, the store's health (faults, and
 healing from them: otel_threads.store.healing), opening it again while it runs
 (otel_threads.store.recycling), and what its indexes hold in memory
@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator
 import duckdb
 
 from otel_threads.store.checkpointing import VACUUM_EVERY_S, Checkpointing, checkpoint_settings
-from otel_threads.store.claims import Claims, Share, SharedLock
-from otel_threads.store.derive import Deriver
+from otel_threads.store.claims import SharedLock
 from otel_threads.store.derive_worker import DerivePool, DeriveWorker
+from otel_threads.store.deriving import Deriving
 from otel_threads.store.errors import StoreClosed, StoreUnavailable
 from otel_threads.store.healing import Healing
 from otel_threads.store.health import Fault, file_identity
@@ -62,7 +62,7 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
     return connect(path, derive_now=False)
 
 
-class Store(Healing, Recycling, Checkpointing, IndexMemory):
+class Store(Deriving, Healing, Recycling, Checkpointing, IndexMemory):
     """One DuckDB file; see the module docstring.
 
     ``connection_factory`` opens it (default `connect`: migrations and views; derived
@@ -223,57 +223,6 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
         self._checked_at = time.monotonic()
         self._reopen_wanted = False
 
-    def _derivation(self, con: duckdb.DuckDBPyConnection) -> DeriveWorker | DerivePool | None:
-        """Derivation on connections of its own to ``con``'s database, one a worker (None
-        if the file has no derived tables)."""
-        if not Deriver(con).enabled():
-            return None
-        n = self.derive_workers
-        claims = Claims() if n > 1 else None  # (one deriver alone claims nothing)
-        workers: list[DeriveWorker] = []
-        try:
-            for i in range(n):
-                workers.append(
-                    DeriveWorker(
-                        con.cursor(),
-                        self._busy,
-                        self.derive_max_lag_s,
-                        lock=self.checkpoint_lock,
-                        yield_to=self.yield_to_checkpoint,
-                        on_error=self._store_error,
-                        memory_short=self.memory_short,
-                        stats=self.refreshes,
-                        share=None if claims is None else Share(i, n, claims),
-                    )
-                )
-        except BaseException:
-            for worker in workers:
-                worker.close(drain=False)
-            raise
-        return workers[0] if n == 1 else DerivePool(workers)
-
-    def _stop_derivation(self, drain: bool, timeout: float | None = None) -> None:
-        """Stop derivation: after working its queue off (for up to ``timeout`` seconds),
-        or (without ``drain``, or past the timeout) after the refresh under way: what is
-        left stays queued for the next open. Nothing checkpoints meanwhile (the writer
-        has stopped, or is the caller), so a checkpoint that is due must not hold its
-        refreshes (`yield_to_checkpoint`)."""
-        derive, self._derive = self._derive, None
-        if derive is not None and not drain:
-            derive.stop()  # (before the mark goes: no refresh may start after it)
-        with self._checkpoint_cond:
-            self._checkpoint_due = self._recycle_due = False
-            self._checkpoint_cond.notify_all()
-        if derive is not None:
-            if not derive.close(drain=drain, timeout=timeout) and drain:
-                _logger.warning(
-                    "derivation stopped before it had worked off its queue (%s): the "
-                    "traces left stay queued and are derived when the store is opened next",
-                    "stopped" if timeout is None else f"given {timeout:g}s",
-                )
-            self._set_aside_before += derive.set_aside_total
-            self._failures_before += derive.failures
-
     def _close(self, checkpoint: bool, drain_timeout: float | None = None) -> None:
         """Stop reads (interrupted: a long one would slow derivation's last refreshes),
         then derivation (once it has worked off its queue, for up to ``drain_timeout``
@@ -374,35 +323,3 @@ class Store(Healing, Recycling, Checkpointing, IndexMemory):
                 return True
             if derive is self._derive or left() == 0.0:
                 return False  # not derived in time (else: stopped to open the file again)
-
-    # -- derivation and checkpoints --------------------------------------------------
-
-    @property
-    def derives(self) -> bool:
-        """Whether commits queue their traces for derivation (the derived tables exist)."""
-        return self._derive is not None
-
-    def committed(self) -> None:
-        """The writer committed a batch: the WAL has something to fold, derivation work."""
-        self._dirty = True
-        if self._derive is not None:
-            self._derive.committed()
-
-    def derive_health(self) -> tuple[int, int, int, int]:
-        """(traces waiting to be derived, traces set aside now, traces set aside since
-        the store was opened, failed refreshes since then): how derivation fares
-        (otel_threads.store.derive; the table derive_errors says which traces and why)."""
-        try:
-            with self.cursor() as cur:
-                queued, now = cur.execute(
-                    "SELECT (SELECT count(*) FROM derive_queue), "
-                    "(SELECT count(*) FROM derive_errors)"
-                ).fetchall()[0]
-        except StoreClosed:  # being opened again
-            queued, now = 0, 0
-        set_aside, failures = self._set_aside_before, self._failures_before
-        derive = self._derive
-        if derive is not None:
-            set_aside += derive.set_aside_total
-            failures += derive.failures
-        return int(queued), int(now), set_aside, failures
