@@ -30,7 +30,9 @@ Every ``--minute`` seconds it prints one line:
     how many, and their mean length (under steady load the lag is about one or two of
     them); and the times the collector opened its store again that minute
     (docs/storage.md, "Opened again"), and how long that held commits and reads, on
-    average.
+    average; and the cores the collector's parts took that minute (its writer thread,
+    derivation, the rest of its process, its decode processes: /metrics'
+    otel_threads_cpu_seconds_total).
 At the end: the collector's peak RSS since it started, as the kernel counts it (VmHWM,
 the catch-up included); the last minute's rate over the first's; the lag and the API
 latency over the whole run (p99 of all samples: a minute's p99 is about its slowest
@@ -52,6 +54,7 @@ import json
 import multiprocessing as mp
 import os
 import random
+import re
 import subprocess
 import tempfile
 import threading
@@ -225,6 +228,18 @@ def metrics(api: str) -> dict[str, float]:
     }
 
 
+CPU_PARTS = ("writer", "derive", "other", "decode_workers")
+
+
+def cpu_seconds(api: str) -> dict[str, float]:
+    """The collector's CPU seconds since start by part (/metrics'
+    otel_threads_cpu_seconds_total)."""
+    with urllib.request.urlopen(f"{api}/metrics", timeout=120) as resp:
+        text = resp.read().decode()
+    found = re.findall(r'^otel_threads_cpu_seconds_total\{part="(\w+)"\} (\S+)$', text, re.M)
+    return {part: float(value) for part, value in found}
+
+
 def metric(api: str, name: str) -> float:
     try:
         return metrics(api)[name]
@@ -385,11 +400,13 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 f"{'queued':>11}"
                 f"{'query p50/p99 ms':>19}{'thread p50/p99 ms':>20}{'RSS MiB':>9}{'B/span':>8}"
                 f"{'ckpt n/mean ms':>16}{'refresh n/mean s':>17}{'reopen n/mean s':>16}"
+                f"{'cores w/d/o/p':>21}"
             )
             started = time.monotonic()
             minute, last_spans, rates = 0, 0, []
             last_turns, last_queued = 0, metric(api, "otel_threads_derive_queue_traces")
             histograms = Deltas()
+            last_cpu = cpu_seconds(api)
             whole: dict[str, list[float]] = {"query": [], "thread": []}
             while counts[0] < args.spans and minute < args.max_minutes:
                 time.sleep(args.minute)
@@ -414,6 +431,14 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                     histograms.minute(m, name) for name in HISTOGRAMS
                 )
                 ckpt_ms = ckpt_s * 1e3
+                # the cores the collector's parts took this minute: writer, derivation, the
+                # rest of its process, its decode processes
+                cpu = cpu_seconds(api)
+                cores = "/".join(
+                    f"{(cpu.get(p, 0.0) - last_cpu.get(p, 0.0)) / args.minute:.2f}"
+                    for p in CPU_PARTS
+                )
+                last_cpu = cpu
                 print(
                     f"{minute:>4}{spans:>12,}{rate:>10,.0f}{derived / args.minute:>10,.0f}"
                     f"{probe.lag_text()}"
@@ -422,7 +447,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                     f"{pct(th, 0.5) * 1e3:>11.0f}/{pct(th, 0.99) * 1e3:<8.0f}"
                     f"{peak[0] / (1 << 20):>9,.0f}{size / max(1, spans + probe.spans):>8.0f}"
                     f"{n_ckpt:>9.0f}/{ckpt_ms:<6.0f}{n_refresh:>9.0f}/{refresh_s:<6.2f}"
-                    f"{n_reopen:>9.0f}/{reopen_s:<6.2f}",
+                    f"{n_reopen:>9.0f}/{reopen_s:<6.2f}{cores:>21}",
                     flush=True,
                 )
                 peak[0] = 0

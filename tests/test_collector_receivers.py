@@ -286,14 +286,25 @@ def test_healthz_and_metrics(collector):
     assert "otel_threads_queue_rows 0" in text
     assert "otel_threads_commit_seconds_count 1" in text
     deadline = time.monotonic() + 60  # the writer checkpoints once idle for 1 s
+
+    def cpu(part: str) -> float:
+        found = re.search(rf'^otel_threads_cpu_seconds_total{{part="{part}"}} (\S+)$', text, re.M)
+        assert found, text
+        return float(found.group(1))
+
     while (
         "otel_threads_checkpoint_seconds_count 0" in text
         or "otel_threads_derived_traces_total 0" in text
+        or not cpu("writer")
+        or not cpu("derive")
     ) and time.monotonic() < deadline:
         time.sleep(0.2)
         with urllib.request.urlopen(f"{collector.endpoints.api}/metrics", timeout=10) as resp:
             text = resp.read().decode()
     assert re.search(r"^otel_threads_checkpoint_seconds_count [1-9]", text, re.M), text
+    # the CPU the writer's commits and derivation's refresh took, and the rest of the
+    # process (the receivers, the API); the decode workers only with parse processes
+    assert cpu("writer") > 0 and cpu("derive") > 0 and cpu("other") > 0, text
     assert re.search(r"^otel_threads_checkpoint_max_seconds [0-9.e-]+$", text, re.M)
     # the indexes, measured after the commit (what the store's spans_raw index took), and
     # DuckDB's limit (auto: the default, not raised for so little)

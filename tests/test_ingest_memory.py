@@ -11,6 +11,7 @@ The tests sample RSS; they time nothing.
 from __future__ import annotations
 
 import json
+import os
 import random
 import string
 import subprocess
@@ -22,8 +23,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.trace.v1 import trace_pb2
 from test_collector_process import Running, http, metrics, post_traces, stored
 
-from otel_threads.collector.metrics import resident_bytes
+from otel_threads.collector.metrics import CpuParts, resident_bytes
 from otel_threads.store import connect
+from otel_threads.store.stats import ThreadCpu
 
 pytest_plugins = ["test_collector_process"]
 
@@ -270,3 +272,41 @@ def test_a_thread_of_huge_llm_calls_derives_whole_within_a_small_memory_limit(
             == texts
         )
         assert con.execute("SELECT count(*) FROM derive_errors").fetchall() == [(0,)]
+
+
+def test_cpu_seconds_by_part():
+    """The writer's and derivation's CPU seconds as given, the rest of the process what
+    is left of its own (never less than read before: a counter), and the decode workers'
+    from /proc, those that ended included."""
+    parts = CpuParts()
+    total = sum(os.times()[:2])
+    samples = dict(parts.samples(0.0, 0.0, [os.getpid()]))  # (this process as a worker)
+    assert samples['{part="writer"}'] == 0.0 and samples['{part="derive"}'] == 0.0
+    assert samples['{part="other"}'] >= total > 0
+    worker = samples['{part="decode_workers"}']
+    assert worker > 0
+    # the writer and derivation count what was the rest's: the rest does not go down
+    later = dict(parts.samples(total, total, []))
+    assert later['{part="other"}'] == samples['{part="other"}']
+    # a worker that ended keeps what it used; one never seen is not made up
+    assert later['{part="decode_workers"}'] == worker
+    assert '{part="decode_workers"}' not in dict(CpuParts().samples(0.0, 0.0, [2**22 + 12345]))
+
+
+def test_thread_cpu_counts_the_calling_thread():
+    """A lap is the CPU its own thread used: what another thread burns meanwhile is not
+    in it."""
+    waiting = ThreadCpu()  # (this thread: it only waits for the other)
+    burned: list[float] = []
+
+    def burn() -> None:
+        clock = ThreadCpu()
+        for _ in range(2_000):  # (about 40 ms of CPU: what is compared is CPU time)
+            sum(range(2_000))
+        burned.append(clock.lap())
+
+    thread = threading.Thread(target=burn)
+    thread.start()
+    thread.join()
+    assert burned and burned[0] > 0
+    assert waiting.lap() < burned[0]

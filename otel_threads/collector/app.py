@@ -29,7 +29,7 @@ from otel_threads.collector.grpc_server import GrpcReceiver
 from otel_threads.collector.http_listener import HttpListener
 from otel_threads.collector.http_server import OtlpHttpHandler
 from otel_threads.collector.ingest import Ingest
-from otel_threads.collector.metrics import render_metrics
+from otel_threads.collector.metrics import CpuParts, render_metrics
 from otel_threads.collector.ports import check_free, listen_url
 from otel_threads.collector.retention import RetentionTask
 from otel_threads.malloc import allocator, tune_malloc
@@ -88,6 +88,8 @@ class Collector:
         self.memory = MemoryBudget(
             config.memory_limit or DEFAULT_MEMORY_LIMIT, auto=config.memory_limit is None
         )
+        #: its CPU time by part, for /metrics
+        self.cpu = CpuParts()
         #: the database file: its connection, reads, derivation, health
         self.store = Store(
             config.db,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -14,7 +15,7 @@ from otel_threads.store.stats import LATENCY_BUCKETS, Histogram
 if TYPE_CHECKING:
     from otel_threads.collector.app import Collector
 
-__all__ = ["metric_lines", "render_metrics", "resident_bytes"]
+__all__ = ["CpuParts", "metric_lines", "render_metrics", "resident_bytes"]
 
 
 def resident_bytes(pid: int) -> int:
@@ -27,6 +28,53 @@ def resident_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _cpu_time(pid: int) -> float | None:
+    """A process's user and system CPU seconds (/proc/PID/stat), None when it is gone
+    or there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        # (after the name: the state is field 3, utime and stime fields 14 and 15)
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class CpuParts:
+    """The collector's CPU seconds since start by part, as counters (never less than
+    read before): its writer's thread, its derive threads (as they last counted them: at
+    each turn of the writer's loop, after each refresh), the rest of its process (the
+    receivers, the API, Python's own; the writer's and derivation's time not counted yet
+    shows here until they count it), and its decode worker processes (from /proc: those
+    alive now, and those that ended as last read)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._other = 0.0
+        self._workers: dict[int, float] = {}
+        self._workers_gone = 0.0
+
+    def samples(
+        self, writer_s: float, derive_s: float, worker_pids: list[int]
+    ) -> list[tuple[str, float]]:
+        with self._lock:
+            total = sum(os.times()[:2])  # (every thread of the process, ended ones too)
+            self._other = max(self._other, total - writer_s - derive_s)
+            samples = [
+                ('{part="writer"}', writer_s),
+                ('{part="derive"}', derive_s),
+                ('{part="other"}', self._other),
+            ]
+            alive = {pid: t for pid in worker_pids if (t := _cpu_time(pid)) is not None}
+            for pid in set(self._workers) - set(alive):
+                self._workers_gone += self._workers.pop(pid)
+            self._workers.update(alive)
+            if self._workers or self._workers_gone:
+                workers = self._workers_gone + sum(self._workers.values())
+                samples.append(('{part="decode_workers"}', workers))
+            return samples
 
 
 def metric_lines(
@@ -148,6 +196,16 @@ def render_metrics(collector: Collector) -> str:
         "Resident memory of the collector process and of its decode workers, and "
         "DuckDB's buffer (part of the collector's, at most --memory-limit).",
         memory,
+    )
+    metric(
+        "otel_threads_cpu_seconds_total",
+        "counter",
+        "CPU seconds (user and system) since start: the writer's thread (the one every "
+        "acknowledgement waits for), the derive threads, the rest of the collector "
+        "process, and its decode worker processes alive now (where /proc says).",
+        collector.cpu.samples(
+            w.cpu_seconds, collector.store.refreshes.cpu_seconds, ingest.worker_pids()
+        ),
     )
     budget = collector.memory
     metric(

@@ -16,7 +16,7 @@ import duckdb
 from otel_threads.store.claims import Contended, Share, SharedLock
 from otel_threads.store.derive import Deriver
 from otel_threads.store.health import classify
-from otel_threads.store.stats import RefreshStats
+from otel_threads.store.stats import RefreshStats, ThreadCpu
 
 __all__ = ["DERIVE_NICE", "DerivePool", "DeriveWorker"]
 
@@ -186,7 +186,15 @@ class DeriveWorker:
 
     def _run(self) -> None:
         _lower_priority()
+        cpu = ThreadCpu()
+        try:
+            self._loop(cpu)
+        finally:
+            self.stats.add_cpu(cpu.lap())
+
+    def _loop(self, cpu: ThreadCpu) -> None:
         while True:
+            self.stats.add_cpu(cpu.lap())  # (/metrics reads it)
             with self._cond:
                 while not self._due():
                     if self._closing or self._stopping:
@@ -195,7 +203,7 @@ class DeriveWorker:
                 target = self._reported
             try:
                 while not self._stopping and self._refresh():
-                    pass
+                    self.stats.add_cpu(cpu.lap())
             except Exception as exc:
                 self.failures += 1
                 if self._on_error is not None:

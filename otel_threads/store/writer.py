@@ -44,7 +44,7 @@ from otel_threads.store.committing import Committing
 from otel_threads.store.errors import Overloaded, StoreClosed, StoreUnavailable, Written, _Item
 from otel_threads.store.forks import FORK_POLICIES, ForkGate
 from otel_threads.store.health import Fault
-from otel_threads.store.stats import KINDS, LATENCY_BUCKETS, WriterStats
+from otel_threads.store.stats import KINDS, LATENCY_BUCKETS, ThreadCpu, WriterStats
 from otel_threads.store.store import Store
 from otel_threads.store.trace_numbers import SeenTraces
 
@@ -222,8 +222,16 @@ class Writer(Committing):
             return taken
 
     def _run(self) -> None:
+        cpu = ThreadCpu()
+        try:
+            self._loop(cpu)
+        finally:
+            self.stats.cpu_seconds += cpu.lap()
+
+    def _loop(self, cpu: ThreadCpu) -> None:
         store = self.store
         while True:
+            self.stats.cpu_seconds += cpu.lap()  # (the last turn's: /metrics reads it)
             store.heal_if_due()
             store.recycle_if_due()  # statements get slower in a database open long
             wait = (
