@@ -202,7 +202,7 @@ def render_metrics(collector: Collector) -> str:
         "counter",
         "CPU seconds (user and system) since start: the writer's thread (the one every "
         "acknowledgement waits for), the derive threads, the rest of the collector "
-        "process, and its decode worker processes alive now (where /proc says).",
+        "process, and its decode worker processes (where /proc says: Linux).",
         collector.cpu.samples(
             w.cpu_seconds, collector.store.refreshes.cpu_seconds, ingest.worker_pids()
         ),

@@ -194,7 +194,7 @@ class DeriveWorker:
 
     def _loop(self, cpu: ThreadCpu) -> None:
         while True:
-            self.stats.add_cpu(cpu.lap())  # (/metrics reads it)
+            self.stats.add_cpu(cpu.lap())  # (the loop's last turn used: for /metrics)
             with self._cond:
                 while not self._due():
                     if self._closing or self._stopping:

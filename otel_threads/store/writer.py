@@ -231,7 +231,7 @@ class Writer(Committing):
     def _loop(self, cpu: ThreadCpu) -> None:
         store = self.store
         while True:
-            self.stats.cpu_seconds += cpu.lap()  # (the last turn's: /metrics reads it)
+            self.stats.cpu_seconds += cpu.lap()  # (the loop's last turn used: for /metrics)
             store.heal_if_due()
             store.recycle_if_due()  # statements get slower in a database open long
             wait = (
