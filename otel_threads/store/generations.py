@@ -53,6 +53,17 @@ class Generations:
         (last,) = self._name.fullmatch(tables[-1]).groups()
         name = f"{self.view}_{int(last) + 1}"
         self.create(con, name)
-        union = " UNION ALL ".join(f"SELECT * FROM {t}" for t in [*tables, name])
-        con.execute(f"CREATE OR REPLACE VIEW {self.view} AS {union}")
+        self._view(con, [*tables, name])
         return name
+
+    def restart(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Drop every table of the view and begin again from an empty ``<view>_0`` (in
+        the caller's transaction)."""
+        for table in self.tables(con):
+            con.execute(f"DROP TABLE {table}")
+        self.create(con, f"{self.view}_0")
+        self._view(con, [f"{self.view}_0"])
+
+    def _view(self, con: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+        union = " UNION ALL ".join(f"SELECT * FROM {t}" for t in tables)
+        con.execute(f"CREATE OR REPLACE VIEW {self.view} AS {union}")

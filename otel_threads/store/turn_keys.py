@@ -65,7 +65,4 @@ def roll(con: duckdb.DuckDBPyConnection) -> bool:
 def empty(con: duckdb.DuckDBPyConnection) -> None:
     """Drop every generation and begin again from an empty ``turn_keys_0`` (in the
     caller's transaction): ``turns_mat`` is being derived anew."""
-    for table in TURN_KEYS.tables(con):
-        con.execute(f"DROP TABLE {table}")
-    TURN_KEYS.create(con, "turn_keys_0")
-    con.execute("CREATE OR REPLACE VIEW turn_keys AS SELECT * FROM turn_keys_0")
+    TURN_KEYS.restart(con)
