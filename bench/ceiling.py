@@ -38,6 +38,8 @@ import grpc
 from collector_process import start_collector
 from soak import EXPORT, sender_process
 
+from otel_threads.collector.metrics import process_cpu_seconds
+
 
 def _parse_server(ready, stop) -> None:
     """A gRPC server on a free port of 127.0.0.1 that parses each Export request and
@@ -69,12 +71,7 @@ def _parse_server(ready, stop) -> None:
 
 def _cpu_s(pids: list[int]) -> float:
     """CPU seconds the processes ``pids`` have used (user and system)."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(process_cpu_seconds(pid) or 0.0 for pid in pids)
 
 
 def _busy_s() -> float:

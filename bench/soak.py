@@ -54,7 +54,6 @@ import json
 import multiprocessing as mp
 import os
 import random
-import re
 import subprocess
 import tempfile
 import threading
@@ -218,26 +217,21 @@ class Deltas:
 
 
 def metrics(api: str) -> dict[str, float]:
-    """The collector's unlabelled metrics, by name (one read of /metrics)."""
+    """The collector's metrics, by name and labels as written (one read of /metrics)."""
     with urllib.request.urlopen(f"{api}/metrics", timeout=120) as resp:
         lines = resp.read().decode().splitlines()
     return {
         name: float(value)
-        for name, _, value in (line.partition(" ") for line in lines)
-        if value and not name.startswith("#") and "{" not in name
+        for name, _, value in (line.rpartition(" ") for line in lines)
+        if name and not name.startswith("#")
     }
 
 
-CPU_PARTS = ("writer", "derive", "other", "decode_workers")
-
-
-def cpu_seconds(api: str) -> dict[str, float]:
-    """The collector's CPU seconds since start by part (/metrics'
-    otel_threads_cpu_seconds_total)."""
-    with urllib.request.urlopen(f"{api}/metrics", timeout=120) as resp:
-        text = resp.read().decode()
-    found = re.findall(r'^otel_threads_cpu_seconds_total\{part="(\w+)"\} (\S+)$', text, re.M)
-    return {part: float(value) for part, value in found}
+#: The parts of the collector's CPU the soak prints, as /metrics names them.
+CPU_PARTS = [
+    f'otel_threads_cpu_seconds_total{{part="{p}"}}'
+    for p in ("writer", "derive", "other", "decode_workers")
+]
 
 
 def metric(api: str, name: str) -> float:
@@ -406,7 +400,7 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
             minute, last_spans, rates = 0, 0, []
             last_turns, last_queued = 0, metric(api, "otel_threads_derive_queue_traces")
             histograms = Deltas()
-            last_cpu = cpu_seconds(api)
+            last_cpu = metrics(api)
             whole: dict[str, list[float]] = {"query": [], "thread": []}
             while counts[0] < args.spans and minute < args.max_minutes:
                 time.sleep(args.minute)
@@ -433,12 +427,10 @@ def soak(args: argparse.Namespace, exporters: int) -> dict:
                 ckpt_ms = ckpt_s * 1e3
                 # the cores the collector's parts took this minute: writer, derivation, the
                 # rest of its process, its decode processes
-                cpu = cpu_seconds(api)
                 cores = "/".join(
-                    f"{(cpu.get(p, 0.0) - last_cpu.get(p, 0.0)) / args.minute:.2f}"
-                    for p in CPU_PARTS
+                    f"{(m.get(p, 0.0) - last_cpu.get(p, 0.0)) / args.minute:.2f}" for p in CPU_PARTS
                 )
-                last_cpu = cpu
+                last_cpu = m
                 print(
                     f"{minute:>4}{spans:>12,}{rate:>10,.0f}{derived / args.minute:>10,.0f}"
                     f"{probe.lag_text()}"

@@ -15,7 +15,13 @@ from otel_threads.store.stats import LATENCY_BUCKETS, Histogram
 if TYPE_CHECKING:
     from otel_threads.collector.app import Collector
 
-__all__ = ["CpuParts", "metric_lines", "render_metrics", "resident_bytes"]
+__all__ = [
+    "CpuParts",
+    "metric_lines",
+    "process_cpu_seconds",
+    "render_metrics",
+    "resident_bytes",
+]
 
 
 def resident_bytes(pid: int) -> int:
@@ -30,7 +36,7 @@ def resident_bytes(pid: int) -> int:
     return 0
 
 
-def _cpu_time(pid: int) -> float | None:
+def process_cpu_seconds(pid: int) -> float | None:
     """A process's user and system CPU seconds (/proc/PID/stat), None when it is gone
     or there is no /proc."""
     try:
@@ -67,7 +73,7 @@ class CpuParts:
                 ('{part="derive"}', derive_s),
                 ('{part="other"}', self._other),
             ]
-            alive = {pid: t for pid in worker_pids if (t := _cpu_time(pid)) is not None}
+            alive = {pid: t for pid in worker_pids if (t := process_cpu_seconds(pid)) is not None}
             for pid in set(self._workers) - set(alive):
                 self._workers_gone += self._workers.pop(pid)
             self._workers.update(alive)
