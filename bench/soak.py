@@ -4,7 +4,7 @@
 
 For each count of concurrent exporters, a fresh `python -m otel_threads.collector`
 (default settings) on a new file is fed OTLP/gRPC requests of 512 spans (128 turns of
-4 spans, 10 attributes each, an LLM call with messages in every turn) until it has
+4 spans, 8 to 10 attributes each, an LLM call with messages in every turn) until it has
 acknowledged ``--spans`` spans. Exporters run as threads in ``--processes`` sender
 processes; each keeps 32 conversations going at once, of 10, 100 and 2,000 turns
 (60/30/10 % of the threads started), has one request in flight at a time (making the
