@@ -213,6 +213,40 @@ def test_derivation_runs_at_the_lowest_cpu_priority_and_the_writer_at_the_proces
         store.close()
 
 
+def test_a_commit_made_during_a_refresh_is_as_old_as_it_is(tmp_path) -> None:
+    """Under sustained ingest a worker waits for the oldest commit it has not derived to
+    be ``max_lag_s`` old: a commit that came in while a refresh ran counts from when it
+    came, not from when the refresh ended (which would add a refresh's time to the lag)."""
+    store = Store(str(tmp_path / "s.duckdb"), recycle_after_s=None)
+    writer = Writer(store).start()
+    worker, entered, gate = store._derive, threading.Event(), threading.Event()
+    refresh = worker._deriver.refresh
+
+    def held(*args, **kwargs):
+        entered.set()
+        gate.wait()
+        return refresh(*args, **kwargs)
+
+    worker._deriver.refresh = held
+    try:
+        writer.write("spans", spans_table(turn(0, 0)), timeout=DEADLINE_S)
+        assert entered.wait(DEADLINE_S)  # the refresh of the first commit is under way
+        worker._busy, worker.max_lag_s = (lambda: True), 3600.0  # (no refresh after it)
+        before = time.monotonic()
+        writer.write("spans", spans_table(turn(0, 1)), timeout=DEADLINE_S)
+        after = time.monotonic()
+        gate.set()
+        wait(lambda: worker._derived == 1, "end of the refresh")
+        assert worker._reported == 2
+        assert before <= worker._oldest <= after
+        worker.max_lag_s = 0.0
+        assert store.sync(DEADLINE_S)
+    finally:
+        gate.set()
+        writer.close()
+        store.close()
+
+
 def test_a_closing_store_stops_its_reads_before_it_waits_for_derivation(tmp_path) -> None:
     """A read still running is stopped first (at DERIVE_NICE, derivation's last refreshes
     would get no CPU beside it): with derivation held, a read of statement after long

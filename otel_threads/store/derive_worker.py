@@ -48,8 +48,9 @@ class DeriveWorker:
 
     Ingest comes first: while the writer is busy (``busy()`` is true) the worker
     waits, unless the oldest commit it has not derived is ``max_lag_s`` old; so
-    acknowledgements never wait for derivation, and under sustained load the
-    derived views lag by at most about ``max_lag_s``. `sync` waits until every
+    acknowledgements never wait for derivation, and under a sustained load that
+    derivation follows the derived views lag by about ``max_lag_s`` and a refresh at
+    most (a commit counts from when it came, also during a refresh). `sync` waits until every
     commit reported so far is derived. ``busy_s`` is the time its refreshes took.
     """
 
@@ -57,7 +58,7 @@ class DeriveWorker:
         self,
         con: duckdb.DuckDBPyConnection,
         busy: Callable[[], bool],
-        max_lag_s: float = 5.0,
+        max_lag_s: float = 1.0,
         lock: SharedLock | None = None,
         yield_to: Callable[[], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
@@ -87,6 +88,8 @@ class DeriveWorker:
         self._reported = 0  # commits the writer has reported
         self._derived = 0  # commits whose traces are derived
         self._oldest = 0.0  # monotonic time of the oldest commit not derived
+        self._target = 0  # the commits the refreshes under way (or last) derive up to
+        self._after = 0.0  # monotonic time of the first commit reported after _target
         self._closing = False
         self._stopping = False  # `stop`: no refresh after the one under way
         if self._deriver.pending():  # left over by a process that stopped (or was killed)
@@ -102,8 +105,11 @@ class DeriveWorker:
     def committed(self) -> None:
         """The writer committed a batch whose traces are in ``derive_queue``."""
         with self._cond:
+            now = time.monotonic()
             if self._derived == self._reported:
-                self._oldest = time.monotonic()
+                self._oldest = now
+            if self._reported == self._target:  # (the first one a refresh under way missed)
+                self._after = now
             self._reported += 1
             self._cond.notify_all()
 
@@ -200,7 +206,7 @@ class DeriveWorker:
                     if self._closing or self._stopping:
                         return
                     self._cond.wait(0.05 if self._derived < self._reported else None)
-                target = self._reported
+                target = self._target = self._reported
             try:
                 while not self._stopping and self._refresh():
                     self.stats.add_cpu(cpu.lap())
@@ -221,8 +227,8 @@ class DeriveWorker:
                     self._cond.notify_all()
                     return
                 self._derived = target
-                if self._derived < self._reported:
-                    self._oldest = time.monotonic()
+                if self._derived < self._reported:  # (those that came in meanwhile)
+                    self._oldest = self._after
                 self._cond.notify_all()
 
 

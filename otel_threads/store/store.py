@@ -84,7 +84,7 @@ class Store(Deriving, Healing, Recycling, Checkpointing, IndexMemory):
         *,
         connection_factory: Callable[[str], duckdb.DuckDBPyConnection] | None = None,
         on_open: Hook | None = None,
-        derive_max_lag_s: float = 5.0,
+        derive_max_lag_s: float = 1.0,
         heal_interval_s: float = 1.0,
         recycle_after_s: float | None = RECYCLE_AFTER_S,
         derive_workers: int = 1,
