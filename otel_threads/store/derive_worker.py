@@ -50,8 +50,9 @@ class DeriveWorker:
     waits, unless the oldest commit it has not derived is ``max_lag_s`` old; so
     acknowledgements never wait for derivation, and under a sustained load that
     derivation follows the derived views lag by about ``max_lag_s`` and a refresh at
-    most (a commit counts from when it came, also during a refresh). `sync` waits until every
-    commit reported so far is derived. ``busy_s`` is the time its refreshes took.
+    most (a commit counts from when it came, also during a refresh). `sync` waits
+    until every commit reported so far is derived. ``busy_s`` is the time its
+    refreshes took.
     """
 
     def __init__(
