@@ -1,7 +1,8 @@
 """What this machine leaves the collector: the soak's senders against a receiver that only
-parses, and against the collector, in one run.
+parses, against the collector, and against the collector with derivation off, in one run.
 
     python bench/ceiling.py [--exporters 4,32] [--seconds 60] [--rounds 2]
+                            [--receivers parse,collector,ingest-only]
 
 `bench/soak.py` runs its senders on the collector's machine: their CPU (making turns,
 encoding requests, gRPC) comes out of what the collector gets. Here the same senders
@@ -33,6 +34,7 @@ import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from typing import IO
 
 import grpc
 from collector_process import start_collector
@@ -108,10 +110,37 @@ def feed(target: str, exporters: int, processes: int, seconds: float) -> tuple[f
     return spans / took, busy, own
 
 
+RECEIVERS = ("parse", "collector", "ingest-only")
+#: On PYTHONPATH, a collector's ``sitecustomize`` that turns its derivation off.
+INGEST_ONLY = Path(__file__).resolve().parent / "ingest_only"
+
+
+@contextlib.contextmanager
+def collector(db: Path, log: IO[str], ingest_only: bool = False) -> Iterator[dict]:
+    """``python -m otel_threads.collector`` on ``db`` with gRPC on a free port (with
+    ``ingest_only``: no derivation, `INGEST_ONLY`), running; yields its holder note (its
+    URLs), and stops it after (as Ctrl-C would: everything acknowledged on disk)."""
+    before = os.environ.get("PYTHONPATH")
+    if ingest_only:
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(INGEST_ONLY), before) if p)
+    try:
+        proc, note = start_collector(db, log, "--grpc", "127.0.0.1:0")
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+    try:
+        yield note
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
 @contextlib.contextmanager
 def receiver(kind: str) -> Iterator[str]:
-    """A ``parse`` server or a ``collector`` on a new file, running; yields its gRPC
-    target, and stops it after."""
+    """A ``parse`` server, or a ``collector`` (``ingest-only``: without derivation) on a
+    new file, running; yields its gRPC target, and stops it after."""
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "parse":
             ready, stop = mp.Queue(), mp.Event()
@@ -123,13 +152,11 @@ def receiver(kind: str) -> Iterator[str]:
                 stop.set()
                 server.join(timeout=30)
             return
-        with (Path(tmp) / "collector.log").open("w") as log:
-            proc, note = start_collector(Path(tmp) / "c.duckdb", log, "--grpc", "127.0.0.1:0")
-            try:
-                yield note["grpc"].split("://")[-1]
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+        with (
+            (Path(tmp) / "collector.log").open("w") as log,
+            collector(Path(tmp) / "c.duckdb", log, kind == "ingest-only") as note,
+        ):
+            yield note["grpc"].split("://")[-1]
 
 
 def main() -> None:
@@ -138,26 +165,30 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="measured per receiver")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--processes", type=int, default=2, help="sender processes")
+    ap.add_argument("--receivers", default=",".join(RECEIVERS), help="comma-separated")
     args = ap.parse_args()
+    kinds = args.receivers.split(",")
+    if unknown := set(kinds) - set(RECEIVERS):
+        ap.error(f"unknown receivers {sorted(unknown)}: choose from {', '.join(RECEIVERS)}")
     print(f"{os.cpu_count()} CPUs; {args.seconds:g} s per receiver and round")
-    row = "{:>9} {:>6} {:>10} {:>9} {:>11} {:>8}"
+    row = "{:>9} {:>6} {:>11} {:>9} {:>11} {:>8}"
     print(row.format("exporters", "round", "receiver", "acked/s", "cores busy", "senders"))
     for exporters in (int(n) for n in args.exporters.split(",")):
-        rates: dict[str, list[float]] = {"parse": [], "collector": []}
+        rates: dict[str, list[float]] = {kind: [] for kind in kinds}
         for r in range(args.rounds):
-            for kind in ("parse", "collector") if r % 2 == 0 else ("collector", "parse"):
+            for kind in kinds[r % len(kinds) :] + kinds[: r % len(kinds)]:
                 with receiver(kind) as target:
                     rate, busy, own = feed(target, exporters, args.processes, args.seconds)
                 rates[kind].append(rate)
                 print(
                     row.format(exporters, r + 1, kind, f"{rate:,.0f}", f"{busy:.2f}", f"{own:.2f}")
                 )
-        parse, coll = statistics.median(rates["parse"]), statistics.median(rates["collector"])
-        print(row.format(exporters, "median", "parse", f"{parse:,.0f}", "", ""))
-        print(
-            row.format(exporters, "median", "collector", f"{coll:,.0f}", "", "")
-            + f"  ({coll / parse:.0%} of parse-only)"
-        )
+        medians = {kind: statistics.median(rates[kind]) for kind in kinds}
+        for kind, rate in medians.items():
+            share = ""
+            if kind != "parse" and "parse" in medians:
+                share = f"  ({rate / medians['parse']:.0%} of parse-only)"
+            print(row.format(exporters, "median", kind, f"{rate:,.0f}", "", "") + share)
 
 
 if __name__ == "__main__":
