@@ -65,6 +65,9 @@ def _attr(key: str, value: str | int | bool) -> bytes:
     return _len(9, _len(1, key.encode()) + _len(2, any_value))
 
 
+_U64 = struct.Struct("<Q")
+
+
 def _span(
     trace_id: bytes, span_id: bytes, parent: bytes | None, name: bytes, start: int, attrs: bytes
 ) -> bytes:
@@ -84,10 +87,8 @@ def _span(
             attrs,
         )
     )
-    return _TAGS[2] + _varint(len(body)) + body
+    return _len(2, body)
 
-
-_U64 = struct.Struct("<Q")
 
 _COMMON = b"".join(
     _attr(k, v)

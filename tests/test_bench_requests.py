@@ -111,8 +111,8 @@ def test_requests_decode_to_the_conversations():
             for tool in (tool_a, tool_b):
                 attrs = _attrs(tool)
                 assert attrs.pop("gen_ai.tool.name") == "lookup_order"
-                assert attrs == {k: v for k, v in turn.items() if k not in ("otel_threads.is_turn",
-                                                                            "turn.n")}  # fmt: skip
+                per_turn = ("otel_threads.is_turn", "turn.n")
+                assert attrs == {k: v for k, v in turn.items() if k not in per_turn}
     # conversations ended (at their length) and new ones began, each numbered from 0
     assert conversations.started > bench.ACTIVE_THREADS
     lengths = {n for n, _ in bench.LENGTHS}
